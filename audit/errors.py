@@ -1,0 +1,35 @@
+"""Exception hierarchy of the audit package: every failure is an :class:`AuditError`."""
+
+from __future__ import annotations
+
+
+class AuditError(Exception):
+    """Base class of every error raised by :mod:`audit`."""
+
+
+class CanonicalizationError(AuditError, ValueError):
+    """A value has no exact canonical JSON form (naive datetime, NaN, huge int, ...)."""
+
+
+class EntryError(AuditError, ValueError):
+    """An audit entry is incomplete or inconsistent (missing reason, bad actor, ...)."""
+
+
+class ProofError(AuditError):
+    """An inclusion or consistency proof could not be produced or did not verify."""
+
+
+class CheckpointError(AuditError, ValueError):
+    """A checkpoint or signed note is malformed, or its signature does not verify."""
+
+
+class SigningKeyError(AuditError):
+    """A signing key is unknown, revoked, outside its validity, or cannot be unlocked."""
+
+
+class StorageError(AuditError):
+    """The ledger storage refused an operation or is in an unexpected state."""
+
+
+class AppendOnlyViolation(StorageError):
+    """An UPDATE, DELETE or TRUNCATE was attempted on an append-only ledger table."""

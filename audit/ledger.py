@@ -1,0 +1,450 @@
+"""The append-only, hash-chained, Merkle-logged audit ledger.
+
+Appending takes the database's write lock (SQLite ``BEGIN IMMEDIATE``,
+PostgreSQL a transaction-scoped advisory lock), reads the tail under that
+lock, and inserts the new rows in the same transaction, so concurrent
+appenders in several processes get gapless, unforked sequence numbers. An
+append returns only after the commit, i.e. once the database reports the
+rows durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, inspect, insert, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from audit.canonical import format_timestamp
+from audit.db import open_engine
+from audit.entry import GENESIS_PREV, AuditEvent, Entry, encode_entry, parse_entry
+from audit.errors import EntryError, ProofError, StorageError
+from audit.merkle import (
+    HASH_SIZE,
+    extend_frontier,
+    frontier_indexes,
+    prove_consistency,
+    prove_inclusion,
+    record_hash,
+    split_stored_hash_index,
+    stored_hash_index,
+    tree_hash,
+)
+from audit.schema import CheckpointRow, EntryRow, LogMetaRow, create_schema
+
+__all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger", "StoredRow"]
+
+# Arbitrary but fixed: the advisory lock every appender of one database takes.
+_PG_APPEND_LOCK = 0x67786D6573  # "gxmes"
+_entry_table = EntryRow.__table__
+_sha256 = hashlib.sha256
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReceipt:
+    """What a durable batch append produced: sequence numbers first_seq .. first_seq+count-1."""
+
+    first_seq: int
+    leaf_hashes: tuple[bytes, ...]
+    tree_size: int
+
+    @property
+    def seqs(self) -> range:
+        """The sequence numbers assigned, in order."""
+        return range(self.first_seq, self.first_seq + len(self.leaf_hashes))
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """RFC 9162 inclusion proof of one entry in a tree of ``tree_size`` entries."""
+
+    leaf_index: int
+    tree_size: int
+    leaf_hash: bytes
+    path: tuple[bytes, ...]
+    root: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form used by ``gxpmes audit prove --json`` (hex hashes)."""
+        return {
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "leaf_hash": self.leaf_hash.hex(),
+            "path": [h.hex() for h in self.path],
+            "root": self.root.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    """RFC 9162 consistency proof between two tree sizes of the same log."""
+
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    path: tuple[bytes, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form with hex hashes."""
+        return {
+            "old_size": self.old_size,
+            "new_size": self.new_size,
+            "old_root": self.old_root.hex(),
+            "new_root": self.new_root.hex(),
+            "path": [h.hex() for h in self.path],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """An entry row exactly as stored, for verification and export."""
+
+    seq: int
+    canonical: bytes
+    leaf_hash: bytes
+    tree_hashes: bytes
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """An audit ledger stored in one database.
+
+    Use :meth:`open` for a path or URL; pass an :class:`~sqlalchemy.Engine`
+    made by :func:`audit.db.open_engine` to share one with an application.
+    ``reason_required_actions`` names actions that change or delete GxP data;
+    appending one of them without a reason raises :class:`EntryError`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        reason_required_actions: frozenset[str] | set[str] = frozenset(),
+        clock: Callable[[], datetime] = _utc_now,
+        origin: str | None = None,
+        create: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.reason_required_actions = frozenset(reason_required_actions)
+        self._clock = clock
+        self._is_pg = engine.dialect.name == "postgresql"
+        # The tree's right frontier after our last append; checked under the lock.
+        self._frontier_hashes: list[bytes] = []
+        self._frontier_size = -1
+        self._frontier_prev = b""
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        columns = [c.name for c in _entry_table.columns]
+        self._insert_sql = (
+            f"INSERT INTO audit_entry ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        )
+        if create:
+            create_schema(engine)
+            self._origin = self._ensure_origin(origin)
+        else:
+            if not inspect(engine).has_table("audit_entry"):
+                raise StorageError("this database holds no audit ledger (table audit_entry missing)")
+            self._origin = self._read_origin()
+
+    @classmethod
+    def open(
+        cls,
+        url_or_path: str | Path,
+        *,
+        read_only: bool = False,
+        **options: Any,
+    ) -> Ledger:
+        """Open (and unless ``read_only``, create) the ledger at a URL or SQLite path."""
+        engine = open_engine(url_or_path, read_only=read_only)
+        return cls(engine, create=not read_only, **options)
+
+    def close(self) -> None:
+        """Release the engine's connections."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------- identity
+
+    @property
+    def origin(self) -> str:
+        """The log's unique name: first line of every checkpoint."""
+        return self._origin
+
+    def _read_origin(self) -> str:
+        with self._read() as conn:
+            value = conn.scalar(select(LogMetaRow.value).where(LogMetaRow.name == "origin"))
+        if value is None:
+            raise StorageError("ledger has no origin recorded")
+        return value
+
+    def _ensure_origin(self, origin: str | None) -> str:
+        with self.engine.begin() as conn:
+            self._lock(conn)
+            existing = conn.scalar(select(LogMetaRow.value).where(LogMetaRow.name == "origin"))
+            if existing is not None:
+                if origin is not None and origin != existing:
+                    raise StorageError(f"ledger origin is {existing!r}, not {origin!r}")
+                return existing
+            chosen = origin or f"gxpmes.local/audit/{uuid.uuid4()}"
+            if not chosen.strip() or "\n" in chosen:
+                raise StorageError(f"invalid log origin {chosen!r}")
+            conn.execute(insert(LogMetaRow).values(name="origin", value=chosen))
+            return chosen
+
+    # -------------------------------------------------------------- locking
+
+    def _lock(self, conn: Connection) -> None:
+        # SQLite already holds the write lock from BEGIN IMMEDIATE.
+        if self._is_pg:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
+
+    def _read(self) -> Any:
+        return self.engine.connect().execution_options(ledger_read=True)
+
+    # -------------------------------------------------------------- reading
+
+    @staticmethod
+    def _tail(conn: Connection) -> tuple[int, bytes]:
+        row = conn.execute(
+            select(EntryRow.seq, EntryRow.leaf_hash).order_by(EntryRow.seq.desc()).limit(1)
+        ).first()
+        if row is None:
+            return 0, GENESIS_PREV
+        return row.seq + 1, bytes(row.leaf_hash)
+
+    def size(self) -> int:
+        """Number of entries (highest seq + 1)."""
+        with self._read() as conn:
+            return self._tail(conn)[0]
+
+    def head(self) -> tuple[int, bytes]:
+        """``(tree size, hash of the last entry)``: the chain head a checkpoint records."""
+        with self._read() as conn:
+            return self._tail(conn)
+
+    def _db_hashes(self, conn: Connection, indexes: Sequence[int]) -> dict[int, bytes]:
+        owners: dict[int, list[tuple[int, int]]] = {}
+        for index in indexes:
+            level, k = split_stored_hash_index(index)
+            owners.setdefault(((k + 1) << level) - 1, []).append((index, level))
+        found: dict[int, bytes] = {}
+        rows = conn.execute(
+            select(EntryRow.seq, EntryRow.leaf_hash, EntryRow.tree_hashes).where(
+                EntryRow.seq.in_(list(owners))
+            )
+        )
+        for row in rows:
+            for index, level in owners[row.seq]:
+                if level == 0:
+                    found[index] = bytes(row.leaf_hash)
+                else:
+                    blob = bytes(row.tree_hashes)
+                    found[index] = blob[(level - 1) * HASH_SIZE : level * HASH_SIZE]
+        bad = [i for i in indexes if len(found.get(i, b"")) != HASH_SIZE]
+        if bad:
+            level, k = split_stored_hash_index(bad[0])
+            raise StorageError(
+                f"stored hash (level {level}, index {k}) missing: entry "
+                f"{((k + 1) << level) - 1} is missing or damaged"
+            )
+        return found
+
+    def hash_reader(self, conn: Connection) -> Callable[[Sequence[int]], list[bytes]]:
+        """A :data:`audit.merkle.HashReader` over this database connection."""
+
+        def read(indexes: Sequence[int]) -> list[bytes]:
+            found = self._db_hashes(conn, indexes)
+            return [found[i] for i in indexes]
+
+        return read
+
+    def root(self, tree_size: int | None = None) -> bytes:
+        """RFC 9162 root hash of the first ``tree_size`` entries (default: all)."""
+        with self._read() as conn:
+            size = self._tail(conn)[0] if tree_size is None else tree_size
+            if size < 0:
+                raise ProofError(f"negative tree size {size}")
+            return tree_hash(size, self.hash_reader(conn))
+
+    def entry(self, seq: int) -> Entry:
+        """The entry with sequence number ``seq``."""
+        with self._read() as conn:
+            canonical = conn.scalar(select(EntryRow.canonical).where(EntryRow.seq == seq))
+        if canonical is None:
+            raise StorageError(f"no audit entry with seq {seq}")
+        return parse_entry(bytes(canonical))
+
+    def entries_for(self, object_type: str, object_id: str) -> list[Entry]:
+        """Every entry about one object, in order: that object's audit trail."""
+        with self._read() as conn:
+            rows = conn.scalars(
+                select(EntryRow.canonical)
+                .where(EntryRow.object_type == object_type, EntryRow.object_id == object_id)
+                .order_by(EntryRow.seq)
+            )
+            return [parse_entry(bytes(c)) for c in rows]
+
+    def iter_rows(self, start: int = 0, stop: int | None = None, chunk: int = 20_000) -> Iterator[StoredRow]:
+        """Stored rows in seq order, fetched in chunks (keyset pagination)."""
+        with self._read() as conn:
+            last = start - 1
+            while True:
+                query = (
+                    select(EntryRow.seq, EntryRow.canonical, EntryRow.leaf_hash, EntryRow.tree_hashes)
+                    .where(EntryRow.seq > last)
+                    .order_by(EntryRow.seq)
+                    .limit(chunk)
+                )
+                if stop is not None:
+                    query = query.where(EntryRow.seq < stop)
+                rows = conn.execute(query).all()
+                for seq, canonical, leaf, tree in rows:
+                    yield StoredRow(seq, bytes(canonical), bytes(leaf), bytes(tree))
+                if len(rows) < chunk:
+                    return
+                last = rows[-1][0]
+
+    # -------------------------------------------------------------- proofs
+
+    def prove_inclusion(self, seq: int, tree_size: int | None = None) -> InclusionProof:
+        """Inclusion proof of entry ``seq`` in the tree of ``tree_size`` (default: current)."""
+        with self._read() as conn:
+            current = self._tail(conn)[0]
+            size = current if tree_size is None else tree_size
+            if size > current:
+                raise ProofError(f"the log holds {current} entries, not {size}")
+            reader = self.hash_reader(conn)
+            path = prove_inclusion(size, seq, reader)
+            leaf = reader([stored_hash_index(0, seq)])[0]
+            return InclusionProof(seq, size, leaf, tuple(path), tree_hash(size, reader))
+
+    def prove_consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
+        """Consistency proof from ``old_size`` to ``new_size`` (default: current size)."""
+        with self._read() as conn:
+            current = self._tail(conn)[0]
+            size = current if new_size is None else new_size
+            if size > current:
+                raise ProofError(f"the log holds {current} entries, not {size}")
+            reader = self.hash_reader(conn)
+            path = prove_consistency(size, old_size, reader)
+            return ConsistencyProof(
+                old_size, size, tree_hash(old_size, reader), tree_hash(size, reader), tuple(path)
+            )
+
+    # ------------------------------------------------------------- appending
+
+    def _check_reason(self, event: AuditEvent) -> None:
+        if not isinstance(event, AuditEvent):
+            raise EntryError(f"expected an AuditEvent, got {type(event).__name__}")
+        if event.reason is None and event.action in self.reason_required_actions:
+            raise EntryError(
+                f"action {event.action!r} on {event.object_type} {event.object_id!r} "
+                "changes GxP data and needs a reason"
+            )
+
+    def append(self, event: AuditEvent) -> Entry:
+        """Append one entry durably and return it."""
+        receipt, entries = self._append(
+            [event], keep_entries=True
+        )
+        return entries[0]
+
+    def append_many(self, events: Sequence[AuditEvent]) -> BatchReceipt:
+        """Append many entries in one transaction: all become durable, or none does."""
+        receipt, _ = self._append(events, keep_entries=False)
+        return receipt
+
+    def _append(
+        self, events: Sequence[AuditEvent], *, keep_entries: bool
+    ) -> tuple[BatchReceipt, list[Entry]]:
+        for event in events:
+            self._check_reason(event)
+        if not events:
+            size = self.size()
+            return BatchReceipt(size, (), size), []
+        recorded_at = self._clock()
+        if recorded_at.utcoffset() is None:
+            raise EntryError("the ledger clock returned a naive datetime")
+        stamp = format_timestamp(recorded_at)
+        try:
+            with self.engine.begin() as conn:
+                self._lock(conn)
+                size, prev = self._tail(conn)
+                frontier = self._frontier(conn, size, prev)
+                rows: list[tuple[Any, ...]] = []
+                leaves: list[bytes] = []
+                entries: list[Entry] = []
+                n = size
+                for event in events:
+                    canonical = encode_entry(n, stamp, prev, event)
+                    leaf = _sha256(b"\x00" + canonical).digest()  # record_hash, inlined
+                    interior = b"".join(extend_frontier(frontier, n, leaf))
+                    rows.append(
+                        (
+                            n,
+                            stamp,
+                            event.actor.user_id,
+                            event.action,
+                            event.object_type,
+                            event.object_id,
+                            canonical,
+                            leaf,
+                            interior,
+                        )
+                    )
+                    if keep_entries:
+                        entries.append(Entry(n, recorded_at, prev, event, canonical))
+                    leaves.append(leaf)
+                    prev = leaf
+                    n += 1
+                # Straight to the driver's executemany: this is the ingest hot path.
+                conn.exec_driver_sql(self._insert_sql, rows)
+        except IntegrityError as exc:
+            self._frontier_size = -1
+            raise StorageError(f"append conflicted with another writer: {exc.orig}") from exc
+        except DBAPIError as exc:
+            self._frontier_size = -1
+            raise StorageError(f"append failed, nothing was written: {exc.orig}") from exc
+        except BaseException:
+            self._frontier_size = -1
+            raise
+        self._keep_frontier(n, prev, frontier)
+        return BatchReceipt(size, tuple(leaves), n), entries
+
+    def _frontier(self, conn: Connection, size: int, prev: bytes) -> list[bytes]:
+        """The right frontier for ``size``: reuse ours if no one else appended, else read it."""
+        if size == self._frontier_size and prev == self._frontier_prev:
+            return list(self._frontier_hashes)
+        indexes = frontier_indexes(size)
+        found = self._db_hashes(conn, indexes) if indexes else {}
+        return [found[i] for i in indexes]
+
+    def _keep_frontier(self, size: int, prev: bytes, frontier: list[bytes]) -> None:
+        self._frontier_hashes = frontier
+        self._frontier_size = size
+        self._frontier_prev = prev
+
+    # ----------------------------------------------------------- checkpoints
+
+    def record_checkpoint(self, tree_size: int, note: str) -> None:
+        """Keep a copy of an issued checkpoint in the database (append-only table)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(CheckpointRow).values(
+                    tree_size=tree_size, created_at=format_timestamp(self._clock()), note=note
+                )
+            )
+
+    def checkpoints(self) -> list[str]:
+        """Signed checkpoint notes kept in the database, oldest first."""
+        with self._read() as conn:
+            return list(conn.scalars(select(CheckpointRow.note).order_by(CheckpointRow.id)))
+

@@ -1,0 +1,185 @@
+"""Ledger tables (SQLAlchemy 2.0 typed declarative) and the append-only guards.
+
+Every ledger table is insert-only. The database enforces it, not only this
+code: triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), and on
+PostgreSQL those privileges are revoked from PUBLIC as well. An application
+bug or a hand-typed SQL statement therefore cannot rewrite history; only
+someone able to drop the triggers can, and verification catches that.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "LEDGER_TABLES",
+    "Base",
+    "CheckpointRow",
+    "EntryRow",
+    "KeyRevocationRow",
+    "KeyRow",
+    "LogMetaRow",
+    "create_schema",
+    "install_append_only_guards",
+]
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the audit package's own tables."""
+
+
+class LogMetaRow(Base):
+    """Log-wide facts written once at creation (the log's origin line)."""
+
+    __tablename__ = "audit_log_meta"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class EntryRow(Base):
+    """One audit entry: its canonical bytes and the Merkle hashes it stores.
+
+    ``canonical`` is the source of truth; ``actor_id``, ``action``,
+    ``object_type``, ``object_id`` and ``recorded_at`` repeat parts of it for
+    queries. ``leaf_hash`` is the RFC 9162 leaf hash; ``tree_hashes`` holds the
+    interior hashes of the subtrees this record completes (32 bytes each,
+    level 1 first) — the dense stored-hash layout of :mod:`audit.merkle`.
+    """
+
+    __tablename__ = "audit_entry"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[str] = mapped_column(String(27))
+    actor_id: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(128))
+    object_type: Mapped[str] = mapped_column(String(128))
+    object_id: Mapped[str] = mapped_column(String(512))
+    canonical: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    tree_hashes: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_audit_entry_object", "object_type", "object_id"),)
+
+
+class CheckpointRow(Base):
+    """A signed checkpoint, as issued (a copy kept *outside* the DB is what counts)."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[str] = mapped_column(String(27))
+    note: Mapped[str] = mapped_column(Text)
+
+
+class KeyRow(Base):
+    """A public checkpoint-signing key with its validity interval (never the private key)."""
+
+    __tablename__ = "audit_key"
+
+    key_id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    valid_from: Mapped[str] = mapped_column(String(27))
+    valid_until: Mapped[str | None] = mapped_column(String(27), nullable=True)
+    registered_at: Mapped[str] = mapped_column(String(27))
+
+
+class KeyRevocationRow(Base):
+    """Revocation of a key: from ``revoked_at`` on, its signatures are not trusted."""
+
+    __tablename__ = "audit_key_revocation"
+
+    key_id: Mapped[str] = mapped_column(
+        String(8), ForeignKey("audit_key.key_id"), primary_key=True
+    )
+    revoked_at: Mapped[str] = mapped_column(String(27))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+LEDGER_TABLES: tuple[str, ...] = (
+    "audit_log_meta",
+    "audit_entry",
+    "audit_checkpoint",
+    "audit_key",
+    "audit_key_revocation",
+)
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION gxpmes_audit_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'append-only audit table %: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
+
+
+def install_append_only_guards(engine: Engine, tables: tuple[str, ...] = LEDGER_TABLES) -> None:
+    """Install the triggers (and on PostgreSQL the REVOKEs) that make ``tables`` insert-only.
+
+    Idempotent; usable for tables of other packages that must be append-only too.
+    """
+    dialect = engine.dialect.name
+    with engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(text(_PG_FUNCTION))
+            for table in tables:
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}"))
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                        "FOR EACH ROW EXECUTE FUNCTION gxpmes_audit_refuse_change()"
+                    )
+                )
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}"))
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                        "FOR EACH STATEMENT EXECUTE FUNCTION gxpmes_audit_refuse_change()"
+                    )
+                )
+                conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC"))
+        elif dialect == "sqlite":
+            for table in tables:
+                for op in ("UPDATE", "DELETE"):
+                    conn.execute(
+                        text(
+                            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} "
+                            f"BEFORE {op} ON {table} BEGIN "
+                            f"SELECT RAISE(ABORT, 'append-only audit table {table}: {op} refused'); "
+                            "END"
+                        )
+                    )
+        else:  # pragma: no cover - guarded by the engine factory
+            raise NotImplementedError(f"no append-only guards for dialect {dialect}")
+
+
+def grant_append_only(engine: Engine, role: str, tables: tuple[str, ...] = LEDGER_TABLES) -> None:
+    """PostgreSQL: let ``role`` read and insert into the ledger tables, and nothing more."""
+    if engine.dialect.name != "postgresql":
+        raise NotImplementedError("roles and privileges exist on PostgreSQL only")
+    quoted = engine.dialect.identifier_preparer.quote(role)
+    with engine.begin() as conn:
+        for table in tables:
+            conn.execute(text(f"GRANT SELECT, INSERT ON {table} TO {quoted}"))
+            conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {quoted}"))
+        conn.execute(text(f"GRANT USAGE ON SEQUENCE audit_checkpoint_id_seq TO {quoted}"))
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the ledger tables if missing and install their append-only guards."""
+    Base.metadata.create_all(engine)
+    install_append_only_guards(engine)
