@@ -15,8 +15,9 @@ so that nothing is ever rounded or reinterpreted:
 * aware :class:`datetime.datetime` → RFC 3339 in UTC with microseconds
   (``"2026-01-02T03:04:05.000006Z"``). Naive datetimes are rejected.
 
-Integers outside ±(2**53 - 1) are rejected: JCS numbers are doubles and such an
-integer would silently lose digits; pass a Decimal or a string instead.
+Integers that are not exactly a double (most beyond ±2**53) are rejected: JCS
+numbers are doubles and such an integer would silently lose digits; pass a
+Decimal or a string instead.
 """
 
 from __future__ import annotations
@@ -105,11 +106,20 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(_encode_string(_check_string(value)))
     elif isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise CanonicalizationError(
-                f"integer {value} exceeds 2**53-1 and would lose digits; use Decimal or str"
-            )
-        out.append(str(int(value)))
+        if abs(value) <= MAX_SAFE_INTEGER:
+            out.append(str(int(value)))
+        else:
+            # A JCS number is a double: larger integers are fine only if exact.
+            try:
+                as_double = float(value)
+            except OverflowError:
+                as_double = math.inf
+            if as_double != value:
+                raise CanonicalizationError(
+                    f"integer {value} is not exactly a double and would lose digits; "
+                    "use Decimal or str"
+                )
+            out.append(number_to_json(as_double))
     elif isinstance(value, float):
         out.append(number_to_json(value))
     elif isinstance(value, Decimal):

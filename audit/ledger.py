@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from audit.canonical import format_timestamp
 from audit.db import open_engine
 from audit.entry import GENESIS_PREV, AuditEvent, Entry, encode_entry, parse_entry
-from audit.errors import EntryError, ProofError, StorageError
+from audit.checkpoint import Checkpoint, sign_checkpoint
+from audit.errors import EntryError, ProofError, SigningKeyError, StorageError
+from audit.keys import KeyRegistry, TrustedKey
 from audit.merkle import (
     HASH_SIZE,
     extend_frontier,
@@ -36,6 +38,7 @@ from audit.merkle import (
     stored_hash_index,
     tree_hash,
 )
+from audit.note import NoteSigner
 from audit.schema import CheckpointRow, EntryRow, LogMetaRow, create_schema
 
 __all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger", "StoredRow"]
@@ -292,6 +295,29 @@ class Ledger:
             )
             return [parse_entry(bytes(c)) for c in rows]
 
+    def iter_raw_rows(self, chunk: int = 50_000) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+        """``(seq, canonical, leaf_hash, tree_hashes)`` for every row, in seq order.
+
+        The verification hot path: keyset-paginated driver-level fetches.
+        """
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry "
+            f"WHERE seq > {mark} ORDER BY seq LIMIT {int(chunk)}"
+        )
+        with self._read() as conn:
+            last = -1
+            while True:
+                rows = conn.exec_driver_sql(sql, (last,)).fetchall()
+                if self._is_pg:
+                    for seq, canonical, leaf, tree in rows:
+                        yield seq, bytes(canonical), bytes(leaf), bytes(tree)
+                else:
+                    yield from rows  # sqlite3 already returns bytes
+                if len(rows) < chunk:
+                    return
+                last = rows[-1][0]
+
     def iter_rows(self, start: int = 0, stop: int | None = None, chunk: int = 20_000) -> Iterator[StoredRow]:
         """Stored rows in seq order, fetched in chunks (keyset pagination)."""
         with self._read() as conn:
@@ -433,6 +459,47 @@ class Ledger:
         self._frontier_prev = prev
 
     # ----------------------------------------------------------- checkpoints
+
+    @property
+    def keys(self) -> KeyRegistry:
+        """The registry of public checkpoint keys kept in this database."""
+        return KeyRegistry(self.engine)
+
+    def checkpoint(self, signer: NoteSigner) -> str:
+        """Sign a checkpoint of the log as it is now; returns the signed note text.
+
+        The signer's public key is registered in the key registry (if new) and a
+        copy of the note is kept in the database; keep another copy elsewhere.
+        """
+        registered = self.keys.register(signer)
+        now = self._clock()
+        problem = registered.problem_at(now)
+        if problem is not None:
+            raise SigningKeyError(f"refusing to sign with an invalid key: {problem}")
+        with self._read() as conn:
+            size, head = self._tail(conn)
+            root = tree_hash(size, self.hash_reader(conn))
+        note = sign_checkpoint(Checkpoint(self.origin, size, root, head, now), signer)
+        self.record_checkpoint(size, note)
+        return note
+
+    def apply_revocations(self, trusted: Sequence[TrustedKey]) -> list[TrustedKey]:
+        """``trusted`` with revocations recorded in this database applied.
+
+        Trust itself comes only from the caller; the database may only take it away.
+        """
+        registered = {k.key_id: k for k in self.keys.keys()}
+        result = []
+        for key in trusted:
+            known = registered.get(key.key_id)
+            if known is not None and known.revoked_at is not None and (
+                key.revoked_at is None or known.revoked_at < key.revoked_at
+            ):
+                key = replace(
+                    key, revoked_at=known.revoked_at, revocation_reason=known.revocation_reason
+                )
+            result.append(key)
+        return result
 
     def record_checkpoint(self, tree_size: int, note: str) -> None:
         """Keep a copy of an issued checkpoint in the database (append-only table)."""

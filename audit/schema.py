@@ -14,6 +14,7 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -77,7 +78,9 @@ class CheckpointRow(Base):
 
     __tablename__ = "audit_checkpoint"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     tree_size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[str] = mapped_column(String(27))
     note: Mapped[str] = mapped_column(Text)

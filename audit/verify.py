@@ -1,0 +1,389 @@
+"""Independent verification of a ledger, a checkpoint, and single proofs.
+
+:func:`verify_ledger` re-derives everything from the stored canonical bytes —
+leaf hashes, the hash chain, every stored Merkle hash, the root — and, given a
+signed checkpoint and the keys to trust, checks that the log still contains
+what was checkpointed. It reads only, so it runs on a read-only copy, and it
+stops at the first problem, naming its sequence number and kind.
+
+:func:`verify_inclusion` and :func:`verify_consistency` need no database at
+all: the proof, the entry (or its leaf hash), the checkpoint and a public key.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from audit.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint
+from audit.entry import GENESIS_PREV
+from audit.errors import CheckpointError, ProofError
+from audit.keys import TrustedKey
+from audit.merkle import (
+    EMPTY_TREE_HASH,
+    check_consistency,
+    check_inclusion,
+    extend_frontier,
+    node_hash,
+    record_hash,
+)
+from audit.note import NoteVerifier
+
+__all__ = [
+    "Problem",
+    "VerificationReport",
+    "check_checkpoint_signature",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_ledger",
+    "verify_rows",
+]
+
+
+class Problem(enum.StrEnum):
+    """Kinds of integrity problems verification reports."""
+
+    HASH_MISMATCH = "hash_mismatch"
+    """An entry's bytes no longer hash to its stored leaf hash (edited entry)."""
+    CHAIN_BREAK = "chain_break"
+    """An entry's ``prev`` is not the hash of the entry before it."""
+    GAP = "gap"
+    """A sequence number is missing (deleted entry)."""
+    SEQ_MISMATCH = "seq_mismatch"
+    """An entry is stored under another seq than it was written with (reordered / forged)."""
+    TREE_HASH_MISMATCH = "tree_hash_mismatch"
+    """A stored Merkle interior hash does not match the entries below it."""
+    MALFORMED_ENTRY = "malformed_entry"
+    """An entry's bytes are not a canonical audit entry."""
+    BAD_SIGNATURE = "bad_signature"
+    """The checkpoint's signature does not verify."""
+    UNKNOWN_KEY = "unknown_key"
+    """The checkpoint is signed by no trusted key."""
+    REVOKED_KEY = "revoked_key"
+    """The checkpoint's key was revoked, expired or not yet valid at the checkpoint's time."""
+    CHECKPOINT_MALFORMED = "checkpoint_malformed"
+    """The checkpoint text cannot be parsed."""
+    CHECKPOINT_INCONSISTENT = "checkpoint_inconsistent"
+    """The log's first <size> entries no longer have the checkpointed root, or origin differs."""
+    TRUNCATED = "truncated"
+    """The log holds fewer entries than a checkpoint vouches for."""
+
+
+@dataclass
+class VerificationReport:
+    """The outcome of a verification: never just a bool."""
+
+    ok: bool
+    entries: int
+    tree_size: int
+    root: str
+    first_bad_seq: int | None = None
+    problem: Problem | None = None
+    detail: str = ""
+    chain_head: str = ""
+    checkpoint_size: int | None = None
+    checkpoint_key_id: str | None = None
+    checkpoints_checked: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form used by ``gxpmes audit verify --json``."""
+        data = asdict(self)
+        data["problem"] = None if self.problem is None else str(self.problem)
+        return data
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        if self.ok:
+            cp = (
+                f", consistent with checkpoint of size {self.checkpoint_size} "
+                f"(key {self.checkpoint_key_id})"
+                if self.checkpoint_size is not None
+                else ""
+            )
+            return f"INTACT: {self.entries} entries, root {self.root}{cp}"
+        where = f" at seq {self.first_bad_seq}" if self.first_bad_seq is not None else ""
+        return f"PROBLEM {self.problem}{where}: {self.detail}"
+
+
+def check_checkpoint_signature(
+    opened: OpenedCheckpoint, trusted: Sequence[TrustedKey]
+) -> tuple[Problem | None, str, str | None]:
+    """Check a checkpoint's signatures against trusted keys.
+
+    Returns ``(problem or None, detail, key id that vouched)``. One valid
+    signature by a trusted key valid at the checkpoint's time suffices.
+    """
+    by_hash = {(k.verifier.name, k.verifier.key_hash): k for k in trusted}
+    worst: tuple[Problem, str, str | None] = (
+        Problem.UNKNOWN_KEY,
+        "checkpoint is signed by no trusted key ("
+        + ", ".join(f"{s.name}/{s.key_id}" for s in opened.signatures)
+        + ")",
+        None,
+    )
+    for signature in opened.signatures:
+        key = by_hash.get((signature.name, signature.key_hash))
+        if key is None:
+            continue
+        if not key.verifier.verify(opened.text.encode("utf-8"), signature.signature):
+            worst = (Problem.BAD_SIGNATURE, f"signature by key {key.key_id} is invalid", key.key_id)
+            continue
+        reason = key.problem_at(opened.checkpoint.timestamp)
+        if reason is not None:
+            if worst[0] is Problem.UNKNOWN_KEY:
+                worst = (Problem.REVOKED_KEY, reason, key.key_id)
+            continue
+        return None, "", key.key_id
+    return worst
+
+
+def _fold(frontier: Sequence[bytes]) -> bytes:
+    if not frontier:
+        return EMPTY_TREE_HASH
+    h = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        h = node_hash(left, h)
+    return h
+
+
+_PREV_MARK = b',"prev":"'
+_SEQ_MARK = b',"seq":'
+
+
+def _chain_fields(canonical: bytes) -> tuple[int, bytes]:
+    """Fast read of ``seq`` and ``prev`` from canonical entry bytes.
+
+    In RFC 8785 form the top-level members are sorted, so ``prev`` and
+    ``seq`` follow ``old``/``new``; a quote inside any JSON string is escaped,
+    so the *last* unescaped ``,"prev":"`` is the top-level member.
+    """
+    at = canonical.rfind(_PREV_MARK)
+    seq_at = canonical.rfind(_SEQ_MARK)
+    if at < 0 or seq_at < at or not canonical.endswith(b',"v":1}'):
+        raise ValueError("entry lacks its prev/seq members")
+    start = at + len(_PREV_MARK)
+    prev = bytes.fromhex(canonical[start : start + 64].decode("ascii"))
+    seq = int(canonical[seq_at + len(_SEQ_MARK) : -len(b',"v":1}')])
+    return seq, prev
+
+
+def _deep_chain_fields(canonical: bytes) -> tuple[int, bytes]:
+    data = json.loads(canonical)
+    seq, prev = data["seq"], bytes.fromhex(data["prev"])
+    if type(seq) is not int:
+        raise ValueError("seq is not an integer")
+    return seq, prev
+
+
+RowTuple = tuple[int, bytes, bytes, bytes]
+
+
+def verify_rows(
+    rows: Iterable[RowTuple],
+    *,
+    checkpoint: OpenedCheckpoint | None = None,
+    trusted_keys: Sequence[TrustedKey] = (),
+    origin: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 100_000,
+    deep: bool = False,
+) -> VerificationReport:
+    """Verify stored rows ``(seq, canonical, leaf_hash, tree_hashes)`` in seq order.
+
+    ``deep`` parses every entry as JSON (slower) instead of reading its
+    ``seq``/``prev`` members in place.
+    """
+    sha256 = hashlib.sha256
+    read_chain = _deep_chain_fields if deep else _chain_fields
+    cp: Checkpoint | None = checkpoint.checkpoint if checkpoint else None
+    report = VerificationReport(ok=True, entries=0, tree_size=0, root=EMPTY_TREE_HASH.hex())
+
+    def fail(problem: Problem, seq: int | None, detail: str) -> VerificationReport:
+        report.ok = False
+        report.problem = problem
+        report.first_bad_seq = seq
+        report.detail = detail
+        return report
+
+    if checkpoint is not None:
+        assert cp is not None
+        report.checkpoint_size = cp.tree_size
+        if origin is not None and cp.origin != origin:
+            return fail(
+                Problem.CHECKPOINT_INCONSISTENT,
+                None,
+                f"checkpoint is for log {cp.origin!r}, this log is {origin!r}",
+            )
+        problem, detail, key_id = check_checkpoint_signature(checkpoint, trusted_keys)
+        report.checkpoint_key_id = key_id
+        if problem is not None:
+            return fail(problem, None, detail)
+        report.checkpoints_checked = 1
+
+    frontier: list[bytes] = []
+    prev = GENESIS_PREV
+    expected = 0
+    for seq, canonical, leaf_stored, tree_stored in rows:
+        if seq != expected:
+            return fail(Problem.GAP, expected, f"entry {expected} is missing (next stored is {seq})")
+        leaf = sha256(b"\x00" + canonical).digest()
+        if leaf != leaf_stored:
+            return fail(Problem.HASH_MISMATCH, seq, f"entry {seq} does not hash to its stored hash")
+        try:
+            written_seq, written_prev = read_chain(canonical)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            return fail(Problem.MALFORMED_ENTRY, seq, f"entry {seq} is not a canonical entry: {exc}")
+        if written_seq != seq:
+            return fail(
+                Problem.SEQ_MISMATCH, seq, f"entry stored as {seq} was written as {written_seq}"
+            )
+        if written_prev != prev:
+            # Entry seq does not link to entry seq-1: which of the two changed?
+            # For odd seq, its stored level-1 hash was built from the original
+            # hash of seq-1; if that agrees with seq's link, seq-1 was altered.
+            blamed = seq
+            if seq & 1 and tree_stored[:32] == node_hash(written_prev, leaf):
+                blamed = seq - 1
+            return fail(
+                Problem.CHAIN_BREAK,
+                blamed,
+                f"entry {seq} links to {written_prev.hex()[:16]}…, but entry {seq - 1} hashes to "
+                f"{prev.hex()[:16]}…",
+            )
+        interior = b"".join(extend_frontier(frontier, seq, leaf))
+        if interior != tree_stored:
+            return fail(
+                Problem.TREE_HASH_MISMATCH,
+                seq,
+                f"stored Merkle hashes of entry {seq} do not match the entries before it",
+            )
+        prev = leaf
+        expected += 1
+        if cp is not None and expected == cp.tree_size:
+            root_at_cp = _fold(frontier)
+            if root_at_cp != cp.root or leaf != cp.chain_head:
+                return fail(
+                    Problem.CHECKPOINT_INCONSISTENT,
+                    None,
+                    f"the first {cp.tree_size} entries no longer have the checkpointed root: "
+                    "history before the checkpoint was rewritten",
+                )
+        if progress is not None and expected % progress_every == 0:
+            progress(expected)
+    report.entries = expected
+    report.tree_size = expected
+    report.root = _fold(frontier).hex()
+    report.chain_head = prev.hex() if expected else ""
+    if progress is not None:
+        progress(expected)
+    if cp is not None and expected < cp.tree_size:
+        return fail(
+            Problem.TRUNCATED,
+            expected,
+            f"the log holds {expected} entries but a checkpoint vouches for {cp.tree_size}",
+        )
+    return report
+
+
+def verify_ledger(
+    ledger: Any,
+    *,
+    checkpoint: str | OpenedCheckpoint | None = None,
+    trusted_keys: Sequence[TrustedKey] = (),
+    progress: Callable[[int], None] | None = None,
+    deep: bool = False,
+) -> VerificationReport:
+    """Verify a :class:`audit.ledger.Ledger` (optionally against a signed checkpoint).
+
+    Keys registered in the ledger's own database are *not* trusted by
+    default — pass ``trusted_keys`` from an independent source (a public key
+    file); revocations recorded in the database are still honoured, since a
+    revocation can only take trust away.
+    """
+    opened: OpenedCheckpoint | None
+    if isinstance(checkpoint, str):
+        try:
+            opened = open_checkpoint(checkpoint)
+        except CheckpointError as exc:
+            report = VerificationReport(
+                ok=False,
+                entries=0,
+                tree_size=0,
+                root="",
+                problem=Problem.CHECKPOINT_MALFORMED,
+                detail=str(exc),
+            )
+            return report
+    else:
+        opened = checkpoint
+    return verify_rows(
+        ledger.iter_raw_rows(),
+        checkpoint=opened,
+        trusted_keys=ledger.apply_revocations(trusted_keys),
+        origin=ledger.origin,
+        progress=progress,
+        deep=deep,
+    )
+
+
+def _trusted_from(keys: TrustedKey | NoteVerifier | Sequence[TrustedKey]) -> list[TrustedKey]:
+    if isinstance(keys, TrustedKey):
+        return [keys]
+    if isinstance(keys, NoteVerifier):
+        return [TrustedKey(keys)]
+    return list(keys)
+
+
+def _trusted_checkpoint(
+    checkpoint: str | OpenedCheckpoint, keys: TrustedKey | NoteVerifier | Sequence[TrustedKey]
+) -> Checkpoint:
+    opened = open_checkpoint(checkpoint) if isinstance(checkpoint, str) else checkpoint
+    problem, detail, _ = check_checkpoint_signature(opened, _trusted_from(keys))
+    if problem is not None:
+        raise CheckpointError(f"{problem}: {detail}")
+    return opened.checkpoint
+
+
+def verify_inclusion(
+    *,
+    path: Sequence[bytes],
+    leaf_index: int,
+    checkpoint: str | OpenedCheckpoint,
+    keys: TrustedKey | NoteVerifier | Sequence[TrustedKey],
+    entry: bytes | None = None,
+    leaf_hash: bytes | None = None,
+) -> Checkpoint:
+    """Stand-alone check that an entry is in the log a signed checkpoint describes.
+
+    Give the entry's canonical bytes (``entry``) or its ``leaf_hash``. Raises
+    :class:`ProofError` or :class:`CheckpointError`; returns the trusted checkpoint.
+    """
+    if (entry is None) == (leaf_hash is None):
+        raise ProofError("give exactly one of entry bytes or leaf hash")
+    cp = _trusted_checkpoint(checkpoint, keys)
+    leaf = record_hash(entry) if entry is not None else leaf_hash
+    assert leaf is not None
+    check_inclusion(path, cp.tree_size, cp.root, leaf_index, leaf)
+    return cp
+
+
+def verify_consistency(
+    *,
+    path: Sequence[bytes],
+    old_checkpoint: str | OpenedCheckpoint,
+    new_checkpoint: str | OpenedCheckpoint,
+    keys: TrustedKey | NoteVerifier | Sequence[TrustedKey],
+) -> None:
+    """Stand-alone check that the newer signed checkpoint extends the older one."""
+    old = _trusted_checkpoint(old_checkpoint, keys)
+    new = _trusted_checkpoint(new_checkpoint, keys)
+    if old.origin != new.origin:
+        raise ProofError(f"checkpoints are of different logs: {old.origin!r}, {new.origin!r}")
+    if old.tree_size == 0:
+        return
+    check_consistency(path, new.tree_size, new.root, old.tree_size, old.root)

@@ -1,0 +1,277 @@
+"""The ``gxpmes`` command line.
+
+Exit codes (stable, scripts rely on them): 0 success / trail intact,
+1 an integrity problem was found, 2 usage, input or I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from audit.errors import AuditError
+from audit.keys import TrustedKey, generate_private_key, load_private_key, load_public_key
+from audit.ledger import Ledger
+from audit.note import NoteSigner, NoteVerifier
+from audit.verify import verify_ledger
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+DEFAULT_KEY_NAME = "gxpmes-audit"
+
+
+class CliError(Exception):
+    """A usage or I/O problem reported with exit code 2."""
+
+
+def _passphrase(confirm: bool) -> bytes:
+    env = os.environ.get("GXPMES_KEY_PASSPHRASE")
+    if env is not None:
+        return env.encode()
+    if not sys.stdin.isatty():
+        raise CliError("no passphrase: set GXPMES_KEY_PASSPHRASE or run interactively")
+    first = getpass.getpass("Key passphrase: ")
+    if confirm and getpass.getpass("Repeat passphrase: ") != first:
+        raise CliError("passphrases differ")
+    return first.encode()
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+
+
+def _open_ledger(url: str, *, read_only: bool) -> Ledger:
+    if read_only and "://" not in url and not Path(url).exists():
+        raise CliError(f"no such database file: {url}")
+    return Ledger.open(url, read_only=read_only)
+
+
+# ------------------------------------------------------------------ keys
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from audit.keys import write_key_pair
+
+    key = generate_private_key()
+    private, public = write_key_pair(key, Path(args.out), _passphrase(confirm=True))
+    verifier = NoteSigner(args.name, key).verifier
+    print(f"private key: {private}\npublic key:  {public}\nkey id:      {verifier.key_id}")
+    print(f"vkey:        {verifier.vkey()}")
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    ledger = _open_ledger(args.db, read_only=True)
+    rows = []
+    for key in ledger.keys.keys():
+        rows.append(
+            {
+                "key_id": key.key_id,
+                "name": key.verifier.name,
+                "valid_from": key.valid_from.isoformat() if key.valid_from else None,
+                "valid_until": key.valid_until.isoformat() if key.valid_until else None,
+                "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+                "revocation_reason": key.revocation_reason,
+                "vkey": key.verifier.vkey(),
+            }
+        )
+    print(json.dumps(rows, indent=2))
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    at = None
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError as exc:
+            raise CliError(f"--at {args.at!r} is not an ISO 8601 time") from exc
+        if at.utcoffset() is None:
+            raise CliError("--at needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    ledger = _open_ledger(args.db, read_only=False)
+    key = ledger.keys.revoke(args.key_id, reason=args.reason, at=at)
+    print(f"key {key.key_id} revoked at {key.revoked_at}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------- audit
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    key = load_private_key(Path(args.key), _passphrase(confirm=False))
+    ledger = _open_ledger(args.db, read_only=False)
+    note = ledger.checkpoint(NoteSigner(args.name, key))
+    out = Path(args.out)
+    try:
+        out.write_text(note, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror}") from exc
+    print(note, end="")
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    if bool(args.checkpoint) != bool(args.public_key):
+        raise CliError("--checkpoint and --public-key go together")
+    ledger = _open_ledger(args.db, read_only=True)
+    checkpoint = _read_text(args.checkpoint) if args.checkpoint else None
+    trusted = []
+    if args.public_key:
+        raw = load_public_key(Path(args.public_key))
+        # The name is part of the key hash; trust this key under every name
+        # the checkpoint's signature lines use.
+        names = _signature_names(checkpoint or "") or [DEFAULT_KEY_NAME]
+        trusted = [TrustedKey(NoteVerifier(name, raw)) for name in names]
+
+    def progress(done: int) -> None:
+        if not args.json:
+            print(f"  verified {done} entries", file=sys.stderr)
+
+    report = verify_ledger(ledger, checkpoint=checkpoint, trusted_keys=trusted, progress=progress, deep=args.deep)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(report.summary())
+    return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def _signature_names(note: str) -> list[str]:
+    names = []
+    for line in note.splitlines():
+        if line.startswith("— "):
+            parts = line[2:].split(" ")
+            if parts and parts[0] not in names:
+                names.append(parts[0])
+    return names
+
+
+def cmd_audit_prove(args: argparse.Namespace) -> int:
+    from audit.checkpoint import open_checkpoint
+
+    ledger = _open_ledger(args.db, read_only=True)
+    tree_size = None
+    if args.checkpoint:
+        tree_size = open_checkpoint(_read_text(args.checkpoint)).checkpoint.tree_size
+    proof = ledger.prove_inclusion(args.seq, tree_size)
+    data = proof.as_json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"entry {proof.leaf_index} in tree of {proof.tree_size}: root {data['root']}")
+        for h in data["path"]:
+            print(f"  {h}")
+    return EXIT_OK
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    if not args.jsonl:
+        raise CliError("only --jsonl export is supported")
+    ledger = _open_ledger(args.db, read_only=True)
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        for seq, canonical, leaf, _tree in ledger.iter_raw_rows():
+            record = {
+                "seq": seq,
+                "leaf_hash": leaf.hex(),
+                "canonical": base64.b64encode(canonical).decode("ascii"),
+            }
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gxpmes.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gxpmes", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a whole example end to end on a local SQLite file")
+    demo.add_argument("--out", default="gxpmes-demo", help="output folder (default: gxpmes-demo)")
+    demo.set_defaults(func=cmd_demo)
+
+    keys = sub.add_parser("keys", help="checkpoint signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    new = keys.add_parser("new", help="create an Ed25519 key pair (private key encrypted)")
+    new.add_argument("--out", required=True, help="folder for private.pem and public.pem")
+    new.add_argument("--name", default=DEFAULT_KEY_NAME, help="key name used in signatures")
+    new.set_defaults(func=cmd_keys_new)
+    listing = keys.add_parser("list", help="list keys registered in a ledger")
+    listing.add_argument("--db", required=True)
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a registered key")
+    revoke.add_argument("--db", required=True)
+    revoke.add_argument("--key-id", required=True)
+    revoke.add_argument("--reason", required=True)
+    revoke.add_argument("--at", help="revocation time (ISO 8601 with zone; default now)")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    audit_cmd = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
+    cp = audit_cmd.add_parser("checkpoint", help="write a signed checkpoint")
+    cp.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file path")
+    cp.add_argument("--key", required=True, help="encrypted private.pem")
+    cp.add_argument("--out", required=True, help="checkpoint file to write")
+    cp.add_argument("--name", default=DEFAULT_KEY_NAME, help="key name used in the signature")
+    cp.set_defaults(func=cmd_audit_checkpoint)
+
+    verify = audit_cmd.add_parser("verify", help="verify the whole trail")
+    verify.add_argument("--db", required=True)
+    verify.add_argument("--checkpoint", help="signed checkpoint file")
+    verify.add_argument("--public-key", help="public.pem of the checkpoint key")
+    verify.add_argument("--json", action="store_true", help="machine-readable report")
+    verify.add_argument("--deep", action="store_true", help="parse every entry fully")
+    verify.set_defaults(func=cmd_audit_verify)
+
+    prove = audit_cmd.add_parser("prove", help="inclusion proof of one entry")
+    prove.add_argument("--db", required=True)
+    prove.add_argument("--seq", required=True, type=int)
+    prove.add_argument("--checkpoint", help="prove against this checkpoint's tree size")
+    prove.add_argument("--json", action="store_true")
+    prove.set_defaults(func=cmd_audit_prove)
+
+    export = audit_cmd.add_parser("export", help="export entries for independent re-hashing")
+    export.add_argument("--db", required=True)
+    export.add_argument("--jsonl", action="store_true", help="one JSON object per line")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.set_defaults(func=cmd_audit_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gxpmes`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (CliError, AuditError) as exc:
+        print(f"gxpmes: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
