@@ -416,9 +416,6 @@ class Ledger:
                     rows.append(
                         (
                             n,
-                            stamp,
-                            event.actor.user_id,
-                            event.action,
                             event.object_type,
                             event.object_id,
                             canonical,

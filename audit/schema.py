@@ -51,19 +51,18 @@ class LogMetaRow(Base):
 class EntryRow(Base):
     """One audit entry: its canonical bytes and the Merkle hashes it stores.
 
-    ``canonical`` is the source of truth; ``actor_id``, ``action``,
-    ``object_type``, ``object_id`` and ``recorded_at`` repeat parts of it for
-    queries. ``leaf_hash`` is the RFC 9162 leaf hash; ``tree_hashes`` holds the
+    ``canonical`` is the source of truth; ``object_type`` and ``object_id``
+    repeat part of it so one record's trail is an index lookup. ``leaf_hash`` is the RFC 9162 leaf hash; ``tree_hashes`` holds the
     interior hashes of the subtrees this record completes (32 bytes each,
     level 1 first) — the dense stored-hash layout of :mod:`audit.merkle`.
     """
 
     __tablename__ = "audit_entry"
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    recorded_at: Mapped[str] = mapped_column(String(27))
-    actor_id: Mapped[str] = mapped_column(String(256))
-    action: Mapped[str] = mapped_column(String(128))
+    # INTEGER on SQLite makes seq the rowid: one B-tree instead of two.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     object_type: Mapped[str] = mapped_column(String(128))
     object_id: Mapped[str] = mapped_column(String(512))
     canonical: Mapped[bytes] = mapped_column(LargeBinary)

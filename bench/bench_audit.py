@@ -1,0 +1,195 @@
+"""Audit core benchmarks, each printed as a ratio to a baseline measured in the same run.
+
+    python bench/bench_audit.py [--entries 1000000] [--ingest 200000] [--batch 1000]
+
+* ingest: durable batched appends of ~200-byte process-value payloads (SQLite,
+  WAL, synchronous=FULL) vs raw ``sqlite3.executemany`` of the same canonical
+  bytes into a plain (seq, payload) table with the same pragmas and commits.
+* verify: full verification of a log of ``--entries`` entries vs raw hashing
+  (``hashlib.sha256`` of every stored entry, nothing else).
+* proofs: inclusion proof generation and verification in that log, side by
+  side with pymerkle 7 (``InmemoryTree``) over the same entries.
+
+Timings are wall-clock seconds on this machine; rerun to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from audit.entry import Actor, AuditEvent
+from audit.ledger import Ledger
+from audit.merkle import check_inclusion
+from audit.verify import verify_ledger
+
+COLLECTOR = Actor("svc-opcua", "OPC UA collector")
+T0 = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
+
+
+def process_values(start: int, count: int) -> list[AuditEvent]:
+    """Events whose ``new`` payload is a ~200-byte process value record."""
+    return [
+        AuditEvent(
+            COLLECTOR,
+            "capture",
+            "process_value",
+            f"B-2026-0001/TT-{(start + i) % 64:03d}",
+            new={
+                "batch": "B-2026-0001",
+                "phase": "GRANULATION/HEAT",
+                "tag": f"PLANT1.GRAN01.TT-{(start + i) % 64:03d}.PV",
+                "value": Decimal(7000 + (start + i) % 500) / 100,
+                "unit": "Cel",
+                "quality": "Good",
+                "source_ts": T0 + timedelta(milliseconds=start + i),
+            },
+        )
+        for i in range(count)
+    ]
+
+
+def fresh(path: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def bench_ingest(workdir: Path, total: int, batch: int) -> dict[str, float]:
+    ledger = Ledger.open(fresh(workdir / "ingest.db"))
+    batches = [process_values(i, batch) for i in range(0, total, batch)]
+    started = time.perf_counter()
+    for events in batches:
+        ledger.append_many(events)
+    ours = total / (time.perf_counter() - started)
+    payloads = [row[1] for row in ledger.iter_raw_rows()]
+    ledger.close()
+    payload_bytes = statistics.mean(len(p) for p in payloads)
+
+    raw = sqlite3.connect(fresh(workdir / "raw.db"), isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    rows = [[(i + j, payloads[i + j]) for j in range(batch)] for i in range(0, total, batch)]
+    started = time.perf_counter()
+    for chunk in rows:
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany("INSERT INTO t VALUES (?, ?)", chunk)
+        raw.execute("COMMIT")
+    baseline = total / (time.perf_counter() - started)
+    raw.close()
+    return {"ours": ours, "baseline": baseline, "entry_bytes": payload_bytes}
+
+
+def build_log(path: Path, entries: int) -> Ledger:
+    ledger = Ledger.open(path)
+    have = ledger.size()
+    step = 10_000
+    for start in range(have, entries, step):
+        ledger.append_many(process_values(start, min(step, entries - start)))
+    return ledger
+
+
+def bench_verify(ledger: Ledger) -> dict[str, float]:
+    started = time.perf_counter()
+    report = verify_ledger(ledger)
+    ours = time.perf_counter() - started
+    assert report.ok, report.summary()
+    sha256 = hashlib.sha256
+    started = time.perf_counter()
+    for _seq, canonical, _leaf, _tree in ledger.iter_raw_rows():
+        sha256(b"\x00" + canonical).digest()
+    baseline = time.perf_counter() - started
+    return {"ours": ours, "baseline": baseline, "entries": report.entries}
+
+
+def bench_proofs(ledger: Ledger, samples: int) -> dict[str, float]:
+    size = ledger.size()
+    rng = random.Random(7)
+    indexes = [rng.randrange(size) for _ in range(samples)]
+    started = time.perf_counter()
+    proofs = [ledger.prove_inclusion(i, size) for i in indexes]
+    generate = (time.perf_counter() - started) / samples
+    started = time.perf_counter()
+    for proof in proofs:
+        check_inclusion(proof.path, proof.tree_size, proof.root, proof.leaf_index, proof.leaf_hash)
+    check = (time.perf_counter() - started) / samples
+    result = {"generate": generate, "verify": check, "path": statistics.mean(len(p.path) for p in proofs)}
+
+    try:
+        from pymerkle import InmemoryTree, verify_inclusion
+    except ImportError:
+        return result
+    tree = InmemoryTree(algorithm="sha256")
+    started = time.perf_counter()
+    for _seq, canonical, _leaf, _tree in ledger.iter_raw_rows():
+        tree.append_entry(canonical)
+    result["pymerkle_build"] = time.perf_counter() - started
+    assert tree.get_state(size) == proofs[0].root, "pymerkle and gxpmes disagree on the root"
+    started = time.perf_counter()
+    theirs = [tree.prove_inclusion(i + 1, size) for i in indexes]
+    result["pymerkle_generate"] = (time.perf_counter() - started) / samples
+    root = tree.get_state(size)
+    started = time.perf_counter()
+    for i, proof in zip(indexes, theirs, strict=True):
+        verify_inclusion(tree.get_leaf(i + 1), root, proof)
+    result["pymerkle_verify"] = (time.perf_counter() - started) / samples
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000, help="log size for verify/proofs")
+    parser.add_argument("--ingest", type=int, default=200_000, help="entries for the ingest run")
+    parser.add_argument("--batch", type=int, default=1000, help="entries per append_many")
+    parser.add_argument("--samples", type=int, default=1000, help="inclusion proofs to time")
+    parser.add_argument("--workdir", help="folder for the databases (default: a temp dir)")
+    args = parser.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gxpmes-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"# audit benchmarks  (cpus={os.cpu_count()}, workdir={workdir})")
+
+    ingest = bench_ingest(workdir, args.ingest, args.batch)
+    print(
+        f"ingest   {ingest['ours']:>10,.0f} entries/s  (entry {ingest['entry_bytes']:.0f} B, "
+        f"batch {args.batch}, durable)   raw sqlite executemany {ingest['baseline']:>10,.0f} rows/s"
+        f"   ratio {ingest['ours'] / ingest['baseline']:.2f}x"
+    )
+
+    started = time.perf_counter()
+    ledger = build_log(workdir / "log.db", args.entries)
+    print(f"(built log of {ledger.size():,} entries in {time.perf_counter() - started:.1f} s)")
+    verify = bench_verify(ledger)
+    print(
+        f"verify   {verify['ours']:>10.2f} s for {verify['entries']:,} entries "
+        f"({verify['entries'] / verify['ours']:,.0f}/s)   raw read+sha256 {verify['baseline']:.2f} s"
+        f"   ratio {verify['ours'] / verify['baseline']:.2f}x of raw time"
+    )
+    proofs = bench_proofs(ledger, args.samples)
+    line = (
+        f"proof    generate {proofs['generate'] * 1e3:.3f} ms   verify {proofs['verify'] * 1e3:.3f} ms"
+        f"   (path {proofs['path']:.1f} hashes)"
+    )
+    if "pymerkle_generate" in proofs:
+        line += (
+            f"   pymerkle 7: generate {proofs['pymerkle_generate'] * 1e3:.3f} ms, verify "
+            f"{proofs['pymerkle_verify'] * 1e3:.3f} ms (in-memory tree built in "
+            f"{proofs['pymerkle_build']:.1f} s)   ratio generate "
+            f"{proofs['generate'] / proofs['pymerkle_generate']:.2f}x, verify "
+            f"{proofs['verify'] / proofs['pymerkle_verify']:.2f}x"
+        )
+    print(line)
+    ledger.close()
+
+
+if __name__ == "__main__":
+    main()
