@@ -39,7 +39,7 @@ from audit.merkle import (
     tree_hash,
 )
 from audit.note import NoteSigner
-from audit.schema import CheckpointRow, EntryRow, LogMetaRow, create_schema
+from audit.schema import CheckpointRow, EntryRow, LogMetaRow, create_schema, object_key
 
 __all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger", "StoredRow"]
 
@@ -145,6 +145,7 @@ class Ledger:
         self._frontier_hashes: list[bytes] = []
         self._frontier_size = -1
         self._frontier_prev = b""
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         columns = [c.name for c in _entry_table.columns]
         self._insert_sql = (
@@ -290,10 +291,16 @@ class Ledger:
         with self._read() as conn:
             rows = conn.scalars(
                 select(EntryRow.canonical)
-                .where(EntryRow.object_type == object_type, EntryRow.object_id == object_id)
+                .where(EntryRow.object_key == object_key(object_type, object_id))
                 .order_by(EntryRow.seq)
             )
-            return [parse_entry(bytes(c)) for c in rows]
+            entries = [parse_entry(bytes(c)) for c in rows]
+        # The key is a hash: drop the (astronomically unlikely) collisions.
+        return [
+            e
+            for e in entries
+            if e.event.object_type == object_type and e.event.object_id == object_id
+        ]
 
     def iter_raw_rows(self, chunk: int = 50_000) -> Iterator[tuple[int, bytes, bytes, bytes]]:
         """``(seq, canonical, leaf_hash, tree_hashes)`` for every row, in seq order.
@@ -416,8 +423,7 @@ class Ledger:
                     rows.append(
                         (
                             n,
-                            event.object_type,
-                            event.object_id,
+                            object_key(event.object_type, event.object_id),
                             canonical,
                             leaf,
                             interior,
@@ -429,13 +435,20 @@ class Ledger:
                     prev = leaf
                     n += 1
                 # Straight to the driver's executemany: this is the ingest hot path.
-                conn.exec_driver_sql(self._insert_sql, rows)
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.executemany(self._insert_sql, rows)
+                finally:
+                    cursor.close()
         except IntegrityError as exc:
             self._frontier_size = -1
             raise StorageError(f"append conflicted with another writer: {exc.orig}") from exc
         except DBAPIError as exc:
             self._frontier_size = -1
             raise StorageError(f"append failed, nothing was written: {exc.orig}") from exc
+        except self._dbapi_error as exc:  # raised by the driver-level executemany
+            self._frontier_size = -1
+            raise StorageError(f"append failed, nothing was written: {exc}") from exc
         except BaseException:
             self._frontier_size = -1
             raise

@@ -9,8 +9,11 @@ someone able to drop the triggers can, and verification catches that.
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import (
     BigInteger,
+    Connection,
     Engine,
     ForeignKey,
     Index,
@@ -32,6 +35,7 @@ __all__ = [
     "LogMetaRow",
     "create_schema",
     "install_append_only_guards",
+    "object_key",
 ]
 
 
@@ -51,8 +55,9 @@ class LogMetaRow(Base):
 class EntryRow(Base):
     """One audit entry: its canonical bytes and the Merkle hashes it stores.
 
-    ``canonical`` is the source of truth; ``object_type`` and ``object_id``
-    repeat part of it so one record's trail is an index lookup. ``leaf_hash`` is the RFC 9162 leaf hash; ``tree_hashes`` holds the
+    ``canonical`` is the source of truth; ``object_key`` (a 64-bit hash of
+    object type and id, see :func:`object_key`) makes one record's trail an
+    index lookup — an integer index costs ingest far less than a text one. ``leaf_hash`` is the RFC 9162 leaf hash; ``tree_hashes`` holds the
     interior hashes of the subtrees this record completes (32 bytes each,
     level 1 first) — the dense stored-hash layout of :mod:`audit.merkle`.
     """
@@ -63,13 +68,21 @@ class EntryRow(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
-    object_type: Mapped[str] = mapped_column(String(128))
-    object_id: Mapped[str] = mapped_column(String(512))
+    object_key: Mapped[int] = mapped_column(BigInteger)
     canonical: Mapped[bytes] = mapped_column(LargeBinary)
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     tree_hashes: Mapped[bytes] = mapped_column(LargeBinary)
 
-    __table_args__ = (Index("ix_audit_entry_object", "object_type", "object_id"),)
+    __table_args__ = (Index("ix_audit_entry_object_key", "object_key"),)
+
+
+def object_key(object_type: str, object_id: str) -> int:
+    """Signed 64-bit key of an audited object (BLAKE2b of type and id)."""
+    digest = hashlib.blake2b(
+        object_type.encode("utf-8", "surrogatepass") + b"\0" + object_id.encode("utf-8", "surrogatepass"),
+        digest_size=8,
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class CheckpointRow(Base):
@@ -129,24 +142,30 @@ $$
 """
 
 
-def install_append_only_guards(engine: Engine, tables: tuple[str, ...] = LEDGER_TABLES) -> None:
+def install_append_only_guards(conn: Connection, tables: tuple[str, ...] = LEDGER_TABLES) -> None:
     """Install the triggers (and on PostgreSQL the REVOKEs) that make ``tables`` insert-only.
 
-    Idempotent; usable for tables of other packages that must be append-only too.
+    Idempotent: guards already present are left alone. Usable for tables of
+    other packages that must be append-only too.
     """
-    dialect = engine.dialect.name
-    with engine.begin() as conn:
-        if dialect == "postgresql":
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        present = set(
+            conn.execute(
+                text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+            ).scalars()
+        )
+        if not all(f"{t}_append_only" in present and f"{t}_no_truncate" in present for t in tables):
             conn.execute(text(_PG_FUNCTION))
-            for table in tables:
-                conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}"))
+        for table in tables:
+            if f"{table}_append_only" not in present:
                 conn.execute(
                     text(
                         f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
                         "FOR EACH ROW EXECUTE FUNCTION gxpmes_audit_refuse_change()"
                     )
                 )
-                conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}"))
+            if f"{table}_no_truncate" not in present:
                 conn.execute(
                     text(
                         f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
@@ -154,19 +173,19 @@ def install_append_only_guards(engine: Engine, tables: tuple[str, ...] = LEDGER_
                     )
                 )
                 conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC"))
-        elif dialect == "sqlite":
-            for table in tables:
-                for op in ("UPDATE", "DELETE"):
-                    conn.execute(
-                        text(
-                            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} "
-                            f"BEFORE {op} ON {table} BEGIN "
-                            f"SELECT RAISE(ABORT, 'append-only audit table {table}: {op} refused'); "
-                            "END"
-                        )
+    elif dialect == "sqlite":
+        for table in tables:
+            for op in ("UPDATE", "DELETE"):
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} "
+                        f"BEFORE {op} ON {table} BEGIN "
+                        f"SELECT RAISE(ABORT, 'append-only audit table {table}: {op} refused'); "
+                        "END"
                     )
-        else:  # pragma: no cover - guarded by the engine factory
-            raise NotImplementedError(f"no append-only guards for dialect {dialect}")
+                )
+    else:  # pragma: no cover - guarded by the engine factory
+        raise NotImplementedError(f"no append-only guards for dialect {dialect}")
 
 
 def grant_append_only(engine: Engine, role: str, tables: tuple[str, ...] = LEDGER_TABLES) -> None:
@@ -181,7 +200,17 @@ def grant_append_only(engine: Engine, role: str, tables: tuple[str, ...] = LEDGE
         conn.execute(text(f"GRANT USAGE ON SEQUENCE audit_checkpoint_id_seq TO {quoted}"))
 
 
+# Serialises schema set-up between processes opening the same PostgreSQL database.
+_PG_SCHEMA_LOCK = 0x67786D6573 + 1
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the ledger tables if missing and install their append-only guards."""
-    Base.metadata.create_all(engine)
-    install_append_only_guards(engine)
+    """Create the ledger tables if missing and install their append-only guards.
+
+    Safe when several processes open the same database at once.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
+        Base.metadata.create_all(conn)
+        install_append_only_guards(conn)

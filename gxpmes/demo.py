@@ -108,7 +108,7 @@ def run_demo(out: Path) -> int:
 
     try:
         with ledger.engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE audit_entry SET object_id = 'nothing' WHERE seq = 2")
+            conn.exec_driver_sql("UPDATE audit_entry SET object_key = 1 WHERE seq = 2")
         refused = False
     except Exception:
         refused = True

@@ -114,7 +114,7 @@ def test_database_refuses_update_and_delete(ledger: Ledger) -> None:
     ledger.append_many([value_event(i) for i in range(3)])
     ledger.record_checkpoint(3, "copy of a note")
     statements = [
-        "UPDATE audit_entry SET object_id = 'x' WHERE seq = 1",
+        "UPDATE audit_entry SET object_key = 1 WHERE seq = 1",
         "DELETE FROM audit_entry WHERE seq = 2",
         "DELETE FROM audit_log_meta",
         "UPDATE audit_checkpoint SET note = 'x'",

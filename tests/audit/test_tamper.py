@@ -129,8 +129,8 @@ def test_inserted_forged_entry_is_detected(setup) -> None:  # type: ignore[no-un
     sql(ledger, "DELETE FROM audit_entry WHERE seq = 12")
     sql(
         ledger,
-        "INSERT INTO audit_entry (seq, object_type, object_id, canonical, leaf_hash, tree_hashes) "
-        "VALUES (12, 'batch', 'B1', "
+        "INSERT INTO audit_entry (seq, object_key, canonical, leaf_hash, tree_hashes) "
+        "VALUES (12, 0, "
         ":c, :h, :t)",
         c=forged, h=leaf(forged), t=b"",
     )
