@@ -31,6 +31,8 @@ from audit.merkle import (
     HASH_SIZE,
     extend_frontier,
     frontier_indexes,
+    inclusion_proof_indexes,
+    tree_hash_indexes,
     prove_consistency,
     prove_inclusion,
     record_hash,
@@ -354,10 +356,15 @@ class Ledger:
             size = current if tree_size is None else tree_size
             if size > current:
                 raise ProofError(f"the log holds {current} entries, not {size}")
-            reader = self.hash_reader(conn)
+            leaf_index = stored_hash_index(0, seq)
+            wanted = [*inclusion_proof_indexes(size, seq), *tree_hash_indexes(size), leaf_index]
+            found = self._db_hashes(conn, wanted)  # one query for path, root and leaf
+
+            def reader(indexes: Sequence[int]) -> list[bytes]:
+                return [found[i] for i in indexes]
+
             path = prove_inclusion(size, seq, reader)
-            leaf = reader([stored_hash_index(0, seq)])[0]
-            return InclusionProof(seq, size, leaf, tuple(path), tree_hash(size, reader))
+            return InclusionProof(seq, size, found[leaf_index], tuple(path), tree_hash(size, reader))
 
     def prove_consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """Consistency proof from ``old_size`` to ``new_size`` (default: current size)."""

@@ -39,6 +39,8 @@ __all__ = [
     "check_consistency",
     "completed_subtree_count",
     "extend_frontier",
+    "inclusion_proof_indexes",
+    "tree_hash_indexes",
     "frontier_indexes",
     "node_hash",
     "prove_consistency",
@@ -248,6 +250,18 @@ def _leaf_proof(lo: int, hi: int, n: int, hashes: list[bytes], pos: int) -> tupl
         proof, pos = _leaf_proof(lo + k, hi, n, hashes, pos)
     proof.append(sibling)
     return proof, pos
+
+
+def inclusion_proof_indexes(tree_size: int, index: int) -> list[int]:
+    """Stored indexes :func:`prove_inclusion` reads (so a store can fetch them at once)."""
+    if not 0 <= index < tree_size:
+        raise ProofError(f"leaf index {index} is not in a tree of size {tree_size}")
+    return _leaf_proof_index(0, tree_size, index, [])
+
+
+def tree_hash_indexes(tree_size: int) -> list[int]:
+    """Stored indexes :func:`tree_hash` reads."""
+    return _sub_tree_index(0, tree_size, []) if tree_size > 0 else []
 
 
 def prove_inclusion(tree_size: int, index: int, read_hashes: HashReader) -> list[bytes]:

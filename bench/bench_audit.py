@@ -134,11 +134,11 @@ def bench_proofs(ledger: Ledger, samples: int) -> dict[str, float]:
     for _seq, canonical, _leaf, _tree in ledger.iter_raw_rows():
         tree.append_entry(canonical)
     result["pymerkle_build"] = time.perf_counter() - started
-    assert tree.get_state(size) == proofs[0].root, "pymerkle and gxpmes disagree on the root"
+    assert tree.get_root(size) == proofs[0].root, "pymerkle and gxpmes disagree on the root"
     started = time.perf_counter()
     theirs = [tree.prove_inclusion(i + 1, size) for i in indexes]
     result["pymerkle_generate"] = (time.perf_counter() - started) / samples
-    root = tree.get_state(size)
+    root = tree.get_root(size)
     started = time.perf_counter()
     for i, proof in zip(indexes, theirs, strict=True):
         verify_inclusion(tree.get_leaf(i + 1), root, proof)
