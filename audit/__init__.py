@@ -27,7 +27,13 @@ from audit.errors import (
 from audit.keys import KeyRegistry, TrustedKey
 from audit.ledger import BatchReceipt, ConsistencyProof, InclusionProof, Ledger
 from audit.note import NoteSigner, NoteVerifier
-from audit.verify import Problem, VerificationReport, verify_consistency, verify_inclusion, verify_ledger
+from audit.verify import (
+    Problem,
+    VerificationReport,
+    verify_consistency,
+    verify_inclusion,
+    verify_ledger,
+)
 
 __all__ = [
     "Actor",

@@ -35,7 +35,7 @@ __all__ = ["MAX_SAFE_INTEGER", "canonicalize", "format_timestamp", "number_to_js
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
-_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_string = json.encoder.encode_basestring
 
 
 def format_timestamp(value: datetime) -> str:

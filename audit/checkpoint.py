@@ -30,7 +30,13 @@ from audit.errors import CheckpointError
 from audit.merkle import EMPTY_TREE_HASH, HASH_SIZE
 from audit.note import NoteSignature, NoteSigner, sign_note, split_note
 
-__all__ = ["Checkpoint", "OpenedCheckpoint", "open_checkpoint", "parse_checkpoint", "sign_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "OpenedCheckpoint",
+    "open_checkpoint",
+    "parse_checkpoint",
+    "sign_checkpoint",
+]
 
 _SIZE_RE = re.compile(r"^(0|[1-9][0-9]{0,18})$")
 

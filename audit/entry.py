@@ -37,7 +37,7 @@ GENESIS_PREV = bytes(HASH_SIZE)
 
 _OFFSET_RE = re.compile(r"^[+-](?:[01]\d|2[0-3]):[0-5]\d$")
 _MAX_TEXT = 4096
-_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_string = json.encoder.encode_basestring
 _FLAT_TYPES = (str, bool, type(None))
 
 
@@ -188,9 +188,7 @@ def _encode_value(value: Any) -> str:
     return canonicalize(value).decode("utf-8")
 
 
-def encode_entry(
-    seq: int, recorded_at: datetime | str, prev: bytes, event: AuditEvent
-) -> bytes:
+def encode_entry(seq: int, recorded_at: datetime | str, prev: bytes, event: AuditEvent) -> bytes:
     """RFC 8785 bytes of an entry, equal to ``canonicalize(entry.as_dict())``.
 
     Written out member by member in sorted order because this sits on the

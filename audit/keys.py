@@ -116,7 +116,8 @@ class TrustedKey:
     def problem_at(self, when: datetime) -> str | None:
         """Why a signature made at ``when`` must not be trusted, or ``None`` if it may."""
         if self.revoked_at is not None and when >= self.revoked_at:
-            return f"key {self.key_id} revoked at {format_timestamp(self.revoked_at)}: {self.revocation_reason}"
+            revoked = format_timestamp(self.revoked_at)
+            return f"key {self.key_id} revoked at {revoked}: {self.revocation_reason}"
         if self.valid_from is not None and when < self.valid_from:
             return f"key {self.key_id} not valid before {format_timestamp(self.valid_from)}"
         if self.valid_until is not None and when >= self.valid_until:
@@ -211,14 +212,12 @@ class KeyRegistry:
 
     def get(self, key_id: str) -> TrustedKey | None:
         """The registered key with ``key_id``, with its revocation if any."""
-        return next((k for k in self.keys() if k.key_id == key_id), None)
+        return next((k for k in self.list_keys() if k.key_id == key_id), None)
 
-    def keys(self) -> list[TrustedKey]:
+    def list_keys(self) -> list[TrustedKey]:
         """Every registered key."""
         with self.engine.connect().execution_options(ledger_read=True) as conn:
-            revocations = {
-                r.key_id: r for r in conn.execute(select(KeyRevocationRow)).all()
-            }
+            revocations = {r.key_id: r for r in conn.execute(select(KeyRevocationRow)).all()}
             result = []
             for row in conn.execute(select(KeyRow).order_by(KeyRow.registered_at)).all():
                 revocation = revocations.get(row.key_id)

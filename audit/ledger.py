@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, inspect, insert, select, text
+from sqlalchemy import Connection, Engine, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import format_timestamp
+from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.db import open_engine
 from audit.entry import GENESIS_PREV, AuditEvent, Entry, encode_entry, parse_entry
-from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.errors import EntryError, ProofError, SigningKeyError, StorageError
 from audit.keys import KeyRegistry, TrustedKey
 from audit.merkle import (
@@ -32,13 +32,12 @@ from audit.merkle import (
     extend_frontier,
     frontier_indexes,
     inclusion_proof_indexes,
-    tree_hash_indexes,
     prove_consistency,
     prove_inclusion,
-    record_hash,
     split_stored_hash_index,
     stored_hash_index,
     tree_hash,
+    tree_hash_indexes,
 )
 from audit.note import NoteSigner
 from audit.schema import CheckpointRow, EntryRow, LogMetaRow, create_schema, object_key
@@ -151,14 +150,17 @@ class Ledger:
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         columns = [c.name for c in _entry_table.columns]
         self._insert_sql = (
-            f"INSERT INTO audit_entry ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+            f"INSERT INTO audit_entry ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})"
         )
         if create:
             create_schema(engine)
             self._origin = self._ensure_origin(origin)
         else:
             if not inspect(engine).has_table("audit_entry"):
-                raise StorageError("this database holds no audit ledger (table audit_entry missing)")
+                raise StorageError(
+                    "this database holds no audit ledger (table audit_entry missing)"
+                )
             self._origin = self._read_origin()
 
     @classmethod
@@ -212,7 +214,7 @@ class Ledger:
         if self._is_pg:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
 
-    def _read(self) -> Any:
+    def _read(self) -> Connection:
         return self.engine.connect().execution_options(ledger_read=True)
 
     # -------------------------------------------------------------- reading
@@ -327,13 +329,17 @@ class Ledger:
                     return
                 last = rows[-1][0]
 
-    def iter_rows(self, start: int = 0, stop: int | None = None, chunk: int = 20_000) -> Iterator[StoredRow]:
+    def iter_rows(
+        self, start: int = 0, stop: int | None = None, chunk: int = 20_000
+    ) -> Iterator[StoredRow]:
         """Stored rows in seq order, fetched in chunks (keyset pagination)."""
         with self._read() as conn:
             last = start - 1
             while True:
                 query = (
-                    select(EntryRow.seq, EntryRow.canonical, EntryRow.leaf_hash, EntryRow.tree_hashes)
+                    select(
+                        EntryRow.seq, EntryRow.canonical, EntryRow.leaf_hash, EntryRow.tree_hashes
+                    )
                     .where(EntryRow.seq > last)
                     .order_by(EntryRow.seq)
                     .limit(chunk)
@@ -364,7 +370,9 @@ class Ledger:
                 return [found[i] for i in indexes]
 
             path = prove_inclusion(size, seq, reader)
-            return InclusionProof(seq, size, found[leaf_index], tuple(path), tree_hash(size, reader))
+            return InclusionProof(
+                seq, size, found[leaf_index], tuple(path), tree_hash(size, reader)
+            )
 
     def prove_consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
         """Consistency proof from ``old_size`` to ``new_size`` (default: current size)."""
@@ -392,9 +400,7 @@ class Ledger:
 
     def append(self, event: AuditEvent) -> Entry:
         """Append one entry durably and return it."""
-        receipt, entries = self._append(
-            [event], keep_entries=True
-        )
+        _, entries = self._append([event], keep_entries=True)
         return entries[0]
 
     def append_many(self, events: Sequence[AuditEvent]) -> BatchReceipt:
@@ -505,12 +511,14 @@ class Ledger:
 
         Trust itself comes only from the caller; the database may only take it away.
         """
-        registered = {k.key_id: k for k in self.keys.keys()}
+        registered = {k.key_id: k for k in self.keys.list_keys()}
         result = []
         for key in trusted:
             known = registered.get(key.key_id)
-            if known is not None and known.revoked_at is not None and (
-                key.revoked_at is None or known.revoked_at < key.revoked_at
+            if (
+                known is not None
+                and known.revoked_at is not None
+                and (key.revoked_at is None or known.revoked_at < key.revoked_at)
             ):
                 key = replace(
                     key, revoked_at=known.revoked_at, revocation_reason=known.revocation_reason
@@ -531,4 +539,3 @@ class Ledger:
         """Signed checkpoint notes kept in the database, oldest first."""
         with self._read() as conn:
             return list(conn.scalars(select(CheckpointRow.note).order_by(CheckpointRow.id)))
-

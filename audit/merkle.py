@@ -35,24 +35,24 @@ __all__ = [
     "EMPTY_TREE_HASH",
     "HASH_SIZE",
     "HashReader",
-    "check_inclusion",
     "check_consistency",
+    "check_inclusion",
     "completed_subtree_count",
     "extend_frontier",
-    "inclusion_proof_indexes",
-    "tree_hash_indexes",
     "frontier_indexes",
+    "inclusion_proof_indexes",
     "node_hash",
     "prove_consistency",
     "prove_inclusion",
     "record_hash",
     "root_from_inclusion",
+    "split_stored_hash_index",
     "stored_hash_count",
     "stored_hash_index",
     "stored_hash_owner",
     "stored_hashes_for_record",
-    "split_stored_hash_index",
     "tree_hash",
+    "tree_hash_indexes",
 ]
 
 HASH_SIZE = 32
@@ -279,9 +279,7 @@ def prove_inclusion(tree_size: int, index: int, read_hashes: HashReader) -> list
     return proof
 
 
-def root_from_inclusion(
-    proof: Sequence[bytes], tree_size: int, index: int, leaf: bytes
-) -> bytes:
+def root_from_inclusion(proof: Sequence[bytes], tree_size: int, index: int, leaf: bytes) -> bytes:
     """Root implied by an inclusion proof; raises :class:`ProofError` if its shape is wrong."""
     if not 0 <= index < tree_size:
         raise ProofError(f"leaf index {index} is not in a tree of size {tree_size}")
@@ -352,7 +350,7 @@ def _tree_proof(lo: int, hi: int, n: int, hashes: list[bytes], pos: int) -> tupl
 
 
 def prove_consistency(new_size: int, old_size: int, read_hashes: HashReader) -> list[bytes]:
-    """RFC 9162 §2.1.4 consistency proof that the tree of ``old_size`` is a prefix of ``new_size``."""
+    """RFC 9162 §2.1.4 proof that the tree of ``old_size`` is a prefix of that of ``new_size``."""
     if not 1 <= old_size <= new_size:
         raise ProofError(f"no consistency proof from size {old_size} to size {new_size}")
     indexes = _tree_proof_index(0, new_size, old_size, [])
@@ -398,6 +396,4 @@ def check_consistency(
 
     old_h, new_h = run(0, new_size, len(path))
     if old_h != old_root or new_h != new_root:
-        raise ProofError(
-            f"consistency proof does not link size {old_size} to size {new_size}"
-        )
+        raise ProofError(f"consistency proof does not link size {old_size} to size {new_size}")

@@ -57,7 +57,8 @@ class EntryRow(Base):
 
     ``canonical`` is the source of truth; ``object_key`` (a 64-bit hash of
     object type and id, see :func:`object_key`) makes one record's trail an
-    index lookup — an integer index costs ingest far less than a text one. ``leaf_hash`` is the RFC 9162 leaf hash; ``tree_hashes`` holds the
+    index lookup — an integer index costs ingest far less than a text one.
+    ``leaf_hash`` is the RFC 9162 leaf hash; ``tree_hashes`` holds the
     interior hashes of the subtrees this record completes (32 bytes each,
     level 1 first) — the dense stored-hash layout of :mod:`audit.merkle`.
     """
@@ -79,7 +80,9 @@ class EntryRow(Base):
 def object_key(object_type: str, object_id: str) -> int:
     """Signed 64-bit key of an audited object (BLAKE2b of type and id)."""
     digest = hashlib.blake2b(
-        object_type.encode("utf-8", "surrogatepass") + b"\0" + object_id.encode("utf-8", "surrogatepass"),
+        object_type.encode("utf-8", "surrogatepass")
+        + b"\0"
+        + object_id.encode("utf-8", "surrogatepass"),
         digest_size=8,
     ).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -116,9 +119,7 @@ class KeyRevocationRow(Base):
 
     __tablename__ = "audit_key_revocation"
 
-    key_id: Mapped[str] = mapped_column(
-        String(8), ForeignKey("audit_key.key_id"), primary_key=True
-    )
+    key_id: Mapped[str] = mapped_column(String(8), ForeignKey("audit_key.key_id"), primary_key=True)
     revoked_at: Mapped[str] = mapped_column(String(27))
     reason: Mapped[str] = mapped_column(Text)
 
@@ -151,9 +152,7 @@ def install_append_only_guards(conn: Connection, tables: tuple[str, ...] = LEDGE
     dialect = conn.dialect.name
     if dialect == "postgresql":
         present = set(
-            conn.execute(
-                text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
-            ).scalars()
+            conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars()
         )
         if not all(f"{t}_append_only" in present and f"{t}_no_truncate" in present for t in tables):
             conn.execute(text(_PG_FUNCTION))

@@ -231,7 +231,9 @@ def verify_rows(
     expected = 0
     for seq, canonical, leaf_stored, tree_stored in rows:
         if seq != expected:
-            return fail(Problem.GAP, expected, f"entry {expected} is missing (next stored is {seq})")
+            return fail(
+                Problem.GAP, expected, f"entry {expected} is missing (next stored is {seq})"
+            )
         leaf = sha256(b"\x00" + canonical).digest()
         if leaf != leaf_stored:
             return fail(Problem.HASH_MISMATCH, seq, f"entry {seq} does not hash to its stored hash")

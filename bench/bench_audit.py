@@ -123,7 +123,11 @@ def bench_proofs(ledger: Ledger, samples: int) -> dict[str, float]:
     for proof in proofs:
         check_inclusion(proof.path, proof.tree_size, proof.root, proof.leaf_index, proof.leaf_hash)
     check = (time.perf_counter() - started) / samples
-    result = {"generate": generate, "verify": check, "path": statistics.mean(len(p.path) for p in proofs)}
+    result = {
+        "generate": generate,
+        "verify": check,
+        "path": statistics.mean(len(p.path) for p in proofs),
+    }
 
     try:
         from pymerkle import InmemoryTree, verify_inclusion
@@ -171,12 +175,14 @@ def main() -> None:
     verify = bench_verify(ledger)
     print(
         f"verify   {verify['ours']:>10.2f} s for {verify['entries']:,} entries "
-        f"({verify['entries'] / verify['ours']:,.0f}/s)   raw read+sha256 {verify['baseline']:.2f} s"
+        f"({verify['entries'] / verify['ours']:,.0f}/s)   "
+        f"raw read+sha256 {verify['baseline']:.2f} s"
         f"   ratio {verify['ours'] / verify['baseline']:.2f}x of raw time"
     )
     proofs = bench_proofs(ledger, args.samples)
     line = (
-        f"proof    generate {proofs['generate'] * 1e3:.3f} ms   verify {proofs['verify'] * 1e3:.3f} ms"
+        f"proof    generate {proofs['generate'] * 1e3:.3f} ms   "
+        f"verify {proofs['verify'] * 1e3:.3f} ms"
         f"   (path {proofs['path']:.1f} hashes)"
     )
     if "pymerkle_generate" in proofs:

@@ -71,7 +71,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 def cmd_keys_list(args: argparse.Namespace) -> int:
     ledger = _open_ledger(args.db, read_only=True)
     rows = []
-    for key in ledger.keys.keys():
+    for key in ledger.keys.list_keys():
         rows.append(
             {
                 "key_id": key.key_id,
@@ -137,7 +137,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  verified {done} entries", file=sys.stderr)
 
-    report = verify_ledger(ledger, checkpoint=checkpoint, trusted_keys=trusted, progress=progress, deep=args.deep)
+    report = verify_ledger(
+        ledger, checkpoint=checkpoint, trusted_keys=trusted, progress=progress, deep=args.deep
+    )
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

@@ -68,14 +68,30 @@ def run_demo(out: Path) -> int:
     (out / "keys" / "DEMO-PASSPHRASE.txt").write_text(
         "Demo only: never store a real key's passphrase beside it.\n" + passphrase + "\n"
     )
-    signer = NoteSigner("gxpmes-demo", load_private_key(keys_dir / "private.pem", passphrase.encode()))
+    signer = NoteSigner(
+        "gxpmes-demo", load_private_key(keys_dir / "private.pem", passphrase.encode())
+    )
     _say(f"key pair in {keys_dir} (key id {signer.verifier.key_id})")
 
-    ledger = Ledger.open(db, origin="gxpmes.local/demo", reason_required_actions={"update", "delete"})
+    ledger = Ledger.open(
+        db, origin="gxpmes.local/demo", reason_required_actions={"update", "delete"}
+    )
     admin = Actor("admin01", "Alex Admin")
     qa = Actor("qa01", "Quinn Approver")
-    ledger.append(AuditEvent(admin, "create", "user", "op01", new={"name": "Olga Operator", "roles": ["Operator"]}))
-    ledger.append(AuditEvent(admin, "create", "user", "qa01", new={"name": "Quinn Approver", "roles": ["QA Approver"]}))
+    ledger.append(
+        AuditEvent(
+            admin, "create", "user", "op01", new={"name": "Olga Operator", "roles": ["Operator"]}
+        )
+    )
+    ledger.append(
+        AuditEvent(
+            admin,
+            "create",
+            "user",
+            "qa01",
+            new={"name": "Quinn Approver", "roles": ["QA Approver"]},
+        )
+    )
     ledger.append(
         AuditEvent(
             qa,
@@ -93,7 +109,10 @@ def run_demo(out: Path) -> int:
     except Exception as exc:  # the missing reason is refused, nothing written
         _say(f"refused as expected: {exc}")
     receipt = ledger.append_many(_process_values("B-2026-0001", 3000))
-    _say(f"recorded {len(receipt.seqs)} process values as entries {receipt.first_seq}..{receipt.seqs[-1]}")
+    _say(
+        f"recorded {len(receipt.seqs)} process values "
+        f"as entries {receipt.first_seq}..{receipt.seqs[-1]}"
+    )
 
     note = ledger.checkpoint(signer)
     checkpoint_file = out / "checkpoint.txt"

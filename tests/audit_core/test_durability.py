@@ -49,7 +49,9 @@ def test_sigkill_loses_no_acknowledged_append(tmp_path: Path) -> None:
     while kills < 12:
         child = _spawn(url, f"w{kills}", -1)
         lines: list[str] = []
-        reader = threading.Thread(target=lambda c=child, out=lines: out.extend(c.stdout), daemon=True)
+        reader = threading.Thread(
+            target=lambda c=child, out=lines: out.extend(c.stdout), daemon=True
+        )
         reader.start()
         # Wait for the child to be appending, then kill it at a random moment.
         deadline = time.monotonic() + 30

@@ -20,7 +20,9 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 def test_reason_required_for_gxp_changes() -> None:
     with pytest.raises(EntryError, match="needs a reason"):
         AuditEvent(ANN, "update", "batch", "B1", new={"qty": 1}, requires_reason=True)
-    event = AuditEvent(ANN, "update", "batch", "B1", new={"qty": 1}, reason="typo", requires_reason=True)
+    event = AuditEvent(
+        ANN, "update", "batch", "B1", new={"qty": 1}, reason="typo", requires_reason=True
+    )
     assert event.reason == "typo"
 
 
@@ -63,8 +65,16 @@ def test_naive_values_are_refused_when_encoding() -> None:
 
 
 def test_entry_bytes_are_documented_form() -> None:
-    event = AuditEvent(ANN, "update", "recipe", "R1", old={"t": Decimal("70.0")},
-                       new={"t": Decimal("72.0")}, reason="CC-1", client_tz="Europe/Berlin")
+    event = AuditEvent(
+        ANN,
+        "update",
+        "recipe",
+        "R1",
+        old={"t": Decimal("70.0")},
+        new={"t": Decimal("72.0")},
+        reason="CC-1",
+        client_tz="Europe/Berlin",
+    )
     data = encode_entry(7, T0, b"\x01" * 32, event)
     assert data == (
         b'{"action":"update","actor":{"id":"u-ann","name":"Ann Operator"},'

@@ -143,9 +143,7 @@ def test_altered_consistency_proofs_fail(pair: tuple[int, int], data: st.DataObj
         m.check_consistency(proof, new, new_root, old, old_root)
 
 
-@pytest.mark.parametrize(
-    ("size", "index"), [(0, 0), (5, 5), (5, -1)]
-)
+@pytest.mark.parametrize(("size", "index"), [(0, 0), (5, 5), (5, -1)])
 def test_impossible_inclusion_requests_raise(size: int, index: int) -> None:
     with pytest.raises(ProofError, match="not in a tree"):
         m.prove_inclusion(size, index, STORE.read)

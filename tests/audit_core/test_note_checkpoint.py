@@ -117,12 +117,30 @@ def test_checkpoint_round_trip(size: int, root: bytes, head: bytes, when: dateti
     [
         ("o\n01\nAAAA\n", "decimal"),
         ("o\n1\n@@@\nchain-head 00\ntime 2026-01-01T00:00:00Z\n", "base64"),
-        ("o\n1\n" + base64.b64encode(bytes(32)).decode() + "\ntime 2026-01-01T00:00:00Z\n", "chain-head"),
-        ("o\n1\n" + base64.b64encode(bytes(32)).decode() + "\nchain-head zz\ntime x\n", "malformed"),
-        ("o\n1\n" + base64.b64encode(bytes(31)).decode() + "\nchain-head " + "00" * 32
-         + "\ntime 2026-01-01T00:00:00Z\n", "32-byte"),
-        ("o\n1\n" + base64.b64encode(bytes(32)).decode() + "\nchain-head " + "00" * 32
-         + "\ntime 2026-01-01T00:00:00\n", "timezone-aware"),
+        (
+            "o\n1\n" + base64.b64encode(bytes(32)).decode() + "\ntime 2026-01-01T00:00:00Z\n",
+            "chain-head",
+        ),
+        (
+            "o\n1\n" + base64.b64encode(bytes(32)).decode() + "\nchain-head zz\ntime x\n",
+            "malformed",
+        ),
+        (
+            "o\n1\n"
+            + base64.b64encode(bytes(31)).decode()
+            + "\nchain-head "
+            + "00" * 32
+            + "\ntime 2026-01-01T00:00:00Z\n",
+            "32-byte",
+        ),
+        (
+            "o\n1\n"
+            + base64.b64encode(bytes(32)).decode()
+            + "\nchain-head "
+            + "00" * 32
+            + "\ntime 2026-01-01T00:00:00\n",
+            "timezone-aware",
+        ),
     ],
 )
 def test_malformed_checkpoints_are_refused(body: str, message: str) -> None:
@@ -140,7 +158,9 @@ def test_signature_checks_report_kind_of_problem() -> None:
     assert check_checkpoint_signature(open_checkpoint(note), [other])[0] is Problem.UNKNOWN_KEY
 
     forged = note.replace("\n42\n", "\n43\n")
-    assert check_checkpoint_signature(open_checkpoint(forged), [trusted])[0] is Problem.BAD_SIGNATURE
+    assert (
+        check_checkpoint_signature(open_checkpoint(forged), [trusted])[0] is Problem.BAD_SIGNATURE
+    )
 
     revoked = TrustedKey(
         signer.verifier, revoked_at=datetime(2026, 4, 1, tzinfo=UTC), revocation_reason="lost"

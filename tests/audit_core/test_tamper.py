@@ -54,14 +54,20 @@ def sql(ledger: Ledger, statement: str, **params: object) -> None:
 
 def canonical(ledger: Ledger, seq: int) -> bytes:
     with ledger.engine.connect() as conn:
-        return bytes(conn.execute(text("SELECT canonical FROM audit_entry WHERE seq = :s"), {"s": seq}).scalar_one())
+        return bytes(
+            conn.execute(
+                text("SELECT canonical FROM audit_entry WHERE seq = :s"), {"s": seq}
+            ).scalar_one()
+        )
 
 
 def leaf(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
 
 
-def check(ledger: Ledger, note: str | None, keys: list[TrustedKey], problem: Problem, seq: int | None) -> None:
+def check(
+    ledger: Ledger, note: str | None, keys: list[TrustedKey], problem: Problem, seq: int | None
+) -> None:
     report = verify_ledger(ledger, checkpoint=note, trusted_keys=keys)
     assert not report.ok
     assert (report.problem, report.first_bad_seq) == (problem, seq), report.detail
@@ -89,8 +95,13 @@ def test_edited_entry_is_a_hash_mismatch(setup) -> None:  # type: ignore[no-unty
 def test_edited_and_rehashed_entry_is_pinpointed(setup, seq: int) -> None:  # type: ignore[no-untyped-def]
     ledger, note, keys, _ = setup
     forged = canonical(ledger, seq).replace(f'"v":{seq}'.encode(), b'"v":999')
-    sql(ledger, "UPDATE audit_entry SET canonical = :c, leaf_hash = :h WHERE seq = :s",
-        c=forged, h=leaf(forged), s=seq)
+    sql(
+        ledger,
+        "UPDATE audit_entry SET canonical = :c, leaf_hash = :h WHERE seq = :s",
+        c=forged,
+        h=leaf(forged),
+        s=seq,
+    )
     report = verify_ledger(ledger, checkpoint=note, trusted_keys=keys)
     assert not report.ok and report.first_bad_seq == seq
     assert report.problem in (Problem.CHAIN_BREAK, Problem.TREE_HASH_MISMATCH)
@@ -100,8 +111,12 @@ def test_forged_link_in_later_entry_blames_that_entry(setup) -> None:  # type: i
     ledger, note, keys, _ = setup
     original = canonical(ledger, 21)
     forged = original.replace(original[original.rfind(b'"prev":"') + 8 :][:64], b"ab" * 32)
-    sql(ledger, "UPDATE audit_entry SET canonical = :c, leaf_hash = :h WHERE seq = 21",
-        c=forged, h=leaf(forged))
+    sql(
+        ledger,
+        "UPDATE audit_entry SET canonical = :c, leaf_hash = :h WHERE seq = 21",
+        c=forged,
+        h=leaf(forged),
+    )
     check(ledger, note, keys, Problem.CHAIN_BREAK, 21)
 
 
@@ -132,7 +147,9 @@ def test_inserted_forged_entry_is_detected(setup) -> None:  # type: ignore[no-un
         "INSERT INTO audit_entry (seq, object_key, canonical, leaf_hash, tree_hashes) "
         "VALUES (12, 0, "
         ":c, :h, :t)",
-        c=forged, h=leaf(forged), t=b"",
+        c=forged,
+        h=leaf(forged),
+        t=b"",
     )
     report = verify_ledger(ledger, checkpoint=note, trusted_keys=keys)
     assert not report.ok and report.first_bad_seq == 12
@@ -149,7 +166,9 @@ def test_truncated_tail_is_caught_only_with_a_checkpoint(setup) -> None:  # type
 def test_rewritten_history_contradicts_the_checkpoint(setup) -> None:  # type: ignore[no-untyped-def]
     ledger, note, keys, _ = setup
     sql(ledger, "DELETE FROM audit_entry")
-    rebuilt_events = [AuditEvent(OP, "capture", "value", f"B1/{i}", new={"v": -i}) for i in range(SIZE)]
+    rebuilt_events = [
+        AuditEvent(OP, "capture", "value", f"B1/{i}", new={"v": -i}) for i in range(SIZE)
+    ]
     ledger.append_many(rebuilt_events)  # a complete, self-consistent forgery
     assert verify_ledger(ledger).ok
     report = verify_ledger(ledger, checkpoint=note, trusted_keys=keys)
@@ -174,8 +193,9 @@ def test_forged_checkpoint_signature(setup) -> None:  # type: ignore[no-untyped-
 
 def test_revoked_key_recorded_in_database_is_honoured(setup) -> None:  # type: ignore[no-untyped-def]
     ledger, note, keys, signer = setup
-    ledger.keys.revoke(signer.verifier.key_id, reason="key compromised",
-                       at=datetime.now(UTC) - timedelta(days=1))
+    ledger.keys.revoke(
+        signer.verifier.key_id, reason="key compromised", at=datetime.now(UTC) - timedelta(days=1)
+    )
     check(ledger, note, keys, Problem.REVOKED_KEY, None)
 
 
@@ -186,4 +206,3 @@ def test_checkpoint_of_another_log_is_refused(setup, tmp_path) -> None:  # type:
     foreign = other.checkpoint(signer)
     other.close()
     check(ledger, foreign, keys, Problem.CHECKPOINT_INCONSISTENT, None)
-

@@ -16,7 +16,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "gxpmes.cli", "demo", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "all checks behaved as expected" in result.stdout

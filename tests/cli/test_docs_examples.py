@@ -19,21 +19,42 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_stdlib_only_reverification_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stdlib_only_reverification_snippet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from audit import Actor, AuditEvent, Ledger
 
     ledger = Ledger.open(tmp_path / "t.db")
-    ledger.append_many([AuditEvent(Actor("a", "A"), "c", "x", str(i), new={"i": i}) for i in range(30)])
+    ledger.append_many(
+        [AuditEvent(Actor("a", "A"), "c", "x", str(i), new={"i": i}) for i in range(30)]
+    )
     ledger.close()
-    assert main(["audit", "export", "--db", str(tmp_path / "t.db"), "--jsonl",
-                 "--out", str(tmp_path / "trail.jsonl")]) == 0
-    snippet = [b for b in python_blocks((DOCS / "audit.md").read_text()) if "trail.jsonl" in b][0]
-    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
+    assert (
+        main(
+            [
+                "audit",
+                "export",
+                "--db",
+                str(tmp_path / "t.db"),
+                "--jsonl",
+                "--out",
+                str(tmp_path / "trail.jsonl"),
+            ]
+        )
+        == 0
+    )
+    blocks = python_blocks((DOCS / "audit.md").read_text())
+    snippet = next(b for b in blocks if "trail.jsonl" in b)
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_readme_quickstart_runs(tmp_path: Path) -> None:
     snippet = python_blocks(README.read_text())[0]
-    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("INTACT: 1 entries")
