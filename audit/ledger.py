@@ -306,28 +306,30 @@ class Ledger:
             if e.event.object_type == object_type and e.event.object_id == object_id
         ]
 
-    def iter_raw_rows(self, chunk: int = 50_000) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    def iter_raw_rows(self, chunk: int = 10_000) -> Iterator[tuple[int, bytes, bytes, bytes]]:
         """``(seq, canonical, leaf_hash, tree_hashes)`` for every row, in seq order.
 
-        The verification hot path: keyset-paginated driver-level fetches.
+        The verification hot path: one streaming driver-level cursor (a
+        server-side cursor on PostgreSQL), no ORM rows in between.
         """
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry "
-            f"WHERE seq > {mark} ORDER BY seq LIMIT {int(chunk)}"
-        )
+        sql = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDER BY seq"
         with self._read() as conn:
-            last = -1
-            while True:
-                rows = conn.exec_driver_sql(sql, (last,)).fetchall()
-                if self._is_pg:
-                    for seq, canonical, leaf, tree in rows:
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            if self._is_pg:
+                conn.exec_driver_sql("SELECT 1")  # open the transaction a named cursor needs
+                with dbapi.cursor(name="gxpmes_audit_rows") as cursor:  # type: ignore[call-arg]
+                    cursor.itersize = chunk
+                    cursor.execute(sql)
+                    for seq, canonical, leaf, tree in cursor:
                         yield seq, bytes(canonical), bytes(leaf), bytes(tree)
-                else:
-                    yield from rows  # sqlite3 already returns bytes
-                if len(rows) < chunk:
-                    return
-                last = rows[-1][0]
+            else:
+                cursor = dbapi.cursor()
+                try:
+                    cursor.arraysize = chunk
+                    yield from cursor.execute(sql)  # sqlite3 returns bytes already
+                finally:
+                    cursor.close()
 
     def iter_rows(
         self, start: int = 0, stop: int | None = None, chunk: int = 20_000
