@@ -87,7 +87,6 @@ class SchemaIndex:
         self._elements: dict[tuple[str, str], etree._Element] = {}
         self._simple: set[tuple[str, str]] = set()
         self._built: dict[tuple[str, str], ComplexType] = {}
-        self._namespace_of: dict[int, str] = {}
         files = sorted(directory.glob("*.xsd"))
         if not files:
             raise SchemaError(f"no XSD files in {directory}")
@@ -111,8 +110,6 @@ class SchemaIndex:
                     self._elements[key] = node
                 elif node.tag == _X + "simpleType":
                     self._simple.add(key)
-            for node in root.iter():
-                self._namespace_of[id(node)] = target
         self.namespaces = sorted({ns for ns, _ in self._elements})
 
     # ----------------------------------------------------------- lookups
@@ -233,7 +230,8 @@ class SchemaIndex:
                 raise SchemaError(f"element ref {ref!r} is not defined")
             content = self._element_content(target)
             return Particle(local, namespace, content, min_occurs, max_occurs, target.get("type"))
-        namespace = self._namespace_of.get(id(node), "")
+        # Local elements are qualified with their schema document's target namespace.
+        namespace = node.getroottree().getroot().get("targetNamespace", "")
         return Particle(
             node.get("name", ""),
             namespace,

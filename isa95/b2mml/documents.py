@@ -1,0 +1,312 @@
+"""Reading and writing whole B2MML documents, with or without a transaction (BOD) wrapper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from isa95.b2mml.mapping import ASSUMED_TIMEZONE, NOUNS, Noun, track, unconsumed
+from isa95.b2mml.schemas import LEGACY_NAMESPACES, NAMESPACES, VERSION_OF, SchemaSet, parse_xml
+from isa95.b2mml.tree import build, read
+from isa95.errors import B2MMLError, DocumentInvalid, UnsupportedDocumentError, XMLIssue
+
+__all__ = ["VERBS", "ApplicationArea", "B2MML", "B2MMLDocument"]
+
+VERBS = ("Process", "Sync", "Get", "Show", "Acknowledge", "Change", "Cancel", "Respond")
+"""Transaction verbs of the B2MML transaction profile (Confirm is the separate ConfirmBOD)."""
+
+_CONTAINERS = {"BatchInformation": "MasterRecipe"}
+
+
+@dataclass
+class ApplicationArea:
+    """The BOD header: who sent it, when, and its id."""
+
+    creation: datetime = field(default_factory=lambda: datetime.now(UTC))
+    sender: str | None = None
+    receivers: list[str] = field(default_factory=list)
+    bod_id: str | None = None
+
+    def to_tree(self) -> dict[str, Any]:
+        """The ApplicationArea element tree."""
+        tree: dict[str, Any] = {}
+        if self.sender:
+            tree["Sender"] = {"LogicalID": self.sender}
+        if self.receivers:
+            tree["Receiver"] = [{"LogicalID": r} for r in self.receivers]
+        tree["CreationDateTime"] = self.creation.isoformat()
+        if self.bod_id:
+            tree["BODID"] = self.bod_id
+        return tree
+
+    @classmethod
+    def from_tree(cls, tree: dict[str, Any]) -> ApplicationArea:
+        """Read an ApplicationArea tree (missing time zone → refused)."""
+        from isa95.b2mml.mapping import _get, _list, _parse_time
+
+        sender = tree.get("Sender") or {}
+        creation = _parse_time(_get(tree, "CreationDateTime"), "ApplicationArea/CreationDateTime")
+        return cls(
+            creation=creation or datetime.now(UTC),
+            sender=_get(sender, "LogicalID") if isinstance(sender, dict) else None,
+            receivers=[
+                r for r in (_get(x, "LogicalID") for x in _list(tree, "Receiver")) if r is not None
+            ],
+            bod_id=_get(tree, "BODID"),
+        )
+
+
+@dataclass
+class B2MMLDocument:
+    """A document that was read: its models and everything needed to judge the read."""
+
+    version: str
+    root: str
+    noun: str
+    models: list[Any]
+    verb: str | None = None
+    application_area: ApplicationArea | None = None
+    unmapped: list[str] = field(default_factory=list)
+    """Paths of content present in the document that the models do not carry."""
+    tree: dict[str, Any] = field(default_factory=dict)
+    """The complete content of the document as a plain tree (nothing is lost here)."""
+
+    @property
+    def model(self) -> Any:
+        """The single model of a one-payload document."""
+        if len(self.models) != 1:
+            raise B2MMLError(f"document holds {len(self.models)} {self.noun} payloads, not one")
+        return self.models[0]
+
+
+class B2MML:
+    """B2MML reader and writer bound to a folder of MESA's schemas.
+
+    ``schemas`` is the folder holding ``V0701/`` and ``V0600/`` (default:
+    ``GXPMES_B2MML_SCHEMAS``). Every document written is validated before it
+    is returned; every document read is validated before it is mapped.
+    """
+
+    def __init__(self, schemas: str | Path | None = None) -> None:
+        self.schemas = SchemaSet(schemas)
+
+    # ------------------------------------------------------------ writing
+
+    def noun_for(self, model: Any, version: str) -> Noun:
+        """The noun a model is written as in ``version``."""
+        for noun in NOUNS.values():
+            if isinstance(model, noun.model) and version in noun.versions:
+                return noun
+        raise B2MMLError(f"no B2MML {version} document carries a {type(model).__name__}")
+
+    def write(
+        self,
+        payload: Any,
+        *,
+        version: str = "V0701",
+        verb: str | None = None,
+        application_area: ApplicationArea | None = None,
+        noun: str | None = None,
+        validate: bool = True,
+    ) -> bytes:
+        """Serialise one model (or a list of models of one noun) as a B2MML document.
+
+        Without ``verb`` the noun is the root element; with a verb the
+        payloads are wrapped as ``<VerbNoun><ApplicationArea/><DataArea>``.
+        ``noun`` picks an alternative noun (e.g. ``ProductionSchedule`` in V0600).
+        """
+        models = payload if isinstance(payload, list) else [payload]
+        if not models:
+            raise B2MMLError("nothing to write")
+        chosen = NOUNS.get(noun) if noun else self.noun_for(models[0], version)
+        if chosen is None or version not in chosen.versions:
+            raise B2MMLError(f"noun {noun!r} is not available in {version}")
+        namespace = NAMESPACES[version]
+        index = self.schemas.index(version)
+        if verb is None and chosen.name == "MasterRecipe" and len(models) > 1:
+            root = etree.Element(f"{{{namespace}}}BatchInformation", nsmap={None: namespace})
+            build(
+                root,
+                index.element_type(namespace, "BatchInformation"),
+                {"MasterRecipe": [chosen.to_tree(m, version) for m in models]},
+            )
+        elif verb is None:
+            if len(models) != 1:
+                raise B2MMLError("several payloads need a transaction verb (e.g. verb='Sync')")
+            root = etree.Element(f"{{{namespace}}}{chosen.name}", nsmap={None: namespace})
+            build(
+                root, index.element_type(namespace, chosen.name), chosen.to_tree(models[0], version)
+            )
+        else:
+            if verb not in VERBS:
+                raise B2MMLError(f"unknown verb {verb!r}; use one of {', '.join(VERBS)}")
+            name = verb + chosen.name
+            if not index.has_element(namespace, name):
+                raise B2MMLError(f"B2MML {version} has no {name} transaction")
+            area = application_area or ApplicationArea()
+            tree = {
+                "@releaseID": "1.0",
+                "ApplicationArea": area.to_tree(),
+                "DataArea": {verb: {}, chosen.name: [chosen.to_tree(m, version) for m in models]},
+            }
+            root = etree.Element(f"{{{namespace}}}{name}", nsmap={None: namespace})
+            build(root, index.element_type(namespace, name), tree)
+        document = etree.ElementTree(root)
+        if validate:
+            issues = self.schemas.validate(document, version)
+            if issues:
+                raise DocumentInvalid(
+                    f"generated {version} {chosen.name} is not schema-valid", issues
+                )
+        return bytes(
+            etree.tostring(document, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        )
+
+    def confirm(
+        self,
+        original: ApplicationArea,
+        *,
+        version: str = "V0701",
+        description: str | None = None,
+        application_area: ApplicationArea | None = None,
+    ) -> bytes:
+        """A ConfirmBOD acknowledging receipt of the BOD described by ``original``."""
+        namespace = NAMESPACES[version]
+        bod: dict[str, Any] = {"OriginalApplicationArea": original.to_tree()}
+        if description:
+            bod["Description"] = [description]
+        tree = {
+            "@releaseID": "1.0",
+            "ApplicationArea": (application_area or ApplicationArea()).to_tree(),
+            "DataArea": {"Confirm": {}, "BOD": [bod]},
+        }
+        root = etree.Element(f"{{{namespace}}}ConfirmBOD", nsmap={None: namespace})
+        build(root, self.schemas.index(version).element_type(namespace, "ConfirmBOD"), tree)
+        document = etree.ElementTree(root)
+        issues = self.schemas.validate(document, version)
+        if issues:
+            raise DocumentInvalid("generated ConfirmBOD is not schema-valid", issues)
+        return bytes(
+            etree.tostring(document, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        )
+
+    # ------------------------------------------------------------ reading
+
+    def identify(self, tree: etree._ElementTree) -> tuple[str, str]:
+        """``(version, root local name)`` of a parsed document, or a clear refusal."""
+        qname = etree.QName(tree.getroot())
+        namespace = qname.namespace or ""
+        if namespace in LEGACY_NAMESPACES:
+            raise UnsupportedDocumentError(
+                f"{LEGACY_NAMESPACES[namespace]} documents are not supported "
+                f"(root <{qname.localname}>); supported releases are V0701 and V0600"
+            )
+        version = VERSION_OF.get(namespace)
+        if version is None:
+            raise UnsupportedDocumentError(
+                f"root <{qname.localname}> is in namespace {namespace or '(none)'!r}, "
+                "which is not B2MML V0701 or V0600"
+            )
+        return version, qname.localname
+
+    def validate(self, data: bytes, version: str | None = None) -> list[XMLIssue]:
+        """Schema errors of a document (empty list when valid); unsafe input raises."""
+        tree = parse_xml(data)
+        found, _root = self.identify(tree)
+        if version is not None and version != found:
+            return [
+                XMLIssue(
+                    tree.getroot().sourceline,
+                    etree.QName(tree.getroot()).localname,
+                    f"document is {found}, not {version}",
+                )
+            ]
+        return self.schemas.validate(tree, found)
+
+    def read(self, data: bytes, *, assume_timezone: tzinfo | None = None) -> B2MMLDocument:
+        """Parse safely, validate, and map a document to models.
+
+        Date-times without a zone are refused unless ``assume_timezone`` says
+        which zone the sender meant (an explicit, documented choice).
+
+        Raises :class:`UnsafeXMLError`, :class:`DocumentInvalid` (with the
+        issues' lines and elements), :class:`UnsupportedDocumentError` or
+        :class:`ModelError` (schema-valid but wrong in meaning).
+        """
+        tree = parse_xml(data)
+        version, root = self.identify(tree)
+        noun, verb = self._noun_of(root, version)
+        issues = self.schemas.validate(tree, version)
+        if issues:
+            raise DocumentInvalid(f"{version} <{root}> does not validate", issues)
+        namespace = NAMESPACES[version]
+        index = self.schemas.index(version)
+        unsupported: list[str] = []
+        content = read(tree.getroot(), index.element_type(namespace, root), unsupported, root)
+        tracked = track(content)
+        area = None
+        tracked.get("@releaseID")
+        tracked.get("@versionID")
+        if verb is not None:
+            area = ApplicationArea.from_tree(tracked.get("ApplicationArea") or {})
+            data_area = tracked.get("DataArea") or {}
+            data_area.get(verb if verb != "Confirm" else "Confirm")
+            payloads = data_area.get(noun.name) or []
+            payloads = payloads if isinstance(payloads, list) else [payloads]
+        elif root in _CONTAINERS:
+            payloads = tracked.get(_CONTAINERS[root]) or []
+        else:
+            payloads = [tracked]
+        token = ASSUMED_TIMEZONE.set(assume_timezone)
+        try:
+            models = [noun.from_tree(p, version) for p in payloads]
+        finally:
+            ASSUMED_TIMEZONE.reset(token)
+        unmapped = unsupported + list(unconsumed(tracked, root))
+        if area is not None:
+            unmapped = [u for u in unmapped if "/ApplicationArea/" not in u]
+        return B2MMLDocument(version, root, noun.name, models, verb, area, unmapped, content)
+
+    def _noun_of(self, root: str, version: str) -> tuple[Noun, str | None]:
+        if root in _CONTAINERS:
+            return NOUNS[_CONTAINERS[root]], None
+        if root in NOUNS and version in NOUNS[root].versions:
+            return NOUNS[root], None
+        for verb in VERBS:
+            if root.startswith(verb):
+                name = root[len(verb) :]
+                if name in NOUNS and version in NOUNS[name].versions:
+                    return NOUNS[name], verb
+        supported = ", ".join(n for n, x in NOUNS.items() if version in x.versions)
+        raise UnsupportedDocumentError(
+            f"{version} root <{root}> is not a supported document; supported nouns: {supported} "
+            f"(bare, in BatchInformation, or wrapped as {'/'.join(VERBS)}<Noun>)"
+        )
+
+    def convert(self, data: bytes, to_version: str) -> bytes:
+        """Read a document and write its models in another release (same verb if any)."""
+        document = self.read(data)
+        if document.unmapped:
+            raise UnsupportedDocumentError(
+                "converting would lose content the models do not carry: "
+                + ", ".join(document.unmapped[:5])
+            )
+        noun = NOUNS[document.noun]
+        target_noun: str | None = noun.name
+        if to_version not in noun.versions:
+            target_noun = None  # e.g. ProductionSchedule (V0600) → OperationsSchedule (V0701)
+        payload: Any = document.models if document.verb else document.models[0]
+        if document.verb is None and len(document.models) != 1:
+            payload = document.models
+            return self.write(payload, version=to_version, verb="Sync", noun=target_noun)
+        return self.write(
+            payload,
+            version=to_version,
+            verb=document.verb,
+            noun=target_noun,
+            application_area=document.application_area,
+        )

@@ -1,0 +1,155 @@
+"""MESA's XSDs (never shipped with this library), safe XML parsing and validation."""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+from lxml import etree
+
+from isa95.b2mml.xsdindex import SchemaIndex, load_index
+from isa95.errors import DocumentInvalid, SchemaError, UnsafeXMLError, XMLIssue
+
+__all__ = [
+    "LEGACY_NAMESPACES",
+    "MAX_DOCUMENT_BYTES",
+    "NAMESPACES",
+    "SchemaSet",
+    "parse_xml",
+    "schema_root",
+]
+
+NAMESPACES: dict[str, str] = {
+    "V0701": "http://www.mesa.org/xml/B2MML",
+    "V0600": "http://www.mesa.org/xml/B2MML-V0600",
+}
+VERSION_OF = {ns: version for version, ns in NAMESPACES.items()}
+LEGACY_NAMESPACES = {
+    "http://www.wbf.org/xml/B2MML-V0401": "B2MML V0401",
+    "http://www.wbf.org/xml/B2MML-V0400": "B2MML V0400",
+    "http://www.wbf.org/xml/B2MML-V0500": "B2MML V0500",
+    "http://www.mesa.org/xml/B2MML-V0500": "B2MML V0500",
+    "http://www.wbf.org/xml/BatchML-V02": "BatchML V02",
+    "http://www.wbf.org/xml/BatchML-V0401": "BatchML V0401",
+}
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+ENV_VAR = "GXPMES_B2MML_SCHEMAS"
+_ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
+
+
+def schema_root(directory: str | Path | None = None) -> Path:
+    """The folder holding ``V0701/`` and ``V0600/`` (argument, else ``GXPMES_B2MML_SCHEMAS``)."""
+    chosen = directory if directory is not None else os.environ.get(ENV_VAR)
+    if not chosen:
+        raise SchemaError(
+            f"no B2MML schema directory: pass one or set {ENV_VAR} to the folder holding "
+            "MESA's V0701/ and V0600/ schema folders"
+        )
+    path = Path(chosen).expanduser()
+    if not (path / "V0701").is_dir() and not (path / "V0600").is_dir():
+        raise SchemaError(f"{path} holds neither V0701/ nor V0600/ B2MML schemas")
+    return path
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_blank_text=False,
+    )
+
+
+def parse_xml(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._ElementTree:
+    """Parse untrusted XML safely: no DTD, no entities, no network, bounded size.
+
+    Raises :class:`UnsafeXMLError` for a DOCTYPE (which is how entity
+    expansion and external DTD attacks start) or an oversize input, and
+    :class:`DocumentInvalid` naming the line for input that is not well-formed.
+    """
+    if len(data) > max_bytes:
+        raise UnsafeXMLError(f"document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    try:
+        tree = etree.ElementTree(etree.fromstring(data, _parser()))
+    except etree.XMLSyntaxError as exc:
+        raise DocumentInvalid("not well-formed XML", [XMLIssue(exc.lineno, "?", exc.msg)]) from exc
+    docinfo = tree.docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise UnsafeXMLError("documents with a DOCTYPE are refused (no DTDs or entities allowed)")
+    for node in tree.iter():
+        if isinstance(node, etree._Entity):
+            raise UnsafeXMLError(f"entity reference {node.text!r} refused (line {node.sourceline})")
+    return tree
+
+
+def issues_from_log(log: etree._ListErrorLog) -> list[XMLIssue]:
+    """Validation errors as :class:`XMLIssue` s naming line and element."""
+    issues = []
+    for error in log:
+        match = _ELEMENT_IN_MESSAGE.search(error.message)
+        issues.append(XMLIssue(error.line, match.group(1) if match else "?", error.message))
+    return issues
+
+
+class SchemaSet:
+    """Compiled validators and structure indexes for the releases under one folder."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.root = schema_root(directory)
+
+    def version_dir(self, version: str) -> Path:
+        """The folder of one release."""
+        if version not in NAMESPACES:
+            raise SchemaError(f"unknown B2MML version {version!r} (supported: V0701, V0600)")
+        path = self.root / version
+        if not path.is_dir():
+            raise SchemaError(f"no {version} schemas under {self.root}")
+        return path
+
+    def index(self, version: str) -> SchemaIndex:
+        """The structure index of one release."""
+        return load_index(self.version_dir(version))
+
+    def validator(self, version: str, root_element: str) -> etree.XMLSchema:
+        """The compiled XSD able to validate a document with ``root_element``."""
+        return _validator(self.version_dir(version), version, root_element)
+
+    def validate(self, tree: etree._ElementTree, version: str) -> list[XMLIssue]:
+        """Validation errors of ``tree`` (empty when valid)."""
+        root = etree.QName(tree.getroot()).localname
+        schema = self.validator(version, root)
+        if schema.validate(tree):
+            return []
+        return issues_from_log(schema.error_log)
+
+
+@cache
+def _validator(directory: Path, version: str, root_element: str) -> etree.XMLSchema:
+    if version == "V0701":
+        path = directory / "AllSchemas.xsd"
+    else:
+        # V0600's AllSchemas.xsd does not compile; use the area schema that
+        # declares the root element (it includes everything it needs).
+        path = _declaring_file(directory, root_element)
+    try:
+        return etree.XMLSchema(etree.parse(str(path), _parser()))
+    except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as exc:
+        raise SchemaError(f"cannot compile {path}: {exc}") from exc
+
+
+def _declaring_file(directory: Path, root_element: str) -> Path:
+    pattern = re.compile(rf'<xsd:element\s+name\s*=\s*"{re.escape(root_element)}"')
+    candidates = [
+        p
+        for p in sorted(directory.glob("*.xsd"))
+        if not p.name.startswith("AllSchemas")
+        and "Types" not in p.name
+        and pattern.search(p.read_text(encoding="utf-8"))
+    ]
+    if not candidates:
+        raise SchemaError(f"no V0600 schema declares <{root_element}>")
+    return candidates[0]

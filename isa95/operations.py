@@ -1,0 +1,224 @@
+"""ISA-95 Part 2/4 operations: segments, definitions, schedules and performance."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import Field, model_validator
+
+from isa95.common import AwareDatetime, Identifier, Model, Quantity, Text, check_interval
+
+__all__ = [
+    "DataValue",
+    "EquipmentActual",
+    "MaterialActual",
+    "MaterialRequirement",
+    "MaterialSpecification",
+    "MaterialUse",
+    "OperationsDefinition",
+    "OperationsPerformance",
+    "OperationsRequest",
+    "OperationsResponse",
+    "OperationsSchedule",
+    "PersonnelActual",
+    "ProcessSegment",
+    "ProcessSegmentInformation",
+    "SegmentParameter",
+    "SegmentRequirement",
+    "SegmentResponse",
+]
+
+
+class MaterialUse(enum.StrEnum):
+    """How a segment uses a material."""
+
+    CONSUMED = "Consumed"
+    PRODUCED = "Produced"
+    CONSUMABLE = "Consumable"
+
+
+class DataValue(Model):
+    """A named value (parameter, process data, test result) with its unit."""
+
+    id: Identifier
+    value: Text
+    unit: Identifier | None = None
+    description: Text | None = None
+
+
+SegmentParameter = DataValue
+
+
+class MaterialSpecification(Model):
+    """Material a process segment needs or makes."""
+
+    material_definition_id: Identifier | None = None
+    material_class_id: Identifier | None = None
+    use: MaterialUse | None = None
+    quantity: Quantity | None = None
+
+
+class ProcessSegment(Model):
+    """A business-level view of a production step and the resources it needs."""
+
+    id: Identifier
+    description: Text | None = None
+    equipment_class_ids: list[Identifier] = Field(default_factory=list)
+    personnel_class_ids: list[Identifier] = Field(default_factory=list)
+    materials: list[MaterialSpecification] = Field(default_factory=list)
+    parameters: list[SegmentParameter] = Field(default_factory=list)
+
+
+class OperationsDefinition(Model):
+    """How to make a product: the segments used, with a bill of material."""
+
+    id: Identifier
+    description: Text | None = None
+    operations_type: Identifier | None = None
+    process_segment_ids: list[Identifier] = Field(default_factory=list)
+    bill_of_material: list[MaterialSpecification] = Field(default_factory=list)
+
+
+class MaterialRequirement(Model):
+    """Material an order needs or makes (possibly a specific lot)."""
+
+    material_definition_id: Identifier | None = None
+    lot_id: Identifier | None = None
+    use: MaterialUse | None = None
+    quantity: Quantity | None = None
+
+
+class SegmentRequirement(Model):
+    """One segment of an order, with when and what."""
+
+    id: Identifier | None = None
+    process_segment_id: Identifier | None = None
+    description: Text | None = None
+    earliest_start: AwareDatetime | None = None
+    latest_end: AwareDatetime | None = None
+    equipment_ids: list[Identifier] = Field(default_factory=list)
+    materials: list[MaterialRequirement] = Field(default_factory=list)
+    parameters: list[SegmentParameter] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> SegmentRequirement:
+        check_interval(self.earliest_start, self.latest_end, f"segment requirement {self.id or ''}")
+        return self
+
+
+class OperationsRequest(Model):
+    """An order (production request from ERP)."""
+
+    id: Identifier | None = None
+    description: Text | None = None
+    operations_definition_id: Identifier | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    priority: int | None = None
+    segments: list[SegmentRequirement] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> OperationsRequest:
+        check_interval(self.start, self.end, f"request {self.id or '(no ID)'}")
+        return self
+
+
+class OperationsSchedule(Model):
+    """A set of requests sent for execution."""
+
+    id: Identifier | None = None
+    description: Text | None = None
+    operations_type: Identifier | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    requests: list[OperationsRequest] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> OperationsSchedule:
+        check_interval(self.start, self.end, f"schedule {self.id or ''}")
+        return self
+
+
+class MaterialActual(Model):
+    """Material actually consumed or produced."""
+
+    material_definition_id: Identifier | None = None
+    lot_id: Identifier | None = None
+    sublot_id: Identifier | None = None
+    use: MaterialUse | None = None
+    quantity: Quantity | None = None
+
+
+class EquipmentActual(Model):
+    """Equipment actually used."""
+
+    equipment_id: Identifier
+    description: Text | None = None
+
+
+class PersonnelActual(Model):
+    """A person who actually worked on the segment."""
+
+    person_id: Identifier
+    description: Text | None = None
+
+
+class SegmentResponse(Model):
+    """What actually happened in one segment."""
+
+    id: Identifier | None = None
+    process_segment_id: Identifier | None = None
+    description: Text | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    materials: list[MaterialActual] = Field(default_factory=list)
+    equipment: list[EquipmentActual] = Field(default_factory=list)
+    personnel: list[PersonnelActual] = Field(default_factory=list)
+    data: list[DataValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> SegmentResponse:
+        check_interval(self.start, self.end, f"segment response {self.id or '(no ID)'}")
+        return self
+
+
+class OperationsResponse(Model):
+    """The response to one request: the actuals of an executed order."""
+
+    id: Identifier | None = None
+    request_id: Identifier | None = None
+    description: Text | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    state: Identifier | None = None
+    segments: list[SegmentResponse] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> OperationsResponse:
+        check_interval(self.start, self.end, f"response {self.id or '(no ID)'}")
+        return self
+
+
+class OperationsPerformance(Model):
+    """A set of responses reported back (e.g. to ERP)."""
+
+    id: Identifier | None = None
+    description: Text | None = None
+    operations_type: Identifier | None = None
+    schedule_id: Identifier | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    responses: list[OperationsResponse] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> OperationsPerformance:
+        check_interval(self.start, self.end, f"performance {self.id or ''}")
+        return self
+
+
+class ProcessSegmentInformation(Model):
+    """A B2MML ProcessSegmentInformation payload."""
+
+    id: Identifier | None = None
+    description: Text | None = None
+    segments: list[ProcessSegment] = Field(default_factory=list)
