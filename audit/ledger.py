@@ -318,11 +318,14 @@ class Ledger:
             assert dbapi is not None
             if self._is_pg:
                 conn.exec_driver_sql("SELECT 1")  # open the transaction a named cursor needs
-                with dbapi.cursor(name="gxpmes_audit_rows") as cursor:  # type: ignore[call-arg]
-                    cursor.itersize = chunk
-                    cursor.execute(sql)
-                    for seq, canonical, leaf, tree in cursor:
+                named: Any = dbapi.cursor(name="gxpmes_audit_rows")  # type: ignore[call-arg]
+                try:
+                    named.itersize = chunk
+                    named.execute(sql)
+                    for seq, canonical, leaf, tree in named:
                         yield seq, bytes(canonical), bytes(leaf), bytes(tree)
+                finally:
+                    named.close()
             else:
                 cursor = dbapi.cursor()
                 try:

@@ -116,7 +116,7 @@ def _check_level(parent: Equipment, child: Equipment) -> None:
 
 
 class EquipmentCapability(Model):
-    """Capability of a piece of equipment over a time span (available / committed / unattainable)."""
+    """Capability of equipment over a time span (available / committed / unattainable)."""
 
     equipment_id: Identifier
     capability_type: Identifier = "Available"

@@ -89,7 +89,7 @@ class ProceduralStateMachine:
         return list(TRANSITIONS[self.state])
 
     def command(self, command: Command | str) -> ProceduralState:
-        """Apply ``command``; an illegal one raises :class:`IllegalTransition` and changes nothing."""
+        """Apply ``command``; an illegal one raises :class:`IllegalTransition`, changing nothing."""
         try:
             cmd = Command(command)
         except ValueError as exc:
@@ -98,7 +98,8 @@ class ProceduralStateMachine:
         if target is None:
             allowed = ", ".join(self.allowed()) or "none"
             raise IllegalTransition(
-                f"{self.name}: command {cmd} is not allowed in state {self.state} (allowed: {allowed})"
+                f"{self.name}: command {cmd} is not allowed in state {self.state} "
+                f"(allowed: {allowed})"
             )
         return self._move(target, str(cmd))
 

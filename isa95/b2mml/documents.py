@@ -14,7 +14,7 @@ from isa95.b2mml.schemas import LEGACY_NAMESPACES, NAMESPACES, VERSION_OF, Schem
 from isa95.b2mml.tree import build, read
 from isa95.errors import B2MMLError, DocumentInvalid, UnsupportedDocumentError, XMLIssue
 
-__all__ = ["VERBS", "ApplicationArea", "B2MML", "B2MMLDocument"]
+__all__ = ["B2MML", "VERBS", "ApplicationArea", "B2MMLDocument"]
 
 VERBS = ("Process", "Sync", "Get", "Show", "Acknowledge", "Change", "Cancel", "Respond")
 """Transaction verbs of the B2MML transaction profile (Confirm is the separate ConfirmBOD)."""

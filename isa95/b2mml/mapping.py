@@ -9,11 +9,11 @@ so that every element a mapper did not consume can be reported as
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -59,6 +59,8 @@ from isa95.recipe import (
 
 __all__ = ["NOUNS", "Noun", "Tracked", "unconsumed"]
 
+_M = TypeVar("_M")
+
 V0701, V0600 = "V0701", "V0600"
 QUALIFICATION_PREFIX = "QUAL:"
 
@@ -72,7 +74,7 @@ class Tracked(dict[str, Any]):
         super().__init__(data)
         self.used: set[str] = set()
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         self.used.add(key)
         return super().get(key, default)
 
@@ -117,7 +119,8 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _get(tree: dict[str, Any], key: str) -> str | None:
+def _get(tree: dict[str, Any], key: str) -> Any:
+    """Text of child ``key`` (None when absent). Typed Any: pydantic validates it."""
     return _text(tree.get(key))
 
 
@@ -143,7 +146,8 @@ ASSUMED_TIMEZONE: ContextVar[tzinfo | None] = ContextVar("assumed_timezone", def
 """Zone for date-times written without one; None (the default) refuses them."""
 
 
-def _parse_time(text: str | None, where: str) -> datetime | None:
+def _parse_time(text: str | None, where: str) -> Any:
+    """An aware datetime (or None); typed Any because models validate it again."""
     if text is None:
         return None
     try:
@@ -255,7 +259,7 @@ def _storage(tree: dict[str, Any]) -> str | None:
     value = tree.get("StorageLocation")
     if isinstance(value, dict) and "Location" in value:
         value.get("LocationType")
-        return _get(value, "Location")
+        return _text(value.get("Location"))
     return _text(value)
 
 
@@ -266,7 +270,7 @@ def _where(tree: dict[str, Any], label: str, *id_keys: str) -> str:
     return f"<{label}>" + (f" {ident!r}" if ident else "") + (f" (line {line})" if line else "")
 
 
-def _model(build: Callable[[], Any], where: str) -> Any:
+def _model(build: Callable[[], _M], where: str) -> _M:
     try:
         return build()
     except ValidationError as exc:
@@ -1191,24 +1195,24 @@ def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
                     values=values,
                 )
             )
-    events = []
-    for e in _list(tree.get("Events") or {}, "Event"):
+
+    def event(e: dict[str, Any]) -> RecordEvent:
         _get(e, "ObjectType")
-        events.append(
-            _model(
-                lambda e=e: RecordEvent(
-                    id=_get(e, "EntryID"),
-                    timestamp=_parse_time(_get(e, "TimeStamp"), "Event TimeStamp"),
-                    event_type=_decoded(e.get("EventType")),
-                    event_subtype=_decoded(e.get("EventSubType")),
-                    message=_get(e, "MessageText"),
-                    person_id=_get(e, "PersonID"),
-                    equipment_id=_get(e, "EquipmentID"),
-                    procedural_element=_get(e, "ProceduralElementReference"),
-                ),
-                f"Event {_get(e, 'EntryID')!r}",
-            )
+        return _model(
+            lambda: RecordEvent(
+                id=_get(e, "EntryID"),
+                timestamp=_parse_time(_get(e, "TimeStamp"), "Event TimeStamp"),
+                event_type=_decoded(e.get("EventType")),
+                event_subtype=_decoded(e.get("EventSubType")),
+                message=_get(e, "MessageText"),
+                person_id=_get(e, "PersonID"),
+                equipment_id=_get(e, "EquipmentID"),
+                procedural_element=_get(e, "ProceduralElementReference"),
+            ),
+            _where(e, "Event", "EntryID"),
         )
+
+    events = [event(e) for e in _list(tree.get("Events") or {}, "Event")]
     return _model(
         lambda: BatchProductionRecord(
             id=record_id,
@@ -1245,7 +1249,7 @@ def _batch_value(number: Decimal | None, unit: str | None) -> dict[str, Any]:
 
 
 def _parameter_tree(p: FormulaParameter) -> dict[str, Any]:
-    """A formula parameter: target as the value, limits as sub-parameters typed LowLimit/HighLimit."""
+    """A formula parameter: target as value, limits as LowLimit/HighLimit sub-parameters."""
     tree: dict[str, Any] = {"ID": p.id}
     _put(tree, "Description", p.description)
     tree["ParameterType"] = "ProcessParameter"
