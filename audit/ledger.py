@@ -318,7 +318,7 @@ class Ledger:
             assert dbapi is not None
             if self._is_pg:
                 conn.exec_driver_sql("SELECT 1")  # open the transaction a named cursor needs
-                named: Any = dbapi.cursor(name="gxpmes_audit_rows")  # type: ignore[call-arg]
+                named: Any = dbapi.cursor(name="gxpmes_audit_rows")
                 try:
                     named.itersize = chunk
                     named.execute(sql)

@@ -6,7 +6,15 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from isa95.errors import ModelError
 
@@ -56,6 +64,13 @@ class Quantity(Model):
 
     value: Decimal
     unit: Annotated[str, Field(max_length=64), AfterValidator(_xml_text)] | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _no_float(cls, value: object) -> object:
+        if isinstance(value, float):
+            raise ValueError("quantities must be Decimal or str, never float (binary rounding)")
+        return value
 
     @model_validator(mode="after")
     def _finite(self) -> Quantity:

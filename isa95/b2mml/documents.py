@@ -155,16 +155,7 @@ class B2MML:
             }
             root = etree.Element(f"{{{namespace}}}{name}", nsmap={None: namespace})
             build(root, index.element_type(namespace, name), tree)
-        document = etree.ElementTree(root)
-        if validate:
-            issues = self.schemas.validate(document, version)
-            if issues:
-                raise DocumentInvalid(
-                    f"generated {version} {chosen.name} is not schema-valid", issues
-                )
-        return bytes(
-            etree.tostring(document, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-        )
+        return self._finish(root, version, f"{version} {chosen.name}", validate)
 
     def confirm(
         self,
@@ -186,13 +177,18 @@ class B2MML:
         }
         root = etree.Element(f"{{{namespace}}}ConfirmBOD", nsmap={None: namespace})
         build(root, self.schemas.index(version).element_type(namespace, "ConfirmBOD"), tree)
-        document = etree.ElementTree(root)
-        issues = self.schemas.validate(document, version)
-        if issues:
-            raise DocumentInvalid("generated ConfirmBOD is not schema-valid", issues)
-        return bytes(
-            etree.tostring(document, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        return self._finish(root, version, f"{version} ConfirmBOD", True)
+
+    def _finish(self, root: etree._Element, version: str, what: str, validate: bool) -> bytes:
+        """Serialise, and validate the bytes as written so errors carry real line numbers."""
+        data = bytes(
+            etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
         )
+        if validate:
+            issues = self.schemas.validate(parse_xml(data), version)
+            if issues:
+                raise DocumentInvalid(f"generated {what} is not schema-valid", issues)
+        return data
 
     # ------------------------------------------------------------ reading
 

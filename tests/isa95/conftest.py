@@ -1,0 +1,20 @@
+"""Fixtures for isa95: MESA's schemas from ../shared (never copied into the project)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from isa95.b2mml.documents import B2MML
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+SCHEMAS = SHARED / "schemas" / "b2mml"
+CASES = SHARED / "b2mml-cases"
+
+
+@pytest.fixture(scope="session")
+def b2mml() -> B2MML:
+    if not SCHEMAS.is_dir():
+        pytest.fail(f"MESA B2MML schemas are expected at {SCHEMAS} (../shared beside the project)")
+    return B2MML(SCHEMAS)
