@@ -24,7 +24,8 @@ class TagSeries(Model):
     unit: Identifier | None = None
     description: Text | None = None
     data_type: Identifier = "decimal"
-    values: list[RecordedValue] = Field(default_factory=list)
+    values: list[RecordedValue] = Field(min_length=1)
+    """At least one value: BatchML has no empty data set."""
 
 
 class RecordEvent(Model):

@@ -148,13 +148,15 @@ class B2MML:
             if not index.has_element(namespace, name):
                 raise B2MMLError(f"B2MML {version} has no {name} transaction")
             area = application_area or ApplicationArea()
-            tree = {
-                "@releaseID": "1.0",
+            root_type = index.element_type(namespace, name)
+            tree: dict[str, Any] = {
                 "ApplicationArea": area.to_tree(),
                 "DataArea": {verb: {}, chosen.name: [chosen.to_tree(m, version) for m in models]},
             }
+            if root_type is not None and "releaseID" in root_type.attributes:
+                tree["@releaseID"] = "1.0"
             root = etree.Element(f"{{{namespace}}}{name}", nsmap={None: namespace})
-            build(root, index.element_type(namespace, name), tree)
+            build(root, root_type, tree)
         return self._finish(root, version, f"{version} {chosen.name}", validate)
 
     def confirm(
@@ -171,7 +173,6 @@ class B2MML:
         if description:
             bod["Description"] = [description]
         tree = {
-            "@releaseID": "1.0",
             "ApplicationArea": (application_area or ApplicationArea()).to_tree(),
             "DataArea": {"Confirm": {}, "BOD": [bod]},
         }
