@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import AuditError
-from isa95.errors import ISA95Error
 from audit.keys import TrustedKey, generate_private_key, load_private_key, load_public_key
 from audit.ledger import Ledger
 from audit.note import NoteSigner, NoteVerifier
 from audit.verify import verify_ledger
+from isa95.errors import ISA95Error
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 DEFAULT_KEY_NAME = "gxpmes-audit"

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 
 from hypothesis import strategies as st
 
 from isa95.batchrecord import BatchProductionRecord, RecordedValue, RecordEvent, TagSeries
 from isa95.common import Property, Quantity
-from isa95.equipment import ALLOWED_CHILDREN, Equipment, EquipmentClass, EquipmentInformation, EquipmentLevel
-from isa95.material import MaterialClass, MaterialDefinition, MaterialInformation, MaterialLot, MaterialSubLot
+from isa95.equipment import (
+    ALLOWED_CHILDREN,
+    Equipment,
+    EquipmentClass,
+    EquipmentInformation,
+    EquipmentLevel,
+)
+from isa95.material import (
+    MaterialClass,
+    MaterialDefinition,
+    MaterialInformation,
+    MaterialLot,
+    MaterialSubLot,
+)
 from isa95.operations import (
     DataValue,
     EquipmentActual,
@@ -48,11 +59,19 @@ identifiers = st.text(_chars, min_size=1, max_size=12).map(str.strip).filter(boo
 texts = st.text(st.one_of(_chars, st.sampled_from("\n\t <>&'\"")), min_size=1, max_size=30)
 optional_text = st.none() | texts
 units = st.none() | st.sampled_from(["kg", "Cel", "rpm", "%", "kPa", "L"])
-decimals = st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-10**9, max_value=10**9)
+decimals = st.decimals(
+    allow_nan=False, allow_infinity=False, places=3, min_value=-(10**9), max_value=10**9
+)
 quantities = st.none() | st.builds(Quantity, value=decimals, unit=units)
-zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))])
-times = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1), timezones=zones)
-properties = st.builds(Property, id=identifiers, value=optional_text, unit=units, description=optional_text)
+zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+)
+times = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1), timezones=zones
+)
+properties = st.builds(
+    Property, id=identifiers, value=optional_text, unit=units, description=optional_text
+)
 
 
 def _sorted_times(n: int) -> st.SearchStrategy[list[datetime]]:
@@ -63,20 +82,49 @@ material_information = st.builds(
     MaterialInformation,
     id=st.none() | identifiers,
     description=optional_text,
-    classes=st.lists(st.builds(MaterialClass, id=identifiers, description=optional_text,
-                               properties=st.lists(properties, max_size=2)), max_size=2),
-    definitions=st.lists(st.builds(MaterialDefinition, id=identifiers, description=optional_text,
-                                   material_class_ids=st.lists(identifiers, max_size=2),
-                                   properties=st.lists(properties, max_size=2)), max_size=2),
-    lots=st.lists(st.builds(
-        MaterialLot, id=identifiers, material_definition_id=st.none() | identifiers,
-        description=optional_text, status=st.none() | identifiers,
-        storage_location=st.none() | identifiers, quantity=quantities,
-        properties=st.lists(properties, max_size=2),
-        sublots=st.lists(st.builds(MaterialSubLot, id=identifiers, description=optional_text,
-                                   status=st.none() | identifiers,
-                                   storage_location=st.none() | identifiers, quantity=quantities),
-                         max_size=2)), max_size=3),
+    classes=st.lists(
+        st.builds(
+            MaterialClass,
+            id=identifiers,
+            description=optional_text,
+            properties=st.lists(properties, max_size=2),
+        ),
+        max_size=2,
+    ),
+    definitions=st.lists(
+        st.builds(
+            MaterialDefinition,
+            id=identifiers,
+            description=optional_text,
+            material_class_ids=st.lists(identifiers, max_size=2),
+            properties=st.lists(properties, max_size=2),
+        ),
+        max_size=2,
+    ),
+    lots=st.lists(
+        st.builds(
+            MaterialLot,
+            id=identifiers,
+            material_definition_id=st.none() | identifiers,
+            description=optional_text,
+            status=st.none() | identifiers,
+            storage_location=st.none() | identifiers,
+            quantity=quantities,
+            properties=st.lists(properties, max_size=2),
+            sublots=st.lists(
+                st.builds(
+                    MaterialSubLot,
+                    id=identifiers,
+                    description=optional_text,
+                    status=st.none() | identifiers,
+                    storage_location=st.none() | identifiers,
+                    quantity=quantities,
+                ),
+                max_size=2,
+            ),
+        ),
+        max_size=3,
+    ),
 )
 
 
@@ -84,108 +132,244 @@ def _equipment(level: EquipmentLevel, depth: int) -> st.SearchStrategy[Equipment
     allowed = sorted(ALLOWED_CHILDREN[level])
     children = (
         st.lists(st.sampled_from(allowed).flatmap(lambda lv: _equipment(lv, depth - 1)), max_size=2)
-        if depth > 0 and allowed else st.just([])
+        if depth > 0 and allowed
+        else st.just([])
     )
-    return st.builds(Equipment, id=identifiers, level=st.just(level), description=optional_text,
-                     equipment_class_ids=st.lists(identifiers, max_size=2),
-                     properties=st.lists(properties, max_size=1), children=children)
+    return st.builds(
+        Equipment,
+        id=identifiers,
+        level=st.just(level),
+        description=optional_text,
+        equipment_class_ids=st.lists(identifiers, max_size=2),
+        properties=st.lists(properties, max_size=1),
+        children=children,
+    )
 
 
 equipment_information = st.builds(
-    EquipmentInformation, id=identifiers, description=optional_text,
-    classes=st.lists(st.builds(EquipmentClass, id=identifiers, description=optional_text,
-                               properties=st.lists(properties, max_size=2)), max_size=2),
-    equipment=st.lists(st.sampled_from(list(EquipmentLevel)).flatmap(lambda lv: _equipment(lv, 2)),
-                       max_size=2),
+    EquipmentInformation,
+    id=identifiers,
+    description=optional_text,
+    classes=st.lists(
+        st.builds(
+            EquipmentClass,
+            id=identifiers,
+            description=optional_text,
+            properties=st.lists(properties, max_size=2),
+        ),
+        max_size=2,
+    ),
+    equipment=st.lists(
+        st.sampled_from(list(EquipmentLevel)).flatmap(lambda lv: _equipment(lv, 2)), max_size=2
+    ),
 )
 
 personnel_information = st.builds(
-    PersonnelInformation, id=identifiers, description=optional_text,
-    classes=st.lists(st.builds(PersonnelClass, id=identifiers, description=optional_text,
-                               properties=st.lists(properties, max_size=2)), max_size=2),
-    persons=st.lists(st.builds(
-        Person, id=identifiers, name=optional_text,
-        personnel_class_ids=st.lists(identifiers, max_size=2),
-        properties=st.lists(properties.filter(lambda p: not p.id.startswith("QUAL:")), max_size=2),
-        qualifications=st.lists(st.builds(Qualification, id=identifiers, description=optional_text,
-                                          result=optional_text, valid_until=st.none() | times),
-                                max_size=2)), max_size=3),
+    PersonnelInformation,
+    id=identifiers,
+    description=optional_text,
+    classes=st.lists(
+        st.builds(
+            PersonnelClass,
+            id=identifiers,
+            description=optional_text,
+            properties=st.lists(properties, max_size=2),
+        ),
+        max_size=2,
+    ),
+    persons=st.lists(
+        st.builds(
+            Person,
+            id=identifiers,
+            name=optional_text,
+            personnel_class_ids=st.lists(identifiers, max_size=2),
+            properties=st.lists(
+                properties.filter(lambda p: not p.id.startswith("QUAL:")), max_size=2
+            ),
+            qualifications=st.lists(
+                st.builds(
+                    Qualification,
+                    id=identifiers,
+                    description=optional_text,
+                    result=optional_text,
+                    valid_until=st.none() | times,
+                ),
+                max_size=2,
+            ),
+        ),
+        max_size=3,
+    ),
 )
 
-data_values = st.builds(DataValue, id=identifiers, value=texts, unit=units, description=optional_text)
+data_values = st.builds(
+    DataValue, id=identifiers, value=texts, unit=units, description=optional_text
+)
 uses = st.none() | st.sampled_from(list(MaterialUse))
 
 process_segment_information = st.builds(
-    ProcessSegmentInformation, id=identifiers, description=optional_text,
-    segments=st.lists(st.builds(
-        ProcessSegment, id=identifiers, description=optional_text,
-        equipment_class_ids=st.lists(identifiers, max_size=2),
-        personnel_class_ids=st.lists(identifiers, max_size=2),
-        materials=st.lists(st.builds(MaterialSpecification, material_definition_id=st.none() | identifiers,
-                                     material_class_id=st.none() | identifiers, use=uses,
-                                     quantity=quantities), max_size=2),
-        parameters=st.lists(data_values, max_size=2)), max_size=3),
+    ProcessSegmentInformation,
+    id=identifiers,
+    description=optional_text,
+    segments=st.lists(
+        st.builds(
+            ProcessSegment,
+            id=identifiers,
+            description=optional_text,
+            equipment_class_ids=st.lists(identifiers, max_size=2),
+            personnel_class_ids=st.lists(identifiers, max_size=2),
+            materials=st.lists(
+                st.builds(
+                    MaterialSpecification,
+                    material_definition_id=st.none() | identifiers,
+                    material_class_id=st.none() | identifiers,
+                    use=uses,
+                    quantity=quantities,
+                ),
+                max_size=2,
+            ),
+            parameters=st.lists(data_values, max_size=2),
+        ),
+        max_size=3,
+    ),
 )
 
 
 def _interval(builder, **kwargs):  # type: ignore[no-untyped-def]
-    return _sorted_times(2).flatmap(lambda ts: st.builds(builder, start=st.just(ts[0]), end=st.just(ts[1]), **kwargs))
+    return _sorted_times(2).flatmap(
+        lambda ts: st.builds(builder, start=st.just(ts[0]), end=st.just(ts[1]), **kwargs)
+    )
 
 
-segment_requirements = _sorted_times(2).flatmap(lambda ts: st.builds(
-    SegmentRequirement, id=identifiers, process_segment_id=identifiers, description=optional_text,
-    earliest_start=st.just(ts[0]), latest_end=st.just(ts[1]),
-    equipment_ids=st.lists(identifiers, max_size=2),
-    materials=st.lists(st.builds(MaterialRequirement, material_definition_id=st.none() | identifiers,
-                                 lot_id=st.none() | identifiers, use=uses, quantity=quantities), max_size=2),
-    parameters=st.lists(data_values, max_size=2)))
+segment_requirements = _sorted_times(2).flatmap(
+    lambda ts: st.builds(
+        SegmentRequirement,
+        id=identifiers,
+        process_segment_id=identifiers,
+        description=optional_text,
+        earliest_start=st.just(ts[0]),
+        latest_end=st.just(ts[1]),
+        equipment_ids=st.lists(identifiers, max_size=2),
+        materials=st.lists(
+            st.builds(
+                MaterialRequirement,
+                material_definition_id=st.none() | identifiers,
+                lot_id=st.none() | identifiers,
+                use=uses,
+                quantity=quantities,
+            ),
+            max_size=2,
+        ),
+        parameters=st.lists(data_values, max_size=2),
+    )
+)
 
 operations_schedule = _interval(
-    OperationsSchedule, id=identifiers, description=optional_text,
+    OperationsSchedule,
+    id=identifiers,
+    description=optional_text,
     operations_type=st.sampled_from(["Production", "Maintenance", "Quality", "Inventory"]),
-    requests=st.lists(_interval(OperationsRequest, id=identifiers, description=optional_text,
-                                operations_definition_id=identifiers,
-                                priority=st.none() | st.integers(0, 1000),
-                                segments=st.lists(segment_requirements, min_size=1, max_size=2)),
-                      min_size=1, max_size=2),
+    requests=st.lists(
+        _interval(
+            OperationsRequest,
+            id=identifiers,
+            description=optional_text,
+            operations_definition_id=identifiers,
+            priority=st.none() | st.integers(0, 1000),
+            segments=st.lists(segment_requirements, min_size=1, max_size=2),
+        ),
+        min_size=1,
+        max_size=2,
+    ),
 )
 
 segment_responses = _interval(
-    SegmentResponse, id=identifiers, process_segment_id=st.none() | identifiers, description=optional_text,
-    materials=st.lists(st.builds(MaterialActual, material_definition_id=st.none() | identifiers,
-                                 lot_id=st.none() | identifiers, sublot_id=st.none() | identifiers,
-                                 use=uses, quantity=quantities), max_size=2),
-    equipment=st.lists(st.builds(EquipmentActual, equipment_id=identifiers, description=optional_text), max_size=2),
-    personnel=st.lists(st.builds(PersonnelActual, person_id=identifiers, description=optional_text), max_size=2),
+    SegmentResponse,
+    id=identifiers,
+    process_segment_id=st.none() | identifiers,
+    description=optional_text,
+    materials=st.lists(
+        st.builds(
+            MaterialActual,
+            material_definition_id=st.none() | identifiers,
+            lot_id=st.none() | identifiers,
+            sublot_id=st.none() | identifiers,
+            use=uses,
+            quantity=quantities,
+        ),
+        max_size=2,
+    ),
+    equipment=st.lists(
+        st.builds(EquipmentActual, equipment_id=identifiers, description=optional_text), max_size=2
+    ),
+    personnel=st.lists(
+        st.builds(PersonnelActual, person_id=identifiers, description=optional_text), max_size=2
+    ),
     data=st.lists(data_values, max_size=2),
 )
 
 operations_performance = _interval(
-    OperationsPerformance, id=identifiers, description=optional_text,
+    OperationsPerformance,
+    id=identifiers,
+    description=optional_text,
     operations_type=st.sampled_from(["Production", "Maintenance", "Quality", "Inventory"]),
     schedule_id=st.none() | identifiers,
-    responses=st.lists(_interval(OperationsResponse, id=identifiers, request_id=st.none() | identifiers,
-                                 description=optional_text,
-                                 state=st.none() | st.sampled_from(["Completed", "Running", "Aborted"]),
-                                 segments=st.lists(segment_responses, min_size=1, max_size=2)),
-                       min_size=1, max_size=2),
+    responses=st.lists(
+        _interval(
+            OperationsResponse,
+            id=identifiers,
+            request_id=st.none() | identifiers,
+            description=optional_text,
+            state=st.none() | st.sampled_from(["Completed", "Running", "Aborted"]),
+            segments=st.lists(segment_responses, min_size=1, max_size=2),
+        ),
+        min_size=1,
+        max_size=2,
+    ),
 )
 
 batch_production_record = st.builds(
-    BatchProductionRecord, id=identifiers, batch_id=st.none() | identifiers, lot_id=st.none() | identifiers,
-    material_definition_id=st.none() | identifiers, description=optional_text,
-    record_status=st.none() | identifiers, creation_date=st.none() | times,
-    series=st.lists(st.builds(TagSeries, tag=identifiers, unit=units, description=optional_text,
-                              values=st.lists(st.builds(RecordedValue, timestamp=times, value=texts,
-                                                        quality=st.none() | st.sampled_from(["Good", "Bad", "Uncertain"])),
-                                              min_size=1, max_size=4)),
-                    max_size=3, unique_by=lambda s: s.tag),
-    events=st.lists(st.builds(RecordEvent, id=identifiers, timestamp=times,
-                              event_type=st.sampled_from(["Operator", "Alarm", "Deviation", "Signature"]),
-                              event_subtype=st.sampled_from(["Security", "Other", "Performed"]),
-                              message=optional_text, person_id=st.none() | identifiers,
-                              equipment_id=st.none() | identifiers,
-                              procedural_element=st.none() | identifiers), max_size=3),
+    BatchProductionRecord,
+    id=identifiers,
+    batch_id=st.none() | identifiers,
+    lot_id=st.none() | identifiers,
+    material_definition_id=st.none() | identifiers,
+    description=optional_text,
+    record_status=st.none() | identifiers,
+    creation_date=st.none() | times,
+    series=st.lists(
+        st.builds(
+            TagSeries,
+            tag=identifiers,
+            unit=units,
+            description=optional_text,
+            values=st.lists(
+                st.builds(
+                    RecordedValue,
+                    timestamp=times,
+                    value=texts,
+                    quality=st.none() | st.sampled_from(["Good", "Bad", "Uncertain"]),
+                ),
+                min_size=1,
+                max_size=4,
+            ),
+        ),
+        max_size=3,
+        unique_by=lambda s: s.tag,
+    ),
+    events=st.lists(
+        st.builds(
+            RecordEvent,
+            id=identifiers,
+            timestamp=times,
+            event_type=st.sampled_from(["Operator", "Alarm", "Deviation", "Signature"]),
+            event_subtype=st.sampled_from(["Security", "Other", "Performed"]),
+            message=optional_text,
+            person_id=st.none() | identifiers,
+            equipment_id=st.none() | identifiers,
+            procedural_element=st.none() | identifiers,
+        ),
+        max_size=3,
+    ),
 )
 
 
@@ -193,8 +377,14 @@ batch_production_record = st.builds(
 def formula_parameters(draw: st.DrawFn) -> FormulaParameter:
     numbers = sorted(draw(st.lists(decimals, min_size=3, max_size=3)))
     low, target, high = (draw(st.none() | st.just(n)) for n in numbers)
-    return FormulaParameter(id=draw(identifiers), description=draw(optional_text), target=target,
-                            low=low, high=high, unit=draw(st.none() | st.sampled_from(["Cel", "rpm", "min"])))
+    return FormulaParameter(
+        id=draw(identifiers),
+        description=draw(optional_text),
+        target=target,
+        low=low,
+        high=high,
+        unit=draw(st.none() | st.sampled_from(["Cel", "rpm", "min"])),
+    )
 
 
 @st.composite
@@ -202,22 +392,61 @@ def recipes(draw: st.DrawFn) -> Recipe:
     n = draw(st.integers(0, 2))
     procedure = None
     if draw(st.booleans()):
-        procedure = Procedure(id="PROC", description=draw(optional_text), unit_procedures=[
-            UnitProcedure(id=f"UP{i}", equipment_requirement=draw(st.none() | st.builds(
-                EquipmentRequirement, equipment_class_id=identifiers, description=optional_text)),
-                operations=[Operation(id=f"OP{j}", phases=[
-                    Phase(id=f"PH{k}", description=draw(optional_text),
-                          parameters=draw(st.lists(formula_parameters(), max_size=2, unique_by=lambda p: p.id)))
-                    for k in range(draw(st.integers(0, 2)))]) for j in range(draw(st.integers(0, 2)))])
-            for i in range(n + 1)])
+        procedure = Procedure(
+            id="PROC",
+            description=draw(optional_text),
+            unit_procedures=[
+                UnitProcedure(
+                    id=f"UP{i}",
+                    equipment_requirement=draw(
+                        st.none()
+                        | st.builds(
+                            EquipmentRequirement,
+                            equipment_class_id=identifiers,
+                            description=optional_text,
+                        )
+                    ),
+                    operations=[
+                        Operation(
+                            id=f"OP{j}",
+                            phases=[
+                                Phase(
+                                    id=f"PH{k}",
+                                    description=draw(optional_text),
+                                    parameters=draw(
+                                        st.lists(
+                                            formula_parameters(),
+                                            max_size=2,
+                                            unique_by=lambda p: p.id,
+                                        )
+                                    ),
+                                )
+                                for k in range(draw(st.integers(0, 2)))
+                            ],
+                        )
+                        for j in range(draw(st.integers(0, 2)))
+                    ],
+                )
+                for i in range(n + 1)
+            ],
+        )
     return Recipe(
-        id=draw(identifiers), version=draw(identifiers), description=draw(optional_text),
-        version_date=draw(st.none() | times), product_id=draw(st.none() | identifiers),
+        id=draw(identifiers),
+        version=draw(identifiers),
+        description=draw(optional_text),
+        version_date=draw(st.none() | times),
+        product_id=draw(st.none() | identifiers),
         product_name=draw(optional_text),
         batch_size=draw(st.none() | st.builds(Quantity, value=decimals, unit=units)),
         formula=draw(st.lists(formula_parameters(), max_size=3)),
-        equipment_requirements=draw(st.lists(st.builds(EquipmentRequirement, equipment_class_id=identifiers,
-                                                       description=optional_text), max_size=2)),
+        equipment_requirements=draw(
+            st.lists(
+                st.builds(
+                    EquipmentRequirement, equipment_class_id=identifiers, description=optional_text
+                ),
+                max_size=2,
+            )
+        ),
         procedure=procedure,
     )
 

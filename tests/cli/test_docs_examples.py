@@ -58,3 +58,16 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("INTACT: 1 entries")
+
+
+def test_b2mml_guide_example_runs(tmp_path: Path) -> None:
+    from shared_paths import SCHEMAS
+
+    snippet = python_blocks((DOCS / "b2mml.md").read_text())[0].replace(
+        '"/opt/mesa/b2mml"', repr(str(SCHEMAS))
+    )
+    snippet += "\nassert document.model.lots[0].id == 'L-1' and document.verb == 'Sync'\n"
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

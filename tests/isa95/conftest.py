@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from shared_paths import SCHEMAS
 
 from isa95.b2mml.documents import B2MML
-
-from shared_paths import SCHEMAS
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Real B2MML documents written by other tools (../shared/b2mml-cases), read as their README asks."""
+"""Real B2MML documents by other tools (../shared/b2mml-cases), read as their README asks."""
 
 from __future__ import annotations
 
@@ -16,18 +16,45 @@ COCOP = CASES / "cocop-biz-spec"
 # file → (expected outcome, detail): "read" (schema-valid, supported), "invalid" (first error
 # line and element), "legacy"/"unsupported" (clear refusal), "semantic" (XSD-valid, wrong meaning).
 EXPECTED: dict[str, tuple[str, object]] = {
-    "cocop-biz-spec/Neg_ProcessProductionSchedule_EndBeforeStart.xml": ("semantic", "before it starts"),
-    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidCreationTime.xml": ("invalid", (36, "CreationDateTime")),
-    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidDate.xml": ("invalid", (47, "EarliestStartTime")),
-    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidEqElemLevel.xml": ("invalid", (47, "EquipmentElementLevel")),
-    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidMatUse.xml": ("invalid", (56, "MaterialUse")),
-    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidQuantityDataType.xml": ("invalid", (51, "DataType")),
-    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidQuantityValue.xml": ("semantic", "not a double number"),
+    "cocop-biz-spec/Neg_ProcessProductionSchedule_EndBeforeStart.xml": (
+        "semantic",
+        "before it starts",
+    ),
+    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidCreationTime.xml": (
+        "invalid",
+        (36, "CreationDateTime"),
+    ),
+    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidDate.xml": (
+        "invalid",
+        (47, "EarliestStartTime"),
+    ),
+    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidEqElemLevel.xml": (
+        "invalid",
+        (47, "EquipmentElementLevel"),
+    ),
+    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidMatUse.xml": (
+        "invalid",
+        (56, "MaterialUse"),
+    ),
+    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidQuantityDataType.xml": (
+        "invalid",
+        (51, "DataType"),
+    ),
+    "cocop-biz-spec/Neg_ProcessProductionSchedule_InvalidQuantityValue.xml": (
+        "semantic",
+        "not a double number",
+    ),
     "cocop-biz-spec/ProcessProductionSchedule.xml": ("read", "ProductionSchedule"),
-    "cocop-biz-spec/ProcessProductionSchedule_DateTimeKinds.xml": ("read-zone", "ProductionSchedule"),
+    "cocop-biz-spec/ProcessProductionSchedule_DateTimeKinds.xml": (
+        "read-zone",
+        "ProductionSchedule",
+    ),
     "cocop-biz-spec/ProcessProductionSchedule_EmptyItems.xml": ("read", "ProductionSchedule"),
     "cocop-biz-spec/ProcessProductionSchedule_EmptySched.xml": ("read", "ProductionSchedule"),
-    "cocop-biz-spec/ProcessProductionSchedule_SchedulingParams.xml": ("invalid", (45, "SchedulingParameters")),
+    "cocop-biz-spec/ProcessProductionSchedule_SchedulingParams.xml": (
+        "invalid",
+        (45, "SchedulingParameters"),
+    ),
     "mesa-b2mml-batchml-examples/INV-20121210175555-0001L0001_01.xml": ("legacy", "V0401"),
     "mesa-b2mml-batchml-examples/LOT-20121210170718-0001L0001.xml": ("legacy", "V0401"),
     "mesa-b2mml-batchml-examples/MAT-20121210170256-CRBN0001.xml": ("legacy", "V0401"),
@@ -35,7 +62,10 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "mesa-b2mml-batchml-examples/PRO-20121210181416-27942.xml": ("legacy", "V0401"),
     "mesa-b2mml-batchml-examples/ProductionBatchRecord_Example_v06.xml": ("legacy", "V0401"),
     "mesa-b2mml-batchml-examples/cough_syrup_pmw.xml": ("legacy", "BatchML V02"),
-    "rwth-iat-recipeeditor/2024-11-03_MasterRecipeHC.xml": ("invalid", (341, "EquipmentElementType")),
+    "rwth-iat-recipeeditor/2024-11-03_MasterRecipeHC.xml": (
+        "invalid",
+        (341, "EquipmentElementType"),
+    ),
     "rwth-iat-recipeeditor/Wabe102030_Grundrezept.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipeeditor/Wabe10_Grundrezept.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipeeditor/Wabe20_Grundrezept.xml": ("invalid", (519, "?")),
@@ -88,7 +118,11 @@ def test_cocop_schedule_content(b2mml: B2MML) -> None:
     first = request.segments[0]
     assert first.process_segment_id == "1"
     material = first.materials[0]
-    assert (material.material_definition_id, material.lot_id, str(material.use)) == ("matte", "psc2-15", "Produced")
+    assert (material.material_definition_id, material.lot_id, str(material.use)) == (
+        "matte",
+        "psc2-15",
+        "Produced",
+    )
     assert material.quantity is not None and str(material.quantity.value) == "41.9"
     assert material.quantity.unit == "t/h"
     # The second keyed quantity and the boolean equipment quantities are not
@@ -112,4 +146,3 @@ def test_rwth_master_recipe_content(b2mml: B2MML) -> None:
     assert recipe.id and recipe.formula
     assert document.root == "BatchInformation"
     assert any(p.endswith("/ListHeader") for p in document.unmapped)
-

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from isa95_strategies import ALL
 
-from isa95.b2mml.documents import ApplicationArea, B2MML
+from isa95.b2mml.documents import B2MML, ApplicationArea
 
 VERSIONS = ["V0701", "V0600"]
 
@@ -30,13 +30,20 @@ def test_round_trip(b2mml: B2MML, noun: str, version: str) -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("verb", ["Process", "Sync", "Get", "Show", "Acknowledge", "Change", "Cancel", "Respond"])
+@pytest.mark.parametrize(
+    "verb", ["Process", "Sync", "Get", "Show", "Acknowledge", "Change", "Cancel", "Respond"]
+)
 @pytest.mark.parametrize("noun", [n for n in ALL if n != "MasterRecipe"])
 def test_transaction_wrappers(b2mml: B2MML, noun: str, verb: str, version: str) -> None:
     @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(st.lists(ALL[noun], min_size=1, max_size=2), st.datetimes(timezones=st.just(__import__("datetime").UTC)))
+    @given(
+        st.lists(ALL[noun], min_size=1, max_size=2),
+        st.datetimes(timezones=st.just(__import__("datetime").UTC)),
+    )
     def check(models: list[Any], when: Any) -> None:
-        area = ApplicationArea(creation=when, sender="MES-1", receivers=["ERP-PRD"], bod_id="BOD-42")
+        area = ApplicationArea(
+            creation=when, sender="MES-1", receivers=["ERP-PRD"], bod_id="BOD-42"
+        )
         try:
             data = b2mml.write(models, version=version, verb=verb, application_area=area)
         except Exception as exc:  # BatchProductionRecord has only some verbs in each release
@@ -64,7 +71,9 @@ def test_several_master_recipes_go_in_batch_information(b2mml: B2MML) -> None:
 def test_confirm_bod(b2mml: B2MML) -> None:
     from datetime import UTC, datetime
 
-    original = ApplicationArea(creation=datetime(2026, 5, 1, tzinfo=UTC), sender="ERP", bod_id="B-1")
+    original = ApplicationArea(
+        creation=datetime(2026, 5, 1, tzinfo=UTC), sender="ERP", bod_id="B-1"
+    )
     for version in VERSIONS:
         data = b2mml.confirm(original, version=version, description="received")
         assert b"<ConfirmBOD" in data and b"B-1" in data
@@ -94,13 +103,23 @@ def test_production_schedule_nouns_of_v0600(b2mml: B2MML) -> None:
         SegmentRequirement,
     )
 
-    schedule = OperationsSchedule(id="PS-1", requests=[OperationsRequest(
-        id="PR-1", operations_definition_id="RULE-1", start=datetime(2026, 1, 1, tzinfo=UTC),
-        segments=[SegmentRequirement(id="SR-1", process_segment_id="GRAN")])])
+    schedule = OperationsSchedule(
+        id="PS-1",
+        requests=[
+            OperationsRequest(
+                id="PR-1",
+                operations_definition_id="RULE-1",
+                start=datetime(2026, 1, 1, tzinfo=UTC),
+                segments=[SegmentRequirement(id="SR-1", process_segment_id="GRAN")],
+            )
+        ],
+    )
     data = b2mml.write(schedule, version="V0600", noun="ProductionSchedule", verb="Process")
     document = b2mml.read(data)
     assert document.noun == "ProductionSchedule" and document.model == schedule
-    performance = OperationsPerformance(id="PP-1", schedule_id="PS-1", responses=[OperationsResponse(id="R", request_id="PR-1")])
+    performance = OperationsPerformance(
+        id="PP-1", schedule_id="PS-1", responses=[OperationsResponse(id="R", request_id="PR-1")]
+    )
     document = b2mml.read(b2mml.write(performance, version="V0600", noun="ProductionPerformance"))
     assert document.noun == "ProductionPerformance" and document.model == performance
     # V0701 has no Production* nouns: converting picks the Operations* noun.

@@ -60,7 +60,9 @@ def test_huge_but_allowed_document_parses(b2mml: B2MML) -> None:
 
 
 def test_not_well_formed_names_the_line(b2mml: B2MML) -> None:
-    data = f'<MaterialInformation xmlns="{NS}">\n<ID>x</ID>\n<Description>\n</MaterialInformation>'.encode()
+    data = (
+        f'<MaterialInformation xmlns="{NS}">\n<ID>x</ID>\n<Description>\n</MaterialInformation>'
+    ).encode()
     with pytest.raises(DocumentInvalid) as info:
         b2mml.read(data)
     assert info.value.issues[0].line == 4
@@ -68,7 +70,10 @@ def test_not_well_formed_names_the_line(b2mml: B2MML) -> None:
 
 
 def test_schema_errors_name_element_and_line(b2mml: B2MML) -> None:
-    data = f'<MaterialInformation xmlns="{NS}">\n  <MaterialLot>\n    <Bogus>1</Bogus>\n  </MaterialLot>\n</MaterialInformation>'.encode()
+    data = (
+        f'<MaterialInformation xmlns="{NS}">\n  <MaterialLot>\n    <Bogus>1</Bogus>\n'
+        "  </MaterialLot>\n</MaterialInformation>"
+    ).encode()
     with pytest.raises(DocumentInvalid) as info:
         b2mml.read(data)
     issue = info.value.issues[0]

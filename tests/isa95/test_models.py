@@ -38,7 +38,14 @@ def plant() -> Equipment:
 
 def test_role_based_hierarchy_builds_and_walks() -> None:
     site = plant()
-    assert [e.id for e in site.walk()][:6] == ["SITE", "SOLIDS", "PC-GRAN", "GRAN-01", "HEATER", "TT-101"]
+    assert [e.id for e in site.walk()][:6] == [
+        "SITE",
+        "SOLIDS",
+        "PC-GRAN",
+        "GRAN-01",
+        "HEATER",
+        "TT-101",
+    ]
     assert site.find("TT-101").level is L.CONTROL_MODULE
     with pytest.raises(ModelError, match="no equipment"):
         site.find("nope")
@@ -84,7 +91,11 @@ def test_duplicate_child_is_refused() -> None:
 
 def test_genealogy_both_ways_across_levels() -> None:
     g = Genealogy()
-    g.add(GenealogyLink(consumed="API-1", produced="GRAN-1", quantity=Quantity(value=Decimal("5"), unit="kg")))
+    g.add(
+        GenealogyLink(
+            consumed="API-1", produced="GRAN-1", quantity=Quantity(value=Decimal("5"), unit="kg")
+        )
+    )
     g.add(GenealogyLink(consumed="LAC-7", produced="GRAN-1"))
     g.add(GenealogyLink(consumed="GRAN-1", produced="BLEND-1"))
     g.add(GenealogyLink(consumed="BLEND-1", produced="TAB-1"))
@@ -118,7 +129,9 @@ def test_qualification_expiry() -> None:
 
 
 def test_formula_parameter_limits() -> None:
-    p = FormulaParameter(id="temp", target=Decimal("70"), low=Decimal("65"), high=Decimal("75"), unit="Cel")
+    p = FormulaParameter(
+        id="temp", target=Decimal("70"), low=Decimal("65"), high=Decimal("75"), unit="Cel"
+    )
     assert p.within_limits(Decimal("65")) and p.within_limits(Decimal("75"))
     assert not p.within_limits(Decimal("75.01"))
     for bad, message in [
@@ -136,16 +149,27 @@ def test_recipe_structure_and_parameter_lookup() -> None:
     recipe = Recipe(
         id="MR-1",
         formula=[FormulaParameter(id="batch_size", target=Decimal("100"))],
-        procedure=Procedure(id="P", unit_procedures=[UnitProcedure(id="UP", operations=[
-            Operation(id="OP", phases=[Phase(id="HEAT", parameters=[temp])])])]),
+        procedure=Procedure(
+            id="P",
+            unit_procedures=[
+                UnitProcedure(
+                    id="UP",
+                    operations=[Operation(id="OP", phases=[Phase(id="HEAT", parameters=[temp])])],
+                )
+            ],
+        ),
     )
     assert recipe.parameter("P/UP/OP/HEAT/temp") == temp
     assert recipe.parameter("batch_size").target == Decimal("100")
     with pytest.raises(ModelError, match="no parameter"):
         recipe.parameter("P/UP/OP/HEAT/speed")
     with pytest.raises(ValidationError, match="appears twice"):
-        Recipe(id="R", procedure=Procedure(id="P", unit_procedures=[
-            UnitProcedure(id="UP"), UnitProcedure(id="UP")]))
+        Recipe(
+            id="R",
+            procedure=Procedure(
+                id="P", unit_procedures=[UnitProcedure(id="UP"), UnitProcedure(id="UP")]
+            ),
+        )
 
 
 def test_operations_refuse_end_before_start() -> None:

@@ -12,25 +12,33 @@ from isa95.statemachine import Command, ProceduralState, ProceduralStateMachine
 # ANSI/ISA-88.00.01 state transition matrix, one row per state, columns:
 #             Reset     Start     Stop       Hold       Restart      Abort      Pause     Resume
 MATRIX = {
-    "Idle":       [None,    "Running", None,      None,      None,        None,      None,     None],
-    "Running":    [None,    None,      "Stopping", "Holding", None,        "Aborting", "Pausing", None],
-    "Complete":   ["Idle",  None,      None,      None,      None,        None,      None,     None],
-    "Pausing":    [None,    None,      "Stopping", "Holding", None,        "Aborting", None,     "Running"],
-    "Paused":     [None,    None,      "Stopping", "Holding", None,        "Aborting", None,     "Running"],
-    "Holding":    [None,    None,      "Stopping", None,      None,        "Aborting", None,     None],
-    "Held":       [None,    None,      "Stopping", None,      "Restarting", "Aborting", None,    None],
-    "Restarting": [None,    None,      "Stopping", "Holding", None,        "Aborting", None,     None],
-    "Stopping":   [None,    None,      None,      None,      None,        "Aborting", None,     None],
-    "Stopped":    ["Idle",  None,      None,      None,      None,        "Aborting", None,     None],
-    "Aborting":   [None,    None,      None,      None,      None,        None,      None,     None],
-    "Aborted":    ["Idle",  None,      None,      None,      None,        None,      None,     None],
+    "Idle": [None, "Running", None, None, None, None, None, None],
+    "Running": [None, None, "Stopping", "Holding", None, "Aborting", "Pausing", None],
+    "Complete": ["Idle", None, None, None, None, None, None, None],
+    "Pausing": [None, None, "Stopping", "Holding", None, "Aborting", None, "Running"],
+    "Paused": [None, None, "Stopping", "Holding", None, "Aborting", None, "Running"],
+    "Holding": [None, None, "Stopping", None, None, "Aborting", None, None],
+    "Held": [None, None, "Stopping", None, "Restarting", "Aborting", None, None],
+    "Restarting": [None, None, "Stopping", "Holding", None, "Aborting", None, None],
+    "Stopping": [None, None, None, None, None, "Aborting", None, None],
+    "Stopped": ["Idle", None, None, None, None, "Aborting", None, None],
+    "Aborting": [None, None, None, None, None, None, None, None],
+    "Aborted": ["Idle", None, None, None, None, None, None, None],
 }
 COLUMNS = ["Reset", "Start", "Stop", "Hold", "Restart", "Abort", "Pause", "Resume"]
 # "State complete" column: where a state goes when its logic finishes.
-COMPLETES = {"Running": "Complete", "Pausing": "Paused", "Holding": "Held",
-             "Restarting": "Running", "Stopping": "Stopped", "Aborting": "Aborted"}
+COMPLETES = {
+    "Running": "Complete",
+    "Pausing": "Paused",
+    "Holding": "Held",
+    "Restarting": "Running",
+    "Stopping": "Stopped",
+    "Aborting": "Aborted",
+}
 
-CASES = [(state, command, row[i]) for state, row in MATRIX.items() for i, command in enumerate(COLUMNS)]
+CASES = [
+    (state, command, row[i]) for state, row in MATRIX.items() for i, command in enumerate(COLUMNS)
+]
 
 
 def test_matrix_covers_every_state_and_command() -> None:
@@ -70,7 +78,10 @@ def test_unknown_command_and_observer() -> None:
     machine.command("Start")
     machine.complete()
     assert machine.is_final
-    assert seen == [("UP1", "Idle", "Running", "Start"), ("UP1", "Running", "Complete", "state complete")]
+    assert seen == [
+        ("UP1", "Idle", "Running", "Start"),
+        ("UP1", "Running", "Complete", "state complete"),
+    ]
 
 
 @given(st.lists(st.one_of(st.sampled_from(COLUMNS), st.just("complete")), max_size=40))

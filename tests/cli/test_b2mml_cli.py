@@ -1,0 +1,152 @@
+"""``gxpmes b2mml validate|read|convert`` and their exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from shared_paths import CASES, SCHEMAS
+
+from gxpmes.cli import main
+from isa95.b2mml.documents import B2MML
+from isa95.material import MaterialInformation, MaterialLot
+
+COCOP = CASES / "cocop-biz-spec"
+
+
+@pytest.fixture(autouse=True)
+def schemas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GXPMES_B2MML_SCHEMAS", str(SCHEMAS))
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "b2mml", "validate", str(COCOP / "ProcessProductionSchedule.xml"))
+    assert code == 0 and out.strip() == "VALID"
+    code, out, _ = run(
+        capsys, "b2mml", "validate", str(COCOP / "Neg_ProcessProductionSchedule_InvalidMatUse.xml")
+    )
+    assert code == 1 and "line 56: <MaterialUse>" in out
+    code, out, _ = run(
+        capsys,
+        "b2mml",
+        "validate",
+        str(COCOP / "ProcessProductionSchedule.xml"),
+        "--version",
+        "V0701",
+    )
+    assert code == 1 and "not V0701" in out
+    code, out, _ = run(
+        capsys, "b2mml", "validate", str(CASES / "rwth-iat-recipeeditor" / "Wabe20_Grundrezept.xml")
+    )
+    assert code == 1 and "line 519" in out
+    code, _, err = run(capsys, "b2mml", "validate", "/nonexistent.xml")
+    assert code == 2 and "cannot read" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["b2mml", "validate", "x.xml", "--version", "V9"])
+    assert exc.value.code == 2
+
+
+def test_missing_schema_directory_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GXPMES_B2MML_SCHEMAS")
+    code, _, err = run(capsys, "b2mml", "validate", str(COCOP / "ProcessProductionSchedule.xml"))
+    assert code == 2 and "GXPMES_B2MML_SCHEMAS" in err
+    code, _, _ = run(
+        capsys,
+        "b2mml",
+        "validate",
+        str(COCOP / "ProcessProductionSchedule.xml"),
+        "--schemas",
+        str(SCHEMAS),
+    )
+    assert code == 0
+
+
+def test_read_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "b2mml", "read", str(COCOP / "ProcessProductionSchedule.xml"), "--json"
+    )
+    result = json.loads(out)
+    assert code == 0 and result["version"] == "V0600" and result["verb"] == "Process"
+    assert result["models"][0]["requests"][0]["id"] == "my-identifier-1"
+    assert result["unmapped"]
+    code, _, err = run(
+        capsys,
+        "b2mml",
+        "read",
+        str(COCOP / "Neg_ProcessProductionSchedule_EndBeforeStart.xml"),
+        "--json",
+    )
+    assert code == 1 and "before it starts" in err
+    code, _, err = run(
+        capsys,
+        "b2mml",
+        "read",
+        str(CASES / "mesa-b2mml-batchml-examples" / "cough_syrup_pmw.xml"),
+        "--json",
+    )
+    assert code == 1 and "BatchML V02" in err
+    code, out, _ = run(
+        capsys,
+        "b2mml",
+        "read",
+        str(COCOP / "ProcessProductionSchedule_DateTimeKinds.xml"),
+        "--json",
+        "--assume-timezone",
+        "Europe/Helsinki",
+    )
+    assert code == 0 and "+03:00" in out
+    code, _, err = run(
+        capsys,
+        "b2mml",
+        "read",
+        str(COCOP / "ProcessProductionSchedule.xml"),
+        "--assume-timezone",
+        "Mars/Base",
+    )
+    assert code == 2
+
+
+def test_unsafe_input_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evil = tmp_path / "evil.xml"
+    evil.write_bytes(
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+    )
+    code, _, err = run(capsys, "b2mml", "read", str(evil), "--json")
+    assert code == 1 and "DOCTYPE" in err
+    code, out, _ = run(capsys, "b2mml", "validate", str(evil))
+    assert code == 1 and "DOCTYPE" in out
+
+
+def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    b2mml = B2MML(SCHEMAS)
+    source = tmp_path / "lots.xml"
+    model = MaterialInformation(
+        lots=[MaterialLot(id="L-1", status="Released", storage_location="WH-1")]
+    )
+    source.write_bytes(b2mml.write(model, version="V0701"))
+    out = tmp_path / "lots-v0600.xml"
+    code, _, _ = run(capsys, "b2mml", "convert", str(source), "--to", "V0600", "--out", str(out))
+    assert code == 0
+    document = b2mml.read(out.read_bytes())
+    assert document.version == "V0600" and document.model == model
+    # A third-party document with content our models do not carry is not converted lossily.
+    code, _, err = run(
+        capsys,
+        "b2mml",
+        "convert",
+        str(COCOP / "ProcessProductionSchedule.xml"),
+        "--to",
+        "V0701",
+        "--out",
+        str(tmp_path / "x.xml"),
+    )
+    assert code == 1 and "would lose content" in err
