@@ -264,8 +264,6 @@ class B2MML:
         finally:
             ASSUMED_TIMEZONE.reset(token)
         unmapped = unsupported + list(unconsumed(tracked, root))
-        if area is not None:
-            unmapped = [u for u in unmapped if "/ApplicationArea/" not in u]
         return B2MMLDocument(version, root, noun.name, models, verb, area, unmapped, content)
 
     def _noun_of(self, root: str, version: str) -> tuple[Noun, str | None]:

@@ -98,11 +98,20 @@ def test_schema_directory_is_required(monkeypatch: pytest.MonkeyPatch, tmp_path)
         B2MML(tmp_path)
 
 
-def test_extension_content_is_kept_not_dropped(b2mml: B2MML) -> None:
-    # V0701 has xsd:any only inside extension groups; a validated document can
-    # carry extension elements there, and the reader keeps them in the tree.
-    from isa95.material import MaterialInformation, MaterialLot
-
-    data = b2mml.write(MaterialInformation(lots=[MaterialLot(id="L1")]), version="V0701")
+def test_extension_content_is_kept_and_reported(b2mml: B2MML) -> None:
+    # UserArea is B2MML's xsd:any extension point (processContents=strict, so
+    # the extension must be a declared element). The reader keeps it verbatim
+    # in the tree and lists it as content the models do not carry.
+    data = f"""<?xml version="1.0"?>
+<SyncMaterialInformation xmlns="{NS}" releaseID="1.0">
+  <ApplicationArea>
+    <CreationDateTime>2026-01-01T00:00:00Z</CreationDateTime>
+    <UserArea><MaterialLot><ID>EXT-1</ID></MaterialLot></UserArea>
+  </ApplicationArea>
+  <DataArea><Sync/><MaterialInformation><MaterialLot><ID>L-1</ID></MaterialLot></MaterialInformation></DataArea>
+</SyncMaterialInformation>""".encode()
     document = b2mml.read(data)
-    assert document.tree["MaterialLot"][0]["ID"] == "L1"
+    assert document.model.lots[0].id == "L-1"
+    extension = document.tree["ApplicationArea"]["UserArea"]["##any"][0]
+    assert "EXT-1" in extension and extension.lstrip().startswith("<MaterialLot")
+    assert document.unmapped == ["SyncMaterialInformation/ApplicationArea/UserArea"]
