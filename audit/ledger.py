@@ -403,18 +403,29 @@ class Ledger:
                 "changes GxP data and needs a reason"
             )
 
-    def append(self, event: AuditEvent) -> Entry:
-        """Append one entry durably and return it."""
-        _, entries = self._append([event], keep_entries=True)
+    def append(self, event: AuditEvent, *, conn: Connection | None = None) -> Entry:
+        """Append one entry durably and return it.
+
+        With ``conn`` the entry joins the caller's open transaction (so a
+        record change and its audit entry commit or roll back together); it is
+        durable when the caller commits.
+        """
+        _, entries = self._append([event], keep_entries=True, conn=conn)
         return entries[0]
 
-    def append_many(self, events: Sequence[AuditEvent]) -> BatchReceipt:
+    def append_many(
+        self, events: Sequence[AuditEvent], *, conn: Connection | None = None
+    ) -> BatchReceipt:
         """Append many entries in one transaction: all become durable, or none does."""
-        receipt, _ = self._append(events, keep_entries=False)
+        receipt, _ = self._append(events, keep_entries=False, conn=conn)
         return receipt
 
     def _append(
-        self, events: Sequence[AuditEvent], *, keep_entries: bool
+        self,
+        events: Sequence[AuditEvent],
+        *,
+        keep_entries: bool,
+        conn: Connection | None = None,
     ) -> tuple[BatchReceipt, list[Entry]]:
         for event in events:
             self._check_reason(event)
@@ -426,38 +437,18 @@ class Ledger:
             raise EntryError("the ledger clock returned a naive datetime")
         stamp = format_timestamp(recorded_at)
         try:
-            with self.engine.begin() as conn:
-                self._lock(conn)
-                size, prev = self._tail(conn)
-                frontier = self._frontier(conn, size, prev)
-                rows: list[tuple[Any, ...]] = []
-                leaves: list[bytes] = []
-                entries: list[Entry] = []
-                n = size
-                for event in events:
-                    canonical = encode_entry(n, stamp, prev, event)
-                    leaf = _sha256(b"\x00" + canonical).digest()  # record_hash, inlined
-                    interior = b"".join(extend_frontier(frontier, n, leaf))
-                    rows.append(
-                        (
-                            n,
-                            object_key(event.object_type, event.object_id),
-                            canonical,
-                            leaf,
-                            interior,
-                        )
-                    )
-                    if keep_entries:
-                        entries.append(Entry(n, recorded_at, prev, event, canonical))
-                    leaves.append(leaf)
-                    prev = leaf
-                    n += 1
-                # Straight to the driver's executemany: this is the ingest hot path.
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.executemany(self._insert_sql, rows)
-                finally:
-                    cursor.close()
+            if conn is not None:
+                # Inside the caller's transaction: whether it commits is not
+                # ours to know, so the cached frontier is not trusted afterwards.
+                self._frontier_size = -1
+                receipt, entries, _frontier, _prev = self._write(
+                    conn, events, recorded_at, stamp, keep_entries
+                )
+                return receipt, entries
+            with self.engine.begin() as own:
+                receipt, entries, frontier, prev = self._write(
+                    own, events, recorded_at, stamp, keep_entries
+                )
         except IntegrityError as exc:
             self._frontier_size = -1
             raise StorageError(f"append conflicted with another writer: {exc.orig}") from exc
@@ -470,8 +461,44 @@ class Ledger:
         except BaseException:
             self._frontier_size = -1
             raise
-        self._keep_frontier(n, prev, frontier)
-        return BatchReceipt(size, tuple(leaves), n), entries
+        self._keep_frontier(receipt.tree_size, prev, frontier)
+        return receipt, entries
+
+    def _write(
+        self,
+        conn: Connection,
+        events: Sequence[AuditEvent],
+        recorded_at: datetime,
+        stamp: str,
+        keep_entries: bool,
+    ) -> tuple[BatchReceipt, list[Entry], list[bytes], bytes]:
+        """Lock, read the tail, encode, hash and insert — inside ``conn``'s transaction."""
+        self._lock(conn)
+        size, prev = self._tail(conn)
+        frontier = self._frontier(conn, size, prev)
+        rows: list[tuple[Any, ...]] = []
+        leaves: list[bytes] = []
+        entries: list[Entry] = []
+        n = size
+        for event in events:
+            canonical = encode_entry(n, stamp, prev, event)
+            leaf = _sha256(b"\x00" + canonical).digest()  # record_hash, inlined
+            interior = b"".join(extend_frontier(frontier, n, leaf))
+            rows.append(
+                (n, object_key(event.object_type, event.object_id), canonical, leaf, interior)
+            )
+            if keep_entries:
+                entries.append(Entry(n, recorded_at, prev, event, canonical))
+            leaves.append(leaf)
+            prev = leaf
+            n += 1
+        # Straight to the driver's executemany: this is the ingest hot path.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self._insert_sql, rows)
+        finally:
+            cursor.close()
+        return BatchReceipt(size, tuple(leaves), n), entries, frontier, prev
 
     def _frontier(self, conn: Connection, size: int, prev: bytes) -> list[bytes]:
         """The right frontier for ``size``: reuse ours if no one else appended, else read it."""

@@ -1,0 +1,47 @@
+"""Exception hierarchy of the gxpmes package: every failure is a :class:`GxpError`."""
+
+from __future__ import annotations
+
+
+class GxpError(Exception):
+    """Base class of every error raised by :mod:`gxpmes`."""
+
+
+class ConfigurationError(GxpError, ValueError):
+    """A setting or argument is invalid."""
+
+
+class UserError(GxpError, ValueError):
+    """A user account operation is invalid (unknown user, reused id, inactive...)."""
+
+
+class PasswordPolicyError(GxpError, ValueError):
+    """A new password does not meet the password policy."""
+
+
+class AuthenticationError(GxpError):
+    """Identification or password was wrong (never says which)."""
+
+
+class AccountLocked(AuthenticationError):
+    """The account is locked after repeated failures; an administrator must unlock it."""
+
+
+class SessionExpired(AuthenticationError):
+    """The session ended (idle timeout or logout); both components are needed again."""
+
+
+class PermissionDenied(GxpError):
+    """The user's roles do not grant the permission the action needs."""
+
+
+class SeparationOfDutiesError(PermissionDenied):
+    """The same person may not hold both roles on this record (e.g. perform and verify)."""
+
+
+class SignatureError(GxpError):
+    """A signature could not be made, or does not verify."""
+
+
+class RecordChangedError(SignatureError):
+    """The record changed after it was shown to the signer."""

@@ -1,0 +1,125 @@
+"""Tables of users, password history, sessions, user signing keys and e-signatures."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Connection, Integer, LargeBinary, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AppBase",
+    "PasswordHistoryRow",
+    "SessionRow",
+    "SignatureRow",
+    "UserKeyRow",
+    "UserRow",
+    "install_identity_guards",
+]
+
+
+class AppBase(DeclarativeBase):
+    """Declarative base of gxpmes' application tables."""
+
+
+class UserRow(AppBase):
+    """A user account. Ids are unique forever: rows are deactivated, never deleted."""
+
+    __tablename__ = "gx_user"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    printed_name: Mapped[str] = mapped_column(String(256))
+    roles: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    password_set_at: Mapped[str] = mapped_column(String(40))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class PasswordHistoryRow(AppBase):
+    """Earlier password hashes, to refuse re-use (append-only)."""
+
+    __tablename__ = "gx_password_history"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    set_at: Mapped[str] = mapped_column(String(40))
+
+
+class SessionRow(AppBase):
+    """An authenticated session; ``signed`` once a two-component signing happened in it."""
+
+    __tablename__ = "gx_session"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[str] = mapped_column(String(40))
+    last_activity: Mapped[str] = mapped_column(String(40))
+    ended_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    signed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class UserKeyRow(AppBase):
+    """A user's own Ed25519 signing key (digital-signature mode), encrypted with their password."""
+
+    __tablename__ = "gx_user_key"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    encrypted_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SignatureRow(AppBase):
+    """An electronic signature: the manifestation, bound to the hash of what was signed."""
+
+    __tablename__ = "gx_signature"
+
+    signature_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_type: Mapped[str] = mapped_column(String(128))
+    record_id: Mapped[str] = mapped_column(String(512))
+    scope: Mapped[str] = mapped_column(String(512), index=True)
+    signer_id: Mapped[str] = mapped_column(String(64))
+    meaning: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[str] = mapped_column(Text)
+    system_key_id: Mapped[str] = mapped_column(String(16))
+    system_signature: Mapped[bytes] = mapped_column(LargeBinary)
+    user_public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    user_signature: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    created_order: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+APPEND_ONLY_TABLES = ("gx_password_history", "gx_signature")
+
+
+def install_identity_guards(conn: Connection) -> None:
+    """Make signatures and password history insert-only, and users undeletable."""
+    from audit.schema import install_append_only_guards
+
+    install_append_only_guards(conn, APPEND_ONLY_TABLES)
+    if conn.dialect.name == "sqlite":
+        conn.execute(
+            text(
+                "CREATE TRIGGER IF NOT EXISTS gx_user_no_delete BEFORE DELETE ON gx_user BEGIN "
+                "SELECT RAISE(ABORT, 'user accounts are deactivated, never deleted'); END"
+            )
+        )
+    else:
+        present = set(conn.execute(text("SELECT tgname FROM pg_trigger")).scalars())
+        if "gx_user_no_delete" not in present:
+            conn.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION gx_refuse_user_delete() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+                    "'user accounts are deactivated, never deleted'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER gx_user_no_delete BEFORE DELETE ON gx_user "
+                    "FOR EACH ROW EXECUTE FUNCTION gx_refuse_user_delete()"
+                )
+            )

@@ -1,0 +1,58 @@
+"""An installation with users of every role, with a controllable clock (identity tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from audit.keys import generate_private_key
+from gxpmes.database import Database
+from gxpmes.identity import IdentityService, PasswordHasher, PasswordPolicy, Session, SignatureService
+
+PASSWORDS = {
+    "admin": "Root-Of-Trust-26!",
+    "op1": "Operator-One-2026!",
+    "op2": "Operator-Two-2026!",
+    "qa1": "Reviewer-QA-2026!",
+    "qa2": "Approver-QA-2026!",
+}
+
+
+class Clock:
+    """A settable clock so idle timeouts and expiry can be tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@dataclass
+class Plant:
+    db: Database
+    identity: IdentityService
+    signatures: SignatureService
+    clock: Clock
+    admin: Session
+
+
+def make_plant(db_url: str) -> Plant:
+    """Database, services, an administrator session and four users."""
+    clock = Clock()
+    db = Database(db_url, clock=clock)
+    identity = IdentityService(db, policy=PasswordPolicy(), hasher=PasswordHasher(log2_n=10))
+    identity.bootstrap_admin("admin", "Alex Admin", PASSWORDS["admin"])
+    admin = identity.login("admin", PASSWORDS["admin"])
+    for user_id, name, roles in [
+        ("op1", "Olga Operator", ["Operator"]),
+        ("op2", "Otto Operator", ["Operator"]),
+        ("qa1", "Quinn Reviewer", ["QA Reviewer"]),
+        ("qa2", "Petra Approver", ["QA Approver"]),
+    ]:
+        identity.create_user(admin, user_id, name, roles, PASSWORDS[user_id])
+    signatures = SignatureService(identity, generate_private_key())
+    return Plant(db, identity, signatures, clock, admin)
