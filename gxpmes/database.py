@@ -59,6 +59,10 @@ class Database:
         with self.engine.begin() as conn:
             yield conn
 
+    def read(self) -> Connection:
+        """A connection for reading only (no write lock taken on SQLite)."""
+        return self.engine.connect().execution_options(ledger_read=True)
+
     def audit(self, conn: Connection, event: AuditEvent) -> int:
         """Append ``event`` inside ``conn``'s transaction; returns its sequence number."""
         return self.ledger.append(event, conn=conn).seq

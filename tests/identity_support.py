@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from audit.keys import generate_private_key
 from gxpmes.database import Database
-from gxpmes.identity import IdentityService, PasswordHasher, PasswordPolicy, Session, SignatureService
+from gxpmes.identity import (
+    IdentityService,
+    PasswordHasher,
+    PasswordPolicy,
+    Session,
+    SignatureService,
+)
 
 PASSWORDS = {
     "admin": "Root-Of-Trust-26!",

@@ -34,8 +34,14 @@ class PasswordHasher:
         salt = os.urandom(16)
         key = self._kdf(salt, self.log2_n, self.r, self.p).derive(password.encode("utf-8"))
         return "$".join(
-            ["scrypt", str(self.log2_n), str(self.r), str(self.p),
-             base64.b64encode(salt).decode(), base64.b64encode(key).decode()]
+            [
+                "scrypt",
+                str(self.log2_n),
+                str(self.r),
+                str(self.p),
+                base64.b64encode(salt).decode(),
+                base64.b64encode(key).decode(),
+            ]
         )
 
     def verify(self, password: str, stored: str) -> bool:

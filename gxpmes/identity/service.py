@@ -9,8 +9,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -37,8 +37,15 @@ DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
     ),
     "QA Reviewer": frozenset({"review.assess", "sign.Reviewed", "deviation.investigate"}),
     "QA Approver": frozenset(
-        {"review.assess", "sign.Reviewed", "sign.Approved", "sign.Released", "sign.Rejected",
-         "deviation.close", "recipe.approve"}
+        {
+            "review.assess",
+            "sign.Reviewed",
+            "sign.Approved",
+            "sign.Released",
+            "sign.Rejected",
+            "deviation.close",
+            "recipe.approve",
+        }
     ),
     "Administrator": frozenset({"user.manage", "user.unlock"}),
 }
@@ -106,7 +113,7 @@ class IdentityService:
 
     def user(self, user_id: str) -> User:
         """The account ``user_id``."""
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             row = self._row(conn, user_id)
         if row is None:
             raise UserError(f"no user {user_id!r}")
@@ -133,8 +140,15 @@ class IdentityService:
         with self.db.transaction() as conn:
             if conn.execute(select(UserRow.user_id).limit(1)).first() is not None:
                 raise UserError("users exist already; create further users as an administrator")
-            self._insert_user(conn, SYSTEM, user_id, printed_name, ["Administrator"], password,
-                              "installation: first administrator")
+            self._insert_user(
+                conn,
+                SYSTEM,
+                user_id,
+                printed_name,
+                ["Administrator"],
+                password,
+                "installation: first administrator",
+            )
         return self.user(user_id)
 
     def create_user(
@@ -150,13 +164,20 @@ class IdentityService:
         """Create an account. User ids are never reused, even after deactivation."""
         with self.db.transaction() as conn:
             admin = self._authorise(conn, by, "user.manage")
-            self._insert_user(conn, admin.actor, user_id, printed_name, roles, initial_password,
-                              reason)
+            self._insert_user(
+                conn, admin.actor, user_id, printed_name, roles, initial_password, reason
+            )
         return self.user(user_id)
 
     def _insert_user(
-        self, conn: Connection, actor: Actor, user_id: str, printed_name: str,
-        roles: Iterable[str], password: str, reason: str,
+        self,
+        conn: Connection,
+        actor: Actor,
+        user_id: str,
+        printed_name: str,
+        roles: Iterable[str],
+        password: str,
+        reason: str,
     ) -> None:
         if not user_id or not user_id.strip() or len(user_id) > 64 or user_id != user_id.strip():
             raise UserError(f"invalid user id {user_id!r}")
@@ -168,15 +189,33 @@ class IdentityService:
         self.policy.check(password, user_id)
         now = format_timestamp(self._now())
         hashed = self.hasher.hash(password)
-        conn.execute(insert(UserRow).values(
-            user_id=user_id, printed_name=printed_name, roles="\n".join(chosen), active=True,
-            password_hash=hashed, password_set_at=now, failed_attempts=0, locked=False,
-            created_at=now,
-        ))
-        conn.execute(insert(PasswordHistoryRow).values(user_id=user_id, password_hash=hashed, set_at=now))
-        self.db.audit(conn, AuditEvent(actor, "user.create", "user", user_id,
-                                       new={"printed_name": printed_name, "roles": chosen},
-                                       reason=reason))
+        conn.execute(
+            insert(UserRow).values(
+                user_id=user_id,
+                printed_name=printed_name,
+                roles="\n".join(chosen),
+                active=True,
+                password_hash=hashed,
+                password_set_at=now,
+                failed_attempts=0,
+                locked=False,
+                created_at=now,
+            )
+        )
+        conn.execute(
+            insert(PasswordHistoryRow).values(user_id=user_id, password_hash=hashed, set_at=now)
+        )
+        self.db.audit(
+            conn,
+            AuditEvent(
+                actor,
+                "user.create",
+                "user",
+                user_id,
+                new={"printed_name": printed_name, "roles": chosen},
+                reason=reason,
+            ),
+        )
 
     def set_roles(self, by: Session, user_id: str, roles: Iterable[str], *, reason: str) -> User:
         """Change a user's roles (audited with old and new roles and the reason)."""
@@ -185,10 +224,22 @@ class IdentityService:
             row = self._existing(conn, user_id)
             chosen = self._check_roles(roles)
             old = sorted(_user(row).roles)
-            conn.execute(update(UserRow).where(UserRow.user_id == user_id).values(roles="\n".join(chosen)))
-            self.db.audit(conn, AuditEvent(admin.actor, "user.roles", "user", user_id,
-                                           old={"roles": old}, new={"roles": chosen},
-                                           reason=reason, requires_reason=True))
+            conn.execute(
+                update(UserRow).where(UserRow.user_id == user_id).values(roles="\n".join(chosen))
+            )
+            self.db.audit(
+                conn,
+                AuditEvent(
+                    admin.actor,
+                    "user.roles",
+                    "user",
+                    user_id,
+                    old={"roles": old},
+                    new={"roles": chosen},
+                    reason=reason,
+                    requires_reason=True,
+                ),
+            )
         return self.user(user_id)
 
     def deactivate(self, by: Session, user_id: str, *, reason: str) -> User:
@@ -199,12 +250,24 @@ class IdentityService:
             if user_id == admin.user_id:
                 raise UserError("administrators cannot deactivate their own account")
             conn.execute(update(UserRow).where(UserRow.user_id == user_id).values(active=False))
-            conn.execute(update(SessionRow).where(SessionRow.user_id == user_id,
-                                                  SessionRow.ended_at.is_(None))
-                         .values(ended_at=format_timestamp(self._now())))
-            self.db.audit(conn, AuditEvent(admin.actor, "user.deactivate", "user", user_id,
-                                           old={"active": True}, new={"active": False},
-                                           reason=reason, requires_reason=True))
+            conn.execute(
+                update(SessionRow)
+                .where(SessionRow.user_id == user_id, SessionRow.ended_at.is_(None))
+                .values(ended_at=format_timestamp(self._now()))
+            )
+            self.db.audit(
+                conn,
+                AuditEvent(
+                    admin.actor,
+                    "user.deactivate",
+                    "user",
+                    user_id,
+                    old={"active": True},
+                    new={"active": False},
+                    reason=reason,
+                    requires_reason=True,
+                ),
+            )
         return self.user(user_id)
 
     def unlock(self, by: Session, user_id: str, *, reason: str) -> User:
@@ -212,11 +275,24 @@ class IdentityService:
         with self.db.transaction() as conn:
             admin = self._authorise(conn, by, "user.unlock")
             self._existing(conn, user_id)
-            conn.execute(update(UserRow).where(UserRow.user_id == user_id)
-                         .values(locked=False, failed_attempts=0))
-            self.db.audit(conn, AuditEvent(admin.actor, "user.unlock", "user", user_id,
-                                           old={"locked": True}, new={"locked": False},
-                                           reason=reason, requires_reason=True))
+            conn.execute(
+                update(UserRow)
+                .where(UserRow.user_id == user_id)
+                .values(locked=False, failed_attempts=0)
+            )
+            self.db.audit(
+                conn,
+                AuditEvent(
+                    admin.actor,
+                    "user.unlock",
+                    "user",
+                    user_id,
+                    old={"locked": True},
+                    new={"locked": False},
+                    reason=reason,
+                    requires_reason=True,
+                ),
+            )
         return self.user(user_id)
 
     def change_password(self, user_id: str, old_password: str, new_password: str) -> None:
@@ -224,24 +300,41 @@ class IdentityService:
         self.verify_password(user_id, old_password, purpose="password change")
         self.policy.check(new_password, user_id)
         with self.db.transaction() as conn:
-            history = conn.execute(
-                select(PasswordHistoryRow.password_hash)
-                .where(PasswordHistoryRow.user_id == user_id)
-                .order_by(PasswordHistoryRow.id.desc())
-                .limit(self.policy.history)
-            ).scalars().all()
+            history = (
+                conn.execute(
+                    select(PasswordHistoryRow.password_hash)
+                    .where(PasswordHistoryRow.user_id == user_id)
+                    .order_by(PasswordHistoryRow.id.desc())
+                    .limit(self.policy.history)
+                )
+                .scalars()
+                .all()
+            )
             if any(self.hasher.verify(new_password, old) for old in history):
                 raise PasswordPolicyError(
                     f"the new password must differ from the last {self.policy.history} passwords"
                 )
             now = format_timestamp(self._now())
             hashed = self.hasher.hash(new_password)
-            conn.execute(update(UserRow).where(UserRow.user_id == user_id)
-                         .values(password_hash=hashed, password_set_at=now))
-            conn.execute(insert(PasswordHistoryRow).values(user_id=user_id, password_hash=hashed, set_at=now))
+            conn.execute(
+                update(UserRow)
+                .where(UserRow.user_id == user_id)
+                .values(password_hash=hashed, password_set_at=now)
+            )
+            conn.execute(
+                insert(PasswordHistoryRow).values(user_id=user_id, password_hash=hashed, set_at=now)
+            )
             row = self._existing(conn, user_id)
-            self.db.audit(conn, AuditEvent(_user(row).actor, "user.password_change", "user", user_id,
-                                           reason="password changed by its owner"))
+            self.db.audit(
+                conn,
+                AuditEvent(
+                    _user(row).actor,
+                    "user.password_change",
+                    "user",
+                    user_id,
+                    reason="password changed by its owner",
+                ),
+            )
 
     # ---------------------------------------------------------- authentication
 
@@ -256,37 +349,79 @@ class IdentityService:
             row = self._row(conn, user_id)
             if row is None:
                 self.hasher.verify(password, self._decoy)
-                self.db.audit(conn, AuditEvent(SYSTEM, "auth.failure", "user", user_id or "?",
-                                               new={"purpose": purpose, "cause": "unknown user id"}))
+                self.db.audit(
+                    conn,
+                    AuditEvent(
+                        SYSTEM,
+                        "auth.failure",
+                        "user",
+                        user_id or "?",
+                        new={"purpose": purpose, "cause": "unknown user id"},
+                    ),
+                )
                 failure = AuthenticationError("user id or password is wrong")
             elif row.locked:
-                self.db.audit(conn, AuditEvent(SYSTEM, "auth.refused_locked", "user", user_id,
-                                               new={"purpose": purpose}))
-                failure = AccountLocked(f"account {user_id!r} is locked; an administrator must unlock it")
+                self.db.audit(
+                    conn,
+                    AuditEvent(
+                        SYSTEM, "auth.refused_locked", "user", user_id, new={"purpose": purpose}
+                    ),
+                )
+                failure = AccountLocked(
+                    f"account {user_id!r} is locked; an administrator must unlock it"
+                )
             elif not row.active:
-                self.db.audit(conn, AuditEvent(SYSTEM, "auth.refused_inactive", "user", user_id,
-                                               new={"purpose": purpose}))
+                self.db.audit(
+                    conn,
+                    AuditEvent(
+                        SYSTEM, "auth.refused_inactive", "user", user_id, new={"purpose": purpose}
+                    ),
+                )
                 failure = AuthenticationError("user id or password is wrong")
             elif not self.hasher.verify(password, row.password_hash):
                 attempts = row.failed_attempts + 1
                 locked = attempts >= self.policy.max_failed_attempts
-                conn.execute(update(UserRow).where(UserRow.user_id == user_id)
-                             .values(failed_attempts=attempts, locked=locked))
-                self.db.audit(conn, AuditEvent(SYSTEM, "auth.failure", "user", user_id,
-                                               new={"purpose": purpose, "consecutive_failures": attempts}))
+                conn.execute(
+                    update(UserRow)
+                    .where(UserRow.user_id == user_id)
+                    .values(failed_attempts=attempts, locked=locked)
+                )
+                self.db.audit(
+                    conn,
+                    AuditEvent(
+                        SYSTEM,
+                        "auth.failure",
+                        "user",
+                        user_id,
+                        new={"purpose": purpose, "consecutive_failures": attempts},
+                    ),
+                )
                 if locked:
                     # 11.300(d): an alert entry for QA / security follow-up.
-                    self.db.audit(conn, AuditEvent(
-                        SYSTEM, "security.alert", "user", user_id,
-                        new={"alert": "account locked after repeated authentication failures",
-                             "consecutive_failures": attempts},
-                        reason="possible unauthorised use"))
-                    failure = AccountLocked(f"account {user_id!r} is now locked after {attempts} failures")
+                    self.db.audit(
+                        conn,
+                        AuditEvent(
+                            SYSTEM,
+                            "security.alert",
+                            "user",
+                            user_id,
+                            new={
+                                "alert": "account locked after repeated authentication failures",
+                                "consecutive_failures": attempts,
+                            },
+                            reason="possible unauthorised use",
+                        ),
+                    )
+                    failure = AccountLocked(
+                        f"account {user_id!r} is now locked after {attempts} failures"
+                    )
                 else:
                     failure = AuthenticationError("user id or password is wrong")
             else:
                 if row.failed_attempts:
-                    conn.execute(update(UserRow).where(UserRow.user_id == user_id).values(failed_attempts=0))
+                    conn.execute(
+                        update(UserRow).where(UserRow.user_id == user_id).values(failed_attempts=0)
+                    )
                 return _user(row)
         assert failure is not None
         raise failure
@@ -295,7 +430,7 @@ class IdentityService:
         """True when the password is older than the policy allows."""
         if self.policy.max_age_days is None:
             return False
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             row = self._existing(conn, user_id)
         set_at = datetime.fromisoformat(row.password_set_at)
         return self._now() - set_at > timedelta(days=self.policy.max_age_days)
@@ -308,30 +443,51 @@ class IdentityService:
         session = Session(secrets.token_hex(16), user.user_id, client_tz)
         now = format_timestamp(self._now())
         with self.db.transaction() as conn:
-            conn.execute(insert(SessionRow).values(session_id=session.session_id, user_id=user.user_id,
-                                                   started_at=now, last_activity=now, signed=False))
-            self.db.audit(conn, AuditEvent(user.actor, "auth.login", "session", session.session_id,
-                                           client_tz=client_tz))
+            conn.execute(
+                insert(SessionRow).values(
+                    session_id=session.session_id,
+                    user_id=user.user_id,
+                    started_at=now,
+                    last_activity=now,
+                    signed=False,
+                )
+            )
+            self.db.audit(
+                conn,
+                AuditEvent(
+                    user.actor, "auth.login", "session", session.session_id, client_tz=client_tz
+                ),
+            )
         return session
 
     def logout(self, session: Session) -> None:
         """End a session."""
         with self.db.transaction() as conn:
-            conn.execute(update(SessionRow).where(SessionRow.session_id == session.session_id)
-                         .values(ended_at=format_timestamp(self._now())))
+            conn.execute(
+                update(SessionRow)
+                .where(SessionRow.session_id == session.session_id)
+                .values(ended_at=format_timestamp(self._now()))
+            )
             row = self._existing(conn, session.user_id)
-            self.db.audit(conn, AuditEvent(_user(row).actor, "auth.logout", "session", session.session_id))
+            self.db.audit(
+                conn, AuditEvent(_user(row).actor, "auth.logout", "session", session.session_id)
+            )
 
     def active_session(self, conn: Connection, session: Session) -> tuple[User, Any]:
         """The session's user, if the session is open and not idle too long (touches it)."""
-        row = conn.execute(select(SessionRow).where(SessionRow.session_id == session.session_id)).one_or_none()
+        row = conn.execute(
+            select(SessionRow).where(SessionRow.session_id == session.session_id)
+        ).one_or_none()
         if row is None or row.user_id != session.user_id or row.ended_at is not None:
             raise SessionExpired("the session has ended; log in again with user id and password")
         now = self._now()
         idle = now - datetime.fromisoformat(row.last_activity)
         if idle > timedelta(minutes=self.policy.idle_timeout_minutes):
-            conn.execute(update(SessionRow).where(SessionRow.session_id == session.session_id)
-                         .values(ended_at=format_timestamp(now)))
+            conn.execute(
+                update(SessionRow)
+                .where(SessionRow.session_id == session.session_id)
+                .values(ended_at=format_timestamp(now))
+            )
             raise SessionExpired(
                 f"the session was idle for more than {self.policy.idle_timeout_minutes} minutes; "
                 "log in again with user id and password"
@@ -339,8 +495,11 @@ class IdentityService:
         user_row = self._existing(conn, row.user_id)
         if not user_row.active or user_row.locked:
             raise SessionExpired("the account is no longer usable; the session has ended")
-        conn.execute(update(SessionRow).where(SessionRow.session_id == session.session_id)
-                     .values(last_activity=format_timestamp(now)))
+        conn.execute(
+            update(SessionRow)
+            .where(SessionRow.session_id == session.session_id)
+            .values(last_activity=format_timestamp(now))
+        )
         return _user(user_row), row
 
     def _authorise(self, conn: Connection, session: Session, permission: str) -> User:

@@ -174,11 +174,19 @@ def _zone(name: str) -> Any:
 def _from_row(row: Any) -> Signature:
     data = json.loads(row.manifest)
     return Signature(
-        signature_id=row.signature_id, record_type=data["record_type"], record_id=data["record_id"],
-        scope=data["scope"], content_hash=data["content_hash"], signer_id=data["signer_id"],
-        printed_name=data["printed_name"], signed_at=datetime.fromisoformat(data["signed_at"]),
-        time_zone=data["time_zone"], meaning=data["meaning"], reason=data["reason"],
-        manifest=row.manifest, system_key_id=row.system_key_id,
+        signature_id=row.signature_id,
+        record_type=data["record_type"],
+        record_id=data["record_id"],
+        scope=data["scope"],
+        content_hash=data["content_hash"],
+        signer_id=data["signer_id"],
+        printed_name=data["printed_name"],
+        signed_at=datetime.fromisoformat(data["signed_at"]),
+        time_zone=data["time_zone"],
+        meaning=data["meaning"],
+        reason=data["reason"],
+        manifest=row.manifest,
+        system_key_id=row.system_key_id,
         system_signature=bytes(row.system_signature),
         user_public_key=None if row.user_public_key is None else bytes(row.user_public_key),
         user_signature=None if row.user_signature is None else bytes(row.user_signature),
@@ -222,6 +230,7 @@ class SignatureService:
         digital: bool = False,
     ) -> Signature:
         """Sign ``record`` with ``meaning``; raises (and audits) on any refusal."""
+        meaning = str(meaning)  # a Meaning member or a configured meaning string
         try:
             return self._sign(record, meaning, credentials, reason, expected_hash, digital)
         except GxpError as exc:
@@ -229,15 +238,22 @@ class SignatureService:
             raise
 
     def _sign(
-        self, record: Signable, meaning: str, credentials: Credentials, reason: str | None,
-        expected_hash: str | None, digital: bool,
+        self,
+        record: Signable,
+        meaning: str,
+        credentials: Credentials,
+        reason: str | None,
+        expected_hash: str | None,
+        digital: bool,
     ) -> Signature:
         if meaning not in self.meanings:
             raise SignatureError(f"unknown signature meaning {meaning!r}")
         user = self._authenticate(credentials)
         if f"sign.{meaning}" not in self.identity.permissions(user):
-            raise PermissionDenied(f"{user.user_id} may not sign as {meaning!r} (roles: "
-                                   f"{', '.join(sorted(user.roles)) or 'none'})")
+            raise PermissionDenied(
+                f"{user.user_id} may not sign as {meaning!r} (roles: "
+                f"{', '.join(sorted(user.roles)) or 'none'})"
+            )
         digest = content_hash(record)
         if expected_hash is not None and expected_hash != digest:
             raise RecordChangedError(
@@ -247,10 +263,16 @@ class SignatureService:
         now = self.db.clock()
         client_tz = credentials.session.client_tz if credentials.session else "UTC"
         manifest_data = {
-            "record_type": record.signable_type, "record_id": record.signable_id,
-            "scope": record.signable_scope, "content_hash": digest, "signer_id": user.user_id,
-            "printed_name": user.printed_name, "signed_at": now.isoformat(),
-            "time_zone": client_tz, "meaning": meaning, "reason": reason,
+            "record_type": record.signable_type,
+            "record_id": record.signable_id,
+            "scope": record.signable_scope,
+            "content_hash": digest,
+            "signer_id": user.user_id,
+            "printed_name": user.printed_name,
+            "signed_at": now.isoformat(),
+            "time_zone": client_tz,
+            "meaning": meaning,
+            "reason": reason,
         }
         manifest = canonicalize(manifest_data).decode()
         system_signature = self._key.sign(manifest.encode())
@@ -263,52 +285,97 @@ class SignatureService:
         with self.db.transaction() as conn:
             self._check_separation(conn, record, meaning, user)
             if credentials.session is not None:
-                conn.execute(update(SessionRow).where(SessionRow.session_id == credentials.session.session_id)
-                             .values(signed=True))
-            seq = self.db.audit(conn, AuditEvent(
-                user.actor, "signature.sign", record.signable_type, record.signable_id,
-                new={"meaning": meaning, "content_hash": digest, "signature_id": signature_id,
-                     "scope": record.signable_scope},
-                reason=reason, client_tz=client_tz))
+                conn.execute(
+                    update(SessionRow)
+                    .where(SessionRow.session_id == credentials.session.session_id)
+                    .values(signed=True)
+                )
+            seq = self.db.audit(
+                conn,
+                AuditEvent(
+                    user.actor,
+                    "signature.sign",
+                    record.signable_type,
+                    record.signable_id,
+                    new={
+                        "meaning": meaning,
+                        "content_hash": digest,
+                        "signature_id": signature_id,
+                        "scope": record.signable_scope,
+                    },
+                    reason=reason,
+                    client_tz=client_tz,
+                ),
+            )
             order = conn.execute(select(func.count()).select_from(SignatureRow)).scalar_one()
-            conn.execute(insert(SignatureRow).values(
-                signature_id=signature_id, record_type=record.signable_type,
-                record_id=record.signable_id, scope=record.signable_scope, signer_id=user.user_id,
-                meaning=meaning, manifest=manifest, system_key_id=self.system_key_id,
-                system_signature=system_signature, user_public_key=user_public,
-                user_signature=user_signature, audit_seq=seq, created_order=order,
-            ))
+            conn.execute(
+                insert(SignatureRow).values(
+                    signature_id=signature_id,
+                    record_type=record.signable_type,
+                    record_id=record.signable_id,
+                    scope=record.signable_scope,
+                    signer_id=user.user_id,
+                    meaning=meaning,
+                    manifest=manifest,
+                    system_key_id=self.system_key_id,
+                    system_signature=system_signature,
+                    user_public_key=user_public,
+                    user_signature=user_signature,
+                    audit_seq=seq,
+                    created_order=order,
+                )
+            )
         return self._get(signature_id)
 
     def _authenticate(self, credentials: Credentials) -> User:
         if credentials.session is None:
-            return self.identity.verify_password(credentials.user_id, credentials.password,
-                                                 purpose="signature")
+            return self.identity.verify_password(
+                credentials.user_id, credentials.password, purpose="signature"
+            )
         session = credentials.session
         if session.user_id != credentials.user_id:
             raise AuthenticationError("credentials do not belong to this session's user")
         with self.db.transaction() as conn:
             _user, row = self.identity.active_session(conn, session)
         # 11.200(a)(1): in a continuous session the password is always re-checked.
-        return self.identity.verify_password(credentials.user_id, credentials.password,
-                                             purpose="signature in session" if row.signed else "signature")
+        return self.identity.verify_password(
+            credentials.user_id,
+            credentials.password,
+            purpose="signature in session" if row.signed else "signature",
+        )
 
-    def _check_separation(self, conn: Connection, record: Signable, meaning: str, user: User) -> None:
-        existing = [
-            _from_row(r) for r in conn.execute(
-                select(SignatureRow).where(SignatureRow.scope == record.signable_scope)
-            )
-        ] if record.signable_scope else [
-            _from_row(r) for r in conn.execute(
-                select(SignatureRow).where(SignatureRow.record_type == record.signable_type,
-                                           SignatureRow.record_id == record.signable_id)
-            )
+    def _check_separation(
+        self, conn: Connection, record: Signable, meaning: str, user: User
+    ) -> None:
+        existing = (
+            [
+                _from_row(r)
+                for r in conn.execute(
+                    select(SignatureRow).where(SignatureRow.scope == record.signable_scope)
+                )
+            ]
+            if record.signable_scope
+            else [
+                _from_row(r)
+                for r in conn.execute(
+                    select(SignatureRow).where(
+                        SignatureRow.record_type == record.signable_type,
+                        SignatureRow.record_id == record.signable_id,
+                    )
+                )
+            ]
+        )
+        on_record = [
+            s
+            for s in existing
+            if (s.record_type, s.record_id) == (record.signable_type, record.signable_id)
         ]
-        on_record = [s for s in existing if (s.record_type, s.record_id) ==
-                     (record.signable_type, record.signable_id)]
-        if meaning == Meaning.VERIFIED and not any(s.meaning == Meaning.PERFORMED for s in on_record):
+        if meaning == Meaning.VERIFIED and not any(
+            s.meaning == Meaning.PERFORMED for s in on_record
+        ):
             raise SignatureError(
-                f"{record.signable_type} {record.signable_id!r} has no Performed signature to verify"
+                f"{record.signable_type} {record.signable_id!r} has no Performed signature "
+                "to verify"
             )
         if any(s.signer_id == user.user_id and s.meaning == meaning for s in on_record):
             raise SignatureError(f"{user.user_id} already signed this record as {meaning}")
@@ -329,10 +396,21 @@ class SignatureService:
         from gxpmes.database import SYSTEM
 
         with self.db.transaction() as conn:
-            self.db.audit(conn, AuditEvent(
-                SYSTEM, "signature.refused", record.signable_type, record.signable_id,
-                new={"meaning": meaning, "user_id": user_id, "refusal": type(exc).__name__,
-                     "detail": str(exc)}))
+            self.db.audit(
+                conn,
+                AuditEvent(
+                    SYSTEM,
+                    "signature.refused",
+                    record.signable_type,
+                    record.signable_id,
+                    new={
+                        "meaning": meaning,
+                        "user_id": user_id,
+                        "refusal": type(exc).__name__,
+                        "detail": str(exc),
+                    },
+                ),
+            )
 
     # ----------------------------------------------------------- user keys
 
@@ -340,26 +418,44 @@ class SignatureService:
         """Give a user their own signing key, encrypted with their password (digital mode)."""
         self.identity.verify_password(user_id, password, purpose="signing key enrolment")
         key = Ed25519PrivateKey.generate()
-        encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.BestAvailableEncryption(password.encode()))
+        encrypted = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password.encode()),
+        )
         public = public_key_bytes(key.public_key())
+        user = self.identity.user(user_id)
         with self.db.transaction() as conn:
             if conn.execute(select(UserKeyRow).where(UserKeyRow.user_id == user_id)).first():
                 raise SignatureError(f"{user_id} already has a signing key")
-            conn.execute(insert(UserKeyRow).values(user_id=user_id, public_key=public,
-                                                   encrypted_private_key=encrypted))
-            user = self.identity.user(user_id)
-            self.db.audit(conn, AuditEvent(user.actor, "user.signing_key", "user", user_id,
-                                           new={"public_key": base64.b64encode(public).decode()}))
+            conn.execute(
+                insert(UserKeyRow).values(
+                    user_id=user_id, public_key=public, encrypted_private_key=encrypted
+                )
+            )
+            self.db.audit(
+                conn,
+                AuditEvent(
+                    user.actor,
+                    "user.signing_key",
+                    "user",
+                    user_id,
+                    new={"public_key": base64.b64encode(public).decode()},
+                ),
+            )
         return public
 
     def _user_key(self, user_id: str, password: str) -> Ed25519PrivateKey:
-        with self.db.engine.connect() as conn:
-            row = conn.execute(select(UserKeyRow).where(UserKeyRow.user_id == user_id)).one_or_none()
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(UserKeyRow).where(UserKeyRow.user_id == user_id)
+            ).one_or_none()
         if row is None:
             raise SignatureError(f"{user_id} has no personal signing key (digital mode)")
         try:
-            key = serialization.load_pem_private_key(bytes(row.encrypted_private_key), password.encode())
+            key = serialization.load_pem_private_key(
+                bytes(row.encrypted_private_key), password.encode()
+            )
         except (ValueError, TypeError) as exc:
             raise SignatureError(f"{user_id}'s signing key cannot be unlocked") from exc
         if not isinstance(key, Ed25519PrivateKey):
@@ -369,42 +465,53 @@ class SignatureService:
     # ----------------------------------------------------------- reading
 
     def _get(self, signature_id: str) -> Signature:
-        with self.db.engine.connect() as conn:
-            row = conn.execute(select(SignatureRow).where(SignatureRow.signature_id == signature_id)).one()
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(SignatureRow).where(SignatureRow.signature_id == signature_id)
+            ).one()
         return _from_row(row)
 
     def signatures_for(self, record: Signable) -> list[Signature]:
         """Signatures on ``record``, in signing order."""
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 select(SignatureRow)
-                .where(SignatureRow.record_type == record.signable_type,
-                       SignatureRow.record_id == record.signable_id)
+                .where(
+                    SignatureRow.record_type == record.signable_type,
+                    SignatureRow.record_id == record.signable_id,
+                )
                 .order_by(SignatureRow.created_order)
             ).all()
         return [_from_row(r) for r in rows]
 
     def signatures_in_scope(self, scope: str) -> list[Signature]:
         """Every signature in a scope (e.g. all signatures of a batch)."""
-        with self.db.engine.connect() as conn:
-            rows = conn.execute(select(SignatureRow).where(SignatureRow.scope == scope)
-                                .order_by(SignatureRow.created_order)).all()
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(SignatureRow)
+                .where(SignatureRow.scope == scope)
+                .order_by(SignatureRow.created_order)
+            ).all()
         return [_from_row(r) for r in rows]
 
     # --------------------------------------------------------- verification
 
     def verify_signature(self, signature: Signature, record: Signable) -> None:
-        """Raise :class:`SignatureError` unless ``signature`` is valid for ``record`` as it is now."""
+        """Raise :class:`SignatureError` unless ``signature`` fits ``record`` as it is now."""
         public = self.trusted.get(signature.system_key_id)
         if public is None:
-            raise SignatureError(f"signature {signature.signature_id}: unknown system key "
-                                 f"{signature.system_key_id}")
+            raise SignatureError(
+                f"signature {signature.signature_id}: unknown system key {signature.system_key_id}"
+            )
         try:
-            Ed25519PublicKey.from_public_bytes(public).verify(signature.system_signature,
-                                                              signature.manifest.encode())
+            Ed25519PublicKey.from_public_bytes(public).verify(
+                signature.system_signature, signature.manifest.encode()
+            )
         except InvalidSignature as exc:
-            raise SignatureError(f"signature {signature.signature_id}: manifest was altered "
-                                 "(system signature does not verify)") from exc
+            raise SignatureError(
+                f"signature {signature.signature_id}: manifest was altered "
+                "(system signature does not verify)"
+            ) from exc
         data = json.loads(signature.manifest)
         if canonicalize(data).decode() != signature.manifest:
             raise SignatureError(f"signature {signature.signature_id}: manifest is not canonical")
@@ -414,19 +521,25 @@ class SignatureService:
                 f"{data['record_id']!r}, not to {record.signable_type} {record.signable_id!r}"
             )
         if data["content_hash"] != content_hash(record):
-            raise SignatureError(f"signature {signature.signature_id}: the record changed after "
-                                 "it was signed")
+            raise SignatureError(
+                f"signature {signature.signature_id}: the record changed after it was signed"
+            )
         if signature.user_signature is not None:
             if signature.user_public_key is None:
                 raise SignatureError(f"signature {signature.signature_id}: user key missing")
             try:
                 Ed25519PublicKey.from_public_bytes(signature.user_public_key).verify(
-                    signature.user_signature, signature.manifest.encode())
+                    signature.user_signature, signature.manifest.encode()
+                )
             except InvalidSignature as exc:
-                raise SignatureError(f"signature {signature.signature_id}: the signer's own "
-                                     "signature does not verify") from exc
+                raise SignatureError(
+                    f"signature {signature.signature_id}: the signer's own "
+                    "signature does not verify"
+                ) from exc
 
-    def verify_scope(self, scope: str, records: Mapping[tuple[str, str], Signable]) -> list[tuple[Signature, str | None]]:
+    def verify_scope(
+        self, scope: str, records: Mapping[tuple[str, str], Signable]
+    ) -> list[tuple[Signature, str | None]]:
         """Re-check every signature of a scope against the current records.
 
         ``records`` maps ``(record_type, record_id)`` to the record. Returns

@@ -185,3 +185,18 @@ def test_postgres_role_with_append_only_grant(pg_url: str) -> None:
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
         led.close()
+
+
+def test_append_joins_the_callers_transaction(ledger: Ledger) -> None:
+    ledger.append(value_event(0))
+    with pytest.raises(RuntimeError), ledger.engine.begin() as conn:
+        ledger.append(value_event(1), conn=conn)
+        raise RuntimeError("the business change failed")
+    assert ledger.size() == 1  # rolled back with the caller
+    with ledger.engine.begin() as conn:
+        entry = ledger.append(value_event(2), conn=conn)
+    assert entry.seq == 1 and ledger.size() == 2
+    assert ledger.append(value_event(3)).prev == entry.leaf_hash  # frontier re-read, chain intact
+    from audit.verify import verify_ledger
+
+    assert verify_ledger(ledger).ok

@@ -25,9 +25,11 @@ def actions(plant, object_id: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_passwords_are_scrypt_hashed_and_never_logged(plant) -> None:  # type: ignore[no-untyped-def]
     with plant.db.engine.connect() as conn:
-        stored = conn.execute(text("SELECT password_hash FROM gx_user WHERE user_id='op1'")).scalar_one()
+        stored = conn.execute(
+            text("SELECT password_hash FROM gx_user WHERE user_id='op1'")
+        ).scalar_one()
     assert stored.startswith("scrypt$") and PASSWORDS["op1"] not in stored
-    for seq, canonical, _l, _t in plant.db.ledger.iter_raw_rows():
+    for _seq, canonical, _l, _t in plant.db.ledger.iter_raw_rows():
         for secret in PASSWORDS.values():
             assert secret.encode() not in canonical
         assert b"scrypt$" not in canonical
@@ -48,7 +50,11 @@ def test_hasher_round_trip_and_parameters() -> None:
 
 @pytest.mark.parametrize(
     ("password", "message"),
-    [("Short-1!", "at least 12"), ("alllowercaseletters", "mix at least"), ("Xy7-Xy7-xy7-abc!", "user id")],
+    [
+        ("Short-1!", "at least 12"),
+        ("alllowercaseletters", "mix at least"),
+        ("Xy7-Xy7-xy7-abc!", "user id"),
+    ],
 )
 def test_password_policy(plant, password: str, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PasswordPolicyError, match=message):
@@ -71,7 +77,9 @@ def test_password_history_and_expiry(plant) -> None:  # type: ignore[no-untyped-
 def test_user_ids_are_unique_forever_and_never_deleted(plant) -> None:  # type: ignore[no-untyped-def]
     plant.identity.deactivate(plant.admin, "op2", reason="left the company")
     with pytest.raises(UserError, match="never reused"):
-        plant.identity.create_user(plant.admin, "op2", "Other Person", ["Operator"], "Another-Pass-2026!")
+        plant.identity.create_user(
+            plant.admin, "op2", "Other Person", ["Operator"], "Another-Pass-2026!"
+        )
     with pytest.raises(AuthenticationError):
         plant.identity.login("op2", PASSWORDS["op2"])
     with pytest.raises(DBAPIError, match="never deleted"), plant.db.engine.begin() as conn:
@@ -88,7 +96,9 @@ def test_lockout_alert_and_admin_unlock(plant) -> None:  # type: ignore[no-untyp
         plant.identity.login("op1", "Wrong-Password-1!")
     with pytest.raises(AccountLocked):
         plant.identity.login("op1", PASSWORDS["op1"])  # right password, still locked
-    alerts = [e for e in plant.db.ledger.entries_for("user", "op1") if e.event.action == "security.alert"]
+    alerts = [
+        e for e in plant.db.ledger.entries_for("user", "op1") if e.event.action == "security.alert"
+    ]
     assert len(alerts) == 1 and alerts[0].event.reason == "possible unauthorised use"
     operator = plant.identity.login("op2", PASSWORDS["op2"])
     with pytest.raises(PermissionDenied):
@@ -121,11 +131,13 @@ def test_idle_timeout_ends_the_session(plant) -> None:  # type: ignore[no-untype
 
 def test_roles_and_permissions(plant) -> None:  # type: ignore[no-untyped-def]
     operator = plant.identity.login("op1", PASSWORDS["op1"])
-    with pytest.raises(PermissionDenied, match="user.manage"):
+    with pytest.raises(PermissionDenied, match=r"user\.manage"):
         plant.identity.create_user(operator, "op9", "Nine", ["Operator"], "Nine-Nine-2026!x")
     with pytest.raises(UserError, match="unknown role"):
         plant.identity.set_roles(plant.admin, "op1", ["Wizard"], reason="typo")
-    user = plant.identity.set_roles(plant.admin, "op1", ["Operator", "QA Reviewer"], reason="cross-trained")
+    user = plant.identity.set_roles(
+        plant.admin, "op1", ["Operator", "QA Reviewer"], reason="cross-trained"
+    )
     assert user.roles == {"Operator", "QA Reviewer"}
     entry = plant.db.ledger.entries_for("user", "op1")[-1]
     assert entry.event.old == {"roles": ["Operator"]} and entry.event.reason == "cross-trained"
