@@ -1,4 +1,4 @@
-"""Electronic signatures: manifestation, record binding, two components, SoD (11.50, 11.70, 11.200)."""
+"""E-signatures: manifestation, record binding, two components, SoD (11.50, 11.70, 11.200)."""
 
 from __future__ import annotations
 
