@@ -71,3 +71,22 @@ def test_b2mml_guide_example_runs(tmp_path: Path) -> None:
         [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_part11_mapping_names_tests_that_exist() -> None:
+    tests_root = Path(__file__).resolve().parents[1]
+    text_ = (DOCS / "part11.md").read_text()
+    current_file = None
+    checked = 0
+    for match in re.finditer(r"`((?:[\w/]+\.py)?)(?:::(\w+))?`", text_):
+        path, name = match.group(1), match.group(2)
+        if path:
+            current_file = tests_root / path
+            assert current_file.exists(), f"{path} named in part11.md does not exist"
+        if name:
+            assert current_file is not None
+            assert f"def {name}(" in current_file.read_text(), (
+                f"{current_file.name}::{name} missing"
+            )
+            checked += 1
+    assert checked >= 25
