@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from audit.db import open_engine
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
 
-__all__ = ["SYSTEM", "Database", "utc_now"]
+__all__ = ["SYSTEM", "Database", "upgrade_schema", "utc_now"]
 
 SYSTEM = Actor("system", "gxpmes system")
 """Actor of entries the system itself records (alerts, bootstrap)."""
@@ -27,6 +27,16 @@ SYSTEM = Actor("system", "gxpmes system")
 def utc_now() -> datetime:
     """The current time, timezone-aware."""
     return datetime.now(UTC)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Run the Alembic migrations to head (serialised between processes)."""
+    from gxpmes.migrations import upgrade
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7347812)"))
+        upgrade(conn)
 
 
 class Database:
@@ -45,13 +55,7 @@ class Database:
         self._create_schema()
 
     def _create_schema(self) -> None:
-        from gxpmes.identity.schema import AppBase, install_identity_guards
-
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(7347812)"))
-            AppBase.metadata.create_all(conn)
-            install_identity_guards(conn)
+        upgrade_schema(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -45,3 +45,23 @@ class SignatureError(GxpError):
 
 class RecordChangedError(SignatureError):
     """The record changed after it was shown to the signer."""
+
+
+class BatchError(GxpError):
+    """A batch record operation is not allowed (wrong state, closed record, missing data)."""
+
+
+class RecordClosedError(BatchError):
+    """The batch record is Released or Rejected: nothing in it may change."""
+
+
+class EquipmentNotReady(BatchError):
+    """Equipment is not clean, out of calibration, or not available."""
+
+
+class CaptureRefused(BatchError):
+    """Values were refused (batch or phase not executing, unknown parameter...): none was written."""
+
+
+class ReleaseBlocked(BatchError):
+    """Release is blocked: open deviations, unassessed exceptions or missing signatures."""

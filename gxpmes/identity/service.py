@@ -31,9 +31,29 @@ from gxpmes.identity.schema import PasswordHistoryRow, SessionRow, UserRow
 __all__ = ["DEFAULT_ROLES", "IdentityService", "Session", "User"]
 
 DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
-    "Operator": frozenset({"batch.execute", "batch.capture", "sign.Performed", "sign.Verified"}),
+    "Operator": frozenset(
+        {
+            "batch.execute",
+            "batch.capture",
+            "equipment.log",
+            "deviation.open",
+            "sign.Performed",
+            "sign.Verified",
+        }
+    ),
     "Supervisor": frozenset(
-        {"batch.execute", "batch.capture", "sign.Performed", "sign.Verified", "deviation.open"}
+        {
+            "batch.create",
+            "batch.execute",
+            "batch.capture",
+            "equipment.log",
+            "equipment.manage",
+            "material.receive",
+            "recipe.author",
+            "deviation.open",
+            "sign.Performed",
+            "sign.Verified",
+        }
     ),
     "QA Reviewer": frozenset({"review.assess", "sign.Reviewed", "deviation.investigate"}),
     "QA Approver": frozenset(
@@ -43,8 +63,8 @@ DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
             "sign.Approved",
             "sign.Released",
             "sign.Rejected",
-            "deviation.close",
-            "recipe.approve",
+            "deviation.investigate",
+            "material.release",
         }
     ),
     "Administrator": frozenset({"user.manage", "user.unlock"}),

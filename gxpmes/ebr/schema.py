@@ -1,0 +1,196 @@
+"""Tables of the electronic batch record (EBR) engine."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gxpmes.identity.schema import AppBase
+
+__all__ = [
+    "EBR_APPEND_ONLY",
+    "BatchRow",
+    "DeviationRow",
+    "EquipmentLogRow",
+    "EquipmentRow",
+    "ExceptionRow",
+    "GenealogyRow",
+    "LotRow",
+    "RecipeRow",
+    "StepRow",
+    "ValueRow",
+    "WeighingRow",
+]
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class RecipeRow(AppBase):
+    """A master recipe version; usable for batches only once approved."""
+
+    __tablename__ = "ebr_recipe"
+
+    recipe_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)  # RFC 8785 JSON of the isa95 Recipe
+    status: Mapped[str] = mapped_column(String(16))  # Draft | Approved
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class EquipmentRow(AppBase):
+    """Equipment as the EBR sees it: status, cleaning and calibration (211.67, 211.68)."""
+
+    __tablename__ = "ebr_equipment"
+
+    equipment_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    level: Mapped[str] = mapped_column(String(32))
+    equipment_class: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))  # Available | In use | Out of service
+    clean: Mapped[bool] = mapped_column(Boolean)
+    cleaned_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    calibration_due: Mapped[str] = mapped_column(String(40))
+    current_batch: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class EquipmentLogRow(AppBase):
+    """Equipment logbook (211.182): use, cleaning, maintenance, status changes. Append-only."""
+
+    __tablename__ = "ebr_equipment_log"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    equipment_id: Mapped[str] = mapped_column(String(128), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    batch_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    at: Mapped[str] = mapped_column(String(40))
+    by: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str] = mapped_column(Text)
+
+
+class LotRow(AppBase):
+    """A material lot with status and remaining quantity."""
+
+    __tablename__ = "ebr_lot"
+
+    lot_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    material_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))  # Quarantine | Released | Rejected
+    quantity: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+
+
+class BatchRow(AppBase):
+    """A batch and its record's lifecycle state."""
+
+    __tablename__ = "ebr_batch"
+
+    batch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    recipe_id: Mapped[str] = mapped_column(String(128))
+    recipe_version: Mapped[str] = mapped_column(String(32))
+    product_id: Mapped[str] = mapped_column(String(128))
+    lot_id: Mapped[str] = mapped_column(String(128))
+    planned_quantity: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    actual_quantity: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    equipment: Mapped[str] = mapped_column(Text)  # JSON list of equipment ids
+    status: Mapped[str] = mapped_column(String(32))
+    procedure_state: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    executed_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    closed_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class StepRow(AppBase):
+    """A procedural element of a batch (unit procedure, operation, phase) and its ISA-88 state."""
+
+    __tablename__ = "ebr_step"
+
+    batch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    path: Mapped[str] = mapped_column(String(512), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32))
+    equipment_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ValueRow(AppBase):
+    """A captured process value; its audit entry ``seq`` makes it tamper-evident."""
+
+    __tablename__ = "ebr_value"
+
+    seq: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=False)
+    batch_id: Mapped[str] = mapped_column(String(128))
+    parameter: Mapped[str] = mapped_column(String(512))
+    tag: Mapped[str] = mapped_column(String(256))
+    value: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    source_ts: Mapped[str] = mapped_column(String(40))
+    server_ts: Mapped[str] = mapped_column(String(40))
+    quality: Mapped[str] = mapped_column(String(16))
+    manual: Mapped[bool] = mapped_column(Boolean)
+    in_limits: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (Index("ix_ebr_value_batch", "batch_id", "parameter"),)
+
+
+class WeighingRow(AppBase):
+    """Material weighed/dispensed into a batch (211.101), verified by a second person."""
+
+    __tablename__ = "ebr_weighing"
+
+    weighing_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128), index=True)
+    material_id: Mapped[str] = mapped_column(String(128))
+    lot_id: Mapped[str] = mapped_column(String(128))
+    target: Mapped[str] = mapped_column(String(64))
+    tolerance: Mapped[str] = mapped_column(String(64))
+    actual: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    balance_id: Mapped[str] = mapped_column(String(128))
+    performed_by: Mapped[str] = mapped_column(String(64))
+    weighed_at: Mapped[str] = mapped_column(String(40))
+
+
+class ExceptionRow(AppBase):
+    """An exception to review: out-of-limit, bad quality, stale data, manual entry, change."""
+
+    __tablename__ = "ebr_exception"
+
+    exception_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(String(512))
+    raised_at: Mapped[str] = mapped_column(String(40))
+    assessed: Mapped[bool] = mapped_column(Boolean, default=False)
+    assessment: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DeviationRow(AppBase):
+    """A deviation: open › investigated › closed, with impact assessment (211.192)."""
+
+    __tablename__ = "ebr_deviation"
+
+    deviation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    opened_by: Mapped[str] = mapped_column(String(64))
+    investigation: Mapped[str | None] = mapped_column(Text, nullable=True)
+    impact: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closure: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class GenealogyRow(AppBase):
+    """Consumed lot → produced lot, for where-used / where-from queries. Append-only."""
+
+    __tablename__ = "ebr_genealogy"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    consumed_lot: Mapped[str] = mapped_column(String(128), index=True)
+    produced_lot: Mapped[str] = mapped_column(String(128), index=True)
+    quantity: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    batch_id: Mapped[str] = mapped_column(String(128))
+
+
+EBR_APPEND_ONLY = ("ebr_equipment_log", "ebr_value", "ebr_weighing", "ebr_genealogy")

@@ -1,0 +1,31 @@
+"""Baseline schema: identity, signatures and the EBR engine (gxpmes 0.1).
+
+The baseline creates the tables as declared in this release's models and
+installs the database-level guards (append-only tables, undeletable users).
+Later revisions alter the schema step by step.
+
+Revision ID: 0001
+Revises:
+"""
+
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    from audit.schema import install_append_only_guards
+    from gxpmes.ebr import schema as ebr_schema
+    from gxpmes.identity.schema import AppBase, install_identity_guards
+
+    connection = op.get_bind()
+    AppBase.metadata.create_all(connection)
+    install_identity_guards(connection)
+    install_append_only_guards(connection, ebr_schema.EBR_APPEND_ONLY)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("GxP records are never dropped by a migration")
