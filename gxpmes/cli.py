@@ -21,6 +21,7 @@ from audit.keys import TrustedKey, generate_private_key, load_private_key, load_
 from audit.ledger import Ledger
 from audit.note import NoteSigner, NoteVerifier
 from audit.verify import verify_ledger
+from gxpmes.errors import GxpError
 from isa95.errors import ISA95Error
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -296,10 +297,25 @@ def cmd_b2mml_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from audit.db import open_engine
+    from audit.schema import create_schema
+    from gxpmes.database import upgrade_schema
+
+    engine = open_engine(args.db)
+    try:
+        create_schema(engine)
+        upgrade_schema(engine)
+    finally:
+        engine.dispose()
+    print(f"database {args.db} is at the current schema")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gxpmes.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), Path(args.schemas) if args.schemas else None)
 
 
 # ---------------------------------------------------------------- parser
@@ -311,7 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a whole example end to end on a local SQLite file")
     demo.add_argument("--out", default="gxpmes-demo", help="output folder (default: gxpmes-demo)")
+    demo.add_argument("--schemas", help="MESA B2MML schema folder for the export step")
     demo.set_defaults(func=cmd_demo)
+
+    db_cmd = sub.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True
+    )
+    db_upgrade = db_cmd.add_parser("upgrade", help="create or migrate the schema (Alembic)")
+    db_upgrade.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file path")
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
 
     keys = sub.add_parser("keys", help="checkpoint signing keys").add_subparsers(
         dest="keys_command", required=True
@@ -392,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (CliError, AuditError, ISA95Error) as exc:
+    except (CliError, AuditError, ISA95Error, GxpError) as exc:
         print(f"gxpmes: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

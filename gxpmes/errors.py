@@ -60,7 +60,7 @@ class EquipmentNotReady(BatchError):
 
 
 class CaptureRefused(BatchError):
-    """Values were refused (batch or phase not executing, unknown parameter...): none was written."""
+    """Values were refused (batch or phase not executing, unknown parameter...); none written."""
 
 
 class ReleaseBlocked(BatchError):

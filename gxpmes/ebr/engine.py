@@ -63,6 +63,8 @@ CREATED, IN_EXECUTION, EXECUTED, REVIEWED, RELEASED, REJECTED = (
 )
 CLOSED = frozenset({RELEASED, REJECTED})
 QUALITIES = ("Good", "Uncertain", "Bad")
+OT_COLLECTOR = Actor("svc-ot", "OT data collector")
+"""Default actor of captured values (the OT connector's service account)."""
 _ACTIVE = frozenset(s.value for s in ProceduralState) - {"Idle", "Complete", "Stopped", "Aborted"}
 
 
@@ -109,7 +111,7 @@ class BatchEngine:
         identity: IdentityService,
         signatures: SignatureService,
         *,
-        collector: Actor = Actor("svc-ot", "OT data collector"),
+        collector: Actor = OT_COLLECTOR,
         stale_after: timedelta = timedelta(minutes=5),
     ) -> None:
         self.db = db
@@ -622,7 +624,7 @@ class BatchEngine:
             return machine.state.value
 
     def state_complete(self, session: Session, batch_id: str, path: str) -> str:
-        """The element's logic finished its current state (Running → Complete, Holding → Held...)."""
+        """The element's logic finished its state (Running → Complete, Holding → Held...)."""
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.execute")
             self._open_batch(conn, batch_id, IN_EXECUTION)
@@ -832,7 +834,7 @@ class BatchEngine:
             if context is None:
                 problems.append(f"{where}: no such batch")
                 continue
-            batch, recipe = context
+            batch, _recipe = context
             if batch.status != IN_EXECUTION:
                 problems.append(f"{where}: batch is {batch.status}, not In execution")
                 continue
@@ -897,7 +899,7 @@ class BatchEngine:
             in_limits = limits is None or limits.within_limits(value.value)
             if limits is not None and limits.unit and limits.unit != value.unit:
                 in_limits = False
-            rows.append([value, server_ts, in_limits])
+            rows.append((value, server_ts, in_limits))
             if not in_limits:
                 exceptions.append(
                     (
@@ -1125,7 +1127,7 @@ class BatchEngine:
     # -------------------------------------------------------------- completion
 
     def complete_batch(self, session: Session, batch_id: str, actual: Quantity) -> Decimal:
-        """Execution finished: record the yield, genealogy and equipment release; returns yield %."""
+        """Execution finished: record yield, genealogy and equipment release; returns yield %."""
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.execute")
             batch = self._open_batch(conn, batch_id, IN_EXECUTION)
@@ -1305,7 +1307,7 @@ class BatchEngine:
     # ------------------------------------------------------------------ review
 
     def review_by_exception(self, batch_id: str) -> list[ReviewItem]:
-        """Only what QA must look at: exceptions, deviations, manual entries, changes, open items."""
+        """What QA must look at: exceptions, deviations, manual entries, changes, open items."""
         items: list[ReviewItem] = []
         with self.db.read() as conn:
             self._batch(conn, batch_id)
@@ -1324,17 +1326,17 @@ class BatchEngine:
                         {"assessment": row.assessment},
                     )
                 )
-            for row in conn.execute(
+            for deviation in conn.execute(
                 select(DeviationRow).where(DeviationRow.batch_id == batch_id)
             ).all():
                 items.append(
                     ReviewItem(
                         "deviation",
-                        row.deviation_id,
-                        f"{row.title} [{row.status}]",
-                        row.status != "closed",
-                        row.deviation_id,
-                        {"impact": row.impact, "investigation": row.investigation},
+                        deviation.deviation_id,
+                        f"{deviation.title} [{deviation.status}]",
+                        deviation.status != "closed",
+                        deviation.deviation_id,
+                        {"impact": deviation.impact, "investigation": deviation.investigation},
                     )
                 )
             weighings = (
@@ -1641,4 +1643,4 @@ class BatchEngine:
 
     def equipment_ids(self, batch_id: str) -> Iterable[str]:
         """Equipment assigned to a batch."""
-        return json.loads(self.batch(batch_id)["equipment"])
+        return [str(e) for e in json.loads(self.batch(batch_id)["equipment"])]

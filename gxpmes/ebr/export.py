@@ -1,4 +1,4 @@
-"""Export of a released batch to B2MML for the ERP: BatchProductionRecord + OperationsPerformance."""
+"""Export of a released batch to B2MML: BatchProductionRecord + OperationsPerformance."""
 
 from __future__ import annotations
 

@@ -1,33 +1,89 @@
-"""``gxpmes demo`` runs end to end and leaves a verifiable trail behind."""
+"""``gxpmes demo`` runs a whole batch end to end and leaves verifiable output behind."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from audit.keys import TrustedKey, load_public_key
-from audit.ledger import Ledger
-from audit.note import NoteVerifier
-from audit.verify import Problem, verify_ledger
+from shared_paths import SCHEMAS
+
+from gxpmes.cli import main
+from isa95.b2mml.documents import B2MML
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "demo"
+    env = dict(os.environ, GXPMES_B2MML_SCHEMAS=str(SCHEMAS))
     result = subprocess.run(
         [sys.executable, "-m", "gxpmes.cli", "demo", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
+        env=env,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks behaved as expected" in result.stdout
-    note = (out / "checkpoint.txt").read_text()
-    key = TrustedKey(NoteVerifier("gxpmes-demo", load_public_key(out / "keys" / "public.pem")))
-    ledger = Ledger.open(out / "audit.db", read_only=True)
-    assert verify_ledger(ledger, checkpoint=note, trusted_keys=[key]).ok
-    ledger.close()
-    copy = Ledger.open(out / "tampered-copy.db", read_only=True)
-    report = verify_ledger(copy, checkpoint=note, trusted_keys=[key])
-    copy.close()
-    assert report.problem is Problem.HASH_MISMATCH and report.first_bad_seq == 1500
+    assert "release refused as it must be" in result.stdout
+    assert "Released" in result.stdout and "Europe/Berlin" in result.stdout
+    for name in (
+        "gxpmes-demo.db",
+        "checkpoint.txt",
+        "keys/public.pem",
+        "B-2026-0001-BatchProductionRecord.xml",
+        "B-2026-0001-OperationsPerformance.xml",
+    ):
+        assert (out / name).exists(), name
+
+    # QA re-verifies the demo's trail independently, with the CLI.
+    code = main(
+        [
+            "audit",
+            "verify",
+            "--db",
+            str(out / "gxpmes-demo.db"),
+            "--checkpoint",
+            str(out / "checkpoint.txt"),
+            "--public-key",
+            str(out / "keys" / "public.pem"),
+            "--json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] and report["entries"] > 900
+    code = main(
+        [
+            "audit",
+            "verify",
+            "--db",
+            str(out / "tampered-copy.db"),
+            "--checkpoint",
+            str(out / "checkpoint.txt"),
+            "--public-key",
+            str(out / "keys" / "public.pem"),
+            "--json",
+        ]
+    )
+    assert code == 1 and json.loads(capsys.readouterr().out)["problem"] == "hash_mismatch"
+
+    b2mml = B2MML(SCHEMAS)
+    record = b2mml.read((out / "B-2026-0001-BatchProductionRecord.xml").read_bytes()).model
+    assert sum(len(s.values) for s in record.series) == 901
+
+
+def test_db_upgrade_command(tmp_path: Path, pg_url: str) -> None:
+    assert main(["db", "upgrade", "--db", str(tmp_path / "fresh.db")]) == 0
+    assert main(["db", "upgrade", "--db", str(tmp_path / "fresh.db")]) == 0  # idempotent
+    assert main(["db", "upgrade", "--db", pg_url]) == 0
+    from gxpmes.database import Database
+
+    db = Database(pg_url)
+    with db.read() as conn:
+        from sqlalchemy import text
+
+        assert (
+            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0001"
+        )
+    db.close()

@@ -90,3 +90,16 @@ def test_part11_mapping_names_tests_that_exist() -> None:
             )
             checked += 1
     assert checked >= 25
+
+
+def test_ebr_guide_example_runs(tmp_path: Path) -> None:
+    snippet = python_blocks((DOCS / "ebr.md").read_text())[0]
+    snippet = snippet.replace(
+        "identity = IdentityService(db)",
+        "from gxpmes.identity import PasswordHasher\n"
+        "identity = IdentityService(db, hasher=PasswordHasher(log2_n=10))",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

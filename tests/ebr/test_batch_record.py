@@ -1,4 +1,4 @@
-"""The electronic batch record: lifecycle, capture, weighing, review by exception, release, export."""
+"""The EBR: lifecycle, capture, weighing, review by exception, release, export."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_full_batch_end_to_end(plant) -> None:  # type: ignore[no-untyped-def]
         impact="none on quality; temperature within proven acceptable range",
     )
     engine.complete_review(B, plant.creds("qa1"))
-    with pytest.raises(ReleaseBlocked, match="211.192"):
+    with pytest.raises(ReleaseBlocked, match=r"211\.192"):
         engine.release(B, plant.creds("qa2"))
     engine.close_deviation(
         deviation, plant.creds("qa2"), conclusion="CAPA-12 opened for PID tuning"

@@ -1,0 +1,101 @@
+"""EBR capture throughput (values/s through BatchEngine.capture) against the audit core's raw
+batch-append rate of the same values, measured in the same run.
+
+    python bench/bench_ebr.py [--values 100000] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from audit.entry import Actor, AuditEvent
+from audit.ledger import Ledger
+from gxpmes.ebr.engine import CapturedValue
+from isa95.common import Quantity
+
+
+def main() -> None:
+    from ebr_support import HEAT, make_plant
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--values", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="gxpmes-bench-ebr-"))
+    plant = make_plant(str(workdir / "mes.db"))
+    engine, op = plant.engine, plant.sessions["op1"]
+    engine.create_batch(
+        plant.sessions["sup1"],
+        "B-1",
+        recipe_id="MR-GRAN",
+        version="1",
+        lot_id="B-1-LOT",
+        planned=Quantity(value=Decimal("100"), unit="kg"),
+        equipment=["GRAN-01", "BLEND-01"],
+    )
+    engine.start_batch(op, "B-1")
+    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
+        engine.command(op, "B-1", path, "Start")
+    start = plant.clock()
+    values = [
+        CapturedValue(
+            "B-1",
+            f"{HEAT}/temperature",
+            "GRAN01.TT-101.PV",
+            Decimal(7000 + i % 400) / 100,
+            "Cel",
+            start + timedelta(milliseconds=i),
+        )
+        for i in range(args.values)
+    ]
+    chunks = [values[i : i + args.batch] for i in range(0, len(values), args.batch)]
+    began = time.perf_counter()
+    for chunk in chunks:
+        engine.capture(chunk)
+    ours = args.values / (time.perf_counter() - began)
+    plant.db.close()
+
+    ledger = Ledger.open(workdir / "raw-ledger.db")
+    collector = Actor("svc-ot", "OT data collector")
+    events = [
+        [
+            AuditEvent(
+                collector,
+                "value.capture",
+                "process_value",
+                f"B-1/{HEAT}/temperature",
+                new={
+                    "tag": v.tag,
+                    "value": v.value,
+                    "unit": v.unit,
+                    "source_ts": v.source_ts,
+                    "server_ts": v.source_ts,
+                    "quality": v.quality,
+                },
+            )
+            for v in chunk
+        ]
+        for chunk in chunks
+    ]
+    began = time.perf_counter()
+    for chunk in events:
+        ledger.append_many(chunk)
+    raw = args.values / (time.perf_counter() - began)
+    ledger.close()
+    print(
+        f"capture via BatchEngine {ours:>10,.0f} values/s   audit append_many of the same entries "
+        f"{raw:>10,.0f}/s   ratio {ours / raw:.2f}x  "
+        f"({args.values:,} values, batches of {args.batch})"
+    )
+
+
+if __name__ == "__main__":
+    main()
