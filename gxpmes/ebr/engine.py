@@ -33,6 +33,7 @@ from gxpmes.ebr.schema import (
     GenealogyRow,
     LotRow,
     RecipeRow,
+    RecordItemRow,
     StepRow,
     ValueRow,
     WeighingRow,
@@ -1124,6 +1125,71 @@ class BatchEngine:
             self._open_batch(conn, record.signable_scope, IN_EXECUTION, EXECUTED)
         self.signatures.sign(record, Meaning.VERIFIED, checker)
 
+    # ------------------------------------------------ samples, labels, controls
+
+    def record_item(
+        self,
+        session: Session,
+        batch_id: str,
+        kind: str,
+        item_id: str,
+        content: dict[str, Any],
+        *,
+        limits: FormulaParameter | None = None,
+    ) -> None:
+        """Record a sample taken, a label issued, or an in-process control result.
+
+        For an in-process control (``kind="ipc"``) with ``limits`` and a
+        ``content["result"]``, a result outside the limits raises an exception
+        for review.
+        """
+        if kind not in ("sample", "label", "ipc"):
+            raise BatchError(f"record item kind {kind!r} is not sample, label or ipc")
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "batch.execute")
+            self._open_batch(conn, batch_id, IN_EXECUTION, EXECUTED)
+            body = _json(content)
+            conn.execute(
+                insert(RecordItemRow).values(
+                    item_id=item_id,
+                    batch_id=batch_id,
+                    kind=kind,
+                    content=body,
+                    recorded_by=user.user_id,
+                    recorded_at=self._ts(),
+                )
+            )
+            self._audit(
+                conn,
+                user.actor,
+                f"record.{kind}",
+                "batch_record_item",
+                item_id,
+                new={"batch_id": batch_id, **content},
+            )
+            if kind == "ipc" and limits is not None:
+                result = Decimal(str(content.get("result")))
+                if not limits.within_limits(result):
+                    self._raise_exception(
+                        conn,
+                        batch_id,
+                        "ipc_out_of_limit",
+                        f"{item_id}: {result} {limits.unit or ''} outside "
+                        f"[{limits.low}, {limits.high}]",
+                        item_id,
+                    )
+
+    def record_items(self, batch_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Samples, labels and in-process controls of a batch."""
+        with self.db.read() as conn:
+            query = select(RecordItemRow).where(RecordItemRow.batch_id == batch_id)
+            if kind is not None:
+                query = query.where(RecordItemRow.kind == kind)
+            rows = conn.execute(
+                query.order_by(RecordItemRow.recorded_at, RecordItemRow.item_id)
+            ).all()
+        return [{**dict(r._mapping), "content": json.loads(r.content)} for r in rows]
+
     # -------------------------------------------------------------- completion
 
     def complete_batch(self, session: Session, batch_id: str, actual: Quantity) -> Decimal:
@@ -1478,6 +1544,7 @@ class BatchEngine:
             ],
             "weighings": [[w.weighing_id, w.lot_id, w.actual] for w in weighings],
             "exceptions": [[e.exception_id, e.kind, e.assessment] for e in exceptions],
+            "items": [[i["item_id"], i["kind"]] for i in self.record_items(batch_id)],
             # Ids only: a deviation's investigation and closure are signed on the
             # deviation itself, and may close after the review signature.
             "deviations": [d.deviation_id for d in deviations],

@@ -65,6 +65,17 @@ def batch_production_record(engine: BatchEngine, batch_id: str) -> BatchProducti
         )
         for s in engine.signatures.signatures_in_scope(batch_id)
     ]
+    for record_item in engine.record_items(batch_id):
+        events.append(
+            RecordEvent(
+                id=record_item["item_id"],
+                timestamp=datetime.fromisoformat(record_item["recorded_at"]),
+                event_type="General",
+                event_subtype="Other",
+                message=f"{record_item['kind']}: {record_item['content']}",
+                person_id=record_item["recorded_by"],
+            )
+        )
     for item in engine.review_by_exception(batch_id):
         if item.kind.startswith("exception:") or item.kind == "deviation":
             events.append(

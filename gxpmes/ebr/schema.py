@@ -17,6 +17,7 @@ __all__ = [
     "GenealogyRow",
     "LotRow",
     "RecipeRow",
+    "RecordItemRow",
     "StepRow",
     "ValueRow",
     "WeighingRow",
@@ -193,4 +194,23 @@ class GenealogyRow(AppBase):
     batch_id: Mapped[str] = mapped_column(String(128))
 
 
-EBR_APPEND_ONLY = ("ebr_equipment_log", "ebr_value", "ebr_weighing", "ebr_genealogy")
+class RecordItemRow(AppBase):
+    """Samples taken, labels issued and in-process control results (211.188(b)). Append-only."""
+
+    __tablename__ = "ebr_record_item"
+
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # sample | label | ipc
+    content: Mapped[str] = mapped_column(Text)  # RFC 8785 JSON
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[str] = mapped_column(String(40))
+
+
+EBR_APPEND_ONLY = (
+    "ebr_equipment_log",
+    "ebr_value",
+    "ebr_weighing",
+    "ebr_genealogy",
+    "ebr_record_item",
+)

@@ -369,3 +369,56 @@ def test_changed_or_deleted_value_is_detected(plant) -> None:  # type: ignore[no
     problems = plant.engine.verify_values(B)
     assert any(f"value {seqs[1]}" in p and "differs" in p for p in problems)
     assert any(f"value {seqs[2]}" in p and "missing" in p for p in problems)
+
+
+def test_samples_labels_and_in_process_controls(plant) -> None:  # type: ignore[no-untyped-def]
+    from isa95.recipe import FormulaParameter
+
+    create(plant)
+    with pytest.raises(BatchError, match="needs In execution"):
+        plant.engine.record_item(plant.sessions["op1"], B, "sample", "S-1", {"what": "granulate"})
+    plant.engine.start_batch(plant.sessions["op1"], B)
+    op = plant.sessions["op1"]
+    plant.engine.record_item(
+        op, B, "sample", "S-1", {"what": "granulate", "quantity": "50 g", "to": "QC"}
+    )
+    plant.engine.record_item(op, B, "label", "LBL-1", {"text": "TAB-500 B-2026-0001", "issued": 4})
+    lod = FormulaParameter(id="LOD", low=Decimal("1.0"), high=Decimal("2.5"), unit="%")
+    plant.engine.record_item(
+        op, B, "ipc", "IPC-LOD-1", {"test": "loss on drying", "result": "2.1"}, limits=lod
+    )
+    plant.engine.record_item(
+        op, B, "ipc", "IPC-LOD-2", {"test": "loss on drying", "result": "3.0"}, limits=lod
+    )
+    with pytest.raises(BatchError, match="not sample, label or ipc"):
+        plant.engine.record_item(op, B, "photo", "X", {})
+    assert [i["item_id"] for i in plant.engine.record_items(B)] == [
+        "IPC-LOD-1",
+        "IPC-LOD-2",
+        "LBL-1",
+        "S-1",
+    ]
+    kinds = [i.kind for i in plant.engine.review_by_exception(B) if i.kind.startswith("exception")]
+    assert kinds == ["exception:ipc_out_of_limit"]
+    assert "items" in plant.engine.batch_record(B).content
+
+
+def test_migrations_upgrade_an_older_schema(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import inspect
+
+    from audit.db import open_engine
+    from gxpmes.database import Database
+    from gxpmes.migrations import upgrade
+
+    engine = open_engine(tmp_path / "old.db")
+    with engine.begin() as conn:
+        upgrade(conn, "0001")
+    assert not inspect(engine).has_table("ebr_record_item")
+    engine.dispose()
+    db = Database(tmp_path / "old.db")  # opening migrates to head
+    assert inspect(db.engine).has_table("ebr_record_item")
+    with db.read() as conn:
+        assert (
+            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0002"
+        )
+    db.close()

@@ -15,6 +15,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Tables introduced by later revisions (created there, not here).
+LATER_TABLES = frozenset({"ebr_record_item"})
+
 
 def upgrade() -> None:
     from audit.schema import install_append_only_guards
@@ -22,9 +25,12 @@ def upgrade() -> None:
     from gxpmes.identity.schema import AppBase, install_identity_guards
 
     connection = op.get_bind()
-    AppBase.metadata.create_all(connection)
+    baseline = [t for name, t in AppBase.metadata.tables.items() if name not in LATER_TABLES]
+    AppBase.metadata.create_all(connection, tables=baseline)
     install_identity_guards(connection)
-    install_append_only_guards(connection, ebr_schema.EBR_APPEND_ONLY)
+    install_append_only_guards(
+        connection, tuple(t for t in ebr_schema.EBR_APPEND_ONLY if t not in LATER_TABLES)
+    )
 
 
 def downgrade() -> None:
