@@ -11,6 +11,7 @@ old key signed before then stay valid, later ones do not.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,8 +139,9 @@ def _aware(when: datetime, what: str) -> datetime:
 class KeyRegistry:
     """Public checkpoint keys registered in a ledger database (append-only tables)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
         self.engine = engine
+        self._clock = clock or (lambda: datetime.now(UTC))
 
     def register(
         self,
@@ -154,7 +156,7 @@ class KeyRegistry:
             if isinstance(signer_or_verifier, NoteSigner)
             else signer_or_verifier
         )
-        now = datetime.now(UTC)
+        now = self._clock()
         start = _aware(valid_from, "valid_from") if valid_from else now
         if valid_until is not None and _aware(valid_until, "valid_until") <= start:
             raise SigningKeyError("a key's validity must end after it starts")
@@ -190,7 +192,7 @@ class KeyRegistry:
             raise SigningKeyError(f"no registered key {key_id}")
         if key.revoked_at is not None:
             raise SigningKeyError(f"key {key_id} is already revoked")
-        when = _aware(at, "revocation time") if at else datetime.now(UTC)
+        when = _aware(at, "revocation time") if at else self._clock()
         with self.engine.begin() as conn:
             conn.execute(
                 insert(KeyRevocationRow).values(
@@ -205,7 +207,7 @@ class KeyRegistry:
         self, old_key_id: str, new: NoteSigner | NoteVerifier, *, at: datetime | None = None
     ) -> TrustedKey:
         """Register ``new`` valid from ``at`` and retire ``old_key_id`` at the same moment."""
-        when = _aware(at, "rotation time") if at else datetime.now(UTC)
+        when = _aware(at, "rotation time") if at else self._clock()
         registered = self.register(new, valid_from=when)
         self.revoke(old_key_id, reason=f"rotated to {registered.key_id}", at=when)
         return registered

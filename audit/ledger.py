@@ -518,7 +518,7 @@ class Ledger:
     @property
     def keys(self) -> KeyRegistry:
         """The registry of public checkpoint keys kept in this database."""
-        return KeyRegistry(self.engine)
+        return KeyRegistry(self.engine, clock=self._clock)
 
     def checkpoint(self, signer: NoteSigner) -> str:
         """Sign a checkpoint of the log as it is now; returns the signed note text.

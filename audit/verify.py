@@ -234,6 +234,12 @@ def verify_rows(
             return fail(
                 Problem.GAP, expected, f"entry {expected} is missing (next stored is {seq})"
             )
+        if canonical.__class__ is not bytes:  # e.g. TEXT written over the BLOB by hand
+            canonical = (
+                bytes(canonical)
+                if isinstance(canonical, bytearray | memoryview)
+                else str(canonical).encode("utf-8", "surrogatepass")
+            )
         leaf = sha256(b"\x00" + canonical).digest()
         if leaf != leaf_stored:
             return fail(Problem.HASH_MISMATCH, seq, f"entry {seq} does not hash to its stored hash")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from audit.keys import generate_private_key
 from gxpmes.database import Database
@@ -14,6 +13,7 @@ from gxpmes.identity import (
     Session,
     SignatureService,
 )
+from gxpmes.testing.plant import Clock
 
 PASSWORDS = {
     "admin": "Root-Of-Trust-26!",
@@ -22,19 +22,6 @@ PASSWORDS = {
     "qa1": "Reviewer-QA-2026!",
     "qa2": "Approver-QA-2026!",
 }
-
-
-class Clock:
-    """A settable clock so idle timeouts and expiry can be tested without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 @dataclass

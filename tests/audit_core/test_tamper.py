@@ -206,3 +206,12 @@ def test_checkpoint_of_another_log_is_refused(setup, tmp_path) -> None:  # type:
     foreign = other.checkpoint(signer)
     other.close()
     check(ledger, foreign, keys, Problem.CHECKPOINT_INCONSISTENT, None)
+
+
+def test_entry_overwritten_with_text_is_reported_not_crashed(sqlite_url: str) -> None:
+    ledger = Ledger.open(sqlite_url)
+    ledger.append_many([AuditEvent(OP, "capture", "value", str(i), new={"v": i}) for i in range(4)])
+    drop_guards(ledger)
+    sql(ledger, "UPDATE audit_entry SET canonical = canonical || ' ' WHERE seq = 2")  # BLOB → TEXT
+    check(ledger, None, [], Problem.HASH_MISMATCH, 2)
+    ledger.close()

@@ -1,0 +1,199 @@
+"""A ready-made installation for validation tests: users of every role, a clean and
+calibrated granulator and blender, released lots and an approved master recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from audit.keys import generate_private_key
+from gxpmes.database import Database
+from gxpmes.ebr.engine import BatchEngine
+from gxpmes.identity import (
+    Credentials,
+    IdentityService,
+    PasswordHasher,
+    PasswordPolicy,
+    Session,
+    SignatureService,
+)
+from isa95.common import Quantity
+from isa95.recipe import (
+    EquipmentRequirement,
+    FormulaParameter,
+    Operation,
+    Phase,
+    Procedure,
+    Recipe,
+    UnitProcedure,
+)
+
+__all__ = [
+    "BLEND",
+    "HEAT",
+    "MIX",
+    "USERS",
+    "Clock",
+    "TestPlant",
+    "build_plant",
+    "granulation_recipe",
+]
+
+USERS: dict[str, tuple[str, list[str], str]] = {
+    "admin": ("Alex Admin", ["Administrator"], "Root-Of-Trust-26!"),
+    "sup1": ("Sam Supervisor", ["Supervisor"], "Super-Visor-2026!"),
+    "op1": ("Olga Operator", ["Operator"], "Operator-One-2026!"),
+    "op2": ("Otto Operator", ["Operator"], "Operator-Two-2026!"),
+    "qa1": ("Quinn Reviewer", ["QA Reviewer"], "Reviewer-QA-2026!"),
+    "qa2": ("Petra Approver", ["QA Approver"], "Approver-QA-2026!"),
+}
+"""Test users: id → (printed name, roles, password). Test data only."""
+
+HEAT = "GRAN/UP-GRAN/OP-WET/PH-HEAT"
+MIX = "GRAN/UP-GRAN/OP-WET/PH-MIX"
+BLEND = "GRAN/UP-BLEND/OP-BLEND/PH-BLEND"
+
+
+class Clock:
+    """A settable clock, so timeouts and expiry are tested without sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        """Move time forward (``minutes=16``, ``days=2``...)."""
+        self.now += timedelta(**kwargs)
+
+
+def granulation_recipe(version: str = "1") -> Recipe:
+    """Wet granulation (heat, mix) and blending, with limits on every parameter."""
+
+    def p(name: str, target: str, low: str, high: str, unit: str) -> FormulaParameter:
+        return FormulaParameter(
+            id=name, target=Decimal(target), low=Decimal(low), high=Decimal(high), unit=unit
+        )
+
+    return Recipe(
+        id="MR-GRAN",
+        version=version,
+        description="Wet granulation and blending of TAB-500",
+        product_id="TAB-500",
+        product_name="Tablet blend 500 mg",
+        batch_size=Quantity(value=Decimal("100"), unit="kg"),
+        formula=[p("yield", "98", "95", "101", "%")],
+        procedure=Procedure(
+            id="GRAN",
+            unit_procedures=[
+                UnitProcedure(
+                    id="UP-GRAN",
+                    equipment_requirement=EquipmentRequirement(equipment_class_id="Granulator"),
+                    operations=[
+                        Operation(
+                            id="OP-WET",
+                            phases=[
+                                Phase(
+                                    id="PH-HEAT",
+                                    parameters=[p("temperature", "70", "65", "75", "Cel")],
+                                ),
+                                Phase(
+                                    id="PH-MIX",
+                                    parameters=[
+                                        p("speed", "120", "100", "140", "rpm"),
+                                        p("time", "10", "8", "12", "min"),
+                                    ],
+                                ),
+                            ],
+                        )
+                    ],
+                ),
+                UnitProcedure(
+                    id="UP-BLEND",
+                    equipment_requirement=EquipmentRequirement(equipment_class_id="Blender"),
+                    operations=[
+                        Operation(
+                            id="OP-BLEND",
+                            phases=[
+                                Phase(
+                                    id="PH-BLEND",
+                                    parameters=[p("speed", "120", "100", "140", "rpm")],
+                                )
+                            ],
+                        )
+                    ],
+                ),
+            ],
+        ),
+    )
+
+
+@dataclass
+class TestPlant:
+    """Everything a scenario needs, plus a scratch dict for its state."""
+
+    __test__ = False  # not a pytest test class
+
+    db: Database
+    identity: IdentityService
+    signatures: SignatureService
+    engine: BatchEngine
+    clock: Clock
+    sessions: dict[str, Session]
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def creds(self, user: str, password: str | None = None) -> Credentials:
+        """Both signature components of a test user (optionally a wrong password)."""
+        return Credentials(user, USERS[user][2] if password is None else password)
+
+    def session(self, user: str) -> Session:
+        """The user's session, logging in again if it ended."""
+        return self.sessions[user]
+
+    def relogin(self, user: str) -> Session:
+        """Start a fresh session for ``user``."""
+        self.sessions[user] = self.identity.login(user, USERS[user][2], client_tz="Europe/Berlin")
+        return self.sessions[user]
+
+
+def build_plant(
+    url: str, *, hasher: PasswordHasher | None = None, clock: Callable[[], datetime] | None = None
+) -> TestPlant:
+    """Create the installation on a fresh database at ``url``."""
+    the_clock = clock if isinstance(clock, Clock) else Clock()
+    db = Database(url, clock=the_clock)
+    identity = IdentityService(
+        db,
+        policy=PasswordPolicy(idle_timeout_minutes=240),
+        hasher=hasher or PasswordHasher(log2_n=10),
+    )
+    identity.bootstrap_admin("admin", USERS["admin"][0], USERS["admin"][2])
+    sessions = {"admin": identity.login("admin", USERS["admin"][2])}
+    for user_id, (name, roles, password) in USERS.items():
+        if user_id != "admin":
+            identity.create_user(sessions["admin"], user_id, name, roles, password)
+            sessions[user_id] = identity.login(user_id, password, client_tz="Europe/Berlin")
+    signatures = SignatureService(identity, generate_private_key())
+    engine = BatchEngine(db, identity, signatures)
+    sup = sessions["sup1"]
+    due = the_clock() + timedelta(days=180)
+    for equipment_id, cls in (("GRAN-01", "Granulator"), ("BLEND-01", "Blender")):
+        engine.register_equipment(
+            sup, equipment_id, level="Unit", equipment_class=cls, calibration_due=due
+        )
+        engine.record_cleaning(
+            sessions["op1"], equipment_id, "cleaned per SOP-CL-01, visually clean"
+        )
+    for lot_id, material in (("API-L1", "API-PARA"), ("LAC-L7", "LACTOSE")):
+        engine.receive_lot(sup, lot_id, material, Quantity(value=Decimal("500"), unit="kg"))
+        engine.set_lot_status(
+            sessions["qa2"], lot_id, "Released", reason="CoA reviewed, tests passed"
+        )
+    engine.submit_recipe(sup, granulation_recipe())
+    engine.sign_recipe("MR-GRAN", "1", "Performed", Credentials("sup1", USERS["sup1"][2]))
+    engine.sign_recipe("MR-GRAN", "1", "Approved", Credentials("qa2", USERS["qa2"][2]))
+    return TestPlant(db, identity, signatures, engine, the_clock, sessions)
