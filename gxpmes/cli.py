@@ -312,6 +312,49 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from gxpmes.database import Database
+    from gxpmes.ebr.engine import BatchEngine
+    from gxpmes.identity import IdentityService, SignatureService
+    from gxpmes.identity.signatures import key_id_of
+    from gxpmes.reports import render_report
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    checkpoint = _read_text(args.checkpoint) if args.checkpoint else None
+    trusted_checkpoint: list[TrustedKey] = []
+    trusted_signatures: dict[str, bytes] = {}
+    if args.public_key:
+        raw = load_public_key(Path(args.public_key))
+        names = _signature_names(checkpoint or "") or [DEFAULT_KEY_NAME]
+        trusted_checkpoint = [TrustedKey(NoteVerifier(name, raw)) for name in names]
+    for path in (
+        [args.signature_key or args.public_key] if (args.signature_key or args.public_key) else []
+    ):
+        raw = load_public_key(Path(path))
+        trusted_signatures[key_id_of(raw)] = raw
+    if "://" not in args.db and not Path(args.db).exists():
+        raise CliError(f"no such database file: {args.db}")
+    db = Database(args.db)
+    try:
+        identity = IdentityService(db)
+        engine = BatchEngine(
+            db, identity, SignatureService(identity, None, trusted_system_keys=trusted_signatures)
+        )
+        written = render_report(
+            engine,
+            args.batch,
+            Path(args.out),
+            formats=formats,
+            checkpoint=checkpoint,
+            trusted_keys=trusted_checkpoint,
+        )
+    finally:
+        db.close()
+    for fmt, path in written.items():
+        print(f"{fmt}: {path}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gxpmes.demo import run_demo
 
@@ -384,6 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--jsonl", action="store_true", help="one JSON object per line")
     export.add_argument("--out", help="file to write (default: standard output)")
     export.set_defaults(func=cmd_audit_export)
+
+    report = sub.add_parser("report", help="human-readable batch record (HTML and PDF)")
+    report.add_argument("--db", required=True)
+    report.add_argument("--batch", required=True)
+    report.add_argument("--out", required=True, help="output folder")
+    report.add_argument("--format", default="html,pdf", help="html,pdf (default both)")
+    report.add_argument("--checkpoint", help="signed checkpoint to verify the trail against")
+    report.add_argument("--public-key", help="public.pem of the checkpoint key")
+    report.add_argument(
+        "--signature-key", help="public.pem of the system signature key (default: --public-key)"
+    )
+    report.set_defaults(func=cmd_report)
 
     b2mml = sub.add_parser("b2mml", help="B2MML documents").add_subparsers(
         dest="b2mml_command", required=True

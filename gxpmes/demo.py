@@ -354,6 +354,13 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     note = db.ledger.checkpoint(signer)
     (out / "checkpoint.txt").write_text(note)
     trusted = [TrustedKey(signer.verifier)]
+    try:
+        from gxpmes.reports import render_report
+
+        written = render_report(engine, BATCH, out, checkpoint=note, trusted_keys=trusted)
+        _say(f"      batch record report: {', '.join(p.name for p in written.values())}")
+    except ImportError as exc:
+        _say(f"      report skipped: install the 'reports' extra ({exc.name} missing)")
     report = verify_ledger(db.ledger, checkpoint=note, trusted_keys=trusted)
     signatures_ok = all(problem is None for _s, problem in engine.verify_batch_signatures(BATCH))
     values_ok = engine.verify_values(BATCH) == []

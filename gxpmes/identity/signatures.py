@@ -171,6 +171,11 @@ def _zone(name: str) -> Any:
     return ZoneInfo(name)
 
 
+def key_id_of(public_key: bytes) -> str:
+    """The id under which a system public key signs: hex SHA-256 prefix."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
 def _from_row(row: Any) -> Signature:
     data = json.loads(row.manifest)
     return Signature(
@@ -204,7 +209,7 @@ class SignatureService:
     def __init__(
         self,
         identity: IdentityService,
-        system_key: Ed25519PrivateKey,
+        system_key: Ed25519PrivateKey | None,
         *,
         trusted_system_keys: Mapping[str, bytes] | None = None,
         extra_meanings: frozenset[str] = frozenset(),
@@ -212,9 +217,12 @@ class SignatureService:
         self.identity = identity
         self.db = identity.db
         self._key = system_key
-        public = public_key_bytes(system_key.public_key())
-        self.system_key_id = hashlib.sha256(public).hexdigest()[:16]
-        self.trusted: dict[str, bytes] = {self.system_key_id: public, **(trusted_system_keys or {})}
+        self.trusted: dict[str, bytes] = dict(trusted_system_keys or {})
+        self.system_key_id = ""
+        if system_key is not None:
+            public = public_key_bytes(system_key.public_key())
+            self.system_key_id = key_id_of(public)
+            self.trusted[self.system_key_id] = public
         self.meanings = frozenset(m.value for m in Meaning) | extra_meanings
 
     # ------------------------------------------------------------- signing
@@ -248,6 +256,8 @@ class SignatureService:
     ) -> Signature:
         if meaning not in self.meanings:
             raise SignatureError(f"unknown signature meaning {meaning!r}")
+        if self._key is None:
+            raise SignatureError("this signature service verifies only: no system key to sign with")
         user = self._authenticate(credentials)
         if f"sign.{meaning}" not in self.identity.permissions(user):
             raise PermissionDenied(
@@ -275,6 +285,7 @@ class SignatureService:
             "reason": reason,
         }
         manifest = canonicalize(manifest_data).decode()
+        assert self._key is not None
         system_signature = self._key.sign(manifest.encode())
         user_public = user_signature = None
         if digital:

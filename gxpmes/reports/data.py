@@ -1,0 +1,185 @@
+"""Everything a batch record report shows, gathered once from the engine and the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from audit.keys import TrustedKey
+from audit.verify import verify_ledger
+from gxpmes.ebr.engine import BatchEngine
+from isa95.recipe import FormulaParameter, Phase
+
+__all__ = ["ReportData", "Series", "collect_report"]
+
+
+@dataclass
+class Series:
+    """Captured values of one parameter with its limits."""
+
+    parameter: str
+    tag: str
+    unit: str
+    limits: FormulaParameter | None
+    times: list[datetime] = field(default_factory=list)
+    values: list[Decimal] = field(default_factory=list)
+    out_of_limit: list[int] = field(default_factory=list)  # indexes into times/values
+
+
+@dataclass
+class ReportData:
+    """The content of one batch record report."""
+
+    batch: dict[str, Any]
+    recipe_title: str
+    yield_percent: Decimal | None
+    equipment: list[dict[str, Any]]
+    weighings: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    series: list[Series]
+    review: list[dict[str, Any]]
+    deviations: list[dict[str, Any]]
+    signatures: list[dict[str, Any]]
+    decision: dict[str, Any] | None
+    seal: dict[str, Any]
+    generated_at: datetime
+
+    @property
+    def trail_ok(self) -> bool:
+        """True when the audit trail verified when the report was made."""
+        return bool(self.seal["ok"])
+
+
+def collect_report(
+    engine: BatchEngine,
+    batch_id: str,
+    *,
+    checkpoint: str | None = None,
+    trusted_keys: Sequence[TrustedKey] = (),
+) -> ReportData:
+    """Gather the report of ``batch_id`` and verify the audit trail and signatures now."""
+    batch = engine.batch(batch_id)
+    recipe, _status = engine.recipe(batch["recipe_id"], batch["recipe_version"])
+    limits = {
+        f"{path}/{p.id}": p
+        for path, element in recipe.procedural_elements()
+        if isinstance(element, Phase)
+        for p in element.parameters
+    }
+
+    checks = {(s.signature_id): problem for s, problem in engine.verify_batch_signatures(batch_id)}
+    signatures = []
+    by_record: dict[str, list[dict[str, Any]]] = {}
+    for signature in engine.signatures.signatures_in_scope(batch_id):
+        problem = checks.get(signature.signature_id)
+        entry = {
+            "record_type": signature.record_type,
+            "record_id": signature.record_id,
+            "meaning": signature.meaning,
+            "manifestation": signature.manifestation,
+            "reason": signature.reason,
+            "valid": problem is None,
+            "problem": problem,
+        }
+        signatures.append(entry)
+        by_record.setdefault(signature.record_id, []).append(entry)
+
+    series: dict[str, Series] = {}
+    for value in engine.values(batch_id):
+        key = value["parameter"]
+        if key not in series:
+            series[key] = Series(key, value["tag"], value["unit"], limits.get(key))
+        item = series[key]
+        item.times.append(datetime.fromisoformat(value["source_ts"]))
+        item.values.append(Decimal(value["value"]))
+        if not value["in_limits"] or value["quality"] != "Good":
+            item.out_of_limit.append(len(item.values) - 1)
+
+    equipment = []
+    for equipment_id in engine.equipment_ids(batch_id):
+        log = engine.equipment_log(equipment_id)
+        cleanings = [e for e in log if e["event"] == "cleaning"]
+        equipment.append(
+            {
+                "equipment_id": equipment_id,
+                "used": [e for e in log if e["batch_id"] == batch_id],
+                "last_cleaning": cleanings[-1] if cleanings else None,
+            }
+        )
+
+    weighings = []
+    for weighing in engine.weighings(batch_id):
+        weighings.append({**weighing, "signatures": by_record.get(weighing["weighing_id"], [])})
+    steps = []
+    for step in engine.steps(batch_id):
+        steps.append({**step, "signatures": by_record.get(f"{batch_id}/{step['path']}", [])})
+
+    review = [
+        {
+            "kind": i.kind,
+            "reference": i.reference,
+            "detail": i.detail,
+            "open": i.open,
+            "signatures": by_record.get(i.item_id, []),
+            **i.extra,
+        }
+        for i in engine.review_by_exception(batch_id)
+        if not i.kind.startswith("deviation")
+    ]
+    deviations = [
+        {
+            "deviation_id": i.item_id,
+            "detail": i.detail,
+            "open": i.open,
+            "signatures": by_record.get(i.item_id, []),
+            **i.extra,
+        }
+        for i in engine.review_by_exception(batch_id)
+        if i.kind == "deviation"
+    ]
+    decision = next(
+        (
+            s
+            for s in signatures
+            if s["record_type"] == "batch" and s["meaning"] in ("Released", "Rejected")
+        ),
+        None,
+    )
+
+    report = verify_ledger(engine.db.ledger, checkpoint=checkpoint, trusted_keys=trusted_keys)
+    bad_signatures = [s for s in signatures if not s["valid"]]
+    seal = {
+        "ok": report.ok and not bad_signatures,
+        "tree_size": report.tree_size,
+        "root": report.root,
+        "checkpoint_size": report.checkpoint_size,
+        "checkpoint_key_id": report.checkpoint_key_id,
+        "summary": report.summary() if report.ok else f"{report.problem}: {report.detail}",
+        "first_bad_seq": report.first_bad_seq,
+        "signatures_checked": len(signatures),
+        "bad_signatures": len(bad_signatures),
+        "origin": engine.db.ledger.origin,
+    }
+    yield_percent = None
+    if batch["actual_quantity"]:
+        yield_percent = (
+            Decimal(batch["actual_quantity"]) / Decimal(batch["planned_quantity"]) * 100
+        ).quantize(Decimal("0.01"))
+    return ReportData(
+        batch=batch,
+        recipe_title=f"{recipe.id} v{recipe.version} — {recipe.description or ''}",
+        yield_percent=yield_percent,
+        equipment=equipment,
+        weighings=weighings,
+        steps=steps,
+        series=list(series.values()),
+        review=review,
+        deviations=deviations,
+        signatures=signatures,
+        decision=decision,
+        seal=seal,
+        generated_at=engine.db.clock(),
+    )

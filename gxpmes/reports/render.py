@@ -1,0 +1,310 @@
+"""Render a batch record as self-contained HTML (jinja2, inline SVG) and as PDF (reportlab).
+
+The PDF embeds its font (DejaVu Sans, shipped with matplotlib) so it prints
+identically everywhere, carries the batch id and page numbers on every page,
+and — when the audit trail failed verification — a red warning on every page.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from jinja2 import Environment, select_autoescape
+
+from audit.keys import TrustedKey
+from gxpmes.ebr.engine import BatchEngine
+from gxpmes.reports.data import ReportData, collect_report
+from gxpmes.reports.plots import plot
+
+__all__ = ["render_html", "render_pdf", "render_report"]
+
+_TEMPLATE = Path(__file__).with_name("batch_record.html.j2")
+FONT = "DejaVuSans"
+
+
+def render_html(data: ReportData) -> str:
+    """One self-contained HTML document (plots inline as SVG)."""
+    svgs = [plot(series, "svg").decode("utf-8").split("?>", 1)[-1] for series in data.series]
+    environment = Environment(autoescape=select_autoescape(default=True))
+    return environment.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(d=data, svgs=svgs)
+
+
+def _register_font() -> None:
+    import matplotlib
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    if FONT not in pdfmetrics.getRegisteredFontNames():
+        fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        pdfmetrics.registerFont(TTFont(FONT, str(fonts / "DejaVuSans.ttf")))
+        pdfmetrics.registerFont(TTFont(FONT + "-Bold", str(fonts / "DejaVuSans-Bold.ttf")))
+
+
+def _cleaning(entry: dict[str, object]) -> str:
+    return f"{entry['at']} {entry['by']}: {entry['comment']}"
+
+
+def render_pdf(data: ReportData) -> bytes:
+    """The report as PDF bytes."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    _register_font()
+    body = ParagraphStyle("body", fontName=FONT, fontSize=8, leading=10)
+    small = ParagraphStyle("small", parent=body, fontSize=7, leading=9)
+    head = ParagraphStyle("head", fontName=FONT + "-Bold", fontSize=11, leading=14, spaceBefore=8)
+    title = ParagraphStyle("title", fontName=FONT + "-Bold", fontSize=15, leading=19)
+    batch_id = data.batch["batch_id"]
+
+    def p(text: object, style: ParagraphStyle = body) -> Paragraph:
+        return Paragraph(
+            escape(str(text if text is not None else "—")).replace("\n", "<br/>"), style
+        )
+
+    def table(rows: list[list[object]], widths: Sequence[float] | None = None) -> Table:
+        cells = [
+            [c if isinstance(c, Paragraph | Image) else p(c, small) for c in row] for row in rows
+        ]
+        result = Table(cells, colWidths=widths, repeatRows=1)
+        result.setStyle(
+            TableStyle(
+                [
+                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
+        return result
+
+    def sigs(items: list[dict[str, object]]) -> str:
+        return "\n".join(f"{s['manifestation']}{'' if s['valid'] else ' [INVALID]'}" for s in items)
+
+    b = data.batch
+    pngs = [plot(series, "png") for series in data.series]  # drawn once, used by both passes
+
+    def make_story() -> list[object]:
+        story: list[object] = [p(f"Electronic batch record {batch_id}", title), Spacer(1, 3 * mm)]
+        b = data.batch
+        story.append(
+            table(
+                [
+                    ["Product", b["product_id"], "Master recipe", data.recipe_title],
+                    ["Produced lot", b["lot_id"], "Status", b["status"]],
+                    [
+                        "Planned",
+                        f"{b['planned_quantity']} {b['unit']}",
+                        "Actual",
+                        f"{b['actual_quantity']} {b['unit']}",
+                    ],
+                    ["Yield", f"{data.yield_percent} %", "Created", b["created_at"]],
+                    ["Started", b["started_at"], "Executed", b["executed_at"]],
+                    ["Closed", b["closed_at"], "Report made", data.generated_at.isoformat()],
+                ]
+            )
+        )
+        story += [
+            p("Equipment", head),
+            table(
+                [["Equipment", "Last cleaning", "Use in this batch"]]
+                + [
+                    [
+                        e["equipment_id"],
+                        _cleaning(e["last_cleaning"]) if e["last_cleaning"] else "—",
+                        "\n".join(f"{u['event']} {u['at']} ({u['by']})" for u in e["used"]),
+                    ]
+                    for e in data.equipment
+                ]
+            ),
+        ]
+        story += [
+            p("Materials weighed and dispensed", head),
+            table(
+                [["Material", "Lot", "Target ± tol.", "Actual", "Balance", "Signatures"]]
+                + [
+                    [
+                        w["material_id"],
+                        w["lot_id"],
+                        f"{w['target']} ± {w['tolerance']} {w['unit']}",
+                        f"{w['actual']} {w['unit']}",
+                        w["balance_id"],
+                        sigs(w["signatures"]),
+                    ]
+                    for w in data.weighings
+                ],
+                [28 * mm, 22 * mm, 26 * mm, 20 * mm, 16 * mm, 68 * mm],
+            ),
+        ]
+        story += [
+            p("Procedure", head),
+            table(
+                [["Element", "State", "Performed / verified"]]
+                + [[s["path"], s["state"], sigs(s["signatures"])] for s in data.steps],
+                [55 * mm, 20 * mm, 105 * mm],
+            ),
+        ]
+        story.append(p("Process values", head))
+        for series, png in zip(data.series, pngs, strict=True):
+            story.append(Image(io.BytesIO(png), width=170 * mm, height=59 * mm))
+            limits = series.limits
+            story.append(
+                p(
+                    f"{series.parameter} ({series.tag}): {len(series.values)} values, "
+                    f"{len(series.out_of_limit)} exception(s)"
+                    + (f"; limits {limits.low} – {limits.high} {limits.unit}" if limits else ""),
+                    small,
+                )
+            )
+        story += [
+            p("Review by exception", head),
+            table(
+                [["Item", "Reference", "Detail", "Assessment"]]
+                + [
+                    [
+                        r["kind"],
+                        r["reference"],
+                        r["detail"],
+                        ("OPEN " if r["open"] else "")
+                        + str(r.get("assessment") or r.get("reason") or "")
+                        + ("\n" + sigs(r["signatures"]) if r["signatures"] else ""),
+                    ]
+                    for r in data.review
+                ],
+                [32 * mm, 40 * mm, 50 * mm, 58 * mm],
+            ),
+        ]
+        story += [
+            p("Deviations", head),
+            table(
+                [["Deviation", "Detail", "Investigation / impact", "Closure"]]
+                + [
+                    [
+                        v["deviation_id"],
+                        v["detail"],
+                        f"{v.get('investigation') or ''} / {v.get('impact') or ''}",
+                        sigs(v["signatures"]),
+                    ]
+                    for v in data.deviations
+                ]
+                or [["none", "", "", ""]],
+                [26 * mm, 44 * mm, 50 * mm, 60 * mm],
+            ),
+        ]
+        story += [
+            p("Decision", head),
+            p(data.decision["manifestation"] if data.decision else "No release decision yet."),
+        ]
+        seal = data.seal
+        story += [
+            p("Audit trail verification seal", head),
+            table(
+                [
+                    [
+                        "Result",
+                        ("VERIFIED: " if data.trail_ok else "VERIFICATION FAILED: ")
+                        + str(seal["summary"]),
+                    ],
+                    ["Log", seal["origin"]],
+                    ["Tree size", seal["tree_size"]],
+                    ["Root hash", seal["root"]],
+                    [
+                        "Checkpoint",
+                        f"size {seal['checkpoint_size']}, key {seal['checkpoint_key_id']}"
+                        if seal["checkpoint_key_id"]
+                        else "no checkpoint given",
+                    ],
+                    [
+                        "Signatures",
+                        f"{seal['signatures_checked']} checked, {seal['bad_signatures']} invalid",
+                    ],
+                ],
+                [30 * mm, 150 * mm],
+            ),
+        ]
+
+        return story
+
+    pages: list[int] = []
+
+    def decorate(canvas: object, document: object) -> None:
+        from reportlab.pdfgen.canvas import Canvas
+
+        assert isinstance(canvas, Canvas)
+        canvas.saveState()
+        canvas.setFont(FONT, 8)
+        canvas.drawString(
+            15 * mm, 287 * mm, f"Batch record {batch_id} — {b['product_id']} — {b['status']}"
+        )
+        if not data.trail_ok:
+            canvas.setFillColor(colors.HexColor("#b00000"))
+            canvas.rect(15 * mm, 278 * mm, 180 * mm, 7 * mm, fill=1, stroke=0)
+            canvas.setFillColor(colors.white)
+            canvas.setFont(FONT + "-Bold", 9)
+            canvas.drawCentredString(
+                105 * mm,
+                280.5 * mm,
+                "AUDIT TRAIL VERIFICATION FAILED — THIS RECORD CANNOT BE TRUSTED",
+            )
+            canvas.setFillColor(colors.black)
+        canvas.setFont(FONT, 8)
+        page = canvas.getPageNumber()
+        total = pages[0] if pages else 0
+        canvas.drawRightString(
+            195 * mm, 10 * mm, f"Page {page} of {total}" if total else f"Page {page}"
+        )
+        canvas.drawString(15 * mm, 10 * mm, f"{batch_id}")
+        canvas.restoreState()
+
+    def build(total: int) -> bytes:
+        pages[:] = [total] if total else []
+        buffer = io.BytesIO()
+        doc = SimpleDocTemplate(
+            buffer,
+            pagesize=A4,
+            leftMargin=15 * mm,
+            rightMargin=15 * mm,
+            topMargin=24 * mm,
+            bottomMargin=16 * mm,
+            title=f"Batch record {batch_id}",
+            author="gxpmes",
+        )
+        doc.build(make_story(), onFirstPage=decorate, onLaterPages=decorate)
+        return buffer.getvalue()
+
+    from pypdf import PdfReader  # two passes: the first counts the pages for "Page n of N"
+
+    first = build(0)
+    return build(len(PdfReader(io.BytesIO(first)).pages))
+
+
+def render_report(
+    engine: BatchEngine,
+    batch_id: str,
+    out: Path,
+    *,
+    formats: Sequence[str] = ("html", "pdf"),
+    checkpoint: str | None = None,
+    trusted_keys: Sequence[TrustedKey] = (),
+) -> dict[str, Path]:
+    """Write the report of ``batch_id`` into folder ``out``; returns format → file."""
+    unknown = [f for f in formats if f not in ("html", "pdf")]
+    if unknown:
+        from gxpmes.errors import ConfigurationError
+
+        raise ConfigurationError(f"unknown report format(s): {', '.join(unknown)} (html, pdf)")
+    data = collect_report(engine, batch_id, checkpoint=checkpoint, trusted_keys=trusted_keys)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if "html" in formats:
+        written["html"] = out / f"{batch_id}-batch-record.html"
+        written["html"].write_text(render_html(data), encoding="utf-8")
+    if "pdf" in formats:
+        written["pdf"] = out / f"{batch_id}-batch-record.pdf"
+        written["pdf"].write_bytes(render_pdf(data))
+    return written
