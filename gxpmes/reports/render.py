@@ -56,10 +56,12 @@ def render_pdf(data: ReportData) -> bytes:
     from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     _register_font()
-    body = ParagraphStyle("body", fontName=FONT, fontSize=8, leading=10)
+    body = ParagraphStyle("body", fontName=FONT, bulletFontName=FONT, fontSize=8, leading=10)
     small = ParagraphStyle("small", parent=body, fontSize=7, leading=9)
-    head = ParagraphStyle("head", fontName=FONT + "-Bold", fontSize=11, leading=14, spaceBefore=8)
-    title = ParagraphStyle("title", fontName=FONT + "-Bold", fontSize=15, leading=19)
+    head = ParagraphStyle(
+        "head", parent=body, fontName=FONT + "-Bold", fontSize=11, leading=14, spaceBefore=8
+    )
+    title = ParagraphStyle("title", parent=body, fontName=FONT + "-Bold", fontSize=15, leading=19)
     batch_id = data.batch["batch_id"]
 
     def p(text: object, style: ParagraphStyle = body) -> Paragraph:
@@ -76,6 +78,7 @@ def render_pdf(data: ReportData) -> bytes:
             TableStyle(
                 [
                     ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                    ("FONTNAME", (0, 0), (-1, -1), FONT),
                     ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
                     ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ]
@@ -273,6 +276,7 @@ def render_pdf(data: ReportData) -> bytes:
             bottomMargin=16 * mm,
             title=f"Batch record {batch_id}",
             author="gxpmes",
+            initialFontName=FONT,  # else every page opens with base-14 Helvetica (not embedded)
         )
         doc.build(make_story(), onFirstPage=decorate, onLaterPages=decorate)
         return buffer.getvalue()
