@@ -28,16 +28,8 @@ from audit.verify import verify_ledger
 from gxpmes.database import Database
 from gxpmes.ebr.engine import BatchEngine, CapturedValue
 from gxpmes.identity import Credentials, IdentityService, SignatureService
+from gxpmes.testing.plant import granulation_recipe
 from isa95.common import Quantity
-from isa95.recipe import (
-    EquipmentRequirement,
-    FormulaParameter,
-    Operation,
-    Phase,
-    Procedure,
-    Recipe,
-    UnitProcedure,
-)
 
 BATCH = "B-2026-0001"
 HEAT, MIX, BLEND = (
@@ -57,64 +49,6 @@ PEOPLE = {
 
 def _say(step: str) -> None:
     print(f"[demo] {step}", flush=True)
-
-
-def _recipe() -> Recipe:
-    def p(name: str, target: str, low: str, high: str, unit: str) -> FormulaParameter:
-        return FormulaParameter(
-            id=name, target=Decimal(target), low=Decimal(low), high=Decimal(high), unit=unit
-        )
-
-    return Recipe(
-        id="MR-GRAN",
-        version="1",
-        description="Wet granulation and blending, TAB-500",
-        product_id="TAB-500",
-        product_name="Tablet blend 500 mg",
-        batch_size=Quantity(value=Decimal("100"), unit="kg"),
-        formula=[p("yield", "98", "95", "101", "%")],
-        procedure=Procedure(
-            id="GRAN",
-            unit_procedures=[
-                UnitProcedure(
-                    id="UP-GRAN",
-                    equipment_requirement=EquipmentRequirement(equipment_class_id="Granulator"),
-                    operations=[
-                        Operation(
-                            id="OP-WET",
-                            phases=[
-                                Phase(
-                                    id="PH-HEAT",
-                                    parameters=[p("temperature", "70", "65", "75", "Cel")],
-                                ),
-                                Phase(
-                                    id="PH-MIX",
-                                    parameters=[
-                                        p("speed", "120", "100", "140", "rpm"),
-                                        p("time", "10", "8", "12", "min"),
-                                    ],
-                                ),
-                            ],
-                        )
-                    ],
-                ),
-                UnitProcedure(
-                    id="UP-BLEND",
-                    equipment_requirement=EquipmentRequirement(equipment_class_id="Blender"),
-                    operations=[
-                        Operation(
-                            id="OP-BLEND",
-                            phases=[
-                                Phase(
-                                    id="PH-BLEND", parameters=[p("speed", "20", "15", "25", "rpm")]
-                                )
-                            ],
-                        )
-                    ],
-                ),
-            ],
-        ),
-    )
 
 
 def _find_schemas(explicit: Path | None) -> Path | None:
@@ -218,7 +152,7 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         engine.set_lot_status(
             sessions["qa2"], lot_id, "Released", reason="CoA and identity test passed"
         )
-    engine.submit_recipe(sup, _recipe())
+    engine.submit_recipe(sup, granulation_recipe())
     engine.sign_recipe("MR-GRAN", "1", "Performed", creds("sup1"))
     engine.sign_recipe("MR-GRAN", "1", "Approved", creds("qa2"))
     _say(
@@ -281,7 +215,17 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
             frozenset({55}),
             ("op1", "op2"),
         ),
-        (BLEND, "speed", "BLEND01.SC-201.PV", "rpm", 20.0, 2.0, None, frozenset(), ("op2", "op1")),
+        (
+            BLEND,
+            "speed",
+            "BLEND01.SC-201.PV",
+            "rpm",
+            120.0,
+            10.0,
+            None,
+            frozenset(),
+            ("op2", "op1"),
+        ),
     ):
         engine.command(sessions[who[0]], BATCH, path, "Start")
         values = _simulated(

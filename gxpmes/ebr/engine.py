@@ -103,6 +103,31 @@ def _json(value: Any) -> str:
     return canonicalize(value).decode()
 
 
+def _weighing_record(
+    weighing_id: str,
+    batch_id: str,
+    material_id: str,
+    lot_id: str,
+    target: str,
+    tolerance: str,
+    actual: str,
+    unit: str,
+    balance_id: str,
+) -> SignableRecord:
+    """What the weigher and the verifier sign for a weighing."""
+    content = {
+        "batch_id": batch_id,
+        "material_id": material_id,
+        "lot_id": lot_id,
+        "target": target,
+        "tolerance": tolerance,
+        "actual": actual,
+        "unit": unit,
+        "balance_id": balance_id,
+    }
+    return SignableRecord("weighing", weighing_id, content, batch_id)
+
+
 class BatchEngine:
     """Batch records over one :class:`Database`, with identity and signatures."""
 
@@ -148,6 +173,14 @@ class BatchEngine:
         return self.db.audit(
             conn, AuditEvent(actor, action, object_type, object_id, new=new, old=old, reason=reason)
         )
+
+    @staticmethod
+    def _one(conn: Connection, column: Any, value: str, what: str) -> Any:
+        """The row whose ``column`` is ``value``; :class:`BatchError` naming ``what`` if none."""
+        row = conn.execute(select(column.class_).where(column == value)).one_or_none()
+        if row is None:
+            raise BatchError(f"no {what} {value!r}")
+        return row
 
     def _batch(self, conn: Connection, batch_id: str) -> Any:
         row = conn.execute(select(BatchRow).where(BatchRow.batch_id == batch_id)).one_or_none()
@@ -1045,20 +1078,16 @@ class BatchEngine:
                 )
             if target.unit != lot.unit:
                 raise BatchError(f"target unit {target.unit} differs from lot unit {lot.unit}")
-        record = SignableRecord(
-            "weighing",
+        record = _weighing_record(
             weighing_id,
-            {
-                "batch_id": batch_id,
-                "material_id": material_id,
-                "lot_id": lot_id,
-                "target": str(target.value),
-                "tolerance": str(tolerance),
-                "actual": str(actual),
-                "unit": target.unit,
-                "balance_id": balance_id,
-            },
             batch_id,
+            material_id,
+            lot_id,
+            str(target.value),
+            str(tolerance),
+            str(actual),
+            target.unit or "",
+            balance_id,
         )
         signature = self.signatures.sign(record, Meaning.PERFORMED, performer)
         actor = Actor(signature.signer_id, signature.printed_name)
@@ -1097,25 +1126,17 @@ class BatchEngine:
     def weighing_record(self, weighing_id: str) -> SignableRecord:
         """The signable content of a weighing."""
         with self.db.read() as conn:
-            row = conn.execute(
-                select(WeighingRow).where(WeighingRow.weighing_id == weighing_id)
-            ).one_or_none()
-        if row is None:
-            raise BatchError(f"no weighing {weighing_id}")
-        return SignableRecord(
-            "weighing",
+            row = self._one(conn, WeighingRow.weighing_id, weighing_id, "weighing")
+        return _weighing_record(
             weighing_id,
-            {
-                "batch_id": row.batch_id,
-                "material_id": row.material_id,
-                "lot_id": row.lot_id,
-                "target": row.target,
-                "tolerance": row.tolerance,
-                "actual": row.actual,
-                "unit": row.unit,
-                "balance_id": row.balance_id,
-            },
             row.batch_id,
+            row.material_id,
+            row.lot_id,
+            row.target,
+            row.tolerance,
+            row.actual,
+            row.unit,
+            row.balance_id,
         )
 
     def verify_weighing(self, weighing_id: str, checker: Credentials) -> None:
@@ -1363,12 +1384,7 @@ class BatchEngine:
             )
 
     def _deviation(self, conn: Connection, deviation_id: str) -> Any:
-        row = conn.execute(
-            select(DeviationRow).where(DeviationRow.deviation_id == deviation_id)
-        ).one_or_none()
-        if row is None:
-            raise BatchError(f"no deviation {deviation_id}")
-        return row
+        return self._one(conn, DeviationRow.deviation_id, deviation_id, "deviation")
 
     # ------------------------------------------------------------------ review
 
@@ -1460,11 +1476,7 @@ class BatchEngine:
     def exception_record(self, exception_id: str) -> SignableRecord:
         """Signable content of an exception."""
         with self.db.read() as conn:
-            row = conn.execute(
-                select(ExceptionRow).where(ExceptionRow.exception_id == exception_id)
-            ).one_or_none()
-        if row is None:
-            raise BatchError(f"no exception {exception_id}")
+            row = self._one(conn, ExceptionRow.exception_id, exception_id, "exception")
         return SignableRecord(
             "batch_exception",
             exception_id,

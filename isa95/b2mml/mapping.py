@@ -247,6 +247,23 @@ def _property(tree: dict[str, Any]) -> Property:
     )
 
 
+def _class_tree(model: Any, property_element: str) -> dict[str, Any]:
+    """A material/equipment/personnel class: ID, Description and its properties."""
+    tree: dict[str, Any] = {"ID": model.id}
+    _put(tree, "Description", _desc(model.description))
+    _put(tree, property_element, [_property_tree(p) for p in model.properties])
+    return tree
+
+
+def _class_fields(tree: dict[str, Any], property_element: str) -> dict[str, Any]:
+    """Constructor arguments of a class model read from its tree."""
+    return {
+        "id": _get(tree, "ID"),
+        "description": _get(tree, "Description"),
+        "properties": [_property(p) for p in _list(tree, property_element)],
+    }
+
+
 def _storage_tree(version: str, location: str | None) -> Any:
     if location is None:
         return None
@@ -290,18 +307,7 @@ def _material_to_tree(model: MaterialInformation, version: str) -> dict[str, Any
     _put(
         tree,
         "MaterialClass",
-        [
-            {
-                "ID": c.id,
-                **({"Description": [c.description]} if c.description else {}),
-                **(
-                    {"MaterialClassProperty": [_property_tree(p) for p in c.properties]}
-                    if c.properties
-                    else {}
-                ),
-            }
-            for c in model.classes
-        ],
+        [_class_tree(c, "MaterialClassProperty") for c in model.classes],
     )
     _put(tree, "MaterialDefinition", [_definition_tree(d) for d in model.definitions])
     _put(tree, "MaterialLot", [_lot_tree(lot, version) for lot in model.lots])
@@ -372,11 +378,7 @@ def _material_from_tree(tree: dict[str, Any], version: str) -> MaterialInformati
             id=_get(tree, "ID"),
             description=_get(tree, "Description"),
             classes=[
-                MaterialClass(
-                    id=_get(c, "ID"),
-                    description=_get(c, "Description"),
-                    properties=[_property(p) for p in _list(c, "MaterialClassProperty")],
-                )
+                MaterialClass(**_class_fields(c, "MaterialClassProperty"))
                 for c in _list(tree, "MaterialClass")
             ],
             definitions=[
@@ -422,18 +424,7 @@ def _equipment_to_tree(model: EquipmentInformation, version: str) -> dict[str, A
     _put(
         tree,
         "EquipmentClass",
-        [
-            {
-                "ID": c.id,
-                **({"Description": [c.description]} if c.description else {}),
-                **(
-                    {"EquipmentClassProperty": [_property_tree(p) for p in c.properties]}
-                    if c.properties
-                    else {}
-                ),
-            }
-            for c in model.classes
-        ],
+        [_class_tree(c, "EquipmentClassProperty") for c in model.classes],
     )
     return tree
 
@@ -466,11 +457,7 @@ def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInforma
             description=_get(tree, "Description"),
             equipment=[equipment(e) for e in _list(tree, "Equipment")],
             classes=[
-                EquipmentClass(
-                    id=_get(c, "ID"),
-                    description=_get(c, "Description"),
-                    properties=[_property(p) for p in _list(c, "EquipmentClassProperty")],
-                )
+                EquipmentClass(**_class_fields(c, "EquipmentClassProperty"))
                 for c in _list(tree, "EquipmentClass")
             ],
         ),
@@ -530,18 +517,7 @@ def _personnel_to_tree(model: PersonnelInformation, version: str) -> dict[str, A
     _put(
         tree,
         "PersonnelClass",
-        [
-            {
-                "ID": c.id,
-                **({"Description": [c.description]} if c.description else {}),
-                **(
-                    {"PersonnelClassProperty": [_property_tree(x) for x in c.properties]}
-                    if c.properties
-                    else {}
-                ),
-            }
-            for c in model.classes
-        ],
+        [_class_tree(c, "PersonnelClassProperty") for c in model.classes],
     )
     return tree
 
@@ -574,11 +550,7 @@ def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInforma
             description=_get(tree, "Description"),
             persons=[person(p) for p in _list(tree, "Person")],
             classes=[
-                PersonnelClass(
-                    id=_get(c, "ID"),
-                    description=_get(c, "Description"),
-                    properties=[_property(p) for p in _list(c, "PersonnelClassProperty")],
-                )
+                PersonnelClass(**_class_fields(c, "PersonnelClassProperty"))
                 for c in _list(tree, "PersonnelClass")
             ],
         ),
