@@ -1,0 +1,356 @@
+"""Shared state and helpers of the batch engine: lookups, status changes, audit, logbook."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from audit.canonical import canonicalize, format_timestamp
+from audit.entry import Actor, AuditEvent
+from gxpmes.database import Database
+from gxpmes.ebr.schema import (
+    BatchRow,
+    EquipmentLogRow,
+    EquipmentRow,
+    ExceptionRow,
+    RecipeRow,
+    StepRow,
+    ValueRow,
+    WeighingRow,
+)
+from gxpmes.errors import (
+    BatchError,
+    EquipmentNotReady,
+    RecordClosedError,
+)
+from gxpmes.identity import IdentityService, SignableRecord, SignatureService
+from gxpmes.identity.service import Session, User
+from isa95.recipe import Recipe
+from isa95.statemachine import ProceduralState
+
+__all__ = [
+    "CLOSED",
+    "CREATED",
+    "EXECUTED",
+    "IN_EXECUTION",
+    "OT_COLLECTOR",
+    "QUALITIES",
+    "REJECTED",
+    "RELEASED",
+    "REVIEWED",
+    "CapturedValue",
+    "EngineBase",
+    "ReviewItem",
+]
+
+CREATED, IN_EXECUTION, EXECUTED, REVIEWED, RELEASED, REJECTED = (
+    "Created",
+    "In execution",
+    "Executed",
+    "Reviewed",
+    "Released",
+    "Rejected",
+)
+CLOSED = frozenset({RELEASED, REJECTED})
+QUALITIES = ("Good", "Uncertain", "Bad")
+OT_COLLECTOR = Actor("svc-ot", "OT data collector")
+"""Default actor of captured values (the OT connector's service account)."""
+_ACTIVE = frozenset(s.value for s in ProceduralState) - {"Idle", "Complete", "Stopped", "Aborted"}
+
+
+@dataclass(frozen=True)
+class CapturedValue:
+    """A process value from the plant floor, mapped to a batch parameter.
+
+    ``parameter`` is the recipe path ``procedure/unit procedure/operation/phase/parameter``.
+    ``quality`` follows OPC UA: Good, Uncertain or Bad.
+    """
+
+    batch_id: str
+    parameter: str
+    tag: str
+    value: Decimal
+    unit: str
+    source_ts: datetime
+    server_ts: datetime | None = None
+    quality: str = "Good"
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One line of the review-by-exception view."""
+
+    kind: str
+    reference: str
+    detail: str
+    open: bool
+    item_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _json(value: Any) -> str:
+    return canonicalize(value).decode()
+
+
+def _weighing_record(
+    weighing_id: str,
+    batch_id: str,
+    material_id: str,
+    lot_id: str,
+    target: str,
+    tolerance: str,
+    actual: str,
+    unit: str,
+    balance_id: str,
+) -> SignableRecord:
+    """What the weigher and the verifier sign for a weighing."""
+    content = {
+        "batch_id": batch_id,
+        "material_id": material_id,
+        "lot_id": lot_id,
+        "target": target,
+        "tolerance": tolerance,
+        "actual": actual,
+        "unit": unit,
+        "balance_id": balance_id,
+    }
+    return SignableRecord("weighing", weighing_id, content, batch_id)
+
+
+class EngineBase:
+    """Batch records over one :class:`Database`, with identity and signatures."""
+
+    def __init__(
+        self,
+        db: Database,
+        identity: IdentityService,
+        signatures: SignatureService,
+        *,
+        collector: Actor = OT_COLLECTOR,
+        stale_after: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.db = db
+        self.identity = identity
+        self.signatures = signatures
+        self.collector = collector
+        self.stale_after = stale_after
+        self._recipes: dict[tuple[str, str], Recipe] = {}
+
+    def _now(self) -> datetime:
+        return self.db.clock()
+
+    def _ts(self) -> str:
+        return format_timestamp(self._now())
+
+    def _user(self, conn: Connection, session: Session, permission: str) -> User:
+        return self.identity._authorise(conn, session, permission)
+
+    def _audit(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: str,
+        object_type: str,
+        object_id: str,
+        *,
+        new: Any = None,
+        old: Any = None,
+        reason: str | None = None,
+    ) -> int:
+        return self.db.audit(
+            conn, AuditEvent(actor, action, object_type, object_id, new=new, old=old, reason=reason)
+        )
+
+    @staticmethod
+    def _one(conn: Connection, column: Any, value: str, what: str) -> Any:
+        """The row whose ``column`` is ``value``; :class:`BatchError` naming ``what`` if none."""
+        row = conn.execute(select(column.class_).where(column == value)).one_or_none()
+        if row is None:
+            raise BatchError(f"no {what} {value!r}")
+        return row
+
+    def _batch(self, conn: Connection, batch_id: str) -> Any:
+        row = conn.execute(select(BatchRow).where(BatchRow.batch_id == batch_id)).one_or_none()
+        if row is None:
+            raise BatchError(f"no batch {batch_id!r}")
+        return row
+
+    def _open_batch(self, conn: Connection, batch_id: str, *allowed: str) -> Any:
+        row = self._batch(conn, batch_id)
+        if row.status in CLOSED:
+            raise RecordClosedError(f"batch {batch_id} is {row.status}: its record cannot change")
+        if allowed and row.status not in allowed:
+            raise BatchError(f"batch {batch_id} is {row.status}; this needs {' or '.join(allowed)}")
+        return row
+
+    def _set_status(
+        self,
+        conn: Connection,
+        actor: Actor,
+        batch_id: str,
+        old: str,
+        new: str,
+        reason: str | None = None,
+        **columns: Any,
+    ) -> None:
+        conn.execute(
+            update(BatchRow).where(BatchRow.batch_id == batch_id).values(status=new, **columns)
+        )
+        self._audit(
+            conn,
+            actor,
+            "batch.status",
+            "batch",
+            batch_id,
+            old={"status": old},
+            new={"status": new},
+            reason=reason,
+        )
+
+    def _equipment(self, conn: Connection, equipment_id: str) -> Any:
+        row = conn.execute(
+            select(EquipmentRow).where(EquipmentRow.equipment_id == equipment_id)
+        ).one_or_none()
+        if row is None:
+            raise EquipmentNotReady(f"no equipment {equipment_id!r}")
+        return row
+
+    def _log(
+        self,
+        conn: Connection,
+        user: User | Actor,
+        equipment_id: str,
+        event: str,
+        batch_id: str | None,
+        comment: str,
+    ) -> None:
+        actor = user.actor if isinstance(user, User) else user
+        conn.execute(
+            insert(EquipmentLogRow).values(
+                equipment_id=equipment_id,
+                event=event,
+                batch_id=batch_id,
+                at=self._ts(),
+                by=actor.user_id,
+                comment=comment,
+            )
+        )
+        self._audit(
+            conn,
+            actor,
+            f"equipment.{event}",
+            "equipment",
+            equipment_id,
+            new={"batch_id": batch_id, "comment": comment},
+        )
+
+    def recipe(self, recipe_id: str, version: str) -> tuple[Recipe, str]:
+        """A recipe version and its status."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(RecipeRow).where(
+                    RecipeRow.recipe_id == recipe_id, RecipeRow.version == version
+                )
+            ).one_or_none()
+        if row is None:
+            raise BatchError(f"no master recipe {recipe_id} v{version}")
+        key = (recipe_id, version)
+        if key not in self._recipes:
+            self._recipes[key] = Recipe.model_validate(json.loads(row.body))
+        return self._recipes[key], row.status
+
+    def _step(self, conn: Connection, batch_id: str, path: str) -> Any:
+        row = conn.execute(
+            select(StepRow).where(StepRow.batch_id == batch_id, StepRow.path == path)
+        ).one_or_none()
+        if row is None:
+            raise BatchError(f"batch {batch_id} has no procedural element {path!r}")
+        return row
+
+    def _set_step(
+        self,
+        conn: Connection,
+        actor: Actor,
+        batch_id: str,
+        path: str,
+        old: str,
+        new: str,
+        cause: str,
+    ) -> None:
+        conn.execute(
+            update(StepRow)
+            .where(StepRow.batch_id == batch_id, StepRow.path == path)
+            .values(state=new)
+        )
+        self._audit(
+            conn,
+            actor,
+            "step.state",
+            "batch_step",
+            f"{batch_id}/{path}",
+            old={"state": old},
+            new={"state": new, "cause": cause},
+        )
+
+    def _raise_exception(
+        self, conn: Connection, batch_id: str, kind: str, detail: str, reference: str
+    ) -> str:
+        exception_id = str(uuid.uuid4())
+        conn.execute(
+            insert(ExceptionRow).values(
+                exception_id=exception_id,
+                batch_id=batch_id,
+                kind=kind,
+                detail=detail,
+                reference=reference,
+                raised_at=self._ts(),
+                assessed=False,
+            )
+        )
+        self._audit(
+            conn,
+            self.collector,
+            "exception.raise",
+            "batch_exception",
+            exception_id,
+            new={"batch_id": batch_id, "kind": kind, "detail": detail},
+        )
+        return exception_id
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """The batch row as a dict."""
+        with self.db.read() as conn:
+            return dict(self._batch(conn, batch_id)._mapping)
+
+    def values(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every captured value of a batch, in capture order."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(ValueRow).where(ValueRow.batch_id == batch_id).order_by(ValueRow.seq)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def steps(self, batch_id: str) -> list[dict[str, Any]]:
+        """The procedural elements of a batch and their states."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(StepRow).where(StepRow.batch_id == batch_id).order_by(StepRow.path)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def weighings(self, batch_id: str) -> list[dict[str, Any]]:
+        """Weighings of a batch."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(WeighingRow).where(WeighingRow.batch_id == batch_id)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def equipment_ids(self, batch_id: str) -> Iterable[str]:
+        """Equipment assigned to a batch."""
+        return [str(e) for e in json.loads(self.batch(batch_id)["equipment"])]

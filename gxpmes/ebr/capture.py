@@ -1,0 +1,292 @@
+"""OT value capture: limits, quality, timestamps, exceptions, stale data, manual entries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from audit.entry import Actor, AuditEvent
+from gxpmes.ebr.base import (
+    _ACTIVE,
+    IN_EXECUTION,
+    QUALITIES,
+    CapturedValue,
+)
+from gxpmes.ebr.recipes import RecipeRecords
+from gxpmes.ebr.schema import (
+    BatchRow,
+    StepRow,
+    ValueRow,
+)
+from gxpmes.errors import CaptureRefused
+from gxpmes.identity.service import Session
+from isa95.errors import ModelError
+from isa95.recipe import FormulaParameter, Phase, Recipe
+
+
+class ValueCapture(RecipeRecords):
+    """OT value capture: limits, quality, timestamps, exceptions, stale data, manual entries."""
+
+    def _limits(self, recipe: Recipe, parameter: str) -> FormulaParameter | None:
+        try:
+            return recipe.parameter(parameter)
+        except ModelError:  # a parameter without limits in the recipe
+            return None
+
+    def capture(self, values: Sequence[CapturedValue]) -> list[int]:
+        """Record process values in bulk; returns their audit sequence numbers.
+
+        All or nothing: if any value is refused (batch not executing, phase not
+        active, unknown parameter, naive time, unknown quality) none is
+        written, the refusal is audited, and :class:`CaptureRefused` says why.
+        Out-of-limit and non-Good values are recorded *and* raise exceptions
+        for review.
+        """
+        if not values:
+            return []
+        server_now = self._now()
+        with self.db.transaction() as conn:
+            problems, contexts = self._check_capture(conn, values)
+            if problems:
+                refused = problems
+            else:
+                return self._write_values(conn, values, contexts, server_now, manual=False)
+        with self.db.transaction() as conn:
+            self._audit(
+                conn,
+                self.collector,
+                "capture.refused",
+                "batch",
+                values[0].batch_id,
+                new={"count": len(values), "problems": refused[:20]},
+            )
+        raise CaptureRefused(
+            f"{len(refused)} of {len(values)} values refused, none written: "
+            + "; ".join(refused[:5])
+        )
+
+    def _check_capture(
+        self, conn: Connection, values: Sequence[CapturedValue]
+    ) -> tuple[list[str], dict[str, Any]]:
+        problems: list[str] = []
+        contexts: dict[str, Any] = {}
+        steps: dict[tuple[str, str], str | None] = {}
+        for value in values:
+            if value.batch_id not in contexts:
+                batch = conn.execute(
+                    select(BatchRow).where(BatchRow.batch_id == value.batch_id)
+                ).one_or_none()
+                if batch is None:
+                    contexts[value.batch_id] = None
+                else:
+                    contexts[value.batch_id] = (
+                        batch,
+                        self.recipe(batch.recipe_id, batch.recipe_version)[0],
+                    )
+            context = contexts[value.batch_id]
+            where = f"{value.tag} → {value.batch_id}/{value.parameter}"
+            if context is None:
+                problems.append(f"{where}: no such batch")
+                continue
+            batch, _recipe = context
+            if batch.status != IN_EXECUTION:
+                problems.append(f"{where}: batch is {batch.status}, not In execution")
+                continue
+            phase = value.parameter.rsplit("/", 1)[0]
+            key = (value.batch_id, phase)
+            if key not in steps:
+                steps[key] = conn.execute(
+                    select(StepRow.state).where(
+                        StepRow.batch_id == value.batch_id, StepRow.path == phase
+                    )
+                ).scalar_one_or_none()
+            state = steps[key]
+            if state is None:
+                problems.append(f"{where}: no phase {phase!r} in this batch")
+            elif state not in _ACTIVE:
+                problems.append(f"{where}: phase is {state}")
+            elif value.quality not in QUALITIES:
+                problems.append(f"{where}: quality {value.quality!r} is not Good, Uncertain or Bad")
+            elif value.source_ts.utcoffset() is None or (
+                value.server_ts is not None and value.server_ts.utcoffset() is None
+            ):
+                problems.append(f"{where}: naive timestamp")
+            elif not value.value.is_finite():
+                problems.append(f"{where}: value {value.value} is not finite")
+        return problems, contexts
+
+    def _write_values(
+        self,
+        conn: Connection,
+        values: Sequence[CapturedValue],
+        contexts: dict[str, Any],
+        server_now: datetime,
+        *,
+        manual: bool,
+        actor: Actor | None = None,
+        reason: str | None = None,
+    ) -> list[int]:
+        events = []
+        rows = []
+        exceptions = []
+        for value in values:
+            server_ts = value.server_ts or server_now
+            events.append(
+                AuditEvent(
+                    actor or self.collector,
+                    "value.manual" if manual else "value.capture",
+                    "process_value",
+                    f"{value.batch_id}/{value.parameter}",
+                    new={
+                        "tag": value.tag,
+                        "value": value.value,
+                        "unit": value.unit,
+                        "source_ts": value.source_ts,
+                        "server_ts": server_ts,
+                        "quality": value.quality,
+                    },
+                    reason=reason,
+                )
+            )
+            _batch, recipe = contexts[value.batch_id]
+            limits = self._limits(recipe, value.parameter)
+            in_limits = limits is None or limits.within_limits(value.value)
+            if limits is not None and limits.unit and limits.unit != value.unit:
+                in_limits = False
+            rows.append((value, server_ts, in_limits))
+            if not in_limits:
+                exceptions.append(
+                    (
+                        value,
+                        "out_of_limit",
+                        f"{value.tag} = {value.value} {value.unit} outside "
+                        f"[{limits.low if limits else ''}, {limits.high if limits else ''}] "
+                        f"{limits.unit if limits else ''}".strip(),
+                    )
+                )
+            if value.quality != "Good":
+                exceptions.append((value, "bad_quality", f"{value.tag} quality {value.quality}"))
+            if manual:
+                exceptions.append(
+                    (
+                        value,
+                        "manual_entry",
+                        f"{value.tag} = {value.value} entered by hand: {reason}",
+                    )
+                )
+        receipt = self.db.ledger.append_many(events, conn=conn)
+        conn.execute(
+            insert(ValueRow),
+            [
+                {
+                    "seq": seq,
+                    "batch_id": v.batch_id,
+                    "parameter": v.parameter,
+                    "tag": v.tag,
+                    "value": str(v.value),
+                    "unit": v.unit,
+                    "source_ts": v.source_ts.isoformat(),
+                    "server_ts": ts.isoformat(),
+                    "quality": v.quality,
+                    "manual": manual,
+                    "in_limits": ok,
+                }
+                for seq, (v, ts, ok) in zip(receipt.seqs, rows, strict=True)
+            ],
+        )
+        for value, kind, detail in exceptions:
+            self._raise_exception(conn, value.batch_id, kind, detail, f"{value.parameter}")
+        return list(receipt.seqs)
+
+    def manual_entry(self, session: Session, value: CapturedValue, *, reason: str) -> int:
+        """A value typed in by a person (e.g. a handheld reading); always an exception to review."""
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "batch.capture")
+            problems, contexts = self._check_capture(conn, [value])
+            if problems:
+                raise CaptureRefused("; ".join(problems))
+            return self._write_values(
+                conn, [value], contexts, self._now(), manual=True, actor=user.actor, reason=reason
+            )[0]
+
+    def check_stale(self, batch_id: str) -> list[str]:
+        """Raise a ``stale`` exception for each limited parameter of an active phase
+        with no value within ``stale_after``; returns the parameters found stale."""
+        now = self._now()
+        stale = []
+        with self.db.transaction() as conn:
+            batch = self._open_batch(conn, batch_id, IN_EXECUTION)
+            recipe, _ = self.recipe(batch.recipe_id, batch.recipe_version)
+            active = {
+                r.path
+                for r in conn.execute(
+                    select(StepRow).where(StepRow.batch_id == batch_id, StepRow.kind == "Phase")
+                ).all()
+                if r.state == "Running"
+            }
+            for path, element in recipe.procedural_elements():
+                if path not in active or not isinstance(element, Phase):
+                    continue
+                for parameter in element.parameters:
+                    full = f"{path}/{parameter.id}"
+                    last = conn.execute(
+                        select(ValueRow.server_ts)
+                        .where(ValueRow.batch_id == batch_id, ValueRow.parameter == full)
+                        .order_by(ValueRow.seq.desc())
+                        .limit(1)
+                    ).scalar_one_or_none()
+                    if last is None or now - datetime.fromisoformat(last) > self.stale_after:
+                        self._raise_exception(
+                            conn,
+                            batch_id,
+                            "stale",
+                            f"no value for {full} within {self.stale_after}",
+                            full,
+                        )
+                        stale.append(full)
+        return stale
+
+    def verify_values(self, batch_id: str) -> list[str]:
+        """Compare every stored value with its audit entry; returns the discrepancies.
+
+        A value changed or deleted in ``ebr_value`` no longer matches (or lacks)
+        the audit entry it was written with; entries themselves are protected by
+        the ledger's own verification.
+        """
+        problems = []
+        stored = {v["seq"]: v for v in self.values(batch_id)}
+        batch = self.batch(batch_id)
+        recipe, _ = self.recipe(batch["recipe_id"], batch["recipe_version"])
+        parameters = [
+            f"{path}/{p.id}"
+            for path, element in recipe.procedural_elements()
+            if isinstance(element, Phase)
+            for p in element.parameters
+        ]
+        entries = [
+            e
+            for parameter in parameters
+            for e in self.db.ledger.entries_for("process_value", f"{batch_id}/{parameter}")
+        ]
+        for entry in sorted(entries, key=lambda e: e.seq):
+            if entry.event.action not in ("value.capture", "value.manual"):
+                continue
+            row = stored.pop(entry.seq, None)
+            new = entry.event.new
+            if row is None:
+                problems.append(f"value {entry.seq} ({new['tag']}) is missing from the record")
+            elif (row["value"], row["tag"], row["quality"]) != (
+                new["value"],
+                new["tag"],
+                new["quality"],
+            ):
+                problems.append(
+                    f"value {entry.seq} ({new['tag']}) differs from its audit entry: "
+                    f"{row['value']} vs {new['value']}"
+                )
+        for seq, row in stored.items():
+            problems.append(f"value {seq} ({row['tag']}) has no audit entry")
+        return problems

@@ -1,0 +1,123 @@
+"""Equipment inventory, cleaning, maintenance and logbook (21 CFR 211.67, 211.68, 211.182)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from gxpmes.ebr.base import (
+    EngineBase,
+)
+from gxpmes.ebr.schema import (
+    EquipmentLogRow,
+    EquipmentRow,
+)
+from gxpmes.errors import (
+    BatchError,
+    EquipmentNotReady,
+)
+from gxpmes.identity.service import Session
+
+
+class EquipmentRecords(EngineBase):
+    """Equipment inventory, cleaning, maintenance and logbook (21 CFR 211.67, 211.68, 211.182)."""
+
+    def register_equipment(
+        self,
+        session: Session,
+        equipment_id: str,
+        *,
+        level: str,
+        equipment_class: str,
+        calibration_due: datetime,
+        clean: bool = False,
+    ) -> None:
+        """Add a piece of equipment to the logbook-managed inventory."""
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "equipment.manage")
+            conn.execute(
+                insert(EquipmentRow).values(
+                    equipment_id=equipment_id,
+                    level=level,
+                    equipment_class=equipment_class,
+                    status="Available",
+                    clean=clean,
+                    cleaned_at=self._ts() if clean else None,
+                    calibration_due=calibration_due.isoformat(),
+                    current_batch=None,
+                )
+            )
+            self._log(
+                conn,
+                user,
+                equipment_id,
+                "registered",
+                None,
+                f"class {equipment_class}, calibration due {calibration_due.isoformat()}",
+            )
+
+    def record_cleaning(self, session: Session, equipment_id: str, comment: str) -> None:
+        """Record cleaning / line clearance: the equipment becomes clean."""
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "equipment.log")
+            row = self._equipment(conn, equipment_id)
+            if row.status == "In use":
+                raise EquipmentNotReady(f"{equipment_id} is in use by batch {row.current_batch}")
+            conn.execute(
+                update(EquipmentRow)
+                .where(EquipmentRow.equipment_id == equipment_id)
+                .values(clean=True, cleaned_at=self._ts())
+            )
+            self._log(conn, user, equipment_id, "cleaning", None, comment)
+
+    def record_maintenance(
+        self,
+        session: Session,
+        equipment_id: str,
+        comment: str,
+        *,
+        calibration_due: datetime | None = None,
+    ) -> None:
+        """Record maintenance or calibration (optionally with the next calibration date)."""
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "equipment.manage")
+            self._equipment(conn, equipment_id)
+            if calibration_due is not None:
+                conn.execute(
+                    update(EquipmentRow)
+                    .where(EquipmentRow.equipment_id == equipment_id)
+                    .values(calibration_due=calibration_due.isoformat())
+                )
+            self._log(conn, user, equipment_id, "maintenance", None, comment)
+
+    def set_equipment_status(
+        self, session: Session, equipment_id: str, status: str, *, reason: str
+    ) -> None:
+        """Take equipment out of service or back (Available / Out of service)."""
+        if status not in ("Available", "Out of service"):
+            raise BatchError(f"equipment status {status!r} is not Available or Out of service")
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "equipment.manage")
+            row = self._equipment(conn, equipment_id)
+            if row.status == "In use":
+                raise EquipmentNotReady(f"{equipment_id} is in use by batch {row.current_batch}")
+            conn.execute(
+                update(EquipmentRow)
+                .where(EquipmentRow.equipment_id == equipment_id)
+                .values(status=status)
+            )
+            self._log(
+                conn, user, equipment_id, "status", None, f"{row.status} → {status}: {reason}"
+            )
+
+    def equipment_log(self, equipment_id: str) -> list[dict[str, Any]]:
+        """The equipment's logbook, oldest first."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(EquipmentLogRow)
+                .where(EquipmentLogRow.equipment_id == equipment_id)
+                .order_by(EquipmentLogRow.id)
+            ).all()
+        return [dict(r._mapping) for r in rows]

@@ -1,0 +1,90 @@
+"""Material lots, their status, and genealogy queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select, update
+
+from gxpmes.ebr.equipment import EquipmentRecords
+from gxpmes.ebr.schema import (
+    GenealogyRow,
+    LotRow,
+)
+from gxpmes.errors import (
+    BatchError,
+)
+from gxpmes.identity.service import Session
+from isa95.common import Quantity
+
+
+class MaterialRecords(EquipmentRecords):
+    """Material lots, their status, and genealogy queries."""
+
+    def receive_lot(
+        self,
+        session: Session,
+        lot_id: str,
+        material_id: str,
+        quantity: Quantity,
+        *,
+        status: str = "Quarantine",
+    ) -> None:
+        """Receive a material lot (Quarantine until QA releases it)."""
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "material.receive")
+            conn.execute(
+                insert(LotRow).values(
+                    lot_id=lot_id,
+                    material_id=material_id,
+                    status=status,
+                    quantity=str(quantity.value),
+                    unit=quantity.unit or "",
+                )
+            )
+            self._audit(
+                conn,
+                user.actor,
+                "lot.receive",
+                "lot",
+                lot_id,
+                new={
+                    "material_id": material_id,
+                    "quantity": quantity.value,
+                    "unit": quantity.unit,
+                    "status": status,
+                },
+            )
+
+    def set_lot_status(self, session: Session, lot_id: str, status: str, *, reason: str) -> None:
+        """QA changes a lot's status (e.g. Quarantine → Released)."""
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "material.release")
+            row = conn.execute(select(LotRow).where(LotRow.lot_id == lot_id)).one_or_none()
+            if row is None:
+                raise BatchError(f"no lot {lot_id!r}")
+            conn.execute(update(LotRow).where(LotRow.lot_id == lot_id).values(status=status))
+            self._audit(
+                conn,
+                user.actor,
+                "lot.status",
+                "lot",
+                lot_id,
+                old={"status": row.status},
+                new={"status": status},
+                reason=reason,
+            )
+
+    def where_used(self, lot_id: str) -> list[str]:
+        """Lots produced from ``lot_id``, over every level."""
+        return self._genealogy(lot_id, down=True)
+
+    def where_from(self, lot_id: str) -> list[str]:
+        """Lots that went into ``lot_id``, over every level."""
+        return self._genealogy(lot_id, down=False)
+
+    def _genealogy(self, lot_id: str, *, down: bool) -> list[str]:
+        from isa95.material import Genealogy, GenealogyLink
+
+        with self.db.read() as conn:
+            rows = conn.execute(select(GenealogyRow.consumed_lot, GenealogyRow.produced_lot)).all()
+        graph = Genealogy(GenealogyLink(consumed=c, produced=p) for c, p in rows)
+        return graph.where_used(lot_id) if down else graph.where_from(lot_id)

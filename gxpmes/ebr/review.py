@@ -1,0 +1,395 @@
+"""Deviations, review by exception, release and rejection (21 CFR 211.192)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from audit.entry import Actor
+from gxpmes.ebr.base import (
+    EXECUTED,
+    REJECTED,
+    RELEASED,
+    REVIEWED,
+    ReviewItem,
+)
+from gxpmes.ebr.execution import BatchExecution
+from gxpmes.ebr.schema import (
+    DeviationRow,
+    ExceptionRow,
+    LotRow,
+    StepRow,
+    ValueRow,
+    WeighingRow,
+)
+from gxpmes.errors import (
+    BatchError,
+    ReleaseBlocked,
+)
+from gxpmes.identity import Credentials, Meaning, SignableRecord
+from gxpmes.identity.service import Session
+
+
+class BatchReview(BatchExecution):
+    """Deviations, review by exception, release and rejection (21 CFR 211.192)."""
+
+    def open_deviation(self, session: Session, batch_id: str, title: str) -> str:
+        """Open a deviation against a batch (blocks release until closed)."""
+        deviation_id = f"DEV-{uuid.uuid4().hex[:8].upper()}"
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "deviation.open")
+            self._open_batch(conn, batch_id)
+            conn.execute(
+                insert(DeviationRow).values(
+                    deviation_id=deviation_id,
+                    batch_id=batch_id,
+                    title=title,
+                    status="open",
+                    opened_by=user.user_id,
+                )
+            )
+            self._audit(
+                conn,
+                user.actor,
+                "deviation.open",
+                "deviation",
+                deviation_id,
+                new={"batch_id": batch_id, "title": title},
+            )
+        return deviation_id
+
+    def investigate_deviation(
+        self, session: Session, deviation_id: str, *, investigation: str, impact: str
+    ) -> None:
+        """Record the investigation and the impact assessment: open › investigated."""
+        with self.db.transaction() as conn:
+            user = self._user(conn, session, "deviation.investigate")
+            row = self._deviation(conn, deviation_id)
+            self._open_batch(conn, row.batch_id)
+            if row.status != "open":
+                raise BatchError(f"deviation {deviation_id} is {row.status}")
+            conn.execute(
+                update(DeviationRow)
+                .where(DeviationRow.deviation_id == deviation_id)
+                .values(status="investigated", investigation=investigation, impact=impact)
+            )
+            self._audit(
+                conn,
+                user.actor,
+                "deviation.investigate",
+                "deviation",
+                deviation_id,
+                old={"status": "open"},
+                new={"status": "investigated", "impact": impact},
+                reason=investigation,
+            )
+
+    def deviation_record(self, deviation_id: str) -> SignableRecord:
+        """Signable content of a deviation (its investigation and impact)."""
+        with self.db.read() as conn:
+            row = self._deviation(conn, deviation_id)
+        return SignableRecord(
+            "deviation",
+            deviation_id,
+            {
+                "batch_id": row.batch_id,
+                "title": row.title,
+                "investigation": row.investigation,
+                "impact": row.impact,
+            },
+            row.batch_id,
+        )
+
+    def close_deviation(self, deviation_id: str, approver: Credentials, *, conclusion: str) -> None:
+        """QA closes an investigated deviation with a signature (Approved)."""
+        record = self.deviation_record(deviation_id)
+        with self.db.read() as conn:
+            row = self._deviation(conn, deviation_id)
+            self._open_batch(conn, row.batch_id)
+        if row.status != "investigated":
+            raise BatchError(
+                f"deviation {deviation_id} is {row.status}; investigate it before closing"
+            )
+        signature = self.signatures.sign(record, Meaning.APPROVED, approver, reason=conclusion)
+        with self.db.transaction() as conn:
+            conn.execute(
+                update(DeviationRow)
+                .where(DeviationRow.deviation_id == deviation_id)
+                .values(status="closed", closure=conclusion)
+            )
+            self._audit(
+                conn,
+                Actor(signature.signer_id, signature.printed_name),
+                "deviation.close",
+                "deviation",
+                deviation_id,
+                old={"status": "investigated"},
+                new={"status": "closed"},
+                reason=conclusion,
+            )
+
+    def _deviation(self, conn: Connection, deviation_id: str) -> Any:
+        return self._one(conn, DeviationRow.deviation_id, deviation_id, "deviation")
+
+    def review_by_exception(self, batch_id: str) -> list[ReviewItem]:
+        """What QA must look at: exceptions, deviations, manual entries, changes, open items."""
+        items: list[ReviewItem] = []
+        with self.db.read() as conn:
+            self._batch(conn, batch_id)
+            for row in conn.execute(
+                select(ExceptionRow)
+                .where(ExceptionRow.batch_id == batch_id)
+                .order_by(ExceptionRow.raised_at)
+            ).all():
+                items.append(
+                    ReviewItem(
+                        f"exception:{row.kind}",
+                        row.reference,
+                        row.detail,
+                        not row.assessed,
+                        row.exception_id,
+                        {"assessment": row.assessment},
+                    )
+                )
+            for deviation in conn.execute(
+                select(DeviationRow).where(DeviationRow.batch_id == batch_id)
+            ).all():
+                items.append(
+                    ReviewItem(
+                        "deviation",
+                        deviation.deviation_id,
+                        f"{deviation.title} [{deviation.status}]",
+                        deviation.status != "closed",
+                        deviation.deviation_id,
+                        {"impact": deviation.impact, "investigation": deviation.investigation},
+                    )
+                )
+            weighings = (
+                conn.execute(
+                    select(WeighingRow.weighing_id).where(WeighingRow.batch_id == batch_id)
+                )
+                .scalars()
+                .all()
+            )
+            phases = conn.execute(
+                select(StepRow.path, StepRow.state).where(
+                    StepRow.batch_id == batch_id, StepRow.kind == "Phase"
+                )
+            ).all()
+        verified = {
+            (s.record_type, s.record_id)
+            for s in self.signatures.signatures_in_scope(batch_id)
+            if s.meaning == Meaning.VERIFIED
+        }
+        for weighing_id in weighings:
+            if ("weighing", weighing_id) not in verified:
+                items.append(
+                    ReviewItem(
+                        "open:weighing_unverified",
+                        weighing_id,
+                        "weighing lacks its second-person verification",
+                        True,
+                    )
+                )
+        for path, state in phases:
+            if state != "Complete":
+                items.append(ReviewItem("open:phase_incomplete", path, f"phase is {state}", True))
+        for entry in self._changes(batch_id):
+            items.append(entry)
+        return items
+
+    def _changes(self, batch_id: str) -> list[ReviewItem]:
+        changes = []
+        for object_type in ("batch",):
+            for entry in self.db.ledger.entries_for(object_type, batch_id):
+                if entry.event.reason is not None:
+                    changes.append(
+                        ReviewItem(
+                            "change",
+                            f"{object_type} {batch_id}",
+                            f"{entry.event.action} by {entry.event.actor.printed_name}: "
+                            f"{entry.event.old} → {entry.event.new}",
+                            False,
+                            str(entry.seq),
+                            {"reason": entry.event.reason},
+                        )
+                    )
+        return changes
+
+    def exception_record(self, exception_id: str) -> SignableRecord:
+        """Signable content of an exception."""
+        with self.db.read() as conn:
+            row = self._one(conn, ExceptionRow.exception_id, exception_id, "exception")
+        return SignableRecord(
+            "batch_exception",
+            exception_id,
+            {
+                "batch_id": row.batch_id,
+                "kind": row.kind,
+                "detail": row.detail,
+                "reference": row.reference,
+            },
+            row.batch_id,
+        )
+
+    def assess_exception(self, exception_id: str, reviewer: Credentials, *, comment: str) -> None:
+        """QA assesses one exception, with a comment and a signature (Reviewed)."""
+        if not comment.strip():
+            raise BatchError("an assessment needs a comment")
+        record = self.exception_record(exception_id)
+        with self.db.read() as conn:
+            self._open_batch(conn, record.signable_scope, EXECUTED)
+        signature = self.signatures.sign(record, Meaning.REVIEWED, reviewer, reason=comment)
+        with self.db.transaction() as conn:
+            conn.execute(
+                update(ExceptionRow)
+                .where(ExceptionRow.exception_id == exception_id)
+                .values(assessed=True, assessment=comment)
+            )
+            self._audit(
+                conn,
+                Actor(signature.signer_id, signature.printed_name),
+                "exception.assess",
+                "batch_exception",
+                exception_id,
+                old={"assessed": False},
+                new={"assessed": True},
+                reason=comment,
+            )
+
+    def batch_record(self, batch_id: str) -> SignableRecord:
+        """What QA signs for the whole batch: its stable content (status excluded)."""
+        with self.db.read() as conn:
+            batch = self._batch(conn, batch_id)
+            values = (
+                conn.execute(
+                    select(ValueRow.seq).where(ValueRow.batch_id == batch_id).order_by(ValueRow.seq)
+                )
+                .scalars()
+                .all()
+            )
+            weighings = conn.execute(
+                select(WeighingRow)
+                .where(WeighingRow.batch_id == batch_id)
+                .order_by(WeighingRow.weighing_id)
+            ).all()
+            exceptions = conn.execute(
+                select(ExceptionRow)
+                .where(ExceptionRow.batch_id == batch_id)
+                .order_by(ExceptionRow.exception_id)
+            ).all()
+            deviations = conn.execute(
+                select(DeviationRow)
+                .where(DeviationRow.batch_id == batch_id)
+                .order_by(DeviationRow.deviation_id)
+            ).all()
+        content = {
+            "batch_id": batch_id,
+            "recipe": f"{batch.recipe_id}/v{batch.recipe_version}",
+            "product_id": batch.product_id,
+            "lot_id": batch.lot_id,
+            "planned": batch.planned_quantity,
+            "actual": batch.actual_quantity,
+            "unit": batch.unit,
+            "executed_at": batch.executed_at,
+            "value_seqs": [
+                len(values),
+                values[0] if values else None,
+                values[-1] if values else None,
+            ],
+            "weighings": [[w.weighing_id, w.lot_id, w.actual] for w in weighings],
+            "exceptions": [[e.exception_id, e.kind, e.assessment] for e in exceptions],
+            "items": [[i["item_id"], i["kind"]] for i in self.record_items(batch_id)],
+            # Ids only: a deviation's investigation and closure are signed on the
+            # deviation itself, and may close after the review signature.
+            "deviations": [d.deviation_id for d in deviations],
+        }
+        return SignableRecord("batch", batch_id, content, batch_id)
+
+    def complete_review(self, batch_id: str, reviewer: Credentials) -> None:
+        """QA completes the review: every exception assessed → Reviewed (signed)."""
+        items = self.review_by_exception(batch_id)
+        open_items = [i for i in items if i.open and i.kind != "deviation"]
+        if open_items:
+            raise ReleaseBlocked(
+                f"{len(open_items)} open review item(s): "
+                + "; ".join(f"{i.kind} {i.reference}" for i in open_items[:5])
+            )
+        with self.db.read() as conn:
+            batch = self._open_batch(conn, batch_id, EXECUTED)
+        signature = self.signatures.sign(self.batch_record(batch_id), Meaning.REVIEWED, reviewer)
+        with self.db.transaction() as conn:
+            self._set_status(
+                conn,
+                Actor(signature.signer_id, signature.printed_name),
+                batch_id,
+                batch.status,
+                REVIEWED,
+            )
+
+    def release(self, batch_id: str, approver: Credentials) -> None:
+        """QA releases a reviewed batch; blocked while any deviation is open (211.192)."""
+        self._decide(batch_id, approver, Meaning.RELEASED, RELEASED, None)
+
+    def reject(self, batch_id: str, approver: Credentials, *, reason: str) -> None:
+        """QA rejects the batch."""
+        self._decide(batch_id, approver, Meaning.REJECTED, REJECTED, reason)
+
+    def _decide(
+        self, batch_id: str, approver: Credentials, meaning: str, status: str, reason: str | None
+    ) -> None:
+        with self.db.read() as conn:
+            batch = self._open_batch(
+                conn, batch_id, REVIEWED, *((EXECUTED,) if status == REJECTED else ())
+            )
+            open_deviations = (
+                conn.execute(
+                    select(DeviationRow.deviation_id).where(
+                        DeviationRow.batch_id == batch_id, DeviationRow.status != "closed"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        if open_deviations and status == RELEASED:
+            raise ReleaseBlocked(
+                f"release blocked by open deviation(s): {', '.join(open_deviations)} "
+                "(21 CFR 211.192)"
+            )
+        signature = self.signatures.sign(
+            self.batch_record(batch_id), meaning, approver, reason=reason
+        )
+        with self.db.transaction() as conn:
+            self._set_status(
+                conn,
+                Actor(signature.signer_id, signature.printed_name),
+                batch_id,
+                batch.status,
+                status,
+                reason=reason,
+                closed_at=self._ts(),
+            )
+            if status == RELEASED:
+                conn.execute(
+                    update(LotRow).where(LotRow.lot_id == batch.lot_id).values(status="Released")
+                )
+
+    def verify_batch_signatures(self, batch_id: str) -> list[tuple[Any, str | None]]:
+        """Re-check every signature of the batch against the records as they are now."""
+        records: dict[tuple[str, str], Any] = {}
+        for signature in self.signatures.signatures_in_scope(batch_id):
+            key = (signature.record_type, signature.record_id)
+            if key in records:
+                continue
+            loader = {
+                "batch_step": lambda rid: self.step_record(batch_id, rid[len(batch_id) + 1 :]),
+                "weighing": self.weighing_record,
+                "batch_exception": self.exception_record,
+                "deviation": self.deviation_record,
+                "batch": self.batch_record,
+            }.get(signature.record_type)
+            if loader is not None:
+                records[key] = loader(signature.record_id)
+        return self.signatures.verify_scope(batch_id, records)
