@@ -1,0 +1,148 @@
+"""Mapping between isa95 models and B2MML element trees, per document noun and release.
+
+Each noun has a ``to_tree`` (model → tree in that release's element names)
+and a ``from_tree`` (tree → model). Trees are read through :class:`Tracked`
+so that every element a mapper did not consume can be reported as
+*unmapped* rather than silently dropped. One module per noun family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from isa95.b2mml.mapping.batchml import (
+    _bpr_from_tree,
+    _bpr_to_tree,
+    _recipe_from_tree,
+    _recipe_to_tree,
+)
+from isa95.b2mml.mapping.equipment import _equipment_from_tree, _equipment_to_tree
+from isa95.b2mml.mapping.material import _material_from_tree, _material_to_tree
+from isa95.b2mml.mapping.operations import (
+    _OPS,
+    _PROD,
+    _performance_from_tree,
+    _performance_to_tree,
+    _schedule_from_tree,
+    _schedule_to_tree,
+)
+from isa95.b2mml.mapping.personnel import _personnel_from_tree, _personnel_to_tree
+from isa95.b2mml.mapping.segments import _segments_from_tree, _segments_to_tree
+from isa95.b2mml.mapping.trees import (
+    ASSUMED_TIMEZONE,
+    V0600,
+    V0701,
+    Tracked,
+    _get,
+    _list,
+    _parse_time,
+    track,
+    unconsumed,
+)
+from isa95.batchrecord import BatchProductionRecord
+from isa95.equipment import EquipmentInformation
+from isa95.material import MaterialInformation
+from isa95.operations import (
+    OperationsPerformance,
+    OperationsSchedule,
+    ProcessSegmentInformation,
+)
+from isa95.personnel import PersonnelInformation
+from isa95.recipe import Recipe
+
+__all__ = [
+    "ASSUMED_TIMEZONE",
+    "NOUNS",
+    "Noun",
+    "Tracked",
+    "_get",
+    "_list",
+    "_parse_time",
+    "track",
+    "unconsumed",
+]
+
+
+@dataclass(frozen=True)
+class Noun:
+    """A document noun: its element name per release and its model mapping."""
+
+    name: str
+    model: type
+    versions: tuple[str, ...]
+    to_tree: Callable[[Any, str], dict[str, Any]]
+    from_tree: Callable[[dict[str, Any], str], Any]
+
+
+NOUNS: dict[str, Noun] = {
+    n.name: n
+    for n in [
+        Noun(
+            "MaterialInformation",
+            MaterialInformation,
+            (V0701, V0600),
+            _material_to_tree,
+            _material_from_tree,
+        ),
+        Noun(
+            "EquipmentInformation",
+            EquipmentInformation,
+            (V0701, V0600),
+            _equipment_to_tree,
+            _equipment_from_tree,
+        ),
+        Noun(
+            "PersonnelInformation",
+            PersonnelInformation,
+            (V0701, V0600),
+            _personnel_to_tree,
+            _personnel_from_tree,
+        ),
+        Noun(
+            "ProcessSegmentInformation",
+            ProcessSegmentInformation,
+            (V0701, V0600),
+            _segments_to_tree,
+            _segments_from_tree,
+        ),
+        Noun(
+            "OperationsSchedule",
+            OperationsSchedule,
+            (V0701, V0600),
+            lambda m, v: _schedule_to_tree(m, v, _OPS),
+            lambda t, v: _schedule_from_tree(t, v, _OPS),
+        ),
+        Noun(
+            "ProductionSchedule",
+            OperationsSchedule,
+            (V0600,),
+            lambda m, v: _schedule_to_tree(m, v, _PROD),
+            lambda t, v: _schedule_from_tree(t, v, _PROD),
+        ),
+        Noun(
+            "OperationsPerformance",
+            OperationsPerformance,
+            (V0701, V0600),
+            lambda m, v: _performance_to_tree(m, v, _OPS),
+            lambda t, v: _performance_from_tree(t, v, _OPS),
+        ),
+        Noun(
+            "ProductionPerformance",
+            OperationsPerformance,
+            (V0600,),
+            lambda m, v: _performance_to_tree(m, v, _PROD),
+            lambda t, v: _performance_from_tree(t, v, _PROD),
+        ),
+        Noun(
+            "BatchProductionRecord",
+            BatchProductionRecord,
+            (V0701, V0600),
+            _bpr_to_tree,
+            _bpr_from_tree,
+        ),
+        Noun("MasterRecipe", Recipe, (V0701, V0600), _recipe_to_tree, _recipe_from_tree),
+    ]
+}
+"""Supported nouns. A model type maps to the first noun listed for it."""

@@ -1,0 +1,89 @@
+"""EquipmentInformation ↔ isa95.equipment (role-based hierarchy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isa95.b2mml.mapping.trees import (
+    V0701,
+    _class_fields,
+    _class_tree,
+    _desc,
+    _get,
+    _list,
+    _model,
+    _property,
+    _property_tree,
+    _put,
+    _text,
+    _texts,
+    _where,
+)
+from isa95.equipment import Equipment, EquipmentClass, EquipmentInformation, EquipmentLevel
+from isa95.errors import ModelError
+
+
+def _child_name(version: str, base: str) -> str:
+    return f"{base}Child" if version == V0701 else base
+
+
+def _equipment_tree(e: Equipment, version: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {"ID": e.id}
+    _put(tree, "Description", _desc(e.description))
+    if version == V0701:
+        tree["EquipmentLevel"] = str(e.level)
+    else:  # V0600 types EquipmentLevel as a hierarchy scope
+        tree["EquipmentLevel"] = {"EquipmentID": e.id, "EquipmentElementLevel": str(e.level)}
+    _put(tree, "EquipmentProperty", [_property_tree(p) for p in e.properties])
+    _put(tree, _child_name(version, "Equipment"), [_equipment_tree(c, version) for c in e.children])
+    _put(tree, "EquipmentClassID", list(e.equipment_class_ids))
+    return tree
+
+
+def _equipment_to_tree(model: EquipmentInformation, version: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    _put(tree, "ID", model.id)
+    _put(tree, "Description", _desc(model.description))
+    _put(tree, "Equipment", [_equipment_tree(e, version) for e in model.equipment])
+    _put(
+        tree,
+        "EquipmentClass",
+        [_class_tree(c, "EquipmentClassProperty") for c in model.classes],
+    )
+    return tree
+
+
+def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInformation:
+    def equipment(t: dict[str, Any]) -> Equipment:
+        where = _where(t, "Equipment")
+        raw_level = t.get("EquipmentLevel")
+        if isinstance(raw_level, dict) and "EquipmentElementLevel" in raw_level:
+            raw_level.get("EquipmentID")
+            raw_level = raw_level.get("EquipmentElementLevel")
+        level = _text(raw_level)
+        if level is None or level not in EquipmentLevel.__members__.values():
+            raise ModelError(f"{where}: equipment level {level!r} is not a role-based level")
+        return _model(
+            lambda: Equipment(
+                id=_get(t, "ID"),
+                level=EquipmentLevel(level),
+                description=_get(t, "Description"),
+                properties=[_property(p) for p in _list(t, "EquipmentProperty")],
+                equipment_class_ids=_texts(t, "EquipmentClassID"),
+                children=[equipment(c) for c in _list(t, _child_name(version, "Equipment"))],
+            ),
+            where,
+        )
+
+    return _model(
+        lambda: EquipmentInformation(
+            id=_get(tree, "ID"),
+            description=_get(tree, "Description"),
+            equipment=[equipment(e) for e in _list(tree, "Equipment")],
+            classes=[
+                EquipmentClass(**_class_fields(c, "EquipmentClassProperty"))
+                for c in _list(tree, "EquipmentClass")
+            ],
+        ),
+        "EquipmentInformation",
+    )

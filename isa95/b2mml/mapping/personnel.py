@@ -1,0 +1,112 @@
+"""PersonnelInformation ↔ isa95.personnel (qualifications as QUAL: properties)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isa95.b2mml.mapping.trees import (
+    QUALIFICATION_PREFIX,
+    _class_fields,
+    _class_tree,
+    _desc,
+    _get,
+    _list,
+    _model,
+    _parse_time,
+    _property,
+    _property_tree,
+    _put,
+    _texts,
+    _value_tree,
+)
+from isa95.personnel import Person, PersonnelClass, PersonnelInformation, Qualification
+
+
+def _qualification_tree(q: Qualification) -> dict[str, Any]:
+    tree: dict[str, Any] = {"ID": QUALIFICATION_PREFIX + q.id}
+    _put(tree, "Description", _desc(q.description))
+    values = [{**_value_tree(q.result, None), "Key": "result"}] if q.result is not None else []
+    if q.valid_until is not None:
+        values.append(
+            {**_value_tree(q.valid_until.isoformat(), None, "dateTime"), "Key": "validUntil"}
+        )
+    _put(tree, "Value", values)
+    return tree
+
+
+def _qualification(t: dict[str, Any]) -> Qualification:
+    result = valid_until = None
+    for value in _list(t, "Value"):
+        key = _get(value, "Key")
+        _get(value, "DataType")
+        if key == "result":
+            result = _get(value, "ValueString")
+        elif key == "validUntil":
+            valid_until = _parse_time(_get(value, "ValueString"), "qualification validUntil")
+    return Qualification(
+        id=(_get(t, "ID") or "")[len(QUALIFICATION_PREFIX) :],
+        description=_get(t, "Description"),
+        result=result,
+        valid_until=valid_until,
+    )
+
+
+def _personnel_to_tree(model: PersonnelInformation, version: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    _put(tree, "ID", model.id)
+    _put(tree, "Description", _desc(model.description))
+    persons = []
+    for p in model.persons:
+        t: dict[str, Any] = {"ID": p.id}
+        _put(t, "PersonName", p.name)
+        _put(
+            t,
+            "PersonProperty",
+            [_property_tree(x) for x in p.properties]
+            + [_qualification_tree(q) for q in p.qualifications],
+        )
+        _put(t, "PersonnelClassID", list(p.personnel_class_ids))
+        persons.append(t)
+    _put(tree, "Person", persons)
+    _put(
+        tree,
+        "PersonnelClass",
+        [_class_tree(c, "PersonnelClassProperty") for c in model.classes],
+    )
+    return tree
+
+
+def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInformation:
+    def person(t: dict[str, Any]) -> Person:
+        props = _list(t, "PersonProperty")
+        return _model(
+            lambda: Person(
+                id=_get(t, "ID"),
+                name=_get(t, "PersonName"),
+                personnel_class_ids=_texts(t, "PersonnelClassID"),
+                properties=[
+                    _property(p)
+                    for p in props
+                    if not (_get(p, "ID") or "").startswith(QUALIFICATION_PREFIX)
+                ],
+                qualifications=[
+                    _qualification(p)
+                    for p in props
+                    if (_get(p, "ID") or "").startswith(QUALIFICATION_PREFIX)
+                ],
+            ),
+            f"Person {_get(t, 'ID')!r}",
+        )
+
+    return _model(
+        lambda: PersonnelInformation(
+            id=_get(tree, "ID"),
+            description=_get(tree, "Description"),
+            persons=[person(p) for p in _list(tree, "Person")],
+            classes=[
+                PersonnelClass(**_class_fields(c, "PersonnelClassProperty"))
+                for c in _list(tree, "PersonnelClass")
+            ],
+        ),
+        "PersonnelInformation",
+    )

@@ -1,0 +1,150 @@
+"""ProcessSegmentInformation ↔ isa95.operations.ProcessSegment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isa95.b2mml.mapping.trees import (
+    V0701,
+    _desc,
+    _get,
+    _list,
+    _model,
+    _put,
+    _quantity,
+    _quantity_tree,
+    _texts,
+    _value_tree,
+    _where,
+)
+from isa95.operations import (
+    DataValue,
+    MaterialSpecification,
+    MaterialUse,
+    ProcessSegment,
+    ProcessSegmentInformation,
+)
+
+
+def _parameter_name(version: str) -> str:
+    return "ProcessSegmentParameter" if version == V0701 else "Parameter"
+
+
+def _data_tree(d: DataValue) -> dict[str, Any]:
+    tree: dict[str, Any] = {"ID": d.id}
+    _put(tree, "Description", _desc(d.description))
+    tree["Value"] = [_value_tree(d.value, d.unit)]
+    return tree
+
+
+def _data(t: dict[str, Any]) -> DataValue:
+    values = _list(t, "Value")
+    value = _get(values[0], "ValueString") if values else ""
+    unit = _get(values[0], "UnitOfMeasure") if values else None
+    if values:
+        _get(values[0], "DataType")
+    return DataValue(
+        id=_get(t, "ID") or "", value=value or "", unit=unit, description=_get(t, "Description")
+    )
+
+
+def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {"ID": s.id}
+    _put(tree, "Description", _desc(s.description))
+    _put(
+        tree,
+        "PersonnelSegmentSpecification",
+        [
+            {
+                **({"ID": f"P{i}"} if version == V0701 else {}),
+                "PersonnelClassID": [c] if version == V0701 else c,
+            }
+            for i, c in enumerate(s.personnel_class_ids)
+        ],
+    )
+    _put(
+        tree,
+        "EquipmentSegmentSpecification",
+        [
+            {
+                **({"ID": f"E{i}"} if version == V0701 else {}),
+                "EquipmentClassID": [c] if version == V0701 else c,
+            }
+            for i, c in enumerate(s.equipment_class_ids)
+        ],
+    )
+    specs = []
+    for i, m in enumerate(s.materials):
+        t: dict[str, Any] = {"ID": f"M{i}"}
+        if m.material_class_id:
+            t["MaterialClassID"] = (
+                [m.material_class_id] if version == V0701 else m.material_class_id
+            )
+        if m.material_definition_id:
+            t["MaterialDefinitionID"] = (
+                [m.material_definition_id] if version == V0701 else m.material_definition_id
+            )
+        _put(t, "MaterialUse", m.use and str(m.use))
+        _put(t, "Quantity", _quantity_tree(m.quantity))
+        specs.append(t)
+    _put(tree, "MaterialSegmentSpecification", specs)
+    _put(tree, _parameter_name(version), [_data_tree(p) for p in s.parameters])
+    return tree
+
+
+def _segment_from_tree(t: dict[str, Any], version: str) -> ProcessSegment:
+    where = _where(t, "ProcessSegment")
+    materials = []
+    for m in _list(t, "MaterialSegmentSpecification"):
+        _get(m, "ID")
+        use = _get(m, "MaterialUse")
+        materials.append(
+            MaterialSpecification(
+                material_class_id=_get(m, "MaterialClassID"),
+                material_definition_id=_get(m, "MaterialDefinitionID"),
+                use=MaterialUse(use) if use in MaterialUse.__members__.values() else None,
+                quantity=_quantity(m, where),
+            )
+        )
+    for spec in _list(t, "PersonnelSegmentSpecification") + _list(
+        t, "EquipmentSegmentSpecification"
+    ):
+        _get(spec, "ID")
+    return _model(
+        lambda: ProcessSegment(
+            id=_get(t, "ID"),
+            description=_get(t, "Description"),
+            personnel_class_ids=[
+                x
+                for s in _list(t, "PersonnelSegmentSpecification")
+                for x in _texts(s, "PersonnelClassID")
+            ],
+            equipment_class_ids=[
+                x
+                for s in _list(t, "EquipmentSegmentSpecification")
+                for x in _texts(s, "EquipmentClassID")
+            ],
+            materials=materials,
+            parameters=[_data(p) for p in _list(t, _parameter_name(version))],
+        ),
+        where,
+    )
+
+
+def _segments_to_tree(model: ProcessSegmentInformation, version: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    _put(tree, "ID", model.id)
+    _put(tree, "Description", _desc(model.description))
+    _put(tree, "ProcessSegment", [_segment_to_tree(s, version) for s in model.segments])
+    return tree
+
+
+def _segments_from_tree(tree: dict[str, Any], version: str) -> ProcessSegmentInformation:
+    return _model(
+        lambda: ProcessSegmentInformation(
+            id=_get(tree, "ID"),
+            description=_get(tree, "Description"),
+            segments=[_segment_from_tree(s, version) for s in _list(tree, "ProcessSegment")],
+        ),
+        "ProcessSegmentInformation",
+    )
