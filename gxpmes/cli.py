@@ -355,6 +355,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_connect(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from gxpmes.connectors.runner import Connector, load_config, run_until_signalled
+    from gxpmes.database import Database
+    from gxpmes.ebr.engine import BatchEngine
+    from gxpmes.identity import IdentityService, SignatureService
+
+    config_path = Path(args.config)
+    config = load_config(config_path)
+    db = Database(args.db)
+    identity = IdentityService(db)
+    engine = BatchEngine(db, identity, SignatureService(identity, None))
+    connector = Connector(config, engine, config_path.parent)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run_until_signalled(
+            connector, stop, float(config.get("status_interval", args.status_interval))
+        )
+    finally:
+        db.close()
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gxpmes.demo import run_demo
 
@@ -427,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--jsonl", action="store_true", help="one JSON object per line")
     export.add_argument("--out", help="file to write (default: standard output)")
     export.set_defaults(func=cmd_audit_export)
+
+    connect = sub.add_parser("connect", help="run the OT connectors (OPC UA, MQTT, Sparkplug B)")
+    connect.add_argument("--config", required=True, help="connector configuration (TOML)")
+    connect.add_argument("--db", required=True)
+    connect.add_argument("--status-interval", type=float, default=10.0)
+    connect.set_defaults(func=cmd_connect)
 
     report = sub.add_parser("report", help="human-readable batch record (HTML and PDF)")
     report.add_argument("--db", required=True)

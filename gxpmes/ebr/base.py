@@ -81,6 +81,8 @@ class CapturedValue:
     source_ts: datetime
     server_ts: datetime | None = None
     quality: str = "Good"
+    source_key: str | None = None
+    """The source's identity of the value; a second delivery with the same key is skipped."""
 
 
 @dataclass(frozen=True)

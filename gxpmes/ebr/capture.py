@@ -49,6 +49,9 @@ class ValueCapture(RecipeRecords):
             return []
         server_now = self._now()
         with self.db.transaction() as conn:
+            values = self._not_yet_recorded(conn, values)
+            if not values:
+                return []
             problems, contexts = self._check_capture(conn, values)
             if problems:
                 refused = problems
@@ -67,6 +70,31 @@ class ValueCapture(RecipeRecords):
             f"{len(refused)} of {len(values)} values refused, none written: "
             + "; ".join(refused[:5])
         )
+
+    def _not_yet_recorded(
+        self, conn: Connection, values: Sequence[CapturedValue]
+    ) -> list[CapturedValue]:
+        """Drop values whose source key is already recorded (redelivered by the plant side)."""
+        keys = [v.source_key for v in values if v.source_key]
+        if not keys:
+            return list(values)
+        recorded: set[str] = set()
+        for start in range(0, len(keys), 500):
+            found = conn.execute(
+                select(ValueRow.source_key).where(
+                    ValueRow.source_key.in_(keys[start : start + 500])
+                )
+            ).scalars()
+            recorded.update(key for key in found if key is not None)
+        seen: set[str] = set()
+        fresh = []
+        for value in values:
+            if value.source_key:
+                if value.source_key in recorded or value.source_key in seen:
+                    continue
+                seen.add(value.source_key)
+            fresh.append(value)
+        return fresh
 
     def _check_capture(
         self, conn: Connection, values: Sequence[CapturedValue]
@@ -193,6 +221,7 @@ class ValueCapture(RecipeRecords):
                     "quality": v.quality,
                     "manual": manual,
                     "in_limits": ok,
+                    "source_key": v.source_key,
                 }
                 for seq, (v, ts, ok) in zip(receipt.seqs, rows, strict=True)
             ],

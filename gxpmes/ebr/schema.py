@@ -129,8 +129,14 @@ class ValueRow(AppBase):
     quality: Mapped[str] = mapped_column(String(16))
     manual: Mapped[bool] = mapped_column(Boolean)
     in_limits: Mapped[bool] = mapped_column(Boolean)
+    # The source's own identity of the value (connector dedup key): a value
+    # delivered twice by the plant side is recorded once.
+    source_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
-    __table_args__ = (Index("ix_ebr_value_batch", "batch_id", "parameter"),)
+    __table_args__ = (
+        Index("ix_ebr_value_batch", "batch_id", "parameter"),
+        Index("ux_ebr_value_source_key", "source_key", unique=True),
+    )
 
 
 class WeighingRow(AppBase):

@@ -27,6 +27,8 @@ def upgrade() -> None:
     connection = op.get_bind()
     baseline = [t for name, t in AppBase.metadata.tables.items() if name not in LATER_TABLES]
     AppBase.metadata.create_all(connection, tables=baseline)
+    # Tables take the models' current columns; later revisions that add columns
+    # check for them first, so they are no-ops on databases created this way.
     install_identity_guards(connection)
     install_append_only_guards(
         connection, tuple(t for t in ebr_schema.EBR_APPEND_ONLY if t not in LATER_TABLES)

@@ -1,0 +1,308 @@
+"""Sparkplug B: the payload's protobuf encoding and the edge-node session rules.
+
+Only the part of ``sparkplug_b.proto`` a data consumer needs is implemented
+(Payload: timestamp, metrics, seq; Metric: name, alias, timestamp, datatype,
+is_null and the scalar values), straight from the protobuf wire format, so
+no generated code is needed. :class:`SparkplugSession` tracks births (metric
+aliases), sequence numbers and deaths per edge node and says when a rebirth
+must be requested.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from gxpmes.connectors.model import DecodeError, Reading
+
+__all__ = [
+    "Metric",
+    "Payload",
+    "SparkplugSession",
+    "decode_payload",
+    "encode_payload",
+    "rebirth_request",
+]
+
+# Sparkplug B data types (scalar ones).
+INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64 = 1, 2, 3, 4, 5, 6, 7, 8
+FLOAT, DOUBLE, BOOLEAN, STRING, DATETIME, TEXT = 9, 10, 11, 12, 13, 14
+_SIGNED = {INT8: 8, INT16: 16, INT32: 32, INT64: 64}
+
+
+@dataclass
+class Metric:
+    """One Sparkplug metric (the scalar subset)."""
+
+    name: str | None = None
+    alias: int | None = None
+    timestamp: int | None = None  # ms since the epoch
+    datatype: int | None = None
+    is_null: bool = False
+    value: int | float | bool | str | None = None
+
+
+@dataclass
+class Payload:
+    """A Sparkplug B payload."""
+
+    timestamp: int | None = None
+    seq: int | None = None
+    metrics: list[Metric] = field(default_factory=list)
+
+
+# ------------------------------------------------------------- wire format
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    value &= (1 << 64) - 1
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise DecodeError("malformed", "truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise DecodeError("malformed", "varint longer than 10 bytes")
+
+
+def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
+    """``(field number, wire type, value)`` for every field of a message."""
+    out: list[tuple[int, int, int | bytes]] = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise DecodeError("malformed", "field number 0")
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+            out.append((number, wire, value))
+        elif wire == 1:
+            if pos + 8 > len(data):
+                raise DecodeError("malformed", "truncated 64-bit field")
+            out.append((number, wire, data[pos : pos + 8]))
+            pos += 8
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            if pos + length > len(data):
+                raise DecodeError("malformed", "truncated length-delimited field")
+            out.append((number, wire, data[pos : pos + length]))
+            pos += length
+        elif wire == 5:
+            if pos + 4 > len(data):
+                raise DecodeError("malformed", "truncated 32-bit field")
+            out.append((number, wire, data[pos : pos + 4]))
+            pos += 4
+        else:
+            raise DecodeError("malformed", f"unsupported wire type {wire}")
+    return out
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _decode_metric(data: bytes) -> Metric:
+    metric = Metric()
+    for number, wire, value in _fields(data):
+        if number == 1 and wire == 2 and isinstance(value, bytes):
+            metric.name = value.decode("utf-8", "strict")
+        elif number == 2 and wire == 0 and isinstance(value, int):
+            metric.alias = value
+        elif number == 3 and wire == 0 and isinstance(value, int):
+            metric.timestamp = value
+        elif number == 4 and wire == 0 and isinstance(value, int):
+            metric.datatype = value
+        elif number == 7 and wire == 0 and isinstance(value, int):
+            metric.is_null = bool(value)
+        elif number in (10, 11) and wire == 0 and isinstance(value, int):
+            bits = _SIGNED.get(metric.datatype or 0)
+            metric.value = _signed(value, bits) if bits else value
+        elif number == 12 and wire == 5 and isinstance(value, bytes):
+            metric.value = struct.unpack("<f", value)[0]
+        elif number == 13 and wire == 1 and isinstance(value, bytes):
+            metric.value = struct.unpack("<d", value)[0]
+        elif number == 14 and wire == 0 and isinstance(value, int):
+            metric.value = bool(value)
+        elif number == 15 and wire == 2 and isinstance(value, bytes):
+            metric.value = value.decode("utf-8", "strict")
+    return metric
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Decode a Sparkplug B payload; malformed input raises :class:`DecodeError`."""
+    if len(data) > 1 << 20:
+        raise DecodeError("too_large", f"payload of {len(data)} bytes")
+    payload = Payload()
+    try:
+        for number, wire, value in _fields(data):
+            if number == 1 and wire == 0 and isinstance(value, int):
+                payload.timestamp = value
+            elif number == 2 and wire == 2 and isinstance(value, bytes):
+                payload.metrics.append(_decode_metric(value))
+            elif number == 3 and wire == 0 and isinstance(value, int):
+                payload.seq = value
+    except UnicodeDecodeError as exc:
+        raise DecodeError("malformed", f"metric name or string is not UTF-8: {exc}") from exc
+    return payload
+
+
+def _ld(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _encode_metric(metric: Metric) -> bytes:
+    out = bytearray()
+    if metric.name is not None:
+        out += _ld(1, metric.name.encode())
+    if metric.alias is not None:
+        out += _varint(2 << 3) + _varint(metric.alias)
+    if metric.timestamp is not None:
+        out += _varint(3 << 3) + _varint(metric.timestamp)
+    if metric.datatype is not None:
+        out += _varint(4 << 3) + _varint(metric.datatype)
+    if metric.is_null:
+        out += _varint(7 << 3) + _varint(1)
+    value, kind = metric.value, metric.datatype
+    if value is not None and not metric.is_null:
+        if kind == BOOLEAN:
+            out += _varint(14 << 3) + _varint(int(bool(value)))
+        elif kind == FLOAT:
+            out += _varint(12 << 3 | 5) + struct.pack("<f", float(value))
+        elif kind == DOUBLE:
+            out += _varint(13 << 3 | 1) + struct.pack("<d", float(value))
+        elif kind in (STRING, TEXT):
+            out += _ld(15, str(value).encode())
+        elif kind in (INT64, UINT64, DATETIME):
+            out += _varint(11 << 3) + _varint(int(value))
+        else:
+            out += _varint(10 << 3) + _varint(int(value) & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def encode_payload(payload: Payload) -> bytes:
+    """Encode a payload (used for rebirth requests and by tests / simulators)."""
+    out = bytearray()
+    if payload.timestamp is not None:
+        out += _varint(1 << 3) + _varint(payload.timestamp)
+    for metric in payload.metrics:
+        out += _ld(2, _encode_metric(metric))
+    if payload.seq is not None:
+        out += _varint(3 << 3) + _varint(payload.seq)
+    return bytes(out)
+
+
+def rebirth_request(now_ms: int) -> bytes:
+    """The NCMD payload asking an edge node to publish its births again."""
+    return encode_payload(
+        Payload(
+            timestamp=now_ms,
+            metrics=[
+                Metric(name="Node Control/Rebirth", timestamp=now_ms, datatype=BOOLEAN, value=True)
+            ],
+        )
+    )
+
+
+# ----------------------------------------------------------------- sessions
+
+
+@dataclass
+class _Node:
+    seq: int | None = None
+    aliases: dict[int, str] = field(default_factory=dict)
+    online: bool = False
+
+
+class SparkplugSession:
+    """Per edge node: births, aliases, sequence numbers; turns messages into readings.
+
+    ``handle`` returns the readings of a message and whether a rebirth must be
+    requested (unknown alias, sequence gap, data before birth).
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[tuple[str, str], _Node] = {}
+
+    def handle(self, topic: str, data: bytes) -> tuple[list[Reading], bool]:
+        parts = topic.split("/")
+        if len(parts) < 4 or parts[0] != "spBv1.0":
+            raise DecodeError("malformed", f"{topic!r} is not a Sparkplug B topic")
+        group, kind, node = parts[1], parts[2], parts[3]
+        device = parts[4] if len(parts) > 4 else None
+        state = self._nodes.setdefault((group, node), _Node())
+        payload = decode_payload(data)
+        if kind == "NDEATH":
+            state.online = False
+            state.seq = None
+            return [], False
+        if kind not in ("NBIRTH", "DBIRTH", "NDATA", "DDATA", "DDEATH"):
+            return [], False
+        rebirth = False
+        if kind == "NBIRTH":
+            state.aliases.clear()
+            state.online = True
+        elif state.seq is None or not state.online:
+            rebirth = True  # data without a birth: ask for one
+        elif payload.seq is not None and payload.seq != (state.seq + 1) % 256:
+            rebirth = True
+        if payload.seq is not None:
+            state.seq = payload.seq
+        if kind == "DDEATH":
+            return [], rebirth
+        prefix = f"{group}/{node}" + (f"/{device}" if device else "")
+        readings = []
+        for metric in payload.metrics:
+            if (
+                kind in ("NBIRTH", "DBIRTH")
+                and metric.alias is not None
+                and metric.name is not None
+            ):
+                state.aliases[metric.alias] = f"{prefix}/{metric.name}"
+            name = (
+                f"{prefix}/{metric.name}" if metric.name else state.aliases.get(metric.alias or -1)
+            )
+            if name is None:
+                rebirth = True
+                continue
+            if metric.name is not None and metric.name.startswith(("Node Control/", "Properties/")):
+                continue
+            if metric.is_null or metric.value is None or isinstance(metric.value, bool | str):
+                continue  # not a process value
+            millis = metric.timestamp or payload.timestamp
+            if millis is None:
+                raise DecodeError("malformed", f"metric {name} has no timestamp", name)
+            value = metric.value
+            if isinstance(value, float) and (
+                value != value or value in (float("inf"), float("-inf"))
+            ):
+                raise DecodeError("non_finite", f"metric {name} is {value}", name)
+            readings.append(
+                Reading(
+                    name,
+                    Decimal(repr(value)) if isinstance(value, float) else Decimal(value),
+                    datetime.fromtimestamp(millis / 1000, UTC),
+                    dedup_key=f"spb|{prefix}|{payload.seq}|{millis}|{metric.alias}|{metric.name}",
+                )
+            )
+        return readings, rebirth

@@ -1,0 +1,63 @@
+"""Connector fixtures: a batch in execution with its HEAT phase running, a spool, the broker."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from ebr_support import HEAT, Plant, make_plant
+
+from gxpmes.connectors.model import TagBinding, TagMap
+from gxpmes.connectors.spool import Spool
+from isa95.common import Quantity
+
+BATCH = "B-OT-1"
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Plant]:
+    plant = make_plant(str(tmp_path / "mes.db"))
+    engine, op = plant.engine, plant.sessions["op1"]
+    engine.create_batch(
+        plant.sessions["sup1"],
+        BATCH,
+        recipe_id="MR-GRAN",
+        version="1",
+        lot_id="L-OT",
+        planned=Quantity(value=Decimal("100"), unit="kg"),
+        equipment=["GRAN-01", "BLEND-01"],
+    )
+    engine.start_batch(op, BATCH)
+    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
+        engine.command(op, BATCH, path, "Start")
+    yield plant
+    plant.db.close()
+
+
+@pytest.fixture
+def tags() -> TagMap:
+    return TagMap({"GRAN01/TT-101": TagBinding(BATCH, f"{HEAT}/temperature", "Cel")})
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    s = Spool(tmp_path / "spool.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def broker() -> tuple[str, int]:
+    """The real Mosquitto on 127.0.0.1:1883 (a failure in CI when it is missing)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 1883), timeout=2):
+            pass
+    except OSError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Mosquitto is required in CI but unavailable: {exc}")
+        pytest.skip(f"Mosquitto unavailable: {exc}")
+    return "127.0.0.1", 1883
