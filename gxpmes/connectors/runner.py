@@ -151,6 +151,9 @@ class Connector:
             self.forwarder.forward_once()  # last drain; anything left stays spooled
         except Exception as exc:  # database down at shutdown: the spool keeps the values
             log.warning("values kept in the spool at shutdown: %s", exc)
+
+    def close(self) -> None:
+        """Close the spool (after :meth:`stop`)."""
         self.spool.close()
 
 
@@ -168,3 +171,4 @@ def run_until_signalled(
     connector.stop()
     line, _ = connector.status_line(previous, time.monotonic() - last)
     echo(line + " (stopped)", flush=True)
+    connector.close()
