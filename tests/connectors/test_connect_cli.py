@@ -1,4 +1,4 @@
-"""``gxpmes connect``: status lines, clean SIGTERM, and no acknowledged value lost across SIGKILLs."""
+"""``gxpmes connect``: status lines, clean SIGTERM, no acknowledged value lost across SIGKILLs."""
 
 from __future__ import annotations
 
@@ -43,9 +43,13 @@ topics = ["{topic}"]
 
 
 def start(config: Path, db: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "gxpmes.cli", "connect", "--config", str(config),
-                             "--db", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "gxpmes.cli", "connect", "--config", str(config), "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
 
 
 def recorded(db_path: str) -> list[dict[str, object]]:
@@ -54,8 +58,12 @@ def recorded(db_path: str) -> list[dict[str, object]]:
         with db.read() as conn:
             from sqlalchemy import text
 
-            return [dict(r._mapping) for r in conn.execute(
-                text("SELECT seq, value, source_key FROM ebr_value ORDER BY seq")).all()]
+            return [
+                dict(r._mapping)
+                for r in conn.execute(
+                    text("SELECT seq, value, source_key FROM ebr_value ORDER BY seq")
+                ).all()
+            ]
     finally:
         db.close()
 
@@ -77,8 +85,13 @@ def publisher() -> mqtt.Client:
 
 
 def reading(i: int, base: datetime) -> bytes:
-    return json.dumps({"tag": "GRAN01/TT-101", "value": f"{70 + (i % 40) / 10:.1f}",
-                       "ts": (base + timedelta(milliseconds=i)).isoformat()}).encode()
+    return json.dumps(
+        {
+            "tag": "GRAN01/TT-101",
+            "value": f"{70 + (i % 40) / 10:.1f}",
+            "ts": (base + timedelta(milliseconds=i)).isoformat(),
+        }
+    ).encode()
 
 
 def test_status_lines_and_clean_sigterm(running, broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
