@@ -47,8 +47,22 @@ class Forwarder:
         self._stop = threading.Event()
         self._clock = clock
 
+    def report_rejected(self) -> None:
+        """Refused input of a mapped tag becomes a data-quality exception on its batch."""
+        rows = self.spool.rejected()
+        for _row_id, tag, reason, detail in rows:
+            if tag not in self.tags:
+                continue  # unknown tags concern no batch: counted and logged at the source
+            binding = self.tags.get(tag)
+            self.engine.report_data_quality(
+                binding.batch_id, binding.parameter, f"{reason}: {detail}"
+            )
+            self.counts["data_quality_exceptions"] += 1
+        self.spool.forget_rejected([row[0] for row in rows])
+
     def forward_once(self) -> int:
         """Forward what is pending now; returns how many values were recorded."""
+        self.report_rejected()
         recorded = 0
         while True:
             pending = self.spool.peek(self.batch_size)

@@ -99,6 +99,8 @@ class MqttSource:
         except DecodeError as exc:
             self.counts[exc.reason] += 1
             log.warning("refused message on %s: %s", message.topic, exc)
+            if exc.tag:
+                self.spool.reject(exc.tag, exc.reason, f"MQTT {message.topic}: {exc}")
         except Exception:  # the spool could not be written: do not ack, the broker redelivers
             self.counts["spool_errors"] += 1
             log.exception("could not spool message on %s; not acknowledged", message.topic)

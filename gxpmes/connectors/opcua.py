@@ -122,6 +122,7 @@ class OpcUaSource:
         except DecodeError as exc:
             self.counts[exc.reason] += 1
             log.warning("refused OPC UA value of %s: %s", tag, exc)
+            self.spool.reject(tag, exc.reason, f"OPC UA {node.nodeid.to_string()}: {exc}")
 
     def status_change_notification(self, status: Any) -> None:
         self.counts["status_changes"] += 1

@@ -36,6 +36,35 @@ class Spool:
         # Keys of everything ever spooled: redelivery after a crash or a broker
         # retry must not record a value twice.
         self._conn.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY)")
+        # Refused input that names a tag: the forwarder turns it into a
+        # data-quality exception on the batch the tag feeds.
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "tag TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL)"
+        )
+
+    def reject(self, tag: str, reason: str, detail: str) -> None:
+        """Keep a refused reading of ``tag`` for the forwarder to report on its batch."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO rejected (tag, reason, detail) VALUES (?, ?, ?)",
+                (tag, reason, detail[:1000]),
+            )
+
+    def rejected(self, limit: int = 100) -> list[tuple[int, str, str, str]]:
+        """``(id, tag, reason, detail)`` of refused readings not yet reported."""
+        with self._lock:
+            return [
+                tuple(r)
+                for r in self._conn.execute(
+                    "SELECT id, tag, reason, detail FROM rejected ORDER BY id LIMIT ?", (limit,)
+                )
+            ]
+
+    def forget_rejected(self, ids: list[int]) -> None:
+        """Drop reported refusals."""
+        with self._lock:
+            self._conn.executemany("DELETE FROM rejected WHERE id = ?", [(i,) for i in ids])
 
     def put(self, readings: list[Reading]) -> int:
         """Store readings durably; returns how many were new (duplicates are dropped)."""

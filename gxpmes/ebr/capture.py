@@ -230,6 +230,28 @@ class ValueCapture(RecipeRecords):
             self._raise_exception(conn, value.batch_id, kind, detail, f"{value.parameter}")
         return list(receipt.seqs)
 
+    def report_data_quality(self, batch_id: str, parameter: str, detail: str) -> None:
+        """Input for a batch parameter was refused before capture (malformed, non-finite...).
+
+        While the batch executes this is a ``data_quality`` exception for review;
+        otherwise it is recorded in the audit trail only.
+        """
+        with self.db.transaction() as conn:
+            batch = conn.execute(
+                select(BatchRow.status).where(BatchRow.batch_id == batch_id)
+            ).first()
+            if batch is not None and batch.status == IN_EXECUTION:
+                self._raise_exception(conn, batch_id, "data_quality", detail, parameter)
+            else:
+                self._audit(
+                    conn,
+                    self.collector,
+                    "capture.refused",
+                    "batch",
+                    batch_id,
+                    new={"parameter": parameter, "detail": detail},
+                )
+
     def manual_entry(self, session: Session, value: CapturedValue, *, reason: str) -> int:
         """A value typed in by a person (e.g. a handheld reading); always an exception to review."""
         with self.db.transaction() as conn:

@@ -236,3 +236,17 @@ def test_forwarder_keeps_values_through_a_database_outage(running, tags, spool) 
     assert forwarder.forward_once() == 2
     assert len(spool) == 0 and forwarder.counts["unknown_tag"] >= 1
     assert [v["value"] for v in running.engine.values("B-OT-1")] == ["70.5", "71.5"]
+
+
+def test_refused_input_of_a_mapped_tag_is_a_data_quality_exception(running, tags, spool) -> None:  # type: ignore[no-untyped-def]
+    spool.reject("GRAN01/TT-101", "non_finite", "value NaN")
+    spool.reject("NOT-MAPPED", "malformed", "garbage")
+    forwarder = Forwarder(spool, running.engine, tags)
+    forwarder.forward_once()
+    items = [
+        i
+        for i in running.engine.review_by_exception("B-OT-1")
+        if i.kind == "exception:data_quality"
+    ]
+    assert len(items) == 1 and "non_finite: value NaN" in items[0].detail
+    assert spool.rejected() == [] and forwarder.counts["data_quality_exceptions"] == 1
