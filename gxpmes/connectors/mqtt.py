@@ -53,6 +53,8 @@ class MqttSource:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self._pending_subscriptions = 0
         self.host, self.port = host, port
 
     def start(self) -> None:
@@ -71,10 +73,19 @@ class MqttSource:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT connection refused: %s", reason)
             return
-        for topic in self.topics + self.sparkplug_topics:
+        topics = self.topics + self.sparkplug_topics
+        self._pending_subscriptions = len(topics)
+        for topic in topics:
             client.subscribe(topic, qos=1)
-        self.connected.set()
         log.info("connected to MQTT %s:%s", self.host, self.port)
+
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: Any, reasons: Any, properties: Any
+    ) -> None:
+        # Ready only once the broker confirmed every subscription.
+        self._pending_subscriptions -= 1
+        if self._pending_subscriptions <= 0:
+            self.connected.set()
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any

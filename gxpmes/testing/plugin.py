@@ -253,3 +253,26 @@ def gxp_plant(gxp_db_url: str) -> Iterator[TestPlant]:
     plant = build_plant(gxp_db_url)
     yield plant
     plant.db.close()
+
+
+@pytest.fixture
+def gxp_opcua_server() -> Iterator[Any]:
+    """A simulated OPC UA server with tags GRAN01.TT101 and GRAN01.SC101 (``opcua`` extra)."""
+    pytest.importorskip("asyncua")
+    from gxpmes.testing.simulators import OpcUaSimulator
+
+    simulator = OpcUaSimulator(["GRAN01.TT101", "GRAN01.SC101"])
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def gxp_mqtt_publisher() -> Iterator[Any]:
+    """A QoS 1 JSON publisher to the broker at 127.0.0.1:1883 (``mqtt`` extra)."""
+    pytest.importorskip("paho.mqtt")
+    from gxpmes.testing.simulators import MqttPublisher
+
+    publisher = MqttPublisher()
+    yield publisher
+    publisher.close()
