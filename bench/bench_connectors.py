@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -26,7 +25,6 @@ from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding, TagMap
 from gxpmes.connectors.mqtt import MqttSource
 from gxpmes.connectors.spool import Spool
-from isa95.common import Quantity
 
 
 def client(name: str) -> mqtt.Client:
@@ -89,19 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gxpmes-bench-ot-"))
     plant = make_plant(str(workdir / "mes.db"))
-    engine, op = plant.engine, plant.sessions["op1"]
-    engine.create_batch(
-        plant.sessions["sup1"],
-        "B-1",
-        recipe_id="MR-GRAN",
-        version="1",
-        lot_id="L",
-        planned=Quantity(value=Decimal("100"), unit="kg"),
-        equipment=["GRAN-01", "BLEND-01"],
-    )
-    engine.start_batch(op, "B-1")
-    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
-        engine.command(op, "B-1", path, "Start")
+    engine = plant.engine
+    plant.start_batch("B-1", phases=(HEAT,))
     messages = payloads(args.values, args.per_message)
     raw = raw_rate(messages, args.values)
 

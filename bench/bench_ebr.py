@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
 from gxpmes.ebr.engine import CapturedValue
-from isa95.common import Quantity
 
 
 def main() -> None:
@@ -31,19 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gxpmes-bench-ebr-"))
     plant = make_plant(str(workdir / "mes.db"))
-    engine, op = plant.engine, plant.sessions["op1"]
-    engine.create_batch(
-        plant.sessions["sup1"],
-        "B-1",
-        recipe_id="MR-GRAN",
-        version="1",
-        lot_id="B-1-LOT",
-        planned=Quantity(value=Decimal("100"), unit="kg"),
-        equipment=["GRAN-01", "BLEND-01"],
-    )
-    engine.start_batch(op, "B-1")
-    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
-        engine.command(op, "B-1", path, "Start")
+    engine = plant.engine
+    plant.start_batch("B-1", phases=(HEAT,))
     start = plant.clock()
     values = [
         CapturedValue(

@@ -154,6 +154,29 @@ class TestPlant:
         """The user's session, logging in again if it ended."""
         return self.sessions[user]
 
+    def start_batch(self, batch_id: str, *, phases: tuple[str, ...] = ()) -> None:
+        """Create ``batch_id`` from the approved recipe, start it with its unit procedures
+        and operations running, then start ``phases`` (paths such as :data:`HEAT`)."""
+        self.engine.create_batch(
+            self.sessions["sup1"],
+            batch_id,
+            recipe_id="MR-GRAN",
+            version="1",
+            lot_id=f"{batch_id}-LOT",
+            planned=Quantity(value=Decimal("100"), unit="kg"),
+            equipment=["GRAN-01", "BLEND-01"],
+        )
+        operator = self.sessions["op1"]
+        self.engine.start_batch(operator, batch_id)
+        for path in (
+            "GRAN/UP-GRAN",
+            "GRAN/UP-GRAN/OP-WET",
+            "GRAN/UP-BLEND",
+            "GRAN/UP-BLEND/OP-BLEND",
+            *phases,
+        ):
+            self.engine.command(operator, batch_id, path, "Start")
+
     def relogin(self, user: str) -> Session:
         """Start a fresh session for ``user``."""
         self.sessions[user] = self.identity.login(user, USERS[user][2], client_tz="Europe/Berlin")

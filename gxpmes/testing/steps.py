@@ -49,11 +49,6 @@ def _attempt(plant: TestPlant, action: Callable[[], Any]) -> Any:
         return None
 
 
-def _containers(plant: TestPlant, batch: str) -> None:
-    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", "GRAN/UP-BLEND", "GRAN/UP-BLEND/OP-BLEND"):
-        plant.engine.command(plant.session("op1"), batch, path, "Start")
-
-
 # --------------------------------------------------------------------- given
 
 
@@ -77,9 +72,7 @@ def batch_created(plant: TestPlant, batch: str) -> None:
 
 @given(parsers.parse('batch "{batch}" is in execution'))
 def batch_in_execution(plant: TestPlant, batch: str) -> None:
-    batch_created(plant, batch)
-    plant.engine.start_batch(plant.session("op1"), batch)
-    _containers(plant, batch)
+    plant.start_batch(batch)
 
 
 @given(parsers.parse('phase "{phase}" of batch "{batch}" is running'))

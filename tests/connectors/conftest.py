@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from ebr_support import HEAT, Plant, make_plant
 
 from gxpmes.connectors.model import TagBinding, TagMap
 from gxpmes.connectors.spool import Spool
-from isa95.common import Quantity
 
 BATCH = "B-OT-1"
 
@@ -21,19 +19,7 @@ BATCH = "B-OT-1"
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Plant]:
     plant = make_plant(str(tmp_path / "mes.db"))
-    engine, op = plant.engine, plant.sessions["op1"]
-    engine.create_batch(
-        plant.sessions["sup1"],
-        BATCH,
-        recipe_id="MR-GRAN",
-        version="1",
-        lot_id="L-OT",
-        planned=Quantity(value=Decimal("100"), unit="kg"),
-        equipment=["GRAN-01", "BLEND-01"],
-    )
-    engine.start_batch(op, BATCH)
-    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
-        engine.command(op, BATCH, path, "Start")
+    plant.start_batch(BATCH, phases=(HEAT,))
     yield plant
     plant.db.close()
 

@@ -21,7 +21,6 @@ from audit.note import NoteSigner
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.reports import collect_report, render_report
 from gxpmes.reports.plots import MAX_POINTS, downsample
-from isa95.common import Quantity
 
 B = "B-2026-0001"
 
@@ -134,19 +133,8 @@ def test_downsampling_keeps_every_exception(count: int, keep: list[int], max_poi
 @pytest.mark.slow
 def test_large_batch_renders_with_downsampled_plots(tmp_path: Path) -> None:
     plant = make_plant(str(tmp_path / "big.db"))
-    engine, op = plant.engine, plant.sessions["op1"]
-    engine.create_batch(
-        plant.sessions["sup1"],
-        "B-BIG",
-        recipe_id="MR-GRAN",
-        version="1",
-        lot_id="L-BIG",
-        planned=Quantity(value=Decimal("100"), unit="kg"),
-        equipment=["GRAN-01", "BLEND-01"],
-    )
-    engine.start_batch(op, "B-BIG")
-    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
-        engine.command(op, "B-BIG", path, "Start")
+    engine = plant.engine
+    plant.start_batch("B-BIG", phases=(HEAT,))
     start = plant.clock()
     spikes = {13_337, 64_000, 99_999}
     values = [
