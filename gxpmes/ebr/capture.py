@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from audit.entry import Actor, AuditEvent
 from gxpmes.ebr.base import (
@@ -160,6 +160,7 @@ class ValueCapture(RecipeRecords):
         events = []
         rows = []
         exceptions = []
+        limits_of: dict[tuple[str, str], FormulaParameter | None] = {}
         for value in values:
             server_ts = value.server_ts or server_now
             events.append(
@@ -179,8 +180,10 @@ class ValueCapture(RecipeRecords):
                     reason=reason,
                 )
             )
-            _batch, recipe = contexts[value.batch_id]
-            limits = self._limits(recipe, value.parameter)
+            key = (value.batch_id, value.parameter)
+            if key not in limits_of:  # one recipe lookup per parameter, not per value
+                limits_of[key] = self._limits(contexts[value.batch_id][1], value.parameter)
+            limits = limits_of[key]
             in_limits = limits is None or limits.within_limits(value.value)
             if limits is not None and limits.unit and limits.unit != value.unit:
                 in_limits = False
@@ -206,29 +209,54 @@ class ValueCapture(RecipeRecords):
                     )
                 )
         receipt = self.db.ledger.append_many(events, conn=conn)
-        conn.execute(
-            insert(ValueRow),
-            [
-                {
-                    "seq": seq,
-                    "batch_id": v.batch_id,
-                    "parameter": v.parameter,
-                    "tag": v.tag,
-                    "value": str(v.value),
-                    "unit": v.unit,
-                    "source_ts": v.source_ts.isoformat(),
-                    "server_ts": ts.isoformat(),
-                    "quality": v.quality,
-                    "manual": manual,
-                    "in_limits": ok,
-                    "source_key": v.source_key,
-                }
-                for seq, (v, ts, ok) in zip(receipt.seqs, rows, strict=True)
-            ],
-        )
+        server_text = server_now.isoformat()
+        value_rows = [
+            (
+                seq,
+                v.batch_id,
+                v.parameter,
+                v.tag,
+                str(v.value),
+                v.unit,
+                v.source_ts.isoformat(),
+                server_text if ts is server_now else ts.isoformat(),
+                v.quality,
+                manual,
+                ok,
+                v.source_key,
+            )
+            for seq, (v, ts, ok) in zip(receipt.seqs, rows, strict=True)
+        ]
+        # Driver-level executemany, as the ledger does: this is the capture hot path.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self._value_insert_sql(conn), value_rows)
+        finally:
+            cursor.close()
         for value, kind, detail in exceptions:
             self._raise_exception(conn, value.batch_id, kind, detail, f"{value.parameter}")
         return list(receipt.seqs)
+
+    def _value_insert_sql(self, conn: Connection) -> str:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        columns = (
+            "seq",
+            "batch_id",
+            "parameter",
+            "tag",
+            "value",
+            "unit",
+            "source_ts",
+            "server_ts",
+            "quality",
+            "manual",
+            "in_limits",
+            "source_key",
+        )
+        return (
+            f"INSERT INTO ebr_value ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})"
+        )
 
     def report_data_quality(self, batch_id: str, parameter: str, detail: str) -> None:
         """Input for a batch parameter was refused before capture (malformed, non-finite...).

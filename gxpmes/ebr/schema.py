@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gxpmes.identity.schema import AppBase
@@ -135,7 +135,15 @@ class ValueRow(AppBase):
 
     __table_args__ = (
         Index("ix_ebr_value_batch", "batch_id", "parameter"),
-        Index("ux_ebr_value_source_key", "source_key", unique=True),
+        # Partial: only values that carry a key (from connectors) are indexed,
+        # so API captures without one pay nothing for it.
+        Index(
+            "ux_ebr_value_source_key",
+            "source_key",
+            unique=True,
+            sqlite_where=text("source_key IS NOT NULL"),
+            postgresql_where=text("source_key IS NOT NULL"),
+        ),
     )
 
 

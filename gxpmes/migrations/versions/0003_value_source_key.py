@@ -22,7 +22,14 @@ def upgrade() -> None:
         op.add_column("ebr_value", sa.Column("source_key", sa.String(512), nullable=True))
     indexes = {i["name"] for i in sa.inspect(connection).get_indexes("ebr_value")}
     if "ux_ebr_value_source_key" not in indexes:
-        op.create_index("ux_ebr_value_source_key", "ebr_value", ["source_key"], unique=True)
+        op.create_index(
+            "ux_ebr_value_source_key",
+            "ebr_value",
+            ["source_key"],
+            unique=True,
+            sqlite_where=sa.text("source_key IS NOT NULL"),
+            postgresql_where=sa.text("source_key IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
