@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -122,8 +121,3 @@ def open_checkpoint(note: str | bytes) -> OpenedCheckpoint:
             raise CheckpointError("signed checkpoint is not UTF-8") from exc
     text, signatures = split_note(note)
     return OpenedCheckpoint(parse_checkpoint(text), tuple(signatures), text)
-
-
-def signature_keys(opened: OpenedCheckpoint) -> Iterable[str]:
-    """Key ids of the signature lines."""
-    return (s.key_id for s in opened.signatures)

@@ -42,7 +42,7 @@ from audit.merkle import (
 from audit.note import NoteSigner
 from audit.schema import CheckpointRow, EntryRow, LogMetaRow, create_schema, object_key
 
-__all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger", "StoredRow"]
+__all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger"]
 
 # Arbitrary but fixed: the advisory lock every appender of one database takes.
 _PG_APPEND_LOCK = 0x67786D6573  # "gxmes"
@@ -104,16 +104,6 @@ class ConsistencyProof:
             "new_root": self.new_root.hex(),
             "path": [h.hex() for h in self.path],
         }
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """An entry row exactly as stored, for verification and export."""
-
-    seq: int
-    canonical: bytes
-    leaf_hash: bytes
-    tree_hashes: bytes
 
 
 def _utc_now() -> datetime:
@@ -333,30 +323,6 @@ class Ledger:
                     yield from cursor.execute(sql)  # sqlite3 returns bytes already
                 finally:
                     cursor.close()
-
-    def iter_rows(
-        self, start: int = 0, stop: int | None = None, chunk: int = 20_000
-    ) -> Iterator[StoredRow]:
-        """Stored rows in seq order, fetched in chunks (keyset pagination)."""
-        with self._read() as conn:
-            last = start - 1
-            while True:
-                query = (
-                    select(
-                        EntryRow.seq, EntryRow.canonical, EntryRow.leaf_hash, EntryRow.tree_hashes
-                    )
-                    .where(EntryRow.seq > last)
-                    .order_by(EntryRow.seq)
-                    .limit(chunk)
-                )
-                if stop is not None:
-                    query = query.where(EntryRow.seq < stop)
-                rows = conn.execute(query).all()
-                for seq, canonical, leaf, tree in rows:
-                    yield StoredRow(seq, bytes(canonical), bytes(leaf), bytes(tree))
-                if len(rows) < chunk:
-                    return
-                last = rows[-1][0]
 
     # -------------------------------------------------------------- proofs
 
