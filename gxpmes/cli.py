@@ -128,13 +128,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         raise CliError("--checkpoint and --public-key go together")
     ledger = _open_ledger(args.db, read_only=True)
     checkpoint = _read_text(args.checkpoint) if args.checkpoint else None
-    trusted = []
-    if args.public_key:
-        raw = load_public_key(Path(args.public_key))
-        # The name is part of the key hash; trust this key under every name
-        # the checkpoint's signature lines use.
-        names = _signature_names(checkpoint or "") or [DEFAULT_KEY_NAME]
-        trusted = [TrustedKey(NoteVerifier(name, raw)) for name in names]
+    trusted = _checkpoint_keys(args.public_key, checkpoint)
 
     def progress(done: int) -> None:
         if not args.json:
@@ -148,6 +142,30 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     else:
         print(report.summary())
     return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def _checkpoint_keys(public_key: str | None, checkpoint: str | None) -> list[TrustedKey]:
+    """The checkpoint key of ``public_key`` (a public.pem), if one is given.
+
+    The key name is part of the key hash, so the key is trusted under every
+    name the checkpoint's signature lines use.
+    """
+    if not public_key:
+        return []
+    raw = load_public_key(Path(public_key))
+    names = _signature_names(checkpoint or "") or [DEFAULT_KEY_NAME]
+    return [TrustedKey(NoteVerifier(name, raw)) for name in names]
+
+
+def _engine(db: Any, trusted_system_keys: dict[str, bytes] | None = None) -> Any:
+    """A batch engine that reads, captures and verifies, but holds no key to sign with."""
+    from gxpmes.ebr.engine import BatchEngine
+    from gxpmes.identity import IdentityService, SignatureService
+
+    identity = IdentityService(db)
+    return BatchEngine(
+        db, identity, SignatureService(identity, None, trusted_system_keys=trusted_system_keys)
+    )
 
 
 def _signature_names(note: str) -> list[str]:
@@ -314,32 +332,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from gxpmes.database import Database
-    from gxpmes.ebr.engine import BatchEngine
-    from gxpmes.identity import IdentityService, SignatureService
     from gxpmes.identity.signatures import key_id_of
     from gxpmes.reports import render_report
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     checkpoint = _read_text(args.checkpoint) if args.checkpoint else None
-    trusted_checkpoint: list[TrustedKey] = []
+    trusted_checkpoint = _checkpoint_keys(args.public_key, checkpoint)
     trusted_signatures: dict[str, bytes] = {}
-    if args.public_key:
-        raw = load_public_key(Path(args.public_key))
-        names = _signature_names(checkpoint or "") or [DEFAULT_KEY_NAME]
-        trusted_checkpoint = [TrustedKey(NoteVerifier(name, raw)) for name in names]
-    for path in (
-        [args.signature_key or args.public_key] if (args.signature_key or args.public_key) else []
-    ):
-        raw = load_public_key(Path(path))
+    signature_key = args.signature_key or args.public_key
+    if signature_key:
+        raw = load_public_key(Path(signature_key))
         trusted_signatures[key_id_of(raw)] = raw
     if "://" not in args.db and not Path(args.db).exists():
         raise CliError(f"no such database file: {args.db}")
     db = Database(args.db)
     try:
-        identity = IdentityService(db)
-        engine = BatchEngine(
-            db, identity, SignatureService(identity, None, trusted_system_keys=trusted_signatures)
-        )
+        engine = _engine(db, trusted_signatures)
         written = render_report(
             engine,
             args.batch,
@@ -361,15 +369,11 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     from gxpmes.connectors.runner import Connector, load_config, run_until_signalled
     from gxpmes.database import Database
-    from gxpmes.ebr.engine import BatchEngine
-    from gxpmes.identity import IdentityService, SignatureService
 
     config_path = Path(args.config)
     config = load_config(config_path)
     db = Database(args.db)
-    identity = IdentityService(db)
-    engine = BatchEngine(db, identity, SignatureService(identity, None))
-    connector = Connector(config, engine, config_path.parent)
+    connector = Connector(config, _engine(db), config_path.parent)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

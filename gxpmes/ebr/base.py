@@ -179,10 +179,7 @@ class EngineBase:
         return row
 
     def _batch(self, conn: Connection, batch_id: str) -> Any:
-        row = conn.execute(select(BatchRow).where(BatchRow.batch_id == batch_id)).one_or_none()
-        if row is None:
-            raise BatchError(f"no batch {batch_id!r}")
-        return row
+        return self._one(conn, BatchRow.batch_id, batch_id, "batch")
 
     def _open_batch(self, conn: Connection, batch_id: str, *allowed: str) -> Any:
         row = self._batch(conn, batch_id)

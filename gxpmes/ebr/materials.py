@@ -9,9 +9,6 @@ from gxpmes.ebr.schema import (
     GenealogyRow,
     LotRow,
 )
-from gxpmes.errors import (
-    BatchError,
-)
 from gxpmes.identity.service import Session
 from isa95.common import Quantity
 
@@ -58,9 +55,7 @@ class MaterialRecords(EquipmentRecords):
         """QA changes a lot's status (e.g. Quarantine → Released)."""
         with self.db.transaction() as conn:
             user = self._user(conn, session, "material.release")
-            row = conn.execute(select(LotRow).where(LotRow.lot_id == lot_id)).one_or_none()
-            if row is None:
-                raise BatchError(f"no lot {lot_id!r}")
+            row = self._one(conn, LotRow.lot_id, lot_id, "lot")
             conn.execute(update(LotRow).where(LotRow.lot_id == lot_id).values(status=status))
             self._audit(
                 conn,

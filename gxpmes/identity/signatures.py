@@ -358,24 +358,16 @@ class SignatureService:
     def _check_separation(
         self, conn: Connection, record: Signable, meaning: str, user: User
     ) -> None:
-        existing = (
-            [
-                _from_row(r)
-                for r in conn.execute(
-                    select(SignatureRow).where(SignatureRow.scope == record.signable_scope)
-                )
-            ]
+        # The scope's signatures (a batch); a record without a scope is its own scope.
+        conditions = (
+            [SignatureRow.scope == record.signable_scope]
             if record.signable_scope
             else [
-                _from_row(r)
-                for r in conn.execute(
-                    select(SignatureRow).where(
-                        SignatureRow.record_type == record.signable_type,
-                        SignatureRow.record_id == record.signable_id,
-                    )
-                )
+                SignatureRow.record_type == record.signable_type,
+                SignatureRow.record_id == record.signable_id,
             ]
         )
+        existing = [_from_row(r) for r in conn.execute(select(SignatureRow).where(*conditions))]
         on_record = [
             s
             for s in existing

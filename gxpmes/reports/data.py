@@ -70,11 +70,10 @@ def collect_report(
         for p in element.parameters
     }
 
-    checks = {(s.signature_id): problem for s, problem in engine.verify_batch_signatures(batch_id)}
     signatures = []
     by_record: dict[str, list[dict[str, Any]]] = {}
-    for signature in engine.signatures.signatures_in_scope(batch_id):
-        problem = checks.get(signature.signature_id)
+    # Every signature of the batch, in signing order, each checked against its record now.
+    for signature, problem in engine.verify_batch_signatures(batch_id):
         entry = {
             "record_type": signature.record_type,
             "record_id": signature.record_id,
@@ -117,6 +116,7 @@ def collect_report(
     for step in engine.steps(batch_id):
         steps.append({**step, "signatures": by_record.get(f"{batch_id}/{step['path']}", [])})
 
+    items = engine.review_by_exception(batch_id)
     review = [
         {
             "kind": i.kind,
@@ -126,7 +126,7 @@ def collect_report(
             "signatures": by_record.get(i.item_id, []),
             **i.extra,
         }
-        for i in engine.review_by_exception(batch_id)
+        for i in items
         if not i.kind.startswith("deviation")
     ]
     deviations = [
@@ -137,7 +137,7 @@ def collect_report(
             "signatures": by_record.get(i.item_id, []),
             **i.extra,
         }
-        for i in engine.review_by_exception(batch_id)
+        for i in items
         if i.kind == "deviation"
     ]
     decision = next(
