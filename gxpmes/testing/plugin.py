@@ -50,8 +50,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RESULTS] = {}
 
 
+# tryfirst: pytest-bdd's own implementation does ``getattr(pytest.mark, tag)``,
+# which fails under --strict-markers for ``req:X`` (and a ``req:X`` marker cannot
+# be registered: pytest cuts ini marker lines at the first ":"). Plugins' hooks
+# run in reverse registration order, and that order depends on how the
+# environment lists its entry points, so only tryfirst makes ours win always.
+@pytest.hookimpl(tryfirst=True)
 def pytest_bdd_apply_tag(tag: str, function: Callable[..., object]) -> bool:
-    """``@req:X`` → ``requirement("X")``; any other tag → ``gxp_tag(tag)`` (strict-marker safe)."""
+    """``@req:X`` → ``requirement("X")``; any other tag → ``gxp_tag(tag)`` (strict-marker safe).
+
+    Runs before pytest-bdd's default implementation whatever the plugin order.
+    """
     if tag.startswith(REQ_PREFIX):
         pytest.mark.requirement(tag[len(REQ_PREFIX) :])(function)
     else:

@@ -39,6 +39,31 @@ def test_documented_user_suite_runs_and_writes_the_matrix(pytester: pytest.Pytes
     assert "URS-042" in html and "not covered" in html and matrix["results_sha256"] in html
 
 
+# Plugin hooks run in reverse registration order, and entry points register in
+# whatever order the environment lists them: force both orders explicitly.
+PLUGIN_ORDERS = {
+    # gxpmes registered first, pytest-bdd after it: pytest-bdd's tag hook would run first.
+    "pytest-bdd last": ["-p", "no:gxpmes", "-p", "gxpmes.testing.plugin"],
+    # pytest-bdd registered first, gxpmes (entry point) after it.
+    "pytest-bdd first": ["-p", "no:pytest-bdd", "-p", "pytest_bdd.plugin"],
+}
+
+
+@pytest.mark.parametrize("order", sorted(PLUGIN_ORDERS))
+def test_requirement_tags_collect_under_strict_markers_in_any_plugin_order(
+    pytester: pytest.Pytester, order: str
+) -> None:
+    example_suite(pytester)
+    result = pytester.runpytest(
+        "--strict-markers", "--gxp-trace=evidence", "-p", "no:cacheprovider", *PLUGIN_ORDERS[order]
+    )
+    result.assert_outcomes(passed=1)
+    assert "not found in `markers`" not in result.stdout.str()
+    matrix = json.loads((pytester.path / "evidence" / "traceability.json").read_text())
+    assert [r["requirement"] for r in matrix["requirements"]] == ["URS-042"]
+    assert matrix["requirements"][0]["status"] == "covered"
+
+
 def test_a_failing_scenario_flags_its_requirement(pytester: pytest.Pytester) -> None:
     pytester.makefile(
         ".feature",
