@@ -65,3 +65,11 @@ class CaptureRefused(BatchError):
 
 class ReleaseBlocked(BatchError):
     """Release is blocked: open deviations, unassessed exceptions or missing signatures."""
+
+
+class StateChangedError(BatchError):
+    """Someone else changed the record first: the state the caller saw is gone (compare-and-set)."""
+
+
+class RecordIntegrityError(GxpError):
+    """A record the engine relies on does not match its audit trail or its signatures."""
