@@ -1,0 +1,40 @@
+"""``gxpmes connect``: run the OT connectors until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gxpmes.cli.common import EXIT_OK, verify_only_engine
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from gxpmes.connectors.runner import Connector, load_config, run_until_signalled
+    from gxpmes.database import Database
+
+    config_path = Path(args.config)
+    config = load_config(config_path)
+    db = Database(args.db)
+    connector = Connector(config, verify_only_engine(db), config_path.parent)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run_until_signalled(
+            connector, stop, float(config.get("status_interval", args.status_interval))
+        )
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``connect``."""
+    connect = sub.add_parser("connect", help="run the OT connectors (OPC UA, MQTT, Sparkplug B)")
+    connect.add_argument("--config", required=True, help="connector configuration (TOML)")
+    connect.add_argument("--db", required=True)
+    connect.add_argument("--status-interval", type=float, default=10.0)
+    connect.set_defaults(func=cmd_connect)

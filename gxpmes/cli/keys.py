@@ -1,0 +1,78 @@
+"""``gxpmes keys``: checkpoint signing keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from audit.keys import generate_private_key
+from audit.note import NoteSigner
+from gxpmes.cli.common import DEFAULT_KEY_NAME, EXIT_OK, CliError, open_ledger, passphrase
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from audit.keys import write_key_pair
+
+    key = generate_private_key()
+    private, public = write_key_pair(key, Path(args.out), passphrase(confirm=True))
+    verifier = NoteSigner(args.name, key).verifier
+    print(f"private key: {private}\npublic key:  {public}\nkey id:      {verifier.key_id}")
+    print(f"vkey:        {verifier.vkey()}")
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    ledger = open_ledger(args.db, read_only=True)
+    rows = []
+    for key in ledger.keys.list_keys():
+        rows.append(
+            {
+                "key_id": key.key_id,
+                "name": key.verifier.name,
+                "valid_from": key.valid_from.isoformat() if key.valid_from else None,
+                "valid_until": key.valid_until.isoformat() if key.valid_until else None,
+                "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+                "revocation_reason": key.revocation_reason,
+                "vkey": key.verifier.vkey(),
+            }
+        )
+    print(json.dumps(rows, indent=2))
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    at = None
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at)
+        except ValueError as exc:
+            raise CliError(f"--at {args.at!r} is not an ISO 8601 time") from exc
+        if at.utcoffset() is None:
+            raise CliError("--at needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    ledger = open_ledger(args.db, read_only=False)
+    key = ledger.keys.revoke(args.key_id, reason=args.reason, at=at)
+    print(f"key {key.key_id} revoked at {key.revoked_at}")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``keys new|list|revoke``."""
+    keys = sub.add_parser("keys", help="checkpoint signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    new = keys.add_parser("new", help="create an Ed25519 key pair (private key encrypted)")
+    new.add_argument("--out", required=True, help="folder for private.pem and public.pem")
+    new.add_argument("--name", default=DEFAULT_KEY_NAME, help="key name used in signatures")
+    new.set_defaults(func=cmd_keys_new)
+    listing = keys.add_parser("list", help="list keys registered in a ledger")
+    listing.add_argument("--db", required=True)
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a registered key")
+    revoke.add_argument("--db", required=True)
+    revoke.add_argument("--key-id", required=True)
+    revoke.add_argument("--reason", required=True)
+    revoke.add_argument("--at", help="revocation time (ISO 8601 with zone; default now)")
+    revoke.set_defaults(func=cmd_keys_revoke)
