@@ -11,6 +11,14 @@ class ConfigurationError(GxpError, ValueError):
     """A setting or argument is invalid."""
 
 
+class DatabaseError(GxpError):
+    """The database cannot be opened or used: missing, not a database, unreachable, bad URL."""
+
+
+class FileAccessError(GxpError):
+    """A file or folder cannot be read or written (missing, a folder, exists, no permission)."""
+
+
 class UserError(GxpError, ValueError):
     """A user account operation is invalid (unknown user, reused id, inactive...)."""
 
