@@ -40,7 +40,15 @@ from audit.merkle import (
     tree_hash_indexes,
 )
 from audit.note import NoteSigner
-from audit.schema import CheckpointRow, EntryRow, LogMetaRow, create_schema, object_key
+from audit.schema import (
+    HEAD_REFUSED,
+    SEQ_REFUSED,
+    CheckpointRow,
+    EntryRow,
+    LogMetaRow,
+    create_schema,
+    object_key,
+)
 
 __all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger"]
 
@@ -110,6 +118,19 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _append_error(exc: BaseException | None, *, conflict: bool) -> StorageError:
+    """The driver's refusal of an append, as the ledger's own error."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if SEQ_REFUSED in message or HEAD_REFUSED in message:
+        return StorageError(
+            f"the database refused the append, nothing was written: {message} "
+            "(another writer appended without the ledger's lock, or the tail was tampered with)"
+        )
+    if conflict:
+        return StorageError(f"append conflicted with another writer: {message}")
+    return StorageError(f"append failed, nothing was written: {message}")
+
+
 class Ledger:
     """An audit ledger stored in one database.
 
@@ -137,6 +158,7 @@ class Ledger:
         self._frontier_size = -1
         self._frontier_prev = b""
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._dbapi_conflict: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         columns = [c.name for c in _entry_table.columns]
         self._insert_sql = (
@@ -415,15 +437,12 @@ class Ledger:
                 receipt, entries, frontier, prev = self._write(
                     own, events, recorded_at, stamp, keep_entries
                 )
-        except IntegrityError as exc:
-            self._frontier_size = -1
-            raise StorageError(f"append conflicted with another writer: {exc.orig}") from exc
         except DBAPIError as exc:
             self._frontier_size = -1
-            raise StorageError(f"append failed, nothing was written: {exc.orig}") from exc
+            raise _append_error(exc.orig, conflict=isinstance(exc, IntegrityError)) from exc
         except self._dbapi_error as exc:  # raised by the driver-level executemany
             self._frontier_size = -1
-            raise StorageError(f"append failed, nothing was written: {exc}") from exc
+            raise _append_error(exc, conflict=isinstance(exc, self._dbapi_conflict)) from exc
         except BaseException:
             self._frontier_size = -1
             raise

@@ -40,6 +40,7 @@ __all__ = [
     "completed_subtree_count",
     "extend_frontier",
     "frontier_indexes",
+    "frontier_root",
     "inclusion_proof_indexes",
     "node_hash",
     "prove_consistency",
@@ -178,6 +179,21 @@ def extend_frontier(frontier: list[bytes], n: int, leaf: bytes) -> list[bytes]:
         interior.append(h)
     frontier.append(h)
     return interior
+
+
+def frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """Root hash of the tree whose right frontier is ``frontier`` (largest subtree first).
+
+    The frontier's subtrees are exactly the maximal complete subtrees
+    :func:`tree_hash` combines, so an appender or a verifier that keeps a
+    frontier gets any root it passes with no storage reads.
+    """
+    if not frontier:
+        return EMPTY_TREE_HASH
+    h = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        h = node_hash(left, h)
+    return h
 
 
 def _maxpow2(n: int) -> tuple[int, int]:

@@ -5,6 +5,12 @@ code: triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), and on
 PostgreSQL those privileges are revoked from PUBLIC as well. An application
 bug or a hand-typed SQL statement therefore cannot rewrite history; only
 someone able to drop the triggers can, and verification catches that.
+
+Inserts are constrained too: an ``audit_entry`` row must carry the next
+sequence number (tail + 1), so a bare INSERT can neither leave a gap that
+bricks later appends nor slot a row in anywhere but the tail; and an
+``audit_tree_head`` row must be for the log's current size. Both checks are
+one primary-key probe (``max(seq)``) per row.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ __all__ = [
     "KeyRevocationRow",
     "KeyRow",
     "LogMetaRow",
+    "TreeHeadRow",
     "create_schema",
     "install_append_only_guards",
     "object_key",
@@ -124,13 +131,36 @@ class KeyRevocationRow(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
+class TreeHeadRow(Base):
+    """The ledger's signed tree head for the tail one write transaction left.
+
+    ``note`` is a signed checkpoint (:mod:`audit.checkpoint`) of the log at
+    ``tree_size`` entries, signed by the application's head key when it
+    committed. Entries no head covers were not appended by the ledger.
+    """
+
+    __tablename__ = "audit_tree_head"
+
+    tree_size: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    note: Mapped[str] = mapped_column(Text)
+
+
 LEDGER_TABLES: tuple[str, ...] = (
     "audit_log_meta",
     "audit_entry",
     "audit_checkpoint",
     "audit_key",
     "audit_key_revocation",
+    "audit_tree_head",
 )
+
+SEQ_REFUSED = "not the tail + 1"
+"""Marker in the database's message when it refuses an out-of-place audit_entry row."""
+
+HEAD_REFUSED = "not the current log size"
+"""Marker in the database's message when it refuses an audit_tree_head row."""
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION gxpmes_audit_refuse_change() RETURNS trigger
@@ -143,17 +173,80 @@ $$
 """
 
 
+# A row is accepted only for the tail: an entry's seq, and a tree head's size,
+# must equal max(seq) + 1 (0 when empty): "seq 0 only into an empty table,
+# else seq - 1 exists and nothing >= seq does", as one primary-key probe.
+# On PostgreSQL the table is schema-qualified, so a TEMP table of the same
+# name (searched first) cannot stand in for it.
+_TAIL_GUARDS = {
+    # table: (trigger, column, message marker)
+    "audit_entry": ("audit_entry_at_tail", "seq", SEQ_REFUSED),
+    "audit_tree_head": ("audit_tree_head_at_tail", "tree_size", HEAD_REFUSED),
+}
+
+_PG_TAIL_FUNCTION = """
+CREATE OR REPLACE FUNCTION {schema}.{trigger}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.{column} IS DISTINCT FROM
+            coalesce((SELECT max(seq) FROM {schema}.audit_entry), -1) + 1 THEN
+        RAISE EXCEPTION '{table}: row refused, {column} % is {marker}', NEW.{column}
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END
+$$
+"""
+
+
+def _install_tail_guards(conn: Connection, tables: tuple[str, ...], present: set[str]) -> None:
+    """Refuse ledger rows that are not for the log's tail (entries and tree heads)."""
+    schema = ""
+    if conn.dialect.name == "postgresql":
+        current = conn.scalar(text("SELECT current_schema()"))
+        schema = conn.dialect.identifier_preparer.quote(str(current))
+    for table, (trigger, column, marker) in _TAIL_GUARDS.items():
+        if table not in tables or trigger in present:
+            continue
+        if schema:
+            conn.execute(
+                text(
+                    _PG_TAIL_FUNCTION.format(
+                        schema=schema, trigger=trigger, table=table, column=column, marker=marker
+                    )
+                )
+            )
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON {schema}.{table} "
+                    f"FOR EACH ROW EXECUTE FUNCTION {schema}.{trigger}()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON {table} "
+                    f"WHEN NEW.{column} IS NOT coalesce((SELECT max(seq) FROM audit_entry), -1) + 1"
+                    f" BEGIN SELECT RAISE(ABORT, '{table}: row refused, {column} is {marker}'); END"
+                )
+            )
+
+
 def install_append_only_guards(conn: Connection, tables: tuple[str, ...] = LEDGER_TABLES) -> None:
     """Install the triggers (and on PostgreSQL the REVOKEs) that make ``tables`` insert-only.
 
-    Idempotent: guards already present are left alone. Usable for tables of
-    other packages that must be append-only too.
+    For the ledger's own ``audit_entry`` and ``audit_tree_head`` it also
+    installs the triggers that accept a row only at the log's tail. Idempotent:
+    guards already present are left alone, missing ones are added (so an
+    existing database gets new guards when it is next opened for writing).
+    Usable for tables of other packages that must be append-only too.
     """
     dialect = conn.dialect.name
     if dialect == "postgresql":
         present = set(
             conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars()
         )
+        _install_tail_guards(conn, tables, present)
         if not all(f"{t}_append_only" in present and f"{t}_no_truncate" in present for t in tables):
             conn.execute(text(_PG_FUNCTION))
         for table in tables:
@@ -173,6 +266,10 @@ def install_append_only_guards(conn: Connection, tables: tuple[str, ...] = LEDGE
                 )
                 conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC"))
     elif dialect == "sqlite":
+        present = set(
+            conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars()
+        )
+        _install_tail_guards(conn, tables, present)
         for table in tables:
             for op in ("UPDATE", "DELETE"):
                 conn.execute(

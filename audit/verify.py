@@ -28,6 +28,7 @@ from audit.merkle import (
     check_consistency,
     check_inclusion,
     extend_frontier,
+    frontier_root,
     node_hash,
     record_hash,
 )
@@ -140,15 +141,6 @@ def check_checkpoint_signature(
             continue
         return None, "", key.key_id
     return worst
-
-
-def _fold(frontier: Sequence[bytes]) -> bytes:
-    if not frontier:
-        return EMPTY_TREE_HASH
-    h = frontier[-1]
-    for left in reversed(frontier[:-1]):
-        h = node_hash(left, h)
-    return h
 
 
 _PREV_MARK = b',"prev":"'
@@ -289,7 +281,7 @@ def verify_rows(
         prev_hex = leaf.hex().encode()
         expected += 1
         if cp is not None and expected == cp.tree_size:
-            root_at_cp = _fold(frontier)
+            root_at_cp = frontier_root(frontier)
             if root_at_cp != cp.root or leaf != cp.chain_head:
                 return fail(
                     Problem.CHECKPOINT_INCONSISTENT,
@@ -301,7 +293,7 @@ def verify_rows(
             progress(expected)
     report.entries = expected
     report.tree_size = expected
-    report.root = _fold(frontier).hex()
+    report.root = frontier_root(frontier).hex()
     report.chain_head = prev.hex() if expected else ""
     if progress is not None:
         progress(expected)

@@ -41,10 +41,11 @@ def setup(db_url: str) -> Iterator[tuple[Ledger, str, list[TrustedKey], NoteSign
 def drop_guards(ledger: Ledger) -> None:
     with ledger.engine.begin() as conn:
         if ledger.engine.dialect.name == "sqlite":
-            for name in ("audit_entry_no_update", "audit_entry_no_delete"):
+            for name in ("audit_entry_no_update", "audit_entry_no_delete", "audit_entry_at_tail"):
                 conn.execute(text(f"DROP TRIGGER {name}"))
         else:
-            conn.execute(text("DROP TRIGGER audit_entry_append_only ON audit_entry"))
+            for name in ("audit_entry_append_only", "audit_entry_at_tail"):
+                conn.execute(text(f"DROP TRIGGER {name} ON audit_entry"))
 
 
 def sql(ledger: Ledger, statement: str, **params: object) -> None:
