@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
 from gxpmes.ebr.base import (
     EngineBase,
@@ -19,6 +19,7 @@ from gxpmes.errors import (
     EquipmentNotReady,
 )
 from gxpmes.identity.service import Session
+from gxpmes.records import writer as projection
 
 
 class EquipmentRecords(EngineBase):
@@ -37,8 +38,10 @@ class EquipmentRecords(EngineBase):
         """Add a piece of equipment to the logbook-managed inventory."""
         with self.db.transaction() as conn:
             user = self._user(conn, session, "equipment.manage")
-            conn.execute(
-                insert(EquipmentRow).values(
+            projection.insert(
+                conn,
+                EquipmentRow,
+                dict(
                     equipment_id=equipment_id,
                     level=level,
                     equipment_class=equipment_class,
@@ -47,7 +50,7 @@ class EquipmentRecords(EngineBase):
                     cleaned_at=self._ts() if clean else None,
                     calibration_due=calibration_due.isoformat(),
                     current_batch=None,
-                )
+                ),
             )
             self._log(
                 conn,
@@ -65,10 +68,11 @@ class EquipmentRecords(EngineBase):
             row = self._equipment(conn, equipment_id)
             if row.status == "In use":
                 raise EquipmentNotReady(f"{equipment_id} is in use by batch {row.current_batch}")
-            conn.execute(
-                update(EquipmentRow)
-                .where(EquipmentRow.equipment_id == equipment_id)
-                .values(clean=True, cleaned_at=self._ts())
+            projection.update(
+                conn,
+                EquipmentRow,
+                {"equipment_id": equipment_id},
+                dict(clean=True, cleaned_at=self._ts()),
             )
             self._log(conn, user, equipment_id, "cleaning", None, comment)
 
@@ -85,10 +89,11 @@ class EquipmentRecords(EngineBase):
             user = self._user(conn, session, "equipment.manage")
             self._equipment(conn, equipment_id)
             if calibration_due is not None:
-                conn.execute(
-                    update(EquipmentRow)
-                    .where(EquipmentRow.equipment_id == equipment_id)
-                    .values(calibration_due=calibration_due.isoformat())
+                projection.update(
+                    conn,
+                    EquipmentRow,
+                    {"equipment_id": equipment_id},
+                    dict(calibration_due=calibration_due.isoformat()),
                 )
             self._log(conn, user, equipment_id, "maintenance", None, comment)
 
@@ -103,10 +108,8 @@ class EquipmentRecords(EngineBase):
             row = self._equipment(conn, equipment_id)
             if row.status == "In use":
                 raise EquipmentNotReady(f"{equipment_id} is in use by batch {row.current_batch}")
-            conn.execute(
-                update(EquipmentRow)
-                .where(EquipmentRow.equipment_id == equipment_id)
-                .values(status=status)
+            projection.update(
+                conn, EquipmentRow, {"equipment_id": equipment_id}, dict(status=status)
             )
             self._log(
                 conn, user, equipment_id, "status", None, f"{row.status} → {status}: {reason}"

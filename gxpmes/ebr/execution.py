@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
 from audit.canonical import format_timestamp
 from audit.entry import Actor
@@ -34,9 +34,11 @@ from gxpmes.ebr.schema import (
 from gxpmes.errors import (
     BatchError,
     EquipmentNotReady,
+    StateChangedError,
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.service import Session
+from gxpmes.records import writer as projection
 from isa95.common import Quantity
 from isa95.recipe import FormulaParameter, Recipe
 from isa95.statemachine import Command, ProceduralState, ProceduralStateMachine
@@ -66,6 +68,7 @@ class BatchExecution(ValueCapture):
         now = self._now()
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.create")
+            self._check_recipe(conn, recipe_id, version)
             if conn.execute(select(BatchRow.batch_id).where(BatchRow.batch_id == batch_id)).first():
                 raise BatchError(f"batch {batch_id} exists")
             classes = []
@@ -80,8 +83,10 @@ class BatchExecution(ValueCapture):
                         f"{equipment_id} is out of calibration (due {row.calibration_due})"
                     )
                 classes.append((equipment_id, row.equipment_class))
-            conn.execute(
-                insert(BatchRow).values(
+            projection.insert(
+                conn,
+                BatchRow,
+                dict(
                     batch_id=batch_id,
                     recipe_id=recipe_id,
                     recipe_version=version,
@@ -94,7 +99,7 @@ class BatchExecution(ValueCapture):
                     status=CREATED,
                     procedure_state="Idle",
                     created_at=format_timestamp(now),
-                )
+                ),
             )
             self._create_steps(conn, batch_id, recipe, classes)
             self._audit(
@@ -143,7 +148,8 @@ class BatchExecution(ValueCapture):
                             "equipment_id": unit,
                         }
                     )
-        conn.execute(insert(StepRow), rows)
+        for row in rows:
+            projection.insert(conn, StepRow, row)
 
     def start_batch(self, session: Session, batch_id: str) -> None:
         """Start execution: the procedure runs and its equipment is taken into use."""
@@ -156,10 +162,11 @@ class BatchExecution(ValueCapture):
                 equipment = self._equipment(conn, equipment_id)
                 if equipment.status != "Available" or not equipment.clean:
                     raise EquipmentNotReady(f"{equipment_id} is no longer available and clean")
-                conn.execute(
-                    update(EquipmentRow)
-                    .where(EquipmentRow.equipment_id == equipment_id)
-                    .values(status="In use", clean=False, current_batch=batch_id)
+                projection.update(
+                    conn,
+                    EquipmentRow,
+                    {"equipment_id": equipment_id},
+                    dict(status="In use", clean=False, current_batch=batch_id),
                 )
                 self._log(conn, user, equipment_id, "use", batch_id, "taken into use")
             self._set_status(
@@ -222,81 +229,85 @@ class BatchExecution(ValueCapture):
 
     def complete_phase(self, batch_id: str, path: str, performer: Credentials) -> None:
         """A running phase completes; the performer signs it (Performed)."""
-        with self.db.read() as conn:
+        subject = SignableRecord("batch_step", f"{batch_id}/{path}", {}, batch_id)
+
+        def build(conn: Connection) -> SignableRecord:
             self._open_batch(conn, batch_id, IN_EXECUTION)
             step = self._step(conn, batch_id, path)
-        if step.kind != "Phase" or step.state != "Running":
-            raise BatchError(
-                f"{path} is a {step.kind} in state {step.state}; only a Running phase completes"
-            )
-        signature = self.signatures.sign(
-            self.step_record(batch_id, path), Meaning.PERFORMED, performer
-        )
-        with self.db.transaction() as conn:
+            if step.kind != "Phase" or step.state != "Running":
+                raise BatchError(
+                    f"{path} is a {step.kind} in state {step.state}; only a Running phase completes"
+                )
+            return self.step_record(batch_id, path)
+
+        def change(conn: Connection, actor: Actor) -> None:
             self._set_step(
                 conn,
-                Actor(signature.signer_id, signature.printed_name),
+                actor,
                 batch_id,
                 path,
                 "Running",
                 "Complete",
                 "state complete (signed Performed)",
             )
-        self._roll_up(batch_id, path, Actor(signature.signer_id, signature.printed_name))
+            self._roll_up(conn, batch_id, path, actor)
+
+        self._signed_change(performer, Meaning.PERFORMED, subject, build, change)
 
     def verify_phase(self, batch_id: str, path: str, checker: Credentials) -> None:
         """A second person checks a completed phase (Verified; separation of duties applies)."""
-        with self.db.read() as conn:
-            self._open_batch(conn, batch_id, IN_EXECUTION, EXECUTED)
-        self.signatures.sign(self.step_record(batch_id, path), Meaning.VERIFIED, checker)
+        subject = SignableRecord("batch_step", f"{batch_id}/{path}", {}, batch_id)
 
-    def _roll_up(self, batch_id: str, path: str, actor: Actor) -> None:
+        def build(conn: Connection) -> SignableRecord:
+            self._open_batch(conn, batch_id, IN_EXECUTION, EXECUTED)
+            return self.step_record(batch_id, path)
+
+        self._signed_change(checker, Meaning.VERIFIED, subject, build, lambda conn, actor: None)
+
+    def _roll_up(self, conn: Connection, batch_id: str, path: str, actor: Actor) -> None:
         # When every child of an element is Complete, the element completes too.
-        with self.db.transaction() as conn:
-            while "/" in path:
-                parent = path.rsplit("/", 1)[0]
-                children = (
-                    conn.execute(
-                        select(StepRow.state).where(
-                            StepRow.batch_id == batch_id, StepRow.path.like(f"{parent}/%")
-                        )
+        while "/" in path:
+            parent = path.rsplit("/", 1)[0]
+            children = (
+                conn.execute(
+                    select(StepRow.state).where(
+                        StepRow.batch_id == batch_id, StepRow.path.like(f"{parent}/%")
                     )
-                    .scalars()
-                    .all()
                 )
-                if not children or any(s != "Complete" for s in children):
-                    return
-                row = conn.execute(
-                    select(StepRow).where(StepRow.batch_id == batch_id, StepRow.path == parent)
-                ).one_or_none()
-                if row is None:  # the procedure itself
-                    batch = self._batch(conn, batch_id)
-                    conn.execute(
-                        update(BatchRow)
-                        .where(BatchRow.batch_id == batch_id)
-                        .values(procedure_state="Complete")
-                    )
-                    self._audit(
-                        conn,
-                        actor,
-                        "step.state",
-                        "batch",
-                        batch_id,
-                        old={"state": batch.procedure_state},
-                        new={"state": "Complete"},
-                    )
-                    return
-                if row.state != "Complete":
-                    self._set_step(
-                        conn,
-                        actor,
-                        batch_id,
-                        parent,
-                        row.state,
-                        "Complete",
-                        "all children complete",
-                    )
-                path = parent
+                .scalars()
+                .all()
+            )
+            if not children or any(s != "Complete" for s in children):
+                return
+            row = conn.execute(
+                select(StepRow).where(StepRow.batch_id == batch_id, StepRow.path == parent)
+            ).one_or_none()
+            if row is None:  # the procedure itself
+                batch = self._batch(conn, batch_id)
+                projection.update(
+                    conn, BatchRow, {"batch_id": batch_id}, dict(procedure_state="Complete")
+                )
+                self._audit(
+                    conn,
+                    actor,
+                    "step.state",
+                    "batch",
+                    batch_id,
+                    old={"state": batch.procedure_state},
+                    new={"state": "Complete"},
+                )
+                return
+            if row.state != "Complete":
+                self._set_step(
+                    conn,
+                    actor,
+                    batch_id,
+                    parent,
+                    row.state,
+                    "Complete",
+                    "all children complete",
+                )
+            path = parent
 
     def weigh(
         self,
@@ -312,17 +323,6 @@ class BatchExecution(ValueCapture):
     ) -> str:
         """Record a weighing/dispensing (211.101(c)); the weigher signs it (Performed)."""
         weighing_id = f"{batch_id}/W-{uuid.uuid4().hex[:8]}"
-        with self.db.transaction() as conn:
-            self._open_batch(conn, batch_id, IN_EXECUTION)
-            lot = conn.execute(select(LotRow).where(LotRow.lot_id == lot_id)).one_or_none()
-            if lot is None or lot.material_id != material_id:
-                raise BatchError(f"lot {lot_id} is not a lot of {material_id}")
-            if lot.status != "Released":
-                raise BatchError(
-                    f"lot {lot_id} is {lot.status}; only Released material may be dispensed"
-                )
-            if target.unit != lot.unit:
-                raise BatchError(f"target unit {target.unit} differs from lot unit {lot.unit}")
         record = _weighing_record(
             weighing_id,
             batch_id,
@@ -334,11 +334,31 @@ class BatchExecution(ValueCapture):
             target.unit or "",
             balance_id,
         )
-        signature = self.signatures.sign(record, Meaning.PERFORMED, performer)
-        actor = Actor(signature.signer_id, signature.printed_name)
-        with self.db.transaction() as conn:
-            conn.execute(
-                insert(WeighingRow).values(
+
+        def build(conn: Connection) -> SignableRecord:
+            # Read under the write lock: two weighings of one lot never both see its quantity.
+            self._open_batch(conn, batch_id, IN_EXECUTION)
+            lot = conn.execute(select(LotRow).where(LotRow.lot_id == lot_id)).one_or_none()
+            if lot is None or lot.material_id != material_id:
+                raise BatchError(f"lot {lot_id} is not a lot of {material_id}")
+            if lot.status != "Released":
+                raise BatchError(
+                    f"lot {lot_id} is {lot.status}; only Released material may be dispensed"
+                )
+            if target.unit != lot.unit:
+                raise BatchError(f"target unit {target.unit} differs from lot unit {lot.unit}")
+            if actual <= 0 or actual > Decimal(lot.quantity):
+                raise StateChangedError(
+                    f"lot {lot_id} holds {lot.quantity} {lot.unit}; {actual} cannot be dispensed"
+                )
+            return record
+
+        def change(conn: Connection, actor: Actor) -> None:
+            lot = conn.execute(select(LotRow).where(LotRow.lot_id == lot_id)).one()
+            projection.insert(
+                conn,
+                WeighingRow,
+                dict(
                     weighing_id=weighing_id,
                     batch_id=batch_id,
                     material_id=material_id,
@@ -348,14 +368,12 @@ class BatchExecution(ValueCapture):
                     actual=str(actual),
                     unit=target.unit or "",
                     balance_id=balance_id,
-                    performed_by=signature.signer_id,
+                    performed_by=actor.user_id,
                     weighed_at=self._ts(),
-                )
+                ),
             )
             remaining = Decimal(lot.quantity) - actual
-            conn.execute(
-                update(LotRow).where(LotRow.lot_id == lot_id).values(quantity=str(remaining))
-            )
+            projection.update(conn, LotRow, {"lot_id": lot_id}, dict(quantity=str(remaining)))
             self._audit(conn, actor, "weighing.record", "weighing", weighing_id, new=record.content)
             if abs(actual - target.value) > tolerance:
                 self._raise_exception(
@@ -366,6 +384,8 @@ class BatchExecution(ValueCapture):
                     f"{target.value} ± {tolerance}",
                     weighing_id,
                 )
+
+        self._signed_change(performer, Meaning.PERFORMED, record, build, change)
         return weighing_id
 
     def weighing_record(self, weighing_id: str) -> SignableRecord:
@@ -387,9 +407,12 @@ class BatchExecution(ValueCapture):
     def verify_weighing(self, weighing_id: str, checker: Credentials) -> None:
         """Second-person verification of a weighing (211.101(d))."""
         record = self.weighing_record(weighing_id)
-        with self.db.read() as conn:
+
+        def build(conn: Connection) -> SignableRecord:
             self._open_batch(conn, record.signable_scope, IN_EXECUTION, EXECUTED)
-        self.signatures.sign(record, Meaning.VERIFIED, checker)
+            return self.weighing_record(weighing_id)
+
+        self._signed_change(checker, Meaning.VERIFIED, record, build, lambda conn, actor: None)
 
     def record_item(
         self,
@@ -413,15 +436,17 @@ class BatchExecution(ValueCapture):
             user = self._user(conn, session, "batch.execute")
             self._open_batch(conn, batch_id, IN_EXECUTION, EXECUTED)
             body = _json(content)
-            conn.execute(
-                insert(RecordItemRow).values(
+            projection.insert(
+                conn,
+                RecordItemRow,
+                dict(
                     item_id=item_id,
                     batch_id=batch_id,
                     kind=kind,
                     content=body,
                     recorded_by=user.user_id,
                     recorded_at=self._ts(),
-                )
+                ),
             )
             self._audit(
                 conn,
@@ -481,32 +506,37 @@ class BatchExecution(ValueCapture):
             for weighing in conn.execute(
                 select(WeighingRow).where(WeighingRow.batch_id == batch_id)
             ).all():
-                conn.execute(
-                    insert(GenealogyRow).values(
+                projection.insert(
+                    conn,
+                    GenealogyRow,
+                    dict(
                         consumed_lot=weighing.lot_id,
                         produced_lot=batch.lot_id,
                         quantity=weighing.actual,
                         unit=weighing.unit,
                         batch_id=batch_id,
-                    )
+                    ),
                 )
             for equipment_id in json.loads(batch.equipment):
-                conn.execute(
-                    update(EquipmentRow)
-                    .where(EquipmentRow.equipment_id == equipment_id)
-                    .values(status="Available", current_batch=None)
+                projection.update(
+                    conn,
+                    EquipmentRow,
+                    {"equipment_id": equipment_id},
+                    dict(status="Available", current_batch=None),
                 )
                 self._log(
                     conn, user, equipment_id, "release", batch_id, "batch executed; needs cleaning"
                 )
-            conn.execute(
-                insert(LotRow).values(
+            projection.insert(
+                conn,
+                LotRow,
+                dict(
                     lot_id=batch.lot_id,
                     material_id=batch.product_id,
                     status="Quarantine",
                     quantity=str(actual.value),
                     unit=actual.unit or "",
-                )
+                ),
             )
             self._set_status(
                 conn,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
 from gxpmes.ebr.equipment import EquipmentRecords
 from gxpmes.ebr.schema import (
@@ -10,6 +10,7 @@ from gxpmes.ebr.schema import (
     LotRow,
 )
 from gxpmes.identity.service import Session
+from gxpmes.records import writer as projection
 from isa95.common import Quantity
 
 
@@ -28,14 +29,16 @@ class MaterialRecords(EquipmentRecords):
         """Receive a material lot (Quarantine until QA releases it)."""
         with self.db.transaction() as conn:
             user = self._user(conn, session, "material.receive")
-            conn.execute(
-                insert(LotRow).values(
+            projection.insert(
+                conn,
+                LotRow,
+                dict(
                     lot_id=lot_id,
                     material_id=material_id,
                     status=status,
                     quantity=str(quantity.value),
                     unit=quantity.unit or "",
-                )
+                ),
             )
             self._audit(
                 conn,
@@ -56,7 +59,7 @@ class MaterialRecords(EquipmentRecords):
         with self.db.transaction() as conn:
             user = self._user(conn, session, "material.release")
             row = self._one(conn, LotRow.lot_id, lot_id, "lot")
-            conn.execute(update(LotRow).where(LotRow.lot_id == lot_id).values(status=status))
+            projection.update(conn, LotRow, {"lot_id": lot_id}, dict(status=status))
             self._audit(
                 conn,
                 user.actor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, select
 
 from audit.entry import Actor
 from gxpmes.ebr.base import (
@@ -16,9 +16,11 @@ from gxpmes.ebr.schema import (
 )
 from gxpmes.errors import (
     BatchError,
+    StateChangedError,
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.service import Session
+from gxpmes.records import writer as projection
 from isa95.recipe import Recipe
 
 
@@ -30,14 +32,16 @@ class RecipeRecords(MaterialRecords):
         with self.db.transaction() as conn:
             user = self._user(conn, session, "recipe.author")
             body = _json(recipe.model_dump(mode="json"))
-            conn.execute(
-                insert(RecipeRow).values(
+            projection.insert(
+                conn,
+                RecipeRow,
+                dict(
                     recipe_id=recipe.id,
                     version=recipe.version,
                     body=body,
                     status="Draft",
                     created_at=self._ts(),
-                )
+                ),
             )
             self._audit(
                 conn,
@@ -48,14 +52,18 @@ class RecipeRecords(MaterialRecords):
                 new={"status": "Draft"},
             )
 
-    def recipe_record(self, recipe_id: str, version: str) -> SignableRecord:
+    def recipe_record(
+        self, recipe_id: str, version: str, *, conn: Connection | None = None
+    ) -> SignableRecord:
         """The signable form of a recipe version (its full content)."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(RecipeRow).where(
-                    RecipeRow.recipe_id == recipe_id, RecipeRow.version == version
-                )
-            ).one_or_none()
+        query = select(RecipeRow).where(
+            RecipeRow.recipe_id == recipe_id, RecipeRow.version == version
+        )
+        if conn is None:
+            with self.db.read() as reader:
+                row = reader.execute(query).one_or_none()
+        else:
+            row = conn.execute(query).one_or_none()
         if row is None:
             raise BatchError(f"no master recipe {recipe_id} v{version}")
         return SignableRecord(
@@ -69,27 +77,44 @@ class RecipeRecords(MaterialRecords):
         self, recipe_id: str, version: str, meaning: str, credentials: Credentials
     ) -> None:
         """Prepared (Performed) by one person, Approved by another: then the recipe is Approved."""
-        record = self.recipe_record(recipe_id, version)
-        if meaning == Meaning.APPROVED and not any(
-            s.meaning == Meaning.PERFORMED for s in self.signatures.signatures_for(record)
-        ):
-            raise BatchError(
-                "a master recipe is approved only after its author signed it (Performed)"
+        subject = SignableRecord("master_recipe", f"{recipe_id}/v{version}", {}, "")
+
+        def build(conn: Connection) -> SignableRecord:
+            record = self.recipe_record(recipe_id, version, conn=conn)
+            status = conn.execute(
+                select(RecipeRow.status).where(
+                    RecipeRow.recipe_id == recipe_id, RecipeRow.version == version
+                )
+            ).scalar_one()
+            if status != "Draft":
+                raise StateChangedError(
+                    f"master recipe {recipe_id} v{version} is {status}: it is signed no more"
+                )
+            if meaning == Meaning.APPROVED and not any(
+                s.meaning == Meaning.PERFORMED for s in self.signatures.signatures_for(record)
+            ):
+                raise BatchError(
+                    "a master recipe is approved only after its author signed it (Performed)"
+                )
+            return record
+
+        def change(conn: Connection, actor: Actor) -> None:
+            if meaning != Meaning.APPROVED:
+                return
+            projection.update(
+                conn,
+                RecipeRow,
+                {"recipe_id": recipe_id, "version": version},
+                dict(status="Approved"),
             )
-        signature = self.signatures.sign(record, meaning, credentials)
-        if meaning == Meaning.APPROVED:
-            with self.db.transaction() as conn:
-                conn.execute(
-                    update(RecipeRow)
-                    .where(RecipeRow.recipe_id == recipe_id, RecipeRow.version == version)
-                    .values(status="Approved")
-                )
-                self._audit(
-                    conn,
-                    Actor(signature.signer_id, signature.printed_name),
-                    "recipe.approve",
-                    "master_recipe",
-                    record.signable_id,
-                    old={"status": "Draft"},
-                    new={"status": "Approved"},
-                )
+            self._audit(
+                conn,
+                actor,
+                "recipe.approve",
+                "master_recipe",
+                subject.signable_id,
+                old={"status": "Draft"},
+                new={"status": "Approved"},
+            )
+
+        self._signed_change(credentials, meaning, subject, build, change)

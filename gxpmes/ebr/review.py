@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
 from audit.entry import Actor
 from gxpmes.ebr.base import (
@@ -27,9 +27,11 @@ from gxpmes.ebr.schema import (
 from gxpmes.errors import (
     BatchError,
     ReleaseBlocked,
+    StateChangedError,
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.service import Session
+from gxpmes.records import writer as projection
 
 
 class BatchReview(BatchExecution):
@@ -41,22 +43,25 @@ class BatchReview(BatchExecution):
         with self.db.transaction() as conn:
             user = self._user(conn, session, "deviation.open")
             self._open_batch(conn, batch_id)
-            conn.execute(
-                insert(DeviationRow).values(
+            projection.insert(
+                conn,
+                DeviationRow,
+                dict(
                     deviation_id=deviation_id,
                     batch_id=batch_id,
                     title=title,
                     status="open",
                     opened_by=user.user_id,
-                )
+                ),
             )
             self._audit(
                 conn,
                 user.actor,
                 "deviation.open",
-                "deviation",
-                deviation_id,
-                new={"batch_id": batch_id, "title": title},
+                # Keyed by the batch, so the batch's trail lists every deviation opened on it.
+                "batch",
+                batch_id,
+                new={"deviation_id": deviation_id, "title": title},
             )
         return deviation_id
 
@@ -70,10 +75,11 @@ class BatchReview(BatchExecution):
             self._open_batch(conn, row.batch_id)
             if row.status != "open":
                 raise BatchError(f"deviation {deviation_id} is {row.status}")
-            conn.execute(
-                update(DeviationRow)
-                .where(DeviationRow.deviation_id == deviation_id)
-                .values(status="investigated", investigation=investigation, impact=impact)
+            projection.update(
+                conn,
+                DeviationRow,
+                {"deviation_id": deviation_id},
+                dict(status="investigated", investigation=investigation, impact=impact),
             )
             self._audit(
                 conn,
@@ -104,24 +110,27 @@ class BatchReview(BatchExecution):
 
     def close_deviation(self, deviation_id: str, approver: Credentials, *, conclusion: str) -> None:
         """QA closes an investigated deviation with a signature (Approved)."""
-        record = self.deviation_record(deviation_id)
-        with self.db.read() as conn:
+        subject = self.deviation_record(deviation_id)
+
+        def build(conn: Connection) -> SignableRecord:
             row = self._deviation(conn, deviation_id)
             self._open_batch(conn, row.batch_id)
-        if row.status != "investigated":
-            raise BatchError(
-                f"deviation {deviation_id} is {row.status}; investigate it before closing"
-            )
-        signature = self.signatures.sign(record, Meaning.APPROVED, approver, reason=conclusion)
-        with self.db.transaction() as conn:
-            conn.execute(
-                update(DeviationRow)
-                .where(DeviationRow.deviation_id == deviation_id)
-                .values(status="closed", closure=conclusion)
+            if row.status != "investigated":
+                raise BatchError(
+                    f"deviation {deviation_id} is {row.status}; investigate it before closing"
+                )
+            return self.deviation_record(deviation_id)
+
+        def change(conn: Connection, actor: Actor) -> None:
+            projection.update(
+                conn,
+                DeviationRow,
+                {"deviation_id": deviation_id},
+                dict(status="closed", closure=conclusion),
             )
             self._audit(
                 conn,
-                Actor(signature.signer_id, signature.printed_name),
+                actor,
                 "deviation.close",
                 "deviation",
                 deviation_id,
@@ -129,6 +138,8 @@ class BatchReview(BatchExecution):
                 new={"status": "closed"},
                 reason=conclusion,
             )
+
+        self._signed_change(approver, Meaning.APPROVED, subject, build, change, reason=conclusion)
 
     def _deviation(self, conn: Connection, deviation_id: str) -> Any:
         return self._one(conn, DeviationRow.deviation_id, deviation_id, "deviation")
@@ -238,19 +249,26 @@ class BatchReview(BatchExecution):
         """QA assesses one exception, with a comment and a signature (Reviewed)."""
         if not comment.strip():
             raise BatchError("an assessment needs a comment")
-        record = self.exception_record(exception_id)
-        with self.db.read() as conn:
-            self._open_batch(conn, record.signable_scope, EXECUTED)
-        signature = self.signatures.sign(record, Meaning.REVIEWED, reviewer, reason=comment)
-        with self.db.transaction() as conn:
-            conn.execute(
-                update(ExceptionRow)
-                .where(ExceptionRow.exception_id == exception_id)
-                .values(assessed=True, assessment=comment)
+        subject = self.exception_record(exception_id)
+
+        def build(conn: Connection) -> SignableRecord:
+            row = self._one(conn, ExceptionRow.exception_id, exception_id, "exception")
+            self._open_batch(conn, row.batch_id, EXECUTED)
+            if row.assessed:
+                raise StateChangedError(f"exception {exception_id} is already assessed")
+            self._check_batch_record(conn, row.batch_id)
+            return self.exception_record(exception_id)
+
+        def change(conn: Connection, actor: Actor) -> None:
+            projection.update(
+                conn,
+                ExceptionRow,
+                {"exception_id": exception_id},
+                dict(assessed=True, assessment=comment),
             )
             self._audit(
                 conn,
-                Actor(signature.signer_id, signature.printed_name),
+                actor,
                 "exception.assess",
                 "batch_exception",
                 exception_id,
@@ -258,6 +276,8 @@ class BatchReview(BatchExecution):
                 new={"assessed": True},
                 reason=comment,
             )
+
+        self._signed_change(reviewer, Meaning.REVIEWED, subject, build, change, reason=comment)
 
     def batch_record(self, batch_id: str) -> SignableRecord:
         """What QA signs for the whole batch: its stable content (status excluded)."""
@@ -310,24 +330,25 @@ class BatchReview(BatchExecution):
 
     def complete_review(self, batch_id: str, reviewer: Credentials) -> None:
         """QA completes the review: every exception assessed → Reviewed (signed)."""
-        items = self.review_by_exception(batch_id)
-        open_items = [i for i in items if i.open and i.kind != "deviation"]
-        if open_items:
-            raise ReleaseBlocked(
-                f"{len(open_items)} open review item(s): "
-                + "; ".join(f"{i.kind} {i.reference}" for i in open_items[:5])
-            )
-        with self.db.read() as conn:
-            batch = self._open_batch(conn, batch_id, EXECUTED)
-        signature = self.signatures.sign(self.batch_record(batch_id), Meaning.REVIEWED, reviewer)
-        with self.db.transaction() as conn:
-            self._set_status(
-                conn,
-                Actor(signature.signer_id, signature.printed_name),
-                batch_id,
-                batch.status,
-                REVIEWED,
-            )
+        subject = SignableRecord("batch", batch_id, {}, batch_id)
+
+        def build(conn: Connection) -> SignableRecord:
+            open_items = [
+                i for i in self.review_by_exception(batch_id) if i.open and i.kind != "deviation"
+            ]
+            if open_items:
+                raise ReleaseBlocked(
+                    f"{len(open_items)} open review item(s): "
+                    + "; ".join(f"{i.kind} {i.reference}" for i in open_items[:5])
+                )
+            self._open_batch(conn, batch_id, EXECUTED)
+            self._check_batch_record(conn, batch_id)
+            return self.batch_record(batch_id)
+
+        def change(conn: Connection, actor: Actor) -> None:
+            self._set_status(conn, actor, batch_id, EXECUTED, REVIEWED)
+
+        self._signed_change(reviewer, Meaning.REVIEWED, subject, build, change)
 
     def release(self, batch_id: str, approver: Credentials) -> None:
         """QA releases a reviewed batch; blocked while any deviation is open (211.192)."""
@@ -340,10 +361,17 @@ class BatchReview(BatchExecution):
     def _decide(
         self, batch_id: str, approver: Credentials, meaning: str, status: str, reason: str | None
     ) -> None:
-        with self.db.read() as conn:
+        subject = SignableRecord("batch", batch_id, {}, batch_id)
+        seen: dict[str, Any] = {}
+
+        def build(conn: Connection) -> SignableRecord:
+            # Under the write lock: of a release and a reject sent at once, the
+            # second finds the batch closed and leaves no signature behind.
             batch = self._open_batch(
                 conn, batch_id, REVIEWED, *((EXECUTED,) if status == REJECTED else ())
             )
+            seen["batch"] = batch
+            self._check_batch_record(conn, batch_id)
             open_deviations = (
                 conn.execute(
                     select(DeviationRow.deviation_id).where(
@@ -353,28 +381,35 @@ class BatchReview(BatchExecution):
                 .scalars()
                 .all()
             )
-        if open_deviations and status == RELEASED:
-            raise ReleaseBlocked(
-                f"release blocked by open deviation(s): {', '.join(open_deviations)} "
-                "(21 CFR 211.192)"
-            )
-        signature = self.signatures.sign(
-            self.batch_record(batch_id), meaning, approver, reason=reason
-        )
-        with self.db.transaction() as conn:
-            self._set_status(
-                conn,
-                Actor(signature.signer_id, signature.printed_name),
-                batch_id,
-                batch.status,
-                status,
-                reason=reason,
-                closed_at=self._ts(),
-            )
-            if status == RELEASED:
-                conn.execute(
-                    update(LotRow).where(LotRow.lot_id == batch.lot_id).values(status="Released")
+            if open_deviations and status == RELEASED:
+                raise ReleaseBlocked(
+                    f"release blocked by open deviation(s): {', '.join(open_deviations)} "
+                    "(21 CFR 211.192)"
                 )
+            return self.batch_record(batch_id)
+
+        def change(conn: Connection, actor: Actor) -> None:
+            batch = seen["batch"]
+            self._set_status(
+                conn, actor, batch_id, batch.status, status, reason=reason, closed_at=self._ts()
+            )
+            lot_status = "Released" if status == RELEASED else "Rejected"
+            if conn.execute(select(LotRow.lot_id).where(LotRow.lot_id == batch.lot_id)).first():
+                old = projection.update(
+                    conn, LotRow, {"lot_id": batch.lot_id}, dict(status=lot_status)
+                )
+                self._audit(
+                    conn,
+                    actor,
+                    "lot.status",
+                    "lot",
+                    batch.lot_id,
+                    old={"status": old["status"]},
+                    new={"status": lot_status, "batch_id": batch_id},
+                    reason=reason or f"batch {batch_id} {status.lower()}",
+                )
+
+        self._signed_change(approver, meaning, subject, build, change, reason=reason)
 
     def verify_batch_signatures(self, batch_id: str) -> list[tuple[Any, str | None]]:
         """Re-check every signature of the batch against the records as they are now."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from audit.canonical import format_timestamp
 from audit.entry import Actor, AuditEvent
@@ -27,6 +27,7 @@ from gxpmes.errors import (
 )
 from gxpmes.identity.passwords import PasswordHasher, PasswordPolicy
 from gxpmes.identity.schema import PasswordHistoryRow, SessionRow, UserRow
+from gxpmes.records import writer as projection
 
 __all__ = ["DEFAULT_ROLES", "IdentityService", "Session", "User"]
 
@@ -209,8 +210,10 @@ class IdentityService:
         self.policy.check(password, user_id)
         now = format_timestamp(self._now())
         hashed = self.hasher.hash(password)
-        conn.execute(
-            insert(UserRow).values(
+        projection.insert(
+            conn,
+            UserRow,
+            dict(
                 user_id=user_id,
                 printed_name=printed_name,
                 roles="\n".join(chosen),
@@ -220,10 +223,10 @@ class IdentityService:
                 failed_attempts=0,
                 locked=False,
                 created_at=now,
-            )
+            ),
         )
-        conn.execute(
-            insert(PasswordHistoryRow).values(user_id=user_id, password_hash=hashed, set_at=now)
+        projection.insert(
+            conn, PasswordHistoryRow, dict(user_id=user_id, password_hash=hashed, set_at=now)
         )
         self.db.audit(
             conn,
@@ -244,9 +247,7 @@ class IdentityService:
             row = self._existing(conn, user_id)
             chosen = self._check_roles(roles)
             old = sorted(_user(row).roles)
-            conn.execute(
-                update(UserRow).where(UserRow.user_id == user_id).values(roles="\n".join(chosen))
-            )
+            projection.update(conn, UserRow, {"user_id": user_id}, dict(roles="\n".join(chosen)))
             self.db.audit(
                 conn,
                 AuditEvent(
@@ -269,7 +270,7 @@ class IdentityService:
             self._existing(conn, user_id)
             if user_id == admin.user_id:
                 raise UserError("administrators cannot deactivate their own account")
-            conn.execute(update(UserRow).where(UserRow.user_id == user_id).values(active=False))
+            projection.update(conn, UserRow, {"user_id": user_id}, dict(active=False))
             conn.execute(
                 update(SessionRow)
                 .where(SessionRow.user_id == user_id, SessionRow.ended_at.is_(None))
@@ -295,10 +296,8 @@ class IdentityService:
         with self.db.transaction() as conn:
             admin = self._authorise(conn, by, "user.unlock")
             self._existing(conn, user_id)
-            conn.execute(
-                update(UserRow)
-                .where(UserRow.user_id == user_id)
-                .values(locked=False, failed_attempts=0)
+            projection.update(
+                conn, UserRow, {"user_id": user_id}, dict(locked=False, failed_attempts=0)
             )
             self.db.audit(
                 conn,
@@ -336,13 +335,11 @@ class IdentityService:
                 )
             now = format_timestamp(self._now())
             hashed = self.hasher.hash(new_password)
-            conn.execute(
-                update(UserRow)
-                .where(UserRow.user_id == user_id)
-                .values(password_hash=hashed, password_set_at=now)
+            projection.update(
+                conn, UserRow, {"user_id": user_id}, dict(password_hash=hashed, password_set_at=now)
             )
-            conn.execute(
-                insert(PasswordHistoryRow).values(user_id=user_id, password_hash=hashed, set_at=now)
+            projection.insert(
+                conn, PasswordHistoryRow, dict(user_id=user_id, password_hash=hashed, set_at=now)
             )
             row = self._existing(conn, user_id)
             self.db.audit(
@@ -401,10 +398,11 @@ class IdentityService:
             elif not self.hasher.verify(password, row.password_hash):
                 attempts = row.failed_attempts + 1
                 locked = attempts >= self.policy.max_failed_attempts
-                conn.execute(
-                    update(UserRow)
-                    .where(UserRow.user_id == user_id)
-                    .values(failed_attempts=attempts, locked=locked)
+                projection.update(
+                    conn,
+                    UserRow,
+                    {"user_id": user_id},
+                    dict(failed_attempts=attempts, locked=locked),
                 )
                 self.db.audit(
                     conn,
@@ -439,8 +437,17 @@ class IdentityService:
                     failure = AuthenticationError("user id or password is wrong")
             else:
                 if row.failed_attempts:
-                    conn.execute(
-                        update(UserRow).where(UserRow.user_id == user_id).values(failed_attempts=0)
+                    projection.update(conn, UserRow, {"user_id": user_id}, dict(failed_attempts=0))
+                    self.db.audit(
+                        conn,
+                        AuditEvent(
+                            SYSTEM,
+                            "auth.failures_reset",
+                            "user",
+                            user_id,
+                            old={"consecutive_failures": row.failed_attempts},
+                            new={"purpose": purpose, "consecutive_failures": 0},
+                        ),
                     )
                 return _user(row)
         assert failure is not None
@@ -463,14 +470,16 @@ class IdentityService:
         session = Session(secrets.token_hex(16), user.user_id, client_tz)
         now = format_timestamp(self._now())
         with self.db.transaction() as conn:
-            conn.execute(
-                insert(SessionRow).values(
+            projection.insert(
+                conn,
+                SessionRow,
+                dict(
                     session_id=session.session_id,
                     user_id=user.user_id,
                     started_at=now,
                     last_activity=now,
                     signed=False,
-                )
+                ),
             )
             self.db.audit(
                 conn,
@@ -483,10 +492,11 @@ class IdentityService:
     def logout(self, session: Session) -> None:
         """End a session."""
         with self.db.transaction() as conn:
-            conn.execute(
-                update(SessionRow)
-                .where(SessionRow.session_id == session.session_id)
-                .values(ended_at=format_timestamp(self._now()))
+            projection.update(
+                conn,
+                SessionRow,
+                {"session_id": session.session_id},
+                dict(ended_at=format_timestamp(self._now())),
             )
             row = self._existing(conn, session.user_id)
             self.db.audit(
@@ -503,10 +513,11 @@ class IdentityService:
         now = self._now()
         idle = now - datetime.fromisoformat(row.last_activity)
         if idle > timedelta(minutes=self.policy.idle_timeout_minutes):
-            conn.execute(
-                update(SessionRow)
-                .where(SessionRow.session_id == session.session_id)
-                .values(ended_at=format_timestamp(now))
+            projection.update(
+                conn,
+                SessionRow,
+                {"session_id": session.session_id},
+                dict(ended_at=format_timestamp(now)),
             )
             raise SessionExpired(
                 f"the session was idle for more than {self.policy.idle_timeout_minutes} minutes; "
@@ -515,10 +526,11 @@ class IdentityService:
         user_row = self._existing(conn, row.user_id)
         if not user_row.active or user_row.locked:
             raise SessionExpired("the account is no longer usable; the session has ended")
-        conn.execute(
-            update(SessionRow)
-            .where(SessionRow.session_id == session.session_id)
-            .values(last_activity=format_timestamp(now))
+        projection.update(
+            conn,
+            SessionRow,
+            {"session_id": session.session_id},
+            dict(last_activity=format_timestamp(now)),
         )
         return _user(user_row), row
 

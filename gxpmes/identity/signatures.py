@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select
 
 from audit.canonical import canonicalize
 from audit.entry import AuditEvent
@@ -52,6 +52,7 @@ from gxpmes.errors import (
 )
 from gxpmes.identity.schema import SessionRow, SignatureRow, UserKeyRow
 from gxpmes.identity.service import IdentityService, Session, User
+from gxpmes.records import writer as projection
 
 __all__ = [
     "Credentials",
@@ -126,6 +127,17 @@ class Credentials:
     user_id: str
     password: str = field(repr=False)
     session: Session | None = None
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A person whose two signature components were just checked, for one meaning."""
+
+    user: User
+    meaning: str
+    client_tz: str
+    session: Session | None = None
+    user_key: Ed25519PrivateKey | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -237,33 +249,74 @@ class SignatureService:
         expected_hash: str | None = None,
         digital: bool = False,
     ) -> Signature:
-        """Sign ``record`` with ``meaning``; raises (and audits) on any refusal."""
+        """Sign ``record`` with ``meaning`` in a transaction of its own; refusals are audited.
+
+        Engine code that changes state together with the signature uses
+        :meth:`authenticate` then :meth:`sign_in` inside its own transaction.
+        """
+        signer = self.authenticate(credentials, meaning, record, digital=digital)
+        try:
+            with self.db.transaction() as conn:
+                signature_id = self.sign_in(
+                    conn, signer, record, reason=reason, expected_hash=expected_hash
+                )
+        except GxpError as exc:
+            self.audit_refusal(record, meaning, credentials.user_id, exc)
+            raise
+        return self._get(signature_id)
+
+    def authenticate(
+        self,
+        credentials: Credentials,
+        meaning: str,
+        record: Signable,
+        *,
+        digital: bool = False,
+    ) -> Signer:
+        """Check both signature components and the permission to sign as ``meaning``.
+
+        Runs outside any write transaction (a failed password updates the
+        lockout counter in a transaction of its own); refusals are audited
+        against ``record``.
+        """
         meaning = str(meaning)  # a Meaning member or a configured meaning string
         try:
-            return self._sign(record, meaning, credentials, reason, expected_hash, digital)
+            if meaning not in self.meanings:
+                raise SignatureError(f"unknown signature meaning {meaning!r}")
+            if self._key is None:
+                raise SignatureError(
+                    "this signature service verifies only: no system key to sign with"
+                )
+            user = self._authenticate(credentials)
+            if f"sign.{meaning}" not in self.identity.permissions(user):
+                raise PermissionDenied(
+                    f"{user.user_id} may not sign as {meaning!r} (roles: "
+                    f"{', '.join(sorted(user.roles)) or 'none'})"
+                )
+            user_key = self._user_key(user.user_id, credentials.password) if digital else None
         except GxpError as exc:
-            self._audit_refusal(record, meaning, credentials.user_id, exc)
+            self.audit_refusal(record, meaning, credentials.user_id, exc)
             raise
+        client_tz = credentials.session.client_tz if credentials.session else "UTC"
+        return Signer(user, meaning, client_tz, credentials.session, user_key)
 
-    def _sign(
+    def sign_in(
         self,
+        conn: Connection,
+        signer: Signer,
         record: Signable,
-        meaning: str,
-        credentials: Credentials,
-        reason: str | None,
-        expected_hash: str | None,
-        digital: bool,
-    ) -> Signature:
-        if meaning not in self.meanings:
-            raise SignatureError(f"unknown signature meaning {meaning!r}")
-        if self._key is None:
-            raise SignatureError("this signature service verifies only: no system key to sign with")
-        user = self._authenticate(credentials)
-        if f"sign.{meaning}" not in self.identity.permissions(user):
-            raise PermissionDenied(
-                f"{user.user_id} may not sign as {meaning!r} (roles: "
-                f"{', '.join(sorted(user.roles)) or 'none'})"
-            )
+        *,
+        reason: str | None = None,
+        expected_hash: str | None = None,
+    ) -> str:
+        """Write the signature inside the caller's transaction; returns its id.
+
+        Separation of duties is checked against the signatures visible in that
+        transaction, so a state check and the signature commit together or not
+        at all. The caller audits a refusal after its transaction rolled back
+        (:meth:`audit_refusal`).
+        """
+        user, meaning = signer.user, signer.meaning
         digest = content_hash(record)
         if expected_hash is not None and expected_hash != digest:
             raise RecordChangedError(
@@ -271,7 +324,6 @@ class SignatureService:
                 "review it again before signing"
             )
         now = self.db.clock()
-        client_tz = credentials.session.client_tz if credentials.session else "UTC"
         manifest_data = {
             "record_type": record.signable_type,
             "record_id": record.signable_id,
@@ -280,7 +332,7 @@ class SignatureService:
             "signer_id": user.user_id,
             "printed_name": user.printed_name,
             "signed_at": now.isoformat(),
-            "time_zone": client_tz,
+            "time_zone": signer.client_tz,
             "meaning": meaning,
             "reason": reason,
         }
@@ -288,55 +340,56 @@ class SignatureService:
         assert self._key is not None
         system_signature = self._key.sign(manifest.encode())
         user_public = user_signature = None
-        if digital:
-            user_key = self._user_key(user.user_id, credentials.password)
-            user_public = public_key_bytes(user_key.public_key())
-            user_signature = user_key.sign(manifest.encode())
+        if signer.user_key is not None:
+            user_public = public_key_bytes(signer.user_key.public_key())
+            user_signature = signer.user_key.sign(manifest.encode())
         signature_id = str(uuid.uuid4())
-        with self.db.transaction() as conn:
-            self._check_separation(conn, record, meaning, user)
-            if credentials.session is not None:
-                conn.execute(
-                    update(SessionRow)
-                    .where(SessionRow.session_id == credentials.session.session_id)
-                    .values(signed=True)
-                )
-            seq = self.db.audit(
+        self._check_separation(conn, record, meaning, user)
+        if signer.session is not None:
+            projection.update(
                 conn,
-                AuditEvent(
-                    user.actor,
-                    "signature.sign",
-                    record.signable_type,
-                    record.signable_id,
-                    new={
-                        "meaning": meaning,
-                        "content_hash": digest,
-                        "signature_id": signature_id,
-                        "scope": record.signable_scope,
-                    },
-                    reason=reason,
-                    client_tz=client_tz,
-                ),
+                SessionRow,
+                {"session_id": signer.session.session_id},
+                dict(signed=True),
             )
-            order = conn.execute(select(func.count()).select_from(SignatureRow)).scalar_one()
-            conn.execute(
-                insert(SignatureRow).values(
-                    signature_id=signature_id,
-                    record_type=record.signable_type,
-                    record_id=record.signable_id,
-                    scope=record.signable_scope,
-                    signer_id=user.user_id,
-                    meaning=meaning,
-                    manifest=manifest,
-                    system_key_id=self.system_key_id,
-                    system_signature=system_signature,
-                    user_public_key=user_public,
-                    user_signature=user_signature,
-                    audit_seq=seq,
-                    created_order=order,
-                )
-            )
-        return self._get(signature_id)
+        order = conn.execute(select(func.count()).select_from(SignatureRow)).scalar_one()
+        projection.insert(
+            conn,
+            SignatureRow,
+            dict(
+                signature_id=signature_id,
+                record_type=record.signable_type,
+                record_id=record.signable_id,
+                scope=record.signable_scope,
+                signer_id=user.user_id,
+                meaning=meaning,
+                manifest=manifest,
+                system_key_id=self.system_key_id,
+                system_signature=system_signature,
+                user_public_key=user_public,
+                user_signature=user_signature,
+                audit_seq=None,  # the seq of the entry below, filled by the writer
+                created_order=order,
+            ),
+        )
+        self.db.audit(
+            conn,
+            AuditEvent(
+                user.actor,
+                "signature.sign",
+                record.signable_type,
+                record.signable_id,
+                new={
+                    "meaning": meaning,
+                    "content_hash": digest,
+                    "signature_id": signature_id,
+                    "scope": record.signable_scope,
+                },
+                reason=reason,
+                client_tz=signer.client_tz,
+            ),
+        )
+        return signature_id
 
     def _authenticate(self, credentials: Credentials) -> User:
         if credentials.session is None:
@@ -395,7 +448,8 @@ class SignatureService:
                 f"and cannot also sign {meaning}"
             )
 
-    def _audit_refusal(self, record: Signable, meaning: str, user_id: str, exc: GxpError) -> None:
+    def audit_refusal(self, record: Signable, meaning: str, user_id: str, exc: GxpError) -> None:
+        """Record a refused signing attempt (21 CFR 11.10(e): attempts are part of the trail)."""
         from gxpmes.database import SYSTEM
 
         with self.db.transaction() as conn:
@@ -431,10 +485,10 @@ class SignatureService:
         with self.db.transaction() as conn:
             if conn.execute(select(UserKeyRow).where(UserKeyRow.user_id == user_id)).first():
                 raise SignatureError(f"{user_id} already has a signing key")
-            conn.execute(
-                insert(UserKeyRow).values(
-                    user_id=user_id, public_key=public, encrypted_private_key=encrypted
-                )
+            projection.insert(
+                conn,
+                UserKeyRow,
+                dict(user_id=user_id, public_key=public, encrypted_private_key=encrypted),
             )
             self.db.audit(
                 conn,

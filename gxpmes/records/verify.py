@@ -1,0 +1,234 @@
+"""``gxpmes verify``: the log, every projected table, and every signature — in one report.
+
+1. The ledger is verified as ``gxpmes audit verify`` does (hashes, chain,
+   Merkle tree, signed tree heads and checkpoints when keys are given).
+2. The log is replayed through :func:`gxpmes.records.images.row_changes`
+   (the writer's own projector) and each projected table is compared both
+   ways: a row the log never wrote, a row the log wrote that is gone, a cell
+   that differs. Each entry's ``object_key`` lookup column is checked against
+   its canonical bytes.
+3. Every signature is re-verified against the record it signs as that record
+   is *now* (system countersignature, content hash, the signer's own key).
+
+Nothing is trusted from the database being checked: keys come from the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from audit.keys import TrustedKey
+from audit.ledger import Ledger
+from audit.schema import object_key
+from audit.verify import VerificationReport, verify_ledger
+from gxpmes.records.images import row_changes
+from gxpmes.records.replay import ExpectedRow, RecordProblem, compare_rows, key_text
+from gxpmes.records.tables import TableSpec, projected
+
+__all__ = ["RecordProblem", "RecordReport", "verify_record"]
+
+
+@dataclass
+class RecordReport:
+    """Outcome of :func:`verify_record`: the ledger's report and every record problem."""
+
+    ledger: VerificationReport
+    problems: list[RecordProblem] = field(default_factory=list)
+    rows_checked: int = 0
+    signatures_checked: int = 0
+    warnings: list[str] = field(default_factory=list)
+    batch: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True only when the log verifies and every table and signature agrees with it."""
+        return self.ledger.ok and not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"ok", "ledger", "problems": [...], ...}`` as ``gxpmes verify --json`` prints it."""
+        return {
+            "ok": self.ok,
+            "batch": self.batch,
+            "ledger": self.ledger.as_json(),
+            "rows_checked": self.rows_checked,
+            "signatures_checked": self.signatures_checked,
+            "warnings": list(self.warnings),
+            "problems": [p.as_json() for p in self.problems],
+        }
+
+    def summary(self) -> str:
+        """One line: VERIFIED or the number of problems."""
+        if self.ok:
+            scope = f"batch {self.batch}" if self.batch else "all records"
+            return (
+                f"VERIFIED: {self.ledger.entries} audit entries, {self.rows_checked} rows "
+                f"({scope}), {self.signatures_checked} signatures agree with the log"
+            )
+        count = len(self.problems) + (0 if self.ledger.ok else 1)
+        return f"FAILED: {count} problem(s)"
+
+    def lines(self) -> list[str]:
+        """One line per problem (the ledger's first, if any)."""
+        out = [] if self.ledger.ok else [f"audit log: {self.ledger.summary()}"]
+        return out + [p.line() for p in self.problems]
+
+
+def _entries(
+    conn: Connection, problems: list[RecordProblem], tick: Callable[[int], None]
+) -> Iterator[tuple[int, str, Any]]:
+    """``(seq, action, new)`` of every entry; a wrong ``object_key`` is a problem."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    loads = json.loads
+    try:
+        cursor.execute("SELECT seq, object_key, canonical FROM audit_entry ORDER BY seq")
+        while True:
+            chunk = cursor.fetchmany(20_000)
+            if not chunk:
+                return
+            for seq, stored_key, canonical in chunk:
+                try:
+                    data = loads(bytes(canonical))
+                    obj = data["object"]
+                    action = data["action"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the ledger verification names malformed entries
+                if stored_key != object_key(obj["type"], obj["id"]):
+                    problems.append(
+                        RecordProblem(
+                            "audit_entry",
+                            str(seq),
+                            "object_key",
+                            seq,
+                            "object_key",
+                            object_key(obj["type"], obj["id"]),
+                            stored_key,
+                        )
+                    )
+                yield seq, action, data["new"]
+            tick(seq)
+    finally:
+        cursor.close()
+
+
+def _rows(conn: Connection, spec: TableSpec, batch: str | None) -> Iterator[dict[str, Any]]:
+    query = select(spec.table)
+    if batch is not None and spec.batch_column is not None:
+        query = query.where(spec.table.c[spec.batch_column] == batch)
+    result = conn.execution_options(yield_per=20_000).execute(query)
+    for row in result.mappings():
+        yield dict(row)
+
+
+def _in_batch(spec: TableSpec, image: dict[str, Any], batch: str | None) -> bool:
+    return batch is None or spec.batch_column is None or image.get(spec.batch_column) == batch
+
+
+def verify_record(
+    engine: Engine,
+    *,
+    batch: str | None = None,
+    checkpoint: str | None = None,
+    trusted_keys: Sequence[TrustedKey] = (),
+    signature_keys: dict[str, bytes] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RecordReport:
+    """Verify the log, the projected tables and the signatures of one database.
+
+    ``trusted_keys`` verify checkpoints (and tree heads); ``signature_keys``
+    (key id → Ed25519 public key) verify the system countersignature of
+    e-signatures. Without them those checks are reported as not done, in
+    ``warnings``, never as passed. ``batch`` limits the table comparison to
+    that batch's rows plus all master data (recipes, equipment, lots, users).
+    """
+    started = time.monotonic()
+    last = [started]
+
+    def say(message: str) -> None:
+        now = time.monotonic()
+        if progress is not None and now - started > 1.0 and now - last[0] > 1.0:
+            last[0] = now
+            progress(message)
+
+    ledger = Ledger(engine, create=False)
+    ledger_report = verify_ledger(
+        ledger,
+        checkpoint=checkpoint,
+        trusted_keys=trusted_keys,
+        progress=lambda n: say(f"audit log: {n} entries verified"),
+    )
+    report = RecordReport(ledger_report, batch=batch)
+    report.warnings.extend(ledger_report.warnings)
+    specs = projected()
+    with engine.connect() as conn:
+        expected: dict[str, dict[tuple[Any, ...], ExpectedRow]] = {}
+        for seq, action, new in _entries(
+            conn, report.problems, lambda n: say(f"replay: {n} entries")
+        ):
+            try:
+                changes = list(row_changes(seq, action, new))
+            except Exception as exc:
+                report.problems.append(
+                    RecordProblem("audit_entry", str(seq), None, seq, "bad_image", str(exc))
+                )
+                continue
+            for table, key, image in changes:
+                rows = expected.setdefault(table, {})
+                if image is None:
+                    rows.pop(key, None)
+                elif _in_batch(specs[table], image, batch):
+                    rows[key] = ExpectedRow(seq, image)
+        for name, spec in specs.items():
+            say(f"comparing {name}")
+            counted = _Counter(_rows(conn, spec, batch))
+            report.problems.extend(compare_rows(spec, expected.get(name, {}), counted))
+            report.rows_checked += counted.count
+    _verify_signatures(engine, report, batch, signature_keys)
+    return report
+
+
+class _Counter:
+    """Iterate rows while counting them."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self.rows:
+            self.count += 1
+            yield row
+
+
+def _verify_signatures(
+    engine: Engine,
+    report: RecordReport,
+    batch: str | None,
+    signature_keys: dict[str, bytes] | None,
+) -> None:
+    from gxpmes.records.signatures import check_signatures
+
+    if not signature_keys:
+        report.warnings.append(
+            "e-signatures not checked: no trusted system key given (--signature-key)"
+        )
+        return
+    checked, problems = check_signatures(engine, signature_keys, batch)
+    report.signatures_checked = checked
+    report.problems.extend(problems)
+
+
+def print_progress(message: str) -> None:
+    """Progress to stderr (the CLI's ``progress`` callback)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+__all__ += ["key_text", "print_progress"]
