@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from audit.canonical import format_timestamp
 from audit.entry import Actor, AuditEvent
 from gxpmes.ebr.base import (
     _ACTIVE,
@@ -23,6 +24,7 @@ from gxpmes.ebr.schema import (
 )
 from gxpmes.errors import CaptureRefused
 from gxpmes.identity.service import Session
+from gxpmes.records.images import VALUE_COLUMNS, value_row
 from isa95.errors import ModelError
 from isa95.recipe import FormulaParameter, Phase, Recipe
 
@@ -158,28 +160,11 @@ class ValueCapture(RecipeRecords):
         reason: str | None = None,
     ) -> list[int]:
         events = []
-        rows = []
         exceptions = []
         limits_of: dict[tuple[str, str], FormulaParameter | None] = {}
+        action = "value.manual" if manual else "value.capture"
+        server_text = format_timestamp(server_now)
         for value in values:
-            server_ts = value.server_ts or server_now
-            events.append(
-                AuditEvent(
-                    actor or self.collector,
-                    "value.manual" if manual else "value.capture",
-                    "process_value",
-                    f"{value.batch_id}/{value.parameter}",
-                    new={
-                        "tag": value.tag,
-                        "value": value.value,
-                        "unit": value.unit,
-                        "source_ts": value.source_ts,
-                        "server_ts": server_ts,
-                        "quality": value.quality,
-                    },
-                    reason=reason,
-                )
-            )
             key = (value.batch_id, value.parameter)
             if key not in limits_of:  # one recipe lookup per parameter, not per value
                 limits_of[key] = self._limits(contexts[value.batch_id][1], value.parameter)
@@ -187,7 +172,30 @@ class ValueCapture(RecipeRecords):
             in_limits = limits is None or limits.within_limits(value.value)
             if limits is not None and limits.unit and limits.unit != value.unit:
                 in_limits = False
-            rows.append((value, server_ts, in_limits))
+            # Flat on purpose (the encoder's fast path); value_row() turns it into the row.
+            events.append(
+                AuditEvent(
+                    actor or self.collector,
+                    action,
+                    "process_value",
+                    f"{value.batch_id}/{value.parameter}",
+                    new={
+                        "batch_id": value.batch_id,
+                        "parameter": value.parameter,
+                        "tag": value.tag,
+                        "value": value.value,
+                        "unit": value.unit,
+                        "source_ts": format_timestamp(value.source_ts),
+                        "server_ts": server_text
+                        if value.server_ts is None
+                        else format_timestamp(value.server_ts),
+                        "quality": value.quality,
+                        "in_limits": in_limits,
+                        "source_key": value.source_key,
+                    },
+                    reason=reason,
+                )
+            )
             if not in_limits:
                 exceptions.append(
                     (
@@ -209,23 +217,9 @@ class ValueCapture(RecipeRecords):
                     )
                 )
         receipt = self.db.ledger.append_many(events, conn=conn)
-        server_text = server_now.isoformat()
         value_rows = [
-            (
-                seq,
-                v.batch_id,
-                v.parameter,
-                v.tag,
-                str(v.value),
-                v.unit,
-                v.source_ts.isoformat(),
-                server_text if ts is server_now else ts.isoformat(),
-                v.quality,
-                manual,
-                ok,
-                v.source_key,
-            )
-            for seq, (v, ts, ok) in zip(receipt.seqs, rows, strict=True)
+            value_row(seq, action, event.new)
+            for seq, event in zip(receipt.seqs, events, strict=True)
         ]
         # Driver-level executemany, as the ledger does: this is the capture hot path.
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -239,23 +233,9 @@ class ValueCapture(RecipeRecords):
 
     def _value_insert_sql(self, conn: Connection) -> str:
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        columns = (
-            "seq",
-            "batch_id",
-            "parameter",
-            "tag",
-            "value",
-            "unit",
-            "source_ts",
-            "server_ts",
-            "quality",
-            "manual",
-            "in_limits",
-            "source_key",
-        )
         return (
-            f"INSERT INTO ebr_value ({', '.join(columns)}) "
-            f"VALUES ({', '.join([mark] * len(columns))})"
+            f"INSERT INTO ebr_value ({', '.join(VALUE_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(VALUE_COLUMNS))})"
         )
 
     def report_data_quality(self, batch_id: str, parameter: str, detail: str) -> None:
