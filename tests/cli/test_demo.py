@@ -8,15 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared_paths import SCHEMAS
+from shared_paths import schemas_dir
 
 from gxpmes.cli import main
 from isa95.b2mml.documents import B2MML
 
 
 def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    schemas = schemas_dir()
     out = tmp_path / "demo"
-    env = dict(os.environ, GXPMES_B2MML_SCHEMAS=str(SCHEMAS))
+    env = dict(os.environ, GXPMES_B2MML_SCHEMAS=str(schemas))
     result = subprocess.run(
         [sys.executable, "-m", "gxpmes.cli", "demo", "--out", str(out)],
         capture_output=True,
@@ -68,7 +69,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:  # type: ignore[n
     )
     assert code == 1 and json.loads(capsys.readouterr().out)["problem"] == "hash_mismatch"
 
-    b2mml = B2MML(SCHEMAS)
+    b2mml = B2MML(schemas)
     record = b2mml.read((out / "B-2026-0001-BatchProductionRecord.xml").read_bytes()).model
     assert sum(len(s.values) for s in record.series) == 901
 

@@ -61,10 +61,10 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
 
 
 def test_b2mml_guide_example_runs(tmp_path: Path) -> None:
-    from shared_paths import SCHEMAS
+    from shared_paths import schemas_dir
 
     snippet = python_blocks((DOCS / "b2mml.md").read_text())[0].replace(
-        '"/opt/mesa/b2mml"', repr(str(SCHEMAS))
+        '"/opt/mesa/b2mml"', repr(str(schemas_dir()))
     )
     snippet += "\nassert document.model.lots[0].id == 'L-1' and document.verb == 'Sync'\n"
     result = subprocess.run(

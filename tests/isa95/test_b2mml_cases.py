@@ -6,7 +6,7 @@ from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import pytest
-from shared_paths import CASES
+from shared_paths import CASES, cases_dir
 
 from isa95.b2mml.documents import B2MML
 from isa95.errors import DocumentInvalid, ModelError, UnsupportedDocumentError
@@ -77,6 +77,12 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rwth-iat-recipol/2026-04-26_BatchML_MasterRecipe2_Sol_1.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipol/Testrezept_kur.xml": ("read", "MasterRecipe"),
 }
+
+
+@pytest.fixture(autouse=True)
+def cases() -> None:
+    """Every test here reads ../shared/b2mml-cases (skipped without it, failed in CI)."""
+    cases_dir()
 
 
 def test_every_case_is_listed() -> None:
