@@ -1,4 +1,7 @@
-"""MESA's XSDs (never shipped with this library), safe XML parsing and validation."""
+"""MESA's XSDs (never shipped with this library) and validation against them.
+
+Safe parsing lives in :mod:`isa95.b2mml.safexml`; ``parse_xml`` is re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from pathlib import Path
 
 from lxml import etree
 
+from isa95.b2mml.safexml import MAX_DOCUMENT_BYTES, parse_xml, safe_parser
 from isa95.b2mml.xsdindex import SchemaIndex, load_index
-from isa95.errors import DocumentInvalid, SchemaError, UnsafeXMLError, XMLIssue
+from isa95.errors import SchemaError, XMLIssue
 
 __all__ = [
     "LEGACY_NAMESPACES",
@@ -34,7 +38,6 @@ LEGACY_NAMESPACES = {
     "http://www.wbf.org/xml/BatchML-V02": "BatchML V02",
     "http://www.wbf.org/xml/BatchML-V0401": "BatchML V0401",
 }
-MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 ENV_VAR = "GXPMES_B2MML_SCHEMAS"
 _ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
 
@@ -51,67 +54,6 @@ def schema_root(directory: str | Path | None = None) -> Path:
     if not (path / "V0701").is_dir() and not (path / "V0600").is_dir():
         raise SchemaError(f"{path} holds neither V0701/ nor V0600/ B2MML schemas")
     return path
-
-
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_blank_text=False,
-    )
-
-
-def parse_xml(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._ElementTree:
-    """Parse untrusted XML safely: no DTD, no entities, no network, bounded size.
-
-    Raises :class:`UnsafeXMLError` for a DOCTYPE (which is how entity
-    expansion and external DTD attacks start) or an oversize input, and
-    :class:`DocumentInvalid` naming the line for input that is not well-formed.
-    """
-    if len(data) > max_bytes:
-        raise UnsafeXMLError(f"document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
-    if _has_doctype(data):
-        raise UnsafeXMLError("documents with a DOCTYPE are refused (no DTDs or entities allowed)")
-    try:
-        tree = etree.ElementTree(etree.fromstring(data, _parser()))
-    except etree.XMLSyntaxError as exc:
-        raise DocumentInvalid("not well-formed XML", [XMLIssue(exc.lineno, "?", exc.msg)]) from exc
-    docinfo = tree.docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise UnsafeXMLError("documents with a DOCTYPE are refused (no DTDs or entities allowed)")
-    for node in tree.iter():
-        if isinstance(node, etree._Entity):
-            raise UnsafeXMLError(f"entity reference {node.text!r} refused (line {node.sourceline})")
-    return tree
-
-
-def _has_doctype(data: bytes) -> bool:
-    """True when the prolog (before the root element) declares a DOCTYPE.
-
-    Checked before parsing so entity bombs never reach the parser.
-    """
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = data[:65536].decode("utf-16", errors="ignore")
-    else:
-        text = data[:65536].decode("latin-1")
-    position = 0
-    while True:
-        start = text.find("<", position)
-        if start < 0:
-            return False
-        if text.startswith("<?", start):
-            position = text.find("?>", start) + 2
-        elif text.startswith("<!--", start):
-            position = text.find("-->", start) + 3
-        elif text.startswith("<!", start):
-            return text[start + 2 : start + 9].upper() == "DOCTYPE"
-        else:
-            return False  # the root element starts: no DOCTYPE can follow
-        if position < 2:
-            return False
 
 
 def issues_from_log(log: etree._ListErrorLog) -> list[XMLIssue]:
@@ -164,7 +106,7 @@ def _validator(directory: Path, version: str, root_element: str) -> etree.XMLSch
         # declares the root element (it includes everything it needs).
         path = _declaring_file(directory, root_element)
     try:
-        return etree.XMLSchema(etree.parse(str(path), _parser()))
+        return etree.XMLSchema(etree.parse(str(path), safe_parser()))
     except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as exc:
         raise SchemaError(f"cannot compile {path}: {exc}") from exc
 

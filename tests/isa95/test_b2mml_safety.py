@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 
+from isa95.b2mml import safexml
 from isa95.b2mml.documents import B2MML
+from isa95.b2mml.safexml import MAX_PROLOG_BYTES, check_prolog
 from isa95.b2mml.schemas import parse_xml
 from isa95.errors import DocumentInvalid, SchemaError, UnsafeXMLError, UnsupportedDocumentError
 
@@ -115,3 +120,113 @@ def test_extension_content_is_kept_and_reported(b2mml: B2MML) -> None:
     extension = document.tree["ApplicationArea"]["UserArea"]["##any"][0]
     assert "EXT-1" in extension and extension.lstrip().startswith("<MaterialLot")
     assert document.unmapped == ["SyncMaterialInformation/ApplicationArea/UserArea"]
+
+
+# ------------------------------------------------------------ the prolog scan
+
+
+def _within(seconds: float, action: Callable[[], object]) -> BaseException | None:
+    """Run ``action`` in a daemon thread; fail if it has not ended after ``seconds``.
+
+    Returns what it raised (None if nothing), so a loop that never ends fails
+    the test instead of hanging the run.
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            action()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"did not finish within {seconds} s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'<?xml version="1.0"?>\n<!-- unterminated',  # the 39-byte input that used to hang
+        b"<!--",
+        b"<!-->",
+        b"<!--->",
+        b'<?xml version="1.0"',
+        b"<?",
+        b"<![CDATA[x",
+        b"<!DOC",
+        b"<!",
+        b"DOCTYPE <",
+        b"\xef\xbb\xbf<!-- x",
+        "<!-- x".encode("utf-16"),
+        "<?xml".encode("utf-16-be"),
+        "<!-- x".encode("utf-32"),
+        b"",
+    ],
+)
+def test_unterminated_prologs_end_as_not_well_formed(data: bytes) -> None:
+    error = _within(2, lambda: parse_xml(data))
+    assert isinstance(error, DocumentInvalid), repr(error)
+
+
+DOCTYPE_DOC = (
+    '<?xml version="1.0" encoding="{}"?><!-- c --><?pi x?><!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>'
+)
+
+
+@pytest.mark.parametrize(
+    ("codec", "declared", "bom"),
+    [
+        ("utf-8", "UTF-8", b""),
+        ("utf-8", "UTF-8", b"\xef\xbb\xbf"),
+        ("utf-16-le", "UTF-16", b"\xff\xfe"),
+        ("utf-16-be", "UTF-16", b"\xfe\xff"),
+        ("utf-16-le", "UTF-16", b""),  # no BOM: libxml2 still detects it from "<?"
+        ("utf-16-be", "UTF-16", b""),
+        ("utf-32-le", "UTF-32", b"\xff\xfe\x00\x00"),
+        ("utf-32-le", "UTF-32", b""),
+        ("utf-7", "UTF-7", b""),  # '<' is "+ADw-": invisible to a byte scan
+        ("iso-8859-1", "ISO-8859-1", b""),
+        ("cp1252", "windows-1252", b""),
+    ],
+)
+def test_doctype_is_refused_before_parsing_in_every_encoding(
+    codec: str, declared: str, bom: bytes
+) -> None:
+    data = bom + DOCTYPE_DOC.format(declared).encode(codec)
+    error = _within(2, lambda: check_prolog(data))
+    assert isinstance(error, UnsafeXMLError) and "DOCTYPE" in str(error), repr(error)
+
+
+@pytest.mark.parametrize(
+    ("codec", "bom"),
+    [("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")],
+)
+def test_documents_without_doctype_parse_in_those_encodings(codec: str, bom: bytes) -> None:
+    declared = "UTF-8" if codec == "utf-8" else "UTF-16"
+    text = f'<?xml version="1.0" encoding="{declared}"?>\n<!-- <!DOCTYPE in a comment -->\n<a>é</a>'
+    tree = parse_xml(bom + text.encode(codec))
+    assert tree.getroot().text == "é"
+
+
+def test_an_encoding_that_cannot_be_checked_is_refused() -> None:
+    with pytest.raises(UnsafeXMLError, match="x-no-such-encoding"):
+        parse_xml(b'<?xml version="1.0" encoding="x-no-such-encoding"?><a/>')
+
+
+def test_a_prolog_longer_than_the_scan_is_refused() -> None:
+    padding = b"<!--" + b"x" * MAX_PROLOG_BYTES + b"-->"
+    with pytest.raises(UnsafeXMLError, match="prolog"):
+        parse_xml(padding + b'<!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>')
+
+
+def test_the_parsed_tree_check_stands_behind_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the scan removed, a DOCTYPE still never leads to a document.
+    monkeypatch.setattr(safexml, "check_prolog", lambda data: None)
+    with pytest.raises((UnsafeXMLError, DocumentInvalid)):
+        parse_xml(DOCTYPE_DOC.format("UTF-8").encode())
+    with pytest.raises((UnsafeXMLError, DocumentInvalid)):
+        parse_xml(BILLION_LAUGHS)
