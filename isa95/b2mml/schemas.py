@@ -13,6 +13,7 @@ from pathlib import Path
 from lxml import etree
 
 from isa95.b2mml.safexml import MAX_DOCUMENT_BYTES, parse_xml, safe_parser
+from isa95.b2mml.schema_store import installed_schema_dir, user_schema_dir
 from isa95.b2mml.xsdindex import SchemaIndex, load_index
 from isa95.errors import SchemaError, XMLIssue
 
@@ -43,12 +44,22 @@ _ELEMENT_IN_MESSAGE = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
 
 
 def schema_root(directory: str | Path | None = None) -> Path:
-    """The folder holding ``V0701/`` and ``V0600/`` (argument, else ``GXPMES_B2MML_SCHEMAS``)."""
+    """The folder holding ``V0701/`` and ``V0600/``.
+
+    Looked up in this order: the argument, ``GXPMES_B2MML_SCHEMAS``, then the
+    per-user store filled by ``gxpmes b2mml schemas install``
+    (:func:`isa95.b2mml.schema_store.user_schema_dir`). A folder named
+    explicitly that holds no release is an error, never passed over.
+    """
     chosen = directory if directory is not None else os.environ.get(ENV_VAR)
     if not chosen:
+        installed = installed_schema_dir()
+        if installed is not None:
+            return installed
         raise SchemaError(
-            f"no B2MML schema directory: pass one or set {ENV_VAR} to the folder holding "
-            "MESA's V0701/ and V0600/ schema folders"
+            f"no B2MML schema directory: pass one, set {ENV_VAR} to the folder holding "
+            "MESA's V0701/ and V0600/ schema folders, or install them with "
+            f"`gxpmes b2mml schemas install --from DIR|ZIP|URL` (into {user_schema_dir()})"
         )
     path = Path(chosen).expanduser()
     if not (path / "V0701").is_dir() and not (path / "V0600").is_dir():
