@@ -379,8 +379,13 @@ class EngineBase:
             new={"batch_id": batch_id, "comment": comment},
         )
 
-    def recipe(self, recipe_id: str, version: str) -> tuple[Recipe, str]:
-        """A recipe version and its status."""
+    def recipe(self, recipe_id: str, version: str, *, check: bool = True) -> tuple[Recipe, str]:
+        """A recipe version and its status.
+
+        The row is checked against its audit trail (and, if Approved, its two
+        signatures) the first time this engine loads it; ``check=False`` is for
+        readers that report integrity themselves (the batch record report).
+        """
         with self.db.read() as conn:
             row = conn.execute(
                 select(RecipeRow).where(
@@ -390,6 +395,8 @@ class EngineBase:
         if row is None:
             raise BatchError(f"no master recipe {recipe_id} v{version}")
         key = (recipe_id, version)
+        if not check:
+            return Recipe.model_validate(json.loads(row.body)), row.status
         if key not in self._recipes:
             # Checked against its trail once per engine: limits come from this body.
             with self.db.read() as conn:

@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from audit.keys import TrustedKey
-from audit.verify import verify_ledger
 from gxpmes.ebr.engine import BatchEngine
+from gxpmes.records.verify import verify_record
 from isa95.recipe import FormulaParameter, Phase
 
 __all__ = ["ReportData", "Series", "collect_report"]
@@ -62,7 +62,7 @@ def collect_report(
 ) -> ReportData:
     """Gather the report of ``batch_id`` and verify the audit trail and signatures now."""
     batch = engine.batch(batch_id)
-    recipe, _status = engine.recipe(batch["recipe_id"], batch["recipe_version"])
+    recipe, _status = engine.recipe(batch["recipe_id"], batch["recipe_version"], check=False)
     limits = {
         f"{path}/{p.id}": p
         for path, element in recipe.procedural_elements()
@@ -149,15 +149,33 @@ def collect_report(
         None,
     )
 
-    report = verify_ledger(engine.db.ledger, checkpoint=checkpoint, trusted_keys=trusted_keys)
+    # The seal is `gxpmes verify --batch`: the trail, this batch's tables replayed from
+    # it, and its signatures; any disagreement turns every page red.
+    record = verify_record(
+        engine.db.engine,
+        batch=batch_id,
+        checkpoint=checkpoint,
+        trusted_keys=trusted_keys,
+        signature_keys=dict(engine.signatures.trusted),
+    )
+    report = record.ledger
+    record_problems = [p.line() for p in record.problems if p.kind != "signature"]
     bad_signatures = [s for s in signatures if not s["valid"]]
     seal = {
-        "ok": report.ok and not bad_signatures,
+        "ok": report.ok and not bad_signatures and not record_problems,
+        "record_problems": record_problems,
+        "rows_checked": record.rows_checked,
         "tree_size": report.tree_size,
         "root": report.root,
         "checkpoint_size": report.checkpoint_size,
         "checkpoint_key_id": report.checkpoint_key_id,
-        "summary": report.summary() if report.ok else f"{report.problem}: {report.detail}",
+        "summary": (
+            f"{report.problem}: {report.detail}"
+            if not report.ok
+            else f"{len(record_problems)} record problem(s): " + "; ".join(record_problems[:3])
+            if record_problems
+            else report.summary()
+        ),
         "first_bad_seq": report.first_bad_seq,
         "signatures_checked": len(signatures),
         "bad_signatures": len(bad_signatures),
