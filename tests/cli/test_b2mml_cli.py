@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from shared_paths import CASES, SCHEMAS
+from shared_paths import CASES, cases_dir, schemas_dir
 
 from gxpmes.cli import main
 from isa95.b2mml.documents import B2MML
@@ -17,7 +17,7 @@ COCOP = CASES / "cocop-biz-spec"
 
 @pytest.fixture(autouse=True)
 def schemas(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GXPMES_B2MML_SCHEMAS", str(SCHEMAS))
+    monkeypatch.setenv("GXPMES_B2MML_SCHEMAS", str(schemas_dir()))
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -27,6 +27,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    cases_dir()
     code, out, _ = run(capsys, "b2mml", "validate", str(COCOP / "ProcessProductionSchedule.xml"))
     assert code == 0 and out.strip() == "VALID"
     code, out, _ = run(
@@ -54,9 +55,12 @@ def test_validate(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_missing_schema_directory_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    cases_dir()
+    schemas = schemas_dir()
     monkeypatch.delenv("GXPMES_B2MML_SCHEMAS")
+    monkeypatch.setenv("GXPMES_DATA_DIR", str(tmp_path))  # and no per-user install
     code, _, err = run(capsys, "b2mml", "validate", str(COCOP / "ProcessProductionSchedule.xml"))
     assert code == 2 and "GXPMES_B2MML_SCHEMAS" in err
     code, _, _ = run(
@@ -65,12 +69,13 @@ def test_missing_schema_directory_is_a_usage_error(
         "validate",
         str(COCOP / "ProcessProductionSchedule.xml"),
         "--schemas",
-        str(SCHEMAS),
+        str(schemas),
     )
     assert code == 0
 
 
 def test_read_json(capsys: pytest.CaptureFixture[str]) -> None:
+    cases_dir()
     code, out, _ = run(
         capsys, "b2mml", "read", str(COCOP / "ProcessProductionSchedule.xml"), "--json"
     )
@@ -127,7 +132,8 @@ def test_unsafe_input_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    b2mml = B2MML(SCHEMAS)
+    cases_dir()
+    b2mml = B2MML(schemas_dir())
     source = tmp_path / "lots.xml"
     model = MaterialInformation(
         lots=[MaterialLot(id="L-1", status="Released", storage_location="WH-1")]
