@@ -21,6 +21,20 @@ class B2MMLError(ISA95Error):
     """A B2MML document could not be read or written."""
 
 
+class DocumentContentError(B2MMLError, ModelError):
+    """A schema-valid document whose content does not make valid models.
+
+    The message names the element (its path in the document and its source
+    line); ``path`` and ``line`` carry the same for programs. A
+    :class:`ModelError` too, because it is one: wrong in meaning, not in form.
+    """
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+
 class SchemaError(B2MMLError):
     """The B2MML schema directory is missing or unusable."""
 

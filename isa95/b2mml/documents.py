@@ -9,7 +9,14 @@ from typing import Any
 
 from lxml import etree
 
-from isa95.b2mml.mapping import ASSUMED_TIMEZONE, NOUNS, Noun, track, unconsumed
+from isa95.b2mml.mapping import (
+    ASSUMED_TIMEZONE,
+    NOUNS,
+    Noun,
+    content_errors,
+    track,
+    unconsumed,
+)
 from isa95.b2mml.schemas import LEGACY_NAMESPACES, NAMESPACES, VERSION_OF, SchemaSet, parse_xml
 from isa95.b2mml.tree import build, read
 from isa95.errors import B2MMLError, DocumentInvalid, UnsupportedDocumentError, XMLIssue
@@ -46,10 +53,12 @@ class ApplicationArea:
     @classmethod
     def from_tree(cls, tree: dict[str, Any]) -> ApplicationArea:
         """Read an ApplicationArea tree (missing time zone → refused)."""
-        from isa95.b2mml.mapping import _get, _list, _parse_time
+        from isa95.b2mml.mapping import _get, _list, _parse_time, _where
 
         sender = tree.get("Sender") or {}
-        creation = _parse_time(_get(tree, "CreationDateTime"), "ApplicationArea/CreationDateTime")
+        creation = _parse_time(
+            _get(tree, "CreationDateTime"), f"{_where(tree, 'ApplicationArea')}/CreationDateTime"
+        )
         return cls(
             creation=creation or datetime.now(UTC),
             sender=_get(sender, "LogicalID") if isinstance(sender, dict) else None,
@@ -232,7 +241,9 @@ class B2MML:
 
         Raises :class:`UnsafeXMLError`, :class:`DocumentInvalid` (with the
         issues' lines and elements), :class:`UnsupportedDocumentError` or
-        :class:`ModelError` (schema-valid but wrong in meaning).
+        :class:`DocumentContentError` (schema-valid but wrong in meaning, a
+        :class:`ModelError`, naming the element's path and line). Nothing else
+        escapes: every failure is an :class:`ISA95Error`.
         """
         tree = parse_xml(data)
         version, root = self.identify(tree)
@@ -244,23 +255,24 @@ class B2MML:
         index = self.schemas.index(version)
         unsupported: list[str] = []
         content = read(tree.getroot(), index.element_type(namespace, root), unsupported, root)
-        tracked = track(content)
+        tracked = track(content, root)
         area = None
         tracked.get("@releaseID")
         tracked.get("@versionID")
-        if verb is not None:
-            area = ApplicationArea.from_tree(tracked.get("ApplicationArea") or {})
-            data_area = tracked.get("DataArea") or {}
-            data_area.get(verb if verb != "Confirm" else "Confirm")
-            payloads = data_area.get(noun.name) or []
-            payloads = payloads if isinstance(payloads, list) else [payloads]
-        elif root in _CONTAINERS:
-            payloads = tracked.get(_CONTAINERS[root]) or []
-        else:
-            payloads = [tracked]
         token = ASSUMED_TIMEZONE.set(assume_timezone)
         try:
-            models = [noun.from_tree(p, version) for p in payloads]
+            with content_errors():
+                if verb is not None:
+                    area = ApplicationArea.from_tree(tracked.get("ApplicationArea") or {})
+                    data_area = tracked.get("DataArea") or {}
+                    data_area.get(verb if verb != "Confirm" else "Confirm")
+                    payloads = data_area.get(noun.name) or []
+                    payloads = payloads if isinstance(payloads, list) else [payloads]
+                elif root in _CONTAINERS:
+                    payloads = tracked.get(_CONTAINERS[root]) or []
+                else:
+                    payloads = [tracked]
+                models = [noun.from_tree(p, version) for p in payloads]
         finally:
             ASSUMED_TIMEZONE.reset(token)
         unmapped = unsupported + list(unconsumed(tracked, root))

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
-from isa95.b2mml import safexml
+from isa95.b2mml import documents, safexml
 from isa95.b2mml.documents import B2MML
+from isa95.b2mml.mapping import batchml
 from isa95.b2mml.safexml import MAX_PROLOG_BYTES, check_prolog
 from isa95.b2mml.schemas import parse_xml
-from isa95.errors import DocumentInvalid, SchemaError, UnsafeXMLError, UnsupportedDocumentError
+from isa95.batchrecord import BatchProductionRecord, RecordedValue, RecordEvent, TagSeries
+from isa95.common import Quantity
+from isa95.errors import (
+    DocumentContentError,
+    DocumentInvalid,
+    ModelError,
+    SchemaError,
+    UnsafeXMLError,
+    UnsupportedDocumentError,
+)
+from isa95.material import MaterialInformation, MaterialLot
+from isa95.operations import OperationsRequest, OperationsSchedule, SegmentRequirement
 
 NS = "http://www.mesa.org/xml/B2MML"
 
@@ -97,7 +112,6 @@ def test_foreign_and_legacy_namespaces_are_refused_clearly(b2mml: B2MML) -> None
 
 def test_schema_directory_is_required(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("GXPMES_B2MML_SCHEMAS", raising=False)
-    monkeypatch.setenv("GXPMES_DATA_DIR", str(tmp_path / "no-user-install"))
     with pytest.raises(SchemaError, match="GXPMES_B2MML_SCHEMAS"):
         B2MML()
     with pytest.raises(SchemaError, match="neither V0701"):
@@ -231,3 +245,95 @@ def test_the_parsed_tree_check_stands_behind_the_scan(monkeypatch: pytest.Monkey
         parse_xml(DOCTYPE_DOC.format("UTF-8").encode())
     with pytest.raises((UnsafeXMLError, DocumentInvalid)):
         parse_xml(BILLION_LAUGHS)
+
+
+# ------------------------------------------------ content that does not make a model
+
+
+def _record(b2mml: B2MML, version: str = "V0701") -> bytes:
+    value = RecordedValue(timestamp=datetime(2026, 1, 1, tzinfo=UTC), value="1", quality="Good")
+    event = RecordEvent(id="E-1", timestamp=datetime(2026, 1, 1, tzinfo=UTC))
+    record = BatchProductionRecord(
+        id="R-1", series=[TagSeries(tag="TT-101", values=[value])], events=[event]
+    )
+    return b2mml.write(record, version=version)
+
+
+def _line_of(data: bytes, marker: bytes) -> int:
+    return data[: data.index(marker)].count(b"\n") + 1
+
+
+@pytest.mark.parametrize("version", ["V0701", "V0600"])
+def test_an_empty_element_names_its_path_and_line(b2mml: B2MML, version: str) -> None:
+    data = _record(b2mml, version).replace(b"<Quality>Good</Quality>", b"<Quality></Quality>")
+    assert not b2mml.validate(data)  # schema-valid: only the model refuses it
+    with pytest.raises(DocumentContentError) as info:
+        b2mml.read(data)
+    error = info.value
+    path = "BatchProductionRecord/DataSets/DataSet[0]/OrderedData[0]/DataValue[0]"
+    line = _line_of(data, b"<DataValue>")
+    assert (error.path, error.line) == (path, line)
+    assert str(error).startswith(f"{path} (line {line}): quality: ")
+    assert isinstance(error, ModelError)  # callers that catch ModelError keep working
+
+
+def _schedule(b2mml: B2MML) -> bytes:
+    schedule = OperationsSchedule(
+        id="S-1",
+        requests=[
+            OperationsRequest(
+                id="R-1",
+                priority=5,
+                segments=[SegmentRequirement(id="G", process_segment_id="PS-1")],
+            )
+        ],
+    )
+    return b2mml.write(schedule, version="V0701")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (b"<Priority>5</Priority>", b"<Priority>1.5</Priority>", "'1.5' is not an integer"),
+        (b"<Priority>5</Priority>", b"<Priority>5" + b"0" * 10_000 + b"</Priority>", "longer"),
+        (b"<Priority>5</Priority>", b"<Priority>" + b"9" * 5000 + b"</Priority>", None),
+    ],
+)
+def test_numbers_are_exact_or_refused_by_path(
+    b2mml: B2MML, old: bytes, new: bytes, message: str | None
+) -> None:
+    data = _schedule(b2mml).replace(old, new)
+    if message is None:  # 5000 digits: more than int() parses from text, still read exactly
+        assert b2mml.read(data).model.requests[0].priority == 10**5000 - 1
+        return
+    with pytest.raises(DocumentContentError, match=message) as info:
+        b2mml.read(data)
+    assert info.value.path == "OperationsSchedule/OperationsRequest[0]"
+
+
+def test_a_quantity_that_is_not_finite_is_refused(b2mml: B2MML) -> None:
+    lot = MaterialLot(id="L-1", quantity=Quantity(value=Decimal("2.5"), unit="kg"))
+    data = b2mml.write(MaterialInformation(lots=[lot]), version="V0701")
+    for text in (b"NaN", b"-INF", b"1_000", b"\xd9\xa1"):  # "\u0661" is an Arabic-Indic 1
+        bad = data.replace(b"<QuantityString>2.5<", b"<QuantityString>" + text + b"<")
+        with pytest.raises(DocumentContentError, match=r"MaterialLot\[0\] 'L-1' \(line \d+\)"):
+            b2mml.read(bad)
+
+
+def test_an_unforeseen_failure_is_reported_at_the_element_read_last(
+    b2mml: B2MML, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _record(b2mml)
+
+    def broken(value: object) -> str:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(batchml, "_decoded", broken)
+    with pytest.raises(DocumentContentError, match="cannot map this element: KeyError") as info:
+        b2mml.read(data)
+    assert info.value.path == "BatchProductionRecord/Events/Event[0]"
+    assert info.value.line == _line_of(data, b"<Event>")
+    # The boundary is what keeps it in the hierarchy: without it the KeyError escapes.
+    monkeypatch.setattr(documents, "content_errors", contextlib.nullcontext)
+    with pytest.raises(KeyError):
+        b2mml.read(data)

@@ -38,6 +38,8 @@ from isa95.b2mml.mapping.trees import (
     _get,
     _list,
     _parse_time,
+    _where,
+    content_errors,
     track,
     unconsumed,
 )
@@ -60,6 +62,8 @@ __all__ = [
     "_get",
     "_list",
     "_parse_time",
+    "_where",
+    "content_errors",
     "track",
     "unconsumed",
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from isa95.b2mml.mapping.trees import (
+    _NUMBER,
     Tracked,
+    _decimal,
+    _decimal_text,
     _desc,
     _get,
     _list,
@@ -20,7 +23,6 @@ from isa95.b2mml.mapping.trees import (
 )
 from isa95.batchrecord import BatchProductionRecord, RecordedValue, RecordEvent, TagSeries
 from isa95.common import Quantity
-from isa95.errors import ModelError
 from isa95.recipe import (
     EquipmentRequirement,
     FormulaParameter,
@@ -157,11 +159,42 @@ def _bpr_to_tree(model: BatchProductionRecord, version: str) -> dict[str, Any]:
     return tree
 
 
+def _series(ds: dict[str, Any], index: str | None, spec: dict[str, Any]) -> TagSeries:
+    """The values of the tag with TagIndex ``index`` in a data set."""
+    values: list[RecordedValue] = []
+    for od in _list(ds, "OrderedData"):
+        when = _parse_time(_get(od, "TimeValue"), f"{_where(od, 'OrderedData')}/TimeValue")
+        for dv in _list(od, "DataValue"):
+            if _get(dv, "TagIndex") in (index, None):
+                values.extend(_recorded(dv, v, when) for v in _list(dv, "Value"))
+    unit = _get(spec, "UnitOfMeasure")
+    return _model(
+        lambda: TagSeries(
+            tag=(_texts(spec, "DataSource") or [f"tag{index}"])[0],
+            unit=unit or None,
+            description=_get(spec, "Description"),
+            data_type=_get(spec, "DataType") or "string",
+            values=values,
+        ),
+        _where(spec, "TagSpecification"),
+    )
+
+
+def _recorded(dv: dict[str, Any], value: Any, when: Any) -> RecordedValue:
+    return _model(
+        lambda: RecordedValue(
+            timestamp=when, value=_text(value) or "", quality=_get(dv, "Quality")
+        ),
+        _where(dv, "DataValue"),
+    )
+
+
 def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
     record_id = _get(tree, "ID") or ""
+    record = _where(tree, "BatchProductionRecord")
     _get(tree, "EntryID")
     _get(tree, "ObjectType")
-    series = []
+    series: list[TagSeries] = []
     datasets = tree.get("DataSets") or {}
     for ds in _list(datasets, "DataSet"):
         _get(ds, "EntryID")
@@ -169,39 +202,14 @@ def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
         specs = {}
         for spec in _list(ds, "TagSpecification"):
             specs[_get(spec, "TagIndex")] = spec
-        for index, spec in specs.items():
-            values = []
-            for od in _list(ds, "OrderedData"):
-                when = _parse_time(
-                    _get(od, "TimeValue"), f"BatchProductionRecord {record_id!r} TimeValue"
-                )
-                for dv in _list(od, "DataValue"):
-                    if _get(dv, "TagIndex") in (index, None):
-                        for v in _list(dv, "Value"):
-                            values.append(
-                                RecordedValue(
-                                    timestamp=when,
-                                    value=_text(v) or "",
-                                    quality=_get(dv, "Quality"),
-                                )
-                            )
-            unit = _get(spec, "UnitOfMeasure")
-            series.append(
-                TagSeries(
-                    tag=(_texts(spec, "DataSource") or [f"tag{index}"])[0],
-                    unit=unit or None,
-                    description=_get(spec, "Description"),
-                    data_type=_get(spec, "DataType") or "string",
-                    values=values,
-                )
-            )
+        series.extend(_series(ds, index, spec) for index, spec in specs.items())
 
     def event(e: dict[str, Any]) -> RecordEvent:
         _get(e, "ObjectType")
         return _model(
             lambda: RecordEvent(
                 id=_get(e, "EntryID"),
-                timestamp=_parse_time(_get(e, "TimeStamp"), "Event TimeStamp"),
+                timestamp=_parse_time(_get(e, "TimeStamp"), f"{_where(e, 'Event')}/TimeStamp"),
                 event_type=_decoded(e.get("EventType")),
                 event_subtype=_decoded(e.get("EventSubType")),
                 message=_get(e, "MessageText"),
@@ -217,9 +225,7 @@ def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
         lambda: BatchProductionRecord(
             id=record_id,
             description=_get(tree, "Description"),
-            creation_date=_parse_time(
-                _get(tree, "CreationDate"), "BatchProductionRecord CreationDate"
-            ),
+            creation_date=_parse_time(_get(tree, "CreationDate"), f"{record}/CreationDate"),
             batch_id=_get(tree, "BatchID"),
             lot_id=_get(tree, "LotID"),
             material_definition_id=_get(tree, "MaterialDefinitionID"),
@@ -227,7 +233,7 @@ def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
             series=series,
             events=events,
         ),
-        f"BatchProductionRecord {record_id!r}",
+        record,
     )
 
 
@@ -239,7 +245,7 @@ _LIMITS = (("low", "LowLimit"), ("high", "HighLimit"))
 
 def _batch_value(number: Decimal | None, unit: str | None) -> dict[str, Any]:
     return {
-        "ValueString": ["" if number is None else str(number)],
+        "ValueString": ["" if number is None else _decimal_text(number)],
         "DataInterpretation": "Constant",
         "DataType": "decimal",
         "UnitOfMeasure": unit or "",
@@ -279,11 +285,10 @@ def _batch_number(t: dict[str, Any], where: str) -> tuple[Decimal | None, str | 
     unit = _get(value, "UnitOfMeasure") or None
     if not text:
         return None, unit
-    try:
-        return Decimal(text), unit
-    except InvalidOperation:
+    if not _NUMBER.fullmatch(text):
         value.used.discard("ValueString")  # not numeric: reported as unmapped
         return None, unit
+    return _decimal(text, f"{where}/Value"), unit
 
 
 def _parameter(t: dict[str, Any]) -> FormulaParameter:
@@ -338,7 +343,7 @@ def _recipe_to_tree(model: Recipe, version: str) -> dict[str, Any]:
     _put(header, "ProductName", model.product_name)
     if model.batch_size is not None:
         header["BatchSize"] = {
-            "Nominal": str(model.batch_size.value),
+            "Nominal": _decimal_text(model.batch_size.value),
             **({"UnitOfMeasure": model.batch_size.unit} if model.batch_size.unit else {}),
         }
     _put(tree, "Header", header or None)
@@ -387,6 +392,7 @@ def _recipe_to_tree(model: Recipe, version: str) -> dict[str, Any]:
 
 def _recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
     recipe_id = _get(tree, "ID") or ""
+    recipe = _where(tree, "MasterRecipe")
 
     def children(t: dict[str, Any], kind: str) -> list[dict[str, Any]]:
         found = []
@@ -435,7 +441,7 @@ def _recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
                     for up in children(p, "UnitProcedure")
                 ],
             ),
-            f"MasterRecipe {recipe_id!r} procedure",
+            f"{recipe}/RecipeElement (procedure)",
         )
     header = tree.get("Header") or Tracked({})
     batch_size = None
@@ -443,19 +449,17 @@ def _recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
     if size:
         nominal = _get(size, "Nominal")
         if nominal:
-            try:
-                batch_size = Quantity(value=Decimal(nominal), unit=_get(size, "UnitOfMeasure"))
-            except InvalidOperation as exc:
-                raise ModelError(
-                    f"MasterRecipe {recipe_id!r}: batch size {nominal!r} is not a number"
-                ) from exc
+            batch_size = Quantity(
+                value=_decimal(nominal, f"{recipe}/Header/BatchSize/Nominal"),
+                unit=_get(size, "UnitOfMeasure"),
+            )
     formula = tree.get("Formula") or Tracked({})
     return _model(
         lambda: Recipe(
             id=recipe_id,
             version=_get(tree, "Version") or "1",
             recipe_type=RecipeType.MASTER,
-            version_date=_parse_time(_get(tree, "VersionDate"), "MasterRecipe VersionDate"),
+            version_date=_parse_time(_get(tree, "VersionDate"), f"{recipe}/VersionDate"),
             description=_get(tree, "Description"),
             product_id=_get(header, "ProductID"),
             product_name=_get(header, "ProductName"),
@@ -469,5 +473,5 @@ def _recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
             formula=[_parameter(x) for x in _list(formula, "Parameter")],
             procedure=procedure,
         ),
-        f"MasterRecipe {recipe_id!r}",
+        recipe,
     )

@@ -20,7 +20,7 @@ from isa95.b2mml.mapping.trees import (
     _where,
 )
 from isa95.equipment import Equipment, EquipmentClass, EquipmentInformation, EquipmentLevel
-from isa95.errors import ModelError
+from isa95.errors import DocumentContentError
 
 
 def _child_name(version: str, base: str) -> str:
@@ -62,7 +62,9 @@ def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInforma
             raw_level = raw_level.get("EquipmentElementLevel")
         level = _text(raw_level)
         if level is None or level not in EquipmentLevel.__members__.values():
-            raise ModelError(f"{where}: equipment level {level!r} is not a role-based level")
+            raise DocumentContentError(
+                f"{where}: equipment level {level!r} is not a role-based level"
+            )
         return _model(
             lambda: Equipment(
                 id=_get(t, "ID"),
@@ -85,5 +87,5 @@ def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInforma
                 for c in _list(tree, "EquipmentClass")
             ],
         ),
-        "EquipmentInformation",
+        _where(tree, "EquipmentInformation"),
     )

@@ -122,5 +122,5 @@ def _material_from_tree(tree: dict[str, Any], version: str) -> MaterialInformati
             ],
             lots=[lot(t) for t in _list(tree, "MaterialLot")],
         ),
-        "MaterialInformation",
+        _where(tree, "MaterialInformation"),
     )

@@ -9,8 +9,10 @@ from isa95.b2mml.mapping.segments import _data, _data_tree
 from isa95.b2mml.mapping.trees import (
     V0600,
     V0701,
+    _decimal_text,
     _desc,
     _get,
+    _integer,
     _list,
     _model,
     _parse_time,
@@ -104,7 +106,7 @@ def _schedule_to_tree(model: OperationsSchedule, version: str, names: _Names) ->
         _put(t, "Description", _desc(r.description))
         _put(t, "StartTime", _time(r.start))
         _put(t, "EndTime", _time(r.end))
-        _put(t, "Priority", None if r.priority is None else str(r.priority))
+        _put(t, "Priority", None if r.priority is None else _decimal_text(r.priority))
         _put(t, names.definition_id, r.operations_definition_id)
         segments = []
         for s in r.segments:
@@ -138,20 +140,27 @@ def _schedule_to_tree(model: OperationsSchedule, version: str, names: _Names) ->
     return tree
 
 
+def _requirement(m: dict[str, Any]) -> MaterialRequirement:
+    where = _where(m, "MaterialRequirement")
+    return _model(
+        lambda: MaterialRequirement(
+            material_definition_id=_get(m, "MaterialDefinitionID"),
+            lot_id=_get(m, "MaterialLotID"),
+            use=_use(m),
+            quantity=_quantity(m, where),
+        ),
+        where,
+    )
+
+
 def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> OperationsSchedule:
+    schedule = _where(tree, "OperationsSchedule")
+
     def segment(st: dict[str, Any]) -> SegmentRequirement:
         where = _where(st, "SegmentRequirement", "ProcessSegmentID")
         _get(st, "OperationsDefinitionID")
         _get(st, "OperationsSegmentID")
-        materials = [
-            MaterialRequirement(
-                material_definition_id=_get(m, "MaterialDefinitionID"),
-                lot_id=_get(m, "MaterialLotID"),
-                use=_use(m),
-                quantity=_quantity(m, where),
-            )
-            for m in _list(st, "MaterialRequirement")
-        ]
+        materials = [_requirement(m) for m in _list(st, "MaterialRequirement")]
         for m in _list(st, "MaterialRequirement"):
             _get(m, "ID")
         for e in _list(st, "EquipmentRequirement"):
@@ -177,6 +186,7 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
     def request(t: dict[str, Any]) -> OperationsRequest:
         where = _where(t, names.request)
         priority = _get(t, "Priority")
+        priority = None if priority is None else _integer(priority, f"{where}/Priority")
         return _model(
             lambda: OperationsRequest(
                 id=_get(t, "ID"),
@@ -184,7 +194,7 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
                 operations_definition_id=_get(t, names.definition_id),
                 start=_parse_time(_get(t, "StartTime"), f"{where}/StartTime"),
                 end=_parse_time(_get(t, "EndTime"), f"{where}/EndTime"),
-                priority=None if priority is None else int(priority),
+                priority=priority,
                 segments=[segment(s) for s in _list(t, "SegmentRequirement")],
             ),
             where,
@@ -195,11 +205,11 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
             id=_get(tree, "ID"),
             description=_get(tree, "Description"),
             operations_type=_get(tree, "OperationsType"),
-            start=_parse_time(_get(tree, "StartTime"), "schedule StartTime"),
-            end=_parse_time(_get(tree, "EndTime"), "schedule EndTime"),
+            start=_parse_time(_get(tree, "StartTime"), f"{schedule}/StartTime"),
+            end=_parse_time(_get(tree, "EndTime"), f"{schedule}/EndTime"),
             requests=[request(r) for r in _list(tree, names.request)],
         ),
-        "schedule",
+        schedule,
     )
 
 
@@ -277,6 +287,7 @@ def _performance_from_tree(
     tree: dict[str, Any], version: str, names: _Names
 ) -> OperationsPerformance:
     production = names is _PROD
+    performance = _where(tree, "OperationsPerformance")
 
     def segment(st: dict[str, Any]) -> SegmentResponse:
         where = _where(st, "SegmentResponse")
@@ -341,11 +352,11 @@ def _performance_from_tree(
             schedule_id=_get(
                 tree, "ProductionScheduleID" if production else "OperationsScheduleID"
             ),
-            start=_parse_time(_get(tree, "StartTime"), "performance StartTime"),
+            start=_parse_time(_get(tree, "StartTime"), f"{performance}/StartTime"),
             end=_parse_time(
-                _get(tree, "EndTime" if version == V0600 else "Endtime"), "performance EndTime"
+                _get(tree, "EndTime" if version == V0600 else "Endtime"), f"{performance}/EndTime"
             ),
             responses=[response(r) for r in _list(tree, names.response)],
         ),
-        "performance",
+        performance,
     )

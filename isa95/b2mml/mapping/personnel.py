@@ -18,6 +18,7 @@ from isa95.b2mml.mapping.trees import (
     _put,
     _texts,
     _value_tree,
+    _where,
 )
 from isa95.personnel import Person, PersonnelClass, PersonnelInformation, Qualification
 
@@ -42,7 +43,9 @@ def _qualification(t: dict[str, Any]) -> Qualification:
         if key == "result":
             result = _get(value, "ValueString")
         elif key == "validUntil":
-            valid_until = _parse_time(_get(value, "ValueString"), "qualification validUntil")
+            valid_until = _parse_time(
+                _get(value, "ValueString"), f"{_where(value, 'Value')} (validUntil)"
+            )
     return Qualification(
         id=(_get(t, "ID") or "")[len(QUALIFICATION_PREFIX) :],
         description=_get(t, "Description"),
@@ -95,7 +98,7 @@ def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInforma
                     if (_get(p, "ID") or "").startswith(QUALIFICATION_PREFIX)
                 ],
             ),
-            f"Person {_get(t, 'ID')!r}",
+            _where(t, "Person"),
         )
 
     return _model(
@@ -108,5 +111,5 @@ def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInforma
                 for c in _list(tree, "PersonnelClass")
             ],
         ),
-        "PersonnelInformation",
+        _where(tree, "PersonnelInformation"),
     )

@@ -92,20 +92,24 @@ def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
     return tree
 
 
+def _specification(m: dict[str, Any]) -> MaterialSpecification:
+    where = _where(m, "MaterialSegmentSpecification")
+    _get(m, "ID")
+    use = _get(m, "MaterialUse")
+    return _model(
+        lambda: MaterialSpecification(
+            material_class_id=_get(m, "MaterialClassID"),
+            material_definition_id=_get(m, "MaterialDefinitionID"),
+            use=MaterialUse(use) if use in MaterialUse.__members__.values() else None,
+            quantity=_quantity(m, where),
+        ),
+        where,
+    )
+
+
 def _segment_from_tree(t: dict[str, Any], version: str) -> ProcessSegment:
     where = _where(t, "ProcessSegment")
-    materials = []
-    for m in _list(t, "MaterialSegmentSpecification"):
-        _get(m, "ID")
-        use = _get(m, "MaterialUse")
-        materials.append(
-            MaterialSpecification(
-                material_class_id=_get(m, "MaterialClassID"),
-                material_definition_id=_get(m, "MaterialDefinitionID"),
-                use=MaterialUse(use) if use in MaterialUse.__members__.values() else None,
-                quantity=_quantity(m, where),
-            )
-        )
+    materials = [_specification(m) for m in _list(t, "MaterialSegmentSpecification")]
     for spec in _list(t, "PersonnelSegmentSpecification") + _list(
         t, "EquipmentSegmentSpecification"
     ):
@@ -146,5 +150,5 @@ def _segments_from_tree(tree: dict[str, Any], version: str) -> ProcessSegmentInf
             description=_get(tree, "Description"),
             segments=[_segment_from_tree(s, version) for s in _list(tree, "ProcessSegment")],
         ),
-        "ProcessSegmentInformation",
+        _where(tree, "ProcessSegmentInformation"),
     )
