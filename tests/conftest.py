@@ -28,6 +28,19 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_schemas: uses MESA's B2MML schemas (shared_paths)")
+    config.addinivalue_line("markers", "needs_cases: reads ../shared/b2mml-cases (shared_paths)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures are set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    from shared_paths import check_needs
+
+    check_needs(item)
+
+
 PG_ADMIN_URL = os.environ.get(
     "GXPMES_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -4,7 +4,9 @@ Schemas, in this order: ``GXPMES_B2MML_SCHEMAS``; ``../shared/schemas/b2mml``
 beside the project; the per-user install (``gxpmes b2mml schemas install``).
 Cases: ``../shared/b2mml-cases``. A test that needs them and finds none is
 skipped with one reason saying how to get them — but with ``CI=true`` it
-fails: CI must never pass by skipping a check.
+fails: CI must never pass by skipping a check. Mark a module with
+``needs_schemas`` / ``needs_cases`` (or use the ``b2mml`` fixture), or call
+:func:`schemas_dir` / :func:`cases_dir` in the test.
 """
 
 from __future__ import annotations
@@ -64,6 +66,20 @@ def schemas_dir() -> Path:
         # Named explicitly but wrong: a configuration error, never a skip.
         pytest.fail(f"{ENV_VAR}={found} does not hold both V0701/ and V0600/")
     return found
+
+
+def check_needs(item: pytest.Item) -> None:
+    """Skip (or, in CI, fail) an item that needs what is absent, before its fixtures run.
+
+    Items needing the schemas: marked ``needs_schemas`` or using the ``b2mml``
+    fixture; the cases: marked ``needs_cases``. Raised here rather than in a
+    fixture, every skip has this module as its location, so ``-ra`` folds
+    them into one line per reason.
+    """
+    if item.get_closest_marker("needs_schemas") or "b2mml" in getattr(item, "fixturenames", ()):
+        schemas_dir()
+    if item.get_closest_marker("needs_cases"):
+        cases_dir()
 
 
 def cases_dir() -> Path:

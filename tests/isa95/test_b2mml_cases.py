@@ -6,12 +6,13 @@ from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import pytest
-from shared_paths import CASES, cases_dir
+from shared_paths import CASES
 
 from isa95.b2mml.documents import B2MML
 from isa95.errors import DocumentInvalid, ModelError, UnsupportedDocumentError
 
 COCOP = CASES / "cocop-biz-spec"
+pytestmark = pytest.mark.needs_cases  # skipped without them, failed with CI=true
 
 # file → (expected outcome, detail): "read" (schema-valid, supported), "invalid" (first error
 # line and element), "legacy"/"unsupported" (clear refusal), "semantic" (XSD-valid, wrong meaning).
@@ -77,12 +78,6 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rwth-iat-recipol/2026-04-26_BatchML_MasterRecipe2_Sol_1.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipol/Testrezept_kur.xml": ("read", "MasterRecipe"),
 }
-
-
-@pytest.fixture(autouse=True)
-def cases() -> None:
-    """Every test here reads ../shared/b2mml-cases (skipped without it, failed in CI)."""
-    cases_dir()
 
 
 def test_every_case_is_listed() -> None:
