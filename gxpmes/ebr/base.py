@@ -308,8 +308,14 @@ class EngineBase:
         """Re-check every signature of the batch against the records as they are now."""
         raise NotImplementedError  # provided by the review module
 
-    def _check_recipe(self, conn: Connection, recipe_id: str, version: str) -> None:
-        """The recipe row matches its trail, and if Approved, two valid signatures say so."""
+    def _check_recipe(
+        self, conn: Connection, recipe_id: str, version: str, *, signatures: bool = True
+    ) -> None:
+        """The recipe row matches its trail, and if Approved, two valid signatures say so.
+
+        ``signatures=False`` checks the row only (an engine without trusted
+        system keys, such as a connector's, cannot verify signatures).
+        """
         object_id = f"{recipe_id}/v{version}"
         self._check_against_log(
             conn,
@@ -321,7 +327,7 @@ class EngineBase:
                 RecipeRow.recipe_id == recipe_id, RecipeRow.version == version
             )
         ).one_or_none()
-        if row is None or row.status != "Approved":
+        if row is None or row.status != "Approved" or not signatures:
             return
         record = SignableRecord(
             "master_recipe", object_id, json.loads(row.body), f"recipe:{object_id}"
@@ -400,7 +406,7 @@ class EngineBase:
         if key not in self._recipes:
             # Checked against its trail once per engine: limits come from this body.
             with self.db.read() as conn:
-                self._check_recipe(conn, recipe_id, version)
+                self._check_recipe(conn, recipe_id, version, signatures=False)
             self._recipes[key] = Recipe.model_validate(json.loads(row.body))
         return self._recipes[key], row.status
 
