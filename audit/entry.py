@@ -29,6 +29,7 @@ __all__ = [
     "Entry",
     "encode_entry",
     "parse_entry",
+    "seq_span",
 ]
 
 ENTRY_FORMAT_VERSION = 1
@@ -253,3 +254,8 @@ def parse_entry(canonical: bytes) -> Entry:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EntryError(f"not a canonical audit entry: {exc}") from exc
+
+
+def seq_span(first: int, end: int) -> str:
+    """``entry 7 is`` or ``entries 7..9 are``, for sequence numbers ``first`` .. ``end - 1``."""
+    return f"entry {first} is" if end - first == 1 else f"entries {first}..{end - 1} are"

@@ -6,31 +6,47 @@ lock, and inserts the new rows in the same transaction, so concurrent
 appenders in several processes get gapless, unforked sequence numbers. An
 append returns only after the commit, i.e. once the database reports the
 rows durable.
+
+Signed tree heads. A ledger given a ``head_signer`` signs, in every write
+transaction that appends, one checkpoint of the tail that transaction leaves
+(``audit_tree_head``), under the same lock and in the same transaction as the
+rows. ``append_many`` and ``append`` without ``conn`` do it themselves. An
+append that joins the caller's transaction (``conn=``) leaves the head to
+:meth:`Ledger.seal`, which the caller runs before committing — or uses
+:meth:`Ledger.transaction`, which does; a commit of unsealed entries is
+refused. Rows a bare INSERT adds are under no head, and the ledger does not
+sign over a tail it did not seal: verification reports them as forged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, text
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Transaction
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import format_timestamp
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.db import open_engine
-from audit.entry import GENESIS_PREV, AuditEvent, Entry, encode_entry, parse_entry
+from audit.entry import GENESIS_PREV, AuditEvent, Entry, encode_entry, parse_entry, seq_span
 from audit.errors import EntryError, ProofError, SigningKeyError, StorageError
 from audit.keys import KeyRegistry, TrustedKey
 from audit.merkle import (
     HASH_SIZE,
     extend_frontier,
     frontier_indexes,
+    frontier_root,
     inclusion_proof_indexes,
     prove_consistency,
     prove_inclusion,
@@ -46,6 +62,7 @@ from audit.schema import (
     CheckpointRow,
     EntryRow,
     LogMetaRow,
+    TreeHeadRow,
     create_schema,
     object_key,
 )
@@ -56,6 +73,9 @@ __all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger"]
 _PG_APPEND_LOCK = 0x67786D6573  # "gxmes"
 _entry_table = EntryRow.__table__
 _sha256 = hashlib.sha256
+_log = logging.getLogger("audit.ledger")
+_ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDER BY seq"
+_HEADS_SQL = "SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +138,36 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_Rows = Generator[tuple[int, bytes, bytes, bytes], None, None]
+
+
+def _as_bytes(rows: Generator[Any, None, None]) -> _Rows:
+    try:
+        for seq, canonical, leaf, tree in rows:
+            yield seq, bytes(canonical), bytes(leaf), bytes(tree)
+    finally:
+        rows.close()
+
+
+@dataclass(slots=True)
+class _Tail:
+    """Where one write transaction has left the log so far, kept in ``conn.info``.
+
+    ``signable`` says whether the tail the transaction first extended
+    (``base_size``) was under a signed head, i.e. whether the ledger may vouch
+    for the log up to ``size``; ``unsealed`` whether entries await their head.
+    """
+
+    transaction: weakref.ref[Transaction]
+    base_size: int
+    signable: bool
+    size: int
+    prev: bytes
+    frontier: list[bytes]
+    recorded_at: datetime
+    unsealed: bool = True
+
+
 def _append_error(exc: BaseException | None, *, conflict: bool) -> StorageError:
     """The driver's refusal of an append, as the ledger's own error."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -138,6 +188,12 @@ class Ledger:
     made by :func:`audit.db.open_engine` to share one with an application.
     ``reason_required_actions`` names actions that change or delete GxP data;
     appending one of them without a reason raises :class:`EntryError`.
+
+    ``head_signer`` is the application's tree-head key: with it, every write
+    transaction's new tail is signed (see the module docstring); its public
+    key is registered in :attr:`keys`, where it can be revoked. A ledger
+    without one refuses to append to a log that already has signed heads,
+    since its unsigned writes would leave every later entry unprovable.
     """
 
     def __init__(
@@ -148,6 +204,7 @@ class Ledger:
         clock: Callable[[], datetime] = _utc_now,
         origin: str | None = None,
         create: bool = True,
+        head_signer: NoteSigner | None = None,
     ) -> None:
         self.engine = engine
         self.reason_required_actions = frozenset(reason_required_actions)
@@ -157,6 +214,7 @@ class Ledger:
         self._frontier_hashes: list[bytes] = []
         self._frontier_size = -1
         self._frontier_prev = b""
+        self._frontier_signable = False  # that tail is under a signed head
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._dbapi_conflict: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -174,6 +232,13 @@ class Ledger:
                     "this database holds no audit ledger (table audit_entry missing)"
                 )
             self._origin = self._read_origin()
+        self._tail_key = ("audit.ledger.tail", self._origin)
+        self._head_signer = head_signer
+        self._head_key: TrustedKey | None = None
+        if head_signer is not None:
+            self._head_key = self._head_key_of(head_signer, register=create)
+            sa_event.listen(engine, "commit", self._on_commit)
+            sa_event.listen(engine, "rollback", self._on_rollback)
 
     @classmethod
     def open(
@@ -189,6 +254,11 @@ class Ledger:
 
     def close(self) -> None:
         """Release the engine's connections."""
+        if self._head_signer is not None and sa_event.contains(
+            self.engine, "commit", self._on_commit
+        ):
+            sa_event.remove(self.engine, "commit", self._on_commit)
+            sa_event.remove(self.engine, "rollback", self._on_rollback)
         self.engine.dispose()
 
     # ------------------------------------------------------------- identity
@@ -324,27 +394,65 @@ class Ledger:
         The verification hot path: one streaming driver-level cursor (a
         server-side cursor on PostgreSQL), no ORM rows in between.
         """
-        sql = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDER BY seq"
         with self._read() as conn:
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None
-            if self._is_pg:
+            yield from self._stream_rows(conn, chunk)
+
+    def tree_heads(self) -> list[tuple[int, str]]:
+        """Stored signed tree heads ``(tree size, note)``, in size order."""
+        with self._read() as conn:
+            return [(int(size), note) for size, note in conn.execute(text(_HEADS_SQL))]
+
+    @contextmanager
+    def snapshot(
+        self, chunk: int = 10_000
+    ) -> Iterator[tuple[Iterator[tuple[int, bytes, bytes, bytes]], Iterator[tuple[int, str]]]]:
+        """Entry rows and tree heads of one moment, for verifying a live log.
+
+        Yields ``(rows, heads)``: :meth:`iter_raw_rows`-style rows and
+        ``(tree size, note)`` heads, both streamed in order from one read
+        transaction (``REPEATABLE READ`` on PostgreSQL), so no head is newer
+        than the rows beside it.
+        """
+        options: dict[str, Any] = {"ledger_read": True}
+        if self._is_pg:
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as conn:
+            conn.exec_driver_sql("SELECT 1")  # begin the transaction both streams read in
+            rows = self._stream_rows(conn, chunk)
+            heads = self._stream(conn, _HEADS_SQL, "gxpmes_audit_heads", chunk)
+            try:
+                yield rows, heads
+            finally:  # close the cursors while the connection is still ours
+                rows.close()
+                heads.close()
+
+    def _stream_rows(self, conn: Connection, chunk: int) -> _Rows:
+        rows = self._stream(conn, _ROWS_SQL, "gxpmes_audit_rows", chunk)
+        return _as_bytes(rows) if self._is_pg else rows  # sqlite3 returns bytes already
+
+    def _stream(
+        self, conn: Connection, sql: str, name: str, chunk: int
+    ) -> Generator[Any, None, None]:
+        """Rows of ``sql`` through one driver-level cursor (server-side on PostgreSQL)."""
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        if self._is_pg:
+            if not conn.in_transaction():
                 conn.exec_driver_sql("SELECT 1")  # open the transaction a named cursor needs
-                named: Any = dbapi.cursor(name="gxpmes_audit_rows")
-                try:
-                    named.itersize = chunk
-                    named.execute(sql)
-                    for seq, canonical, leaf, tree in named:
-                        yield seq, bytes(canonical), bytes(leaf), bytes(tree)
-                finally:
-                    named.close()
-            else:
-                cursor = dbapi.cursor()
-                try:
-                    cursor.arraysize = chunk
-                    yield from cursor.execute(sql)  # sqlite3 returns bytes already
-                finally:
-                    cursor.close()
+            named: Any = dbapi.cursor(name=name)
+            try:
+                named.itersize = chunk
+                named.execute(sql)
+                yield from named
+            finally:
+                named.close()
+        else:
+            cursor = dbapi.cursor()
+            try:
+                cursor.arraysize = chunk
+                yield from cursor.execute(sql)
+            finally:
+                cursor.close()
 
     # -------------------------------------------------------------- proofs
 
@@ -396,7 +504,8 @@ class Ledger:
 
         With ``conn`` the entry joins the caller's open transaction (so a
         record change and its audit entry commit or roll back together); it is
-        durable when the caller commits.
+        durable when the caller commits. With a head signer the caller must
+        call :meth:`seal` before committing (or use :meth:`transaction`).
         """
         _, entries = self._append([event], keep_entries=True, conn=conn)
         return entries[0]
@@ -404,7 +513,11 @@ class Ledger:
     def append_many(
         self, events: Sequence[AuditEvent], *, conn: Connection | None = None
     ) -> BatchReceipt:
-        """Append many entries in one transaction: all become durable, or none does."""
+        """Append many entries in one transaction: all become durable, or none does.
+
+        Without ``conn`` the batch gets its own transaction and, with a head
+        signer, its one signed tree head; with ``conn`` see :meth:`append`.
+        """
         receipt, _ = self._append(events, keep_entries=False, conn=conn)
         return receipt
 
@@ -424,19 +537,23 @@ class Ledger:
         if recorded_at.utcoffset() is None:
             raise EntryError("the ledger clock returned a naive datetime")
         stamp = format_timestamp(recorded_at)
+        if self._head_key is not None:
+            problem = self._head_key.problem_at(recorded_at)
+            if problem is not None:
+                raise SigningKeyError(f"refusing to sign tree heads with an invalid key: {problem}")
         try:
             if conn is not None:
                 # Inside the caller's transaction: whether it commits is not
                 # ours to know, so the cached frontier is not trusted afterwards.
                 self._frontier_size = -1
-                receipt, entries, _frontier, _prev = self._write(
+                receipt, entries, _tail = self._write(
                     conn, events, recorded_at, stamp, keep_entries
                 )
                 return receipt, entries
             with self.engine.begin() as own:
-                receipt, entries, frontier, prev = self._write(
-                    own, events, recorded_at, stamp, keep_entries
-                )
+                receipt, entries, tail = self._write(own, events, recorded_at, stamp, keep_entries)
+                self._sign_head(own, tail)  # same transaction: rows and head commit together
+                del own.info[self._tail_key]
         except DBAPIError as exc:
             self._frontier_size = -1
             raise _append_error(exc.orig, conflict=isinstance(exc, IntegrityError)) from exc
@@ -446,7 +563,10 @@ class Ledger:
         except BaseException:
             self._frontier_size = -1
             raise
-        self._keep_frontier(receipt.tree_size, prev, frontier)
+        self._frontier_hashes = tail.frontier
+        self._frontier_size = tail.size
+        self._frontier_prev = tail.prev
+        self._frontier_signable = tail.signable
         return receipt, entries
 
     def _write(
@@ -456,11 +576,11 @@ class Ledger:
         recorded_at: datetime,
         stamp: str,
         keep_entries: bool,
-    ) -> tuple[BatchReceipt, list[Entry], list[bytes], bytes]:
+    ) -> tuple[BatchReceipt, list[Entry], _Tail]:
         """Lock, read the tail, encode, hash and insert — inside ``conn``'s transaction."""
         self._lock(conn)
         size, prev = self._tail(conn)
-        frontier = self._frontier(conn, size, prev)
+        frontier, signable, base_size = self._tail_state(conn, size, prev)
         rows: list[tuple[Any, ...]] = []
         leaves: list[bytes] = []
         entries: list[Entry] = []
@@ -483,20 +603,142 @@ class Ledger:
             cursor.executemany(self._insert_sql, rows)
         finally:
             cursor.close()
-        return BatchReceipt(size, tuple(leaves), n), entries, frontier, prev
+        transaction = conn.get_transaction()
+        assert transaction is not None  # reading the tail began it
+        tail = _Tail(weakref.ref(transaction), base_size, signable, n, prev, frontier, recorded_at)
+        conn.info[self._tail_key] = tail
+        return BatchReceipt(size, tuple(leaves), n), entries, tail
 
-    def _frontier(self, conn: Connection, size: int, prev: bytes) -> list[bytes]:
-        """The right frontier for ``size``: reuse ours if no one else appended, else read it."""
-        if size == self._frontier_size and prev == self._frontier_prev:
-            return list(self._frontier_hashes)
-        indexes = frontier_indexes(size)
-        found = self._db_hashes(conn, indexes) if indexes else {}
-        return [found[i] for i in indexes]
+    def _tail_state(
+        self, conn: Connection, size: int, prev: bytes
+    ) -> tuple[list[bytes], bool, int]:
+        """Frontier at the tail, whether a head may cover it, and the transaction's base size.
 
-    def _keep_frontier(self, size: int, prev: bytes, frontier: list[bytes]) -> None:
-        self._frontier_hashes = frontier
-        self._frontier_size = size
-        self._frontier_prev = prev
+        Reuses the frontier this transaction (or this ledger's last commit)
+        left when the tail is still there; otherwise reads it.
+        """
+        pending = self._pending(conn)
+        if pending is not None and (pending.size, pending.prev) == (size, prev):
+            return list(pending.frontier), pending.signable, pending.base_size
+        if (size, prev) == (self._frontier_size, self._frontier_prev):
+            frontier, signable = list(self._frontier_hashes), self._frontier_signable
+        else:
+            indexes = frontier_indexes(size)
+            found = self._db_hashes(conn, indexes) if indexes else {}
+            frontier = [found[i] for i in indexes]
+            signable = self._tail_signed(conn, size)
+        if pending is not None:  # e.g. after a rolled-back savepoint: the base still holds
+            return frontier, pending.signable, pending.base_size
+        return frontier, signable, size
+
+    def _tail_signed(self, conn: Connection, size: int) -> bool:
+        """Whether the log's first ``size`` entries are under a signed head (under the lock)."""
+        last = conn.scalar(select(func.max(TreeHeadRow.tree_size)))
+        if self._head_signer is None:
+            if last is not None:
+                raise StorageError(
+                    "this log's writes carry signed tree heads: open the ledger with its "
+                    "head_signer to append (unsigned entries would be reported as forged)"
+                )
+            return False
+        if last is None:
+            return True  # the log's first head vouches for what is there (trust on first use)
+        if last == size:
+            return True
+        _log.warning(
+            "audit log %s: %s under no signed tree head (inserted without the ledger?); "
+            "the ledger signs no head over an unsealed tail, and verification reports it as forged",
+            self._origin,
+            seq_span(last, size),
+        )
+        return False
+
+    # ---------------------------------------------------------- tree heads
+
+    @property
+    def head_signer(self) -> NoteSigner | None:
+        """The key that signs this ledger's tree heads, if any."""
+        return self._head_signer
+
+    def _head_key_of(self, signer: NoteSigner, *, register: bool) -> TrustedKey:
+        key = self.keys.register(signer) if register else self.keys.get(signer.verifier.key_id)
+        key = key or TrustedKey(signer.verifier)
+        problem = key.problem_at(self._clock())
+        if problem is not None:
+            raise SigningKeyError(f"refusing to sign tree heads with an invalid key: {problem}")
+        return key
+
+    def _pending(self, conn: Connection) -> _Tail | None:
+        """What ``conn``'s current transaction appended, if anything."""
+        tail: _Tail | None = conn.info.get(self._tail_key)
+        if tail is None:
+            return None
+        current = conn.get_transaction()
+        if current is None or tail.transaction() is not current:
+            del conn.info[self._tail_key]  # left by an earlier transaction on this connection
+            return None
+        return tail
+
+    def seal(self, conn: Connection) -> None:
+        """Sign the tree head of the tail ``conn``'s transaction appended, inside it.
+
+        Call it after the last ``append(..., conn=conn)`` and before the
+        commit (:meth:`transaction` does): the head is written under the
+        append lock the transaction holds, so heads increase with the log. A
+        no-op when nothing was appended through ``conn`` since its last seal,
+        or when the ledger has no head signer. Committing unsealed entries is
+        refused with :class:`StorageError`.
+        """
+        pending = self._pending(conn)
+        if pending is None or not pending.unsealed:
+            return
+        try:
+            size, prev = self._tail(conn)
+            if (size, prev) != (pending.size, pending.prev):
+                # A savepoint was rolled back since the last append: sign what is left.
+                if size == pending.base_size:
+                    pending.unsealed = False
+                    return
+                pending.frontier, _signable, _base = self._tail_state(conn, size, prev)
+                pending.size, pending.prev = size, prev
+            self._sign_head(conn, pending)
+        except DBAPIError as exc:
+            raise _append_error(exc.orig, conflict=isinstance(exc, IntegrityError)) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction that seals its appends before it commits.
+
+        ``with ledger.transaction() as conn:`` change records and
+        ``ledger.append(event, conn=conn)``; the rows, their entries and the
+        signed tree head commit together, or nothing does.
+        """
+        with self.engine.begin() as conn:
+            yield conn
+            self.seal(conn)
+
+    def _sign_head(self, conn: Connection, tail: _Tail) -> None:
+        tail.unsealed = False
+        if self._head_signer is None or not tail.signable:
+            return
+        head = Checkpoint(
+            self._origin, tail.size, frontier_root(tail.frontier), tail.prev, tail.recorded_at
+        )
+        note = sign_checkpoint(head, self._head_signer)
+        conn.execute(insert(TreeHeadRow).values(tree_size=tail.size, note=note))
+
+    def _on_commit(self, conn: Connection) -> None:
+        pending = self._pending(conn)
+        conn.info.pop(self._tail_key, None)
+        if pending is not None and pending.unsealed and pending.signable:
+            raise StorageError(
+                f"refusing to commit: audit {seq_span(pending.base_size, pending.size)} not sealed "
+                "by a signed tree head; call Ledger.seal(conn) before commit, or use "
+                "Ledger.transaction()"
+            )
+
+    def _on_rollback(self, conn: Connection) -> None:
+        conn.info.pop(self._tail_key, None)
 
     # ----------------------------------------------------------- checkpoints
 

@@ -8,6 +8,13 @@ stops at the first problem, naming its sequence number and kind.
 
 :func:`verify_inclusion` and :func:`verify_consistency` need no database at
 all: the proof, the entry (or its leaf hash), the checkpoint and a public key.
+
+Given the application's head keys, :func:`verify_ledger` also checks the
+ledger's signed tree heads (one per write transaction, see
+:mod:`audit.ledger`): each must be signed by a trusted key valid at its time
+and match the log at its size, and every entry must lie under one. An entry
+past the last signed head was not appended by the ledger: a bare INSERT, in
+perfect form or not, is reported as forged.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from audit.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint
-from audit.entry import GENESIS_PREV
+from audit.entry import GENESIS_PREV, seq_span
 from audit.errors import CheckpointError, ProofError
 from audit.keys import TrustedKey
 from audit.merkle import (
@@ -35,7 +42,11 @@ from audit.merkle import (
 from audit.note import NoteVerifier
 
 __all__ = [
+    "HEADS_NOT_CHECKED",
+    "HeadTuple",
+    "KeySpec",
     "Problem",
+    "RowTuple",
     "VerificationReport",
     "check_checkpoint_signature",
     "verify_consistency",
@@ -71,7 +82,13 @@ class Problem(enum.StrEnum):
     CHECKPOINT_INCONSISTENT = "checkpoint_inconsistent"
     """The log's first <size> entries no longer have the checkpointed root, or origin differs."""
     TRUNCATED = "truncated"
-    """The log holds fewer entries than a checkpoint vouches for."""
+    """The log holds fewer entries than a checkpoint or a signed tree head vouches for."""
+    HEAD_UNTRUSTED = "head_untrusted"
+    """A stored tree head is malformed or not validly signed by a trusted head key at its time."""
+    HEAD_INCONSISTENT = "head_inconsistent"
+    """A signed tree head disagrees with the log at its size (root, chain head, origin, order)."""
+    UNSIGNED_ENTRIES = "unsigned_entries"
+    """Entries after the last signed tree head: not appended by the ledger (forged)."""
 
 
 @dataclass
@@ -89,6 +106,9 @@ class VerificationReport:
     checkpoint_size: int | None = None
     checkpoint_key_id: str | None = None
     checkpoints_checked: int = 0
+    heads_checked: int = 0
+    signed_size: int | None = None
+    """Entries covered by a valid signed tree head; ``None`` when heads were not checked."""
     warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -106,7 +126,12 @@ class VerificationReport:
                 if self.checkpoint_size is not None
                 else ""
             )
-            return f"INTACT: {self.entries} entries, root {self.root}{cp}"
+            heads = (
+                f", every entry under a signed tree head ({self.heads_checked} checked)"
+                if self.signed_size is not None
+                else ""
+            )
+            return f"INTACT: {self.entries} entries, root {self.root}{cp}{heads}"
         where = f" at seq {self.first_bad_seq}" if self.first_bad_seq is not None else ""
         return f"PROBLEM {self.problem}{where}: {self.detail}"
 
@@ -173,6 +198,107 @@ def _deep_chain_fields(canonical: bytes) -> tuple[int, bytes]:
 
 
 RowTuple = tuple[int, bytes, bytes, bytes]
+"""A stored entry: ``(seq, canonical bytes, leaf hash, tree hashes)``."""
+
+KeySpec = TrustedKey | NoteVerifier | Sequence[TrustedKey | NoteVerifier]
+"""Keys to trust: one key, a bare verifier (trusted without a validity interval), or several."""
+
+
+HeadTuple = tuple[int, str]
+"""A stored tree head: ``(tree size, signed note)``."""
+
+HEADS_NOT_CHECKED = (
+    "signed tree heads not checked (no head key given): rows inserted into the database "
+    "without the ledger would not be detected"
+)
+
+
+class _HeadScan:
+    """Checks stored tree heads, in order, as the row scan reaches their sizes."""
+
+    def __init__(
+        self, heads: Iterable[HeadTuple], keys: Sequence[TrustedKey], origin: str | None
+    ) -> None:
+        self._heads = iter(heads)
+        self._keys = keys
+        self._origin = origin
+        self._last = -1
+        self.checked = 0
+        self.signed_size = 0
+        self.next_size = -1
+        self._note = ""
+        self._advance()
+
+    def _advance(self) -> None:
+        head = next(self._heads, None)
+        self.next_size, self._note = (-1, "") if head is None else (int(head[0]), head[1])
+
+    def _open(self, size: int) -> OpenedCheckpoint | tuple[Problem, str]:
+        try:
+            opened = open_checkpoint(self._note)
+        except CheckpointError as exc:
+            return Problem.HEAD_UNTRUSTED, f"tree head stored for size {size} is malformed: {exc}"
+        problem, detail, _ = check_checkpoint_signature(opened, self._keys)
+        if problem is not None:
+            return Problem.HEAD_UNTRUSTED, f"tree head for size {size}: {problem}: {detail}"
+        return opened
+
+    def check(self, size: int, root: bytes, chain_head: bytes) -> tuple[Problem, str] | None:
+        """Check the heads stored for ``size``, the log's root and chain head at that size."""
+        while self.next_size == size:
+            if size <= self._last:
+                return Problem.HEAD_INCONSISTENT, f"two tree heads are stored for size {size}"
+            self._last = size
+            opened = self._open(size)
+            if isinstance(opened, tuple):
+                return opened
+            head = opened.checkpoint
+            if head.tree_size != size:
+                return (
+                    Problem.HEAD_INCONSISTENT,
+                    f"tree head stored for size {size} is signed for size {head.tree_size}",
+                )
+            if self._origin is not None and head.origin != self._origin:
+                return (
+                    Problem.HEAD_INCONSISTENT,
+                    f"tree head for size {size} is for log {head.origin!r}, not {self._origin!r}",
+                )
+            if head.root != root or head.chain_head != chain_head:
+                return (
+                    Problem.HEAD_INCONSISTENT,
+                    f"signed tree head for size {size} does not match the log's first {size} "
+                    "entries: they were changed after the ledger signed them",
+                )
+            self.checked += 1
+            self.signed_size = size
+            self._advance()
+        if 0 <= self.next_size < size:
+            return (
+                Problem.HEAD_INCONSISTENT,
+                f"tree head for size {self.next_size} is stored after the head for size {size}",
+            )
+        return None
+
+    def finish(self, entries: int) -> tuple[Problem, int | None, str] | None:
+        """After the scan: heads beyond the log, then entries no signed head covers."""
+        if self.next_size > entries:
+            opened = self._open(self.next_size)
+            if isinstance(opened, tuple):
+                return opened[0], None, opened[1]
+            return (
+                Problem.TRUNCATED,
+                entries,
+                f"a signed tree head vouches for {self.next_size} entries but the log holds "
+                f"{entries}: entries were removed",
+            )
+        if self.signed_size < entries:
+            return (
+                Problem.UNSIGNED_ENTRIES,
+                self.signed_size,
+                f"{seq_span(self.signed_size, entries)} under no signed tree head: not appended "
+                "by the ledger (forged), or by a ledger without its head key",
+            )
+        return None
 
 
 def verify_rows(
@@ -184,22 +310,37 @@ def verify_rows(
     progress: Callable[[int], None] | None = None,
     progress_every: int = 100_000,
     deep: bool = False,
+    heads: Iterable[HeadTuple] | None = None,
+    head_keys: Sequence[TrustedKey] = (),
 ) -> VerificationReport:
     """Verify stored rows ``(seq, canonical, leaf_hash, tree_hashes)`` in seq order.
 
     ``deep`` parses every entry as JSON (slower) instead of reading its
-    ``seq``/``prev`` members in place.
+    ``seq``/``prev`` members in place. ``heads`` are the stored tree heads
+    ``(tree size, note)`` in size order, checked against ``head_keys`` and
+    against the root and chain head recomputed at their sizes; then every
+    entry must be under a valid head. With ``heads=None`` they are not
+    checked and the report carries a warning saying so.
     """
     sha256 = hashlib.sha256
     read_chain = _deep_chain_fields if deep else _chain_fields
     cp: Checkpoint | None = checkpoint.checkpoint if checkpoint else None
     report = VerificationReport(ok=True, entries=0, tree_size=0, root=EMPTY_TREE_HASH.hex())
+    scan = _HeadScan(heads, head_keys, origin) if heads is not None else None
+    if scan is None:
+        report.warnings.append(HEADS_NOT_CHECKED)
 
     def fail(problem: Problem, seq: int | None, detail: str) -> VerificationReport:
         report.ok = False
         report.problem = problem
         report.first_bad_seq = seq
         report.detail = detail
+        return done()
+
+    def done() -> VerificationReport:
+        if scan is not None:
+            report.heads_checked = scan.checked
+            report.signed_size = scan.signed_size
         return report
 
     if checkpoint is not None:
@@ -217,10 +358,23 @@ def verify_rows(
             return fail(problem, None, detail)
         report.checkpoints_checked = 1
 
+    if scan is not None and scan.next_size == 0:
+        found = scan.check(0, EMPTY_TREE_HASH, GENESIS_PREV)
+        if found is not None:
+            return fail(found[0], None, found[1])
+    cp_size = cp.tree_size if cp is not None else -1
+    cp_head = (cp.root, cp.chain_head) if cp is not None else None
+
+    def next_mark(after: int) -> int:
+        # The next size at which a checkpoint or a head wants the root: -1 for none.
+        sizes = [s for s in (cp_size, scan.next_size if scan else -1) if s > after]
+        return min(sizes, default=-1)
+
     frontier: list[bytes] = []
     prev = GENESIS_PREV
     prev_hex = prev.hex().encode()
     expected = 0
+    mark = next_mark(0)
     for seq, canonical, leaf_stored, tree_stored in rows:
         if seq != expected:
             return fail(
@@ -280,15 +434,20 @@ def verify_rows(
         prev = leaf
         prev_hex = leaf.hex().encode()
         expected += 1
-        if cp is not None and expected == cp.tree_size:
-            root_at_cp = frontier_root(frontier)
-            if root_at_cp != cp.root or leaf != cp.chain_head:
+        if expected == mark:
+            root_here = frontier_root(frontier)
+            if expected == cp_size and (root_here, leaf) != cp_head:
                 return fail(
                     Problem.CHECKPOINT_INCONSISTENT,
                     None,
-                    f"the first {cp.tree_size} entries no longer have the checkpointed root: "
+                    f"the first {cp_size} entries no longer have the checkpointed root: "
                     "history before the checkpoint was rewritten",
                 )
+            if scan is not None:
+                found = scan.check(expected, root_here, leaf)
+                if found is not None:
+                    return fail(found[0], None, found[1])
+            mark = next_mark(expected)
         if progress is not None and expected % progress_every == 0:
             progress(expected)
     report.entries = expected
@@ -303,7 +462,11 @@ def verify_rows(
             expected,
             f"the log holds {expected} entries but a checkpoint vouches for {cp.tree_size}",
         )
-    return report
+    if scan is not None:
+        outcome = scan.finish(expected)
+        if outcome is not None:
+            return fail(*outcome)
+    return done()
 
 
 def verify_ledger(
@@ -313,6 +476,7 @@ def verify_ledger(
     trusted_keys: Sequence[TrustedKey] = (),
     progress: Callable[[int], None] | None = None,
     deep: bool = False,
+    head_keys: KeySpec | None = None,
 ) -> VerificationReport:
     """Verify a :class:`audit.ledger.Ledger` (optionally against a signed checkpoint).
 
@@ -320,6 +484,13 @@ def verify_ledger(
     default — pass ``trusted_keys`` from an independent source (a public key
     file); revocations recorded in the database are still honoured, since a
     revocation can only take trust away.
+
+    ``head_keys`` (the application's tree-head keys, e.g. from its
+    ``public.pem``; every key it has used) turns on the tree-head checks: each
+    stored head must be validly signed and match the log, and entries past
+    the last signed head are reported as :attr:`Problem.UNSIGNED_ENTRIES`.
+    Rows and heads are then read from one consistent snapshot. Without head
+    keys the heads are not checked and ``warnings`` says so.
     """
     opened: OpenedCheckpoint | None
     if isinstance(checkpoint, str):
@@ -337,27 +508,37 @@ def verify_ledger(
             return report
     else:
         opened = checkpoint
-    return verify_rows(
-        ledger.iter_raw_rows(),
-        checkpoint=opened,
-        trusted_keys=ledger.apply_revocations(trusted_keys),
-        origin=ledger.origin,
-        progress=progress,
-        deep=deep,
-    )
+    trusted = ledger.apply_revocations(trusted_keys)
+    heads_trusted = _trusted_from(head_keys) if head_keys is not None else []
+    if not heads_trusted:
+        return verify_rows(
+            ledger.iter_raw_rows(),
+            checkpoint=opened,
+            trusted_keys=trusted,
+            origin=ledger.origin,
+            progress=progress,
+            deep=deep,
+        )
+    with ledger.snapshot() as (rows, heads):
+        return verify_rows(
+            rows,
+            checkpoint=opened,
+            trusted_keys=trusted,
+            origin=ledger.origin,
+            progress=progress,
+            deep=deep,
+            heads=heads,
+            head_keys=ledger.apply_revocations(heads_trusted),
+        )
 
 
-def _trusted_from(keys: TrustedKey | NoteVerifier | Sequence[TrustedKey]) -> list[TrustedKey]:
-    if isinstance(keys, TrustedKey):
-        return [keys]
-    if isinstance(keys, NoteVerifier):
-        return [TrustedKey(keys)]
-    return list(keys)
+def _trusted_from(keys: KeySpec) -> list[TrustedKey]:
+    if isinstance(keys, TrustedKey | NoteVerifier):
+        keys = [keys]
+    return [k if isinstance(k, TrustedKey) else TrustedKey(k) for k in keys]
 
 
-def _trusted_checkpoint(
-    checkpoint: str | OpenedCheckpoint, keys: TrustedKey | NoteVerifier | Sequence[TrustedKey]
-) -> Checkpoint:
+def _trusted_checkpoint(checkpoint: str | OpenedCheckpoint, keys: KeySpec) -> Checkpoint:
     opened = open_checkpoint(checkpoint) if isinstance(checkpoint, str) else checkpoint
     problem, detail, _ = check_checkpoint_signature(opened, _trusted_from(keys))
     if problem is not None:
@@ -370,7 +551,7 @@ def verify_inclusion(
     path: Sequence[bytes],
     leaf_index: int,
     checkpoint: str | OpenedCheckpoint,
-    keys: TrustedKey | NoteVerifier | Sequence[TrustedKey],
+    keys: KeySpec,
     entry: bytes | None = None,
     leaf_hash: bytes | None = None,
 ) -> Checkpoint:
@@ -393,7 +574,7 @@ def verify_consistency(
     path: Sequence[bytes],
     old_checkpoint: str | OpenedCheckpoint,
     new_checkpoint: str | OpenedCheckpoint,
-    keys: TrustedKey | NoteVerifier | Sequence[TrustedKey],
+    keys: KeySpec,
 ) -> None:
     """Stand-alone check that the newer signed checkpoint extends the older one."""
     old = _trusted_checkpoint(old_checkpoint, keys)
