@@ -250,8 +250,15 @@ def test_without_any_schemas_the_error_says_how_to_install(data_dir: Path) -> No
 # ----------------------------------------------------- MESA's real schemas
 
 
-def test_the_shipped_manifest_matches_mesas_schemas() -> None:
-    manifest = build_manifest(schemas_dir())
+@pytest.fixture(scope="module")
+def mesa() -> Path:
+    """MESA's schemas, resolved before ``data_dir`` hides any per-user install."""
+    return schemas_dir()
+
+
+@pytest.mark.needs_schemas
+def test_the_shipped_manifest_matches_mesas_schemas(mesa: Path) -> None:
+    manifest = build_manifest(mesa)
     assert manifest["releases"] == load_manifest()
     assert {release: len(files) for release, files in load_manifest().items()} == {
         "V0701": 39,
@@ -259,12 +266,13 @@ def test_the_shipped_manifest_matches_mesas_schemas() -> None:
     }
 
 
-def test_installed_schemas_are_found_without_configuration(tmp_path: Path) -> None:
+@pytest.mark.needs_schemas
+def test_installed_schemas_are_found_without_configuration(mesa: Path, tmp_path: Path) -> None:
     from isa95.b2mml.documents import B2MML
     from isa95.material import MaterialInformation, MaterialLot
 
     source = tmp_path / "mesa"
-    shutil.copytree(schemas_dir(), source)
+    shutil.copytree(mesa, source)
     store = install_schemas(zip_folder(source, tmp_path / "mesa.zip", prefix="B2MML/"))
     assert schema_root() == store  # neither an argument nor GXPMES_B2MML_SCHEMAS
     b2mml = B2MML()
