@@ -17,8 +17,9 @@ from sqlalchemy import Connection, Engine, text
 from audit.db import open_engine
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
+from gxpmes.errors import ConfigurationError, DatabaseError
 
-__all__ = ["SYSTEM", "Database", "upgrade_schema", "utc_now"]
+__all__ = ["SYSTEM", "Database", "check_schema", "upgrade_schema", "utc_now"]
 
 SYSTEM = Actor("system", "gxpmes system")
 """Actor of entries the system itself records (alerts, bootstrap)."""
@@ -39,6 +40,26 @@ def upgrade_schema(engine: Engine) -> None:
         upgrade(conn)
 
 
+def check_schema(engine: Engine, name: str) -> None:
+    """Raise :class:`DatabaseError` unless the application schema of ``name`` is at head."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from gxpmes.migrations import HERE
+
+    with engine.connect().execution_options(ledger_read=True) as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": "gx_alembic_version"})
+        current = context.get_current_revision()
+    head = ScriptDirectory(str(HERE)).get_current_head()
+    if current is None:
+        raise DatabaseError(f"{name} holds no gxpmes schema (create it with gxpmes db upgrade)")
+    if current != head:
+        raise DatabaseError(
+            f"the schema of {name} is at revision {current}, this gxpmes needs {head} "
+            "(run gxpmes db upgrade)"
+        )
+
+
 class Database:
     """Engine, ledger and schema of one gxpmes installation."""
 
@@ -48,11 +69,34 @@ class Database:
         *,
         clock: Callable[[], datetime] = utc_now,
         origin: str | None = None,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
-        self.engine = open_engine(url)
+        """Open the database at ``url`` (an SQLAlchemy URL or an SQLite file path).
+
+        With ``create`` (the default) the ledger and the application schema are
+        created or migrated to head. Without it the database must exist at the
+        current schema: :class:`~gxpmes.errors.DatabaseError` otherwise, so a
+        mistyped path never becomes a new, empty database. ``read_only`` opens
+        SQLite with ``mode=ro`` and PostgreSQL in read-only transactions.
+        """
+        from gxpmes.dbopen import database_errors, display_url, require_database
+
+        if create and read_only:
+            raise ConfigurationError("a database opened read-only cannot be created or migrated")
+        require_database(url, create=create)
         self.clock = clock
-        self.ledger = Ledger(self.engine, clock=clock, origin=origin)
-        self._create_schema()
+        with database_errors(url):
+            self.engine = open_engine(url, read_only=read_only)
+            try:
+                self.ledger = Ledger(self.engine, clock=clock, origin=origin, create=create)
+                if create:
+                    self._create_schema()
+                else:
+                    check_schema(self.engine, display_url(url))
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     def _create_schema(self) -> None:
         upgrade_schema(self.engine)
