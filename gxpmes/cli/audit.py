@@ -12,26 +12,30 @@ from audit.keys import load_private_key
 from audit.note import NoteSigner
 from audit.verify import verify_ledger
 from gxpmes.cli.common import (
+    DB_HELP,
     DEFAULT_KEY_NAME,
     EXIT_OK,
     EXIT_PROBLEM,
     CliError,
     checkpoint_keys,
     open_ledger,
+    output_file,
     passphrase,
     read_text,
+    write_file,
 )
+from gxpmes.errors import FileAccessError
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
-    key = load_private_key(Path(args.key), passphrase(confirm=False))
+    out = output_file(args.out)
     ledger = open_ledger(args.db, read_only=False)
-    note = ledger.checkpoint(NoteSigner(args.name, key))
-    out = Path(args.out)
     try:
-        out.write_text(note, encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {out}: {exc.strerror}") from exc
+        key = load_private_key(Path(args.key), passphrase(confirm=False))
+        note = ledger.checkpoint(NoteSigner(args.name, key))
+    finally:
+        ledger.close()
+    write_file(out, note)
     print(note, end="")
     return EXIT_OK
 
@@ -39,17 +43,20 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     if bool(args.checkpoint) != bool(args.public_key):
         raise CliError("--checkpoint and --public-key go together")
-    ledger = open_ledger(args.db, read_only=True)
     checkpoint = read_text(args.checkpoint) if args.checkpoint else None
     trusted = checkpoint_keys(args.public_key, checkpoint)
+    ledger = open_ledger(args.db, read_only=True)
 
     def progress(done: int) -> None:
         if not args.json:
             print(f"  verified {done} entries", file=sys.stderr)
 
-    report = verify_ledger(
-        ledger, checkpoint=checkpoint, trusted_keys=trusted, progress=progress, deep=args.deep
-    )
+    try:
+        report = verify_ledger(
+            ledger, checkpoint=checkpoint, trusted_keys=trusted, progress=progress, deep=args.deep
+        )
+    finally:
+        ledger.close()
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:
@@ -60,11 +67,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_audit_prove(args: argparse.Namespace) -> int:
     from audit.checkpoint import open_checkpoint
 
-    ledger = open_ledger(args.db, read_only=True)
     tree_size = None
     if args.checkpoint:
         tree_size = open_checkpoint(read_text(args.checkpoint)).checkpoint.tree_size
-    proof = ledger.prove_inclusion(args.seq, tree_size)
+    ledger = open_ledger(args.db, read_only=True)
+    try:
+        proof = ledger.prove_inclusion(args.seq, tree_size)
+    finally:
+        ledger.close()
     data = proof.as_json()
     if args.json:
         print(json.dumps(data, indent=2))
@@ -78,51 +88,96 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
 def cmd_audit_export(args: argparse.Namespace) -> int:
     if not args.jsonl:
         raise CliError("only --jsonl export is supported")
+    target = output_file(args.out) if args.out else None
     ledger = open_ledger(args.db, read_only=True)
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
-        for seq, canonical, leaf, _tree in ledger.iter_raw_rows():
-            record = {
-                "seq": seq,
-                "leaf_hash": leaf.hex(),
-                "canonical": base64.b64encode(canonical).decode("ascii"),
-            }
-            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        try:
+            out = open(target, "w", encoding="utf-8") if target else sys.stdout  # noqa: SIM115
+        except OSError as exc:
+            raise FileAccessError(f"cannot write {target}: {exc.strerror}") from exc
+        try:
+            for seq, canonical, leaf, _tree in ledger.iter_raw_rows():
+                record = {
+                    "seq": seq,
+                    "leaf_hash": leaf.hex(),
+                    "canonical": base64.b64encode(canonical).decode("ascii"),
+                }
+                out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        finally:
+            if out is not sys.stdout:
+                out.close()
     finally:
-        if out is not sys.stdout:
-            out.close()
+        ledger.close()
     return EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``audit checkpoint|verify|prove|export``."""
-    audit_cmd = sub.add_parser("audit", help="the audit trail").add_subparsers(
-        dest="audit_command", required=True
+    audit_cmd = sub.add_parser(
+        "audit",
+        help="the audit trail",
+        description="Checkpoints, verification, inclusion proofs and export of the audit trail.",
+    ).add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+
+    cp = audit_cmd.add_parser(
+        "checkpoint",
+        help="write a signed checkpoint",
+        description="Sign the trail's current size and root hash with a private key, record "
+        "the checkpoint in the ledger and write it to a file.",
     )
-    cp = audit_cmd.add_parser("checkpoint", help="write a signed checkpoint")
-    cp.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite file path")
-    cp.add_argument("--key", required=True, help="encrypted private.pem")
-    cp.add_argument("--out", required=True, help="checkpoint file to write")
-    cp.add_argument("--name", default=DEFAULT_KEY_NAME, help="key name used in the signature")
+    cp.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    cp.add_argument(
+        "--key", required=True, metavar="PEM", help="encrypted private.pem (`gxpmes keys new`)"
+    )
+    cp.add_argument("--out", required=True, metavar="FILE", help="checkpoint file to write")
+    cp.add_argument(
+        "--name",
+        default=DEFAULT_KEY_NAME,
+        help=f"key name used in the signature (default: {DEFAULT_KEY_NAME})",
+    )
     cp.set_defaults(func=cmd_audit_checkpoint)
 
-    verify = audit_cmd.add_parser("verify", help="verify the whole trail")
-    verify.add_argument("--db", required=True)
-    verify.add_argument("--checkpoint", help="signed checkpoint file")
-    verify.add_argument("--public-key", help="public.pem of the checkpoint key")
+    verify = audit_cmd.add_parser(
+        "verify",
+        help="verify the whole trail (exit 1 if it is not intact)",
+        description="Recompute every hash of the trail; with a checkpoint, also check that the "
+        "trail still extends what was signed. Exit code 1 when a problem is found.",
+    )
+    verify.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    verify.add_argument(
+        "--checkpoint", metavar="FILE", help="signed checkpoint file (needs --public-key)"
+    )
+    verify.add_argument(
+        "--public-key", metavar="PEM", help="public.pem of the checkpoint key (needs --checkpoint)"
+    )
     verify.add_argument("--json", action="store_true", help="machine-readable report")
-    verify.add_argument("--deep", action="store_true", help="parse every entry fully")
+    verify.add_argument("--deep", action="store_true", help="also parse every entry fully (slower)")
     verify.set_defaults(func=cmd_audit_verify)
 
-    prove = audit_cmd.add_parser("prove", help="inclusion proof of one entry")
-    prove.add_argument("--db", required=True)
-    prove.add_argument("--seq", required=True, type=int)
-    prove.add_argument("--checkpoint", help="prove against this checkpoint's tree size")
-    prove.add_argument("--json", action="store_true")
+    prove = audit_cmd.add_parser(
+        "prove",
+        help="inclusion proof of one entry",
+        description="Print the RFC 9162 inclusion proof of one entry.",
+    )
+    prove.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    prove.add_argument(
+        "--seq", required=True, type=int, help="sequence number of the entry (from 0)"
+    )
+    prove.add_argument(
+        "--checkpoint", metavar="FILE", help="prove against this checkpoint's tree size"
+    )
+    prove.add_argument("--json", action="store_true", help="machine-readable proof")
     prove.set_defaults(func=cmd_audit_prove)
 
-    export = audit_cmd.add_parser("export", help="export entries for independent re-hashing")
-    export.add_argument("--db", required=True)
-    export.add_argument("--jsonl", action="store_true", help="one JSON object per line")
-    export.add_argument("--out", help="file to write (default: standard output)")
+    export = audit_cmd.add_parser(
+        "export",
+        help="export entries for independent re-hashing",
+        description="Export every entry (sequence number, leaf hash, canonical bytes) so "
+        "anyone can re-hash the trail with hashlib alone.",
+    )
+    export.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    export.add_argument(
+        "--jsonl", action="store_true", help="one JSON object per line (the only format)"
+    )
+    export.add_argument("--out", metavar="FILE", help="file to write (default: standard output)")
     export.set_defaults(func=cmd_audit_export)

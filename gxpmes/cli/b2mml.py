@@ -1,14 +1,20 @@
-"""``gxpmes b2mml``: validate, read and convert B2MML documents."""
+"""``gxpmes b2mml``: validate, read and convert B2MML documents; install MESA's schemas."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from gxpmes.cli.common import EXIT_OK, EXIT_PROBLEM, CliError, read_bytes
+from gxpmes.cli.common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    SCHEMAS_HELP,
+    CliError,
+    output_file,
+    read_bytes,
+    write_file,
+)
 
 
 def _b2mml(args: argparse.Namespace) -> Any:
@@ -26,7 +32,7 @@ def cmd_b2mml_validate(args: argparse.Namespace) -> int:
         issues = processor.validate(data, args.version)
     except SchemaError:
         raise
-    except B2MMLError as exc:
+    except B2MMLError as exc:  # not well-formed, unsafe, or not B2MML: the check's answer
         print(f"INVALID: {exc}")
         return EXIT_PROBLEM
     if issues:
@@ -55,8 +61,7 @@ def cmd_b2mml_read(args: argparse.Namespace) -> int:
     except SchemaError:
         raise
     except (B2MMLError, ModelError) as exc:
-        print(f"gxpmes: cannot read {args.file}: {exc}", file=sys.stderr)
-        return EXIT_PROBLEM
+        raise CliError(f"cannot read {args.file}: {exc}") from exc
     result = {
         "version": document.version,
         "root": document.root,
@@ -85,42 +90,106 @@ def cmd_b2mml_read(args: argparse.Namespace) -> int:
 def cmd_b2mml_convert(args: argparse.Namespace) -> int:
     from isa95.errors import B2MMLError, ModelError, SchemaError
 
+    out = output_file(args.out)
     data = read_bytes(args.file)
     try:
         converted = _b2mml(args).convert(data, args.to)
     except SchemaError:
         raise
     except (B2MMLError, ModelError) as exc:
-        print(f"gxpmes: cannot convert {args.file}: {exc}", file=sys.stderr)
-        return EXIT_PROBLEM
-    try:
-        Path(args.out).write_bytes(converted)
-    except OSError as exc:
-        raise CliError(f"cannot write {args.out}: {exc.strerror}") from exc
+        raise CliError(f"cannot convert {args.file}: {exc}") from exc
+    write_file(out, converted)
     print(f"wrote {args.to} document to {args.out}")
     return EXIT_OK
 
 
+def cmd_schemas_install(args: argparse.Namespace) -> int:
+    from isa95.b2mml.schema_store import install_schemas
+
+    folder = install_schemas(args.source)
+    print(f"B2MML schemas installed in {folder}")
+    return EXIT_OK
+
+
+def cmd_schemas_path(args: argparse.Namespace) -> int:
+    from isa95.b2mml.schema_store import user_schema_dir
+
+    print(user_schema_dir())
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``b2mml validate|read|convert``."""
-    b2mml = sub.add_parser("b2mml", help="B2MML documents").add_subparsers(
-        dest="b2mml_command", required=True
+    """Add ``b2mml validate|read|convert`` and ``b2mml schemas install|path``."""
+    b2mml = sub.add_parser(
+        "b2mml",
+        help="B2MML documents and MESA's schemas",
+        description="Validate, read and convert B2MML documents (V0701, V0600); install "
+        "MESA's schemas, which gxpmes does not ship.",
+    ).add_subparsers(dest="b2mml_command", required=True, metavar="COMMAND")
+
+    validate = b2mml.add_parser(
+        "validate",
+        help="validate a document against MESA's XSDs (exit 1 if invalid)",
+        description="Validate a document against MESA's XSDs; exit code 1 when it is invalid.",
     )
-    schemas_help = "folder with MESA's V0701/ and V0600/ XSDs (default: $GXPMES_B2MML_SCHEMAS)"
-    validate = b2mml.add_parser("validate", help="validate a document against MESA's XSDs")
-    validate.add_argument("file")
-    validate.add_argument("--version", choices=["V0701", "V0600"])
-    validate.add_argument("--schemas", help=schemas_help)
+    validate.add_argument("file", help="the B2MML document")
+    validate.add_argument(
+        "--version",
+        choices=["V0701", "V0600"],
+        help="release the document must be (default: the one its namespace names)",
+    )
+    validate.add_argument("--schemas", metavar="DIR", help=SCHEMAS_HELP)
     validate.set_defaults(func=cmd_b2mml_validate)
-    read = b2mml.add_parser("read", help="read a document into models")
-    read.add_argument("file")
-    read.add_argument("--json", action="store_true")
-    read.add_argument("--assume-timezone", help="IANA zone for date-times sent without one")
-    read.add_argument("--schemas", help=schemas_help)
+
+    read = b2mml.add_parser(
+        "read", help="read a document into models", description="Read a document into models."
+    )
+    read.add_argument("file", help="the B2MML document")
+    read.add_argument("--json", action="store_true", help="print the models as JSON")
+    read.add_argument(
+        "--assume-timezone",
+        metavar="ZONE",
+        help="IANA zone for date-times sent without one (default: refuse them)",
+    )
+    read.add_argument("--schemas", metavar="DIR", help=SCHEMAS_HELP)
     read.set_defaults(func=cmd_b2mml_read)
-    convert = b2mml.add_parser("convert", help="convert a document to another release")
-    convert.add_argument("file")
-    convert.add_argument("--to", required=True, choices=["V0701", "V0600"])
-    convert.add_argument("--out", required=True)
-    convert.add_argument("--schemas", help=schemas_help)
+
+    convert = b2mml.add_parser(
+        "convert",
+        help="convert a document to another release",
+        description="Convert a document to another release; refused when content would be lost.",
+    )
+    convert.add_argument("file", help="the B2MML document")
+    convert.add_argument(
+        "--to", required=True, choices=["V0701", "V0600"], help="release to convert to"
+    )
+    convert.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    convert.add_argument("--schemas", metavar="DIR", help=SCHEMAS_HELP)
     convert.set_defaults(func=cmd_b2mml_convert)
+
+    schemas = b2mml.add_parser(
+        "schemas",
+        help="install MESA's B2MML schemas for this user",
+        description="MESA's XSDs are not shipped with gxpmes: install them once per user.",
+    ).add_subparsers(dest="schemas_command", required=True, metavar="COMMAND")
+    install = schemas.add_parser(
+        "install",
+        help="check MESA's XSDs against the shipped SHA-256 list and install them",
+        description="Copy MESA's V0701/ and V0600/ XSDs into this user's data folder after "
+        "checking each against the SHA-256 list gxpmes ships; B2MML commands then find them "
+        "without --schemas.",
+    )
+    install.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SOURCE",
+        help="a folder, a .zip file or an http(s) URL of a .zip holding MESA's schemas",
+    )
+    install.set_defaults(func=cmd_schemas_install)
+    path = schemas.add_parser(
+        "path",
+        help="print the folder the schemas are installed in",
+        description="Print the folder `gxpmes b2mml schemas install` fills.",
+    )
+    path.set_defaults(func=cmd_schemas_path)

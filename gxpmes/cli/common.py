@@ -1,4 +1,9 @@
-"""Helpers shared by the command modules: exit codes, passphrases, files, ledgers."""
+"""Helpers shared by the command modules: exit codes, option help, files, databases.
+
+Files and databases are opened here, so the foreign exceptions they raise
+(``OSError``, ``UnicodeDecodeError``, driver errors) become the library's
+own errors in one place and ``main`` only maps that hierarchy to exit codes.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,28 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.keys import TrustedKey, load_public_key
-from audit.ledger import Ledger
 from audit.note import NoteVerifier
+from gxpmes.dbopen import URL_FORMAT
+from gxpmes.errors import FileAccessError, GxpError
+
+if TYPE_CHECKING:
+    from audit.ledger import Ledger
+    from gxpmes.database import Database
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 DEFAULT_KEY_NAME = "gxpmes-audit"
+DB_HELP = f"the database: {URL_FORMAT}"
+SCHEMAS_HELP = (
+    "folder holding MESA's V0701/ and V0600/ B2MML schema folders "
+    "(default: $GXPMES_B2MML_SCHEMAS, then the folder `gxpmes b2mml schemas install` fills)"
+)
 
 
-class CliError(Exception):
-    """A usage or I/O problem reported with exit code 2."""
+class CliError(GxpError):
+    """A usage or input problem of the command line (exit code 2)."""
 
 
 def passphrase(confirm: bool) -> bytes:
@@ -33,12 +48,20 @@ def passphrase(confirm: bool) -> bytes:
     return first.encode()
 
 
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder"
+    return exc.strerror or str(exc)
+
+
 def read_text(path: str) -> str:
     """The UTF-8 text of ``path``."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {path}: {exc}") from exc
+        raise FileAccessError(f"cannot read {path}: {_reason(exc)}") from exc
 
 
 def read_bytes(path: str) -> bytes:
@@ -46,25 +69,70 @@ def read_bytes(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+        raise FileAccessError(f"cannot read {path}: {_reason(exc)}") from exc
+
+
+def write_file(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to the file ``path``, replacing it."""
+    try:
+        if isinstance(data, str):
+            Path(path).write_text(data, encoding="utf-8")
+        else:
+            Path(path).write_bytes(data)
+    except OSError as exc:
+        raise FileAccessError(f"cannot write {path}: {_reason(exc)}") from exc
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """The folder ``path``, created if missing; an existing file there is refused."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FileAccessError(f"{option} {path} is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileAccessError(f"cannot create folder {path}: {_reason(exc)}") from exc
+    return folder
+
+
+def output_file(path: str | Path, option: str = "--out") -> Path:
+    """``path`` checked up front as a file to write: not a folder, in a folder that exists."""
+    file = Path(path)
+    if file.is_dir():
+        raise FileAccessError(f"{option} {path} is a folder; give a file name")
+    if not file.parent.is_dir():
+        raise FileAccessError(f"{option} {path}: folder {file.parent} does not exist")
+    return file
 
 
 def open_ledger(url: str, *, read_only: bool) -> Ledger:
-    """The ledger at ``url`` (an SQLAlchemy URL or an SQLite file path)."""
-    if read_only and "://" not in url and not Path(url).exists():
-        raise CliError(f"no such database file: {url}")
-    return Ledger.open(url, read_only=read_only)
+    """The existing ledger at ``url``; never creates one."""
+    from gxpmes.dbopen import open_ledger as open_existing
+
+    return open_existing(url, create=False, read_only=read_only)
 
 
-def checkpoint_keys(public_key: str | None, checkpoint: str | None) -> list[TrustedKey]:
-    """The checkpoint key of ``public_key`` (a public.pem), if one is given.
+def open_database(url: str, *, read_only: bool) -> Database:
+    """The existing gxpmes database at ``url``, at the current schema; never creates one."""
+    from gxpmes.database import Database
+
+    return Database(url, create=False, read_only=read_only)
+
+
+def public_key(path: str) -> bytes:
+    """The raw Ed25519 key of a public.pem."""
+    return load_public_key(Path(path))
+
+
+def checkpoint_keys(public_key_path: str | None, checkpoint: str | None) -> list[TrustedKey]:
+    """The checkpoint key of ``public_key_path`` (a public.pem), if one is given.
 
     The key name is part of the key hash, so the key is trusted under every
     name the checkpoint's signature lines use.
     """
-    if not public_key:
+    if not public_key_path:
         return []
-    raw = load_public_key(Path(public_key))
+    raw = public_key(public_key_path)
     names = signature_names(checkpoint or "") or [DEFAULT_KEY_NAME]
     return [TrustedKey(NoteVerifier(name, raw)) for name in names]
 

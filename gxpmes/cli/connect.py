@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gxpmes.cli.common import EXIT_OK, verify_only_engine
+from gxpmes.cli.common import DB_HELP, EXIT_OK, open_database, verify_only_engine
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -13,16 +13,15 @@ def cmd_connect(args: argparse.Namespace) -> int:
     import threading
 
     from gxpmes.connectors.runner import Connector, load_config, run_until_signalled
-    from gxpmes.database import Database
 
     config_path = Path(args.config)
     config = load_config(config_path)
-    db = Database(args.db)
-    connector = Connector(config, verify_only_engine(db), config_path.parent)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    db = open_database(args.db, read_only=False)
     try:
+        connector = Connector(config, verify_only_engine(db), config_path.parent)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
         run_until_signalled(
             connector, stop, float(config.get("status_interval", args.status_interval))
         )
@@ -33,8 +32,21 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``connect``."""
-    connect = sub.add_parser("connect", help="run the OT connectors (OPC UA, MQTT, Sparkplug B)")
-    connect.add_argument("--config", required=True, help="connector configuration (TOML)")
-    connect.add_argument("--db", required=True)
-    connect.add_argument("--status-interval", type=float, default=10.0)
+    connect = sub.add_parser(
+        "connect",
+        help="run the OT connectors (OPC UA, MQTT, Sparkplug B)",
+        description="Capture plant values from OPC UA and MQTT / Sparkplug B into batch "
+        "records until SIGTERM or SIGINT, buffering through database outages.",
+    )
+    connect.add_argument(
+        "--config", required=True, metavar="TOML", help="connector configuration (TOML)"
+    )
+    connect.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    connect.add_argument(
+        "--status-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between status lines (default: 10; status_interval in the config wins)",
+    )
     connect.set_defaults(func=cmd_connect)

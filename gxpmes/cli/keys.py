@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from audit.keys import generate_private_key
 from audit.note import NoteSigner
-from gxpmes.cli.common import DEFAULT_KEY_NAME, EXIT_OK, CliError, open_ledger, passphrase
+from gxpmes.cli.common import (
+    DB_HELP,
+    DEFAULT_KEY_NAME,
+    EXIT_OK,
+    CliError,
+    open_ledger,
+    output_folder,
+    passphrase,
+)
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
     from audit.keys import write_key_pair
 
+    folder = output_folder(args.out)
     key = generate_private_key()
-    private, public = write_key_pair(key, Path(args.out), passphrase(confirm=True))
+    private, public = write_key_pair(key, folder, passphrase(confirm=True))
     verifier = NoteSigner(args.name, key).verifier
     print(f"private key: {private}\npublic key:  {public}\nkey id:      {verifier.key_id}")
     print(f"vkey:        {verifier.vkey()}")
@@ -24,9 +32,8 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     ledger = open_ledger(args.db, read_only=True)
-    rows = []
-    for key in ledger.keys.list_keys():
-        rows.append(
+    try:
+        rows = [
             {
                 "key_id": key.key_id,
                 "name": key.verifier.name,
@@ -36,7 +43,10 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 "revocation_reason": key.revocation_reason,
                 "vkey": key.verifier.vkey(),
             }
-        )
+            for key in ledger.keys.list_keys()
+        ]
+    finally:
+        ledger.close()
     print(json.dumps(rows, indent=2))
     return EXIT_OK
 
@@ -53,26 +63,54 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         if at.utcoffset() is None:
             raise CliError("--at needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     ledger = open_ledger(args.db, read_only=False)
-    key = ledger.keys.revoke(args.key_id, reason=args.reason, at=at)
+    try:
+        key = ledger.keys.revoke(args.key_id, reason=args.reason, at=at)
+    finally:
+        ledger.close()
     print(f"key {key.key_id} revoked at {key.revoked_at}")
     return EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``keys new|list|revoke``."""
-    keys = sub.add_parser("keys", help="checkpoint signing keys").add_subparsers(
-        dest="keys_command", required=True
+    keys = sub.add_parser(
+        "keys", help="checkpoint signing keys", description="Checkpoint signing keys."
+    ).add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    new = keys.add_parser(
+        "new",
+        help="create an Ed25519 key pair (private key encrypted)",
+        description="Create an Ed25519 key pair; the private key is encrypted with the "
+        "passphrase from $GXPMES_KEY_PASSPHRASE or the terminal. Existing keys are "
+        "never overwritten.",
     )
-    new = keys.add_parser("new", help="create an Ed25519 key pair (private key encrypted)")
-    new.add_argument("--out", required=True, help="folder for private.pem and public.pem")
-    new.add_argument("--name", default=DEFAULT_KEY_NAME, help="key name used in signatures")
+    new.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for private.pem and public.pem"
+    )
+    new.add_argument(
+        "--name",
+        default=DEFAULT_KEY_NAME,
+        help=f"key name used in signatures (default: {DEFAULT_KEY_NAME})",
+    )
     new.set_defaults(func=cmd_keys_new)
-    listing = keys.add_parser("list", help="list keys registered in a ledger")
-    listing.add_argument("--db", required=True)
+
+    listing = keys.add_parser(
+        "list",
+        help="list keys registered in a ledger (JSON)",
+        description="List the keys registered in a ledger, with validity and revocation, as JSON.",
+    )
+    listing.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     listing.set_defaults(func=cmd_keys_list)
-    revoke = keys.add_parser("revoke", help="revoke a registered key")
-    revoke.add_argument("--db", required=True)
-    revoke.add_argument("--key-id", required=True)
-    revoke.add_argument("--reason", required=True)
-    revoke.add_argument("--at", help="revocation time (ISO 8601 with zone; default now)")
+
+    revoke = keys.add_parser(
+        "revoke",
+        help="revoke a registered key",
+        description="Revoke a registered key: its signatures made at or after the "
+        "revocation time no longer count.",
+    )
+    revoke.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    revoke.add_argument("--key-id", required=True, help="key id as `gxpmes keys list` shows it")
+    revoke.add_argument("--reason", required=True, help="why the key is revoked (recorded)")
+    revoke.add_argument(
+        "--at", metavar="TIME", help="revocation time, ISO 8601 with a zone (default: now)"
+    )
     revoke.set_defaults(func=cmd_keys_revoke)

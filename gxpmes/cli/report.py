@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from audit.keys import load_public_key
 from gxpmes.cli.common import (
+    DB_HELP,
     EXIT_OK,
-    CliError,
     checkpoint_keys,
+    open_database,
+    output_folder,
+    public_key,
     read_text,
     verify_only_engine,
 )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from gxpmes.database import Database
     from gxpmes.identity.signatures import key_id_of
     from gxpmes.reports import render_report
 
@@ -26,17 +26,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     trusted_signatures: dict[str, bytes] = {}
     signature_key = args.signature_key or args.public_key
     if signature_key:
-        raw = load_public_key(Path(signature_key))
+        raw = public_key(signature_key)
         trusted_signatures[key_id_of(raw)] = raw
-    if "://" not in args.db and not Path(args.db).exists():
-        raise CliError(f"no such database file: {args.db}")
-    db = Database(args.db)
+    db = open_database(args.db, read_only=True)
     try:
+        out = output_folder(args.out)
         engine = verify_only_engine(db, trusted_signatures)
         written = render_report(
             engine,
             args.batch,
-            Path(args.out),
+            out,
             formats=formats,
             checkpoint=checkpoint,
             trusted_keys=trusted_checkpoint,
@@ -50,14 +49,26 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``report``."""
-    report = sub.add_parser("report", help="human-readable batch record (HTML and PDF)")
-    report.add_argument("--db", required=True)
-    report.add_argument("--batch", required=True)
-    report.add_argument("--out", required=True, help="output folder")
-    report.add_argument("--format", default="html,pdf", help="html,pdf (default both)")
-    report.add_argument("--checkpoint", help="signed checkpoint to verify the trail against")
-    report.add_argument("--public-key", help="public.pem of the checkpoint key")
+    report = sub.add_parser(
+        "report",
+        help="human-readable batch record (HTML and PDF)",
+        description="Write the batch record of one batch as HTML and/or PDF, with its "
+        "signatures, review, deviations and the verification of the audit trail. Give the "
+        "public keys so signatures and the trail are checked, not only shown.",
+    )
+    report.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    report.add_argument("--batch", required=True, metavar="ID", help="batch id")
+    report.add_argument("--out", required=True, metavar="DIR", help="output folder")
     report.add_argument(
-        "--signature-key", help="public.pem of the system signature key (default: --public-key)"
+        "--format", default="html,pdf", help="html, pdf or html,pdf (default: html,pdf)"
+    )
+    report.add_argument(
+        "--checkpoint", metavar="FILE", help="signed checkpoint to verify the trail against"
+    )
+    report.add_argument("--public-key", metavar="PEM", help="public.pem of the checkpoint key")
+    report.add_argument(
+        "--signature-key",
+        metavar="PEM",
+        help="public.pem of the system signature key (default: --public-key)",
     )
     report.set_defaults(func=cmd_report)

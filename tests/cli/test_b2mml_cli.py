@@ -91,7 +91,7 @@ def test_read_json(capsys: pytest.CaptureFixture[str]) -> None:
         str(COCOP / "Neg_ProcessProductionSchedule_EndBeforeStart.xml"),
         "--json",
     )
-    assert code == 1 and "before it starts" in err
+    assert code == 2 and "before it starts" in err  # an input error, not an integrity finding
     code, _, err = run(
         capsys,
         "b2mml",
@@ -99,7 +99,7 @@ def test_read_json(capsys: pytest.CaptureFixture[str]) -> None:
         str(CASES / "mesa-b2mml-batchml-examples" / "cough_syrup_pmw.xml"),
         "--json",
     )
-    assert code == 1 and "BatchML V02" in err
+    assert code == 2 and "BatchML V02" in err
     code, out, _ = run(
         capsys,
         "b2mml",
@@ -121,13 +121,14 @@ def test_read_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2
 
 
-def test_unsafe_input_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unsafe_input_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reading refuses it (input error: 2); validating calls it invalid (the answer: 1)."""
     evil = tmp_path / "evil.xml"
     evil.write_bytes(
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
     )
     code, _, err = run(capsys, "b2mml", "read", str(evil), "--json")
-    assert code == 1 and "DOCTYPE" in err
+    assert code == 2 and "DOCTYPE" in err
     code, out, _ = run(capsys, "b2mml", "validate", str(evil))
     assert code == 1 and "DOCTYPE" in out
 
@@ -156,4 +157,5 @@ def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "--out",
         str(tmp_path / "x.xml"),
     )
-    assert code == 1 and "would lose content" in err
+    assert code == 2 and "would lose content" in err
+    assert not (tmp_path / "x.xml").exists()
