@@ -1,0 +1,96 @@
+"""Child process for the compare-and-set tests: one engine call per round, on a signal.
+
+Reads one JSON command per line on stdin::
+
+    {"url": ..., "clock": ISO time, "key": system key hex, "op": ..., "user": ..., ...}
+
+opens that database with its own engine, prints ``READY``, waits for a line
+``GO`` (sent to every child at once) and makes the call. It prints one JSON
+line: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": class name,
+"kinds": [class names of its MRO], "message": ...}``, closes the database and
+waits for the next command. ``QUIT`` (or end of input) ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gxpmes.database import Database
+from gxpmes.ebr.engine import BatchEngine
+from gxpmes.identity import (
+    Credentials,
+    IdentityService,
+    PasswordHasher,
+    PasswordPolicy,
+    SignatureService,
+)
+from gxpmes.testing.plant import Clock
+from isa95.common import Quantity
+
+
+def _call(engine: BatchEngine, command: dict[str, Any]) -> Any:
+    who = Credentials(command["user"], command["password"])
+    op = command["op"]
+    if op == "release":
+        return engine.release(command["batch"], who)
+    if op == "reject":
+        return engine.reject(command["batch"], who, reason=command["reason"])
+    if op == "weigh":
+        return engine.weigh(
+            command["batch"],
+            material_id=command["material"],
+            lot_id=command["lot"],
+            target=Quantity(value=Decimal(command["target"]), unit=command["unit"]),
+            tolerance=Decimal(command["tolerance"]),
+            actual=Decimal(command["actual"]),
+            balance_id=command["balance"],
+            performer=who,
+        )
+    if op == "approve":
+        return engine.sign_recipe(command["recipe"], command["version"], "Approved", who)
+    raise ValueError(f"unknown operation {op!r}")
+
+
+def _round(command: dict[str, Any]) -> dict[str, Any]:
+    clock = Clock(datetime.fromisoformat(command["clock"]))
+    db = Database(command["url"], clock=clock, create=False)
+    try:
+        identity = IdentityService(
+            db,
+            policy=PasswordPolicy(idle_timeout_minutes=240),
+            hasher=PasswordHasher(log2_n=10),
+        )
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(command["key"]))
+        engine = BatchEngine(db, identity, SignatureService(identity, key))
+        print("READY", flush=True)
+        if sys.stdin.readline().strip() != "GO":
+            raise SystemExit("expected GO")
+        try:
+            result = _call(engine, command)
+        except Exception as exc:
+            return {
+                "ok": False,
+                "error": type(exc).__name__,
+                "kinds": [k.__name__ for k in type(exc).__mro__],
+                "message": str(exc),
+            }
+        return {"ok": True, "result": result}
+    finally:
+        db.close()
+
+
+def main() -> None:
+    for line in sys.stdin:
+        if line.strip() in ("", "QUIT"):
+            return
+        print(json.dumps(_round(json.loads(line))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
