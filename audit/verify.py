@@ -519,6 +519,7 @@ def verify_ledger(
             progress=progress,
             deep=deep,
         )
+    heads_trusted = ledger.apply_revocations(heads_trusted)
     with ledger.snapshot() as (rows, heads):
         return verify_rows(
             rows,
@@ -528,7 +529,7 @@ def verify_ledger(
             progress=progress,
             deep=deep,
             heads=heads,
-            head_keys=ledger.apply_revocations(heads_trusted),
+            head_keys=heads_trusted,
         )
 
 

@@ -75,6 +75,8 @@ def test_frontier_append_equals_stored_hashes() -> None:
         start = m.stored_hash_index(0, n)
         assert interior == STORE.hashes[start + 1 : start + 1 + len(interior)]
         assert [STORE.hashes[i] for i in m.frontier_indexes(n + 1)] == frontier
+        assert m.frontier_root(frontier) == ref.mth(DATA[: n + 1])
+    assert m.frontier_root([]) == m.EMPTY_TREE_HASH
 
 
 @given(st.integers(0, 10**6))
