@@ -9,17 +9,18 @@ from gxpmes.cli.common import DB_HELP, EXIT_OK, CliError
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from audit.db import open_engine
-    from audit.schema import create_schema
+    from audit.ledger import Ledger
     from gxpmes.database import upgrade_schema
     from gxpmes.dbopen import database_errors, display_url, require_database
 
-    # With the demo, the one command that may create a database. The ledger's
-    # origin is left for the application's first open to choose.
+    # With the demo, the one command that may create a database. It records the
+    # ledger's origin too: the application role, which never creates anything,
+    # may be the first to open the database.
     require_database(args.db, create=True)
     with database_errors(args.db):
         engine = open_engine(args.db)
         try:
-            create_schema(engine)
+            Ledger(engine)  # ledger tables, append-only guards, origin (kept if present)
             upgrade_schema(engine)
         finally:
             engine.dispose()
