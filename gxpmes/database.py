@@ -104,8 +104,17 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction (SQLite: BEGIN IMMEDIATE; the ledger locks on PostgreSQL)."""
-        with self.engine.begin() as conn:
+        with self._write_connection() as conn, conn.begin():
             yield conn
+
+    def _write_connection(self) -> Connection:
+        conn = self.engine.connect()
+        if conn.dialect.name == "postgresql":
+            # Reads after the lock must see what the previous holder committed:
+            # READ COMMITTED takes a snapshot per statement, whatever the server's
+            # default (under REPEATABLE READ the snapshot would predate the lock wait).
+            conn.execution_options(isolation_level="READ COMMITTED")
+        return conn
 
     def read(self) -> Connection:
         """A connection for reading only (no write lock taken on SQLite)."""

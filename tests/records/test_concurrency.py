@@ -183,6 +183,12 @@ def _pg_template() -> Iterator[Template]:
         admin.dispose()
 
 
+@pytest.fixture(scope="module")
+def pg_template() -> Iterator[Template]:
+    """The prepared database on PostgreSQL, built once per module."""
+    yield from _pg_template()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def template(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -191,7 +197,7 @@ def template(
     if request.param == "sqlite":
         yield from _sqlite_template(tmp_path_factory.mktemp("cas"))
     else:
-        yield from _pg_template()
+        yield request.getfixturevalue("pg_template")
 
 
 # ------------------------------------------------------------ the racing processes
@@ -325,9 +331,9 @@ def assert_verified(engine: Engine, template: Template) -> None:
     assert report.ok, "\n".join(report.lines())
 
 
-def rounds(template: Template, play: Callable[[str, int], None]) -> None:
-    """``play(url, round)`` on :data:`RUNS` fresh copies of the template."""
-    for run in range(RUNS):
+def rounds(template: Template, play: Callable[[str, int], None], runs: int = RUNS) -> None:
+    """``play(url, round)`` on ``runs`` fresh copies of the template."""
+    for run in range(runs):
         url = template.copy()
         try:
             play(url, run)
@@ -338,48 +344,73 @@ def rounds(template: Template, play: Callable[[str, int], None]) -> None:
 # ------------------------------------------------------------ the scenarios
 
 
+def decide(children: tuple[Child, Child], template: Template, url: str, run: int) -> None:
+    """One round of release (qa2) against reject (qa3), checked."""
+    outcomes = race(
+        children,
+        url,
+        template,
+        [
+            {"op": "release", "user": "qa2", "batch": REVIEWED_BATCH},
+            {"op": "reject", "user": "qa3", "batch": REVIEWED_BATCH, "reason": "OOS assay"},
+        ],
+        first=run % 2,
+    )
+    winner, _loser = one_winner(outcomes, REVIEWED_BATCH)
+    status = ("Released", "Rejected")[winner]
+
+    def check(conn: Connection) -> None:
+        batch = conn.execute(
+            text("SELECT status, lot_id FROM ebr_batch WHERE batch_id = :b"),
+            {"b": REVIEWED_BATCH},
+        ).one()
+        assert batch.status == status
+        lot = conn.execute(
+            text("SELECT status FROM ebr_lot WHERE lot_id = :l"), {"l": batch.lot_id}
+        ).scalar_one()
+        assert lot == status, f"batch {status} but its lot {lot}"
+        decided = conn.execute(
+            text(
+                "SELECT signer_id, meaning FROM gx_signature WHERE record_type = 'batch' "
+                "AND record_id = :b AND meaning IN ('Released', 'Rejected')"
+            ),
+            {"b": REVIEWED_BATCH},
+        ).all()
+        assert [tuple(r) for r in decided] == [(("qa2", "qa3")[winner], status)]
+
+    check_round(template, url, check, (("qa3", "qa2")[winner], REVIEWED_BATCH))
+
+
 def test_release_against_reject(template: Template, children: tuple[Child, Child]) -> None:
     """QA2 releases while QA3 rejects: one decision, one signature, batch and lot agree."""
-    decisions: list[str] = []
+    rounds(template, lambda url, run: decide(children, template, url, run))
+
+
+def test_release_against_reject_under_repeatable_read(
+    pg_template: Template, children: tuple[Child, Child]
+) -> None:
+    """A server whose default isolation is REPEATABLE READ changes nothing.
+
+    The write transaction's snapshot must not predate its wait for the lock,
+    or the loser acts on the state from before the winner's commit (it then
+    failed with a false integrity alarm or an append conflict).
+    """
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
 
     def play(url: str, run: int) -> None:
-        outcomes = race(
-            children,
-            url,
-            template,
-            [
-                {"op": "release", "user": "qa2", "batch": REVIEWED_BATCH},
-                {"op": "reject", "user": "qa3", "batch": REVIEWED_BATCH, "reason": "OOS assay"},
-            ],
-            first=run % 2,
-        )
-        winner, _loser = one_winner(outcomes, REVIEWED_BATCH)
-        status = ("Released", "Rejected")[winner]
-        decisions.append(status)
-
-        def check(conn: Connection) -> None:
-            batch = conn.execute(
-                text("SELECT status, lot_id FROM ebr_batch WHERE batch_id = :b"),
-                {"b": REVIEWED_BATCH},
-            ).one()
-            assert batch.status == status
-            lot = conn.execute(
-                text("SELECT status FROM ebr_lot WHERE lot_id = :l"), {"l": batch.lot_id}
-            ).scalar_one()
-            assert lot == status, f"batch {status} but its lot {lot}"
-            decided = conn.execute(
+        with admin.connect() as conn:
+            conn.execute(
                 text(
-                    "SELECT signer_id, meaning FROM gx_signature WHERE record_type = 'batch' "
-                    "AND record_id = :b AND meaning IN ('Released', 'Rejected')"
-                ),
-                {"b": REVIEWED_BATCH},
-            ).all()
-            assert [tuple(r) for r in decided] == [(("qa2", "qa3")[winner], status)]
+                    f"ALTER DATABASE {make_url(url).database} "
+                    "SET default_transaction_isolation = 'repeatable read'"
+                )
+            )
+        decide(children, pg_template, url, run)
 
-        check_round(template, url, check, (("qa3", "qa2")[winner], REVIEWED_BATCH))
-
-    rounds(template, play)
-    assert len(decisions) == RUNS
+    try:
+        rounds(pg_template, play, RUNS // 2)
+    finally:
+        admin.dispose()
 
 
 def test_weighings_from_one_short_lot(template: Template, children: tuple[Child, Child]) -> None:
