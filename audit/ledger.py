@@ -138,6 +138,10 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_rows() -> Generator[Any, None, None]:
+    yield from ()
+
+
 _Rows = Generator[tuple[int, bytes, bytes, bytes], None, None]
 
 
@@ -223,19 +227,28 @@ class Ledger:
             f"INSERT INTO audit_entry ({', '.join(columns)}) "
             f"VALUES ({', '.join([mark] * len(columns))})"
         )
+        # A ledger made before tree heads has no head table until opened for writing.
+        self._has_heads = True
         if create:
             create_schema(engine)
             self._origin = self._ensure_origin(origin)
         else:
-            if not inspect(engine).has_table("audit_entry"):
+            tables = inspect(engine)
+            if not tables.has_table("audit_entry"):
                 raise StorageError(
                     "this database holds no audit ledger (table audit_entry missing)"
                 )
+            self._has_heads = tables.has_table("audit_tree_head")
             self._origin = self._read_origin()
         self._tail_key = ("audit.ledger.tail", self._origin)
         self._head_signer = head_signer
         self._head_key: TrustedKey | None = None
         if head_signer is not None:
+            if not self._has_heads:
+                raise StorageError(
+                    "this ledger predates signed tree heads (table audit_tree_head missing): "
+                    "open it for writing once to add the table"
+                )
             self._head_key = self._head_key_of(head_signer, register=create)
             sa_event.listen(engine, "commit", self._on_commit)
             sa_event.listen(engine, "rollback", self._on_rollback)
@@ -399,6 +412,8 @@ class Ledger:
 
     def tree_heads(self) -> list[tuple[int, str]]:
         """Stored signed tree heads ``(tree size, note)``, in size order."""
+        if not self._has_heads:
+            return []
         with self._read() as conn:
             return [(int(size), note) for size, note in conn.execute(text(_HEADS_SQL))]
 
@@ -419,7 +434,11 @@ class Ledger:
         with self.engine.connect().execution_options(**options) as conn:
             conn.exec_driver_sql("SELECT 1")  # begin the transaction both streams read in
             rows = self._stream_rows(conn, chunk)
-            heads = self._stream(conn, _HEADS_SQL, "gxpmes_audit_heads", chunk)
+            heads = (
+                self._stream(conn, _HEADS_SQL, "gxpmes_audit_heads", chunk)
+                if self._has_heads
+                else _no_rows()
+            )
             try:
                 yield rows, heads
             finally:  # close the cursors while the connection is still ours
@@ -633,7 +652,7 @@ class Ledger:
 
     def _tail_signed(self, conn: Connection, size: int) -> bool:
         """Whether the log's first ``size`` entries are under a signed head (under the lock)."""
-        last = conn.scalar(select(func.max(TreeHeadRow.tree_size)))
+        last = conn.scalar(select(func.max(TreeHeadRow.tree_size))) if self._has_heads else None
         if self._head_signer is None:
             if last is not None:
                 raise StorageError(

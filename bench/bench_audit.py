@@ -4,9 +4,13 @@
 
 * ingest: durable batched appends of ~200-byte process-value payloads (SQLite,
   WAL, synchronous=FULL) vs raw ``sqlite3.executemany`` of the same canonical
-  bytes into a plain (seq, payload) table with the same pragmas and commits.
-* verify: full verification of a log of ``--entries`` entries vs raw hashing
-  (``hashlib.sha256`` of every stored entry, nothing else).
+  bytes into a plain (seq, payload) table with the same pragmas and commits;
+  then the same appends with a head signer (one signed tree head per batch)
+  vs without.
+* verify: full verification of a log of ``--entries`` entries (built in
+  batches of ``--batch``, each with its signed tree head) vs raw hashing
+  (``hashlib.sha256`` of every stored entry, nothing else); then the same
+  verification with the head key (every head checked) vs without.
 * proofs: inclusion proof generation and verification in that log, side by
   side with pymerkle 7 (``InmemoryTree``) over the same entries.
 
@@ -27,10 +31,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
 from audit.merkle import check_inclusion
+from audit.note import NoteSigner
 from audit.verify import verify_ledger
+
+# A fixed, public key, so a log built by an earlier run verifies: the bench
+# measures signing and checking, not key handling.
+HEAD_SIGNER = NoteSigner(
+    "bench-heads", Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"bench-heads").digest())
+)
 
 COLLECTOR = Actor("svc-opcua", "OPC UA collector")
 T0 = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
@@ -64,13 +77,21 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def bench_ingest(workdir: Path, total: int, batch: int) -> dict[str, float]:
-    ledger = Ledger.open(fresh(workdir / "ingest.db"))
+def timed_ingest(path: Path, total: int, batch: int, signer: NoteSigner | None = None) -> float:
+    """Entries per second of durable ``append_many`` batches into a fresh ledger."""
+    ledger = Ledger.open(fresh(path), head_signer=signer)
     batches = [process_values(i, batch) for i in range(0, total, batch)]
     started = time.perf_counter()
     for events in batches:
         ledger.append_many(events)
-    ours = total / (time.perf_counter() - started)
+    rate = total / (time.perf_counter() - started)
+    ledger.close()
+    return rate
+
+
+def bench_ingest(workdir: Path, total: int, batch: int) -> dict[str, float]:
+    ours = timed_ingest(workdir / "ingest.db", total, batch)
+    ledger = Ledger.open(workdir / "ingest.db", read_only=True)
     payloads = [row[1] for row in ledger.iter_raw_rows()]
     ledger.close()
     payload_bytes = statistics.mean(len(p) for p in payloads)
@@ -90,26 +111,48 @@ def bench_ingest(workdir: Path, total: int, batch: int) -> dict[str, float]:
     return {"ours": ours, "baseline": baseline, "entry_bytes": payload_bytes}
 
 
-def build_log(path: Path, entries: int) -> Ledger:
-    ledger = Ledger.open(path)
+def bench_signed_ingest(workdir: Path, total: int, batch: int, rounds: int = 3) -> dict[str, float]:
+    """Ingest with and without a head signer, alternated, best of ``rounds`` each."""
+    plain, signed = [], []
+    for _ in range(rounds):
+        plain.append(timed_ingest(workdir / "plain.db", total, batch))
+        signed.append(timed_ingest(workdir / "signed.db", total, batch, HEAD_SIGNER))
+    return {"plain": max(plain), "signed": max(signed)}
+
+
+def build_log(path: Path, entries: int, batch: int) -> Ledger:
+    if path.exists():
+        old = Ledger.open(path, read_only=True)
+        if not old.tree_heads():
+            fresh(path)  # a log from before tree heads: rebuild it with them
+        old.close()
+    ledger = Ledger.open(path, head_signer=HEAD_SIGNER)
     have = ledger.size()
-    step = 10_000
-    for start in range(have, entries, step):
-        ledger.append_many(process_values(start, min(step, entries - start)))
+    for start in range(have, entries, batch):
+        ledger.append_many(process_values(start, min(batch, entries - start)))
     return ledger
 
 
 def bench_verify(ledger: Ledger) -> dict[str, float]:
     started = time.perf_counter()
-    report = verify_ledger(ledger)
+    report = verify_ledger(ledger, head_keys=HEAD_SIGNER.verifier)
     ours = time.perf_counter() - started
     assert report.ok, report.summary()
+    started = time.perf_counter()
+    assert verify_ledger(ledger).ok
+    without_heads = time.perf_counter() - started
     sha256 = hashlib.sha256
     started = time.perf_counter()
     for _seq, canonical, _leaf, _tree in ledger.iter_raw_rows():
         sha256(b"\x00" + canonical).digest()
     baseline = time.perf_counter() - started
-    return {"ours": ours, "baseline": baseline, "entries": report.entries}
+    return {
+        "ours": ours,
+        "baseline": baseline,
+        "entries": report.entries,
+        "heads": report.heads_checked,
+        "without_heads": without_heads,
+    }
 
 
 def bench_proofs(ledger: Ledger, samples: int) -> dict[str, float]:
@@ -169,15 +212,24 @@ def main() -> None:
         f"   ratio {ingest['ours'] / ingest['baseline']:.2f}x"
     )
 
+    signed = bench_signed_ingest(workdir, args.ingest, args.batch)
+    print(
+        f"ingest   {signed['signed']:>10,.0f} entries/s with a signed tree head per batch"
+        f"   without {signed['plain']:>10,.0f} entries/s   ratio "
+        f"{signed['signed'] / signed['plain']:.2f}x   (best of 3 each, alternated)"
+    )
+
     started = time.perf_counter()
-    ledger = build_log(workdir / "log.db", args.entries)
+    ledger = build_log(workdir / "log.db", args.entries, args.batch)
     print(f"(built log of {ledger.size():,} entries in {time.perf_counter() - started:.1f} s)")
     verify = bench_verify(ledger)
     print(
         f"verify   {verify['ours']:>10.2f} s for {verify['entries']:,} entries "
+        f"and {verify['heads']:,} signed tree heads "
         f"({verify['entries'] / verify['ours']:,.0f}/s)   "
         f"raw read+sha256 {verify['baseline']:.2f} s"
         f"   ratio {verify['ours'] / verify['baseline']:.2f}x of raw time"
+        f"   (without head checks {verify['without_heads']:.2f} s)"
     )
     proofs = bench_proofs(ledger, args.samples)
     line = (

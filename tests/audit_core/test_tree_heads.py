@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from audit.db import open_engine
 from audit.entry import Actor, AuditEvent, encode_entry
 from audit.errors import SigningKeyError, StorageError
 from audit.keys import TrustedKey, generate_private_key, write_key_pair
@@ -320,6 +321,32 @@ def test_a_log_without_heads_verifies_as_before_and_is_adopted_by_its_first_head
         assert verify(led).ok
     finally:
         led.close()
+
+
+def test_a_database_from_before_tree_heads_verifies_read_only(db_url: str) -> None:
+    old = Ledger.open(db_url)
+    old.append_many(events(3))
+    with old.engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit_tree_head"))  # as it was before the table existed
+    old.close()
+    copy = Ledger.open(db_url, read_only=True)
+    try:
+        assert copy.tree_heads() == []
+        assert verify_ledger(copy).ok
+        report = verify(copy)
+        assert (report.problem, report.first_bad_seq) == (Problem.UNSIGNED_ENTRIES, 0)
+    finally:
+        copy.close()
+    engine = open_engine(db_url)
+    with pytest.raises(StorageError, match="predates signed tree heads"):
+        Ledger(engine, create=False, head_signer=SIGNER)
+    engine.dispose()
+    upgraded = Ledger.open(db_url, head_signer=SIGNER)  # opened for writing: table added
+    try:
+        upgraded.append(AuditEvent(OP, "create", "batch", "B1"))
+        assert verify(upgraded).ok
+    finally:
+        upgraded.close()
 
 
 def test_a_ledger_without_the_head_key_refuses_to_append_to_a_sealed_log(
