@@ -80,7 +80,7 @@ class Database:
         mistyped path never becomes a new, empty database. ``read_only`` opens
         SQLite with ``mode=ro`` and PostgreSQL in read-only transactions.
         """
-        from gxpmes.dbopen import database_errors, display_url, require_database
+        from gxpmes.dbopen import database_errors, display_url, require_database, require_ledger
 
         if create and read_only:
             raise ConfigurationError("a database opened read-only cannot be created or migrated")
@@ -89,6 +89,8 @@ class Database:
         with database_errors(url):
             self.engine = open_engine(url, read_only=read_only)
             try:
+                if not create:
+                    require_ledger(self.engine, display_url(url))
                 self.ledger = Ledger(self.engine, clock=clock, origin=origin, create=create)
                 if create:
                     self._create_schema()

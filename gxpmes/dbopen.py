@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
@@ -30,6 +31,7 @@ __all__ = [
     "display_url",
     "open_ledger",
     "require_database",
+    "require_ledger",
     "sqlite_path",
 ]
 
@@ -155,7 +157,19 @@ def open_ledger(
     with database_errors(url_or_path):
         engine = open_engine(url_or_path, read_only=read_only)
         try:
+            if not create:
+                require_ledger(engine, display_url(url_or_path))
             return Ledger(engine, create=create, **options)
         except BaseException:
             engine.dispose()
             raise
+
+
+def require_ledger(engine: Engine, name: str) -> None:
+    """Raise :class:`DatabaseError` unless the database behind ``engine`` holds a ledger.
+
+    The first statement sent, so it is also where an unreachable server or a
+    file that is not a database shows.
+    """
+    if not inspect(engine).has_table("audit_entry"):
+        raise DatabaseError(f"{name} holds no audit ledger (create one with gxpmes db upgrade)")

@@ -35,8 +35,8 @@ Run `gxpmes COMMAND --help` for the options of a command."""
 EPILOG = f"""\
 exit codes:
   0  success
-  1  a check found a problem: the audit trail is not intact (audit verify),
-     a document is not valid (b2mml validate), the demo's checks failed
+  1  a check found a problem: the records are not intact (verify, audit
+     verify), a document is not valid (b2mml validate), the demo's checks failed
   2  usage, input, file, database or connection error, told in one line on
      standard error (also when the reader of the output stops early, e.g. head)
 
@@ -44,7 +44,10 @@ environment:
   GXPMES_KEY_PASSPHRASE  passphrase of the encrypted private key (keys new,
                          audit checkpoint); asked on the terminal when unset
   GXPMES_B2MML_SCHEMAS   folder holding MESA's V0701/ and V0600/ B2MML schemas
-                         (default of --schemas; else `gxpmes b2mml schemas path`)
+                         (default of --schemas; else the installed ones)
+  GXPMES_DATA_DIR        per-user data folder, where `gxpmes b2mml schemas install`
+                         puts the schemas (default: the platform's, see
+                         `gxpmes b2mml schemas path`)
 
 database URL (--db):
   {URL_FORMAT.replace(", ", chr(10) + "  ")}
@@ -107,9 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         code = func(args)
-        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        sys.stdout.flush()  # a closed pipe may show only here
         return code
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader stopped early (`| head`): quietly, no traceback
         _quiet_stdout()
         return EXIT_USAGE
     except (GxpError, AuditError, ISA95Error) as exc:

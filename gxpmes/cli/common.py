@@ -83,11 +83,13 @@ def write_file(path: str | Path, data: str | bytes) -> None:
         raise FileAccessError(f"cannot write {path}: {_reason(exc)}") from exc
 
 
-def output_folder(path: str | Path, option: str = "--out") -> Path:
-    """The folder ``path``, created if missing; an existing file there is refused."""
+def output_folder(path: str | Path, option: str = "--out", *, create: bool = True) -> Path:
+    """The folder ``path``, created if missing unless ``create`` is false; a file is refused."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise FileAccessError(f"{option} {path} is a file; give a folder")
+    if not create:
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -11,7 +11,9 @@ from gxpmes.cli.common import output_folder
 def cmd_demo(args: argparse.Namespace) -> int:
     from gxpmes.demo import run_demo
 
-    return run_demo(output_folder(args.out), Path(args.schemas) if args.schemas else None)
+    # The demo creates the folder itself, after checking --schemas.
+    out = output_folder(args.out, create=False)
+    return run_demo(out, Path(args.schemas) if args.schemas else None)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
