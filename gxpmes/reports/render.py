@@ -17,6 +17,7 @@ from jinja2 import Environment, select_autoescape
 from audit.keys import TrustedKey
 from gxpmes.ebr.engine import BatchEngine
 from gxpmes.reports.data import ReportData, collect_report
+from gxpmes.reports.filenames import report_stem
 from gxpmes.reports.plots import plot
 
 __all__ = ["render_html", "render_pdf", "render_report"]
@@ -305,10 +306,11 @@ def render_report(
     data = collect_report(engine, batch_id, checkpoint=checkpoint, trusted_keys=trusted_keys)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    stem = report_stem(batch_id)  # never a path: the id may hold '/' or '..'
     if "html" in formats:
-        written["html"] = out / f"{batch_id}-batch-record.html"
+        written["html"] = out / f"{stem}-batch-record.html"
         written["html"].write_text(render_html(data), encoding="utf-8")
     if "pdf" in formats:
-        written["pdf"] = out / f"{batch_id}-batch-record.pdf"
+        written["pdf"] = out / f"{stem}-batch-record.pdf"
         written["pdf"].write_bytes(render_pdf(data))
     return written
