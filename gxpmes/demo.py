@@ -30,6 +30,7 @@ from gxpmes.ebr.engine import BatchEngine, CapturedValue
 from gxpmes.identity import Credentials, IdentityService, SignatureService
 from gxpmes.testing.plant import granulation_recipe
 from isa95.common import Quantity
+from isa95.errors import SchemaError
 
 BATCH = "B-2026-0001"
 HEAT, MIX, BLEND = (
@@ -52,15 +53,35 @@ def _say(step: str) -> None:
 
 
 def _find_schemas(explicit: Path | None) -> Path | None:
-    candidates = [explicit] if explicit else []
-    if os.environ.get("GXPMES_B2MML_SCHEMAS"):
-        candidates.append(Path(os.environ["GXPMES_B2MML_SCHEMAS"]))
+    """The folder with MESA's V0701 schemas for the export step; None skips the export.
+
+    A folder the user named (``--schemas`` or ``GXPMES_B2MML_SCHEMAS``) must
+    hold them: a wrong one is an error before anything runs, never a step
+    silently skipped. Otherwise the installed schemas
+    (``gxpmes b2mml schemas install``), then a ``shared/`` checkout beside
+    the project, are used when present.
+    """
+    from isa95.b2mml.schema_store import installed_schema_dir
+    from isa95.b2mml.schemas import ENV_VAR
+
+    named = explicit or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+    if named is not None:
+        source = "--schemas" if explicit else ENV_VAR
+        if not named.expanduser().is_dir():
+            raise SchemaError(f"{source} {named} is not a folder")
+        if not any((named.expanduser() / "V0701").glob("*.xsd")):
+            raise SchemaError(
+                f"{source} {named} holds no V0701 B2MML schemas (expected V0701/*.xsd in it; "
+                "the demo exports B2MML V0701)"
+            )
+        return named.expanduser()
     here = Path(__file__).resolve().parents[2]
-    candidates += [
+    candidates = [
+        installed_schema_dir(),
         Path.cwd().parent / "shared" / "schemas" / "b2mml",
         here / "shared" / "schemas" / "b2mml",
     ]
-    return next((c for c in candidates if c and (c / "V0701").is_dir()), None)
+    return next((c for c in candidates if c and any((c / "V0701").glob("*.xsd"))), None)
 
 
 def _simulated(
@@ -95,7 +116,12 @@ def _simulated(
 
 
 def run_demo(out: Path, schemas: Path | None = None) -> int:
-    """Run the demo into folder ``out``; returns the process exit code."""
+    """Run the demo into folder ``out``; returns the process exit code.
+
+    Raises :class:`~isa95.errors.SchemaError` before doing anything when a
+    schema folder was named but holds no B2MML V0701 schemas.
+    """
+    schema_dir = _find_schemas(schemas)
     out.mkdir(parents=True, exist_ok=True)
     db_path = out / "gxpmes-demo.db"
     for suffix in ("", "-wal", "-shm"):
@@ -279,7 +305,7 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     released = next(s for s, _ in engine.verify_batch_signatures(BATCH) if s.meaning == "Released")
     _say(f"7/9 released: {released.manifestation}")
 
-    schema_dir = _find_schemas(schemas)
+    written = [db_path.name, f"{keys.name}/"]
     if schema_dir is None:
         _say(
             "8/9 B2MML export skipped: no MESA schemas found "
@@ -290,19 +316,25 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         from isa95.b2mml.documents import B2MML
 
         exported = export_batch(engine, BATCH, B2MML(schema_dir))
-        (out / f"{BATCH}-BatchProductionRecord.xml").write_bytes(exported.record)
-        (out / f"{BATCH}-OperationsPerformance.xml").write_bytes(exported.performance)
+        for name, data in (
+            (f"{BATCH}-BatchProductionRecord.xml", exported.record),
+            (f"{BATCH}-OperationsPerformance.xml", exported.performance),
+        ):
+            (out / name).write_bytes(data)
+            written.append(name)
         _say(f"8/9 B2MML V0701 exported and XSD-validated (sha256 {exported.record_sha256[:16]}…)")
 
     signer = NoteSigner("gxpmes-demo", system_key)
     note = db.ledger.checkpoint(signer)
     (out / "checkpoint.txt").write_text(note)
+    written.append("checkpoint.txt")
     trusted = [TrustedKey(signer.verifier)]
     try:
         from gxpmes.reports import render_report
 
-        written = render_report(engine, BATCH, out, checkpoint=note, trusted_keys=trusted)
-        _say(f"      batch record report: {', '.join(p.name for p in written.values())}")
+        reports = render_report(engine, BATCH, out, checkpoint=note, trusted_keys=trusted)
+        written += [p.name for p in reports.values()]
+        _say(f"      batch record report: {', '.join(p.name for p in reports.values())}")
     except ImportError as exc:
         _say(f"      report skipped: install the 'reports' extra ({exc.name} missing)")
     report = verify_ledger(db.ledger, checkpoint=note, trusted_keys=trusted)
@@ -312,6 +344,7 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
 
     tampered = out / "tampered-copy.db"
     tampered.unlink(missing_ok=True)
+    written.append(tampered.name)
     with sqlite3.connect(db_path) as source, sqlite3.connect(tampered) as copy:
         source.backup(copy)
     with sqlite3.connect(tampered) as conn:
@@ -333,7 +366,7 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     )
     _say(f"      tampered copy (76.40 → 74.40 °C): {bad.summary()}")
     ok = report.ok and signatures_ok and values_ok and not bad.ok and bad.first_bad_seq == seq
-    _say(f"output: {db_path.name}, checkpoint.txt, keys/, B2MML files in {out.resolve()}")
+    _say(f"output in {out.resolve()}: {', '.join(written)}")
     _say("demo finished: " + ("all checks behaved as expected" if ok else "UNEXPECTED RESULT"))
     return 0 if ok else 1
 
