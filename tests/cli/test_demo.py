@@ -37,6 +37,11 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:  # type: ignore[n
         "B-2026-0001-OperationsPerformance.xml",
     ):
         assert (out / name).exists(), name
+    # The last lines name only files the demo really wrote.
+    listed = next(line for line in result.stdout.splitlines() if "] output in " in line)
+    names = listed.split(": ", 1)[1].split(", ")
+    assert "B-2026-0001-BatchProductionRecord.xml" in names and "checkpoint.txt" in names
+    assert [n for n in names if not (out / n.rstrip("/")).exists()] == []
 
     # QA re-verifies the demo's trail independently, with the CLI.
     code = main(
