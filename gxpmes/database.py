@@ -12,14 +12,24 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 
 from audit.db import open_engine
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
+from audit.schema import LogMetaRow
 from gxpmes.errors import ConfigurationError, DatabaseError
 
-__all__ = ["SYSTEM", "Database", "check_schema", "upgrade_schema", "utc_now"]
+__all__ = [
+    "SYSTEM",
+    "Database",
+    "check_schema",
+    "may_migrate",
+    "schema_problem",
+    "schema_revision",
+    "upgrade_schema",
+    "utc_now",
+]
 
 SYSTEM = Actor("system", "gxpmes system")
 """Actor of entries the system itself records (alerts, bootstrap)."""
@@ -40,24 +50,74 @@ def upgrade_schema(engine: Engine) -> None:
         upgrade(conn)
 
 
-def check_schema(engine: Engine, name: str) -> None:
-    """Raise :class:`DatabaseError` unless the application schema of ``name`` is at head."""
+def schema_revision(engine: Engine) -> tuple[str | None, str]:
+    """``(the database's schema revision, the one this gxpmes needs)``; None: no schema yet."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     from gxpmes.migrations import HERE
 
+    # Reads gx_alembic_version only: an application role may SELECT it, never write it.
     with engine.connect().execution_options(ledger_read=True) as conn:
         context = MigrationContext.configure(conn, opts={"version_table": "gx_alembic_version"})
         current = context.get_current_revision()
-    head = ScriptDirectory(str(HERE)).get_current_head()
+    return current, ScriptDirectory(str(HERE)).get_current_head() or ""
+
+
+def schema_problem(engine: Engine, name: str) -> str | None:
+    """Why the schema of ``name`` is not the one this gxpmes needs, or None if it is.
+
+    Checks the application schema's revision and that every ledger table
+    exists (the audit package adds tables through ``gxpmes db upgrade`` too).
+    """
+    from audit.schema import Base as LedgerBase
+
+    upgrade = "run `gxpmes db upgrade` as the owner role"
+    current, head = schema_revision(engine)
     if current is None:
-        raise DatabaseError(f"{name} holds no gxpmes schema (create it with gxpmes db upgrade)")
+        return f"{name} holds no gxpmes schema (create it: {upgrade})"
     if current != head:
-        raise DatabaseError(
-            f"the schema of {name} is at revision {current}, this gxpmes needs {head} "
-            "(run gxpmes db upgrade)"
+        return (
+            f"database schema of {name} is at revision {current}, "
+            f"this gxpmes needs {head}: {upgrade}"
         )
+    missing = sorted(set(LedgerBase.metadata.tables) - set(inspect(engine).get_table_names()))
+    if missing:
+        return f"database schema of {name} lacks the ledger tables {', '.join(missing)}: {upgrade}"
+    return None
+
+
+def check_schema(engine: Engine, name: str) -> None:
+    """Raise :class:`DatabaseError` unless the schema of ``name`` is the one this gxpmes needs."""
+    problem = schema_problem(engine, name)
+    if problem is not None:
+        raise DatabaseError(problem)
+
+
+def may_migrate(engine: Engine) -> bool:
+    """Whether the connected role may create and alter the schema.
+
+    PostgreSQL: it needs CREATE on the schema and, once there are tables, to
+    act as their owner; an application role made by ``gxpmes db grant`` has
+    neither. SQLite has no roles.
+    """
+    if engine.dialect.name != "postgresql":
+        return True
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                text(
+                    "SELECT has_schema_privilege(current_schema(), 'CREATE') AND coalesce("
+                    "(SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c "
+                    "WHERE c.oid = to_regclass('gx_alembic_version')), true)"
+                )
+            )
+        )
+
+
+def _origin_recorded(engine: Engine) -> bool:
+    with engine.connect().execution_options(ledger_read=True) as conn:
+        return conn.scalar(select(LogMetaRow.value).where(LogMetaRow.name == "origin")) is not None
 
 
 class Database:
@@ -74,10 +134,14 @@ class Database:
     ) -> None:
         """Open the database at ``url`` (an SQLAlchemy URL or an SQLite file path).
 
-        With ``create`` (the default) the ledger and the application schema are
-        created or migrated to head. Without it the database must exist at the
-        current schema: :class:`~gxpmes.errors.DatabaseError` otherwise, so a
-        mistyped path never becomes a new, empty database. ``read_only`` opens
+        The schema revision is checked first. With ``create`` (the default) a
+        schema that is missing or behind is created or migrated to head, if the
+        connected role may (on PostgreSQL the owner role, not the application
+        role of ``gxpmes db grant``); at head nothing is created or altered.
+        Without ``create``, or when the role may not migrate, a schema that is
+        not at head raises :class:`~gxpmes.errors.DatabaseError` saying which
+        revision it is at and that ``gxpmes db upgrade`` must run as the owner,
+        so a mistyped path never becomes a new, empty database. ``read_only`` opens
         SQLite with ``mode=ro`` and PostgreSQL in read-only transactions.
         """
         from gxpmes.dbopen import database_errors, display_url, require_database, require_ledger
@@ -91,11 +155,17 @@ class Database:
             try:
                 if not create:
                     require_ledger(self.engine, display_url(url))
-                self.ledger = Ledger(self.engine, clock=clock, origin=origin, create=create)
-                if create:
+                problem = schema_problem(self.engine, display_url(url))
+                if problem is not None and not (create and may_migrate(self.engine)):
+                    raise DatabaseError(problem)  # never a migration attempt by the app role
+                if problem is not None:
+                    self.ledger = Ledger(self.engine, clock=clock, origin=origin)
                     self._create_schema()
                 else:
-                    check_schema(self.engine, display_url(url))
+                    # At the current schema nothing is created, so a role without
+                    # CREATE opens it; only a missing log origin is still written.
+                    first = create and not _origin_recorded(self.engine)
+                    self.ledger = Ledger(self.engine, clock=clock, origin=origin, create=first)
             except BaseException:
                 self.engine.dispose()
                 raise
