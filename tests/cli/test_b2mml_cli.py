@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,33 @@ def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code == 2 and "would lose content" in err
     assert not (tmp_path / "x.xml").exists()
+
+
+def test_schemas_install_and_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = schemas_dir()
+    monkeypatch.setenv("GXPMES_DATA_DIR", str(tmp_path / "data"))
+    code, out, _ = run(capsys, "b2mml", "schemas", "path")
+    store = tmp_path / "data" / "b2mml-schemas"
+    assert code == 0 and out.strip() == str(store) and not store.exists()
+    code, out, _ = run(capsys, "b2mml", "schemas", "install", "--from", str(source))
+    assert code == 0 and str(store) in out
+    assert (store / "V0701" / "B2MML-Common.xsd").is_file()
+    # Found without --schemas or GXPMES_B2MML_SCHEMAS.
+    monkeypatch.delenv("GXPMES_B2MML_SCHEMAS")
+    document = tmp_path / "lots.xml"
+    model = MaterialInformation(lots=[MaterialLot(id="L-1", status="Released")])
+    document.write_bytes(B2MML(store).write(model, version="V0701"))
+    code, out, _ = run(capsys, "b2mml", "validate", str(document))
+    assert code == 0 and out.strip() == "VALID"
+    # A changed schema is refused and the store stays as it was.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(source, tampered)
+    xsd = tampered / "V0701" / "B2MML-Common.xsd"
+    xsd.write_bytes(xsd.read_bytes().replace(b"</xsd:schema>", b"<!-- x --></xsd:schema>"))
+    code, _, err = run(capsys, "b2mml", "schemas", "install", "--from", str(tampered))
+    assert code == 2 and "SHA-256" in err and len(err.splitlines()) == 1
+    assert (store / "V0701" / "B2MML-Common.xsd").read_bytes() == (
+        source / "V0701" / "B2MML-Common.xsd"
+    ).read_bytes()
