@@ -10,6 +10,8 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,19 @@ SCHEMAS_HELP = (
 
 class CliError(GxpError):
     """A usage or input problem of the command line (exit code 2)."""
+
+
+@contextmanager
+def optional_dependency(extras: str) -> Iterator[None]:
+    """Turn a missing optional package (e.g. matplotlib) into an install hint for ``extras``."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in ("audit", "isa95", "gxpmes"):
+            raise  # a module of ours missing is a bug, not an extra to install
+        raise CliError(
+            f"this command needs {exc.name}, which is not installed: pip install 'gxpmes[{extras}]'"
+        ) from exc
 
 
 def passphrase(confirm: bool) -> bytes:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gxpmes.cli.common import DB_HELP, EXIT_OK, open_database, verify_only_engine
+from gxpmes.cli.common import (
+    DB_HELP,
+    EXIT_OK,
+    open_database,
+    optional_dependency,
+    verify_only_engine,
+)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -18,7 +24,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
     config = load_config(config_path)
     db = open_database(args.db, read_only=False)
     try:
-        connector = Connector(config, verify_only_engine(db), config_path.parent)
+        with optional_dependency("opcua,mqtt"):  # each source imports its client library
+            connector = Connector(config, verify_only_engine(db), config_path.parent)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

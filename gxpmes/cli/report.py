@@ -9,6 +9,7 @@ from gxpmes.cli.common import (
     EXIT_OK,
     checkpoint_keys,
     open_database,
+    optional_dependency,
     output_folder,
     public_key,
     read_text,
@@ -18,8 +19,9 @@ from gxpmes.cli.common import (
 
 def cmd_report(args: argparse.Namespace) -> int:
     from gxpmes.identity.signatures import key_id_of
-    from gxpmes.reports import render_report
 
+    with optional_dependency("reports"):
+        from gxpmes.reports import render_report
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     checkpoint = read_text(args.checkpoint) if args.checkpoint else None
     trusted_checkpoint = checkpoint_keys(args.public_key, checkpoint)
@@ -32,14 +34,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         out = output_folder(args.out)
         engine = verify_only_engine(db, trusted_signatures)
-        written = render_report(
-            engine,
-            args.batch,
-            out,
-            formats=formats,
-            checkpoint=checkpoint,
-            trusted_keys=trusted_checkpoint,
-        )
+        with optional_dependency("reports"):  # the PDF's libraries load on first use
+            written = render_report(
+                engine,
+                args.batch,
+                out,
+                formats=formats,
+                checkpoint=checkpoint,
+                trusted_keys=trusted_checkpoint,
+            )
     finally:
         db.close()
     for fmt, path in written.items():

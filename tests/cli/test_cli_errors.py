@@ -317,6 +317,24 @@ def test_database_failure_mid_command_is_one_line(
         main(["audit", "export", "--db", str(world / "trail.db"), "--jsonl"])
 
 
+def test_report_without_the_reports_extra_says_what_to_install(world: Path) -> None:
+    hide_matplotlib = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from gxpmes.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide_matplotlib, "report", "--db", "app.db", "--batch", "B-1",
+         "--out", "rep-x"],
+        cwd=world, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "gxpmes: error: this command needs matplotlib, which is not installed: "
+        "pip install 'gxpmes[reports]'\n"
+    )
+
+
 # ------------------------------------------------------------- PostgreSQL
 
 
