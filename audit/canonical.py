@@ -15,9 +15,19 @@ so that nothing is ever rounded or reinterpreted:
 * aware :class:`datetime.datetime` → RFC 3339 in UTC with microseconds
   (``"2026-01-02T03:04:05.000006Z"``). Naive datetimes are rejected.
 
-Integers that are not exactly a double (most beyond ±2**53) are rejected: JCS
-numbers are doubles and such an integer would silently lose digits; pass a
-Decimal or a string instead.
+Integers are written as JCS numbers only when the number is exactly that
+integer, read as a double *and* as text. Every integer within ±(2**53 − 1)
+qualifies. Beyond it JCS writes the double's shortest form: ``2**53`` is
+written ``9007199254740992`` (exact), but ``68294714393637184``, although a
+double, would be written ``68294714393637180`` — another integer to any reader
+that keeps integers whole — so it is refused, as are integers that are no
+double at all. Pass a
+Decimal (written as its exact string) to carry any number of digits. The rule
+refuses only what was silently changed before; it changes the bytes of no
+value it accepts, so entries written earlier still verify, and their parsed
+content canonicalises to the same bytes again.
+
+Errors name the offending value by its JSON Pointer (``/new/value``).
 """
 
 from __future__ import annotations
@@ -95,6 +105,39 @@ def _check_string(text: str) -> str:
     return text
 
 
+def _large_integer(value: int) -> str:
+    """The JCS number of an integer beyond ±(2**53 − 1), if that text is exactly ``value``."""
+    shown = _short(value)
+    try:
+        as_double = float(value)
+    except OverflowError:
+        raise CanonicalizationError(
+            f"integer {shown} is beyond the range of a JSON number (an IEEE double); "
+            "pass a Decimal to keep every digit"
+        ) from None
+    text = number_to_json(as_double)
+    # Both: the double must be the integer (JSON readers see a double) and its
+    # shortest text must spell the integer (readers that keep integers whole).
+    if as_double != value or Decimal(text) != value:
+        raise CanonicalizationError(
+            f"integer {shown} has no exact JSON number: RFC 8785 writes numbers as IEEE "
+            f"doubles and would write it as {text}; pass a Decimal to keep every digit"
+        )
+    return text
+
+
+def _short(value: int) -> str:
+    """``value`` for a message: whole when short, else its head and digit count."""
+    text = str(Decimal(value))  # Decimal has no int-to-str digit limit
+    return text if len(text) <= 40 else f"{text[:20]}… ({len(text.lstrip('-'))} digits)"
+
+
+def _inside(error: CanonicalizationError, key: str | int) -> None:
+    """Prepend ``key`` to the JSON Pointer of ``error`` (RFC 6901 escaping) as it unwinds."""
+    token = str(key).replace("~", "~0").replace("/", "~1")
+    error.path = f"/{token}{error.path}"
+
+
 def _encode(value: Any, out: list[str]) -> None:
     # Order of checks matters: bool is a subclass of int.
     if value is None:
@@ -106,20 +149,10 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(_encode_string(_check_string(value)))
     elif isinstance(value, int):
-        if abs(value) <= MAX_SAFE_INTEGER:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             out.append(str(int(value)))
         else:
-            # A JCS number is a double: larger integers are fine only if exact.
-            try:
-                as_double = float(value)
-            except OverflowError:
-                as_double = math.inf
-            if as_double != value:
-                raise CanonicalizationError(
-                    f"integer {value} is not exactly a double and would lose digits; "
-                    "use Decimal or str"
-                )
-            out.append(number_to_json(as_double))
+            out.append(_large_integer(int(value)))
     elif isinstance(value, float):
         out.append(number_to_json(value))
     elif isinstance(value, Decimal):
@@ -140,14 +173,22 @@ def _encode(value: Any, out: list[str]) -> None:
             first = False
             out.append(_encode_string(_check_string(key)))
             out.append(":")
-            _encode(value[key], out)
+            try:
+                _encode(value[key], out)
+            except CanonicalizationError as exc:
+                _inside(exc, key)
+                raise
         out.append("}")
     elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         out.append("[")
         for index, item in enumerate(value):
             if index:
                 out.append(",")
-            _encode(item, out)
+            try:
+                _encode(item, out)
+            except CanonicalizationError as exc:
+                _inside(exc, index)
+                raise
         out.append("]")
     else:
         raise CanonicalizationError(
@@ -159,8 +200,9 @@ def canonicalize(value: Any) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of ``value``.
 
     Raises :class:`~audit.errors.CanonicalizationError` naming the offending
-    value for anything that has no exact JSON form (naive datetimes, NaN,
-    oversized integers, lone surrogates, non-string member names, other types).
+    value and its JSON Pointer for anything that has no exact JSON form (naive
+    datetimes, NaN, integers JCS would change, lone surrogates, non-string
+    member names, other types).
     """
     out: list[str] = []
     _encode(value, out)

@@ -155,7 +155,7 @@ def _json_default(value: object) -> str:
         return str(value)
     if isinstance(value, datetime):
         return format_timestamp(value)
-    raise TypeError  # pragma: no cover - filtered by _encode_value's type check
+    raise TypeError  # pragma: no cover - filtered by _encode_payload's type check
 
 
 # A reusable C encoder: building json.dumps' encoder per call costs more than encoding.
@@ -164,7 +164,16 @@ _flat_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
 )
 
 
-def _encode_value(value: Any) -> str:
+def _encode_value(value: Any, name: str) -> str:
+    """Canonical text of the ``old``/``new`` payload ``name``; errors point into it."""
+    try:
+        return _encode_payload(value)
+    except CanonicalizationError as exc:
+        exc.path = f"/{name}{exc.path}"
+        raise
+
+
+def _encode_payload(value: Any) -> str:
     """Canonical text of an old/new payload, with a fast path for flat records.
 
     Process values are mostly flat objects of short ASCII names mapped to
@@ -209,9 +218,9 @@ def encode_entry(seq: int, recorded_at: datetime | str, prev: bytes, event: Audi
         f'{{"action":{es(event.action)},'
         f'"actor":{{"id":{es(actor.user_id)},"name":{es(actor.printed_name)}}},'
         f'"client_tz":{es(event.client_tz)},'
-        f'"new":{_encode_value(event.new)},'
+        f'"new":{_encode_value(event.new, "new")},'
         f'"object":{{"id":{es(event.object_id)},"type":{es(event.object_type)}}},'
-        f'"old":{_encode_value(event.old)},'
+        f'"old":{_encode_value(event.old, "old")},'
         f'"prev":"{prev.hex()}",'
         f'"reason":{reason},'
         f'"recorded_at":"{stamp}",'

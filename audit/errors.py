@@ -8,7 +8,19 @@ class AuditError(Exception):
 
 
 class CanonicalizationError(AuditError, ValueError):
-    """A value has no exact canonical JSON form (naive datetime, NaN, huge int, ...)."""
+    """A value has no exact canonical JSON form (naive datetime, NaN, huge int, ...).
+
+    ``path`` is the JSON Pointer (RFC 6901) of the offending value in what was
+    encoded, e.g. ``/new/value`` ("" for the value itself); the message starts with it.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
 
 
 class EntryError(AuditError, ValueError):

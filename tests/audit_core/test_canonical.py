@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit.canonical import canonicalize, format_timestamp, number_to_json
+from audit.entry import Actor, AuditEvent, encode_entry, parse_entry
 from audit.errors import CanonicalizationError
 
 # RFC 8785 Appendix B: IEEE-754 bit patterns and their required serialisation.
@@ -108,8 +109,8 @@ def test_naive_datetime_is_refused() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (2**53 + 1, "not exactly a double"),
-        (10**400, "not exactly a double"),
+        (2**53 + 1, "would write it as 9007199254740992"),
+        (10**400, "beyond the range of a JSON number"),
         ({1: "a"}, "member name"),
         ({"s": "\ud800"}, "lone surrogate"),
         (b"bytes", "no canonical JSON form"),
@@ -122,10 +123,15 @@ def test_values_without_exact_form_are_refused(value: object, message: str) -> N
         canonicalize(value)
 
 
+# Integers JCS writes exactly: the safe range, and the powers of two whose shortest
+# double form is still the whole integer (2**53 .. 2**54; 2**60 would be rounded).
+exact_integers = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.sampled_from(
+    [2**53, -(2**53), 2**54, 10**21, 10**22]
+)
 json_scalars = (
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | exact_integers
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text()
 )
@@ -139,7 +145,8 @@ json_values = st.recursive(
 
 
 def _jcs_int(text: str) -> int | float:
-    # RFC 8785 numbers are IEEE doubles: big integers read back as doubles.
+    # RFC 8785 numbers are IEEE doubles: a large float is written without exponent
+    # (4.963996478603631e16 as 49639964786036310) and reads back as a double.
     number = int(text)
     return number if abs(number) <= 2**53 - 1 else float(text)
 
@@ -171,3 +178,110 @@ def test_number_text_parses_back_to_the_same_double(x: float) -> None:
     assert float(text) == x or (x == 0 and float(text) == 0)
     assert "E" not in text and not text.endswith(".0")
     assert math.isfinite(float(text))
+
+
+# ------------------------------------------------ integers and decimals of any size
+
+any_integers = (
+    st.integers()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.integers(min_value=0, max_value=1100).map(lambda k: 2**k)
+    | st.integers(min_value=0, max_value=400).map(lambda k: 10**k)
+    | st.integers(min_value=2, max_value=10_000).map(lambda n: 10**n - 1)
+)
+
+
+@given(any_integers, st.booleans())
+def test_an_integer_is_written_exactly_or_refused(number: int, negative: bool) -> None:
+    number = -number if negative else number
+    try:
+        encoded = canonicalize({"n": number})
+    except CanonicalizationError as exc:
+        assert exc.path == "/n" and str(exc).startswith("/n: integer ")
+        assert abs(number) > 2**53 - 1  # the safe range is never refused
+        return
+    text = json.loads(encoded, parse_int=str, parse_float=str)["n"]
+    assert Decimal(text) == number  # the text says exactly this integer, nothing rounded
+    assert json.loads(encoded)["n"] == number  # and so does the double a JSON reader makes
+    assert canonicalize(json.loads(encoded)) == encoded  # and reads back to the same bytes
+
+
+def test_the_integer_from_the_report_is_refused_by_its_pointer() -> None:
+    # 68294714393637184 is a double, but its RFC 8785 text is 68294714393637180.
+    with pytest.raises(CanonicalizationError) as info:
+        canonicalize({"rows": [{"value": 68294714393637184}]})
+    assert info.value.path == "/rows/0/value"
+    assert "68294714393637180" in str(info.value) and "Decimal" in str(info.value)
+    assert canonicalize({"value": Decimal(68294714393637184)}) == b'{"value":"68294714393637184"}'
+
+
+def test_pointer_tokens_are_escaped() -> None:
+    with pytest.raises(CanonicalizationError) as info:
+        canonicalize({"a/b": {"c~d": [float("nan")]}})
+    assert info.value.path == "/a~1b/c~0d/0"
+
+
+decimals_of_any_size = st.decimals(allow_nan=False, allow_infinity=False) | st.builds(
+    lambda digits, exponent, sign: Decimal(f"{sign}{digits}E{exponent}"),
+    st.text("0123456789", min_size=1, max_size=2000),
+    st.integers(-(10**6), 10**6),
+    st.sampled_from(["", "-"]),
+)
+
+
+@given(decimals_of_any_size)
+def test_decimals_keep_every_digit(number: Decimal) -> None:
+    text = json.loads(canonicalize({"q": number}))["q"]
+    assert Decimal(text) == number
+    assert Decimal(text).as_tuple() == number.as_tuple()  # same digits and exponent, not only value
+
+
+def _earlier_integer_text(number: int) -> str | None:
+    """What the encoder wrote for an integer before the exactness rule (None: refused)."""
+    if abs(number) <= 2**53 - 1:
+        return str(number)
+    try:
+        as_double = float(number)
+    except OverflowError:
+        return None
+    return number_to_json(as_double) if as_double == number else None
+
+
+@given(any_integers, st.booleans())
+def test_the_rule_only_refuses_integers_that_were_written_changed(
+    number: int, negative: bool
+) -> None:
+    # Existing ledgers keep verifying: every integer still accepted is written
+    # byte for byte as before; the ones now refused were written as another integer.
+    number = -number if negative else number
+    earlier = _earlier_integer_text(number)
+    try:
+        now: str | None = canonicalize(number).decode()
+    except CanonicalizationError:
+        now = None
+    if now is not None:
+        assert now == earlier
+    elif earlier is not None:
+        assert Decimal(earlier) != number
+
+
+def test_an_entry_written_with_a_changed_integer_still_reads() -> None:
+    event = AuditEvent(Actor("u1", "U One"), "test.old", "thing", "T-1", new={"n": 1})
+    old_bytes = encode_entry(7, "2026-01-01T00:00:00.000000Z", bytes(32), event).replace(
+        b'"new":{"n":1}', b'"new":{"n":68294714393637180}'
+    )
+    assert parse_entry(old_bytes).event.new == {"n": 68294714393637180}  # what it says
+
+
+def test_an_entry_names_the_payload_field_it_cannot_carry() -> None:
+    event = AuditEvent(
+        Actor("u1", "U One"), "value.capture", "process_value", "B-1/p", new={"value": 2**60}
+    )
+    with pytest.raises(CanonicalizationError) as info:
+        encode_entry(0, "2026-01-01T00:00:00.000000Z", bytes(32), event)
+    assert info.value.path == "/new/value"
+    nested = AuditEvent(
+        Actor("u1", "U One"), "x", "thing", "T-1", old={"rows": [{"row": {"n": -(2**60)}}]}
+    )
+    with pytest.raises(CanonicalizationError, match=r"^/old/rows/0/row/n: integer "):
+        encode_entry(0, "2026-01-01T00:00:00.000000Z", bytes(32), nested)
