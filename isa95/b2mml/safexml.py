@@ -42,9 +42,12 @@ _SIGNATURES: tuple[tuple[bytes, str, bool], ...] = (
     (b"\xff\xfe", "utf-16-le", True),
     (b"\xfe\xff", "utf-16-be", True),
 )
+# Bytes per character of the prolog's (ASCII) markup in each detected codec.
+_WIDTH = {"utf-16-le": 2, "utf-16-be": 2, "utf-32-le": 4, "utf-32-be": 4}
 # The XML declaration, after a BOM read as UTF-16/32 (\ufeff) or as latin-1 (ï»¿).
 _DECLARED_ENCODING = re.compile(
-    r"""(?:\ufeff|\xef\xbb\xbf)?<\?xml\s[^>]{0,200}?\bencoding\s*=\s*["']([^"']{1,40})["']"""
+    r"""(?:\ufeff|\xef\xbb\xbf)?<\?xml\s[^>]{0,200}?\bencoding\s*=\s*"""
+    r"""["']([A-Za-z][A-Za-z0-9._-]{0,39})["']"""  # XML 1.0 EncName
 )
 
 
@@ -93,17 +96,19 @@ def check_prolog(data: bytes) -> None:
     """
     head = data[:MAX_PROLOG_BYTES]
     primary = _detected_codec(head)
-    views = {primary: _decode(head, primary)}
-    if primary != "latin-1":
-        views["latin-1"] = _decode(head, "latin-1")
-    declared = _declared_codec(views[primary])
-    if declared is not None and declared not in views:
-        views[declared] = _decode(head, declared)
-    for codec, text in views.items():
-        outcome = _scan_prolog(text)
+    text = _decode(head, primary)
+    views = [text] if primary == "latin-1" else [text, _decode(head, "latin-1")]
+    declared = _declared_codec(text)
+    if declared is not None:
+        # libxml2 switches to the declared encoding right after the attribute's
+        # closing quote, so that is where this view starts.
+        codec, end = declared
+        views.append(_decode(head[end * _WIDTH.get(primary, 1) :], codec))
+    for index, view in enumerate(views):
+        outcome = _scan_prolog(view)
         if outcome == "doctype":
             raise UnsafeXMLError(_DOCTYPE_REFUSED)
-        if outcome == "unfinished" and codec == primary and len(data) > len(head):
+        if outcome == "unfinished" and index == 0 and len(data) > len(head):
             raise UnsafeXMLError(
                 f"the prolog (before the root element) is longer than {MAX_PROLOG_BYTES} bytes"
             )
@@ -121,15 +126,16 @@ def _detected_codec(head: bytes) -> str:
     return "latin-1"
 
 
-def _declared_codec(text: str) -> str | None:
-    """The Python codec of the encoding named in the XML declaration, if any.
+def _declared_codec(text: str) -> tuple[str, int] | None:
+    """The Python codec of the encoding the XML declaration names, and where its name ends.
 
-    An encoding Python does not know cannot be checked for a DOCTYPE, so it is refused.
+    An encoding Python does not know cannot be checked for a DOCTYPE, so it is
+    refused. A name that is not an XML EncName is left to the parser to reject.
     """
     match = _DECLARED_ENCODING.match(text)
     if match is None:
         return None
-    name = match.group(1).strip()
+    name = match.group(1)
     try:
         codec = codecs.lookup(name).name
     except LookupError:
@@ -138,7 +144,7 @@ def _declared_codec(text: str) -> str | None:
         ) from None
     if codec in ("utf-8", "ascii", "iso8859-1"):
         return None  # the latin-1 view already shows its markup byte for byte
-    return codec
+    return codec, match.end()
 
 
 def _decode(head: bytes, codec: str) -> str:

@@ -112,7 +112,6 @@ def test_foreign_and_legacy_namespaces_are_refused_clearly(b2mml: B2MML) -> None
 
 def test_schema_directory_is_required(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("GXPMES_B2MML_SCHEMAS", raising=False)
-    monkeypatch.setenv("GXPMES_DATA_DIR", str(tmp_path / "no-user-install"))
     with pytest.raises(SchemaError, match="GXPMES_B2MML_SCHEMAS"):
         B2MML()
     with pytest.raises(SchemaError, match="neither V0701"):
@@ -226,6 +225,37 @@ def test_documents_without_doctype_parse_in_those_encodings(codec: str, bom: byt
     text = f'<?xml version="1.0" encoding="{declared}"?>\n<!-- <!DOCTYPE in a comment -->\n<a>é</a>'
     tree = parse_xml(bom + text.encode(codec))
     assert tree.getroot().text == "é"
+
+
+@pytest.mark.parametrize("padding", ["", " "])  # both byte alignments of what follows
+@pytest.mark.parametrize(
+    ("declared", "codec"),
+    [
+        ("UTF-16LE", "utf-16-le"),
+        ("UTF-16BE", "utf-16-be"),
+        ("utf-16", "utf-16-le"),
+        ("UTF-32LE", "utf-32-le"),
+        ("UTF-7", "utf-7"),
+    ],
+)
+def test_doctype_after_the_encoding_switch_is_refused(
+    declared: str, codec: str, padding: str
+) -> None:
+    # libxml2 reads the rest of the document in the declared encoding from the
+    # closing quote of the encoding name on; the scan must read it the same way.
+    head = f'<?xml version="1.0"{padding} encoding="{declared}"'.encode()
+    data = head + '?><!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>'.encode(codec)
+    error = _within(2, lambda: check_prolog(data))
+    assert isinstance(error, UnsafeXMLError) and "DOCTYPE" in str(error), repr(error)
+    harmless = head + "?><a>x</a>".encode(codec)
+    assert parse_xml(harmless).getroot().text == "x"
+
+
+@pytest.mark.parametrize("name", ["UTF-\x008", "UTF 8", "", "8BIT"])
+def test_a_malformed_encoding_name_is_not_well_formed(name: str) -> None:
+    data = f"<?xml version='1.0' encoding='{name}'?><a/>".encode("latin-1")
+    error = _within(2, lambda: parse_xml(data))
+    assert isinstance(error, DocumentInvalid), repr(error)
 
 
 def test_an_encoding_that_cannot_be_checked_is_refused() -> None:
