@@ -412,10 +412,15 @@ class Ledger:
 
     def tree_heads(self) -> list[tuple[int, str]]:
         """Stored signed tree heads ``(tree size, note)``, in size order."""
+        return list(self.iter_tree_heads())
+
+    def iter_tree_heads(self, chunk: int = 10_000) -> Iterator[tuple[int, str]]:
+        """Stored signed tree heads ``(tree size, note)``, in size order, streamed."""
         if not self._has_heads:
-            return []
+            return
         with self._read() as conn:
-            return [(int(size), note) for size, note in conn.execute(text(_HEADS_SQL))]
+            for size, note in self._stream(conn, _HEADS_SQL, "gxpmes_audit_heads", chunk):
+                yield int(size), note
 
     @contextmanager
     def snapshot(

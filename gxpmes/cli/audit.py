@@ -8,8 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from audit.keys import load_private_key
-from audit.note import NoteSigner
+from audit.keys import TrustedKey, load_private_key
+from audit.ledger import Ledger
+from audit.note import NoteSigner, NoteVerifier
 from audit.verify import verify_ledger
 from gxpmes.cli.common import (
     DB_HELP,
@@ -21,7 +22,9 @@ from gxpmes.cli.common import (
     open_ledger,
     output_file,
     passphrase,
+    public_key,
     read_text,
+    signature_names,
     write_file,
 )
 from gxpmes.errors import FileAccessError
@@ -40,6 +43,21 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def head_keys(paths: list[str], ledger: Ledger) -> list[TrustedKey]:
+    """The tree-head keys of the public.pem files ``paths``.
+
+    The key name is part of the key hash, so each key is trusted under every
+    name the stored heads' signature lines use: trust is in the key alone.
+    """
+    if not paths:
+        return []
+    raws = [public_key(path) for path in paths]
+    names: list[str] = []
+    for _size, note in ledger.iter_tree_heads():
+        names.extend(n for n in signature_names(note) if n not in names)
+    return [TrustedKey(NoteVerifier(n, raw)) for raw in raws for n in names or [DEFAULT_KEY_NAME]]
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     if bool(args.checkpoint) != bool(args.public_key):
         raise CliError("--checkpoint and --public-key go together")
@@ -53,7 +71,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     try:
         report = verify_ledger(
-            ledger, checkpoint=checkpoint, trusted_keys=trusted, progress=progress, deep=args.deep
+            ledger,
+            checkpoint=checkpoint,
+            trusted_keys=trusted,
+            head_keys=head_keys(args.head_key or [], ledger),
+            progress=progress,
+            deep=args.deep,
         )
     finally:
         ledger.close()
@@ -61,6 +84,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(report.summary())
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_PROBLEM
 
 
@@ -141,7 +166,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "verify",
         help="verify the whole trail (exit 1 if it is not intact)",
         description="Recompute every hash of the trail; with a checkpoint, also check that the "
-        "trail still extends what was signed. Exit code 1 when a problem is found.",
+        "trail still extends what was signed; with the application's tree-head key, check every "
+        "signed tree head and report entries under none as forged. Exit code 1 when a problem "
+        "is found.",
     )
     verify.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     verify.add_argument(
@@ -149,6 +176,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     verify.add_argument(
         "--public-key", metavar="PEM", help="public.pem of the checkpoint key (needs --checkpoint)"
+    )
+    verify.add_argument(
+        "--head-key",
+        action="append",
+        metavar="PEM",
+        help="public.pem of the application's tree-head key; repeat for every key it has used "
+        "(without it, rows inserted behind the ledger's back are not detected)",
     )
     verify.add_argument("--json", action="store_true", help="machine-readable report")
     verify.add_argument("--deep", action="store_true", help="also parse every entry fully (slower)")
