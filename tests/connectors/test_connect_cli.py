@@ -15,6 +15,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from waiting import wait_until
 
 from gxpmes.database import Database
 
@@ -68,13 +69,37 @@ def recorded(db_path: str) -> list[dict[str, object]]:
         db.close()
 
 
-def wait(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+def count(db_path: str) -> int:
+    return len(recorded(db_path))
+
+
+def has_recorded(process: subprocess.Popen[str], db_path: str, n: int) -> bool:
+    """True once ``n`` values are recorded; fails at once if the connector has exited."""
+    if process.poll() is not None:
+        stderr = process.stderr.read() if process.stderr else ""
+        raise AssertionError(f"gxpmes connect exited with {process.returncode}: {stderr}")
+    return count(db_path) >= n
+
+
+def open_session(topic: str, client_id: str) -> None:
+    """Create the connector's persistent session at the broker, subscribed as it will be.
+
+    From then on the broker queues QoS 1 messages for ``client_id`` until the
+    connector connects, so a test can publish without guessing when the new
+    process is ready. (That the connector subscribes by itself is tested with
+    clean sessions in test_mqtt.py.)
+    """
+    subscribed = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.connect("127.0.0.1", 1883)
+    client.loop_start()
+    try:
+        client.subscribe(topic, qos=1)
+        wait_until(subscribed.is_set, what="broker confirms the subscription")
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def publisher() -> mqtt.Client:
@@ -97,58 +122,78 @@ def reading(i: int, base: datetime) -> bytes:
 def test_status_lines_and_clean_sigterm(running, broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db_path = str(running.db.engine.url.database)
     topic = f"test/{uuid.uuid4().hex[:8]}/pv"
-    process = start(write_config(tmp_path / "c.toml", topic, f"gx-{uuid.uuid4().hex[:8]}"), db_path)
+    client_id = f"gx-{uuid.uuid4().hex[:8]}"
+    open_session(topic, client_id)
+    pub = publisher()
+    process = start(write_config(tmp_path / "c.toml", topic, client_id), db_path)
     try:
-        pub = publisher()
-        time.sleep(2.5)  # connector connected and subscribed
         base = datetime.now(UTC)
         for i in range(50):
             pub.publish(topic, reading(i, base), qos=1)
-        wait(lambda: len(recorded(db_path)) >= 50)
+        wait_until(
+            lambda: has_recorded(process, db_path, 50), interval=0.2, what="50 values recorded"
+        )
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+        pub.loop_stop()
     assert process.returncode == 0, err
     assert "values/s recorded" in out and "buffered" in out and "(stopped)" in out
-    assert len(recorded(db_path)) == 50
-    pub.loop_stop()
+    assert count(db_path) == 50
 
 
 def test_sigkill_loses_no_acknowledged_value(running, broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db_path = str(running.db.engine.url.database)
     topic = f"test/{uuid.uuid4().hex[:8]}/pv"
-    config = write_config(tmp_path / "c.toml", topic, f"gx-{uuid.uuid4().hex[:8]}")
+    client_id = f"gx-{uuid.uuid4().hex[:8]}"
+    config = write_config(tmp_path / "c.toml", topic, client_id)
     total = 400
+    open_session(topic, client_id)
     pub = publisher()
     base = datetime.now(UTC)
     process = start(config, db_path)
-    time.sleep(2.5)
 
     def publish_all() -> None:
         for i in range(total):
-            pub.publish(topic, reading(i, base), qos=1).wait_for_publish(10)
-            time.sleep(0.01)
+            pub.publish(topic, reading(i, base), qos=1).wait_for_publish(60)
+            time.sleep(0.01)  # a pace, not a wait: values keep arriving across the kills
 
     sender = threading.Thread(target=publish_all)
     sender.start()
     try:
-        for _ in range(3):  # kill the connector at arbitrary moments; the broker keeps its session
-            time.sleep(1.2)
+        # Kill each connector while it is recording (or once everything is sent);
+        # the broker keeps the session and redelivers what was not acknowledged.
+        for _ in range(3):
+            before = count(db_path)
+            wait_until(
+                lambda before=before, current=process: (
+                    not sender.is_alive() or has_recorded(current, db_path, before + 50)
+                ),
+                interval=0.2,
+                what="the connector records values",
+            )
             process.send_signal(signal.SIGKILL)
-            process.wait(10)
+            process.wait(60)
             process = start(config, db_path)
-        sender.join(60)
-        wait(lambda: len(recorded(db_path)) >= total, timeout=90)
-        time.sleep(1.5)  # anything redelivered late would show up now
+        sender.join(120)
+        assert not sender.is_alive(), "the publisher did not finish"
+        wait_until(
+            lambda: has_recorded(process, db_path, total),
+            timeout=120,
+            interval=0.2,
+            what="all values recorded",
+        )
+        # A clean stop drains whatever was delivered late; the count after exit is final.
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
         values = recorded(db_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
             process.kill()
+            process.wait(60)
         pub.loop_stop()
     keys = [v["source_key"] for v in values]
     assert len(values) == total, "a value was lost or recorded twice"

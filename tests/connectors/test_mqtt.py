@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from waiting import DEADLINE, wait_until
 
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding
@@ -16,15 +18,6 @@ from gxpmes.connectors.mqtt import MqttSource
 from gxpmes.connectors.sparkplug import DOUBLE, Metric, Payload, encode_payload
 
 BATCH = "B-OT-1"
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def publisher(host: str, port: int) -> mqtt.Client:
@@ -45,7 +38,7 @@ def test_json_values_reach_the_batch_and_bad_ones_are_counted(running, tags, spo
         clean_session=True,
     )
     source.start()
-    assert source.connected.wait(10)
+    assert source.connected.wait(DEADLINE)
     pub = publisher(*broker)
     now = datetime.now(UTC)
     good = [
@@ -68,7 +61,7 @@ def test_json_values_reach_the_batch_and_bad_ones_are_counted(running, tags, spo
         json.dumps({"tag": "GRAN01/TT-101", "value": True, "ts": now.isoformat()}),
     ):
         pub.publish(f"{prefix}/pv", bad, qos=1).wait_for_publish()
-    wait_for(
+    wait_until(
         lambda: (
             source.counts["received"] >= 25
             and sum(
@@ -116,12 +109,14 @@ def test_sparkplug_births_aliases_and_rebirth_on_gap(running, tags, spool, broke
         clean_session=True,
     )
     source.start()
-    assert source.connected.wait(10)
+    assert source.connected.wait(DEADLINE)
     commands: list[bytes] = []
     pub = publisher(*broker)
-    pub.subscribe(f"spBv1.0/{group}/NCMD/{node}", qos=0)
+    subscribed = threading.Event()
+    pub.on_subscribe = lambda *_args: subscribed.set()
     pub.on_message = lambda c, u, m: commands.append(m.payload)
-    time.sleep(0.3)
+    pub.subscribe(f"spBv1.0/{group}/NCMD/{node}", qos=0)
+    wait_until(subscribed.is_set, what="broker confirms the NCMD subscription")
     ms = int(time.time() * 1000)
     base = f"spBv1.0/{group}"
     pub.publish(
@@ -160,7 +155,7 @@ def test_sparkplug_births_aliases_and_rebirth_on_gap(running, tags, spool, broke
         ),
         qos=1,
     )  # seq gap
-    wait_for(lambda: source.counts["received"] >= 3 and commands)
+    wait_until(lambda: source.counts["received"] >= 3 and commands)
     assert source.counts["rebirth_requests"] >= 1 and b"Node Control/Rebirth" in commands[0]
     Forwarder(spool, running.engine, tags).forward_once()
     assert [v["value"] for v in running.engine.values(BATCH)] == ["70.5", "71.25", "72.0"]

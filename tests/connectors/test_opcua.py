@@ -7,6 +7,7 @@ import socket
 from datetime import UTC, datetime
 
 from asyncua import Server, ua
+from waiting import DEADLINE, until
 
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding
@@ -34,16 +35,6 @@ async def start_server(port: int) -> tuple[Server, object]:
     return server, variable
 
 
-async def until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def test_quality_from_status_codes() -> None:
     assert quality_of(ua.StatusCode(ua.StatusCodes.Good)) == "Good"
     assert quality_of(ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)) == "Uncertain"
@@ -64,7 +55,7 @@ def test_subscription_survives_a_server_restart(running, tags, spool) -> None:  
             publishing_interval_ms=50,
         )
         task = asyncio.create_task(source.run())
-        await asyncio.wait_for(source.connected.wait(), 15)
+        await asyncio.wait_for(source.connected.wait(), DEADLINE)
         await until(lambda: source.counts["received"] >= 1)  # the initial value
         for value in (70.5, 71.0):
             await variable.write_value(
@@ -86,7 +77,7 @@ def test_subscription_survives_a_server_restart(running, tags, spool) -> None:  
         await server.stop()  # the server goes away ...
         await until(lambda: not source.connected.is_set())
         server, variable = await start_server(port)  # ... and comes back
-        await asyncio.wait_for(source.connected.wait(), 30)
+        await asyncio.wait_for(source.connected.wait(), DEADLINE)
         assert source.counts["connects"] >= 2
         received = source.counts["received"]
         await variable.write_value(
@@ -100,7 +91,7 @@ def test_subscription_survives_a_server_restart(running, tags, spool) -> None:  
             )
         )
         source.stop()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, DEADLINE)
         await server.stop()
 
     asyncio.run(scenario())

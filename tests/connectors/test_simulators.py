@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
+
+from waiting import DEADLINE, until, wait_until
 
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding
@@ -26,16 +27,15 @@ def test_opcua_simulator_to_batch(running, tags, spool, gxp_opcua_server) -> Non
 
     async def run() -> None:
         task = asyncio.create_task(source.run())
-        await asyncio.wait_for(source.connected.wait(), 15)
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(source.connected.wait(), DEADLINE)
+        await until(lambda: source.counts["received"] >= 1, what="the initial value")
+        # One write at a time: a monitored item queues one value per publishing interval.
         await asyncio.to_thread(gxp_opcua_server.set, "GRAN01.TT101", 70.25)
+        await until(lambda: source.counts["received"] >= 2, what="70.25 received")
         await asyncio.to_thread(gxp_opcua_server.set, "GRAN01.TT101", 69.75, quality="Uncertain")
-        for _ in range(200):
-            if source.counts["received"] >= 3:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: source.counts["received"] >= 3, what="69.75 received")
         source.stop()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, DEADLINE)
 
     asyncio.run(run())
     Forwarder(spool, running.engine, tags).forward_once()
@@ -49,12 +49,10 @@ def test_mqtt_publisher_to_batch(running, tags, spool, broker, gxp_mqtt_publishe
         spool, topics=[topic], client_id=f"gx-{uuid.uuid4().hex[:6]}", clean_session=True
     )
     source.start()
-    assert source.connected.wait(10)
+    assert source.connected.wait(DEADLINE)
     for value in ("70.5", "71.5"):
         gxp_mqtt_publisher.publish(topic, "GRAN01/TT-101", value)
-    deadline = time.monotonic() + 10
-    while source.counts["received"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: source.counts["received"] >= 2, what="both values received")
     source.stop()
     Forwarder(spool, running.engine, tags).forward_once()
     assert [v["value"] for v in running.engine.values(BATCH)] == ["70.5", "71.5"]
