@@ -40,7 +40,8 @@ URL_FORMAT = (
 )
 """The database URLs gxpmes accepts, as help texts and error messages show them."""
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+# user:password@ up to the last "@" of the authority, however malformed the rest.
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^/]*@")
 
 
 def display_url(url_or_path: str | Path) -> str:
@@ -48,10 +49,13 @@ def display_url(url_or_path: str | Path) -> str:
     text = str(url_or_path)
     if "://" not in text:
         return text
-    try:
-        return make_url(text).render_as_string(hide_password=True)
-    except (sa_exc.ArgumentError, ValueError):
-        return _PASSWORD_IN_URL.sub(r"\1***@", text)
+    authority = text.split("://", 1)[1].split("/", 1)[0]
+    if authority.count("@") <= 1:  # else an unencoded "@" in the password fools the parser
+        try:
+            return make_url(text).render_as_string(hide_password=True)
+        except (sa_exc.ArgumentError, ValueError):
+            pass
+    return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
 
 def _parse(url_or_path: str | Path) -> URL | Path:
