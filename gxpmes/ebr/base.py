@@ -90,6 +90,12 @@ class CapturedValue:
     source_key: str | None = None
     """The source's identity of the value; a second delivery with the same key is skipped."""
 
+    def __post_init__(self) -> None:
+        # An int of any size is exact as a Decimal; other non-Decimals are refused at capture.
+        value: object = self.value  # typed Decimal, but callers pass ints
+        if type(value) is int:
+            object.__setattr__(self, "value", Decimal(value))
+
 
 @dataclass(frozen=True)
 class ReviewItem:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -27,6 +28,8 @@ from gxpmes.identity.service import Session
 from gxpmes.records.images import VALUE_COLUMNS, value_row
 from isa95.errors import ModelError
 from isa95.recipe import FormulaParameter, Phase, Recipe
+
+_VALUE_CHARS: int = ValueRow.__table__.c.value.type.length  # type: ignore[attr-defined]
 
 
 class ValueCapture(RecipeRecords):
@@ -144,8 +147,15 @@ class ValueCapture(RecipeRecords):
                 value.server_ts is not None and value.server_ts.utcoffset() is None
             ):
                 problems.append(f"{where}: naive timestamp")
+            elif not isinstance(value.value, Decimal):
+                problems.append(f"{where}: value {value.value!r} is not a Decimal (or int)")
             elif not value.value.is_finite():
                 problems.append(f"{where}: value {value.value} is not finite")
+            elif len(text := str(value.value)) > _VALUE_CHARS:  # refused, never rounded
+                problems.append(
+                    f"{where}: value {text[:20]}… has {len(text)} characters; "
+                    f"a value row holds at most {_VALUE_CHARS} characters"
+                )
         return problems, contexts
 
     def _write_values(
