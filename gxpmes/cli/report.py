@@ -7,6 +7,8 @@ import argparse
 from gxpmes.cli.common import (
     DB_HELP,
     EXIT_OK,
+    EXIT_PROBLEM,
+    CliError,
     checkpoint_keys,
     open_database,
     optional_dependency,
@@ -21,8 +23,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from gxpmes.identity.signatures import key_id_of
 
     with optional_dependency("reports"):
-        from gxpmes.reports import render_report
+        from gxpmes.reports import collect_report, write_report
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if args.checkpoint and not args.public_key:
+        raise CliError("--checkpoint needs --public-key (the checkpoint key's public.pem)")
     checkpoint = read_text(args.checkpoint) if args.checkpoint else None
     trusted_checkpoint = checkpoint_keys(args.public_key, checkpoint)
     trusted_signatures: dict[str, bytes] = {}
@@ -35,19 +39,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = output_folder(args.out)
         engine = verify_only_engine(db, trusted_signatures)
         with optional_dependency("reports"):  # the PDF's libraries load on first use
-            written = render_report(
-                engine,
-                args.batch,
-                out,
-                formats=formats,
-                checkpoint=checkpoint,
-                trusted_keys=trusted_checkpoint,
+            data = collect_report(
+                engine, args.batch, checkpoint=checkpoint, trusted_keys=trusted_checkpoint
             )
+            written = write_report(data, out, formats=formats)
     finally:
         db.close()
     for fmt, path in written.items():
         print(f"{fmt}: {path}")
-    return EXIT_OK
+    # Not checked (no key given) is a warning, not a failure; only a failed check exits 1.
+    print(f"verification: {data.banner or 'VERIFIED'}")
+    for reason in data.seal["not_checked"]:
+        print(f"  not checked: {reason}")
+    return EXIT_PROBLEM if data.verdict == "failed" else EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,7 +61,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="human-readable batch record (HTML and PDF)",
         description="Write the batch record of one batch as HTML and/or PDF, with its "
         "signatures, review, deviations and the verification of the audit trail. Give the "
-        "public keys so signatures and the trail are checked, not only shown.",
+        "public keys so signatures and the trail are checked, not only shown: without them "
+        "the report is marked NOT VERIFIED in amber (exit 0); a check that fails marks it "
+        "VERIFICATION FAILED in red (exit 1).",
     )
     report.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     report.add_argument("--batch", required=True, metavar="ID", help="batch id")
@@ -68,7 +74,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report.add_argument(
         "--checkpoint", metavar="FILE", help="signed checkpoint to verify the trail against"
     )
-    report.add_argument("--public-key", metavar="PEM", help="public.pem of the checkpoint key")
+    report.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="public.pem of the checkpoint key (also the system signature key by default)",
+    )
     report.add_argument(
         "--signature-key",
         metavar="PEM",

@@ -1,7 +1,24 @@
-"""Everything a batch record report shows, gathered once from the engine and the ledger."""
+"""Everything a batch record report shows, gathered once from the engine and the ledger.
+
+The report's verdict is one of three, never a guess:
+
+* ``verified`` — the trail verifies against a signed checkpoint of a trusted
+  key, every table agrees with the trail, every signature verifies with a
+  trusted system key;
+* ``not_checked`` — nothing failed, but something could not be checked
+  because no trusted key (or no checkpoint) was given: the e-signatures'
+  system countersignatures, or the trail against a checkpoint kept elsewhere;
+* ``failed`` — the trail, a table or a signature does not verify.
+
+Without a trusted key a signature is *not checked*, not invalid: its
+countersignature cannot be tested against a key from the database being
+checked. A signature or record row changed outside the trail is still caught
+by the replay (``gxpmes verify``), which needs no key.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +30,10 @@ from gxpmes.ebr.engine import BatchEngine
 from gxpmes.records.verify import verify_record
 from isa95.recipe import FormulaParameter, Phase
 
-__all__ = ["ReportData", "Series", "collect_report"]
+__all__ = ["NOT_CHECKED", "ReportData", "Series", "collect_report"]
+
+NOT_CHECKED = "not checked (no trusted key)"
+"""How a signature whose system key was not given is marked."""
 
 
 @dataclass
@@ -49,8 +69,39 @@ class ReportData:
 
     @property
     def trail_ok(self) -> bool:
-        """True when the audit trail verified when the report was made."""
+        """True when nothing failed verification (it may still be only partly checked)."""
         return bool(self.seal["ok"])
+
+    @property
+    def verdict(self) -> str:
+        """``verified``, ``not_checked`` or ``failed`` (see the module docstring)."""
+        return str(self.seal["verdict"])
+
+    @property
+    def signature_summary(self) -> str:
+        """``16 signature(s): 2 INVALID, 14 valid`` — how many of each marking."""
+        counts = Counter(s["status"] for s in self.signatures)
+        parts = [
+            f"{counts[status]} {label}"
+            for status, label in (
+                ("invalid", "INVALID"),
+                ("valid", "valid"),
+                ("not_checked", NOT_CHECKED),
+            )
+            if counts[status]
+        ]
+        return f"{len(self.signatures)} signature(s)" + (": " + ", ".join(parts) if parts else "")
+
+    @property
+    def banner(self) -> str | None:
+        """The warning printed at the top of every page, or ``None`` when all verified."""
+        if self.verdict == "failed":
+            return "VERIFICATION FAILED — THIS RECORD CANNOT BE TRUSTED"
+        if self.verdict == "not_checked":
+            if self.seal["unchecked_signatures"]:
+                return "NOT VERIFIED — SIGNATURES NOT CHECKED: NO TRUSTED KEY GIVEN"
+            return "NOT VERIFIED — AUDIT TRAIL NOT CHECKED AGAINST A SIGNED CHECKPOINT"
+        return None
 
 
 def collect_report(
@@ -72,15 +123,21 @@ def collect_report(
 
     signatures = []
     by_record: dict[str, list[dict[str, Any]]] = {}
+    # With no trusted system key at all, no countersignature can be checked: such
+    # signatures are "not checked". Once keys are given, a key outside them is invalid.
+    keys_given = bool(engine.signatures.trusted)
     # Every signature of the batch, in signing order, each checked against its record now.
     for signature, problem in engine.verify_batch_signatures(batch_id):
+        status = "valid" if problem is None else "invalid" if keys_given else "not_checked"
         entry = {
             "record_type": signature.record_type,
             "record_id": signature.record_id,
             "meaning": signature.meaning,
             "manifestation": signature.manifestation,
             "reason": signature.reason,
-            "valid": problem is None,
+            "status": status,
+            "marking": {"valid": "valid", "invalid": "INVALID", "not_checked": NOT_CHECKED}[status],
+            "valid": status == "valid",
             "problem": problem,
         }
         signatures.append(entry)
@@ -160,9 +217,20 @@ def collect_report(
     )
     report = record.ledger
     record_problems = [p.line() for p in record.problems if p.kind != "signature"]
-    bad_signatures = [s for s in signatures if not s["valid"]]
+    bad_signatures = [s for s in signatures if s["status"] == "invalid"]
+    unchecked_signatures = [s for s in signatures if s["status"] == "not_checked"]
+    not_checked = []
+    if unchecked_signatures:
+        not_checked.append(
+            f"{len(unchecked_signatures)} signature(s) not checked: no trusted system key given"
+        )
+    if report.ok and report.checkpoint_key_id is None:
+        not_checked.append("audit trail not checked against a signed checkpoint: none given")
+    failed = not report.ok or bool(bad_signatures) or bool(record_problems)
     seal = {
-        "ok": report.ok and not bad_signatures and not record_problems,
+        "ok": not failed,
+        "verdict": "failed" if failed else "not_checked" if not_checked else "verified",
+        "not_checked": not_checked,
         "record_problems": record_problems,
         "rows_checked": record.rows_checked,
         "tree_size": report.tree_size,
@@ -174,11 +242,15 @@ def collect_report(
             if not report.ok
             else f"{len(record_problems)} record problem(s): " + "; ".join(record_problems[:3])
             if record_problems
+            else f"{len(bad_signatures)} signature(s) INVALID ({bad_signatures[0]['problem']}); "
+            f"audit trail {report.summary()}"
+            if bad_signatures
             else report.summary()
         ),
         "first_bad_seq": report.first_bad_seq,
-        "signatures_checked": len(signatures),
+        "signatures_checked": len(signatures) - len(unchecked_signatures),
         "bad_signatures": len(bad_signatures),
+        "unchecked_signatures": len(unchecked_signatures),
         "origin": engine.db.ledger.origin,
     }
     yield_percent = None

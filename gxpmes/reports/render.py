@@ -2,7 +2,8 @@
 
 The PDF embeds its font (DejaVu Sans, shipped with matplotlib) so it prints
 identically everywhere, carries the batch id and page numbers on every page,
-and — when the audit trail failed verification — a red warning on every page.
+and on every page a red warning when verification failed, or an amber one when
+it could not be done in full (no trusted key or checkpoint given).
 """
 
 from __future__ import annotations
@@ -20,17 +21,25 @@ from gxpmes.reports.data import ReportData, collect_report
 from gxpmes.reports.filenames import report_stem
 from gxpmes.reports.plots import plot
 
-__all__ = ["render_html", "render_pdf", "render_report"]
+__all__ = ["render_html", "render_pdf", "render_report", "write_report"]
 
 _TEMPLATE = Path(__file__).with_name("batch_record.html.j2")
 FONT = "DejaVuSans"
+# Verdict → how the seal names it, and the banner's fill and text colours (none when verified).
+VERDICTS = {
+    "verified": ("VERIFIED", None, None),
+    "not_checked": ("NOT VERIFIED", "#f0a800", "#000000"),
+    "failed": ("VERIFICATION FAILED", "#b00000", "#ffffff"),
+}
 
 
 def render_html(data: ReportData) -> str:
     """One self-contained HTML document (plots inline as SVG)."""
     svgs = [plot(series, "svg").decode("utf-8").split("?>", 1)[-1] for series in data.series]
     environment = Environment(autoescape=select_autoescape(default=True))
-    return environment.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(d=data, svgs=svgs)
+    return environment.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(
+        d=data, svgs=svgs, verdicts=VERDICTS
+    )
 
 
 def _register_font() -> None:
@@ -88,7 +97,7 @@ def render_pdf(data: ReportData) -> bytes:
         return result
 
     def sigs(items: list[dict[str, object]]) -> str:
-        return "\n".join(f"{s['manifestation']}{'' if s['valid'] else ' [INVALID]'}" for s in items)
+        return "\n".join(f"{s['manifestation']} [{s['marking']}]" for s in items)
 
     b = data.batch
     pngs = [plot(series, "png") for series in data.series]  # drawn once, used by both passes
@@ -202,18 +211,19 @@ def render_pdf(data: ReportData) -> bytes:
         ]
         story += [
             p("Decision", head),
-            p(data.decision["manifestation"] if data.decision else "No release decision yet."),
+            p(
+                f"{data.decision['manifestation']} [{data.decision['marking']}]"
+                if data.decision
+                else "No release decision yet."
+            ),
         ]
         seal = data.seal
         story += [
             p("Audit trail verification seal", head),
             table(
                 [
-                    [
-                        "Result",
-                        ("VERIFIED: " if data.trail_ok else "VERIFICATION FAILED: ")
-                        + str(seal["summary"]),
-                    ],
+                    ["Result", f"{VERDICTS[data.verdict][0]}: {seal['summary']}"],
+                    *(["Not checked", reason] for reason in seal["not_checked"]),
                     ["Log", seal["origin"]],
                     ["Tree size", seal["tree_size"]],
                     ["Root hash", seal["root"]],
@@ -223,10 +233,7 @@ def render_pdf(data: ReportData) -> bytes:
                         if seal["checkpoint_key_id"]
                         else "no checkpoint given",
                     ],
-                    [
-                        "Signatures",
-                        f"{seal['signatures_checked']} checked, {seal['bad_signatures']} invalid",
-                    ],
+                    ["Signatures", data.signature_summary],
                 ],
                 [30 * mm, 150 * mm],
             ),
@@ -245,16 +252,13 @@ def render_pdf(data: ReportData) -> bytes:
         canvas.drawString(
             15 * mm, 287 * mm, f"Batch record {batch_id} — {b['product_id']} — {b['status']}"
         )
-        if not data.trail_ok:
-            canvas.setFillColor(colors.HexColor("#b00000"))
+        if data.banner:
+            _label, fill, ink = VERDICTS[data.verdict]
+            canvas.setFillColor(colors.HexColor(fill))
             canvas.rect(15 * mm, 278 * mm, 180 * mm, 7 * mm, fill=1, stroke=0)
-            canvas.setFillColor(colors.white)
+            canvas.setFillColor(colors.HexColor(ink))
             canvas.setFont(FONT + "-Bold", 9)
-            canvas.drawCentredString(
-                105 * mm,
-                280.5 * mm,
-                "AUDIT TRAIL VERIFICATION FAILED — THIS RECORD CANNOT BE TRUSTED",
-            )
+            canvas.drawCentredString(105 * mm, 280.5 * mm, data.banner)
             canvas.setFillColor(colors.black)
         canvas.setFont(FONT, 8)
         page = canvas.getPageNumber()
@@ -298,15 +302,27 @@ def render_report(
     trusted_keys: Sequence[TrustedKey] = (),
 ) -> dict[str, Path]:
     """Write the report of ``batch_id`` into folder ``out``; returns format → file."""
+    _check_formats(formats)
+    data = collect_report(engine, batch_id, checkpoint=checkpoint, trusted_keys=trusted_keys)
+    return write_report(data, out, formats=formats)
+
+
+def _check_formats(formats: Sequence[str]) -> None:
     unknown = [f for f in formats if f not in ("html", "pdf")]
     if unknown:
         from gxpmes.errors import ConfigurationError
 
         raise ConfigurationError(f"unknown report format(s): {', '.join(unknown)} (html, pdf)")
-    data = collect_report(engine, batch_id, checkpoint=checkpoint, trusted_keys=trusted_keys)
+
+
+def write_report(
+    data: ReportData, out: Path, *, formats: Sequence[str] = ("html", "pdf")
+) -> dict[str, Path]:
+    """Write collected report ``data`` into folder ``out``; returns format → file."""
+    _check_formats(formats)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    stem = report_stem(batch_id)  # never a path: the id may hold '/' or '..'
+    stem = report_stem(data.batch["batch_id"])  # never a path: the id may hold '/' or '..'
     if "html" in formats:
         written["html"] = out / f"{stem}-batch-record.html"
         written["html"].write_text(render_html(data), encoding="utf-8")

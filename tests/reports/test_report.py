@@ -55,7 +55,7 @@ def test_report_content_and_seal(released: Plant, tmp_path: Path) -> None:
             assert normalised(item["detail"]) in text
     assert "VERIFIED" in text and data.seal["root"] in text.replace(" ", "")
     assert f"key {signer.verifier.key_id}" in text
-    assert data.trail_ok and "FAILED" not in text
+    assert data.verdict == "verified" and "FAILED" not in text and "NOT VERIFIED" not in text
     for number, page in enumerate(pages, start=1):
         assert f"Page {number} of {len(pages)}" in page and B in page
 
@@ -105,9 +105,9 @@ def test_failed_verification_is_shown_on_every_page(released: Plant, tmp_path: P
     pages = pdf_pages(pdf["pdf"])
     assert len(pages) > 1
     for page in pages:
-        assert "AUDIT TRAIL VERIFICATION FAILED" in page
+        assert "VERIFICATION FAILED — THIS RECORD CANNOT BE TRUSTED" in page
     assert "hash_mismatch" in " ".join(pages)
-    assert "AUDIT TRAIL VERIFICATION FAILED" in pdf["html"].read_text()
+    assert "VERIFICATION FAILED — THIS RECORD CANNOT BE TRUSTED" in pdf["html"].read_text()
 
 
 def test_unknown_format_is_refused(released: Plant, tmp_path: Path) -> None:
