@@ -558,3 +558,17 @@ def test_the_append_only_role_can_append_and_seal_but_not_rewrite_heads(pg_url: 
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
         led.close()
+
+
+def test_the_example_in_the_docs_runs(tmp_path: Path) -> None:
+    import re
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
+    blocks = re.findall(r"```python\n(.*?)```", docs.read_text(encoding="utf-8"), flags=re.S)
+    snippet = next(b for b in blocks if "head_signer" in b)
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "INTACT: 5 entries" in result.stdout
+    assert "every entry under a signed tree head (3 checked)" in result.stdout
