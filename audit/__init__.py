@@ -7,7 +7,7 @@ Usable on its own (``import audit``); it imports nothing from ``gxpmes`` or ``is
 * :mod:`audit.merkle` — RFC 9162 Merkle log over densely stored hashes
 * :mod:`audit.note`, :mod:`audit.checkpoint` — C2SP signed checkpoints (Ed25519)
 * :mod:`audit.keys` — encrypted key files, key registry, rotation, revocation
-* :mod:`audit.ledger` — append-only storage on SQLite / PostgreSQL
+* :mod:`audit.ledger` — append-only storage on SQLite / PostgreSQL, signed tree heads
 * :mod:`audit.verify` — verification reports and stand-alone proof checks
 """
 
