@@ -16,6 +16,7 @@ import os
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = ("audit", "isa95", "gxpmes")
@@ -40,12 +41,13 @@ def _source_files() -> set[str]:
     return {name for name in listed.decode().split("\0") if name}
 
 
-def _config() -> dict:
+def _config() -> dict[str, Any]:
     with (ROOT / "pyproject.toml").open("rb") as handle:
-        return tomllib.load(handle)["tool"]["setuptools"]
+        config: dict[str, Any] = tomllib.load(handle)["tool"]["setuptools"]
+    return config
 
 
-def _packages(config: dict) -> dict[str, Path]:
+def _packages(config: dict[str, Any]) -> dict[str, Path]:
     """Package name → directory, as ``packages.find`` discovers them."""
     find = config["packages"]["find"]
     namespaces = find.get("namespaces", True)
@@ -62,7 +64,7 @@ def _packages(config: dict) -> dict[str, Path]:
     return packages
 
 
-def _shipped(config: dict, packages: dict[str, Path]) -> set[str]:
+def _shipped(config: dict[str, Any], packages: dict[str, Path]) -> set[str]:
     shipped = set()
     for directory in packages.values():
         shipped |= {p.relative_to(ROOT).as_posix() for p in directory.glob("*.py")}
