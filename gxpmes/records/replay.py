@@ -11,10 +11,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gxpmes.records.images import row_changes
+from gxpmes.records.images import VALUE_COLUMNS, row_changes
 from gxpmes.records.tables import TableSpec
 
-__all__ = ["ExpectedRow", "RecordProblem", "compare_rows", "replay"]
+__all__ = ["ExpectedRow", "RecordProblem", "compare_rows", "compare_value_rows", "replay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,53 @@ def compare_rows(
             key_text(key),
             None,
             want.seq,
+            "missing_row",
+            "the log wrote this row; the table lacks it",
+        )
+
+
+def compare_value_rows(
+    spec: TableSpec,
+    expected: dict[int, tuple[Any, ...]],
+    found: Iterable[tuple[Any, ...]],
+) -> Iterator[RecordProblem]:
+    """:func:`compare_rows` for ``ebr_value``, on plain tuples: the hot path of a big record.
+
+    ``expected`` maps seq → row and ``found`` yields rows, both in
+    :data:`~gxpmes.records.images.VALUE_COLUMNS` order; ``expected`` is
+    consumed. A row equal as a tuple has an equal image (cells are only
+    normalised, never made equal by :func:`~gxpmes.records.tables.cell`), so
+    only rows that differ go through the image comparison, which then reports
+    exactly what :func:`compare_rows` reports. A row's seq is also the seq of
+    the entry that wrote it.
+    """
+    for row in found:
+        seq = row[0]
+        want = expected.pop(seq, None)
+        if want is None:
+            yield RecordProblem(
+                spec.name, str(seq), None, None, "extra_row", "no audit entry wrote this row"
+            )
+        elif want != row:
+            wanted = dict(zip(VALUE_COLUMNS, want, strict=True))
+            image = spec.image(dict(zip(VALUE_COLUMNS, row, strict=True)))
+            for column in spec.columns:
+                if wanted.get(column) != image.get(column):
+                    yield RecordProblem(
+                        spec.name,
+                        str(seq),
+                        column,
+                        seq,
+                        "column_differs",
+                        wanted.get(column),
+                        image.get(column),
+                    )
+    for seq in expected:
+        yield RecordProblem(
+            spec.name,
+            str(seq),
+            None,
+            seq,
             "missing_row",
             "the log wrote this row; the table lacks it",
         )

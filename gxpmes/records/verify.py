@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 
@@ -28,11 +28,20 @@ from audit.keys import TrustedKey
 from audit.ledger import Ledger
 from audit.schema import object_key
 from audit.verify import VerificationReport, verify_ledger
-from gxpmes.records.images import row_changes
-from gxpmes.records.replay import ExpectedRow, RecordProblem, compare_rows, key_text
+from gxpmes.records.images import VALUE_ACTIONS, VALUE_COLUMNS, row_changes, value_row
+from gxpmes.records.replay import (
+    ExpectedRow,
+    RecordProblem,
+    compare_rows,
+    compare_value_rows,
+    key_text,
+)
 from gxpmes.records.tables import TableSpec, projected
 
 __all__ = ["RecordProblem", "RecordReport", "verify_record"]
+
+_Row = TypeVar("_Row")
+_BATCH = VALUE_COLUMNS.index("batch_id")
 
 
 @dataclass
@@ -80,52 +89,101 @@ class RecordReport:
         return out + [p.line() for p in self.problems]
 
 
+_CHUNK = 20_000
+
+
+def _snapshot(engine: Engine) -> Connection:
+    """One read transaction for the replay and every table it is compared with.
+
+    REPEATABLE READ on PostgreSQL (one snapshot for all statements), a plain
+    ``BEGIN`` on SQLite (a WAL snapshot; no write lock, so the plant keeps
+    writing while QA verifies). Without it, a row committed between reading
+    the log and reading its table would be reported as extra or differing.
+    """
+    options: dict[str, Any] = {"ledger_read": True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    return engine.connect().execution_options(**options)
+
+
+def _stream(
+    conn: Connection, sql: str, params: tuple[Any, ...] = (), name: str = "gxpmes_verify"
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``sql`` through one driver cursor (server-side on PostgreSQL), in chunks."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if not conn.in_transaction():
+        conn.exec_driver_sql("SELECT 1")  # the snapshot every stream reads in
+    cursor: Any = dbapi.cursor(name=name) if conn.dialect.name == "postgresql" else dbapi.cursor()
+    try:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(_CHUNK):
+            yield from chunk
+    finally:
+        cursor.close()
+
+
 def _entries(
     conn: Connection, problems: list[RecordProblem], tick: Callable[[int], None]
 ) -> Iterator[tuple[int, str, Any]]:
     """``(seq, action, new)`` of every entry; a wrong ``object_key`` is a problem."""
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    loads = json.loads
-    try:
-        cursor.execute("SELECT seq, object_key, canonical FROM audit_entry ORDER BY seq")
-        while True:
-            chunk = cursor.fetchmany(20_000)
-            if not chunk:
-                return
-            for seq, stored_key, canonical in chunk:
-                try:
-                    data = loads(bytes(canonical))
-                    obj = data["object"]
-                    action = data["action"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # the ledger verification names malformed entries
-                if stored_key != object_key(obj["type"], obj["id"]):
-                    problems.append(
-                        RecordProblem(
-                            "audit_entry",
-                            str(seq),
-                            "object_key",
-                            seq,
-                            "object_key",
-                            object_key(obj["type"], obj["id"]),
-                            stored_key,
-                        )
-                    )
-                yield seq, action, data["new"]
+    loads, raw_decode = json.loads, json.JSONDecoder().raw_decode
+    keys: dict[tuple[str, str], int] = {}  # few objects, many entries (a parameter's values)
+    rows = _stream(conn, "SELECT seq, object_key, canonical FROM audit_entry ORDER BY seq")
+    for seq, stored_key, canonical in rows:
+        try:
+            text = str(canonical, "utf-8", "surrogatepass")
+            try:  # canonical text is one bare JSON object: the scanner alone reads it
+                data, end = raw_decode(text)
+                if end != len(text):
+                    raise ValueError(text)
+            except ValueError:
+                data = loads(text)  # anything else: json.loads decides, as it always did
+            obj = data["object"]
+            action = data["action"]
+        except (ValueError, KeyError, TypeError):
+            continue  # the ledger verification names malformed entries
+        ident = (obj["type"], obj["id"])
+        key = keys.get(ident)
+        if key is None:
+            if len(keys) > 100_000:
+                keys.clear()
+            key = keys[ident] = object_key(*ident)
+        if stored_key != key:
+            problems.append(
+                RecordProblem(
+                    "audit_entry", str(seq), "object_key", seq, "object_key", key, stored_key
+                )
+            )
+        if seq % _CHUNK == 0:
             tick(seq)
-    finally:
-        cursor.close()
+        yield seq, action, data["new"]
 
 
 def _rows(conn: Connection, spec: TableSpec, batch: str | None) -> Iterator[dict[str, Any]]:
     query = select(spec.table)
     if batch is not None and spec.batch_column is not None:
         query = query.where(spec.table.c[spec.batch_column] == batch)
-    result = conn.execution_options(yield_per=20_000).execute(query)
+    result = conn.execution_options(yield_per=_CHUNK).execute(query)
     for row in result.mappings():
         yield dict(row)
+
+
+def _value_rows(conn: Connection, batch: str | None) -> Iterator[tuple[Any, ...]]:
+    """``ebr_value`` rows as tuples in :data:`VALUE_COLUMNS` order, straight from the driver."""
+    sql = f"SELECT {', '.join(VALUE_COLUMNS)} FROM ebr_value"
+    if batch is None:
+        return _stream(conn, sql, name="gxpmes_verify_values")
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return _stream(conn, f"{sql} WHERE batch_id = {mark}", (batch,), "gxpmes_verify_values")
+
+
+def _fast_values(specs: dict[str, TableSpec]) -> TableSpec | None:
+    """The ``ebr_value`` spec if its rows can take the tuple path (columns as expected)."""
+    spec = specs.get("ebr_value")
+    if spec is None or spec.key != ("seq",) or sorted(spec.columns) != sorted(VALUE_COLUMNS):
+        return None
+    return spec
 
 
 def _in_batch(spec: TableSpec, image: dict[str, Any], batch: str | None) -> bool:
@@ -168,12 +226,21 @@ def verify_record(
     report = RecordReport(ledger_report, batch=batch)
     report.warnings.extend(ledger_report.warnings)
     specs = projected()
-    with engine.connect() as conn:
+    value_spec = _fast_values(specs)
+    values: dict[int, tuple[Any, ...]] = {}  # ebr_value: seq → row, the bulk of a record
+    with _snapshot(engine) as conn:
         expected: dict[str, dict[tuple[Any, ...], ExpectedRow]] = {}
         for seq, action, new in _entries(
             conn, report.problems, lambda n: say(f"replay: {n} entries")
         ):
             try:
+                if value_spec is not None and action in VALUE_ACTIONS:
+                    # What row_changes() yields for a value entry, kept as a tuple.
+                    if isinstance(new, Mapping) and "batch_id" in new:
+                        row = value_row(seq, action, new)
+                        if batch is None or row[_BATCH] == batch:
+                            values[seq] = row
+                    continue
                 changes = list(row_changes(seq, action, new))
             except Exception as exc:
                 report.problems.append(
@@ -181,6 +248,12 @@ def verify_record(
                 )
                 continue
             for table, key, image in changes:
+                if value_spec is not None and table == value_spec.name:
+                    if image is None:
+                        values.pop(key[0], None)
+                    elif _in_batch(value_spec, image, batch):
+                        values[key[0]] = tuple(image[c] for c in VALUE_COLUMNS)
+                    continue
                 rows = expected.setdefault(table, {})
                 if image is None:
                     rows.pop(key, None)
@@ -188,21 +261,26 @@ def verify_record(
                     rows[key] = ExpectedRow(seq, image)
         for name, spec in specs.items():
             say(f"comparing {name}")
-            counted = _Counter(_rows(conn, spec, batch))
-            report.problems.extend(compare_rows(spec, expected.get(name, {}), counted))
-            report.rows_checked += counted.count
+            if spec is value_spec:
+                tuples = _Counter(_value_rows(conn, batch))
+                report.problems.extend(compare_value_rows(spec, values, tuples))
+                report.rows_checked += tuples.count
+            else:
+                found = _Counter(_rows(conn, spec, batch))
+                report.problems.extend(compare_rows(spec, expected.get(name, {}), found))
+                report.rows_checked += found.count
     _verify_signatures(engine, report, batch, signature_keys)
     return report
 
 
-class _Counter:
+class _Counter(Generic[_Row]):
     """Iterate rows while counting them."""
 
-    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+    def __init__(self, rows: Iterator[_Row]) -> None:
         self.rows = rows
         self.count = 0
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[_Row]:
         for row in self.rows:
             self.count += 1
             yield row
