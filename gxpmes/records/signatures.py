@@ -85,7 +85,7 @@ def _guarded(
     """
     try:
         return results()
-    except (GxpError, ValueError) as exc:
+    except (GxpError, ValueError, TypeError) as exc:  # TypeError: text where bytes belong
         problems.append(
             RecordProblem(
                 "gx_signature",

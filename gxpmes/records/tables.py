@@ -47,7 +47,12 @@ def secret_digest(value: str | bytes | None) -> str | None:
     """What a row image holds for a secret cell: ``sha256:<hex>`` of its bytes."""
     if value is None:
         return None
-    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    else:  # a number stored in a secret column: never what was written, digest its text
+        data = repr(value).encode("utf-8")
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -76,14 +81,21 @@ class TableSpec:
 
 
 def cell(spec: TableSpec, name: str, value: Any) -> Any:
-    """One cell in row-image form."""
+    """One cell in row-image form.
+
+    A cell of the wrong type (text in a flag or bytes column, which SQLite
+    keeps as given) is never normalised into a valid image: it stays as
+    found, so it differs from the image the log holds.
+    """
     if value is None:
         return None
     if name in spec.secret:
         return secret_digest(value)
     if name in spec.binary:
-        return bytes(value).hex()
-    if name in spec.boolean:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value).hex()
+        return f"(not bytes) {value!r}"
+    if name in spec.boolean and (value is True or value is False or value in (0, 1)):
         return bool(value)
     return value
 

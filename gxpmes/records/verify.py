@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from audit.keys import TrustedKey
 from audit.ledger import Ledger
@@ -161,12 +161,17 @@ def _entries(
 
 
 def _rows(conn: Connection, spec: TableSpec, batch: str | None) -> Iterator[dict[str, Any]]:
-    query = select(spec.table)
+    """The table's rows as the driver returns them: no type processing hides a wrong cell
+    (SQLAlchemy would turn text in a flag column into ``True``)."""
+    quote = conn.dialect.identifier_preparer.quote
+    sql = f"SELECT {', '.join(quote(c) for c in spec.columns)} FROM {quote(spec.name)}"
+    params: tuple[Any, ...] = ()
     if batch is not None and spec.batch_column is not None:
-        query = query.where(spec.table.c[spec.batch_column] == batch)
-    result = conn.execution_options(yield_per=_CHUNK).execute(query)
-    for row in result.mappings():
-        yield dict(row)
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        sql += f" WHERE {quote(spec.batch_column)} = {mark}"
+        params = (batch,)
+    for row in _stream(conn, sql, params, f"gxpmes_verify_{spec.name}"):
+        yield dict(zip(spec.columns, row, strict=True))
 
 
 def _value_rows(conn: Connection, batch: str | None) -> Iterator[tuple[Any, ...]]:
