@@ -241,7 +241,8 @@ def verify_record(
             try:
                 if value_spec is not None and action in VALUE_ACTIONS:
                     # What row_changes() yields for a value entry, kept as a tuple.
-                    if isinstance(new, Mapping) and "batch_id" in new:
+                    # (type() first: JSON objects are dicts, and an ABC check costs more.)
+                    if (type(new) is dict or isinstance(new, Mapping)) and "batch_id" in new:
                         row = value_row(seq, action, new)
                         if batch is None or row[_BATCH] == batch:
                             values[seq] = row
