@@ -112,6 +112,7 @@ def test_foreign_and_legacy_namespaces_are_refused_clearly(b2mml: B2MML) -> None
 
 def test_schema_directory_is_required(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("GXPMES_B2MML_SCHEMAS", raising=False)
+    monkeypatch.setenv("GXPMES_DATA_DIR", str(tmp_path / "no-user-install"))
     with pytest.raises(SchemaError, match="GXPMES_B2MML_SCHEMAS"):
         B2MML()
     with pytest.raises(SchemaError, match="neither V0701"):
