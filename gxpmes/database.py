@@ -17,8 +17,10 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 from audit.db import open_engine
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
+from audit.note import NoteSigner
 from audit.schema import LogMetaRow
 from gxpmes.errors import ConfigurationError, DatabaseError
+from gxpmes.records import writer as records_writer
 
 __all__ = [
     "SYSTEM",
@@ -131,8 +133,14 @@ class Database:
         origin: str | None = None,
         create: bool = True,
         read_only: bool = False,
+        head_signer: NoteSigner | None = None,
     ) -> None:
         """Open the database at ``url`` (an SQLAlchemy URL or an SQLite file path).
+
+        ``head_signer`` is the application's tree-head key (see
+        :class:`audit.ledger.Ledger`): every write transaction then signs the
+        log's new tree head, so rows inserted behind the application's back are
+        reported as forged. Once a log has signed heads, every writer needs it.
 
         The schema revision is checked first. With ``create`` (the default) a
         schema that is missing or behind is created or migrated to head, if the
@@ -159,25 +167,56 @@ class Database:
                 if problem is not None and not (create and may_migrate(self.engine)):
                     raise DatabaseError(problem)  # never a migration attempt by the app role
                 if problem is not None:
-                    self.ledger = Ledger(self.engine, clock=clock, origin=origin)
+                    self.ledger = Ledger(
+                        self.engine, clock=clock, origin=origin, head_signer=head_signer
+                    )
                     self._create_schema()
                 else:
                     # At the current schema nothing is created, so a role without
                     # CREATE opens it; only a missing log origin is still written.
                     first = create and not _origin_recorded(self.engine)
-                    self.ledger = Ledger(self.engine, clock=clock, origin=origin, create=first)
+                    self.ledger = Ledger(
+                        self.engine,
+                        clock=clock,
+                        origin=origin,
+                        create=first,
+                        head_signer=head_signer,
+                    )
             except BaseException:
                 self.engine.dispose()
                 raise
+
+    @classmethod
+    def over(cls, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> Database:
+        """Wrap an engine that is already open (verification): nothing is created or migrated."""
+        self = cls.__new__(cls)
+        self.engine = engine
+        self.clock = clock
+        self.ledger = Ledger(engine, clock=clock, create=False)
+        return self
 
     def _create_schema(self) -> None:
         upgrade_schema(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A write transaction (SQLite: BEGIN IMMEDIATE; the ledger locks on PostgreSQL)."""
+        """A write transaction, serialised with every other writer of this database.
+
+        SQLite's ``BEGIN IMMEDIATE`` and, on PostgreSQL, the ledger's append
+        lock taken *first* make every read inside the transaction current
+        until commit, so a state checked here is still the state when the
+        change commits (compare-and-set without row versions). Table changes
+        staged without an audit entry refuse to commit.
+        """
         with self._write_connection() as conn, conn.begin():
-            yield conn
+            try:
+                self.ledger._lock(conn)  # the ledger's own append lock, taken first
+                yield conn
+                records_writer.check_flushed(conn)
+                self.ledger.seal(conn)
+            except BaseException:
+                records_writer.discard(conn)
+                raise
 
     def _write_connection(self) -> Connection:
         conn = self.engine.connect()
@@ -193,8 +232,14 @@ class Database:
         return self.engine.connect().execution_options(ledger_read=True)
 
     def audit(self, conn: Connection, event: AuditEvent) -> int:
-        """Append ``event`` inside ``conn``'s transaction; returns its sequence number."""
-        return self.ledger.append(event, conn=conn).seq
+        """Append ``event`` inside ``conn``'s transaction; returns its sequence number.
+
+        The entry carries the images of the rows staged on ``conn`` since the
+        previous entry (:mod:`gxpmes.records.writer`), so the log can rebuild them.
+        """
+        seq = self.ledger.append(records_writer.attach(conn, event), conn=conn).seq
+        records_writer.write_deferred(conn, seq)
+        return seq
 
     def close(self) -> None:
         """Release connections."""

@@ -36,7 +36,7 @@ from gxpmes.errors import (
 from gxpmes.identity import Credentials, IdentityService, SignableRecord, SignatureService
 from gxpmes.identity.service import Session, User
 from gxpmes.records import writer as projection
-from gxpmes.records.replay import compare_rows, replay
+from gxpmes.records.replay import RecordProblem, compare_rows, replay
 from gxpmes.records.tables import projected
 from isa95.recipe import Recipe
 from isa95.statemachine import ProceduralState
@@ -271,7 +271,7 @@ class EngineBase:
                 entries[entry.seq] = (entry.event.action, entry.event.new)
         state = replay((seq, action, new) for seq, (action, new) in sorted(entries.items()))
         specs = projected()
-        problems = []
+        problems: list[RecordProblem] = []
         for table, where in tables.items():
             spec = specs[table]
             found = [dict(r) for r in conn.execute(select(spec.table).where(where)).mappings()]

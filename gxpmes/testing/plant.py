@@ -9,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from audit.keys import generate_private_key
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.keys import TrustedKey, generate_private_key
+from audit.note import NoteSigner, NoteVerifier, public_key_bytes
 from gxpmes.database import Database
 from gxpmes.ebr.engine import BatchEngine
 from gxpmes.identity import (
@@ -20,6 +23,7 @@ from gxpmes.identity import (
     Session,
     SignatureService,
 )
+from gxpmes.identity.signatures import key_id_of
 from isa95.common import Quantity
 from isa95.recipe import (
     EquipmentRequirement,
@@ -55,6 +59,9 @@ USERS: dict[str, tuple[str, list[str], str]] = {
 HEAT = "GRAN/UP-GRAN/OP-WET/PH-HEAT"
 MIX = "GRAN/UP-GRAN/OP-WET/PH-MIX"
 BLEND = "GRAN/UP-BLEND/OP-BLEND/PH-BLEND"
+
+HEAD_KEY_NAME = "gxpmes-test"
+"""Key name of a test plant's tree heads and checkpoints."""
 
 
 class Clock:
@@ -145,6 +152,22 @@ class TestPlant:
     clock: Clock
     sessions: dict[str, Session]
     state: dict[str, Any] = field(default_factory=dict)
+    system_key: Ed25519PrivateKey | None = field(default=None, repr=False)
+    """The installation's key: countersigns e-signatures and signs tree heads."""
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw public key of :attr:`system_key`."""
+        assert self.system_key is not None
+        return public_key_bytes(self.system_key.public_key())
+
+    def trusted_keys(self) -> list[TrustedKey]:
+        """The tree-head / checkpoint keys a verifier of this plant trusts."""
+        return [TrustedKey(NoteVerifier(HEAD_KEY_NAME, self.public_key))]
+
+    def signature_keys(self) -> dict[str, bytes]:
+        """Key id → public key, for re-verifying e-signatures."""
+        return {key_id_of(self.public_key): self.public_key}
 
     def creds(self, user: str, password: str | None = None) -> Credentials:
         """Both signature components of a test user (optionally a wrong password)."""
@@ -184,11 +207,21 @@ class TestPlant:
 
 
 def build_plant(
-    url: str, *, hasher: PasswordHasher | None = None, clock: Callable[[], datetime] | None = None
+    url: str,
+    *,
+    hasher: PasswordHasher | None = None,
+    clock: Callable[[], datetime] | None = None,
+    sign_heads: bool = True,
 ) -> TestPlant:
-    """Create the installation on a fresh database at ``url``."""
+    """Create the installation on a fresh database at ``url``.
+
+    The installation's system key countersigns e-signatures and, unless
+    ``sign_heads`` is false, signs every tree head of the log (``HEAD_KEY_NAME``).
+    """
     the_clock = clock if isinstance(clock, Clock) else Clock()
-    db = Database(url, clock=the_clock)
+    system_key = generate_private_key()
+    head_signer = NoteSigner(HEAD_KEY_NAME, system_key) if sign_heads else None
+    db = Database(url, clock=the_clock, head_signer=head_signer)
     identity = IdentityService(
         db,
         policy=PasswordPolicy(idle_timeout_minutes=240),
@@ -200,7 +233,7 @@ def build_plant(
         if user_id != "admin":
             identity.create_user(sessions["admin"], user_id, name, roles, password)
             sessions[user_id] = identity.login(user_id, password, client_tz="Europe/Berlin")
-    signatures = SignatureService(identity, generate_private_key())
+    signatures = SignatureService(identity, system_key)
     engine = BatchEngine(db, identity, signatures)
     sup = sessions["sup1"]
     due = the_clock() + timedelta(days=180)
@@ -219,4 +252,4 @@ def build_plant(
     engine.submit_recipe(sup, granulation_recipe())
     engine.sign_recipe("MR-GRAN", "1", "Performed", Credentials("sup1", USERS["sup1"][2]))
     engine.sign_recipe("MR-GRAN", "1", "Approved", Credentials("qa2", USERS["qa2"][2]))
-    return TestPlant(db, identity, signatures, engine, the_clock, sessions)
+    return TestPlant(db, identity, signatures, engine, the_clock, sessions, system_key=system_key)
