@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from audit.note import NoteSigner
 from gxpmes.database import Database
-from gxpmes.ebr.engine import BatchEngine
+from gxpmes.ebr.engine import BatchEngine, CapturedValue
 from gxpmes.identity import (
     Credentials,
     IdentityService,
@@ -30,7 +32,7 @@ from gxpmes.identity import (
     PasswordPolicy,
     SignatureService,
 )
-from gxpmes.testing.plant import Clock
+from gxpmes.testing.plant import HEAD_KEY_NAME, Clock
 from isa95.common import Quantity
 
 
@@ -54,19 +56,42 @@ def _call(engine: BatchEngine, command: dict[str, Any]) -> Any:
         )
     if op == "approve":
         return engine.sign_recipe(command["recipe"], command["version"], "Approved", who)
+    if op == "capture":  # until the stop file exists; prints CAPTURED <n> after each chunk
+        stop, captured = Path(command["stop"]), 0
+        while not stop.exists():
+            start = engine.db.clock() + timedelta(seconds=captured)
+            engine.capture(
+                [
+                    CapturedValue(
+                        command["batch"],
+                        command["parameter"],
+                        "TT-101",
+                        Decimal("70.0") + Decimal(i % 40) / 10,
+                        command["unit"],
+                        start + timedelta(milliseconds=i),
+                    )
+                    for i in range(command["size"])
+                ]
+            )
+            captured += command["size"]
+            print(f"CAPTURED {captured}", flush=True)
+        return captured
     raise ValueError(f"unknown operation {op!r}")
 
 
 def _round(command: dict[str, Any]) -> dict[str, Any]:
     clock = Clock(datetime.fromisoformat(command["clock"]))
-    db = Database(command["url"], clock=clock, create=False)
+    # The plant's one key countersigns e-signatures and signs the log's tree heads.
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(command["key"]))
+    db = Database(
+        command["url"], clock=clock, create=False, head_signer=NoteSigner(HEAD_KEY_NAME, key)
+    )
     try:
         identity = IdentityService(
             db,
             policy=PasswordPolicy(idle_timeout_minutes=240),
             hasher=PasswordHasher(log2_n=10),
         )
-        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(command["key"]))
         engine = BatchEngine(db, identity, SignatureService(identity, key))
         print("READY", flush=True)
         if sys.stdin.readline().strip() != "GO":

@@ -27,16 +27,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from audit.db import open_engine
-from audit.keys import public_key_bytes
+from audit.keys import TrustedKey, public_key_bytes
+from audit.ledger import Ledger
+from audit.note import NoteVerifier
+from audit.verify import verify_ledger
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.identity.signatures import key_id_of
-from gxpmes.records.verify import verify_record
-from gxpmes.testing.plant import BLEND, HEAT, MIX, USERS, build_plant, granulation_recipe
+from gxpmes.records.verify import RecordReport, verify_record
+from gxpmes.testing.plant import (
+    BLEND,
+    HEAD_KEY_NAME,
+    HEAT,
+    MIX,
+    USERS,
+    build_plant,
+    granulation_recipe,
+)
 from isa95.common import Quantity
 
 pytestmark = pytest.mark.slow
@@ -88,7 +100,7 @@ def _prepare(url: str) -> tuple[bytes, str, int]:
     # A batch in execution and a released lot that holds enough for one weighing.
     for equipment_id in ("GRAN-01", "BLEND-01"):
         engine.record_cleaning(sessions["op1"], equipment_id, "cleaned per SOP-CL-01")
-    plant.start_batch(WEIGH_BATCH)
+    plant.start_batch(WEIGH_BATCH, phases=(HEAT,))  # HEAT runs: values can be captured
     engine.receive_lot(
         sessions["sup1"], SHORT_LOT, "API-PARA", Quantity(value=Decimal("30"), unit="kg")
     )
@@ -96,7 +108,7 @@ def _prepare(url: str) -> tuple[bytes, str, int]:
     # A recipe version signed by its author, waiting for QA approval.
     engine.submit_recipe(sessions["sup1"], granulation_recipe("2"))
     engine.sign_recipe("MR-GRAN", "2", "Performed", plant.creds("sup1"))
-    key = plant.signatures._key
+    key = plant.system_key
     assert key is not None
     raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     clock = plant.clock().isoformat()
@@ -118,11 +130,18 @@ class Template:
     drop: Callable[[str], None]
 
     @property
-    def signature_keys(self) -> dict[str, bytes]:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    def public_key(self) -> bytes:
+        return public_key_bytes(Ed25519PrivateKey.from_private_bytes(self.key).public_key())
 
-        public = public_key_bytes(Ed25519PrivateKey.from_private_bytes(self.key).public_key())
-        return {key_id_of(public): public}
+    @property
+    def signature_keys(self) -> dict[str, bytes]:
+        """Key id → public key: the e-signatures' system countersignature."""
+        return {key_id_of(self.public_key): self.public_key}
+
+    @property
+    def head_keys(self) -> list[TrustedKey]:
+        """The key the log's tree heads are signed with (entries under no head are forged)."""
+        return [TrustedKey(NoteVerifier(HEAD_KEY_NAME, self.public_key))]
 
 
 def _pg_unavailable(reason: str) -> None:
@@ -321,14 +340,18 @@ def check_round(
                 and refused[1] in a["new"]["detail"]
                 for a in actions
             ), "the loser's refusal is not in the audit trail"
-        assert_verified(engine, template)
+        verified(engine, template)
     finally:
         engine.dispose()
 
 
-def assert_verified(engine: Engine, template: Template) -> None:
+def verified(engine: Engine, template: Template) -> RecordReport:
+    """The record verified, and every entry under a tree head signed with the plant's key."""
+    heads = verify_ledger(Ledger(engine, create=False), head_keys=template.head_keys)
+    assert heads.ok, heads.summary()
     report = verify_record(engine, signature_keys=template.signature_keys)
     assert report.ok, "\n".join(report.lines())
+    return report
 
 
 def rounds(template: Template, play: Callable[[str, int], None], runs: int = RUNS) -> None:
@@ -512,3 +535,57 @@ def test_concurrent_recipe_approvals(template: Template, children: tuple[Child, 
         check_round(template, url, check, (("qa3", "qa2")[winner], "MR-GRAN v2"))
 
     rounds(template, play)
+
+
+def test_verification_while_the_plant_writes(
+    template: Template, children: tuple[Child, Child], tmp_path: Path
+) -> None:
+    """QA verifies a live database: values committed meanwhile are no false alarm.
+
+    The replay and every table it is compared with are read in one snapshot;
+    otherwise rows committed after the log was read would show as extra rows.
+    Each verification starts only after the writer reported another chunk, and
+    the writer keeps going while it runs.
+    """
+    url = template.copy()
+    stop = tmp_path / "stop"
+    writer = children[0]
+    try:
+        writer.send(
+            json.dumps(
+                {
+                    "url": url,
+                    "clock": template.clock,
+                    "key": template.key.hex(),
+                    "password": PASSWORDS["op1"],
+                    "op": "capture",
+                    "user": "op1",
+                    "batch": WEIGH_BATCH,
+                    "parameter": f"{HEAT}/temperature",
+                    "unit": "Cel",
+                    "size": 50,
+                    "stop": str(stop),
+                }
+            )
+        )
+        assert writer.expect() == "READY"
+        writer.send("GO")
+        engine = open_engine(url)  # a writable engine: verifying must not block the writer
+        try:
+            seen = []
+            for _run in range(5):
+                progress = writer.expect()
+                assert progress.startswith("CAPTURED "), progress
+                seen.append(verified(engine, template).rows_checked)
+            stop.touch()
+            while (line := writer.expect()).startswith("CAPTURED "):
+                pass
+            outcome = json.loads(line)
+            assert outcome["ok"], outcome
+            final = verified(engine, template)
+            assert seen == sorted(seen) and seen[0] < final.rows_checked
+        finally:
+            engine.dispose()
+    finally:
+        stop.touch()
+        template.drop(url)
