@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from audit.db import open_engine
 from audit.keys import TrustedKey, generate_private_key, load_private_key, write_key_pair
 from audit.ledger import Ledger
 from audit.note import NoteSigner
@@ -28,6 +29,8 @@ from audit.verify import verify_ledger
 from gxpmes.database import Database
 from gxpmes.ebr.engine import BatchEngine, CapturedValue
 from gxpmes.identity import Credentials, IdentityService, SignatureService
+from gxpmes.identity.signatures import key_id_of
+from gxpmes.records.verify import verify_record
 from gxpmes.testing.plant import granulation_recipe
 from isa95.common import Quantity
 from isa95.errors import SchemaError
@@ -137,7 +140,11 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     system_key = load_private_key(keys / "private.pem", passphrase.encode())
     _say(f"1/9 installation in {out.resolve()} (system key in {keys})")
 
-    db = Database(db_path, origin="gxpmes.local/demo")
+    # One installation key: it countersigns e-signatures, signs every tree head
+    # of the log (so rows inserted behind the application's back show as
+    # forged) and signs the checkpoint kept outside the database.
+    signer = NoteSigner("gxpmes-demo", system_key)
+    db = Database(db_path, origin="gxpmes.local/demo", head_signer=signer)
     identity = IdentityService(db)
     passwords = {
         user: f"Demo-Pass-{secrets.token_hex(4)}!" for user in PEOPLE
@@ -324,7 +331,6 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
             written.append(name)
         _say(f"8/9 B2MML V0701 exported and XSD-validated (sha256 {exported.record_sha256[:16]}…)")
 
-    signer = NoteSigner("gxpmes-demo", system_key)
     note = db.ledger.checkpoint(signer)
     (out / "checkpoint.txt").write_text(note)
     written.append("checkpoint.txt")
@@ -337,9 +343,14 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         _say(f"      batch record report: {', '.join(p.name for p in reports.values())}")
     except ImportError as exc:
         _say(f"      report skipped: install the 'reports' extra ({exc.name} missing)")
-    report = verify_ledger(db.ledger, checkpoint=note, trusted_keys=trusted)
-    signatures_ok = all(problem is None for _s, problem in engine.verify_batch_signatures(BATCH))
-    values_ok = engine.verify_values(BATCH) == []
+    public = signer.verifier.public_key
+    record = verify_record(
+        db.engine,
+        checkpoint=note,
+        trusted_keys=trusted,
+        signature_keys={key_id_of(public): public},
+    )
+    report = record.ledger
     db.close()
 
     tampered = out / "tampered-copy.db"
@@ -360,12 +371,39 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     copy_ledger = Ledger.open(tampered, read_only=True)
     bad = verify_ledger(copy_ledger, checkpoint=note, trusted_keys=trusted)
     copy_ledger.close()
+    # A second attack, on the record rather than the log: an exception marked
+    # assessed by SQL. The log is untouched; replaying it shows the difference.
+    edited = out / "edited-record-copy.db"
+    edited.unlink(missing_ok=True)
+    written.append(edited.name)
+    with sqlite3.connect(db_path) as source, sqlite3.connect(edited) as copy:
+        source.backup(copy)
+    with sqlite3.connect(edited) as conn:
+        conn.execute(
+            "UPDATE ebr_exception SET assessment = 'no impact' WHERE exception_id = "
+            "(SELECT MIN(exception_id) FROM ebr_exception)"
+        )
+    edited_engine = open_engine(edited, read_only=True)
+    edited_report = verify_record(edited_engine, checkpoint=note, trusted_keys=trusted)
+    edited_engine.dispose()
+    _say(f"9/9 record: {record.summary()}")
+    _say(f"      audit trail: {report.summary()}")
+    _say(f"      tampered log copy (76.40 → 74.40 °C): {bad.summary()}")
     _say(
-        f"9/9 audit trail: {report.summary()}; all signatures valid: {signatures_ok}; "
-        f"values match their entries: {values_ok}"
+        f"      edited record copy (an assessment rewritten by SQL): {edited_report.summary()}"
+        + (f" — {edited_report.lines()[0]}" if edited_report.lines() else "")
     )
-    _say(f"      tampered copy (76.40 → 74.40 °C): {bad.summary()}")
-    ok = report.ok and signatures_ok and values_ok and not bad.ok and bad.first_bad_seq == seq
+    _say(
+        f"      QA checks it with: gxpmes verify --db {db_path.name} "
+        "--checkpoint checkpoint.txt --public-key keys/public.pem"
+    )
+    ok = (
+        record.ok
+        and not bad.ok
+        and bad.first_bad_seq == seq
+        and not edited_report.ok
+        and any(p.table == "ebr_exception" for p in edited_report.problems)
+    )
     _say(f"output in {out.resolve()}: {', '.join(written)}")
     _say("demo finished: " + ("all checks behaved as expected" if ok else "UNEXPECTED RESULT"))
     return 0 if ok else 1

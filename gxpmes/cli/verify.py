@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from gxpmes.cli.audit import head_keys
 from gxpmes.cli.common import (
     DB_HELP,
     EXIT_OK,
@@ -28,11 +29,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         signature_keys[key_id_of(raw)] = raw
     db = open_database(args.db, read_only=True)
     try:
+        # Without --head-key, every key the user trusts may have signed the heads
+        # (an installation commonly has one key for heads, checkpoints and signatures).
+        given = [args.public_key] if args.public_key else []
+        heads = head_keys(args.head_key or given + list(args.signature_key or []), db.ledger)
         report = verify_record(
             db.engine,
             batch=args.batch,
             checkpoint=checkpoint,
             trusted_keys=trusted,
+            head_keys=heads,
             signature_keys=signature_keys,
             progress=None if args.json else print_progress,
         )
@@ -74,6 +80,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PEM",
         action="append",
         help="public.pem of a system signature key (repeatable; default: --public-key)",
+    )
+    verify.add_argument(
+        "--head-key",
+        metavar="PEM",
+        action="append",
+        help="public.pem of the application's tree-head key (repeatable); "
+        "entries no validly signed head covers are reported as forged "
+        "(default: --public-key and --signature-key)",
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=cmd_verify)

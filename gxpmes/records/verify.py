@@ -201,12 +201,15 @@ def verify_record(
     batch: str | None = None,
     checkpoint: str | None = None,
     trusted_keys: Sequence[TrustedKey] = (),
+    head_keys: Sequence[TrustedKey] | None = None,
     signature_keys: dict[str, bytes] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RecordReport:
     """Verify the log, the projected tables and the signatures of one database.
 
-    ``trusted_keys`` verify checkpoints (and tree heads); ``signature_keys``
+    ``trusted_keys`` verify checkpoints; ``head_keys`` the signed tree heads
+    (default: ``trusted_keys``), so entries no head covers are reported as
+    forged; ``signature_keys``
     (key id → Ed25519 public key) verify the system countersignature of
     e-signatures. Without them those checks are reported as not done, in
     ``warnings``, never as passed. ``batch`` limits the table comparison to
@@ -226,6 +229,7 @@ def verify_record(
         ledger,
         checkpoint=checkpoint,
         trusted_keys=trusted_keys,
+        head_keys=list(trusted_keys if head_keys is None else head_keys) or None,
         progress=lambda n: say(f"audit log: {n} entries verified"),
     )
     report = RecordReport(ledger_report, batch=batch)
