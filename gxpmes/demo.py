@@ -118,6 +118,14 @@ def _simulated(
     return values
 
 
+def _copy_database(source_path: Path, copy_path: Path) -> Path:
+    """A consistent copy of an SQLite database (the online backup API), replacing any old one."""
+    copy_path.unlink(missing_ok=True)
+    with sqlite3.connect(source_path) as source, sqlite3.connect(copy_path) as copy:
+        source.backup(copy)
+    return copy_path
+
+
 def run_demo(out: Path, schemas: Path | None = None) -> int:
     """Run the demo into folder ``out``; returns the process exit code.
 
@@ -353,11 +361,8 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     report = record.ledger
     db.close()
 
-    tampered = out / "tampered-copy.db"
-    tampered.unlink(missing_ok=True)
+    tampered = _copy_database(db_path, out / "tampered-copy.db")
     written.append(tampered.name)
-    with sqlite3.connect(db_path) as source, sqlite3.connect(tampered) as copy:
-        source.backup(copy)
     with sqlite3.connect(tampered) as conn:
         conn.execute("DROP TRIGGER audit_entry_no_update")
         seq, canonical = conn.execute(
@@ -373,11 +378,8 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     copy_ledger.close()
     # A second attack, on the record rather than the log: an exception marked
     # assessed by SQL. The log is untouched; replaying it shows the difference.
-    edited = out / "edited-record-copy.db"
-    edited.unlink(missing_ok=True)
+    edited = _copy_database(db_path, out / "edited-record-copy.db")
     written.append(edited.name)
-    with sqlite3.connect(db_path) as source, sqlite3.connect(edited) as copy:
-        source.backup(copy)
     with sqlite3.connect(edited) as conn:
         conn.execute(
             "UPDATE ebr_exception SET assessment = 'no impact' WHERE exception_id = "
