@@ -285,3 +285,23 @@ def test_an_entry_names_the_payload_field_it_cannot_carry() -> None:
     )
     with pytest.raises(CanonicalizationError, match=r"^/old/rows/0/row/n: integer "):
         encode_entry(0, "2026-01-01T00:00:00.000000Z", bytes(32), nested)
+
+
+_cells = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+    st.text(),
+)
+
+
+@given(st.lists(st.lists(_cells, max_size=5), max_size=8))
+def test_flat_tables_take_the_fast_path_with_identical_bytes(rows: list[list[object]]) -> None:
+    # Tuples always take the general encoder; lists of plain rows take the C encoder.
+    general = tuple(tuple(row) for row in rows)
+    try:
+        expected = canonicalize(general)
+    except CanonicalizationError:
+        with pytest.raises(CanonicalizationError):
+            canonicalize(rows)
+        return
+    assert canonicalize(rows) == expected
