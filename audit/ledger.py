@@ -76,6 +76,8 @@ _sha256 = hashlib.sha256
 _log = logging.getLogger("audit.ledger")
 _ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDER BY seq"
 _HEADS_SQL = "SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size"
+_STAMP_MARK = b'"recorded_at":"'
+_STAMP_LEN = len("2000-01-01T00:00:00.000000Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,7 @@ class _Tail:
     prev: bytes
     frontier: list[bytes]
     recorded_at: datetime
+    stamp: str  # ``recorded_at`` as written: the time the next append may not precede
     unsealed: bool = True
 
 
@@ -219,6 +222,7 @@ class Ledger:
         self._frontier_size = -1
         self._frontier_prev = b""
         self._frontier_signable = False  # that tail is under a signed head
+        self._frontier_stamp = ""  # recorded time of that tail's last entry
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._dbapi_conflict: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -557,25 +561,15 @@ class Ledger:
         if not events:
             size = self.size()
             return BatchReceipt(size, (), size), []
-        recorded_at = self._clock()
-        if recorded_at.utcoffset() is None:
-            raise EntryError("the ledger clock returned a naive datetime")
-        stamp = format_timestamp(recorded_at)
-        if self._head_key is not None:
-            problem = self._head_key.problem_at(recorded_at)
-            if problem is not None:
-                raise SigningKeyError(f"refusing to sign tree heads with an invalid key: {problem}")
         try:
             if conn is not None:
                 # Inside the caller's transaction: whether it commits is not
                 # ours to know, so the cached frontier is not trusted afterwards.
                 self._frontier_size = -1
-                receipt, entries, _tail = self._write(
-                    conn, events, recorded_at, stamp, keep_entries
-                )
+                receipt, entries, _tail = self._write(conn, events, keep_entries)
                 return receipt, entries
             with self.engine.begin() as own:
-                receipt, entries, tail = self._write(own, events, recorded_at, stamp, keep_entries)
+                receipt, entries, tail = self._write(own, events, keep_entries)
                 self._sign_head(own, tail)  # same transaction: rows and head commit together
                 del own.info[self._tail_key]
         except DBAPIError as exc:
@@ -591,20 +585,34 @@ class Ledger:
         self._frontier_size = tail.size
         self._frontier_prev = tail.prev
         self._frontier_signable = tail.signable
+        self._frontier_stamp = tail.stamp
         return receipt, entries
 
     def _write(
         self,
         conn: Connection,
         events: Sequence[AuditEvent],
-        recorded_at: datetime,
-        stamp: str,
         keep_entries: bool,
     ) -> tuple[BatchReceipt, list[Entry], _Tail]:
         """Lock, read the tail, encode, hash and insert — inside ``conn``'s transaction."""
         self._lock(conn)
+        # Read the clock under the lock: appenders then record times in seq order.
+        recorded_at = self._clock()
+        if recorded_at.utcoffset() is None:
+            raise EntryError("the ledger clock returned a naive datetime")
+        stamp = format_timestamp(recorded_at)
+        if self._head_key is not None:
+            problem = self._head_key.problem_at(recorded_at)
+            if problem is not None:
+                raise SigningKeyError(f"refusing to sign tree heads with an invalid key: {problem}")
         size, prev = self._tail(conn)
-        frontier, signable, base_size = self._tail_state(conn, size, prev)
+        frontier, signable, base_size, last_stamp = self._tail_state(conn, size, prev)
+        # Stamps are fixed-width UTC text, so text order is time order.
+        if stamp < last_stamp:
+            raise EntryError(
+                f"refusing to record time going backwards: the clock says {stamp}, "
+                f"but entry {size - 1} was recorded at {last_stamp}; nothing was written"
+            )
         rows: list[tuple[Any, ...]] = []
         leaves: list[bytes] = []
         entries: list[Entry] = []
@@ -629,31 +637,48 @@ class Ledger:
             cursor.close()
         transaction = conn.get_transaction()
         assert transaction is not None  # reading the tail began it
-        tail = _Tail(weakref.ref(transaction), base_size, signable, n, prev, frontier, recorded_at)
+        tail = _Tail(
+            weakref.ref(transaction), base_size, signable, n, prev, frontier, recorded_at, stamp
+        )
         conn.info[self._tail_key] = tail
         return BatchReceipt(size, tuple(leaves), n), entries, tail
 
     def _tail_state(
         self, conn: Connection, size: int, prev: bytes
-    ) -> tuple[list[bytes], bool, int]:
-        """Frontier at the tail, whether a head may cover it, and the transaction's base size.
+    ) -> tuple[list[bytes], bool, int, str]:
+        """Frontier at the tail, whether a head may cover it, the transaction's base size,
+        and the recorded time of the last entry (``""`` for an empty log).
 
-        Reuses the frontier this transaction (or this ledger's last commit)
-        left when the tail is still there; otherwise reads it.
+        Reuses what this transaction (or this ledger's last commit) left when
+        the tail is still there; otherwise reads it.
         """
         pending = self._pending(conn)
         if pending is not None and (pending.size, pending.prev) == (size, prev):
-            return list(pending.frontier), pending.signable, pending.base_size
+            return list(pending.frontier), pending.signable, pending.base_size, pending.stamp
         if (size, prev) == (self._frontier_size, self._frontier_prev):
             frontier, signable = list(self._frontier_hashes), self._frontier_signable
+            last_stamp = self._frontier_stamp
         else:
             indexes = frontier_indexes(size)
             found = self._db_hashes(conn, indexes) if indexes else {}
             frontier = [found[i] for i in indexes]
             signable = self._tail_signed(conn, size)
+            last_stamp = self._stamp_at(conn, size - 1) if size else ""
         if pending is not None:  # e.g. after a rolled-back savepoint: the base still holds
-            return frontier, pending.signable, pending.base_size
-        return frontier, signable, size
+            return frontier, pending.signable, pending.base_size, last_stamp
+        return frontier, signable, size, last_stamp
+
+    @staticmethod
+    def _stamp_at(conn: Connection, seq: int) -> str:
+        """The ``recorded_at`` text of entry ``seq``, read from its canonical bytes."""
+        canonical = conn.scalar(select(EntryRow.canonical).where(EntryRow.seq == seq))
+        # Sorted members: the top-level recorded_at is the last one (quotes in
+        # strings are escaped), just before seq.
+        at = -1 if canonical is None else bytes(canonical).rfind(_STAMP_MARK)
+        if canonical is None or at < 0:
+            raise StorageError(f"entry {seq} at the tail is missing or has no recorded time")
+        start = at + len(_STAMP_MARK)
+        return bytes(canonical)[start : start + _STAMP_LEN].decode("ascii", "replace")
 
     def _tail_signed(self, conn: Connection, size: int) -> bool:
         """Whether the log's first ``size`` entries are under a signed head (under the lock)."""
@@ -678,6 +703,17 @@ class Ledger:
         return False
 
     # ---------------------------------------------------------- tree heads
+
+    def needs_head_signer(self) -> bool:
+        """Whether this log has signed tree heads but this ledger no head signer.
+
+        Such a ledger refuses to append (:class:`StorageError`): callers that
+        may run without the key (e.g. a schema upgrade) ask first.
+        """
+        if self._head_signer is not None or not self._has_heads:
+            return False
+        with self._read() as conn:
+            return conn.scalar(select(func.max(TreeHeadRow.tree_size))) is not None
 
     @property
     def head_signer(self) -> NoteSigner | None:
@@ -723,7 +759,9 @@ class Ledger:
                 if size == pending.base_size:
                     pending.unsealed = False
                     return
-                pending.frontier, _signable, _base = self._tail_state(conn, size, prev)
+                pending.frontier, _signable, _base, pending.stamp = self._tail_state(
+                    conn, size, prev
+                )
                 pending.size, pending.prev = size, prev
             self._sign_head(conn, pending)
         except DBAPIError as exc:

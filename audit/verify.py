@@ -24,8 +24,10 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
+from audit.canonical import format_timestamp
 from audit.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint
 from audit.entry import GENESIS_PREV, seq_span
 from audit.errors import CheckpointError, ProofError
@@ -89,6 +91,8 @@ class Problem(enum.StrEnum):
     """A signed tree head disagrees with the log at its size (root, chain head, origin, order)."""
     UNSIGNED_ENTRIES = "unsigned_entries"
     """Entries after the last signed tree head: not appended by the ledger (forged)."""
+    TIME_REVERSED = "time_reversed"
+    """An entry is recorded earlier than the entry before it (the ledger refuses that)."""
 
 
 @dataclass
@@ -195,6 +199,24 @@ def _deep_chain_fields(canonical: bytes) -> tuple[int, bytes]:
     if type(seq) is not int:
         raise ValueError("seq is not an integer")
     return seq, prev
+
+
+_STAMP_MARK = b'"recorded_at":"'
+_STAMP_LEN = len(b"2000-01-01T00:00:00.000000Z")
+
+
+def _recorded_at(canonical: bytes, seq: int) -> bytes:
+    """The entry's ``recorded_at`` as fixed-width UTC text (text order is time order).
+
+    It sits just before the ``seq`` member; any other layout is parsed as JSON
+    and normalised.
+    """
+    end = len(canonical) - len(b',"seq":%d,"v":1}' % seq) - 1
+    start = end - _STAMP_LEN
+    if canonical[end : end + 1] == b'"' and canonical[start - 15 : start] == _STAMP_MARK:
+        return canonical[start:end]
+    value = datetime.fromisoformat(json.loads(canonical)["recorded_at"])
+    return format_timestamp(value).encode("ascii")
 
 
 RowTuple = tuple[int, bytes, bytes, bytes]
@@ -373,6 +395,7 @@ def verify_rows(
     frontier: list[bytes] = []
     prev = GENESIS_PREV
     prev_hex = prev.hex().encode()
+    last_time = b""
     expected = 0
     mark = next_mark(0)
     for seq, canonical, leaf_stored, tree_stored in rows:
@@ -431,6 +454,20 @@ def verify_rows(
                 seq,
                 f"stored Merkle hashes of entry {seq} do not match the entries before it",
             )
+        try:
+            recorded = _recorded_at(canonical, seq)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            return fail(
+                Problem.MALFORMED_ENTRY, seq, f"entry {seq} has no valid recorded time: {exc}"
+            )
+        if recorded < last_time:
+            return fail(
+                Problem.TIME_REVERSED,
+                seq,
+                f"entry {seq} is recorded at {recorded.decode()}, earlier than entry {seq - 1} "
+                f"({last_time.decode()}): time went backwards",
+            )
+        last_time = recorded
         prev = leaf
         prev_hex = leaf.hex().encode()
         expected += 1
