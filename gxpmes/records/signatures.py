@@ -2,6 +2,12 @@
 
 Uses the engine's own record builders (what a signer signed is defined in one
 place), over a verify-only signature service that trusts only the keys given.
+
+Then the other way round: every state that only a signed action can reach —
+an assessed exception, a closed deviation, a reviewed, released or rejected
+batch, an approved recipe — must carry a valid signature of that meaning. A
+state and its log entry can be forged together (a tail entry laundered under
+a later signed head); a signature cannot, without the system key.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from gxpmes.errors import GxpError
 from gxpmes.records.replay import RecordProblem
@@ -34,6 +40,7 @@ def check_signatures(
     ebr = BatchEngine(db, identity, signatures)
     problems: list[RecordProblem] = []
     checked = 0
+    valid: set[tuple[str, str, str, str]] = set()  # (record type, id, meaning, signer)
     with engine.connect() as conn:
         batches = (
             [batch]
@@ -49,6 +56,8 @@ def check_signatures(
             checked += 1
             if problem is not None:
                 problems.append(_problem(signature, problem))
+            else:
+                valid.add(_signed(signature))
         scopes.discard(batch_id)
     for recipe_id, version in recipes:
         scope = f"recipe:{recipe_id}/v{version}"
@@ -63,13 +72,100 @@ def check_signatures(
             checked += 1
             if problem is not None:
                 problems.append(_problem(signature, problem))
+            else:
+                valid.add(_signed(signature))
         scopes.discard(scope)
     if batch is None:
         for scope in sorted(scopes):
             for signature in signatures.signatures_in_scope(scope):
                 checked += 1
                 problems.append(_problem(signature, "signed record is not part of any record"))
+    with engine.connect() as conn:
+        problems.extend(_unsigned_states(conn, batch, valid))
     return checked, problems
+
+
+def _signed(signature: Any) -> tuple[str, str, str, str]:
+    return (
+        str(signature.record_type),
+        str(signature.record_id),
+        str(signature.meaning),
+        str(signature.signer_id),
+    )
+
+
+def _unsigned_states(
+    conn: Connection, batch: str | None, valid: set[tuple[str, str, str, str]]
+) -> list[RecordProblem]:
+    """States that need a signature of some meaning and have no valid one.
+
+    ``valid`` holds the signatures that verified. Cells are read as stored
+    (``text()``: no type processing), so a flag tampered into text still
+    counts as set; the table comparison names the cell itself.
+    """
+    signers: dict[tuple[str, str, str], set[str]] = {}
+    for record_type, record_id, meaning, signer in valid:
+        signers.setdefault((record_type, record_id, meaning), set()).add(signer)
+    where, params = ("WHERE batch_id = :b", {"b": batch}) if batch is not None else ("", {})
+    needs: list[tuple[str, str, str, str]] = []  # (table, record type, record id, meaning)
+    for exception_id, assessed in conn.execute(
+        text(f"SELECT exception_id, assessed FROM ebr_exception {where}"), params
+    ):
+        if assessed not in (None, 0, False):
+            needs.append(("ebr_exception", "batch_exception", exception_id, "Reviewed"))
+    for deviation_id, status in conn.execute(
+        text(f"SELECT deviation_id, status FROM ebr_deviation {where}"), params
+    ):
+        if status == "closed":
+            needs.append(("ebr_deviation", "deviation", deviation_id, "Approved"))
+    for batch_id, status in conn.execute(
+        text(f"SELECT batch_id, status FROM ebr_batch {where}"), params
+    ):
+        for meaning in _BATCH_MEANINGS.get(status, ()):
+            needs.append(("ebr_batch", "batch", batch_id, meaning))
+    problems = [
+        _missing(
+            record_type,
+            record_id,
+            f"{table} says {record_type} {record_id} was signed {meaning}; "
+            "no valid signature of that meaning is on it",
+        )
+        for table, record_type, record_id, meaning in needs
+        if not signers.get((record_type, record_id, meaning))
+    ]
+    for recipe_id, version, status in conn.execute(
+        text("SELECT recipe_id, version, status FROM ebr_recipe")
+    ):
+        if status != "Approved":
+            continue
+        object_id = f"{recipe_id}/v{version}"
+        performed = signers.get(("master_recipe", object_id, "Performed"), set())
+        approved = signers.get(("master_recipe", object_id, "Approved"), set())
+        if not performed or not approved or not (approved - performed):
+            problems.append(
+                _missing(
+                    "master_recipe",
+                    object_id,
+                    f"ebr_recipe says master recipe {object_id} is Approved; it lacks valid "
+                    "Performed and Approved signatures by two people",
+                )
+            )
+    return problems
+
+
+def _missing(record_type: str, record_id: str, detail: str) -> RecordProblem:
+    """A signature the record's state requires and that is not there (or does not verify)."""
+    return RecordProblem(
+        "gx_signature", f"{record_type} {record_id}", None, None, "signature", detail
+    )
+
+
+# Batch status → the signatures (on the batch record) that only reach it.
+_BATCH_MEANINGS: dict[str, tuple[str, ...]] = {
+    "Reviewed": ("Reviewed",),
+    "Released": ("Reviewed", "Released"),
+    "Rejected": ("Rejected",),
+}
 
 
 def _guarded(
