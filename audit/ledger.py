@@ -37,10 +37,10 @@ from sqlalchemy.engine import Transaction
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.canonical import format_timestamp
-from audit.checkpoint import Checkpoint, sign_checkpoint
+from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit.db import open_engine
 from audit.entry import GENESIS_PREV, AuditEvent, Entry, encode_entry, parse_entry, seq_span
-from audit.errors import EntryError, ProofError, SigningKeyError, StorageError
+from audit.errors import CheckpointError, EntryError, ProofError, SigningKeyError, StorageError
 from audit.keys import KeyRegistry, TrustedKey
 from audit.merkle import (
     HASH_SIZE,
@@ -607,8 +607,10 @@ class Ledger:
                 raise SigningKeyError(f"refusing to sign tree heads with an invalid key: {problem}")
         size, prev = self._tail(conn)
         frontier, signable, base_size, last_stamp = self._tail_state(conn, size, prev)
-        # Stamps are fixed-width UTC text, so text order is time order.
-        if stamp < last_stamp:
+        # Stamps are fixed-width UTC text, so text order is time order. Only a tail
+        # under our own signed head sets the floor: a forged far-future entry must
+        # not stop every later write (it is reported as forged instead).
+        if (signable or self._head_signer is None) and stamp < last_stamp:
             raise EntryError(
                 f"refusing to record time going backwards: the clock says {stamp}, "
                 f"but entry {size - 1} was recorded at {last_stamp}; nothing was written"
@@ -662,7 +664,7 @@ class Ledger:
             indexes = frontier_indexes(size)
             found = self._db_hashes(conn, indexes) if indexes else {}
             frontier = [found[i] for i in indexes]
-            signable = self._tail_signed(conn, size)
+            signable = self._tail_signed(conn, size, frontier, prev)
             last_stamp = self._stamp_at(conn, size - 1) if size else ""
         if pending is not None:  # e.g. after a rolled-back savepoint: the base still holds
             return frontier, pending.signable, pending.base_size, last_stamp
@@ -680,8 +682,16 @@ class Ledger:
         start = at + len(_STAMP_MARK)
         return bytes(canonical)[start : start + _STAMP_LEN].decode("ascii", "replace")
 
-    def _tail_signed(self, conn: Connection, size: int) -> bool:
-        """Whether the log's first ``size`` entries are under a signed head (under the lock)."""
+    def _tail_signed(
+        self, conn: Connection, size: int, frontier: Sequence[bytes], prev: bytes
+    ) -> bool:
+        """Whether the log's first ``size`` entries are under a head signed by *our* key.
+
+        The last head must be for exactly this tail, carry its root and chain
+        head, and verify under this ledger's head key: a head inserted by
+        someone else (even an unsigned row) must never let the ledger sign
+        over entries it did not write.
+        """
         last = conn.scalar(select(func.max(TreeHeadRow.tree_size))) if self._has_heads else None
         if self._head_signer is None:
             if last is not None:
@@ -693,7 +703,16 @@ class Ledger:
         if last is None:
             return True  # the log's first head vouches for what is there (trust on first use)
         if last == size:
-            return True
+            note = conn.scalar(select(TreeHeadRow.note).where(TreeHeadRow.tree_size == size))
+            if self._head_vouches(note, size, frontier, prev):
+                return True
+            _log.warning(
+                "audit log %s: the tree head for size %s is not this ledger's (forged?); "
+                "the ledger signs no head over it, and verification reports it",
+                self._origin,
+                size,
+            )
+            return False
         _log.warning(
             "audit log %s: %s under no signed tree head (inserted without the ledger?); "
             "the ledger signs no head over an unsealed tail, and verification reports it as forged",
@@ -701,6 +720,33 @@ class Ledger:
             seq_span(last, size),
         )
         return False
+
+    def _head_vouches(
+        self, note: str | None, size: int, frontier: Sequence[bytes], prev: bytes
+    ) -> bool:
+        """Whether ``note`` is a head of this log at ``size``, signed by this ledger's key."""
+        if note is None or self._head_key is None:
+            return False
+        try:
+            opened = open_checkpoint(note)
+        except CheckpointError:
+            return False
+        head = opened.checkpoint
+        if (head.origin, head.tree_size, head.root, head.chain_head) != (
+            self._origin,
+            size,
+            frontier_root(frontier),
+            prev,
+        ):
+            return False
+        verifier = self._head_key.verifier
+        message = opened.text.encode("utf-8")
+        return any(
+            signature.name == verifier.name
+            and signature.key_hash == verifier.key_hash
+            and verifier.verify(message, signature.signature)
+            for signature in opened.signatures
+        )
 
     # ---------------------------------------------------------- tree heads
 

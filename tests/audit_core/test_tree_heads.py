@@ -208,7 +208,7 @@ def test_control_removed_the_ledger_would_sign_over_a_forged_row(
     """Without the ledger's check of the tail it extends, its next head covers the forgery."""
     ledger.append_many(events(4))
     forge_tail(ledger)
-    monkeypatch.setattr(Ledger, "_tail_signed", lambda self, conn, size: True)
+    monkeypatch.setattr(Ledger, "_tail_signed", lambda self, conn, size, frontier, prev: True)
     ledger.append_many(events(2, "later"))
     assert verify(ledger).ok  # the forgery is now vouched for: the check matters
 
@@ -572,3 +572,63 @@ def test_the_example_in_the_docs_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "INTACT: 5 entries" in result.stdout
     assert "every entry under a signed tree head (3 checked)" in result.stdout
+
+
+def _forge_far_future(ledger: Ledger) -> int:
+    """A perfect-form tail entry stamped in year 9999, inserted by bare SQL."""
+    size, prev = ledger.head()
+    event = AuditEvent(Actor("qa01", "Quinn Approver"), "release", "batch", "B1", new={"s": "x"})
+    canonical = encode_entry(size, datetime(9999, 1, 1, tzinfo=UTC), prev, event)
+    leaf = record_hash(canonical)
+    with ledger.engine.begin() as conn:
+        frontier = list(ledger.hash_reader(conn)(frontier_indexes(size)))
+        conn.execute(
+            text(
+                "INSERT INTO audit_entry (seq, object_key, canonical, leaf_hash, tree_hashes) "
+                "VALUES (:seq, :key, :canonical, :leaf, :tree)"
+            ),
+            {
+                "seq": size,
+                "key": object_key("batch", "B1"),
+                "canonical": canonical,
+                "leaf": leaf,
+                "tree": b"".join(extend_frontier(frontier, size, leaf)),
+            },
+        )
+    return size
+
+
+@pytest.mark.parametrize("head_row", ["attacker_signed", "garbage"])
+def test_a_head_inserted_by_someone_else_never_lets_the_ledger_sign_over_a_forgery(
+    ledger: Ledger, head_row: str
+) -> None:
+    # The attack: forge a tail entry, insert a head row for it (signed by another
+    # key, or plain garbage), let the application sign its next head, then delete
+    # the fake head. The ledger must not have signed over the forged entry.
+    ledger.append_many(events(5))
+    forged = forge_tail(ledger)
+    if head_row == "attacker_signed":
+        insert_head(ledger, ATTACKER)
+    else:
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO audit_tree_head (tree_size, note) VALUES (:s, 'garbage')"),
+                {"s": forged + 1},
+            )
+    ledger.append_many(events(3, "after"))
+    drop_guards(ledger, ("audit_tree_head",))
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_tree_head WHERE tree_size = :s"), {"s": forged + 1})
+    report = verify(ledger)
+    assert not report.ok
+    assert report.problem is Problem.UNSIGNED_ENTRIES
+    assert report.first_bad_seq == forged
+
+
+def test_a_forged_far_future_entry_does_not_stop_later_writes(ledger: Ledger) -> None:
+    ledger.append_many(events(3))
+    forged = _forge_far_future(ledger)
+    ledger.append_many(events(2, "after"))  # not refused as "time going backwards"
+    report = verify(ledger)
+    # Caught at the forged entry (unsigned) or just after it (time reversed).
+    assert not report.ok and report.first_bad_seq in (forged, forged + 1), report.summary()
