@@ -10,12 +10,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
+from waiting import DEADLINE, wait_until
 
 from gxpmes.database import Database
 
@@ -73,12 +74,29 @@ def count(db_path: str) -> int:
     return len(recorded(db_path))
 
 
-def has_recorded(process: subprocess.Popen[str], db_path: str, n: int) -> bool:
-    """True once ``n`` values are recorded; fails at once if the connector has exited."""
-    if process.poll() is not None:
-        stderr = process.stderr.read() if process.stderr else ""
-        raise AssertionError(f"gxpmes connect exited with {process.returncode}: {stderr}")
-    return count(db_path) >= n
+def wait_recorded(
+    process: subprocess.Popen[str],
+    db_path: str,
+    n: int,
+    *,
+    timeout: float = DEADLINE,
+    unless: Callable[[], bool] = lambda: False,
+) -> None:
+    """Wait until ``n`` values are recorded (or ``unless()``); fail at once if the connector
+    exits, and with its stderr if the deadline passes."""
+
+    def recorded_enough() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"gxpmes connect exited with {process.returncode}")
+        return unless() or count(db_path) >= n
+
+    try:
+        wait_until(recorded_enough, timeout=timeout, interval=0.2, what=f"{n} values recorded")
+    except AssertionError as exc:
+        if process.poll() is None:
+            process.kill()
+        _out, err = process.communicate(timeout=DEADLINE)
+        raise AssertionError(f"{exc}\n--- gxpmes connect stderr\n{err[-3000:]}") from None
 
 
 def open_session(topic: str, client_id: str) -> None:
@@ -130,9 +148,7 @@ def test_status_lines_and_clean_sigterm(running, broker, tmp_path: Path) -> None
         base = datetime.now(UTC)
         for i in range(50):
             pub.publish(topic, reading(i, base), qos=1)
-        wait_until(
-            lambda: has_recorded(process, db_path, 50), interval=0.2, what="50 values recorded"
-        )
+        wait_recorded(process, db_path, 50)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
     finally:
@@ -167,24 +183,13 @@ def test_sigkill_loses_no_acknowledged_value(running, broker, tmp_path: Path) ->
         # the broker keeps the session and redelivers what was not acknowledged.
         for _ in range(3):
             before = count(db_path)
-            wait_until(
-                lambda before=before, current=process: (
-                    not sender.is_alive() or has_recorded(current, db_path, before + 50)
-                ),
-                interval=0.2,
-                what="the connector records values",
-            )
+            wait_recorded(process, db_path, before + 50, unless=lambda: not sender.is_alive())
             process.send_signal(signal.SIGKILL)
             process.wait(60)
             process = start(config, db_path)
         sender.join(120)
         assert not sender.is_alive(), "the publisher did not finish"
-        wait_until(
-            lambda: has_recorded(process, db_path, total),
-            timeout=120,
-            interval=0.2,
-            what="all values recorded",
-        )
+        wait_recorded(process, db_path, total, timeout=2 * DEADLINE)
         # A clean stop drains whatever was delivered late; the count after exit is final.
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=60)
