@@ -6,9 +6,10 @@ and hashes never appear in entries, logs or exception messages.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -95,9 +96,18 @@ class User:
 class Session:
     """A continuous period of controlled system access by one user."""
 
-    session_id: str
+    session_id: str = field(repr=False)
+    """The bearer token the holder presents; never stored or logged."""
     user_id: str
     client_tz: str = "UTC"
+
+    @property
+    def key(self) -> str:
+        """What the database and the audit trail know the session by: SHA-256 of the token.
+
+        Someone who reads the session table or the trail learns no token to reuse.
+        """
+        return hashlib.sha256(self.session_id.encode("utf-8")).hexdigest()
 
 
 def _user(row: Any) -> User:
@@ -474,7 +484,7 @@ class IdentityService:
                 conn,
                 SessionRow,
                 dict(
-                    session_id=session.session_id,
+                    session_id=session.key,
                     user_id=user.user_id,
                     started_at=now,
                     last_activity=now,
@@ -483,9 +493,7 @@ class IdentityService:
             )
             self.db.audit(
                 conn,
-                AuditEvent(
-                    user.actor, "auth.login", "session", session.session_id, client_tz=client_tz
-                ),
+                AuditEvent(user.actor, "auth.login", "session", session.key, client_tz=client_tz),
             )
         return session
 
@@ -495,28 +503,29 @@ class IdentityService:
             projection.update(
                 conn,
                 SessionRow,
-                {"session_id": session.session_id},
+                {"session_id": session.key},
                 dict(ended_at=format_timestamp(self._now())),
             )
             row = self._existing(conn, session.user_id)
-            self.db.audit(
-                conn, AuditEvent(_user(row).actor, "auth.logout", "session", session.session_id)
-            )
+            self.db.audit(conn, AuditEvent(_user(row).actor, "auth.logout", "session", session.key))
 
     def active_session(self, conn: Connection, session: Session) -> tuple[User, Any]:
         """The session's user, if the session is open and not idle too long (touches it)."""
         row = conn.execute(
-            select(SessionRow).where(SessionRow.session_id == session.session_id)
+            select(SessionRow).where(SessionRow.session_id == session.key)
         ).one_or_none()
         if row is None or row.user_id != session.user_id or row.ended_at is not None:
             raise SessionExpired("the session has ended; log in again with user id and password")
         now = self._now()
         idle = now - datetime.fromisoformat(row.last_activity)
-        if idle > timedelta(minutes=self.policy.idle_timeout_minutes):
+        # A last activity in the future is no activity at all (a row written by hand).
+        if idle > timedelta(minutes=self.policy.idle_timeout_minutes) or idle < -timedelta(
+            minutes=1
+        ):
             projection.update(
                 conn,
                 SessionRow,
-                {"session_id": session.session_id},
+                {"session_id": session.key},
                 dict(ended_at=format_timestamp(now)),
             )
             raise SessionExpired(
@@ -529,7 +538,7 @@ class IdentityService:
         projection.update(
             conn,
             SessionRow,
-            {"session_id": session.session_id},
+            {"session_id": session.key},
             dict(last_activity=format_timestamp(now)),
         )
         return _user(user_row), row

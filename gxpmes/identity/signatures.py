@@ -349,7 +349,7 @@ class SignatureService:
             projection.update(
                 conn,
                 SessionRow,
-                {"session_id": signer.session.session_id},
+                {"session_id": signer.session.key},
                 dict(signed=True),
             )
         order = conn.execute(select(func.count()).select_from(SignatureRow)).scalar_one()
