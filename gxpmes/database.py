@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from gxpmes.records import writer as records_writer
 __all__ = [
     "SYSTEM",
     "Database",
+    "SchemaUpgrade",
     "check_schema",
     "may_migrate",
     "schema_problem",
@@ -42,14 +44,62 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def upgrade_schema(engine: Engine) -> None:
-    """Run the Alembic migrations to head (serialised between processes)."""
+@dataclass(frozen=True, slots=True)
+class SchemaUpgrade:
+    """What :func:`upgrade_schema` did: revision before (None: no schema) and after."""
+
+    before: str | None
+    after: str
+    audited: bool
+    """Whether the migration's audit entry was recorded (False also when none ran)."""
+
+    @property
+    def migrated(self) -> bool:
+        """Whether a migration actually ran."""
+        return self.before != self.after
+
+
+def upgrade_schema(
+    engine: Engine, *, ledger: Ledger | None = None, actor: Actor = SYSTEM
+) -> SchemaUpgrade:
+    """Run the Alembic migrations to head (serialised between processes).
+
+    When a migration ran and ``ledger`` may append, its audit entry
+    (``schema.upgrade``, revision before and after) commits in the same
+    transaction as the migration. A ledger whose log has signed tree heads
+    but that holds no head signer may not append (its entry would be
+    reported as forged): the migration then runs unaudited and the result
+    says so, for the caller to report.
+    """
+    from alembic.runtime.migration import MigrationContext
+
     from gxpmes.migrations import upgrade
+
+    def revision(conn: Connection) -> str | None:
+        opts = {"version_table": "gx_alembic_version"}
+        return MigrationContext.configure(conn, opts=opts).get_current_revision()
 
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(7347812)"))
+        before = revision(conn)
         upgrade(conn)
+        after = revision(conn) or ""
+        audited = False
+        if before != after and ledger is not None and not ledger.needs_head_signer():
+            event = AuditEvent(
+                actor,
+                "schema.upgrade",
+                "schema",
+                "gxpmes",
+                old={"revision": before},
+                new={"revision": after},
+                reason="gxpmes schema migration",
+            )
+            ledger.append(event, conn=conn)
+            ledger.seal(conn)
+            audited = True
+    return SchemaUpgrade(before, after, audited)
 
 
 def schema_revision(engine: Engine) -> tuple[str | None, str]:
@@ -196,7 +246,7 @@ class Database:
         return self
 
     def _create_schema(self) -> None:
-        upgrade_schema(self.engine)
+        upgrade_schema(self.engine, ledger=self.ledger)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

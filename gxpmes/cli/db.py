@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gxpmes.cli.common import DB_HELP, EXIT_OK, CliError
 
@@ -20,11 +21,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     with database_errors(args.db):
         engine = open_engine(args.db)
         try:
-            Ledger(engine)  # ledger tables, append-only guards, origin (kept if present)
-            upgrade_schema(engine)
+            # Ledger tables, append-only guards, origin (kept if present).
+            ledger = Ledger(engine)
+            done = upgrade_schema(engine, ledger=ledger)
         finally:
             engine.dispose()
     print(f"database {display_url(args.db)} is at the current schema")
+    if done.migrated and not done.audited:
+        # Never an unsigned entry in a log with signed heads: it would read as forged.
+        print(
+            f"warning: migration from revision {done.before or '(none)'} to {done.after} is "
+            "not in the audit trail (this log's tree heads are signed and this command holds "
+            "no head key); record it in the change control",
+            file=sys.stderr,
+        )
     if args.db.startswith("postgresql"):
         print("PostgreSQL: run `gxpmes db grant` again for the application role")
     return EXIT_OK

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from gxpmes.cli import main
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.errors import ConfigurationError, GxpError
 from gxpmes.privileges import AppRoleGrant, app_role_problems, grant_app_role
-from gxpmes.testing.plant import BLEND, HEAT, MIX, build_plant
+from gxpmes.testing.plant import BLEND, HEAT, MIX, Clock, build_plant
 from isa95.common import Quantity
 
 if TYPE_CHECKING:
@@ -244,7 +245,8 @@ def test_a_batch_runs_end_to_end_as_the_app_role(roles: Roles, app: Engine) -> N
     from audit.verify import verify_ledger
     from gxpmes.records.verify import verify_record
 
-    plant = build_plant(roles.app_url)  # users, equipment, lots, approved recipe
+    # The owner's migration is audited at the real time; the plant's clock may not precede it.
+    plant = build_plant(roles.app_url, clock=Clock(datetime.now(UTC)))
     try:
         with plant.db.read() as conn:
             assert conn.scalar(text("SELECT current_user")) == roles.app
