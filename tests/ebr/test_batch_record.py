@@ -142,6 +142,15 @@ def test_full_batch_end_to_end(plant) -> None:  # type: ignore[no-untyped-def]
     )
     engine.release(B, plant.creds("qa2"))
     assert engine.batch(B)["status"] == "Released"
+    # Lot release is a GMP event of its own: the lot's trail records it, by the approver.
+    lot_id = engine.batch(B)["lot_id"]
+    released = [
+        e for e in plant.db.ledger.entries_for("lot", lot_id) if e.event.action == "lot.status"
+    ]
+    assert [(e.event.new["status"], e.event.actor.user_id) for e in released] == [  # type: ignore[index]
+        ("Released", "qa2")
+    ]
+    assert released[0].event.new["batch_id"] == B  # type: ignore[index]
 
     # Nothing changes after release.
     with pytest.raises(RecordClosedError):
