@@ -129,11 +129,36 @@ def open_ledger(url: str, *, read_only: bool) -> Ledger:
     return open_existing(url, create=False, read_only=read_only)
 
 
-def open_database(url: str, *, read_only: bool) -> Database:
-    """The existing gxpmes database at ``url``, at the current schema; never creates one."""
+def open_database(url: str, *, read_only: bool, head_signer: Any = None) -> Database:
+    """The existing gxpmes database at ``url``, at the current schema; never creates one.
+
+    A writer passes the installation's tree-head ``head_signer`` (a NoteSigner):
+    once a log has signed heads, appending needs it.
+    """
     from gxpmes.database import Database
 
-    return Database(url, create=False, read_only=read_only)
+    return Database(url, create=False, read_only=read_only, head_signer=head_signer)
+
+
+def head_signer_from(config: dict[str, Any], base: Path) -> Any:
+    """The tree-head signer named by a ``[ledger]`` table (``head_key``, ``head_key_name``).
+
+    The key file is an encrypted PKCS#8 ``private.pem`` (``gxpmes keys new``); its
+    passphrase comes from ``GXPMES_KEY_PASSPHRASE`` or the terminal.
+    """
+    from audit.keys import load_private_key
+    from audit.note import NoteSigner
+
+    ledger = config.get("ledger") or {}
+    if not ledger.get("head_key"):
+        return None
+    path = base / str(ledger["head_key"])
+    if not path.is_file():
+        raise FileAccessError(f"[ledger] head_key {path} is not a file")
+    return NoteSigner(
+        str(ledger.get("head_key_name", DEFAULT_KEY_NAME)),
+        load_private_key(path, passphrase(confirm=False)),
+    )
 
 
 def public_key(path: str) -> bytes:

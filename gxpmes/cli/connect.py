@@ -8,6 +8,7 @@ from pathlib import Path
 from gxpmes.cli.common import (
     DB_HELP,
     EXIT_OK,
+    head_signer_from,
     open_database,
     optional_dependency,
     verify_only_engine,
@@ -22,7 +23,9 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     config_path = Path(args.config)
     config = load_config(config_path)
-    db = open_database(args.db, read_only=False)
+    db = open_database(
+        args.db, read_only=False, head_signer=head_signer_from(config, config_path.parent)
+    )
     try:
         with optional_dependency("opcua,mqtt"):  # each source imports its client library
             connector = Connector(config, verify_only_engine(db), config_path.parent)

@@ -13,21 +13,37 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import DEADLINE, wait_until
 
+from audit.keys import write_key_pair
 from gxpmes.database import Database
+from gxpmes.testing.plant import HEAD_KEY_NAME
 
 BATCH = "B-OT-1"
 HEAT = "GRAN/UP-GRAN/OP-WET/PH-HEAT"
 
 
-def write_config(path: Path, topic: str, client_id: str) -> Path:
+KEY_PASSPHRASE = "connector-test-passphrase"
+
+
+def head_key(plant: Any, folder: Path) -> Path:
+    """The plant's tree-head key as the encrypted private.pem a site would configure."""
+    private, _public = write_key_pair(plant.system_key, folder / "keys", KEY_PASSPHRASE.encode())
+    return private
+
+
+def write_config(path: Path, topic: str, client_id: str, key: Path) -> Path:
     path.write_text(f"""
 spool = "spool-{client_id}.db"
 status_interval = 0.5
+
+[ledger]
+head_key = "{key.relative_to(path.parent)}"
+head_key_name = "{HEAD_KEY_NAME}"
 
 [[tags]]
 tag = "GRAN01/TT-101"
@@ -50,7 +66,7 @@ def start(config: Path, db: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", GXPMES_KEY_PASSPHRASE=KEY_PASSPHRASE),
     )
 
 
@@ -143,7 +159,9 @@ def test_status_lines_and_clean_sigterm(running, broker, tmp_path: Path) -> None
     client_id = f"gx-{uuid.uuid4().hex[:8]}"
     open_session(topic, client_id)
     pub = publisher()
-    process = start(write_config(tmp_path / "c.toml", topic, client_id), db_path)
+    process = start(
+        write_config(tmp_path / "c.toml", topic, client_id, head_key(running, tmp_path)), db_path
+    )
     try:
         base = datetime.now(UTC)
         for i in range(50):
@@ -164,7 +182,7 @@ def test_sigkill_loses_no_acknowledged_value(running, broker, tmp_path: Path) ->
     db_path = str(running.db.engine.url.database)
     topic = f"test/{uuid.uuid4().hex[:8]}/pv"
     client_id = f"gx-{uuid.uuid4().hex[:8]}"
-    config = write_config(tmp_path / "c.toml", topic, client_id)
+    config = write_config(tmp_path / "c.toml", topic, client_id, head_key(running, tmp_path))
     total = 400
     open_session(topic, client_id)
     pub = publisher()
