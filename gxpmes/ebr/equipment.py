@@ -103,6 +103,8 @@ class EquipmentRecords(EngineBase):
         """Take equipment out of service or back (Available / Out of service)."""
         if status not in ("Available", "Out of service"):
             raise BatchError(f"equipment status {status!r} is not Available or Out of service")
+        if not reason or not reason.strip():
+            raise BatchError(f"changing the status of {equipment_id} needs a reason")
         with self.db.transaction() as conn:
             user = self._user(conn, session, "equipment.manage")
             row = self._equipment(conn, equipment_id)

@@ -9,6 +9,7 @@ from gxpmes.ebr.schema import (
     GenealogyRow,
     LotRow,
 )
+from gxpmes.errors import BatchError
 from gxpmes.identity.service import Session
 from gxpmes.records import writer as projection
 from isa95.common import Quantity
@@ -55,7 +56,9 @@ class MaterialRecords(EquipmentRecords):
             )
 
     def set_lot_status(self, session: Session, lot_id: str, status: str, *, reason: str) -> None:
-        """QA changes a lot's status (e.g. Quarantine → Released)."""
+        """QA changes a lot's status (e.g. Quarantine → Released); a reason is required."""
+        if not reason or not reason.strip():
+            raise BatchError(f"changing the status of lot {lot_id!r} needs a reason")
         with self.db.transaction() as conn:
             user = self._user(conn, session, "material.release")
             row = self._one(conn, LotRow.lot_id, lot_id, "lot")
