@@ -31,8 +31,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         # Without --head-key, every key the user trusts may have signed the heads
         # (an installation commonly has one key for heads, checkpoints and signatures).
-        given = [args.public_key] if args.public_key else []
-        heads = head_keys(args.head_key or given + list(args.signature_key or []), db.ledger)
+        heads = head_keys(args.head_key, db.ledger) if args.head_key else None
         report = verify_record(
             db.engine,
             batch=args.batch,

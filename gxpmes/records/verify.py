@@ -24,8 +24,10 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from audit.errors import CheckpointError
 from audit.keys import TrustedKey
 from audit.ledger import Ledger
+from audit.note import NoteVerifier, split_note
 from audit.schema import object_key
 from audit.verify import VerificationReport, verify_ledger
 from gxpmes.records.images import VALUE_ACTIONS, VALUE_COLUMNS, row_changes, value_row
@@ -208,8 +210,9 @@ def verify_record(
     """Verify the log, the projected tables and the signatures of one database.
 
     ``trusted_keys`` verify checkpoints; ``head_keys`` the signed tree heads
-    (default: ``trusted_keys``), so entries no head covers are reported as
-    forged; ``signature_keys``
+    (default: every key the caller trusts — checkpoint and signature keys —
+    under the names the stored heads are signed with), so entries no head
+    covers are reported as forged; ``signature_keys``
     (key id → Ed25519 public key) verify the system countersignature of
     e-signatures. Without them those checks are reported as not done, in
     ``warnings``, never as passed. ``batch`` limits the table comparison to
@@ -229,7 +232,12 @@ def verify_record(
         ledger,
         checkpoint=checkpoint,
         trusted_keys=trusted_keys,
-        head_keys=list(trusted_keys if head_keys is None else head_keys) or None,
+        head_keys=(
+            _keys_for_heads(ledger, trusted_keys, signature_keys)
+            if head_keys is None
+            else list(head_keys)
+        )
+        or None,
         progress=lambda n: say(f"audit log: {n} entries verified"),
     )
     report = RecordReport(ledger_report, batch=batch)
@@ -281,6 +289,32 @@ def verify_record(
                 report.rows_checked += found.count
     _verify_signatures(engine, report, batch, signature_keys)
     return report
+
+
+def _keys_for_heads(
+    ledger: Ledger,
+    trusted_keys: Sequence[TrustedKey],
+    signature_keys: dict[str, bytes] | None,
+) -> list[TrustedKey]:
+    """Every key the caller trusts, under every name the stored tree heads use.
+
+    An installation commonly has one key for heads, checkpoints and the
+    countersignature of e-signatures; the key name is part of a note's key
+    hash, so each trusted key is tried under the heads' own names. Trust is in
+    the key bytes the caller gave, never in the database.
+    """
+    raws = [k.verifier.public_key for k in trusted_keys] + list((signature_keys or {}).values())
+    if not raws:
+        return []
+    names: list[str] = []
+    for _size, note in ledger.iter_tree_heads():
+        try:
+            signatures = split_note(note)[1]
+        except CheckpointError:
+            continue  # verification names the malformed head
+        names.extend(sig.name for sig in signatures if sig.name not in names)
+    unique = list(dict.fromkeys(raws))
+    return [TrustedKey(NoteVerifier(name, raw)) for raw in unique for name in names]
 
 
 class _Counter(Generic[_Row]):
