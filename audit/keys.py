@@ -18,10 +18,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from audit.canonical import format_timestamp
+from audit.entry import Actor, AuditEvent
 from audit.errors import SigningKeyError
 from audit.note import NoteSigner, NoteVerifier, public_key_bytes
 from audit.schema import KeyRevocationRow, KeyRow
@@ -136,12 +137,36 @@ def _aware(when: datetime, what: str) -> datetime:
     return when
 
 
-class KeyRegistry:
-    """Public checkpoint keys registered in a ledger database (append-only tables)."""
+KeyAuditHook = Callable[[Connection, AuditEvent], None]
+"""Appends an audit entry inside the registry's open transaction (see :attr:`Ledger.keys`)."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+
+class KeyRegistry:
+    """Public checkpoint keys registered in a ledger database (append-only tables).
+
+    With an ``audit`` hook (the ledger's own registry has one), a registration
+    or revocation made on behalf of an ``actor`` is an audit entry too
+    (``key.register`` / ``key.revoke``), committed in the same transaction as
+    the key row: both are written or neither is.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        audit: KeyAuditHook | None = None,
+    ) -> None:
         self.engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._audit = audit
+
+    def _record(self, conn: Connection, actor: Actor | None, event: AuditEvent | None) -> None:
+        if actor is None or event is None:
+            return
+        if self._audit is None:
+            raise SigningKeyError("this key registry cannot record audit entries")
+        self._audit(conn, event)
 
     def register(
         self,
@@ -149,8 +174,12 @@ class KeyRegistry:
         *,
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
+        actor: Actor | None = None,
     ) -> TrustedKey:
-        """Register a public key (idempotent for an identical key); returns its entry."""
+        """Register a public key (idempotent for an identical key); returns its entry.
+
+        With ``actor`` a new registration is audited (``key.register``).
+        """
         verifier = (
             signer_or_verifier.verifier
             if isinstance(signer_or_verifier, NoteSigner)
@@ -167,6 +196,22 @@ class KeyRegistry:
             return existing
         try:
             with self.engine.begin() as conn:
+                event = (
+                    AuditEvent(
+                        actor,
+                        "key.register",
+                        "audit_key",
+                        verifier.key_id,
+                        new={
+                            "name": verifier.name,
+                            "vkey": verifier.vkey(),
+                            "valid_from": format_timestamp(start),
+                            "valid_until": format_timestamp(valid_until) if valid_until else None,
+                        },
+                    )
+                    if actor is not None
+                    else None
+                )
                 conn.execute(
                     insert(KeyRow).values(
                         key_id=verifier.key_id,
@@ -177,14 +222,20 @@ class KeyRegistry:
                         registered_at=format_timestamp(now),
                     )
                 )
+                self._record(conn, actor, event)
         except IntegrityError as exc:  # a concurrent registration of the same id
             raise SigningKeyError(f"key {verifier.key_id} was registered concurrently") from exc
         registered = self.get(verifier.key_id)
         assert registered is not None
         return registered
 
-    def revoke(self, key_id: str, *, reason: str, at: datetime | None = None) -> TrustedKey:
-        """Revoke a key from ``at`` (default now); a reason is mandatory."""
+    def revoke(
+        self, key_id: str, *, reason: str, at: datetime | None = None, actor: Actor | None = None
+    ) -> TrustedKey:
+        """Revoke a key from ``at`` (default now); a reason is mandatory.
+
+        With ``actor`` the revocation is audited (``key.revoke``, with the reason).
+        """
         if not reason or not reason.strip():
             raise SigningKeyError("revoking a key needs a reason")
         key = self.get(key_id)
@@ -199,17 +250,34 @@ class KeyRegistry:
                     key_id=key_id, revoked_at=format_timestamp(when), reason=reason
                 )
             )
+            if actor is not None:
+                event = AuditEvent(
+                    actor,
+                    "key.revoke",
+                    "audit_key",
+                    key_id,
+                    old={"revoked_at": None},
+                    new={"revoked_at": format_timestamp(when)},
+                    reason=reason,
+                    requires_reason=True,
+                )
+                self._record(conn, actor, event)
         revoked = self.get(key_id)
         assert revoked is not None
         return revoked
 
     def rotate(
-        self, old_key_id: str, new: NoteSigner | NoteVerifier, *, at: datetime | None = None
+        self,
+        old_key_id: str,
+        new: NoteSigner | NoteVerifier,
+        *,
+        at: datetime | None = None,
+        actor: Actor | None = None,
     ) -> TrustedKey:
         """Register ``new`` valid from ``at`` and retire ``old_key_id`` at the same moment."""
         when = _aware(at, "rotation time") if at else self._clock()
-        registered = self.register(new, valid_from=when)
-        self.revoke(old_key_id, reason=f"rotated to {registered.key_id}", at=when)
+        registered = self.register(new, valid_from=when, actor=actor)
+        self.revoke(old_key_id, reason=f"rotated to {registered.key_id}", at=when, actor=actor)
         return registered
 
     def get(self, key_id: str) -> TrustedKey | None:

@@ -853,7 +853,19 @@ class Ledger:
     @property
     def keys(self) -> KeyRegistry:
         """The registry of public checkpoint keys kept in this database."""
-        return KeyRegistry(self.engine, clock=self._clock)
+        return KeyRegistry(self.engine, clock=self._clock, audit=self._audit_key_change)
+
+    def _audit_key_change(self, conn: Connection, event: AuditEvent) -> None:
+        """A key registration or revocation's entry, in the registry's transaction."""
+        head = self._head_key
+        if head is not None and event.action == "key.revoke" and event.object_id == head.key_id:
+            # Its own head would be signed after the revocation and fail verification.
+            raise SigningKeyError(
+                f"key {event.object_id} signs this ledger's tree heads: change it through a "
+                "ledger opened with another head key"
+            )
+        self.append(event, conn=conn)
+        self.seal(conn)
 
     def checkpoint(self, signer: NoteSigner) -> str:
         """Sign a checkpoint of the log as it is now; returns the signed note text.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from audit.entry import Actor
 from audit.keys import generate_private_key
 from audit.note import NoteSigner
 from gxpmes.cli.common import (
@@ -64,11 +66,31 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
             raise CliError("--at needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     ledger = open_ledger(args.db, read_only=False)
     try:
-        key = ledger.keys.revoke(args.key_id, reason=args.reason, at=at)
+        # The command has no login: the operating-system account is the actor.
+        # A log with signed heads takes no entry from a command without the head
+        # key (it would read as forged), and a leaked key must still be revocable.
+        audited = not ledger.needs_head_signer()
+        actor = os_actor() if audited else None
+        key = ledger.keys.revoke(args.key_id, reason=args.reason, at=at, actor=actor)
     finally:
         ledger.close()
     print(f"key {key.key_id} revoked at {key.revoked_at}")
+    if not audited:
+        print(
+            f"warning: the revocation of key {key.key_id} is in the key registry (time, reason) "
+            "but not in the audit trail: this log's tree heads are signed and this command "
+            "holds no head key",
+            file=sys.stderr,
+        )
     return EXIT_OK
+
+
+def os_actor() -> Actor:
+    """The operating-system account running the command, as an audit actor."""
+    import getpass
+
+    user = getpass.getuser()
+    return Actor(f"os:{user}", f"{user} (operating-system account)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
