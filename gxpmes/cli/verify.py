@@ -51,7 +51,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(line)
         for warning in report.warnings:
             print(f"warning: {warning}")
-    return EXIT_OK if report.ok else EXIT_PROBLEM
+    # A check left undone (no trusted key) is not a pass: QA gets exit 0 only for VERIFIED.
+    return EXIT_OK if report.ok and report.complete else EXIT_PROBLEM
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,7 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Verify the audit log (hashes, chain, Merkle tree; against a signed "
         "checkpoint when one is given), then replay it and compare every record table both "
         "ways (row missing, row extra, column differs), and re-verify every e-signature "
-        "against its record. Exit 0 only when all agree; 1 with one line per problem.",
+        "against its record. Exit 0 only when all agree and every check could be made; 1 with "
+        "one line per problem, or NOT VERIFIED when keys were missing (signatures and tree heads "
+        "need --public-key / --signature-key).",
     )
     verify.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     verify.add_argument(

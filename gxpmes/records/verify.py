@@ -66,6 +66,7 @@ class RecordReport:
         """``{"ok", "ledger", "problems": [...], ...}`` as ``gxpmes verify --json`` prints it."""
         return {
             "ok": self.ok,
+            "complete": self.complete,
             "batch": self.batch,
             "ledger": self.ledger.as_json(),
             "rows_checked": self.rows_checked,
@@ -74,14 +75,22 @@ class RecordReport:
             "problems": [p.as_json() for p in self.problems],
         }
 
+    @property
+    def complete(self) -> bool:
+        """True when nothing was left unchecked for want of a key (no warnings)."""
+        return not self.warnings
+
     def summary(self) -> str:
-        """One line: VERIFIED or the number of problems."""
+        """One line: VERIFIED, NOT VERIFIED (checks left undone) or the number of problems."""
         if self.ok:
             scope = f"batch {self.batch}" if self.batch else "all records"
-            return (
-                f"VERIFIED: {self.ledger.entries} audit entries, {self.rows_checked} rows "
+            counts = (
+                f"{self.ledger.entries} audit entries, {self.rows_checked} rows "
                 f"({scope}), {self.signatures_checked} signatures agree with the log"
             )
+            if not self.complete:
+                return f"NOT VERIFIED: no problem found, but checks were left undone: {counts}"
+            return f"VERIFIED: {counts}"
         count = len(self.problems) + (0 if self.ledger.ok else 1)
         return f"FAILED: {count} problem(s)"
 

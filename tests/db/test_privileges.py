@@ -241,7 +241,8 @@ def _values(plant, path: str, parameter: str, unit: str, *numbers: str):  # type
     ]
 
 
-def test_a_batch_runs_end_to_end_as_the_app_role(roles: Roles, app: Engine) -> None:
+def test_a_batch_runs_end_to_end_as_the_app_role(roles: Roles, app: Engine, tmp_path: Path) -> None:
+    from audit.keys import write_key_pair
     from audit.verify import verify_ledger
     from gxpmes.records.verify import verify_record
 
@@ -286,7 +287,10 @@ def test_a_batch_runs_end_to_end_as_the_app_role(roles: Roles, app: Engine) -> N
         assert report.ok, report.lines()
     finally:
         plant.db.close()
-    assert main(["verify", "--db", roles.app_url]) == 0  # QA's command, as the app role
+    # QA's command, as the app role, with the installation's public key.
+    assert plant.system_key is not None
+    _private, public_pem = write_key_pair(plant.system_key, tmp_path / "keys", b"not-a-secret")
+    assert main(["verify", "--db", roles.app_url, "--public-key", str(public_pem)]) == 0
 
 
 def test_opening_at_head_as_the_app_role_sends_no_ddl(roles: Roles, granted: AppRoleGrant) -> None:
