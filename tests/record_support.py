@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 
 from audit.db import open_engine
+from audit.keys import TrustedKey
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.identity import Meaning
 from gxpmes.records.images import row_changes
@@ -92,10 +93,11 @@ Undo = Callable[[Connection], None]
 
 @dataclass(frozen=True)
 class RecordDb:
-    """A built database: where it is and the system keys its signatures verify with."""
+    """A built database: where it is and the keys a verifier of it trusts."""
 
     url: str
-    signature_keys: dict[str, bytes]
+    signature_keys: dict[str, bytes]  # key id → system key countersigning e-signatures
+    head_keys: tuple[TrustedKey, ...]  # the key signing every tree head of the log
 
 
 def build_record(url: str) -> tuple[TestPlant, RecordDb]:
@@ -190,16 +192,24 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
             )
         ]
     )
-    return plant, RecordDb(url, dict(plant.signatures.trusted))
+    return plant, RecordDb(url, plant.signature_keys(), tuple(plant.trusted_keys()))
 
 
-def verify(url: str, signature_keys: dict[str, bytes], batch: str | None = None) -> RecordReport:
-    """``verify_record`` over a fresh read-only engine (nothing cached from the writer)."""
+def verify(url: str, keys: RecordDb, batch: str | None = None) -> RecordReport:
+    """``verify_record`` of ``url`` with ``keys``' trust, over a fresh read-only engine.
+
+    Every check runs: tree heads against the head keys, e-signatures against
+    the signature keys — a report with warnings of checks not done fails here.
+    """
     engine = open_engine(url, read_only=True)
     try:
-        return verify_record(engine, batch=batch, signature_keys=signature_keys)
+        report = verify_record(
+            engine, batch=batch, head_keys=keys.head_keys, signature_keys=keys.signature_keys
+        )
     finally:
         engine.dispose()
+    assert report.warnings == [], report.warnings
+    return report
 
 
 def sqlite_copy(source: Path, target: Path, *, drop_triggers: bool = True) -> Path:

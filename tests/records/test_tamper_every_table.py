@@ -164,7 +164,7 @@ def test_untouched_sqlite_record_verifies(sqlite_record: Built, tmp_path: Path, 
     record = sqlite_record.record
     assert sqlite_record.unguarded is not None
     for url in (record.url, str(sqlite_record.unguarded)):
-        report = verify(url, record.signature_keys)
+        report = verify(url, record)
         assert report.ok, "\n".join(report.lines())
         assert report.rows_checked > 0 and report.signatures_checked > 0
     pems = [
@@ -173,7 +173,8 @@ def test_untouched_sqlite_record_verifies(sqlite_record: Built, tmp_path: Path, 
         for arg in ("--signature-key", str(write_public_pem(raw, tmp_path / f"key{i}.pem")))
     ]
     assert main(["verify", "--db", record.url, *pems]) == 0
-    assert capsys.readouterr().out.startswith("VERIFIED")
+    out = capsys.readouterr().out
+    assert out.startswith("VERIFIED") and "warning" not in out, out  # heads checked too
 
 
 @pytest.mark.parametrize(("table", "action", "column"), SQLITE_CASES, ids=map(_id, SQLITE_CASES))
@@ -181,7 +182,7 @@ def test_sqlite_edit_is_caught(
     sqlite_record: Built, tmp_path: Path, table: str, action: str, column: str | None
 ) -> None:
     path, change = _tampered_sqlite(sqlite_record, tmp_path, table, action, column)
-    report = verify(str(path), sqlite_record.record.signature_keys)
+    report = verify(str(path), sqlite_record.record)
     engine = open_engine(path, read_only=True)
     try:
         assert_caught(report, change, engine)
@@ -200,7 +201,7 @@ def test_removing_the_table_comparison_lets_the_edit_through(
         return iter(())
 
     monkeypatch.setattr(record_verify, "compare_rows", no_comparison)
-    report = verify(str(path), sqlite_record.record.signature_keys)
+    report = verify(str(path), sqlite_record.record)
     assert report.ok
     engine = open_engine(path, read_only=True)
     try:
@@ -229,6 +230,48 @@ def _signatures(path: Path | str) -> list[tuple[str, str, int, str]]:
     return rows
 
 
+# The log's own tables: an edit is the ledger's to find (hashes, chain, Merkle
+# tree, signed tree heads), except object_key — a lookup column no hash covers,
+# checked against the canonical entry (its own test below). {mid}: an entry in
+# the middle that stores Merkle hashes; {tail}: the last entry.
+_LAST_HEAD = "(SELECT max(tree_size) FROM audit_tree_head)"
+LOG_EDITS = {
+    "entry-seq": "UPDATE audit_entry SET seq = seq + 1000000 WHERE seq = {mid}",
+    "entry-canonical": "UPDATE audit_entry SET canonical = CAST(replace(CAST(canonical AS TEXT), "
+    "'\"seq\":{mid}', '\"seq\": {mid}') AS BLOB) WHERE seq = {mid}",
+    "entry-leaf_hash": "UPDATE audit_entry SET leaf_hash = zeroblob(32) WHERE seq = {mid}",
+    "entry-tree_hashes": "UPDATE audit_entry SET tree_hashes = zeroblob(length(tree_hashes)) "
+    "WHERE seq = {mid}",
+    "entry-delete": "DELETE FROM audit_entry WHERE seq = {mid}",
+    "entry-delete-tail": "DELETE FROM audit_entry WHERE seq = {tail}",
+    "entry-insert-copy": "INSERT INTO audit_entry SELECT seq + 1, object_key, canonical, "
+    "leaf_hash, tree_hashes FROM audit_entry WHERE seq = {tail}",
+    "head-note": "UPDATE audit_tree_head SET note = replace(note, 'gxpmes', 'gxpmeX') "
+    f"WHERE tree_size = {_LAST_HEAD}",
+    "head-tree_size": f"UPDATE audit_tree_head SET tree_size = tree_size + 1 "
+    f"WHERE tree_size = {_LAST_HEAD}",
+    "head-delete-tail": f"DELETE FROM audit_tree_head WHERE tree_size = {_LAST_HEAD}",
+    "head-insert-copy": "INSERT INTO audit_tree_head SELECT tree_size + 1, note "
+    f"FROM audit_tree_head WHERE tree_size = {_LAST_HEAD}",
+    "log_meta-value": "UPDATE audit_log_meta SET value = value || 'x'",
+}
+
+
+@pytest.mark.parametrize("edit", sorted(LOG_EDITS))
+def test_sqlite_log_edit_is_caught(sqlite_record: Built, tmp_path: Path, edit: str) -> None:
+    with sqlite3.connect(sqlite_record.record.url) as conn:
+        tail = conn.execute("SELECT max(seq) FROM audit_entry").fetchone()[0]
+        mid = conn.execute(
+            "SELECT max(seq) FROM audit_entry WHERE seq < ? AND length(tree_hashes) >= 64",
+            (tail // 2,),
+        ).fetchone()[0]
+    conn.close()
+    path = _edit_sqlite(sqlite_record, tmp_path, LOG_EDITS[edit].format(mid=mid, tail=tail))
+    report = verify(str(path), sqlite_record.record)
+    assert not report.ok and not report.ledger.ok, "\n".join(report.lines())
+    assert report.lines()[0].startswith("audit log: PROBLEM")
+
+
 def test_edited_object_key_is_caught(sqlite_record: Built, tmp_path: Path) -> None:
     # object_key is a lookup column no hash covers: edited, it hides the entry
     # from entries_for() and so from every per-object view of the trail.
@@ -240,7 +283,7 @@ def test_edited_object_key_is_caught(sqlite_record: Built, tmp_path: Path) -> No
         "UPDATE audit_entry SET object_key = object_key + 1 WHERE seq = ?",
         seq,
     )
-    report = verify(str(path), sqlite_record.record.signature_keys)
+    report = verify(str(path), sqlite_record.record)
     assert not report.ok and report.ledger.ok
     assert [(p.table, p.key, p.column, p.seq, p.kind) for p in report.problems] == [
         ("audit_entry", str(seq), "object_key", seq, "object_key")
@@ -261,7 +304,7 @@ def test_edited_signature_manifest_is_caught(sqlite_record: Built, tmp_path: Pat
         forged,
         signature_id,
     )
-    report = verify(str(path), sqlite_record.record.signature_keys)
+    report = verify(str(path), sqlite_record.record)
     assert not report.ok
     mine = {(p.column, p.kind) for p in report.problems if p.key == signature_id}
     assert mine == {
@@ -284,7 +327,7 @@ def test_signature_pointed_at_another_entry_is_caught(sqlite_record: Built, tmp_
         other_seq,
         signature_id,
     )
-    report = verify(str(path), sqlite_record.record.signature_keys)
+    report = verify(str(path), sqlite_record.record)
     assert [
         (p.table, p.key, p.column, p.kind, p.expected, p.found, p.seq) for p in report.problems
     ] == [
@@ -305,7 +348,7 @@ def test_garbled_signed_json_is_reported_not_raised(
         tmp_path,
         f"UPDATE {table} SET {column} = 'not json' WHERE rowid = (SELECT min(rowid) FROM {table})",
     )
-    report = verify(str(path), sqlite_record.record.signature_keys)
+    report = verify(str(path), sqlite_record.record)
     assert not report.ok
     assert any(p.table == table and p.column == column for p in report.problems)
     assert any(
@@ -315,7 +358,7 @@ def test_garbled_signed_json_is_reported_not_raised(
 
 def test_untouched_postgres_record_verifies(pg_record: Built, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     record = pg_record.record
-    report = verify(record.url, record.signature_keys)
+    report = verify(record.url, record)
     assert report.ok, "\n".join(report.lines())
     pems = [
         arg
@@ -323,7 +366,8 @@ def test_untouched_postgres_record_verifies(pg_record: Built, tmp_path: Path, ca
         for arg in ("--signature-key", str(write_public_pem(raw, tmp_path / f"key{i}.pem")))
     ]
     assert main(["verify", "--db", record.url, "--json", *pems]) == 0
-    assert json.loads(capsys.readouterr().out)["ok"] is True
+    report_json = json.loads(capsys.readouterr().out)
+    assert report_json["ok"] is True and report_json["warnings"] == []
 
 
 @pytest.mark.parametrize(("table", "action", "column"), PG_CASES, ids=map(_id, PG_CASES))
@@ -336,7 +380,7 @@ def test_postgres_edit_by_the_owner_is_caught(
         with tampering(engine, table) as conn:
             change = tamper(conn, projected()[table], action, column)
         try:
-            report = verify(url, pg_record.record.signature_keys)
+            report = verify(url, pg_record.record)
         finally:
             with tampering(engine, table) as conn:
                 change.undo(conn)
@@ -356,4 +400,4 @@ def test_postgres_owner_disables_guards_at_will(pg_record: Built) -> None:
             conn.execute(text("UPDATE gx_signature SET meaning = meaning"))
     finally:
         engine.dispose()
-    assert verify(pg_record.record.url, pg_record.record.signature_keys).ok
+    assert verify(pg_record.record.url, pg_record.record).ok
