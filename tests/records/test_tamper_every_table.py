@@ -190,17 +190,27 @@ def test_sqlite_edit_is_caught(
         engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("control", "table", "column"),
+    [("compare_rows", "ebr_batch", "status"), ("compare_value_rows", "ebr_value", "tag")],
+)
 def test_removing_the_table_comparison_lets_the_edit_through(
-    sqlite_record: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_record: Built,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    control: str,
+    table: str,
+    column: str,
 ) -> None:
-    # The control this module tests: without compare_rows an unsigned cell
-    # (the batch's status) changes unnoticed, and assert_caught says so.
-    path, change = _tampered_sqlite(sqlite_record, tmp_path, "ebr_batch", "update", "status")
+    # The controls this module tests (the general comparison, and the fast one
+    # for process values): without them an unsigned cell changes unnoticed,
+    # and assert_caught says so.
+    path, change = _tampered_sqlite(sqlite_record, tmp_path, table, "update", column)
 
     def no_comparison(*args: object) -> Iterator[RecordProblem]:
         return iter(())
 
-    monkeypatch.setattr(record_verify, "compare_rows", no_comparison)
+    monkeypatch.setattr(record_verify, control, no_comparison)
     report = verify(str(path), sqlite_record.record)
     assert report.ok
     engine = open_engine(path, read_only=True)
@@ -213,7 +223,7 @@ def test_removing_the_table_comparison_lets_the_edit_through(
 
 def _edit_sqlite(built: Built, folder: Path, sql: str, *params: object) -> Path:
     assert built.unguarded is not None
-    path = sqlite_copy(built.unguarded, folder / "edited.db", drop_triggers=False)
+    path: Path = sqlite_copy(built.unguarded, folder / "edited.db", drop_triggers=False)
     with sqlite3.connect(path) as conn:
         assert conn.execute(sql, params).rowcount == 1
     conn.close()
