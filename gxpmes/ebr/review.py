@@ -9,7 +9,9 @@ from sqlalchemy import Connection, select
 
 from audit.entry import Actor
 from gxpmes.ebr.base import (
+    CREATED,
     EXECUTED,
+    IN_EXECUTION,
     REJECTED,
     RELEASED,
     REVIEWED,
@@ -38,11 +40,15 @@ class BatchReview(BatchExecution):
     """Deviations, review by exception, release and rejection (21 CFR 211.192)."""
 
     def open_deviation(self, session: Session, batch_id: str, title: str) -> str:
-        """Open a deviation against a batch (blocks release until closed)."""
+        """Open a deviation against a batch (blocks release until closed).
+
+        Not on a Reviewed batch: the review signature covers the batch's
+        deviations, so a finding after review is a reason to reject the batch.
+        """
         deviation_id = f"DEV-{uuid.uuid4().hex[:8].upper()}"
         with self.db.transaction() as conn:
             user = self._user(conn, session, "deviation.open")
-            self._open_batch(conn, batch_id)
+            self._open_batch(conn, batch_id, CREATED, IN_EXECUTION, EXECUTED)
             projection.insert(
                 conn,
                 DeviationRow,
