@@ -122,11 +122,13 @@ def output_file(path: str | Path, option: str = "--out") -> Path:
     return file
 
 
-def open_ledger(url: str, *, read_only: bool) -> Ledger:
-    """The existing ledger at ``url``; never creates one."""
+def open_ledger(url: str, *, read_only: bool, head_signer: Any = None) -> Ledger:
+    """The existing ledger at ``url``; never creates one (``head_signer`` for a writer)."""
     from gxpmes.dbopen import open_ledger as open_existing
 
-    return open_existing(url, create=False, read_only=read_only)
+    if head_signer is None:
+        return open_existing(url, create=False, read_only=read_only)
+    return open_existing(url, create=False, read_only=read_only, head_signer=head_signer)
 
 
 def open_database(url: str, *, read_only: bool, head_signer: Any = None) -> Database:
@@ -138,6 +140,31 @@ def open_database(url: str, *, read_only: bool, head_signer: Any = None) -> Data
     from gxpmes.database import Database
 
     return Database(url, create=False, read_only=read_only, head_signer=head_signer)
+
+
+def add_head_key_options(parser: Any) -> None:
+    """``--head-key PEM`` / ``--head-key-name``: the installation's tree-head key for a writer."""
+    parser.add_argument(
+        "--head-key",
+        metavar="PEM",
+        help="encrypted private.pem of the installation's tree-head key, so this command's "
+        "audit entry is signed (passphrase from GXPMES_KEY_PASSPHRASE or the terminal)",
+    )
+    parser.add_argument(
+        "--head-key-name",
+        default=DEFAULT_KEY_NAME,
+        metavar="NAME",
+        help=f"name the log's tree heads are signed under (default: {DEFAULT_KEY_NAME})",
+    )
+
+
+def head_signer_of(args: Any) -> Any:
+    """The NoteSigner of ``--head-key`` / ``--head-key-name``, or None."""
+    if not getattr(args, "head_key", None):
+        return None
+    return head_signer_from(
+        {"ledger": {"head_key": args.head_key, "head_key_name": args.head_key_name}}, Path(".")
+    )
 
 
 def head_signer_from(config: dict[str, Any], base: Path) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gxpmes.cli.common import DB_HELP, EXIT_OK, CliError
+from gxpmes.cli.common import DB_HELP, EXIT_OK, CliError, add_head_key_options, head_signer_of
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         engine = open_engine(args.db)
         try:
             # Ledger tables, append-only guards, origin (kept if present).
-            ledger = Ledger(engine)
+            ledger = Ledger(engine, head_signer=head_signer_of(args))
             done = upgrade_schema(engine, ledger=ledger)
         finally:
             engine.dispose()
@@ -32,7 +32,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         print(
             f"warning: migration from revision {done.before or '(none)'} to {done.after} is "
             "not in the audit trail (this log's tree heads are signed and this command holds "
-            "no head key); record it in the change control",
+            "no head key: give --head-key); record it in the change control",
             file=sys.stderr,
         )
     if args.db.startswith("postgresql"):
@@ -84,6 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "schema to the one this gxpmes needs. Safe to run again.",
     )
     db_upgrade.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    add_head_key_options(db_upgrade)
     db_upgrade.set_defaults(func=cmd_db_upgrade)
     db_grant = db_cmd.add_parser(
         "grant",

@@ -14,6 +14,8 @@ from gxpmes.cli.common import (
     DEFAULT_KEY_NAME,
     EXIT_OK,
     CliError,
+    add_head_key_options,
+    head_signer_of,
     open_ledger,
     output_folder,
     passphrase,
@@ -64,7 +66,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
             raise CliError(f"--at {args.at!r} is not an ISO 8601 time") from exc
         if at.utcoffset() is None:
             raise CliError("--at needs a time zone (e.g. 2026-01-01T00:00:00Z)")
-    ledger = open_ledger(args.db, read_only=False)
+    ledger = open_ledger(args.db, read_only=False, head_signer=head_signer_of(args))
     try:
         # The command has no login: the operating-system account is the actor.
         # A log with signed heads takes no entry from a command without the head
@@ -79,7 +81,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         print(
             f"warning: the revocation of key {key.key_id} is in the key registry (time, reason) "
             "but not in the audit trail: this log's tree heads are signed and this command "
-            "holds no head key",
+            "holds no head key (give --head-key)",
             file=sys.stderr,
         )
     return EXIT_OK
@@ -135,4 +137,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.add_argument(
         "--at", metavar="TIME", help="revocation time, ISO 8601 with a zone (default: now)"
     )
+    add_head_key_options(revoke)
     revoke.set_defaults(func=cmd_keys_revoke)

@@ -14,7 +14,7 @@ import pytest
 
 from audit.db import open_engine
 from audit.entry import Actor, AuditEvent
-from audit.keys import TrustedKey, generate_private_key
+from audit.keys import TrustedKey, generate_private_key, write_key_pair
 from audit.ledger import Ledger
 from audit.note import NoteSigner
 from audit.verify import verify_ledger
@@ -86,5 +86,28 @@ def test_signed_log_without_the_head_key_migrates_and_warns(
     ledger = Ledger.open(url, read_only=True)
     try:
         assert verify_ledger(ledger, head_keys=TrustedKey(signer.verifier)).ok
+    finally:
+        ledger.close()
+
+
+def test_signed_log_with_the_head_key_records_the_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = str(tmp_path / "mes.db")
+    key = generate_private_key()
+    signer = NoteSigner("heads", key)
+    at_revision(url, "0001", signer)
+    private, _public = write_key_pair(key, tmp_path / "keys", b"head-key-passphrase")
+    monkeypatch.setenv("GXPMES_KEY_PASSPHRASE", "head-key-passphrase")
+    assert (
+        main(["db", "upgrade", "--db", url, "--head-key", str(private), "--head-key-name", "heads"])
+        == 0
+    )
+    _current, head = schema_revision(open_engine(url, read_only=True))
+    assert schema_entries(url) == [("0001", head)]
+    ledger = Ledger.open(url, read_only=True)
+    try:
+        report = verify_ledger(ledger, head_keys=TrustedKey(signer.verifier))
+        assert report.ok, report.summary()
     finally:
         ledger.close()
