@@ -41,7 +41,7 @@ from audit.merkle import (
     node_hash,
     record_hash,
 )
-from audit.note import NoteVerifier
+from audit.note import NoteVerifier, split_note
 
 __all__ = [
     "HEADS_NOT_CHECKED",
@@ -51,6 +51,7 @@ __all__ = [
     "RowTuple",
     "VerificationReport",
     "check_checkpoint_signature",
+    "keys_under_head_names",
     "verify_consistency",
     "verify_inclusion",
     "verify_ledger",
@@ -568,6 +569,32 @@ def verify_ledger(
             heads=heads,
             head_keys=heads_trusted,
         )
+
+
+def keys_under_head_names(
+    ledger: Any, public_keys: Sequence[bytes], *, default_name: str | None = None
+) -> list[TrustedKey]:
+    """Each raw Ed25519 key trusted under every name the ledger's tree heads are signed with.
+
+    The key name is part of a note's key hash, so a verifier given only key
+    bytes (a public.pem) tries them under the heads' own names: trust is in
+    the bytes the caller gives, never in the database. A log without heads
+    uses ``default_name``, if one is given.
+    """
+    if not public_keys:
+        return []
+    names: list[str] = []
+    for _size, note in ledger.iter_tree_heads():
+        try:
+            signatures = split_note(note)[1]
+        except CheckpointError:
+            continue  # verification names the malformed head
+        names.extend(sig.name for sig in signatures if sig.name not in names)
+    if not names and default_name is not None:
+        names = [default_name]
+    return [
+        TrustedKey(NoteVerifier(name, raw)) for raw in dict.fromkeys(public_keys) for name in names
+    ]
 
 
 def _trusted_from(keys: KeySpec) -> list[TrustedKey]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from audit.keys import TrustedKey, load_private_key
 from audit.ledger import Ledger
-from audit.note import NoteSigner, NoteVerifier
-from audit.verify import verify_ledger
+from audit.note import NoteSigner
+from audit.verify import keys_under_head_names, verify_ledger
 from gxpmes.cli.common import (
     DB_HELP,
     DEFAULT_KEY_NAME,
@@ -24,7 +24,6 @@ from gxpmes.cli.common import (
     passphrase,
     public_key,
     read_text,
-    signature_names,
     write_file,
 )
 from gxpmes.errors import FileAccessError
@@ -49,13 +48,9 @@ def head_keys(paths: list[str], ledger: Ledger) -> list[TrustedKey]:
     The key name is part of the key hash, so each key is trusted under every
     name the stored heads' signature lines use: trust is in the key alone.
     """
-    if not paths:
-        return []
-    raws = [public_key(path) for path in paths]
-    names: list[str] = []
-    for _size, note in ledger.iter_tree_heads():
-        names.extend(n for n in signature_names(note) if n not in names)
-    return [TrustedKey(NoteVerifier(n, raw)) for raw in raws for n in names or [DEFAULT_KEY_NAME]]
+    return keys_under_head_names(
+        ledger, [public_key(path) for path in paths], default_name=DEFAULT_KEY_NAME
+    )
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

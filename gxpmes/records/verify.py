@@ -24,12 +24,10 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from audit.errors import CheckpointError
 from audit.keys import TrustedKey
 from audit.ledger import Ledger
-from audit.note import NoteVerifier, split_note
 from audit.schema import object_key
-from audit.verify import VerificationReport, verify_ledger
+from audit.verify import VerificationReport, keys_under_head_names, verify_ledger
 from gxpmes.records.images import VALUE_ACTIONS, VALUE_COLUMNS, row_changes, value_row
 from gxpmes.records.replay import (
     ExpectedRow,
@@ -242,7 +240,13 @@ def verify_record(
         checkpoint=checkpoint,
         trusted_keys=trusted_keys,
         head_keys=(
-            _keys_for_heads(ledger, trusted_keys, signature_keys)
+            # Every key the caller trusts (an installation commonly signs heads,
+            # checkpoints and e-signatures with one key), under the heads' own names.
+            keys_under_head_names(
+                ledger,
+                [k.verifier.public_key for k in trusted_keys]
+                + list((signature_keys or {}).values()),
+            )
             if head_keys is None
             else list(head_keys)
         )
@@ -298,32 +302,6 @@ def verify_record(
                 report.rows_checked += found.count
     _verify_signatures(engine, report, batch, signature_keys)
     return report
-
-
-def _keys_for_heads(
-    ledger: Ledger,
-    trusted_keys: Sequence[TrustedKey],
-    signature_keys: dict[str, bytes] | None,
-) -> list[TrustedKey]:
-    """Every key the caller trusts, under every name the stored tree heads use.
-
-    An installation commonly has one key for heads, checkpoints and the
-    countersignature of e-signatures; the key name is part of a note's key
-    hash, so each trusted key is tried under the heads' own names. Trust is in
-    the key bytes the caller gave, never in the database.
-    """
-    raws = [k.verifier.public_key for k in trusted_keys] + list((signature_keys or {}).values())
-    if not raws:
-        return []
-    names: list[str] = []
-    for _size, note in ledger.iter_tree_heads():
-        try:
-            signatures = split_note(note)[1]
-        except CheckpointError:
-            continue  # verification names the malformed head
-        names.extend(sig.name for sig in signatures if sig.name not in names)
-    unique = list(dict.fromkeys(raws))
-    return [TrustedKey(NoteVerifier(name, raw)) for raw in unique for name in names]
 
 
 class _Counter(Generic[_Row]):
