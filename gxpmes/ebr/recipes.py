@@ -16,11 +16,14 @@ from gxpmes.ebr.schema import (
 )
 from gxpmes.errors import (
     BatchError,
+    GxpError,
+    RecordIntegrityError,
     StateChangedError,
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.service import Session
 from gxpmes.records import writer as projection
+from gxpmes.records.signatures import approved_by_two
 from isa95.recipe import Recipe
 
 
@@ -72,6 +75,30 @@ class RecipeRecords(MaterialRecords):
             json.loads(row.body),
             f"recipe:{recipe_id}/v{version}",
         )
+
+    def _check_recipe(self, conn: Connection, recipe_id: str, version: str) -> None:
+        """The recipe row matches its trail, and if Approved, two valid signatures say so."""
+        self._check_recipe_row(conn, recipe_id, version)
+        status = conn.scalar(
+            select(RecipeRow.status).where(
+                RecipeRow.recipe_id == recipe_id, RecipeRow.version == version
+            )
+        )
+        if status != "Approved":
+            return
+        record = self.recipe_record(recipe_id, version, conn=conn)
+        valid: dict[str, set[str]] = {}
+        for signature in self.signatures.signatures_for(record):
+            try:
+                self.signatures.verify_signature(signature, record)
+            except GxpError:
+                continue
+            valid.setdefault(str(signature.meaning), set()).add(signature.signer_id)
+        if not approved_by_two(valid.get("Performed", set()), valid.get("Approved", set())):
+            raise RecordIntegrityError(
+                f"master recipe {recipe_id} v{version} is marked Approved but lacks valid "
+                "Performed and Approved signatures by two people (211.186)"
+            )
 
     def sign_recipe(
         self, recipe_id: str, version: str, meaning: str, credentials: Credentials

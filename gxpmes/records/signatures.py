@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, select, text
 from gxpmes.errors import GxpError
 from gxpmes.records.replay import RecordProblem
 
-__all__ = ["check_signatures"]
+__all__ = ["approved_by_two", "check_signatures"]
 
 
 def check_signatures(
@@ -139,9 +139,10 @@ def _unsigned_states(
         if status != "Approved":
             continue
         object_id = f"{recipe_id}/v{version}"
-        performed = signers.get(("master_recipe", object_id, "Performed"), set())
-        approved = signers.get(("master_recipe", object_id, "Approved"), set())
-        if not performed or not approved or not (approved - performed):
+        if not approved_by_two(
+            signers.get(("master_recipe", object_id, "Performed"), set()),
+            signers.get(("master_recipe", object_id, "Approved"), set()),
+        ):
             problems.append(
                 _missing(
                     "master_recipe",
@@ -151,6 +152,14 @@ def _unsigned_states(
                 )
             )
     return problems
+
+
+def approved_by_two(performed: set[str], approved: set[str]) -> bool:
+    """211.186: a master recipe is Approved only when signed Performed and Approved by two people.
+
+    ``performed`` and ``approved`` are the signers of valid signatures of each meaning.
+    """
+    return bool(performed) and bool(approved - performed)
 
 
 def _missing(record_type: str, record_id: str, detail: str) -> RecordProblem:
