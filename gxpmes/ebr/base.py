@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from audit.canonical import canonicalize, format_timestamp
-from audit.entry import Actor, AuditEvent
+from audit.entry import Actor, AuditEvent, Entry
 from gxpmes.database import Database
 from gxpmes.ebr.schema import (
     BatchRow,
@@ -255,21 +255,18 @@ class EngineBase:
     def _check_against_log(
         self,
         conn: Connection,
-        objects: list[tuple[str, str]],
+        entries: Iterable[Entry],
         tables: dict[str, Any],
     ) -> None:
         """Raise :class:`RecordIntegrityError` unless ``tables`` match the log's images.
 
-        ``objects`` are the audit objects whose entries wrote the rows;
-        ``tables`` maps a projected table to the ``where`` clause selecting the
-        rows to check. The per-batch check the engine runs before it relies on
-        a state (the full check is ``gxpmes verify``).
+        ``entries`` are the audit entries that wrote the rows (the trails of
+        their objects); ``tables`` maps a projected table to the ``where``
+        clause selecting the rows to check. The per-batch check the engine runs
+        before it relies on a state (the full check is ``gxpmes verify``).
         """
-        entries: dict[int, tuple[str, Any]] = {}
-        for object_type, object_id in objects:
-            for entry in self.db.ledger.entries_for(object_type, object_id):
-                entries[entry.seq] = (entry.event.action, entry.event.new)
-        state = replay((seq, action, new) for seq, (action, new) in sorted(entries.items()))
+        by_seq = {entry.seq: entry.event for entry in entries}
+        state = replay((seq, by_seq[seq].action, by_seq[seq].new) for seq in sorted(by_seq))
         specs = projected()
         problems: list[RecordProblem] = []
         for table, where in tables.items():
@@ -284,18 +281,21 @@ class EngineBase:
 
     def _check_batch_record(self, conn: Connection, batch_id: str) -> None:
         """The batch row, its exceptions and deviations agree with the log; signatures verify."""
-        objects = [("batch", batch_id)]
-        for entry in self.db.ledger.entries_for("batch", batch_id):
+        trail = self.db.ledger.entries_for
+        entries = trail("batch", batch_id)
+        # Exceptions and deviations are raised under the batch; their later
+        # entries (assessment, investigation, closure) are under their own ids.
+        for entry in list(entries):
             new = entry.event.new if isinstance(entry.event.new, dict) else {}
             for item in new.get("rows", []):
                 row = item.get("row") or {}
                 if item.get("table") == "ebr_exception":
-                    objects.append(("batch_exception", row["exception_id"]))
+                    entries += trail("batch_exception", row["exception_id"])
                 elif item.get("table") == "ebr_deviation":
-                    objects.append(("deviation", row["deviation_id"]))
+                    entries += trail("deviation", row["deviation_id"])
         self._check_against_log(
             conn,
-            objects,
+            entries,
             {
                 "ebr_batch": BatchRow.batch_id == batch_id,
                 "ebr_exception": ExceptionRow.batch_id == batch_id,
@@ -318,7 +318,7 @@ class EngineBase:
         """The recipe row matches its audit trail (its approval signatures: see recipes)."""
         self._check_against_log(
             conn,
-            [("master_recipe", f"{recipe_id}/v{version}")],
+            self.db.ledger.entries_for("master_recipe", f"{recipe_id}/v{version}"),
             {"ebr_recipe": (RecipeRow.recipe_id == recipe_id) & (RecipeRow.version == version)},
         )
 
