@@ -118,7 +118,7 @@ class NoteSigner:
 def parse_vkey(vkey: str) -> NoteVerifier:
     """Parse a ``name+hash+base64`` verifier key, checking that its hash matches."""
     try:
-        name, hash_hex, encoded = vkey.strip().split("+")
+        name, hash_hex, encoded = vkey.strip().split("+", 2)
         raw = base64.b64decode(encoded, validate=True)
     except (ValueError, binascii.Error) as exc:
         raise CheckpointError(f"malformed verifier key {vkey!r}") from exc
