@@ -45,3 +45,19 @@ class StorageError(AuditError):
 
 class AppendOnlyViolation(StorageError):
     """An UPDATE, DELETE or TRUNCATE was attempted on an append-only ledger table."""
+
+
+class AnchorError(AuditError):
+    """Anchoring checkpoints outside the database failed or is misconfigured."""
+
+
+class SinkUnavailable(AnchorError):
+    """A checkpoint sink is down or timed out: the publisher retries with back-off."""
+
+
+class SinkRefused(AnchorError):
+    """A checkpoint sink answered and refused the checkpoint (e.g. a witness saw a fork)."""
+
+
+class TrustPolicyError(AnchorError, ValueError):
+    """A trust file is malformed or names keys or certificates that cannot be read."""

@@ -34,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "LEDGER_TABLES",
     "Base",
+    "CheckpointReceiptRow",
     "CheckpointRow",
     "EntryRow",
     "KeyRevocationRow",
@@ -108,6 +109,28 @@ class CheckpointRow(Base):
     note: Mapped[str] = mapped_column(Text)
 
 
+class CheckpointReceiptRow(Base):
+    """A sink's receipt for a checkpoint published outside the database (:mod:`audit.anchoring`).
+
+    One per (checkpoint, sink): ``kind`` says how to read ``data`` (a file
+    name, an RFC 3161 TimeStampResp, a witness cosignature). Like the
+    checkpoint copy it belongs to, it is information; what counts is what the
+    sink itself keeps.
+    """
+
+    __tablename__ = "audit_checkpoint_receipt"
+
+    checkpoint_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("audit_checkpoint.id"),
+        primary_key=True,
+    )
+    sink: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[str] = mapped_column(String(27))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class KeyRow(Base):
     """A public checkpoint-signing key with its validity interval (never the private key)."""
 
@@ -151,6 +174,7 @@ LEDGER_TABLES: tuple[str, ...] = (
     "audit_log_meta",
     "audit_entry",
     "audit_checkpoint",
+    "audit_checkpoint_receipt",
     "audit_key",
     "audit_key_revocation",
     "audit_tree_head",
