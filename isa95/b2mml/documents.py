@@ -9,6 +9,7 @@ from typing import Any
 
 from lxml import etree
 
+from isa95.b2mml.binding import Node, Release
 from isa95.b2mml.mapping import (
     ASSUMED_TIMEZONE,
     NOUNS,
@@ -21,10 +22,54 @@ from isa95.b2mml.schemas import LEGACY_NAMESPACES, NAMESPACES, VERSION_OF, Schem
 from isa95.b2mml.tree import build, read
 from isa95.errors import B2MMLError, DocumentInvalid, UnsupportedDocumentError, XMLIssue
 
-__all__ = ["B2MML", "VERBS", "ApplicationArea", "B2MMLDocument"]
+
+def release_of(element: etree._Element) -> str:
+    """The release (``V0701``/``V0600``) of a root element, from its namespace."""
+    namespace = etree.QName(element).namespace or ""
+    version = VERSION_OF.get(namespace)
+    if version is None:
+        raise UnsupportedDocumentError(f"namespace {namespace!r} is not B2MML V0701 or V0600")
+    return version
+
+
+__all__ = ["B2MML", "VERBS", "ApplicationArea", "B2MMLDocument", "release", "split_root"]
 
 VERBS = ("Process", "Sync", "Get", "Show", "Acknowledge", "Change", "Cancel", "Respond")
 """Transaction verbs of the B2MML transaction profile (Confirm is the separate ConfirmBOD)."""
+ALL_VERBS = (*VERBS, "Confirm")
+"""Every verb, ConfirmBOD's included (its noun is ``BOD``)."""
+
+
+def release(version: str) -> Release:
+    """The generated bindings of ``version`` (``V0701`` or ``V0600``)."""
+    if version == "V0701":
+        from isa95.b2mml.bindings import v0701
+
+        return v0701.RELEASE
+    if version == "V0600":
+        from isa95.b2mml.bindings import v0600
+
+        return v0600.RELEASE
+    raise B2MMLError(f"unknown B2MML version {version!r} (supported: V0701, V0600)")
+
+
+def split_root(version: str, root: str) -> tuple[str, str | None]:
+    """``(noun, verb)`` of a root element: ``SyncMaterialLot`` → ``("MaterialLot", "Sync")``.
+
+    A root whose type carries an ``ApplicationArea`` and a ``DataArea`` is a
+    transaction (BOD); anything else is a bare noun (verb None).
+    """
+    bindings = release(version)
+    cls = bindings.element_class(root)
+    spec = cls.SPEC
+    if spec.field("ApplicationArea") is not None and spec.field("DataArea") is not None:
+        if root == "ConfirmBOD":
+            return "BOD", "Confirm"
+        for verb in ALL_VERBS:
+            if root.startswith(verb):
+                return root[len(verb) :], verb
+    return root, None
+
 
 _CONTAINERS = {"BatchInformation": "MasterRecipe"}
 
@@ -82,7 +127,19 @@ class B2MMLDocument:
     unmapped: list[str] = field(default_factory=list)
     """Paths of content present in the document that the models do not carry."""
     tree: dict[str, Any] = field(default_factory=dict)
-    """The complete content of the document as a plain tree (nothing is lost here)."""
+    """The content as a plain tree (filled for nouns with a domain model; see ``binding``)."""
+    binding: Node | None = None
+    """The whole document as its generated binding: nothing read is lost here, and
+    :meth:`B2MML.write` of this document gives back a C14N-equal document."""
+
+    def payloads(self) -> list[Node]:
+        """The noun elements of the document (the DataArea's, or the root itself)."""
+        if self.binding is None:
+            return []
+        if self.verb is None:
+            return [self.binding]
+        data_area = self.binding.one("DataArea")
+        return [] if data_area is None else data_area.all(self.noun)
 
     @property
     def model(self) -> Any:
@@ -128,6 +185,12 @@ class B2MML:
         payloads are wrapped as ``<VerbNoun><ApplicationArea/><DataArea>``.
         ``noun`` picks an alternative noun (e.g. ``ProductionSchedule`` in V0600).
         """
+        if isinstance(payload, B2MMLDocument):
+            if payload.binding is None:
+                raise B2MMLError("the document carries no binding to write")
+            payload = payload.binding
+        if isinstance(payload, Node):
+            return self.write_binding(payload, validate=validate)
         models = payload if isinstance(payload, list) else [payload]
         if not models:
             raise B2MMLError("nothing to write")
@@ -167,6 +230,30 @@ class B2MML:
             root = etree.Element(f"{{{namespace}}}{name}", nsmap={None: namespace})
             build(root, root_type, tree)
         return self._finish(root, version, f"{version} {chosen.name}", validate)
+
+    def new(self, root: str, version: str = "V0701") -> Node:
+        """An empty document with root element ``root``, to fill through its binding."""
+        return release(version).new(root)
+
+    def write_binding(self, binding: Node, *, validate: bool = True) -> bytes:
+        """Serialise a document held as a binding, exactly as it stands.
+
+        Only the bytes of the whole document are produced (the root's tree,
+        with the comments and processing instructions around it); nothing is
+        reordered or normalised, so a document read and written again is
+        C14N-equal to the input. Validated unless ``validate`` is False.
+        """
+        element = binding.element
+        root = element.getroottree().getroot()
+        if root is not element:
+            raise B2MMLError(f"<{binding.tag}> is not the root of its document")
+        version = release_of(element)
+        data = bytes(etree.tostring(element.getroottree(), xml_declaration=True, encoding="UTF-8"))
+        if validate:
+            issues = self.schemas.validate(parse_xml(data), version)
+            if issues:
+                raise DocumentInvalid(f"{version} <{binding.tag}> is not schema-valid", issues)
+        return data
 
     def confirm(
         self,
@@ -233,11 +320,22 @@ class B2MML:
             ]
         return self.schemas.validate(tree, found)
 
-    def read(self, data: bytes, *, assume_timezone: tzinfo | None = None) -> B2MMLDocument:
-        """Parse safely, validate, and map a document to models.
+    def read(
+        self, data: bytes, *, assume_timezone: tzinfo | None = None, models: bool = True
+    ) -> B2MMLDocument:
+        """Parse safely, validate, bind, and map a document to models.
 
-        Date-times without a zone are refused unless ``assume_timezone`` says
-        which zone the sender meant (an explicit, documented choice).
+        Every global element of V0701 and V0600 is read — bare nouns, nouns in
+        a transaction (``<Verb><Noun>``, ConfirmBOD) and BatchML containers —
+        into ``document.binding``, which holds the whole document: writing the
+        document back gives a C14N-equal one. Nouns with a domain model
+        (:data:`isa95.b2mml.mapping.NOUNS`) are also mapped into
+        ``document.models`` unless ``models`` is False; what those models do
+        not carry is listed in ``document.unmapped`` and stays on the binding.
+
+        Date-times without a zone are refused by the mapping unless
+        ``assume_timezone`` says which zone the sender meant (an explicit,
+        documented choice); the binding keeps them as written either way.
 
         Raises :class:`UnsafeXMLError`, :class:`DocumentInvalid` (with the
         issues' lines and elements), :class:`UnsupportedDocumentError` or
@@ -247,52 +345,66 @@ class B2MML:
         """
         tree = parse_xml(data)
         version, root = self.identify(tree)
-        noun, verb = self._noun_of(root, version)
+        bindings = release(version)
+        if (NAMESPACES[version], root) not in bindings.elements:
+            raise UnsupportedDocumentError(
+                f"{version} has no global element <{root}>: not a B2MML document"
+            )
         issues = self.schemas.validate(tree, version)
         if issues:
             raise DocumentInvalid(f"{version} <{root}> does not validate", issues)
+        binding = bindings.wrap(tree.getroot())
+        noun_name, verb = split_root(version, root)
+        if root in _CONTAINERS:
+            noun_name = _CONTAINERS[root]
+        document = B2MMLDocument(version, root, noun_name, [], verb, binding=binding)
+        if not models:
+            return document
+        noun = NOUNS.get(noun_name)
+        if noun is None or version not in noun.versions:
+            # No domain model: the whole content is on the binding (and as a tree).
+            document.tree = binding.to_data()
+            document.unmapped = [f"/{root}" if verb is None else f"/{root}/DataArea/{noun_name}"]
+            if verb is not None:
+                area = binding.one("ApplicationArea")
+                if area is not None:
+                    token = ASSUMED_TIMEZONE.set(assume_timezone)
+                    try:
+                        with content_errors():
+                            document.application_area = ApplicationArea.from_tree(
+                                track(area.to_data(), f"{root}/ApplicationArea")
+                            )
+                    finally:
+                        ASSUMED_TIMEZONE.reset(token)
+            return document
         namespace = NAMESPACES[version]
         index = self.schemas.index(version)
         unsupported: list[str] = []
         content = read(tree.getroot(), index.element_type(namespace, root), unsupported, root)
         tracked = track(content, root)
-        area = None
         tracked.get("@releaseID")
         tracked.get("@versionID")
         token = ASSUMED_TIMEZONE.set(assume_timezone)
         try:
             with content_errors():
                 if verb is not None:
-                    area = ApplicationArea.from_tree(tracked.get("ApplicationArea") or {})
+                    document.application_area = ApplicationArea.from_tree(
+                        tracked.get("ApplicationArea") or {}
+                    )
                     data_area = tracked.get("DataArea") or {}
-                    data_area.get(verb if verb != "Confirm" else "Confirm")
+                    data_area.get(verb)
                     payloads = data_area.get(noun.name) or []
                     payloads = payloads if isinstance(payloads, list) else [payloads]
                 elif root in _CONTAINERS:
                     payloads = tracked.get(_CONTAINERS[root]) or []
                 else:
                     payloads = [tracked]
-                models = [noun.from_tree(p, version) for p in payloads]
+                document.models = [noun.from_tree(p, version) for p in payloads]
         finally:
             ASSUMED_TIMEZONE.reset(token)
-        unmapped = unsupported + list(unconsumed(tracked, root))
-        return B2MMLDocument(version, root, noun.name, models, verb, area, unmapped, content)
-
-    def _noun_of(self, root: str, version: str) -> tuple[Noun, str | None]:
-        if root in _CONTAINERS:
-            return NOUNS[_CONTAINERS[root]], None
-        if root in NOUNS and version in NOUNS[root].versions:
-            return NOUNS[root], None
-        for verb in VERBS:
-            if root.startswith(verb):
-                name = root[len(verb) :]
-                if name in NOUNS and version in NOUNS[name].versions:
-                    return NOUNS[name], verb
-        supported = ", ".join(n for n, x in NOUNS.items() if version in x.versions)
-        raise UnsupportedDocumentError(
-            f"{version} root <{root}> is not a supported document; supported nouns: {supported} "
-            f"(bare, in BatchInformation, or wrapped as {'/'.join(VERBS)}<Noun>)"
-        )
+        document.unmapped = unsupported + list(unconsumed(tracked, root))
+        document.tree = content
+        return document
 
     def convert(self, data: bytes, to_version: str) -> bytes:
         """Read a document and write its models in another release (same verb if any)."""

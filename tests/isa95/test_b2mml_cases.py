@@ -14,7 +14,8 @@ from isa95.errors import DocumentInvalid, ModelError, UnsupportedDocumentError
 COCOP = CASES / "cocop-biz-spec"
 pytestmark = pytest.mark.needs_cases  # skipped without them, failed with CI=true
 
-# file → (expected outcome, detail): "read" (schema-valid, supported), "invalid" (first error
+# file → (expected outcome, detail): "read" (schema-valid, with a domain model), "bound"
+# (schema-valid, read into its generated binding only: no domain model), "invalid" (first error
 # line and element), "legacy"/"unsupported" (clear refusal), "semantic" (XSD-valid, wrong meaning).
 EXPECTED: dict[str, tuple[str, object]] = {
     "cocop-biz-spec/Neg_ProcessProductionSchedule_EndBeforeStart.xml": (
@@ -70,10 +71,10 @@ EXPECTED: dict[str, tuple[str, object]] = {
     "rwth-iat-recipeeditor/Wabe102030_Grundrezept.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipeeditor/Wabe10_Grundrezept.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipeeditor/Wabe20_Grundrezept.xml": ("invalid", (519, "?")),
-    "rwth-iat-recipeeditor/expectedXml.xml": ("unsupported", "GRecipe"),
-    "rwth-iat-recipetool/GeneralRecipeHC.xml": ("unsupported", "GRecipeInformation"),
-    "rwth-iat-recipetool/IAT-HC-Beispielrezept.xml": ("unsupported", "GRecipe"),
-    "rwth-iat-recipetool/expectedXml.xml": ("unsupported", "GRecipe"),
+    "rwth-iat-recipeeditor/expectedXml.xml": ("bound", "GRecipe"),
+    "rwth-iat-recipetool/GeneralRecipeHC.xml": ("bound", "GRecipeInformation"),
+    "rwth-iat-recipetool/IAT-HC-Beispielrezept.xml": ("bound", "GRecipe"),
+    "rwth-iat-recipetool/expectedXml.xml": ("bound", "GRecipe"),
     "rwth-iat-recipol/2026-04-26_BatchML_MasterRecipe1_Sol_1.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipol/2026-04-26_BatchML_MasterRecipe2_Sol_1.xml": ("read", "MasterRecipe"),
     "rwth-iat-recipol/Testrezept_kur.xml": ("read", "MasterRecipe"),
@@ -96,6 +97,10 @@ def test_case(b2mml: B2MML, name: str) -> None:
         # Nothing is silently dropped: whatever the models do not carry is listed,
         # and the full content stays in the tree.
         assert isinstance(document.unmapped, list) and document.tree
+    elif outcome == "bound":
+        document = b2mml.read(data)
+        assert document.noun == detail and document.binding is not None
+        assert document.binding.tag == detail and document.unmapped == [f"/{detail}"]
     elif outcome == "invalid":
         with pytest.raises(DocumentInvalid) as info:
             b2mml.read(data)
