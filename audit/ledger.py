@@ -247,6 +247,8 @@ class Ledger:
         self._tail_key = ("audit.ledger.tail", self._origin)
         self._head_signer = head_signer
         self._head_key: TrustedKey | None = None
+        # Called with the new tree size as each write transaction seals (see add_append_listener).
+        self._append_listeners: list[Callable[[int], None]] = []
         if head_signer is not None:
             if not self._has_heads:
                 raise StorageError(
@@ -825,8 +827,24 @@ class Ledger:
             yield conn
             self.seal(conn)
 
+    def add_append_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(tree size)`` as each write transaction of this ledger seals.
+
+        It runs inside the appender's transaction, before the commit: it must
+        be cheap and must not raise (automatic checkpoints only wake a thread,
+        see :mod:`audit.anchoring.publisher`).
+        """
+        self._append_listeners.append(listener)
+
+    def remove_append_listener(self, listener: Callable[[int], None]) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        if listener in self._append_listeners:
+            self._append_listeners.remove(listener)
+
     def _sign_head(self, conn: Connection, tail: _Tail) -> None:
         tail.unsealed = False
+        for listener in self._append_listeners:
+            listener(tail.size)
         if self._head_signer is None or not tail.signable:
             return
         head = Checkpoint(
