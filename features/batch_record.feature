@@ -82,12 +82,16 @@ Feature: Electronic batch record
     Then the action succeeds
     And batch "B-1" is "Released"
 
-  @req:211.192 @req:211.188b11
-  Scenario: Whoever performed a step cannot release the batch
-    Given batch "B-1" has been executed and verified
+  @req:211.192 @req:211.188b11 @req:11.200a3
+  Scenario: Whoever performed a step cannot release the batch, even holding the role
+    Given "op1" also holds the role "QA Approver"
+    And batch "B-1" has been executed and verified
     And batch "B-1" has been reviewed by QA
     When "op1" releases batch "B-1"
-    Then the action is refused with "may not sign as"
+    Then the action is refused with "separation of duties"
+    And batch "B-1" is "Reviewed"
+    When "qa2" releases batch "B-1"
+    Then the action succeeds
 
   @req:211.188 @req:11.10b
   Scenario: A released batch is exported, with genealogy and logbook

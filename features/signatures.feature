@@ -21,6 +21,9 @@ Feature: Electronic signatures
 
   @req:11.200a @req:11.10g
   Scenario: Signing needs the right password and a role granting the meaning
+    When "qa2" signs the record "SOP-125" as "Approved" with a wrong password
+    Then the action is refused with "user id or password is wrong"
+    And no signature of "SOP-125" exists
     When "op1" signs the record "SOP-125" as "Released"
     Then the action is refused with "may not sign as"
     When "admin" signs the record "SOP-125" as "Approved"
@@ -44,3 +47,14 @@ Feature: Electronic signatures
     Then the action is refused with "user id or password is wrong"
     When "op2" signs phase "HEAT" of batch "B-1" as Verified
     Then the action is refused with "no Performed signature"
+
+  @req:11.200a1 @req:11.200a2
+  Scenario: Signing inside a session needs the password again
+    When "qa2" signs the record "SOP-126" as "Approved" in the session with a wrong password
+    Then the action is refused with "user id or password is wrong"
+    And no signature of "SOP-126" exists
+    When "qa2" signs the record "SOP-126" as "Approved" in the session
+    Then the action succeeds
+    And the record "SOP-126" carries 1 signature(s)
+    And the signature shows "Petra Approver (qa2) — Approved"
+    And the signature shows "Europe/Berlin"
