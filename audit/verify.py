@@ -19,6 +19,7 @@ perfect form or not, is reported as forged.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import hashlib
 import json
@@ -335,8 +336,13 @@ def verify_rows(
     deep: bool = False,
     heads: Iterable[HeadTuple] | None = None,
     head_keys: Sequence[TrustedKey] = (),
+    anchors: Sequence[tuple[str, Checkpoint]] = (),
 ) -> VerificationReport:
     """Verify stored rows ``(seq, canonical, leaf_hash, tree_hashes)`` in seq order.
+
+    ``anchors`` are further checkpoints, already trusted by the caller
+    (:mod:`audit.anchoring.verify`), each named by where it came from: the log
+    must hold each one's size and have its root and chain head there.
 
     ``deep`` parses every entry as JSON (slower) instead of reading its
     ``seq``/``prev`` members in place. ``heads`` are the stored tree heads
@@ -387,10 +393,23 @@ def verify_rows(
             return fail(found[0], None, found[1])
     cp_size = cp.tree_size if cp is not None else -1
     cp_head = (cp.root, cp.chain_head) if cp is not None else None
+    anchored: dict[int, list[tuple[str, Checkpoint]]] = {}
+    for label, anchor in anchors:
+        if origin is not None and anchor.origin != origin:
+            return fail(
+                Problem.CHECKPOINT_INCONSISTENT,
+                None,
+                f"checkpoint {label} is for log {anchor.origin!r}, this log is {origin!r}",
+            )
+        anchored.setdefault(anchor.tree_size, []).append((label, anchor))
+    anchor_sizes = sorted(s for s in anchored if s > 0)
 
     def next_mark(after: int) -> int:
         # The next size at which a checkpoint or a head wants the root: -1 for none.
         sizes = [s for s in (cp_size, scan.next_size if scan else -1) if s > after]
+        at = bisect.bisect_right(anchor_sizes, after)
+        if at < len(anchor_sizes):
+            sizes.append(anchor_sizes[at])
         return min(sizes, default=-1)
 
     frontier: list[bytes] = []
@@ -481,6 +500,15 @@ def verify_rows(
                     f"the first {cp_size} entries no longer have the checkpointed root: "
                     "history before the checkpoint was rewritten",
                 )
+            for label, anchor in anchored.get(expected, ()):
+                if (root_here, leaf) != (anchor.root, anchor.chain_head):
+                    return fail(
+                        Problem.CHECKPOINT_INCONSISTENT,
+                        None,
+                        f"the first {expected} entries no longer have the root of checkpoint "
+                        f"{label}: history before it was rewritten",
+                    )
+                report.checkpoints_checked += 1
             if scan is not None:
                 found = scan.check(expected, root_here, leaf)
                 if found is not None:
@@ -499,6 +527,14 @@ def verify_rows(
             Problem.TRUNCATED,
             expected,
             f"the log holds {expected} entries but a checkpoint vouches for {cp.tree_size}",
+        )
+    if anchor_sizes and expected < anchor_sizes[-1]:
+        label = anchored[anchor_sizes[-1]][0][0]
+        return fail(
+            Problem.TRUNCATED,
+            expected,
+            f"the log holds {expected} entries but checkpoint {label} vouches for "
+            f"{anchor_sizes[-1]}: entries were removed",
         )
     if scan is not None:
         outcome = scan.finish(expected)
