@@ -82,6 +82,8 @@ class Field:
     """Choice group within the type (0: not in a choice)."""
     branch: int = 0
     """Branch of that choice."""
+    needed: bool = False
+    """True when the choice must be made (one branch present)."""
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,17 @@ class Release:
         qname = etree.QName(element)
         return self.element_class(qname.localname, qname.namespace).bound(element, self)
 
-    def new(self, name: str, namespace: str | None = None) -> Node:
-        """A new, empty global element ``name`` (the root of a document being built)."""
+    def new(self, name: str, namespace: str | None = None, prefix: str | None = None) -> Node:
+        """A new, empty global element ``name`` (the root of a document being built).
+
+        The release's namespace is the default one unless ``prefix`` is given;
+        a prefix is needed only where the schema has unqualified local elements
+        (V0701's InformationObject), which a default namespace cannot hold.
+        """
         ns = namespace or self.namespace
         cls = self.element_class(name, ns)
-        return cls.bound(etree.Element(f"{{{ns}}}{name}", nsmap={None: self.namespace}), self)
+        element = etree.Element(f"{{{ns}}}{name}", nsmap={prefix: self.namespace})
+        return cls.bound(element, self)
 
 
 class Node:
@@ -273,6 +281,11 @@ class Node:
         existing = len(list(self.element.iterchildren(f"{{{slot.namespace}}}{name}")))
         if existing >= slot.max:
             raise B2MMLError(f"<{name}> may occur at most {slot.max} times in <{self.tag}>")
+        if not slot.namespace and self.element.nsmap.get(None):
+            raise B2MMLError(
+                f"<{name}> is unqualified in <{self.tag}>, which a default namespace cannot "
+                "express: build the document with a prefix (Release.new(..., prefix='b2mml'))"
+            )
         child = etree.Element(f"{{{slot.namespace}}}{name}")
         position = 0
         for index, other in enumerate(self.element):

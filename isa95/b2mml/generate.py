@@ -63,6 +63,7 @@ class _Field:
     rank: int
     choice: int = 0
     branch: int = 0
+    needed: bool = False
 
 
 @dataclass
@@ -322,6 +323,7 @@ class _Generator:
                     self._particle(built, child, times, optional, choice, counter)
             return
         if tag == "choice":
+            needed = not optional
             shared_rank = times > 1
             if choice == (0, 0):
                 counter[1] += 1
@@ -337,7 +339,11 @@ class _Generator:
                 inner = (group_id, branch) if group_id else choice
                 if shared_rank:
                     counter[0] = start_rank
+                first = len(built.fields)
                 self._particle(built, child, times, True, inner, counter)
+                if needed and group_id:
+                    for item in built.fields[first:]:
+                        item.needed = True
             if shared_rank:
                 counter[0] = start_rank + 1
             return
@@ -357,7 +363,11 @@ class _Generator:
                 raise SchemaError(f"element ref {ref!r} is not defined")
             type_, simple = self._element_type(built.name, local, target)
         else:
-            namespace = node.getroottree().getroot().get("targetNamespace") or self.s.namespace
+            schema = node.getroottree().getroot()
+            namespace = schema.get("targetNamespace") or self.s.namespace
+            form = node.get("form") or schema.get("elementFormDefault") or "unqualified"
+            if form.strip() != "qualified":
+                namespace = ""  # e.g. V0701's InformationObject.xsd: local elements unqualified
             local = node.get("name", "")
             type_, simple = self._element_type(built.name, local, node)
         built.fields.append(
@@ -512,6 +522,8 @@ def _field(f: _Field) -> str:
     args.append(str(f.rank))
     if f.choice:
         args += [str(f.choice), str(f.branch)]
+        if f.needed:
+            args.append("True")
     return f"Field({', '.join(args)})"
 
 

@@ -108,29 +108,40 @@ class SchemaSet:
         return issues_from_log(schema.error_log)
 
 
-@cache
 def _validator(directory: Path, version: str, root_element: str) -> etree.XMLSchema:
     if version == "V0701":
-        path = directory / "AllSchemas.xsd"
-    else:
-        # V0600's AllSchemas.xsd does not compile; use the area schema that
-        # declares the root element (it includes everything it needs).
-        path = _declaring_file(directory, root_element)
+        return _compiled(directory / "AllSchemas.xsd")
+    # V0600's AllSchemas.xsd does not compile; use the area schema that
+    # declares the root element (it includes everything it needs).
+    return _compiled(_declaring_file(directory, root_element))
+
+
+@cache
+def _compiled(path: Path) -> etree.XMLSchema:
+    """One compiled schema per file (several roots share their area's file)."""
     try:
         return etree.XMLSchema(etree.parse(str(path), safe_parser()))
     except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as exc:
         raise SchemaError(f"cannot compile {path}: {exc}") from exc
 
 
+@cache
+def _global_elements(directory: Path) -> dict[str, Path]:
+    """Global element name → the (first, by name) non-aggregate V0600 file declaring it."""
+    found: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.xsd")):
+        if path.name.startswith("AllSchemas") or "Types" in path.name:
+            continue
+        root = etree.parse(str(path), safe_parser()).getroot()
+        for node in root.iterchildren("{http://www.w3.org/2001/XMLSchema}element"):
+            name = node.get("name")
+            if name is not None:
+                found.setdefault(name, path)
+    return found
+
+
 def _declaring_file(directory: Path, root_element: str) -> Path:
-    pattern = re.compile(rf'<xsd:element\s+name\s*=\s*"{re.escape(root_element)}"')
-    candidates = [
-        p
-        for p in sorted(directory.glob("*.xsd"))
-        if not p.name.startswith("AllSchemas")
-        and "Types" not in p.name
-        and pattern.search(p.read_text(encoding="utf-8"))
-    ]
-    if not candidates:
+    path = _global_elements(directory).get(root_element)
+    if path is None:
         raise SchemaError(f"no V0600 schema declares <{root_element}>")
-    return candidates[0]
+    return path
