@@ -24,6 +24,7 @@ from gxpmes.errors import ConfigurationError, DatabaseError
 from gxpmes.records import writer as records_writer
 
 __all__ = [
+    "REASON_REQUIRED_ACTIONS",
     "SYSTEM",
     "Database",
     "SchemaUpgrade",
@@ -37,6 +38,29 @@ __all__ = [
 
 SYSTEM = Actor("system", "gxpmes system")
 """Actor of entries the system itself records (alerts, bootstrap)."""
+
+
+REASON_REQUIRED_ACTIONS: frozenset[str] = frozenset(
+    {
+        # Accounts and roles (21 CFR 11.10(d), (g)).
+        "user.roles",
+        "user.deactivate",
+        "user.reactivate",
+        "user.unlock",
+        "user.password_reset",
+        # Approved master data: material lots, equipment, master recipes (211.68, 211.186).
+        "lot.status",
+        "equipment.status",
+        "equipment.calibration",
+        "recipe.status",
+        "recipe.retire",
+        # Trust: a revoked key invalidates what it would sign from then on.
+        "key.revoke",
+    }
+)
+"""Actions whose audit entry the ledger refuses without a reason (21 CFR 11.10(e),
+Annex 11 §9): changes to accounts, roles and approved master data. The default of
+:class:`Database`; pass ``reason_required_actions`` to add site-specific actions."""
 
 
 def utc_now() -> datetime:
@@ -184,8 +208,12 @@ class Database:
         create: bool = True,
         read_only: bool = False,
         head_signer: NoteSigner | None = None,
+        reason_required_actions: frozenset[str] | None = None,
     ) -> None:
         """Open the database at ``url`` (an SQLAlchemy URL or an SQLite file path).
+
+        ``reason_required_actions`` (default :data:`REASON_REQUIRED_ACTIONS`)
+        are actions the ledger refuses to record without a reason.
 
         ``head_signer`` is the application's tree-head key (see
         :class:`audit.ledger.Ledger`): every write transaction then signs the
@@ -208,6 +236,12 @@ class Database:
             raise ConfigurationError("a database opened read-only cannot be created or migrated")
         require_database(url, create=create)
         self.clock = clock
+        # Looked up at call time: the module default is the one place to change it.
+        reasons = (
+            REASON_REQUIRED_ACTIONS
+            if reason_required_actions is None
+            else (REASON_REQUIRED_ACTIONS | frozenset(reason_required_actions))
+        )
         with database_errors(url):
             self.engine = open_engine(url, read_only=read_only)
             try:
@@ -218,7 +252,11 @@ class Database:
                     raise DatabaseError(problem)  # never a migration attempt by the app role
                 if problem is not None:
                     self.ledger = Ledger(
-                        self.engine, clock=clock, origin=origin, head_signer=head_signer
+                        self.engine,
+                        clock=clock,
+                        origin=origin,
+                        head_signer=head_signer,
+                        reason_required_actions=reasons,
                     )
                     self._create_schema()
                 else:
@@ -231,6 +269,7 @@ class Database:
                         origin=origin,
                         create=first,
                         head_signer=head_signer,
+                        reason_required_actions=reasons,
                     )
             except BaseException:
                 self.engine.dispose()
@@ -291,6 +330,41 @@ class Database:
         records_writer.write_deferred(conn, seq)
         return seq
 
+    def start_checkpoints(
+        self,
+        sinks: Sequence[CheckpointSink] = (),
+        *,
+        every_entries: int = DEFAULT_EVERY_ENTRIES,
+        every_seconds: float = DEFAULT_EVERY_SECONDS,
+        config: Mapping[str, Any] | None = None,
+        base: Path = Path("."),
+    ) -> CheckpointPublisher:
+        """Sign a checkpoint every ``every_entries`` entries or ``every_seconds`` and publish it.
+
+        Checkpoints are signed with the tree-head key and handed to ``sinks``
+        (or the sinks and intervals of an ``[anchoring]`` ``config`` table,
+        see :mod:`audit.anchoring.config`) on background threads; a sink that
+        is down never blocks a transaction. :meth:`close` signs a last one and
+        stops. Lag per sink: ``db.checkpoints.status()``.
+        """
+        from audit.anchoring.config import publisher_from_config
+        from audit.anchoring.publisher import CheckpointPublisher
+
+        if self.checkpoints is not None:
+            raise ConfigurationError("automatic checkpoints are already running")
+        if config is not None:
+            publisher = publisher_from_config(self.ledger, config, base)
+        else:
+            publisher = CheckpointPublisher(
+                self.ledger, sinks, every_entries=every_entries, every_seconds=every_seconds
+            )
+        publisher.start()
+        self.checkpoints = publisher
+        return publisher
+
     def close(self) -> None:
-        """Release connections."""
+        """Stop automatic checkpoints (after a last one) and release connections."""
+        publisher, self.checkpoints = self.checkpoints, None
+        if publisher is not None:
+            publisher.stop()
         self.engine.dispose()

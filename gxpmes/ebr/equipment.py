@@ -113,8 +113,31 @@ class EquipmentRecords(EngineBase):
             projection.update(
                 conn, EquipmentRow, {"equipment_id": equipment_id}, dict(status=status)
             )
-            self._log(
-                conn, user, equipment_id, "status", None, f"{row.status} → {status}: {reason}"
+            # The logbook line and the entry written by hand (not _log): the entry
+            # carries old and new status and the reason in its own field, which the
+            # ledger requires for "equipment.status" (REASON_REQUIRED_ACTIONS).
+            comment = f"{row.status} → {status}: {reason}"
+            projection.insert(
+                conn,
+                EquipmentLogRow,
+                {
+                    "equipment_id": equipment_id,
+                    "event": "status",
+                    "batch_id": None,
+                    "at": self._ts(),
+                    "by": user.user_id,
+                    "comment": comment,
+                },
+            )
+            self._audit(
+                conn,
+                user.actor,
+                "equipment.status",
+                "equipment",
+                equipment_id,
+                old={"status": row.status},
+                new={"batch_id": None, "comment": comment, "status": status},
+                reason=reason,
             )
 
     def equipment_log(self, equipment_id: str) -> list[dict[str, Any]]:

@@ -92,6 +92,16 @@ def _never_idle(original: Callable[..., Any]) -> Callable[..., Any]:
     return active_session
 
 
+def _no_time_floor(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Ledger._tail_state forgetting the tail's recorded time: no floor for the clock."""
+
+    def tail_state(self: Any, *args: Any) -> Any:
+        frontier, signable, base_size, _last_stamp = original(self, *args)
+        return frontier, signable, base_size, ""
+
+    return tail_state
+
+
 CONTROLS: tuple[Control, ...] = (
     Control(
         "idle session timeout",
@@ -136,6 +146,34 @@ CONTROLS: tuple[Control, ...] = (
             "signatures.feature", "Signing needs the right password and a role granting the meaning"
         ),
         "11.10g",
+    ),
+    Control(
+        "reasons required by default for accounts, roles and master data",
+        "gxpmes.database:REASON_REQUIRED_ACTIONS",
+        constant(frozenset()),
+        "tests/ebr/test_audit_completeness.py::test_ledger_refuses_a_role_change_without_reason",
+        "11.10e",
+    ),
+    Control(
+        "the ledger refuses a recorded time earlier than the tail's",
+        "audit.ledger:Ledger._tail_state",
+        _no_time_floor,
+        "tests/audit_core/test_time_order.py::test_clock_going_back_is_refused_and_nothing_written",
+        "11.10e",
+    ),
+    Control(
+        "verification flags time going backwards",
+        "audit.verify:_recorded_at",
+        returns(b""),
+        "tests/audit_core/test_time_order.py::test_verification_names_an_entry_recorded_earlier",
+        "11.10e",
+    ),
+    Control(
+        "key registration and revocation are audited",
+        "audit.ledger:Ledger._audit_key_change",
+        noop,
+        "tests/audit_core/test_key_audit.py::test_register_and_revoke_are_audited_under_a_signed_head",
+        "11.10e",
     ),
 )
 
