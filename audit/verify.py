@@ -132,6 +132,8 @@ class VerificationReport:
                 if self.checkpoint_size is not None
                 else ""
             )
+            if self.checkpoint_size is None and self.checkpoints_checked:
+                cp = f", consistent with {self.checkpoints_checked} trusted checkpoint(s)"
             heads = (
                 f", every entry under a signed tree head ({self.heads_checked} checked)"
                 if self.signed_size is not None

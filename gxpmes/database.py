@@ -7,14 +7,16 @@ without its audit entry, nor an entry without its change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
+from audit.anchoring.publisher import DEFAULT_EVERY_ENTRIES, DEFAULT_EVERY_SECONDS
 from audit.db import open_engine
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
@@ -22,6 +24,10 @@ from audit.note import NoteSigner
 from audit.schema import LogMetaRow
 from gxpmes.errors import ConfigurationError, DatabaseError
 from gxpmes.records import writer as records_writer
+
+if TYPE_CHECKING:
+    from audit.anchoring.publisher import CheckpointPublisher
+    from audit.anchoring.sink import CheckpointSink
 
 __all__ = [
     "REASON_REQUIRED_ACTIONS",
@@ -236,6 +242,7 @@ class Database:
             raise ConfigurationError("a database opened read-only cannot be created or migrated")
         require_database(url, create=create)
         self.clock = clock
+        self.checkpoints: CheckpointPublisher | None = None
         # Looked up at call time: the module default is the one place to change it.
         reasons = (
             REASON_REQUIRED_ACTIONS
@@ -281,6 +288,7 @@ class Database:
         self = cls.__new__(cls)
         self.engine = engine
         self.clock = clock
+        self.checkpoints = None
         self.ledger = Ledger(engine, clock=clock, create=False)
         return self
 

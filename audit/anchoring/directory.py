@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,13 @@ from pathlib import Path
 from audit.anchoring.sink import PublishedCheckpoint, Receipt
 from audit.errors import AnchorError, SinkRefused, SinkUnavailable
 
-__all__ = ["SUFFIX", "DirectorySink", "checkpoint_file_name", "read_checkpoint_dir"]
+__all__ = [
+    "SUFFIX",
+    "DirectorySink",
+    "checkpoint_file_name",
+    "read_checkpoint_dir",
+    "write_once",
+]
 
 SUFFIX = ".checkpoint"
 _NAME_RE = re.compile(r"^[0-9]{20}-[0-9a-f]{16}\.checkpoint$")
@@ -41,6 +48,43 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _already_there(final: Path, data: bytes) -> bool:
+    try:
+        existing = final.read_bytes()
+    except FileNotFoundError:
+        return False
+    if existing != data:
+        # Same name, other bytes: someone wrote there; never overwrite evidence.
+        raise SinkRefused(f"{final} exists with other content; refusing to overwrite it")
+    return True
+
+
+def write_once(directory: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` as ``directory/name`` once: fsync'd, linked into place, never overwritten.
+
+    Writing the same bytes again is a no-op; other bytes under an existing
+    name raise :class:`SinkRefused`. ``OSError`` is left to the caller.
+    """
+    final = directory / name
+    if _already_there(final, data):
+        return final
+    temporary = directory / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(temporary, final)  # fails if the name exists: never overwrites
+        except FileExistsError:
+            _already_there(final, data)  # a concurrent writer of the same bytes
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_dir(directory)
+    return final
 
 
 class DirectorySink:
@@ -67,44 +111,15 @@ class DirectorySink:
     def publish(self, checkpoint: PublishedCheckpoint) -> Receipt:
         """Write the checkpoint's file (idempotent); the receipt holds its file name."""
         file_name = checkpoint_file_name(checkpoint)
-        final = self.directory / file_name
         try:
             if not self.directory.is_dir():
                 raise SinkUnavailable(f"checkpoint directory {self.directory} does not exist")
-            if not self._already_there(final, checkpoint.note):
-                self._write_once(final, checkpoint.note)
+            write_once(self.directory, file_name, checkpoint.note)
         except OSError as exc:
             raise SinkUnavailable(
                 f"cannot write checkpoint into {self.directory}: {exc.strerror or exc}"
             ) from exc
         return Receipt(self.name, self.kind, file_name.encode("ascii"), self._clock())
-
-    @staticmethod
-    def _already_there(final: Path, note: bytes) -> bool:
-        try:
-            existing = final.read_bytes()
-        except FileNotFoundError:
-            return False
-        if existing != note:
-            # Same name, other bytes: someone wrote there; never overwrite evidence.
-            raise SinkRefused(f"{final} exists with other content; refusing to overwrite it")
-        return True
-
-    def _write_once(self, final: Path, note: bytes) -> None:
-        temporary = final.with_name(f".{final.name}.{os.getpid()}.{id(self)}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(note)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(temporary, final)  # fails if the name exists: never overwrites
-            except FileExistsError:
-                self._already_there(final, note)  # a concurrent publisher of the same note
-        finally:
-            temporary.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
 
 
 def read_checkpoint_dir(directory: str | Path) -> list[tuple[str, str]]:

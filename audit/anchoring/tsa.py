@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -87,8 +87,8 @@ class TimestampAuthority:
 
 def _verify_with(
     authority: TimestampAuthority, response_der: bytes, message: bytes, nonce: int | None
-) -> datetime:
-    """Signature, chain, EKU and imprint of one token under one TSA; returns genTime."""
+) -> tuple[datetime, timedelta]:
+    """Signature, chain, EKU and imprint of one token under one TSA; ``(genTime, slack)``."""
     from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
 
     try:
@@ -110,10 +110,21 @@ def _verify_with(
         raise AnchorError(
             f"time-stamp token does not verify under TSA {authority.name}: {exc}"
         ) from exc
-    gen_time = response.tst_info.gen_time
+    info = response.tst_info
+    gen_time = info.gen_time
     if gen_time.utcoffset() is None:  # GeneralizedTime is UTC by definition (RFC 3161 §2.4.2)
         gen_time = gen_time.replace(tzinfo=UTC)
-    return gen_time
+    # The TSA vouches for genTime ± accuracy (§2.4.2); the parser also drops the
+    # fraction of a second, so the latest the token can mean is one second more.
+    slack = timedelta(seconds=1)
+    accuracy = info.accuracy
+    if accuracy is not None:
+        slack += timedelta(
+            seconds=accuracy.seconds or 0,
+            milliseconds=accuracy.millis or 0,
+            microseconds=accuracy.micros or 0,
+        )
+    return gen_time, slack
 
 
 def check_timestamp(
@@ -124,7 +135,11 @@ def check_timestamp(
     *,
     nonce: int | None = None,
 ) -> tuple[datetime, str]:
-    """Check an RFC 3161 token over a signed checkpoint ``note``; ``(genTime, TSA name)``.
+    """Check an RFC 3161 token over a signed checkpoint ``note``; ``(latest time, TSA name)``.
+
+    The time returned is the latest the token vouches for: genTime plus the
+    TSA's stated accuracy plus one second (the fraction the parser drops);
+    the note was signed no later than that.
 
     The token must verify under one of ``authorities`` (signature,
     certificate chain valid at genTime, timeStamping EKU, imprint of exactly
@@ -137,19 +152,19 @@ def check_timestamp(
     reasons = []
     for authority in authorities:
         try:
-            gen_time = _verify_with(authority, response_der, note, nonce)
+            gen_time, slack = _verify_with(authority, response_der, note, nonce)
         except AnchorError as exc:
             reasons.append(str(exc))
             continue
         problem = authority.problem_at(gen_time)
         if problem is not None:
             raise AnchorError(f"time-stamp of {gen_time.isoformat()}: {problem}")
-        if checkpoint_time > gen_time:
+        if checkpoint_time > gen_time + slack:
             raise AnchorError(
                 f"checkpoint claims time {checkpoint_time.isoformat()}, later than its RFC 3161 "
                 f"time-stamp {gen_time.isoformat()} by TSA {authority.name}: its time line is false"
             )
-        return gen_time, authority.name
+        return gen_time + slack, authority.name
     raise AnchorError("; ".join(reasons))
 
 
@@ -209,7 +224,9 @@ class TimestampSink:
 
     With ``authorities`` (the TSA certificates the installation trusts) the
     token is checked before it is stored, so a misconfigured or impostor TSA
-    shows as a refusing sink instead of as a finding at the next audit.
+    shows as a refusing sink instead of as a finding at the next audit. With
+    ``directory`` the token is also written, once, as ``<checkpoint file>.tsr``
+    into that folder (the directory sink's), where verification finds it.
     """
 
     kind = KIND
@@ -222,6 +239,7 @@ class TimestampSink:
         authorities: Sequence[TimestampAuthority] = (),
         timeout: float = 10.0,
         clock: Callable[[], datetime] | None = None,
+        directory: str | Path | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise AnchorError(f"TSA URL must be http(s): {url!r}")
@@ -230,6 +248,7 @@ class TimestampSink:
         self._authorities = tuple(authorities)
         self._timeout = timeout
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.directory = None if directory is None else Path(directory)
 
     @property
     def name(self) -> str:
@@ -246,4 +265,14 @@ class TimestampSink:
                 )
             except AnchorError as exc:
                 raise SinkRefused(str(exc)) from exc
+        if self.directory is not None:
+            # Beside the directory sink's file, so the token travels with the checkpoint.
+            from audit.anchoring.directory import checkpoint_file_name, write_once
+
+            try:
+                write_once(self.directory, checkpoint_file_name(checkpoint) + ".tsr", body)
+            except OSError as exc:
+                raise SinkUnavailable(
+                    f"cannot write the time-stamp token into {self.directory}: {exc.strerror}"
+                ) from exc
         return Receipt(self.name, self.kind, body, self._clock())

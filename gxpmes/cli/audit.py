@@ -7,6 +7,7 @@ import base64
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from audit.keys import TrustedKey, load_private_key
 from audit.ledger import Ledger
@@ -53,8 +54,33 @@ def head_keys(paths: list[str], ledger: Ledger) -> list[TrustedKey]:
     )
 
 
+def anchored_check(args: argparse.Namespace) -> Any:
+    """With ``--trust``: ``check(ledger, progress)`` verifying against the trust file and every
+    checkpoint given (``--checkpoint`` files, ``--checkpoints`` folders); else None."""
+    if not args.trust:
+        if args.checkpoints:
+            raise CliError("--checkpoints needs --trust (the keys to check them with)")
+        return None
+    if args.public_key or args.head_key:
+        raise CliError("--trust replaces --public-key and --head-key: list the keys in the file")
+    from audit.anchoring.trust import load_trust_file
+    from audit.anchoring.verify import collect_checkpoints, verify_anchored
+
+    policy = load_trust_file(args.trust)
+    given = collect_checkpoints(
+        [args.checkpoint] if args.checkpoint else [], list(args.checkpoints or [])
+    )
+
+    def check(ledger: Ledger, progress: Any) -> Any:
+        deep = getattr(args, "deep", False)
+        return verify_anchored(ledger, policy, given=given, progress=progress, deep=deep)
+
+    return check
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    if bool(args.checkpoint) != bool(args.public_key):
+    anchored = anchored_check(args)
+    if anchored is None and bool(args.checkpoint) != bool(args.public_key):
         raise CliError("--checkpoint and --public-key go together")
     checkpoint = read_text(args.checkpoint) if args.checkpoint else None
     trusted = checkpoint_keys(args.public_key, checkpoint)
@@ -65,14 +91,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             print(f"  verified {done} entries", file=sys.stderr)
 
     try:
-        report = verify_ledger(
-            ledger,
-            checkpoint=checkpoint,
-            trusted_keys=trusted,
-            head_keys=head_keys(args.head_key or [], ledger),
-            progress=progress,
-            deep=args.deep,
-        )
+        if anchored is not None:
+            report = anchored(ledger, progress)
+        else:
+            report = verify_ledger(
+                ledger,
+                checkpoint=checkpoint,
+                trusted_keys=trusted,
+                head_keys=head_keys(args.head_key or [], ledger),
+                progress=progress,
+                deep=args.deep,
+            )
     finally:
         ledger.close()
     if args.json:
@@ -131,6 +160,24 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_trust_options(parser: argparse.ArgumentParser) -> None:
+    """``--trust FILE`` and ``--checkpoints DIR`` (shared by ``audit verify`` and ``verify``)."""
+    parser.add_argument(
+        "--trust",
+        metavar="TOML",
+        help="trust file listing the trusted checkpoint (tree-head) keys, TSA certificates and "
+        "witness keys with validity and revocations; keys, revocations and checkpoints in the "
+        "database then count only as information",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        action="append",
+        metavar="DIR",
+        help="folder of checkpoints kept outside the database (the directory sink's); the trail "
+        "must be consistent with every one (repeatable; needs --trust)",
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``audit checkpoint|verify|prove|export``."""
     audit_cmd = sub.add_parser(
@@ -167,7 +214,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     verify.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     verify.add_argument(
-        "--checkpoint", metavar="FILE", help="signed checkpoint file (needs --public-key)"
+        "--checkpoint",
+        metavar="FILE",
+        help="signed checkpoint file (needs --public-key or --trust)",
     )
     verify.add_argument(
         "--public-key", metavar="PEM", help="public.pem of the checkpoint key (needs --checkpoint)"
@@ -179,6 +228,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="public.pem of the application's tree-head key; repeat for every key it has used "
         "(without it, rows inserted behind the ledger's back are not detected)",
     )
+    add_trust_options(verify)
     verify.add_argument("--json", action="store_true", help="machine-readable report")
     verify.add_argument("--deep", action="store_true", help="also parse every entry fully (slower)")
     verify.set_defaults(func=cmd_audit_verify)

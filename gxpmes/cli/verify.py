@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gxpmes.cli.audit import head_keys
+from gxpmes.cli.audit import add_trust_options, anchored_check, head_keys
 from gxpmes.cli.common import (
     DB_HELP,
     EXIT_OK,
@@ -21,12 +21,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from gxpmes.identity.signatures import key_id_of
     from gxpmes.records.verify import print_progress, verify_record
 
+    anchored = anchored_check(args)
     checkpoint = read_text(args.checkpoint) if args.checkpoint else None
     trusted = checkpoint_keys(args.public_key, checkpoint)
     signature_keys: dict[str, bytes] = {}
     for path in args.signature_key or ([args.public_key] if args.public_key else []):
         raw = public_key(path)
         signature_keys[key_id_of(raw)] = raw
+    if anchored is not None and not args.signature_key:
+        # One key commonly signs heads, checkpoints and e-signatures: the file's keys.
+        from audit.anchoring.trust import load_trust_file
+
+        for key in load_trust_file(args.trust).checkpoint_keys(["gxpmes"]):
+            raw = key.verifier.public_key
+            signature_keys[key_id_of(raw)] = raw
     db = open_database(args.db, read_only=True)
     try:
         # Without --head-key, every key the user trusts may have signed the heads
@@ -40,6 +48,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             head_keys=heads,
             signature_keys=signature_keys,
             progress=None if args.json else print_progress,
+            ledger_check=anchored,
         )
     finally:
         db.close()
@@ -91,5 +100,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "entries no validly signed head covers are reported as forged "
         "(default: --public-key and --signature-key)",
     )
+    add_trust_options(verify)
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=cmd_verify)

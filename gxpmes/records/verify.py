@@ -204,6 +204,35 @@ def _in_batch(spec: TableSpec, image: dict[str, Any], batch: str | None) -> bool
     return batch is None or spec.batch_column is None or image.get(spec.batch_column) == batch
 
 
+def _verify_log(
+    ledger: Ledger,
+    checkpoint: str | None,
+    trusted_keys: Sequence[TrustedKey],
+    head_keys: Sequence[TrustedKey] | None,
+    signature_keys: dict[str, bytes] | None,
+    say: Callable[[str], None],
+) -> VerificationReport:
+    """The log check of :func:`verify_record` with the keys it was given."""
+    return verify_ledger(
+        ledger,
+        checkpoint=checkpoint,
+        trusted_keys=trusted_keys,
+        head_keys=(
+            # Every key the caller trusts (an installation commonly signs heads,
+            # checkpoints and e-signatures with one key), under the heads' own names.
+            keys_under_head_names(
+                ledger,
+                [k.verifier.public_key for k in trusted_keys]
+                + list((signature_keys or {}).values()),
+            )
+            if head_keys is None
+            else list(head_keys)
+        )
+        or None,
+        progress=lambda n: say(f"audit log: {n} entries verified"),
+    )
+
+
 def verify_record(
     engine: Engine,
     *,
@@ -213,8 +242,14 @@ def verify_record(
     head_keys: Sequence[TrustedKey] | None = None,
     signature_keys: dict[str, bytes] | None = None,
     progress: Callable[[str], None] | None = None,
+    ledger_check: Callable[[Ledger, Callable[[int], None]], VerificationReport] | None = None,
 ) -> RecordReport:
     """Verify the log, the projected tables and the signatures of one database.
+
+    ``ledger_check(ledger, progress)``, when given, verifies the log instead
+    of :func:`audit.verify.verify_ledger` with the keys above (e.g. with trust
+    from a trust file and every outside checkpoint:
+    :func:`audit.anchoring.verify.verify_anchored`).
 
     ``trusted_keys`` verify checkpoints; ``head_keys`` the signed tree heads
     (default: every key the caller trusts — checkpoint and signature keys —
@@ -235,24 +270,12 @@ def verify_record(
             progress(message)
 
     ledger = Ledger(engine, create=False)
-    ledger_report = verify_ledger(
-        ledger,
-        checkpoint=checkpoint,
-        trusted_keys=trusted_keys,
-        head_keys=(
-            # Every key the caller trusts (an installation commonly signs heads,
-            # checkpoints and e-signatures with one key), under the heads' own names.
-            keys_under_head_names(
-                ledger,
-                [k.verifier.public_key for k in trusted_keys]
-                + list((signature_keys or {}).values()),
-            )
-            if head_keys is None
-            else list(head_keys)
+    if ledger_check is not None:
+        ledger_report = ledger_check(ledger, lambda n: say(f"audit log: {n} entries verified"))
+    else:
+        ledger_report = _verify_log(
+            ledger, checkpoint, trusted_keys, head_keys, signature_keys, say
         )
-        or None,
-        progress=lambda n: say(f"audit log: {n} entries verified"),
-    )
     report = RecordReport(ledger_report, batch=batch)
     report.warnings.extend(ledger_report.warnings)
     specs = projected()
