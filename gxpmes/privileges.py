@@ -79,12 +79,14 @@ def _append_only_declared() -> set[str]:
     # Read at run time: packages add tables to these tuples in later releases.
     from audit import schema as audit_schema
     from gxpmes.ebr import schema as ebr_schema
+    from gxpmes.erp import schema as erp_schema
     from gxpmes.identity import schema as identity_schema
 
     return {
         *audit_schema.LEDGER_TABLES,
         *identity_schema.APPEND_ONLY_TABLES,
         *ebr_schema.EBR_APPEND_ONLY,
+        *erp_schema.ERP_APPEND_ONLY,
     }
 
 
@@ -92,6 +94,7 @@ def _known_tables() -> set[str]:
     """Tables the gxpmes and audit models declare (whoever should own them)."""
     from audit.schema import Base as AuditBase
     from gxpmes.ebr import schema as _ebr  # noqa: F401 - registers the EBR tables
+    from gxpmes.erp import schema as _erp  # noqa: F401 - registers the ERP tables
     from gxpmes.identity.schema import AppBase
 
     return {*AuditBase.metadata.tables, *AppBase.metadata.tables, VERSION_TABLE}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from audit.errors import AuditError
-from gxpmes.cli import audit, b2mml, connect, db, demo, keys, report, verify, witness
+from gxpmes.cli import audit, b2mml, connect, db, demo, erp, keys, report, verify, witness
 from gxpmes.cli.common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, CliError
 from gxpmes.dbopen import URL_FORMAT, describe_failure
 from gxpmes.errors import GxpError
@@ -25,7 +25,7 @@ from isa95.errors import ISA95Error
 __all__ = ["EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "CliError", "build_parser", "main"]
 
 # In the order ``gxpmes --help`` lists them.
-COMMAND_MODULES = (demo, verify, db, keys, audit, witness, connect, report, b2mml)
+COMMAND_MODULES = (demo, verify, db, keys, audit, witness, connect, report, b2mml, erp)
 
 DESCRIPTION = """\
 GxP manufacturing from the command line: a verifiable audit trail, electronic

@@ -384,6 +384,9 @@ class BatchExecution(ValueCapture):
                     f"{target.value} ± {tolerance}",
                     weighing_id,
                 )
+            from gxpmes.erp.outbox import emit  # ERP consumption posting, same transaction
+
+            emit(self, conn, "weighing.recorded", batch_id, weighing_id=weighing_id)
 
         self._signed_change(performer, Meaning.PERFORMED, record, build, change)
         return weighing_id
@@ -555,4 +558,7 @@ class BatchExecution(ValueCapture):
                 batch_id,
                 new={"actual": actual.value, "yield_percent": yield_pct},
             )
+            from gxpmes.erp.outbox import emit  # ERP production posting, same transaction
+
+            emit(self, conn, "batch.executed", batch_id)
         return yield_pct

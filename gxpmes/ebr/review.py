@@ -215,6 +215,9 @@ class BatchReview(BatchExecution):
                 items.append(ReviewItem("open:phase_incomplete", path, f"phase is {state}", True))
         for entry in self._changes(batch_id):
             items.append(entry)
+        from gxpmes.erp.exceptions import review_items  # the batch's ERP exchange problems
+
+        items.extend(review_items(self.db, batch_id))
         return items
 
     def _changes(self, batch_id: str) -> list[ReviewItem]:
@@ -340,7 +343,9 @@ class BatchReview(BatchExecution):
 
         def build(conn: Connection) -> SignableRecord:
             open_items = [
-                i for i in self.review_by_exception(batch_id) if i.open and i.kind != "deviation"
+                i
+                for i in self.review_by_exception(batch_id)
+                if i.open and i.kind != "deviation" and not i.kind.startswith("erp:")
             ]
             if open_items:
                 raise ReleaseBlocked(
@@ -414,6 +419,10 @@ class BatchReview(BatchExecution):
                     new={"status": lot_status, "batch_id": batch_id},
                     reason=reason or f"batch {batch_id} {status.lower()}",
                 )
+            # The decision's ERP documents commit with it, or the decision does not.
+            from gxpmes.erp.outbox import emit
+
+            emit(self, conn, "batch.released" if status == RELEASED else "batch.rejected", batch_id)
 
         self._signed_change(approver, meaning, subject, build, change, reason=reason)
 
