@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gxpmes.identity.schema import AppBase
@@ -18,6 +18,7 @@ __all__ = [
     "LotRow",
     "RecipeRow",
     "RecordItemRow",
+    "RejectRow",
     "StepRow",
     "ValueRow",
     "WeighingRow",
@@ -221,10 +222,35 @@ class RecordItemRow(AppBase):
     recorded_at: Mapped[str] = mapped_column(String(40))
 
 
+class RejectRow(AppBase):
+    """Plant input a connector refused (dead letter): kept, with why and from where. Append-only.
+
+    The raw payload is kept up to :data:`gxpmes.connectors.rejects.MAX_KEPT` bytes;
+    its full size and SHA-256 are kept always, so an oversized poison message
+    is still identified.
+    """
+
+    __tablename__ = "ebr_ot_reject"
+
+    reject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[str] = mapped_column(String(40))
+    connector: Mapped[str] = mapped_column(String(128))  # the connector's configured identity
+    client_id: Mapped[str] = mapped_column(String(256))  # MQTT client id / OPC UA client
+    origin: Mapped[str] = mapped_column(String(512))  # MQTT topic, OPC UA node, publisher
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    tag: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    batch_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    payload_size: Mapped[int] = mapped_column(Integer)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+
+
 EBR_APPEND_ONLY = (
     "ebr_equipment_log",
     "ebr_value",
     "ebr_weighing",
     "ebr_genealogy",
     "ebr_record_item",
+    "ebr_ot_reject",
 )

@@ -90,6 +90,6 @@ def test_db_upgrade_command(tmp_path: Path, pg_url: str) -> None:
         from sqlalchemy import text
 
         assert (
-            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0003"
+            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0005"
         )
     db.close()

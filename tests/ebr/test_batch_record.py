@@ -428,6 +428,6 @@ def test_migrations_upgrade_an_older_schema(tmp_path) -> None:  # type: ignore[n
     assert inspect(db.engine).has_table("ebr_record_item")
     with db.read() as conn:
         assert (
-            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0003"
+            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0005"
         )
     db.close()

@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 # Tables introduced by later revisions (created there, not here).
-LATER_TABLES = frozenset({"ebr_record_item"})
+LATER_TABLES = frozenset({"ebr_record_item", "ebr_ot_reject"})
 
 
 def upgrade() -> None:
