@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
 from gxpmes.ebr.engine import CapturedValue
+from gxpmes.testing.plant import OT_SOURCE
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
     plant = make_plant(str(workdir / "mes.db"))
     engine = plant.engine
     plant.start_batch("B-1", phases=(HEAT,))
-    start = plant.clock()
+    start = plant.clock() - timedelta(milliseconds=args.values)  # history, never ahead
     values = [
         CapturedValue(
             "B-1",
@@ -47,7 +48,7 @@ def main() -> None:
     chunks = [values[i : i + args.batch] for i in range(0, len(values), args.batch)]
     began = time.perf_counter()
     for chunk in chunks:
-        engine.capture(chunk)
+        engine.capture(chunk, source=OT_SOURCE)
     ours = args.values / (time.perf_counter() - began)
     plant.db.close()
 

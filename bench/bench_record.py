@@ -41,7 +41,7 @@ from gxpmes.ebr.engine import CapturedValue
 from gxpmes.identity.signatures import key_id_of
 from gxpmes.records.signatures import check_signatures
 from gxpmes.records.verify import verify_record
-from gxpmes.testing.plant import BLEND, HEAT, MIX, TestPlant, build_plant
+from gxpmes.testing.plant import BLEND, HEAT, MIX, OT_SOURCE, TestPlant, build_plant
 from isa95.common import Quantity
 
 T = TypeVar("T")
@@ -93,7 +93,7 @@ def build(path: Path, values: int, chunk: int, out_of_limit: int) -> None:
                     BATCH, parameter, tag, number, unit, start + timedelta(milliseconds=i)
                 )
             )
-        engine.capture(batch)
+        engine.capture(batch, source=OT_SOURCE)
         plant.clock.advance(seconds=chunk / 1000)
         done = first + len(batch)
         if done % (chunk * 10) == 0 or done == values:

@@ -27,7 +27,7 @@ from audit.ledger import Ledger
 from audit.note import NoteSigner
 from audit.verify import verify_ledger
 from gxpmes.database import Database
-from gxpmes.ebr.engine import BatchEngine, CapturedValue
+from gxpmes.ebr.engine import BatchEngine, CapturedValue, CaptureSource
 from gxpmes.identity import Credentials, IdentityService, SignatureService
 from gxpmes.identity.signatures import key_id_of
 from gxpmes.records.verify import verify_record
@@ -48,7 +48,10 @@ PEOPLE = {
     "op2": ("Otto Operator", ["Operator"]),
     "qa1": ("Quinn Reviewer", ["QA Reviewer"]),
     "qa2": ("Petra Approver", ["QA Approver"]),
+    "svc-ot": ("OT data collector", ["OT Device"]),
 }
+OT_SOURCE = CaptureSource("svc-ot", "demo-plant-simulator")
+"""The simulated plant delivers its values under the device account svc-ot."""
 
 
 def _say(step: str) -> None:
@@ -231,7 +234,8 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         engine.verify_weighing(weighing, creds(checker))
     _say(f"4/9 batch {BATCH} started; 2 weighings recorded and second-person verified")
 
-    start = db.clock()
+    # The simulated readings are the last 300 s of plant history (never in the future).
+    start = db.clock() - timedelta(seconds=300)
     captured = 0
     for path, parameter, tag, unit, centre, swing, spikes, doubtful, who in (
         (
@@ -277,7 +281,7 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
                 CapturedValue(BATCH, f"{MIX}/time", "GRAN01.TM-101", Decimal("10"), "min", start)
             )
         for chunk in range(0, len(values), 100):
-            engine.capture(values[chunk : chunk + 100])
+            engine.capture(values[chunk : chunk + 100], source=OT_SOURCE)
         captured += len(values)
         engine.complete_phase(BATCH, path, creds(who[0]))
         engine.verify_phase(BATCH, path, creds(who[1]))

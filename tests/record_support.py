@@ -56,7 +56,7 @@ from gxpmes.records.images import row_changes
 from gxpmes.records.replay import key_text
 from gxpmes.records.tables import TableSpec
 from gxpmes.records.verify import RecordReport, verify_record
-from gxpmes.testing.plant import BLEND, HEAT, MIX, USERS, TestPlant, build_plant
+from gxpmes.testing.plant import BLEND, HEAT, MIX, OT_SOURCE, USERS, TestPlant, build_plant
 from isa95.common import Quantity
 from isa95.recipe import FormulaParameter
 
@@ -138,7 +138,8 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
             for i, (reading, quality) in enumerate(
                 [("70.1", "Good"), ("76.4", "Good"), ("69.8", "Uncertain"), ("70.0", "Good")]
             )
-        ]
+        ],
+        source=OT_SOURCE,
     )
     engine.manual_entry(
         op1,
@@ -159,7 +160,8 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
     ):
         engine.command(op1, batch, path, "Start")
         engine.capture(
-            [CapturedValue(batch, f"{path}/{parameter}", "SC", Decimal(reading), unit, now)]
+            [CapturedValue(batch, f"{path}/{parameter}", "SC", Decimal(reading), unit, now)],
+            source=OT_SOURCE,
         )
         engine.complete_phase(batch, path, plant.creds("op1"))
         engine.verify_phase(batch, path, plant.creds("op2"))
@@ -190,7 +192,8 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
             CapturedValue(
                 IN_EXECUTION_BATCH, f"{HEAT}/temperature", "TT-101", Decimal("70.3"), "Cel", now
             )
-        ]
+        ],
+        source=OT_SOURCE,
     )
     return plant, RecordDb(url, plant.signature_keys(), tuple(plant.trusted_keys()))
 

@@ -42,6 +42,7 @@ from isa95.recipe import Recipe
 from isa95.statemachine import ProceduralState
 
 __all__ = [
+    "CAPTURE_PERMISSION",
     "CLOSED",
     "CREATED",
     "EXECUTED",
@@ -51,6 +52,7 @@ __all__ = [
     "REJECTED",
     "RELEASED",
     "REVIEWED",
+    "CaptureSource",
     "CapturedValue",
     "EngineBase",
     "ReviewItem",
@@ -68,6 +70,11 @@ CLOSED = frozenset({RELEASED, REJECTED})
 QUALITIES = ("Good", "Uncertain", "Bad")
 OT_COLLECTOR = Actor("svc-ot", "OT data collector")
 """Default actor of captured values (the OT connector's service account)."""
+CAPTURE_PERMISSION = "capture.device"
+"""The permission an account needs to deliver values to :meth:`capture` (role "OT Device").
+
+Distinct from ``batch.capture`` (a person's manual entry): a connector records
+under a service or device account, never under a person's."""
 _ACTIVE = frozenset(s.value for s in ProceduralState) - {"Idle", "Complete", "Stopped", "Aborted"}
 
 
@@ -95,6 +102,22 @@ class CapturedValue:
         value: object = self.value  # typed Decimal, but callers pass ints
         if type(value) is int:
             object.__setattr__(self, "value", Decimal(value))
+
+
+@dataclass(frozen=True)
+class CaptureSource:
+    """Who delivers values to ``BatchEngine.capture``: an account and a client.
+
+    ``account_id`` is a service or device account (a user account whose roles
+    grant :data:`CAPTURE_PERMISSION`, e.g. the "OT Device" role); values are
+    recorded under its name, and an unknown, deactivated, locked or
+    unauthorised account is refused. ``client_id`` names the delivering
+    client (the connector's MQTT client id, OPC UA session, host...) and is
+    recorded in every value's audit entry as ``client_id``.
+    """
+
+    account_id: str
+    client_id: str
 
 
 @dataclass(frozen=True)
@@ -149,13 +172,18 @@ class EngineBase:
         *,
         collector: Actor = OT_COLLECTOR,
         stale_after: timedelta = timedelta(minutes=5),
+        future_skew: timedelta = timedelta(seconds=60),
     ) -> None:
         self.db = db
         self.identity = identity
         self.signatures = signatures
         self.collector = collector
         self.stale_after = stale_after
+        self.future_skew = future_skew
+        """How far a source or server timestamp may lie ahead of this server's clock."""
         self._recipes: dict[tuple[str, str], Recipe] = {}
+        self._capture_accounts: dict[str, tuple[Any, ...]] = {}
+        """Capture accounts whose row (this image) was checked against its trail."""
 
     def _now(self) -> datetime:
         return self.db.clock()

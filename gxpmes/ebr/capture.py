@@ -13,9 +13,11 @@ from audit.canonical import format_timestamp
 from audit.entry import Actor, AuditEvent
 from gxpmes.ebr.base import (
     _ACTIVE,
+    CAPTURE_PERMISSION,
     IN_EXECUTION,
     QUALITIES,
     CapturedValue,
+    CaptureSource,
 )
 from gxpmes.ebr.recipes import RecipeRecords
 from gxpmes.ebr.schema import (
@@ -23,13 +25,15 @@ from gxpmes.ebr.schema import (
     StepRow,
     ValueRow,
 )
-from gxpmes.errors import CaptureRefused
-from gxpmes.identity.service import Session
+from gxpmes.errors import CaptureRefused, RecordIntegrityError
+from gxpmes.identity.schema import UserRow
+from gxpmes.identity.service import Session, _user
 from gxpmes.records.images import VALUE_COLUMNS, value_row
 from isa95.errors import ModelError
 from isa95.recipe import FormulaParameter, Phase, Recipe
 
 _VALUE_CHARS: int = ValueRow.__table__.c.value.type.length  # type: ignore[attr-defined]
+_CLIENT_ID_CHARS = 256
 
 
 class ValueCapture(RecipeRecords):
@@ -41,11 +45,28 @@ class ValueCapture(RecipeRecords):
         except ModelError:  # a parameter without limits in the recipe
             return None
 
-    def capture(self, values: Sequence[CapturedValue]) -> list[int]:
+    @staticmethod
+    def _phase_parameter(recipe: Recipe, path: str) -> FormulaParameter | None:
+        """The parameter ``path`` (``proc/up/op/phase/param``) of a phase, or None."""
+        head, _, name = path.rpartition("/")
+        for element_path, element in recipe.procedural_elements():
+            if element_path == head and isinstance(element, Phase):
+                return next((p for p in element.parameters if p.id == name), None)
+        return None
+
+    def capture(self, values: Sequence[CapturedValue], *, source: CaptureSource) -> list[int]:
         """Record process values in bulk; returns their audit sequence numbers.
 
-        All or nothing: if any value is refused (batch not executing, phase not
-        active, unknown parameter, naive time, unknown quality) none is
+        ``source`` identifies who delivers them: a service or device account
+        whose roles grant :data:`~gxpmes.ebr.base.CAPTURE_PERMISSION` (each
+        value's audit entry is written under that account and carries
+        ``source.client_id``). The account row is checked against its audit
+        trail before it is trusted.
+
+        All or nothing: if any value is refused (unknown, inactive, locked or
+        unauthorised account; batch not executing; phase not active; parameter
+        not in the recipe; naive time; a source or server time more than
+        ``future_skew`` ahead of this server's clock; unknown quality) none is
         written, the refusal is audited, and :class:`CaptureRefused` says why.
         Out-of-limit and non-Good values are recorded *and* raise exceptions
         for review.
@@ -54,27 +75,81 @@ class ValueCapture(RecipeRecords):
             return []
         server_now = self._now()
         with self.db.transaction() as conn:
-            values = self._not_yet_recorded(conn, values)
-            if not values:
-                return []
-            problems, contexts = self._check_capture(conn, values)
-            if problems:
-                refused = problems
-            else:
-                return self._write_values(conn, values, contexts, server_now, manual=False)
+            actor, refused = self._capture_account(conn, source)
+            if not refused:
+                values = self._not_yet_recorded(conn, values)
+                if not values:
+                    return []
+                refused, contexts = self._check_capture(conn, values, server_now)
+                if not refused:
+                    assert actor is not None
+                    return self._write_values(
+                        conn,
+                        values,
+                        contexts,
+                        server_now,
+                        manual=False,
+                        actor=actor,
+                        client_id=source.client_id,
+                    )
         with self.db.transaction() as conn:
             self._audit(
                 conn,
-                self.collector,
+                actor or self.collector,
                 "capture.refused",
                 "batch",
                 values[0].batch_id,
-                new={"count": len(values), "problems": refused[:20]},
+                new={
+                    "count": len(values),
+                    "problems": refused[:20],
+                    "account": source.account_id,
+                    "client_id": str(source.client_id)[:_CLIENT_ID_CHARS],
+                },
             )
         raise CaptureRefused(
             f"{len(refused)} of {len(values)} values refused, none written: "
             + "; ".join(refused[:5])
         )
+
+    def _capture_account(
+        self, conn: Connection, source: CaptureSource
+    ) -> tuple[Actor | None, list[str]]:
+        """The actor values are recorded under, or why ``source`` may not capture."""
+        if not isinstance(source, CaptureSource):
+            return None, [f"capture needs a CaptureSource, not {type(source).__name__}"]
+        client = source.client_id
+        if (
+            not isinstance(client, str)
+            or not client.strip()
+            or len(client) > _CLIENT_ID_CHARS
+            or not client.isprintable()
+        ):
+            return None, [f"client id {str(client)[:40]!r} is blank, too long or not printable"]
+        row = self.identity._row(conn, source.account_id)
+        if row is None:
+            return None, [f"no account {source.account_id!r}"]
+        image = tuple(row)
+        if self._capture_accounts.get(source.account_id) != image:
+            # Trusted once per row image: a role granted by SQL is not a grant.
+            try:
+                self._check_against_log(
+                    conn,
+                    self.db.ledger.entries_for("user", row.user_id),
+                    {"gx_user": UserRow.user_id == row.user_id},
+                )
+            except RecordIntegrityError as exc:
+                return None, [f"account {row.user_id!r}: {exc}"]
+            self._capture_accounts[source.account_id] = image
+        user = _user(row)
+        if not user.active or user.locked:
+            state = "deactivated" if not user.active else "locked"
+            return None, [f"account {user.user_id!r} is {state}"]
+        if CAPTURE_PERMISSION not in self.identity.permissions(user):
+            return None, [
+                f"account {user.user_id!r} lacks permission {CAPTURE_PERMISSION!r} "
+                "(a service or device account, e.g. role 'OT Device')"
+            ]
+        return user.actor, []
 
     def _not_yet_recorded(
         self, conn: Connection, values: Sequence[CapturedValue]
@@ -102,11 +177,13 @@ class ValueCapture(RecipeRecords):
         return fresh
 
     def _check_capture(
-        self, conn: Connection, values: Sequence[CapturedValue]
+        self, conn: Connection, values: Sequence[CapturedValue], server_now: datetime
     ) -> tuple[list[str], dict[str, Any]]:
         problems: list[str] = []
         contexts: dict[str, Any] = {}
         steps: dict[tuple[str, str], str | None] = {}
+        known: dict[tuple[str, str], bool] = {}
+        latest = server_now + self.future_skew
         for value in values:
             if value.batch_id not in contexts:
                 batch = conn.execute(
@@ -124,7 +201,7 @@ class ValueCapture(RecipeRecords):
             if context is None:
                 problems.append(f"{where}: no such batch")
                 continue
-            batch, _recipe = context
+            batch, recipe = context
             if batch.status != IN_EXECUTION:
                 problems.append(f"{where}: batch is {batch.status}, not In execution")
                 continue
@@ -137,8 +214,13 @@ class ValueCapture(RecipeRecords):
                     )
                 ).scalar_one_or_none()
             state = steps[key]
+            pkey = (value.batch_id, value.parameter)
+            if pkey not in known:
+                known[pkey] = self._phase_parameter(recipe, value.parameter) is not None
             if state is None:
                 problems.append(f"{where}: no phase {phase!r} in this batch")
+            elif not known[pkey]:
+                problems.append(f"{where}: the recipe has no parameter {value.parameter!r}")
             elif state not in _ACTIVE:
                 problems.append(f"{where}: phase is {state}")
             elif value.quality not in QUALITIES:
@@ -147,6 +229,14 @@ class ValueCapture(RecipeRecords):
                 value.server_ts is not None and value.server_ts.utcoffset() is None
             ):
                 problems.append(f"{where}: naive timestamp")
+            elif value.source_ts > latest or (
+                value.server_ts is not None and value.server_ts > latest
+            ):
+                ahead = max(value.source_ts, value.server_ts or value.source_ts)
+                problems.append(
+                    f"{where}: timestamp {format_timestamp(ahead)} is more than "
+                    f"{self.future_skew} ahead of the server clock {format_timestamp(server_now)}"
+                )
             elif not isinstance(value.value, Decimal):
                 problems.append(f"{where}: value {value.value!r} is not a Decimal (or int)")
             elif not value.value.is_finite():
@@ -168,6 +258,7 @@ class ValueCapture(RecipeRecords):
         manual: bool,
         actor: Actor | None = None,
         reason: str | None = None,
+        client_id: str | None = None,
     ) -> list[int]:
         events = []
         exceptions = []
@@ -202,6 +293,7 @@ class ValueCapture(RecipeRecords):
                         "quality": value.quality,
                         "in_limits": in_limits,
                         "source_key": value.source_key,
+                        **({"client_id": client_id} if client_id is not None else {}),
                     },
                     reason=reason,
                 )
@@ -274,7 +366,7 @@ class ValueCapture(RecipeRecords):
         """A value typed in by a person (e.g. a handheld reading); always an exception to review."""
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.capture")
-            problems, contexts = self._check_capture(conn, [value])
+            problems, contexts = self._check_capture(conn, [value], self._now())
             if problems:
                 raise CaptureRefused("; ".join(problems))
             return self._write_values(

@@ -17,6 +17,7 @@ The engine is assembled from one module per job: :mod:`gxpmes.ebr.base`
 from __future__ import annotations
 
 from gxpmes.ebr.base import (
+    CAPTURE_PERMISSION,
     CLOSED,
     CREATED,
     EXECUTED,
@@ -27,11 +28,13 @@ from gxpmes.ebr.base import (
     RELEASED,
     REVIEWED,
     CapturedValue,
+    CaptureSource,
     ReviewItem,
 )
 from gxpmes.ebr.review import BatchReview
 
 __all__ = [
+    "CAPTURE_PERMISSION",
     "CLOSED",
     "CREATED",
     "EXECUTED",
@@ -42,6 +45,7 @@ __all__ = [
     "RELEASED",
     "REVIEWED",
     "BatchEngine",
+    "CaptureSource",
     "CapturedValue",
     "ReviewItem",
 ]

@@ -70,6 +70,8 @@ DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
         }
     ),
     "Administrator": frozenset({"user.manage", "user.unlock"}),
+    # A service or device account (an OT connector): delivers captured values, nothing else.
+    "OT Device": frozenset({"capture.device"}),
 }
 """Role → permissions. ``sign.<Meaning>`` lets a role sign with that meaning; an
 Administrator manages accounts but signs nothing unless given another role."""

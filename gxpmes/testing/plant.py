@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.keys import TrustedKey, generate_private_key
 from audit.note import NoteSigner, NoteVerifier, public_key_bytes
 from gxpmes.database import Database
-from gxpmes.ebr.engine import BatchEngine
+from gxpmes.ebr.engine import BatchEngine, CaptureSource
 from gxpmes.identity import (
     Credentials,
     IdentityService,
@@ -39,6 +39,7 @@ __all__ = [
     "BLEND",
     "HEAT",
     "MIX",
+    "OT_SOURCE",
     "USERS",
     "Clock",
     "TestPlant",
@@ -53,12 +54,16 @@ USERS: dict[str, tuple[str, list[str], str]] = {
     "op2": ("Otto Operator", ["Operator"], "Operator-Two-2026!"),
     "qa1": ("Quinn Reviewer", ["QA Reviewer"], "Reviewer-QA-2026!"),
     "qa2": ("Petra Approver", ["QA Approver"], "Approver-QA-2026!"),
+    "svc-ot": ("OT data collector", ["OT Device"], "Device-OT-Collect-2026!"),
 }
 """Test users: id → (printed name, roles, password). Test data only."""
 
 HEAT = "GRAN/UP-GRAN/OP-WET/PH-HEAT"
 MIX = "GRAN/UP-GRAN/OP-WET/PH-MIX"
 BLEND = "GRAN/UP-BLEND/OP-BLEND/PH-BLEND"
+
+OT_SOURCE = CaptureSource("svc-ot", "test-connector")
+"""The test plant's OT connector identity: its device account and client id."""
 
 HEAD_KEY_NAME = "gxpmes-test"
 """Key name of a test plant's tree heads and checkpoints."""
@@ -168,6 +173,11 @@ class TestPlant:
     def signature_keys(self) -> dict[str, bytes]:
         """Key id → public key, for re-verifying e-signatures."""
         return {key_id_of(self.public_key): self.public_key}
+
+    @property
+    def ot(self) -> CaptureSource:
+        """The identity the plant's OT connector captures values under."""
+        return OT_SOURCE
 
     def creds(self, user: str, password: str | None = None) -> Credentials:
         """Both signature components of a test user (optionally a wrong password)."""

@@ -111,7 +111,8 @@ def batch_executed(plant: TestPlant, batch: str) -> None:
                 CapturedValue(
                     batch, f"{path}/{parameter}", f"{name}-PV", Decimal(number), unit, plant.clock()
                 )
-            ]
+            ],
+            source=plant.ot,
         )
         if name == "MIX":
             plant.engine.capture(
@@ -119,7 +120,8 @@ def batch_executed(plant: TestPlant, batch: str) -> None:
                     CapturedValue(
                         batch, f"{path}/time", "TM-101", Decimal("10"), "min", plant.clock()
                     )
-                ]
+                ],
+                source=plant.ot,
             )
         plant.engine.complete_phase(batch, path, plant.creds("op1"))
         plant.engine.verify_phase(batch, path, plant.creds("op2"))
@@ -221,7 +223,8 @@ def ot_reports(
                     plant.clock(),
                     quality=quality,
                 )
-            ]
+            ],
+            source=plant.ot,
         ),
     )
 

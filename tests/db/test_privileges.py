@@ -23,7 +23,7 @@ from gxpmes.cli import main
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.errors import ConfigurationError, GxpError
 from gxpmes.privileges import AppRoleGrant, app_role_problems, grant_app_role
-from gxpmes.testing.plant import BLEND, HEAT, MIX, Clock, build_plant
+from gxpmes.testing.plant import BLEND, HEAT, MIX, OT_SOURCE, Clock, build_plant
 from isa95.common import Quantity
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ def test_a_batch_runs_end_to_end_as_the_app_role(roles: Roles, app: Engine, tmp_
             (BLEND, _values(plant, BLEND, "speed", "rpm", "118")),
         ):
             engine.command(plant.sessions["op1"], B, path, "Start")
-            engine.capture(captured)
+            engine.capture(captured, source=OT_SOURCE)
             engine.complete_phase(B, path, creds("op1"))
             engine.verify_phase(B, path, creds("op2"))
         engine.complete_batch(plant.sessions["op1"], B, Quantity(value=Decimal("98"), unit="kg"))

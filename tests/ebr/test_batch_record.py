@@ -22,6 +22,7 @@ from gxpmes.errors import (
     SeparationOfDutiesError,
 )
 from gxpmes.identity import Credentials
+from gxpmes.testing.plant import OT_SOURCE
 from isa95.b2mml.documents import B2MML
 from isa95.common import Quantity
 from isa95.errors import IllegalTransition
@@ -50,7 +51,7 @@ def value(
 def run_phase(plant, path: str, values, performer: str = "op1", checker: str = "op2") -> None:  # type: ignore[no-untyped-def]
     plant.engine.command(plant.sessions[performer], B, path, "Start")
     if values:
-        plant.engine.capture(values)
+        plant.engine.capture(values, source=OT_SOURCE)
     plant.engine.complete_phase(B, path, plant.creds(performer))
     plant.engine.verify_phase(B, path, plant.creds(checker))
 
@@ -261,23 +262,32 @@ def test_capture_refused_unless_executing_and_audited(plant) -> None:  # type: i
     create(plant)
     good = value(plant, f"{HEAT}/temperature", "70", "Cel")
     with pytest.raises(CaptureRefused, match="not In execution"):
-        plant.engine.capture([good])
+        plant.engine.capture(
+            [good],
+            source=OT_SOURCE,
+        )
     plant.engine.start_batch(plant.sessions["op1"], B)
     with pytest.raises(CaptureRefused, match="phase is Idle"):
-        plant.engine.capture([good])
+        plant.engine.capture(
+            [good],
+            source=OT_SOURCE,
+        )
     for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
         plant.engine.command(plant.sessions["op1"], B, path, "Start")
     unknown = CapturedValue(
         B, "GRAN/UP-GRAN/OP-WET/PH-NOPE/x", "TT-9", Decimal("1"), "Cel", plant.clock()
     )
     with pytest.raises(CaptureRefused, match="no phase"):
-        plant.engine.capture([good, unknown])  # all or nothing
+        plant.engine.capture([good, unknown], source=OT_SOURCE)  # all or nothing
     assert plant.engine.values(B) == []
     refusals = [
         e for e in plant.db.ledger.entries_for("batch", B) if e.event.action == "capture.refused"
     ]
     assert len(refusals) == 3
-    seqs = plant.engine.capture([good])
+    seqs = plant.engine.capture(
+        [good],
+        source=OT_SOURCE,
+    )
     assert [v["seq"] for v in plant.engine.values(B)] == seqs
 
 
@@ -364,7 +374,8 @@ def test_changed_or_deleted_value_is_detected(plant) -> None:  # type: ignore[no
     for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
         plant.engine.command(plant.sessions["op1"], B, path, "Start")
     seqs = plant.engine.capture(
-        [value(plant, f"{HEAT}/temperature", t, "Cel") for t in ("70.0", "71.0", "72.0")]
+        [value(plant, f"{HEAT}/temperature", t, "Cel") for t in ("70.0", "71.0", "72.0")],
+        source=OT_SOURCE,
     )
     assert plant.engine.verify_values(B) == []
     with plant.db.engine.begin() as conn:

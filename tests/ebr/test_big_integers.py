@@ -13,6 +13,7 @@ from sqlalchemy import select
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.ebr.schema import ValueRow
 from gxpmes.errors import CaptureRefused
+from gxpmes.testing.plant import OT_SOURCE
 
 BATCH = "B-BIG"
 PARAMETER = f"{HEAT}/temperature"
@@ -34,7 +35,7 @@ decimals = st.decimals(allow_nan=False, allow_infinity=False).filter(
 
 def _capture(plant, number: object) -> int:  # type: ignore[no-untyped-def]
     value = CapturedValue(BATCH, PARAMETER, "TT-101", number, "Cel", plant.clock())  # type: ignore[arg-type]
-    return plant.engine.capture([value])[0]
+    return plant.engine.capture([value], source=OT_SOURCE)[0]
 
 
 def _read_back(plant, seq: int) -> tuple[str, object]:  # type: ignore[no-untyped-def]

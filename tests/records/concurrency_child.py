@@ -32,7 +32,7 @@ from gxpmes.identity import (
     PasswordPolicy,
     SignatureService,
 )
-from gxpmes.testing.plant import HEAD_KEY_NAME, Clock
+from gxpmes.testing.plant import HEAD_KEY_NAME, OT_SOURCE, Clock
 from isa95.common import Quantity
 
 
@@ -59,7 +59,7 @@ def _call(engine: BatchEngine, command: dict[str, Any]) -> Any:
     if op == "capture":  # until the stop file exists; prints CAPTURED <n> after each chunk
         stop, captured = Path(command["stop"]), 0
         while not stop.exists():
-            start = engine.db.clock() + timedelta(seconds=captured)
+            start = engine.db.clock()  # never ahead of the server clock
             engine.capture(
                 [
                     CapturedValue(
@@ -71,7 +71,8 @@ def _call(engine: BatchEngine, command: dict[str, Any]) -> Any:
                         start + timedelta(milliseconds=i),
                     )
                     for i in range(command["size"])
-                ]
+                ],
+                source=OT_SOURCE,
             )
             captured += command["size"]
             print(f"CAPTURED {captured}", flush=True)

@@ -32,7 +32,7 @@ from gxpmes.ebr.engine import CapturedValue
 from gxpmes.errors import GxpError
 from gxpmes.records.tables import projected
 from gxpmes.records.verify import RecordReport, verify_record
-from gxpmes.testing.plant import BLEND, HEAD_KEY_NAME, HEAT, MIX, TestPlant, build_plant
+from gxpmes.testing.plant import BLEND, HEAD_KEY_NAME, HEAT, MIX, OT_SOURCE, TestPlant, build_plant
 from isa95.common import Quantity
 
 BATCH = "B-ATTACK-1"
@@ -77,7 +77,8 @@ def executed(tmp_path: Path) -> Executed:
                 source_key=f"tt:{i}",
             )
             for i, reading in enumerate(["70.1", "90.0", "70.0"])  # 90.0: outside [65, 75]
-        ]
+        ],
+        source=OT_SOURCE,
     )
     for path_, parameter, unit, reading in (
         (MIX, "speed", "rpm", "121"),
@@ -85,7 +86,8 @@ def executed(tmp_path: Path) -> Executed:
     ):
         engine.command(op1, BATCH, path_, "Start")
         engine.capture(
-            [CapturedValue(BATCH, f"{path_}/{parameter}", "SC", Decimal(reading), unit, now)]
+            [CapturedValue(BATCH, f"{path_}/{parameter}", "SC", Decimal(reading), unit, now)],
+            source=OT_SOURCE,
         )
     for phase in (HEAT, MIX, BLEND):
         engine.complete_phase(BATCH, phase, plant.creds("op1"))

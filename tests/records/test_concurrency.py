@@ -45,6 +45,7 @@ from gxpmes.testing.plant import (
     HEAD_KEY_NAME,
     HEAT,
     MIX,
+    OT_SOURCE,
     USERS,
     build_plant,
     granulation_recipe,
@@ -90,7 +91,8 @@ def _prepare(url: str) -> tuple[bytes, str, int]:
                 "Cel",
                 plant.clock(),
             )
-        ]
+        ],
+        source=OT_SOURCE,
     )
     for path in (HEAT, MIX, BLEND):
         engine.complete_phase(REVIEWED_BATCH, path, plant.creds("op1"))

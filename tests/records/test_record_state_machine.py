@@ -54,6 +54,7 @@ from gxpmes.testing.plant import (
     HEAD_KEY_NAME,
     HEAT,
     MIX,
+    OT_SOURCE,
     USERS,
     Clock,
     TestPlant,
@@ -184,7 +185,10 @@ def _value(story: Story, draw: Draw, batch: str, phase: str, manual: bool = Fals
 def capture(story: Story, draw: Draw) -> None:
     batch, phase = _pick(draw, story.batches), draw(st.sampled_from(list(PHASES)))
     count = draw(st.integers(1, 3))
-    story.plant.engine.capture([_value(story, draw, batch, phase) for _ in range(count)])
+    story.plant.engine.capture(
+        [_value(story, draw, batch, phase) for _ in range(count)],
+        source=OT_SOURCE,
+    )
 
 
 def manual_entry(story: Story, draw: Draw) -> None:
@@ -239,7 +243,10 @@ def run_phase(story: Story, draw: Draw, phase: str | None = None) -> None:
     engine = story.plant.engine
     with contextlib.suppress(GxpError, ISA95Error):  # already running, or the batch is not
         engine.command(story.plant.sessions["op1"], batch, phase, "Start")
-    engine.capture([_value(story, draw, batch, phase)])
+    engine.capture(
+        [_value(story, draw, batch, phase)],
+        source=OT_SOURCE,
+    )
     engine.complete_phase(batch, phase, story.creds("op1"))
     if draw(st.booleans()):
         engine.verify_phase(batch, phase, story.creds("op2"))
@@ -522,7 +529,8 @@ def test_deviation_opened_after_review_leaves_a_verifiable_record(template: Temp
                         CapturedValue(
                             "B-1", f"{phase}/{parameter}", "T", Decimal(low), unit, plant.clock()
                         )
-                    ]
+                    ],
+                    source=OT_SOURCE,
                 )
                 engine.complete_phase("B-1", phase, story.creds("op1"))
                 engine.verify_phase("B-1", phase, story.creds("op2"))

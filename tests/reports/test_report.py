@@ -21,6 +21,7 @@ from audit.note import NoteSigner
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.reports import collect_report, render_report
 from gxpmes.reports.plots import MAX_POINTS, downsample
+from gxpmes.testing.plant import OT_SOURCE
 
 B = "B-2026-0001"
 
@@ -135,7 +136,7 @@ def test_large_batch_renders_with_downsampled_plots(tmp_path: Path) -> None:
     plant = make_plant(str(tmp_path / "big.db"))
     engine = plant.engine
     plant.start_batch("B-BIG", phases=(HEAT,))
-    start = plant.clock()
+    start = plant.clock() - timedelta(hours=3)  # plant history: never ahead of the server
     spikes = {13_337, 64_000, 99_999}
     values = [
         CapturedValue(
@@ -149,7 +150,10 @@ def test_large_batch_renders_with_downsampled_plots(tmp_path: Path) -> None:
         for i in range(100_000)
     ]
     for chunk in range(0, len(values), 5000):
-        engine.capture(values[chunk : chunk + 5000])
+        engine.capture(
+            values[chunk : chunk + 5000],
+            source=OT_SOURCE,
+        )
     data = collect_report(engine, "B-BIG")
     series = data.series[0]
     assert len(series.values) == 100_000 and set(series.out_of_limit) == spikes
