@@ -18,10 +18,42 @@ from audit.witness.cosignature import CosignerVerifier
 from audit.witness.errors import CosignatureError
 from audit.witness.protocol import parse_tlog_checkpoint
 
-__all__ = ["CosignatureReport", "WitnessCosignature", "merge_cosigned", "verify_cosignatures"]
+__all__ = [
+    "CosignatureReport",
+    "WitnessCosignature",
+    "WitnessKey",
+    "merge_cosigned",
+    "verify_cosignatures",
+]
 
 FUTURE_SKEW = 300
 """Seconds a cosignature's time may be ahead of the verifier's clock."""
+
+
+@dataclass(frozen=True)
+class WitnessKey:
+    """A trusted witness key with the interval in which its cosignatures count.
+
+    A cosignature counts when its own time is in ``[valid_from, valid_until)``
+    and before ``revoked_at``. (A thief of a witness key can date a cosignature
+    before the revocation; a quorum of independent witnesses is the defence.)
+    """
+
+    verifier: CosignerVerifier
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def problem_at(self, when: datetime) -> str | None:
+        """Why a cosignature made at ``when`` does not count, or None if it does."""
+        name = self.verifier.name
+        if self.valid_from is not None and when < self.valid_from:
+            return f"cosignature from {name} predates its key's validity"
+        if self.valid_until is not None and when >= self.valid_until:
+            return f"cosignature from {name} is after its key expired"
+        if self.revoked_at is not None and when >= self.revoked_at:
+            return f"cosignature from {name} is after its key was revoked"
+        return None
 
 
 @dataclass(frozen=True)
@@ -81,7 +113,7 @@ class CosignatureReport:
 
 def verify_cosignatures(
     note: str,
-    witness_keys: Sequence[CosignerVerifier],
+    witness_keys: Sequence[CosignerVerifier | WitnessKey],
     quorum: int,
     *,
     now: datetime | None = None,
@@ -90,21 +122,29 @@ def verify_cosignatures(
 
     Checking the log's own signature is the caller's job (the checkpoint
     verifier does it); this counts witnesses. A cosignature dated more than
-    :data:`FUTURE_SKEW` seconds after ``now`` (default: the current time) is
-    not counted.
+    :data:`FUTURE_SKEW` seconds after ``now`` (default: the current time), or
+    outside its :class:`WitnessKey`'s validity, is not counted.
     """
-    if quorum < 0 or quorum > len(witness_keys):
+    distinct = {
+        k.public_key if isinstance(k, CosignerVerifier) else k.verifier.public_key
+        for k in witness_keys
+    }
+    if quorum < 0 or quorum > len(distinct):
         raise CosignatureError(
-            f"a quorum of {quorum} cannot be met by {len(witness_keys)} trusted witnesses"
+            f"a quorum of {quorum} cannot be met by {len(distinct)} distinct trusted witness keys"
         )
     text, signatures = split_note(note)
     checkpoint = parse_tlog_checkpoint(text)
     limit = (now or datetime.now(UTC)).timestamp() + FUTURE_SKEW
-    valid: dict[str, WitnessCosignature] = {}
+    valid: dict[bytes, WitnessCosignature] = {}
     problems: list[str] = []
-    for witness in witness_keys:
+    for key in witness_keys:
+        trusted = key if isinstance(key, WitnessKey) else WitnessKey(key)
+        witness = trusted.verifier
         for signature in signatures:
-            if not witness.matches(signature) or witness.key_id in valid:
+            # Counted per public key: the signed message does not name the witness, so
+            # one key trusted under two names must not make one cosignature count twice.
+            if not witness.matches(signature) or witness.public_key in valid:
                 continue
             try:
                 timestamp = witness.verify(text, signature)
@@ -114,12 +154,16 @@ def verify_cosignatures(
             if timestamp > limit:
                 problems.append(f"cosignature from {witness.name} is dated in the future")
                 continue
-            valid[witness.key_id] = WitnessCosignature(witness.name, witness.key_id, timestamp)
+            invalid = trusted.problem_at(datetime.fromtimestamp(timestamp, UTC))
+            if invalid is not None:
+                problems.append(invalid)
+                continue
+            valid[witness.public_key] = WitnessCosignature(witness.name, witness.key_id, timestamp)
     return CosignatureReport(
         checkpoint.origin,
         checkpoint.tree_size,
         quorum,
-        len(witness_keys),
+        len(distinct),
         tuple(valid.values()),
         tuple(problems),
     )
