@@ -16,17 +16,25 @@ cosignature receipts, counted against the trusted witnesses and quorum.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from audit.anchoring.sink import PublishedCheckpoint, Receipt
-from audit.errors import CheckpointError, SinkRefused, SinkUnavailable
+from audit.errors import AnchorError, CheckpointError, SinkRefused, SinkUnavailable
 from audit.witness.client import append_cosignatures, request_cosignature
-from audit.witness.cosignature import CosignerVerifier
+from audit.witness.cosignature import CosignerVerifier, parse_cosigner_vkey
 from audit.witness.errors import CosignatureError, WitnessRefused, WitnessUnavailable
 from audit.witness.verify import CosignatureReport, WitnessKey, verify_cosignatures
 
-__all__ = ["RECEIPT_KIND", "WitnessSink", "cosigned_with_receipts", "witness_report"]
+__all__ = [
+    "RECEIPT_KIND",
+    "WitnessSink",
+    "cosigned_with_receipts",
+    "sink_from_config",
+    "witness_report",
+]
 
 RECEIPT_KIND = "cosignature"
 
@@ -90,6 +98,36 @@ class WitnessSink:
         with self._lock:
             self._held[checkpoint.origin] = checkpoint.tree_size
         return Receipt(self.name, RECEIPT_KIND, cosigned.line.encode(), datetime.now(UTC))
+
+
+def sink_from_config(options: Mapping[str, Any], base: Path) -> WitnessSink:
+    """``kind = "witness"`` of an ``[[anchoring.sink]]`` table.
+
+    ``url`` (the witness's submission prefix) and ``vkey`` (its cosigner key,
+    ``name+id+base64``, or ``vkey_file`` relative to the configuration file)
+    are required; ``name`` and ``timeout`` (seconds) are optional.
+    """
+    unknown = sorted(set(options) - {"kind", "url", "vkey", "vkey_file", "name", "timeout"})
+    if unknown:
+        raise AnchorError(f"witness sink: unknown setting(s) {', '.join(unknown)}")
+    url = options.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise AnchorError('witness sink needs url = "http://host:port[/prefix]"')
+    if ("vkey" in options) == ("vkey_file" in options):
+        raise AnchorError("witness sink needs exactly one of vkey or vkey_file (its cosigner key)")
+    try:
+        if "vkey" in options:
+            vkey = str(options["vkey"])
+        else:
+            vkey = (base / str(options["vkey_file"])).read_text(encoding="utf-8")
+        witness = parse_cosigner_vkey(vkey)
+        timeout = float(options.get("timeout", 10.0))
+    except OSError as exc:
+        raise AnchorError(f"witness sink: cannot read vkey_file: {exc.strerror or exc}") from exc
+    except (CheckpointError, TypeError, ValueError) as exc:
+        raise AnchorError(f"witness sink: {exc}") from exc
+    name = options.get("name")
+    return WitnessSink(url, witness, name=str(name) if name else None, timeout=timeout)
 
 
 def cosigned_with_receipts(note: str, receipts: Iterable[Receipt]) -> str:

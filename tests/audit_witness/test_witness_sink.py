@@ -183,3 +183,30 @@ def test_receipts_and_copies_merge_into_one_cosigned_note() -> None:
     ]
     assert cosigned_with_receipts(NOTE, receipts).count("\n— ") == 2
     assert witness_report(NOTE, receipts, [b.verifier], 1, now=NOW).ok
+
+
+def test_witness_sinks_come_from_the_anchoring_configuration(tmp_path: Path) -> None:
+    from audit.anchoring.config import sinks_from_config
+    from audit.errors import AnchorError
+
+    key = witness(1, "site-b.example/witness").verifier
+    (tmp_path / "b.vkey").write_text(key.vkey() + "\n")
+    table = {
+        "sink": [
+            {"kind": "witness", "url": "http://127.0.0.1:1", "vkey": key.vkey()},
+            {"kind": "witness", "url": "http://b:2/w", "vkey_file": "b.vkey", "name": "b2"},
+        ]
+    }
+    first, second = sinks_from_config(table, tmp_path)
+    assert isinstance(first, WitnessSink) and first.witness == key
+    assert first.name == "witness:site-b.example/witness" and first.kind == "cosignature"
+    assert isinstance(second, WitnessSink) and second.name == "b2" and second.url == "http://b:2/w"
+    for bad, message in [
+        ({"url": "ftp://x", "vkey": key.vkey()}, "url"),
+        ({"url": "http://x"}, "exactly one"),
+        ({"url": "http://x", "vkey": "nonsense"}, "malformed"),
+        ({"url": "http://x", "vkey_file": "missing.vkey"}, "cannot read"),
+        ({"url": "http://x", "vkey": key.vkey(), "colour": "red"}, "unknown"),
+    ]:
+        with pytest.raises(AnchorError, match=message):
+            sinks_from_config({"sink": [{"kind": "witness", **bad}]}, tmp_path)
