@@ -156,8 +156,8 @@ def confirm_bod(
     expression.set("actionCode", outcome)
     status = _sub(criteria, namespace, "ChangeStatus")
     _sub(status, namespace, "Code", outcome)
-    for reason in reasons:
-        _sub(status, namespace, "Description", reason[:4000])
+    if reasons:  # one Description here (V0600 allows one); each reason in BOD below
+        _sub(status, namespace, "Description", "; ".join(reasons)[:4000])
     bod = _sub(data, namespace, "BOD")
     if original is not None:
         _write_area(

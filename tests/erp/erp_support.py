@@ -253,40 +253,56 @@ def production_order(
     *,
     bod_id: str | None = None,
     recipe: str = "MR-GRAN",
-    product: str | None = None,
+    product: str = "TAB-500",
     quantity: str = "100",
     verb: str = "Process",
+    version: str = "V0701",
+    noun: str | None = None,
 ) -> bytes:
-    """A V0701 Process/SyncOperationsSchedule with one production order."""
-    bod = bod_id or f"ORD-{uuid.uuid4()}"
-    product_xml = product or "GRAN-PARA-500"
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<{verb}OperationsSchedule xmlns="http://www.mesa.org/xml/B2MML" releaseID="1.0">
-  <ApplicationArea><Sender><LogicalID>SAP-ERP</LogicalID></Sender>
-    <CreationDateTime>2026-12-01T08:00:00Z</CreationDateTime><BODID>{bod}</BODID></ApplicationArea>
-  <DataArea><{verb}/>
-    <OperationsSchedule>
-      <ID>SCHED-{order_id}</ID>
-      <OperationsType>Production</OperationsType>
-      <OperationsRequest>
-        <ID>{order_id}</ID>
-        <OperationsType>Production</OperationsType>
-        <StartTime>2026-12-04T06:00:00Z</StartTime>
-        <EndTime>2026-12-04T18:00:00Z</EndTime>
-        <OperationsDefinitionID>{recipe}</OperationsDefinitionID>
-        <SegmentRequirement>
-          <ID>SEG-1</ID>
-          <MaterialRequirement>
-            <MaterialDefinitionID>{product_xml}</MaterialDefinitionID>
-            <MaterialLotID>{order_id}-LOT</MaterialLotID>
-            <MaterialUse>Produced</MaterialUse>
-            <Quantity><QuantityString>{quantity}</QuantityString><DataType>decimal</DataType><UnitOfMeasure>kg</UnitOfMeasure></Quantity>
-          </MaterialRequirement>
-        </SegmentRequirement>
-      </OperationsRequest>
-    </OperationsSchedule>
-  </DataArea>
-</{verb}OperationsSchedule>""".encode()
+    """A Process/Sync OperationsSchedule with one production order, as ERP sends it."""
+    from shared_paths import schemas_dir
+
+    from isa95.b2mml.documents import B2MML, ApplicationArea
+    from isa95.operations import (
+        MaterialRequirement,
+        MaterialUse,
+        OperationsRequest,
+        OperationsSchedule,
+        SegmentRequirement,
+    )
+
+    schedule = OperationsSchedule(
+        id=f"SCHED-{order_id}",
+        operations_type="Production",
+        requests=[
+            OperationsRequest(
+                id=order_id,
+                start=datetime(2026, 12, 4, 6, tzinfo=UTC),
+                end=datetime(2026, 12, 4, 18, tzinfo=UTC),
+                segments=[
+                    SegmentRequirement(
+                        id="SEG-1",
+                        process_segment_id=recipe,  # the recipe, as SAP PP-PI sends it
+                        materials=[
+                            MaterialRequirement(
+                                material_definition_id=product,
+                                lot_id=f"{order_id}-LOT",
+                                use=MaterialUse.PRODUCED,
+                                quantity=Quantity(value=Decimal(quantity), unit="kg"),
+                            )
+                        ],
+                    )
+                ],
+            )
+        ],
+    )
+    return B2MML(schemas_dir()).write(
+        schedule,
+        version=version,
+        verb=verb,
+        noun=noun,
+        application_area=ApplicationArea(sender="SAP-ERP", bod_id=bod_id or f"ORD-{uuid.uuid4()}"),
+    )
 
 
 class Proxy:
