@@ -95,12 +95,19 @@ def main() -> None:
     spool = Spool(workdir / "spool.db")
     topic = f"bench/{uuid.uuid4().hex[:8]}"
     source = MqttSource(
-        spool, topics=[topic], client_id=f"bench-{uuid.uuid4().hex[:6]}", clean_session=True
+        spool,
+        topics=[topic],
+        client_id=f"bench-{uuid.uuid4().hex[:6]}",
+        clean_session=True,
+        topic_tags={topic: "GRAN01/TT-101"},  # the topic names the tag the readings carry
     )
     source.start()
     source.connected.wait(10)
     forwarder = Forwarder(
-        spool, engine, TagMap({"GRAN01/TT-101": TagBinding("B-1", f"{HEAT}/temperature", "Cel")})
+        spool,
+        engine,
+        TagMap({"GRAN01/TT-101": TagBinding("B-1", f"{HEAT}/temperature", "Cel")}),
+        source=plant.ot,
     )
     thread = threading.Thread(target=forwarder.run, kwargs={"interval": 0.05}, daemon=True)
     pub = client("bench-pub")

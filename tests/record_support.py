@@ -50,6 +50,8 @@ from sqlalchemy import (
 
 from audit.db import open_engine
 from audit.keys import TrustedKey
+from gxpmes.connectors.model import DeadLetter, Problem, TagBinding, TagMap
+from gxpmes.connectors.rejects import record_rejects
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.identity import Meaning
 from gxpmes.records.images import row_changes
@@ -194,6 +196,20 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
             )
         ],
         source=OT_SOURCE,
+    )
+    # A payload the OT connector refused: a dead letter in the rejects table.
+    record_rejects(
+        plant.db,
+        [
+            DeadLetter.of(
+                Problem("malformed", "not JSON", "TT-101"), "plant/TT-101", b"\x00{poison", now
+            )
+        ],
+        TagMap({"TT-101": TagBinding(IN_EXECUTION_BATCH, f"{HEAT}/temperature", "Cel")}),
+        account_id=OT_SOURCE.account_id,
+        client_id=OT_SOURCE.client_id,
+        connector="test-connector",
+        fallback=plant.engine.collector,
     )
     return plant, RecordDb(url, plant.signature_keys(), tuple(plant.trusted_keys()))
 

@@ -22,6 +22,11 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     from gxpmes.connectors.runner import Connector, load_config, run_until_signalled
 
+    # First of all: a SIGTERM while starting up (a service manager stopping a
+    # connector that is still connecting) is a clean stop too, never a kill.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     config_path = Path(args.config)
     config = load_config(config_path)
     db = open_database(
@@ -36,9 +41,6 @@ def cmd_connect(args: argparse.Namespace) -> int:
             )
         with optional_dependency("opcua,mqtt"):  # each source imports its client library
             connector = Connector(config, verify_only_engine(db), config_path.parent)
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
 
         def echo(line: str, **options: Any) -> None:
             # The sinks' lag rides on the connector's status line.

@@ -7,18 +7,25 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from audit.errors import AuditError
-from gxpmes.connectors.model import DecodeError, TagMap
+from gxpmes.connectors.model import MAX_KEPT, DeadLetter, DecodeError, Problem, TagMap, safe_text
+from gxpmes.connectors.rejects import record_rejects
 from gxpmes.connectors.spool import Spool
-from gxpmes.ebr.engine import BatchEngine, CapturedValue
+from gxpmes.ebr.engine import BatchEngine, CapturedValue, CaptureSource
 from gxpmes.errors import CaptureRefused
 
 __all__ = ["Forwarder"]
 
 log = logging.getLogger("gxpmes.connectors")
+
+# Faults of one value's content (not of the database): that value becomes a dead
+# letter instead of blocking the spool. Anything else is treated as an outage.
+_VALUE_FAULTS = (ValueError, TypeError, DataError, IntegrityError)
 
 
 class Forwarder:
@@ -28,6 +35,10 @@ class Forwarder:
     phase not active...), is counted, logged with the reason and dropped from
     the spool — the refusal itself is in the audit trail. A database outage
     keeps everything in the spool and retries with back-off.
+
+    ``source`` is the connector's identity: the service or device account the
+    values are recorded under and the client id written into each value's
+    audit entry (see ``BatchEngine.capture``).
     """
 
     def __init__(
@@ -36,33 +47,59 @@ class Forwarder:
         engine: BatchEngine,
         tags: TagMap,
         *,
+        source: CaptureSource,
+        connector: str = "gxpmes-connector",
         batch_size: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.connector = connector
         self.spool = spool
         self.engine = engine
         self.tags = tags
+        self.source = source
         self.batch_size = batch_size
         self.counts: Counter[str] = Counter()
         self._stop = threading.Event()
         self._clock = clock
 
-    def report_rejected(self) -> None:
-        """Refused input of a mapped tag becomes a data-quality exception on its batch."""
-        rows = self.spool.rejected()
-        for _row_id, tag, reason, detail in rows:
-            if tag not in self.tags:
-                continue  # unknown tags concern no batch: counted and logged at the source
-            binding = self.tags.get(tag)
-            self.engine.report_data_quality(
-                binding.batch_id, binding.parameter, f"{reason}: {detail}"
-            )
-            self.counts["data_quality_exceptions"] += 1
-        self.spool.forget_rejected([row[0] for row in rows])
+    def report_rejected(self) -> int:
+        """Record up to 200 dead letters (returns how many were taken from the spool)
+        in the rejects table; those naming a mapped tag (or a node whose
+        tags are mapped) become data-quality exceptions on the batches concerned."""
+        rows = self.spool.rejected(200)
+        if not rows:
+            return 0
+        letters = [letter for _row_id, letter in rows]
+        # Exceptions first: after a crash between the two steps a letter's exception
+        # may be raised twice, but never missed (rows are idempotent by reject_id).
+        for letter in letters:
+            targets = []
+            if letter.tag and letter.tag in self.tags:
+                targets.append(self.tags.get(letter.tag))
+            if letter.scope:
+                targets += [binding for _tag, binding in self.tags.under(letter.scope)]
+            for batch_id, parameter in dict.fromkeys((b.batch_id, b.parameter) for b in targets):
+                self.engine.report_data_quality(
+                    batch_id, parameter, f"{letter.reason}: {letter.detail} ({letter.origin})"
+                )
+                self.counts["data_quality_exceptions"] += 1
+        written = record_rejects(
+            self.engine.db,
+            letters,
+            self.tags,
+            account_id=self.source.account_id,
+            client_id=self.source.client_id,
+            connector=self.connector,
+            fallback=self.engine.collector,
+        )
+        self.counts["rejects_recorded"] += written
+        self.spool.forget_rejected([row_id for row_id, _letter in rows])
+        return len(rows)
 
     def forward_once(self) -> int:
         """Forward what is pending now; returns how many values were recorded."""
-        self.report_rejected()
+        while self.report_rejected():
+            pass
         recorded = 0
         while True:
             pending = self.spool.peek(self.batch_size)
@@ -75,6 +112,7 @@ class Forwarder:
                 except DecodeError as exc:
                     self.counts[exc.reason] += 1
                     log.warning("dropped %s: %s", reading.tag, exc)
+                    self._dead_letter(Problem(exc.reason, exc.detail, exc.tag), reading)
                     dropped.append(spool_id)
                     continue
                 values.append(
@@ -94,8 +132,8 @@ class Forwarder:
             self.spool.remove(dropped)  # counted and logged; never retried
             if values:
                 try:
-                    self.engine.capture(values)
-                except CaptureRefused as exc:
+                    self.engine.capture(values, source=self.source)
+                except (CaptureRefused, *_VALUE_FAULTS) as exc:
                     recorded += self._one_by_one(values, ids)
                     log.info("some values refused: %s", exc)
                     ids = []
@@ -110,14 +148,25 @@ class Forwarder:
         recorded = 0
         for value, spool_id in zip(values, ids, strict=True):
             try:
-                self.engine.capture([value])
+                self.engine.capture([value], source=self.source)
                 recorded += 1
                 self.counts["recorded"] += 1
-            except CaptureRefused as exc:
+            except CaptureRefused as exc:  # the engine audited the refusal on the batch
                 self.counts["refused"] += 1
                 log.warning("refused %s: %s", value.tag, exc)
+            except _VALUE_FAULTS as exc:  # this value cannot be written: a dead letter
+                self.counts["unrecordable"] += 1
+                log.warning("cannot record %s: %s", value.tag, exc)
+                self._dead_letter(
+                    Problem("unrecordable", f"{type(exc).__name__}: {exc}", value.tag),
+                    value,
+                )
             self.spool.remove([spool_id])
         return recorded
+
+    def _dead_letter(self, problem: Problem, item: Any) -> None:
+        raw = safe_text(repr(item), MAX_KEPT).encode("utf-8")
+        self.spool.reject(DeadLetter.of(problem, "spool", raw, datetime.now(UTC)))
 
     def run(self, interval: float = 0.2, max_backoff: float = 30.0) -> None:
         """Forward until :meth:`stop`; back off exponentially while the database is down."""

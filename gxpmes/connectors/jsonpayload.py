@@ -1,15 +1,37 @@
-"""Plain JSON payloads: ``{"tag": "...", "value": 70.1, "ts": "2026-...Z", "quality": "Good"}``."""
+"""Plain JSON payloads: ``{"tag": "...", "value": 70.1, "ts": "2026-...Z", "quality": "Good"}``.
+
+A reading may also carry ``"seq"`` (an integer the publisher increments by one
+per reading) and ``"publisher"`` (who counts; default: the MQTT topic): the
+connector then reports readings lost on the way as data-quality exceptions.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
-from gxpmes.connectors.model import DecodeError, Reading, check_reading, to_decimal
+from gxpmes.connectors.model import (
+    DecodeError,
+    Reading,
+    check_reading,
+    check_tag,
+    safe_text,
+    to_decimal,
+)
 
-__all__ = ["MAX_PAYLOAD", "decode_json"]
+__all__ = ["MAX_PAYLOAD", "JsonMessage", "decode_json", "decode_json_message"]
 
 MAX_PAYLOAD = 64 * 1024
+
+
+@dataclass(frozen=True)
+class JsonMessage:
+    """The readings of one message and the publisher sequence numbers they carried."""
+
+    readings: list[Reading]
+    sequence: list[tuple[str, int, str]]
+    """``(publisher, seq, tag)`` of each reading that carried a ``seq``, in message order."""
 
 
 def decode_json(payload: bytes, now: datetime, *, default_tag: str | None = None) -> list[Reading]:
@@ -17,22 +39,43 @@ def decode_json(payload: bytes, now: datetime, *, default_tag: str | None = None
 
     ``default_tag`` is used when a reading has no ``tag`` (e.g. the tag is in the topic).
     """
+    return decode_json_message(payload, now, default_tag=default_tag).readings
+
+
+def decode_json_message(
+    payload: bytes,
+    now: datetime,
+    *,
+    default_tag: str | None = None,
+    payload_tag: bool = True,
+    publisher: str = "",
+) -> JsonMessage:
+    """Decode a message; with ``payload_tag=False`` a reading's ``tag`` may not differ from
+    ``default_tag`` (the tag the topic maps to), so a payload cannot write into another tag."""
     if len(payload) > MAX_PAYLOAD:
         raise DecodeError("too_large", f"payload of {len(payload)} bytes")
     try:
         data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise DecodeError("malformed", f"not JSON: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and integers beyond Python's digit limit.
+        raise DecodeError("malformed", f"not JSON: {safe_text(exc, 200)}") from exc
     items = data if isinstance(data, list) else [data]
     if not items or len(items) > 10_000:
         raise DecodeError("malformed", "expected one reading or a list of 1..10000 readings")
     readings = []
+    sequence = []
     for item in items:
         if not isinstance(item, dict):
             raise DecodeError("malformed", "a reading must be a JSON object")
-        tag = item.get("tag", default_tag)
-        if not isinstance(tag, str) or not tag.strip() or len(tag) > 256:
-            raise DecodeError("malformed", f"tag {tag!r} is missing or not a string")
+        claimed = item.get("tag", default_tag)
+        if default_tag is not None and not payload_tag and claimed != default_tag:
+            raise DecodeError(
+                "tag_override",
+                f"payload names tag {safe_text(repr(claimed), 80)}; the topic maps to "
+                f"{default_tag!r} and the configuration does not let payloads choose the tag",
+                default_tag,
+            )
+        tag = check_tag(claimed)
         if "value" not in item:
             raise DecodeError("malformed", "reading has no value", tag)
         ts_text = item.get("ts")
@@ -41,11 +84,20 @@ def decode_json(payload: bytes, now: datetime, *, default_tag: str | None = None
         try:
             source_ts = datetime.fromisoformat(ts_text.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise DecodeError("malformed", f"ts {ts_text[:40]!r} is not RFC 3339", tag) from exc
+            raise DecodeError(
+                "malformed", f"ts {safe_text(repr(ts_text[:40]))} is not RFC 3339", tag
+            ) from exc
         quality = item.get("quality", "Good")
         if not isinstance(quality, str):
-            raise DecodeError("bad_quality_code", f"quality {quality!r}", tag)
+            raise DecodeError("bad_quality_code", f"quality {safe_text(repr(quality), 40)}", tag)
         value = to_decimal(item["value"], tag)
+        if "seq" in item:
+            seq, who = item["seq"], item.get("publisher", publisher)
+            if type(seq) is not int or not 0 <= seq < 2**63:
+                raise DecodeError("malformed", "seq must be an integer 0..2^63-1", tag)
+            if not isinstance(who, str) or not who or len(who) > 256:
+                raise DecodeError("malformed", "publisher must be text of 1..256 characters", tag)
+            sequence.append((safe_text(who, 256), seq, tag))
         reading = Reading(tag, value, source_ts, quality, dedup_key=f"json|{tag}|{ts_text}|{value}")
         readings.append(check_reading(reading, now))
-    return readings
+    return JsonMessage(readings, sequence)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from gxpmes.errors import GxpError
 
-__all__ = ["DecodeError", "Reading", "TagBinding", "TagMap", "check_reading", "to_decimal"]
+__all__ = [
+    "MAX_KEPT",
+    "DeadLetter",
+    "DecodeError",
+    "Problem",
+    "Reading",
+    "TagBinding",
+    "TagMap",
+    "check_reading",
+    "check_tag",
+    "safe_text",
+    "to_decimal",
+]
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_TAG_CHARS = 256  # ebr_value.tag
+MAX_VALUE_CHARS = 64  # ebr_value.value: longer values are refused here, never rounded
 
 
 class DecodeError(GxpError, ValueError):
@@ -19,6 +35,7 @@ class DecodeError(GxpError, ValueError):
 
     def __init__(self, reason: str, detail: str, tag: str | None = None) -> None:
         self.reason = reason
+        self.detail = detail
         self.tag = tag
         super().__init__(f"{reason}: {detail}")
 
@@ -33,6 +50,59 @@ class Reading:
     quality: str = "Good"
     server_ts: datetime | None = None
     dedup_key: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Input refused or found missing, for the dead-letter table and data-quality exceptions.
+
+    ``tag`` names the one tag concerned; ``scope`` a tag prefix (every metric of
+    a Sparkplug node) when the lost values cannot be named one by one.
+    """
+
+    reason: str
+    detail: str
+    tag: str | None = None
+    scope: str | None = None
+
+
+MAX_KEPT = 4096
+"""Bytes of a refused payload kept in the dead letter (its size and SHA-256 always are)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A refused message (or a detected loss), as the spool and the rejects table keep it."""
+
+    reject_id: str
+    received_at: datetime
+    origin: str
+    reason: str
+    detail: str
+    tag: str | None
+    scope: str | None
+    payload: bytes
+    payload_size: int
+    payload_sha256: str
+
+    @classmethod
+    def of(cls, problem: Problem, origin: str, payload: bytes, received_at: datetime) -> DeadLetter:
+        """Bound and clean what is kept: the payload to :data:`MAX_KEPT` bytes, text escaped."""
+        tag = problem.tag
+        if tag is not None and (len(tag) > MAX_TAG_CHARS or safe_text(tag, MAX_TAG_CHARS) != tag):
+            tag = None  # not a tag a row can hold: the detail and payload still say it
+        return cls(
+            reject_id=str(uuid.uuid4()),
+            received_at=received_at,
+            origin=safe_text(origin, 512),
+            reason=safe_text(problem.reason, 32),
+            detail=safe_text(problem.detail, 2000),
+            tag=tag,
+            scope=None if problem.scope is None else safe_text(problem.scope, 256),
+            payload=bytes(payload[:MAX_KEPT]),
+            payload_size=len(payload),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+        )
 
 
 @dataclass(frozen=True)
@@ -64,6 +134,35 @@ class TagMap:
     def __contains__(self, tag: object) -> bool:
         return tag in self._bindings
 
+    def under(self, prefix: str) -> list[tuple[str, TagBinding]]:
+        """Mapped tags that start with ``prefix`` (e.g. every metric of one Sparkplug node)."""
+        return sorted((t, b) for t, b in self._bindings.items() if t.startswith(prefix))
+
+
+def safe_text(value: object, limit: int = 2000) -> str:
+    """``value`` as text any database and the canonical encoder accept, at most ``limit`` chars.
+
+    Refused input is kept verbatim only as bytes; text about it (reasons, topics,
+    quoted fragments) may hold lone surrogates or control characters (NUL is
+    refused by PostgreSQL), which are written as escapes instead.
+    """
+    text = value if isinstance(value, str) else str(value)
+    text = text[: limit * 2].encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
+
+
+def check_tag(tag: object) -> str:
+    """A tag as a value row can hold it: printable text of 1..256 characters."""
+    if (
+        not isinstance(tag, str)
+        or not tag.strip()
+        or len(tag) > MAX_TAG_CHARS
+        or not tag.isprintable()
+        or safe_text(tag, MAX_TAG_CHARS + 1) != tag  # lone surrogates
+    ):
+        raise DecodeError("malformed", f"tag {safe_text(repr(tag), 80)} is missing or not a tag")
+    return tag
+
 
 def to_decimal(value: object, tag: str) -> Decimal:
     """An exact Decimal from a JSON number / numeric string; booleans, NaN and ∞ are refused."""
@@ -77,13 +176,19 @@ def to_decimal(value: object, tag: str) -> Decimal:
         try:
             number = Decimal(value.strip())
         except InvalidOperation as exc:
-            raise DecodeError("wrong_type", f"value {value[:40]!r} is not a number", tag) from exc
+            raise DecodeError(
+                "wrong_type", f"value {safe_text(repr(value[:40]))} is not a number", tag
+            ) from exc
     else:
         raise DecodeError(
             "wrong_type", f"value of type {type(value).__name__} is not a number", tag
         )
     if not number.is_finite():
-        raise DecodeError("non_finite", f"value {value!r} is not finite", tag)
+        raise DecodeError("non_finite", f"value {safe_text(value, 40)} is not finite", tag)
+    if len(str(number)) > MAX_VALUE_CHARS:
+        raise DecodeError(
+            "too_long", f"value has more than {MAX_VALUE_CHARS} characters (never rounded)", tag
+        )
     return number
 
 

@@ -1,28 +1,113 @@
-"""MQTT source (paho-mqtt): JSON topics and Sparkplug B, acknowledged after the spool write."""
+"""MQTT source (paho-mqtt): JSON topics and Sparkplug B, acknowledged after the spool write.
+
+No payload can stop delivery: whatever fails decoding or validation — or
+even makes a decoder fail unexpectedly — becomes a dead letter in the spool
+(raw bytes bounded, reason, topic, time) and is acknowledged. Only a spool
+that cannot be written (disk full, I/O error) leaves a message unacknowledged,
+so the broker redelivers it once the spool works again.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
+import ssl
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from gxpmes.connectors.jsonpayload import decode_json
-from gxpmes.connectors.model import DecodeError
+from gxpmes.connectors.jsonpayload import decode_json_message
+from gxpmes.connectors.model import DeadLetter, DecodeError, Problem, Reading, safe_text
 from gxpmes.connectors.sparkplug import SparkplugSession, rebirth_request
 from gxpmes.connectors.spool import Spool
+from gxpmes.errors import ConfigurationError
 
-__all__ = ["MqttSource"]
+__all__ = ["BROKER_DROPPED_TOPIC", "MqttSecurity", "MqttSource", "PublisherSequences"]
 
 log = logging.getLogger("gxpmes.connectors.mqtt")
+
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+"""Mosquitto's count of messages it dropped (queue or inflight limits), watched for warnings."""
+
+# A spool that cannot be written is the connector's problem, not the message's:
+# such a message is left unacknowledged and the broker delivers it again.
+_SPOOL_FAILURES = (sqlite3.OperationalError, OSError, MemoryError)
+
+
+@dataclass(frozen=True)
+class MqttSecurity:
+    """TLS and credentials of the broker connection.
+
+    ``ca_file`` turns TLS on and is the only trust anchor: the broker's
+    certificate must chain to it and name the host connected to. A client
+    certificate (``cert_file`` + ``key_file``) is optional. ``password`` is
+    sent only over TLS unless ``allow_plain_password`` says otherwise.
+    """
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    allow_plain_password: bool = False
+
+    def apply(self, client: Any) -> None:
+        """Configure a paho client (before connecting)."""
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigurationError("a client certificate needs both cert_file and key_file")
+        if self.ca_file is not None:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_file))
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if self.cert_file is not None and self.key_file is not None:
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+            client.tls_set_context(context)
+        elif self.cert_file is not None:
+            raise ConfigurationError("a client certificate needs TLS: set ca_file")
+        if self.username is not None:
+            if self.ca_file is None and self.password and not self.allow_plain_password:
+                raise ConfigurationError(
+                    "refusing to send an MQTT password without TLS (set ca_file, or "
+                    "allow_plain_password = true on a trusted network)"
+                )
+            client.username_pw_set(self.username, self.password)
+
+
+class PublisherSequences:
+    """Last ``seq`` seen per JSON publisher, kept in the spool; says how many readings were lost."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._last: dict[str, int] = {}
+
+    def observe(self, publisher: str, seq: int) -> int:
+        """Readings lost between the last ``seq`` of ``publisher`` and this one."""
+        key = f"json|{publisher}"
+        last = self._last.get(key)
+        if last is None:
+            saved = self.spool.get_state(key)
+            last = int(saved) if saved is not None else None
+        lost = seq - last - 1 if last is not None and seq > last + 1 else 0
+        # seq <= last: a redelivery (dropped by dedup) or a restarted publisher.
+        if last is None or seq > last or seq == 0:
+            self._last[key] = seq
+            self.spool.set_state(key, str(seq))
+        return lost
 
 
 class MqttSource:
     """Subscribes with QoS 1 and *manual* acknowledgement: a message is acked to the
-    broker only once its values are in the spool, so a crash before that makes the
-    broker redeliver it (and the spool's dedup keys keep it from being recorded twice).
+    broker only once its values (or its dead letter) are in the spool, so a crash
+    before that makes the broker redeliver it (and the spool's dedup keys keep it
+    from being recorded twice).
+
+    ``topic_tags`` maps JSON topics to tags (default: the topic is the tag);
+    unless ``payload_tags`` is true a reading's own ``tag`` field may not
+    differ from it.
     """
 
     def __init__(
@@ -35,6 +120,12 @@ class MqttSource:
         sparkplug_topics: list[str] | None = None,
         client_id: str = "gxpmes-connector",
         clean_session: bool = False,
+        protocol: str = "3.1.1",
+        session_expiry: int = 7 * 24 * 3600,
+        security: MqttSecurity | None = None,
+        topic_tags: dict[str, str] | None = None,
+        payload_tags: bool = False,
+        watch_broker: bool = True,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -42,12 +133,34 @@ class MqttSource:
         self.spool = spool
         self.topics = topics or []
         self.sparkplug_topics = sparkplug_topics or []
+        self.client_id = client_id
+        self.topic_tags = dict(topic_tags or {})
+        self.payload_tags = payload_tags
+        self.watch_broker = watch_broker
         self.counts: Counter[str] = Counter()
-        self.sparkplug = SparkplugSession()
+        self.broker_dropped: int | None = None
+        """The broker's own count of dropped messages (``$SYS``), when it publishes one."""
+        self.sparkplug = SparkplugSession(spool)
+        self.sequences = PublisherSequences(spool)
         self.connected = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
-        )
+        self._stopping = False
+        if protocol == "5":
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            )
+        elif protocol == "3.1.1":
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=clean_session,
+                protocol=mqtt.MQTTv311,
+            )
+        else:
+            raise ConfigurationError(f"MQTT protocol {protocol!r}: use '3.1.1' or '5'")
+        self.protocol = protocol
+        self.clean_session = clean_session
+        self.session_expiry = session_expiry
+        (security or MqttSecurity()).apply(self.client)
         self.client.manual_ack_set(True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
@@ -59,11 +172,28 @@ class MqttSource:
 
     def start(self) -> None:
         """Connect (retrying in the background) and process messages on paho's thread."""
-        self.client.connect_async(self.host, self.port, keepalive=30)
+        if self.protocol == "5":
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            # Clean start off + an expiry: the broker keeps the session (and queues
+            # QoS 1 messages) for this long while the connector is away.
+            properties.SessionExpiryInterval = 0 if self.clean_session else self.session_expiry
+            self.client.connect_async(
+                self.host,
+                self.port,
+                keepalive=30,
+                clean_start=self.clean_session,
+                properties=properties,
+            )
+        else:
+            self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
 
     def stop(self) -> None:
-        """Disconnect cleanly."""
+        """Disconnect cleanly (not counted as a disconnect)."""
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -71,13 +201,27 @@ class MqttSource:
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if getattr(reason, "is_failure", False):
+            self.counts["connection_refused"] += 1
             log.warning("MQTT connection refused: %s", reason)
             return
         topics = self.topics + self.sparkplug_topics
         self._pending_subscriptions = len(topics)
         for topic in topics:
             client.subscribe(topic, qos=1)
-        log.info("connected to MQTT %s:%s", self.host, self.port)
+        if self.watch_broker:
+            client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
+        if not self.clean_session:
+            # A connector that had a session before and is now given a fresh one:
+            # the broker lost what it had queued (no persistence, session expired).
+            key = f"mqtt|session|{self.client_id}"
+            if not getattr(flags, "session_present", False) and self.spool.get_state(key):
+                self.counts["session_lost"] += 1
+                log.warning(
+                    "the MQTT broker has no session for %s: queued values are lost", self.client_id
+                )
+            self.spool.set_state(key, "1")
+        self.counts["connects"] += 1
+        log.info("connected to MQTT %s:%s as %s", self.host, self.port, self.client_id)
 
     def _on_subscribe(
         self, client: Any, userdata: Any, mid: Any, reasons: Any, properties: Any
@@ -91,32 +235,96 @@ class MqttSource:
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         self.connected.clear()
-        self.counts["disconnects"] += 1
+        if not self._stopping:
+            self.counts["disconnects"] += 1
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        now = datetime.now(UTC)
+        if message.topic == BROKER_DROPPED_TOPIC:
+            self._broker_dropped(message.payload)
+            return
         try:
-            if message.topic.startswith("spBv1.0/"):
-                readings, rebirth = self.sparkplug.handle(message.topic, message.payload)
-                if rebirth:
-                    self._request_rebirth(message.topic)
-            else:
-                readings = decode_json(message.payload, now, default_tag=message.topic)
-            readings = [r if r.server_ts else _with_server_ts(r, now) for r in readings]
-            if readings:
-                new = self.spool.put(readings)
-                self.counts["received"] += len(readings)
-                self.counts["duplicates"] += len(readings) - new
-        except DecodeError as exc:
-            self.counts[exc.reason] += 1
-            log.warning("refused message on %s: %s", message.topic, exc)
-            if exc.tag:
-                self.spool.reject(exc.tag, exc.reason, f"MQTT {message.topic}: {exc}")
-        except Exception:  # the spool could not be written: do not ack, the broker redelivers
+            self._spool_message(message.topic, bytes(message.payload))
+        except _SPOOL_FAILURES:  # the spool could not be written: the broker redelivers
             self.counts["spool_errors"] += 1
             log.exception("could not spool message on %s; not acknowledged", message.topic)
             return
         client.ack(message.mid, message.qos)
+
+    def _spool_message(self, topic: str, payload: bytes) -> None:
+        """Spool the message's readings, or its dead letter; raises only if the spool fails."""
+        now = datetime.now(UTC)
+        try:
+            readings, problems = self._decode(topic, payload, now)
+        except DecodeError as exc:
+            readings, problems = [], [Problem(exc.reason, exc.detail, exc.tag)]
+        except _SPOOL_FAILURES:
+            raise  # state saved in the spool (sequence numbers) could not be written
+        except Exception as exc:  # a decoder defect must not stop delivery either
+            log.exception("decoder failed on a message on %s; kept as a dead letter", topic)
+            readings, problems = [], [Problem("decoder_error", f"{type(exc).__name__}: {exc}")]
+        if readings:
+            try:
+                new = self.spool.put(readings)
+            except _SPOOL_FAILURES:
+                raise
+            except Exception as exc:  # something in the values the spool cannot store
+                readings, problems = (
+                    [],
+                    [
+                        *problems,
+                        Problem("unspoolable", f"{type(exc).__name__}: {exc}", readings[0].tag),
+                    ],
+                )
+            else:
+                self.counts["received"] += len(readings)
+                self.counts["duplicates"] += len(readings) - new
+        for problem in problems:
+            self.counts[problem.reason] += 1
+            log.warning("refused on %s: %s: %s", topic, problem.reason, safe_text(problem.detail))
+            self.spool.reject(DeadLetter.of(problem, topic, payload, now))
+
+    def _decode(
+        self, topic: str, payload: bytes, now: datetime
+    ) -> tuple[list[Reading], list[Problem]]:
+        problems: list[Problem] = []
+        if topic.startswith("spBv1.0/"):
+            outcome = self.sparkplug.handle_message(topic, payload, now)
+            if outcome.rebirth:
+                self._request_rebirth(topic)
+            readings, problems = outcome.readings, outcome.problems
+        else:
+            message = decode_json_message(
+                payload,
+                now,
+                default_tag=self.topic_tags.get(topic, topic),
+                payload_tag=self.payload_tags,
+                publisher=topic,
+            )
+            readings = message.readings
+            for publisher, seq, tag in message.sequence:
+                lost = self.sequences.observe(publisher, seq)
+                if lost:
+                    problems.append(
+                        Problem(
+                            "sequence_gap",
+                            f"publisher {publisher}: {lost} reading(s) before seq {seq} lost",
+                            tag,
+                        )
+                    )
+        return [r if r.server_ts else replace(r, server_ts=now) for r in readings], problems
+
+    def _broker_dropped(self, payload: bytes) -> None:
+        try:
+            dropped = int(payload.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            return
+        if self.broker_dropped is not None and dropped > self.broker_dropped:
+            log.warning(
+                "the MQTT broker dropped %d message(s) (queue or inflight limit): see "
+                "max_queued_messages in the broker configuration",
+                dropped - self.broker_dropped,
+            )
+        self.broker_dropped = dropped
 
     def _request_rebirth(self, topic: str) -> None:
         parts = topic.split("/")
@@ -127,7 +335,16 @@ class MqttSource:
         )
 
 
-def _with_server_ts(reading: Any, now: datetime) -> Any:
-    from dataclasses import replace
-
-    return replace(reading, server_ts=now)
+def read_secret(value: str | None, file: str | None, env: str | None, base: Path) -> str | None:
+    """A secret from a file (relative to ``base``), an environment variable, or inline."""
+    if file:
+        try:
+            return (base / file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read password file {file}: {exc}") from exc
+    if env:
+        secret = os.environ.get(env)
+        if secret is None:
+            raise ConfigurationError(f"environment variable {env} is not set")
+        return secret
+    return value

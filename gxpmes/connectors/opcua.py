@@ -6,16 +6,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from gxpmes.connectors.model import DecodeError, Reading, check_reading, to_decimal
+from gxpmes.connectors.model import (
+    DeadLetter,
+    DecodeError,
+    Problem,
+    Reading,
+    check_reading,
+    check_tag,
+    safe_text,
+    to_decimal,
+)
 from gxpmes.connectors.spool import Spool
+from gxpmes.errors import ConfigurationError
 
-__all__ = ["OpcUaNode", "OpcUaSource", "quality_of"]
+__all__ = ["OpcUaNode", "OpcUaSecurity", "OpcUaSource", "quality_of"]
 
 log = logging.getLogger("gxpmes.connectors.opcua")
 
@@ -26,6 +38,77 @@ class OpcUaNode:
 
     node_id: str
     tag: str
+
+
+@dataclass(frozen=True)
+class OpcUaSecurity:
+    """Secure channel and user authentication of the OPC UA session.
+
+    ``policy`` ``Basic256Sha256`` with ``mode`` ``Sign`` or ``SignAndEncrypt``
+    needs the connector's application instance certificate and key, and the
+    server's certificate: the server is verified against that pinned
+    certificate, never trusted on first use. ``application_uri`` must be the
+    URI in the client certificate's subjectAltName. A user name and password
+    are sent only over a secured channel unless ``allow_plain_password``.
+    """
+
+    policy: str = "None"
+    mode: str = "SignAndEncrypt"
+    certificate: Path | None = None
+    private_key: Path | None = None
+    private_key_password: str | None = None
+    server_certificate: Path | None = None
+    application_uri: str | None = None
+    username: str | None = None
+    password: str | None = None
+    allow_plain_password: bool = False
+
+    def check(self) -> None:
+        """Refuse incomplete or unsafe settings before connecting."""
+        if self.policy not in ("None", "Basic256Sha256"):
+            raise ConfigurationError(
+                f"OPC UA security policy {self.policy!r}: use 'Basic256Sha256' (or 'None')"
+            )
+        if self.policy != "None":
+            if self.mode not in ("Sign", "SignAndEncrypt"):
+                raise ConfigurationError(f"OPC UA mode {self.mode!r}: use Sign or SignAndEncrypt")
+            missing = [
+                name
+                for name in ("certificate", "private_key", "server_certificate")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ConfigurationError(
+                    f"OPC UA {self.policy} needs {', '.join(missing)} (the server certificate "
+                    "is pinned: a server is never trusted on first use)"
+                )
+        elif self.username is not None and self.password and not self.allow_plain_password:
+            raise ConfigurationError(
+                "refusing to send an OPC UA password over an unsecured channel (set a security "
+                "policy, or allow_plain_password = true on a trusted network)"
+            )
+
+    async def apply(self, client: Any) -> None:
+        """Configure an asyncua client (before connecting)."""
+        from asyncua import ua
+        from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+        self.check()
+        if self.application_uri:
+            client.application_uri = self.application_uri
+        if self.policy == "Basic256Sha256":
+            await client.set_security(
+                SecurityPolicyBasic256Sha256,
+                str(self.certificate),
+                str(self.private_key),
+                self.private_key_password,
+                str(self.server_certificate),
+                getattr(ua.MessageSecurityMode, self.mode),
+            )
+        if self.username is not None:
+            client.set_user(self.username)
+            if self.password is not None:
+                client.set_password(self.password)
 
 
 def quality_of(status: Any) -> str:
@@ -46,7 +129,10 @@ class OpcUaSource:
         *,
         publishing_interval_ms: int = 100,
         max_backoff: float = 30.0,
+        security: OpcUaSecurity | None = None,
     ) -> None:
+        self.security = security or OpcUaSecurity()
+        self.security.check()
         self.spool = spool
         self.endpoint = endpoint
         self.nodes = nodes
@@ -65,6 +151,7 @@ class OpcUaSource:
         while not self._stopping.is_set():
             client = Client(self.endpoint, timeout=4)
             try:
+                await self.security.apply(client)
                 await client.connect()
                 subscription = await client.create_subscription(self.publishing_interval_ms, self)
                 handles = []
@@ -99,7 +186,9 @@ class OpcUaSource:
 
     # asyncua subscription handler
     def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
-        tag = self._tags.get(node.nodeid.to_string(), node.nodeid.to_string())
+        node_id = node.nodeid.to_string()
+        tag = self._tags.get(node_id, node_id)
+        now = datetime.now(UTC)
         try:
             data_value = data.monitored_item.Value
             source = data_value.SourceTimestamp or data_value.ServerTimestamp
@@ -117,12 +206,29 @@ class OpcUaSource:
                 server,
                 dedup_key=f"opcua|{tag}|{source.isoformat()}|{number}",
             )
-            self.spool.put([check_reading(reading, datetime.now(UTC))])
+            check_tag(tag)
+            self.spool.put([check_reading(reading, now)])
             self.counts["received"] += 1
         except DecodeError as exc:
-            self.counts[exc.reason] += 1
-            log.warning("refused OPC UA value of %s: %s", tag, exc)
-            self.spool.reject(tag, exc.reason, f"OPC UA {node.nodeid.to_string()}: {exc}")
+            self._dead_letter(Problem(exc.reason, exc.detail, tag), node_id, value, now)
+        except (OSError, MemoryError, sqlite3.OperationalError):
+            # The spool cannot be written: OPC UA has no redelivery, the value is lost.
+            self.counts["spool_errors"] += 1
+            log.exception("could not spool the OPC UA value of %s", tag)
+        except Exception as exc:  # an unexpected value shape must not stop the subscription
+            self._dead_letter(
+                Problem("decoder_error", f"{type(exc).__name__}: {exc}", tag), node_id, value, now
+            )
+
+    def _dead_letter(self, problem: Problem, node_id: str, value: Any, now: datetime) -> None:
+        self.counts[problem.reason] += 1
+        log.warning("refused OPC UA value of %s: %s", node_id, safe_text(problem.detail))
+        raw = safe_text(repr(value), 4096).encode("utf-8")
+        try:
+            self.spool.reject(DeadLetter.of(problem, f"opcua {node_id}", raw, now))
+        except Exception:
+            self.counts["spool_errors"] += 1
+            log.exception("could not keep the refused OPC UA value of %s", node_id)
 
     def status_change_notification(self, status: Any) -> None:
         self.counts["status_changes"] += 1

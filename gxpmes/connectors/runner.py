@@ -3,6 +3,8 @@
 Configuration (TOML)::
 
     spool = "connector-spool.db"      # durable local buffer
+    account = "svc-ot"                # the device account values are recorded under
+    client_id = "gxpmes-connector"    # recorded with every value (default: the MQTT client id)
     status_interval = 10              # seconds between status lines
 
     [[tags]]                          # where each tag's values go
@@ -33,16 +35,18 @@ import threading
 import time
 import tomllib
 from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding, TagMap
 from gxpmes.connectors.spool import Spool
-from gxpmes.ebr.engine import BatchEngine
+from gxpmes.ebr.engine import BatchEngine, CaptureSource
 from gxpmes.errors import ConfigurationError
 
-__all__ = ["Connector", "load_config"]
+__all__ = ["Connector", "Status", "load_config"]
 
 log = logging.getLogger("gxpmes.connectors")
 
@@ -69,41 +73,101 @@ class Connector:
 
     def __init__(self, config: dict[str, Any], engine: BatchEngine, base: Path) -> None:
         self.config = config
+        self.base = base
         self.spool = Spool(base / config.get("spool", "connector-spool.db"))
         self.tags = TagMap(
             {t["tag"]: TagBinding(t["batch"], t["parameter"], t["unit"]) for t in config["tags"]}
         )
-        self.forwarder = Forwarder(self.spool, engine, self.tags)
+        client_id = config.get("client_id") or config.get("mqtt", {}).get(
+            "client_id", "gxpmes-connector"
+        )
+        self.name = str(config.get("name", client_id))
+        """The connector's identity in status lines and in the rejects table."""
+        self.forwarder = Forwarder(
+            self.spool,
+            engine,
+            self.tags,
+            source=CaptureSource(str(config.get("account", "svc-ot")), str(client_id)),
+            connector=self.name,
+        )
         self.sources: list[Any] = []
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _mqtt_source(self, mqtt_config: dict[str, Any]) -> Any:
+        from gxpmes.connectors.mqtt import MqttSecurity, MqttSource, read_secret
+
+        def path(key: str) -> Path | None:
+            value = mqtt_config.get(key)
+            return None if value is None else self.base / str(value)
+
+        security = MqttSecurity(
+            ca_file=path("ca_file"),
+            cert_file=path("cert_file"),
+            key_file=path("key_file"),
+            username=mqtt_config.get("username"),
+            password=read_secret(
+                None, mqtt_config.get("password_file"), mqtt_config.get("password_env"), self.base
+            ),
+            allow_plain_password=bool(mqtt_config.get("allow_plain_password", False)),
+        )
+        return MqttSource(
+            self.spool,
+            host=mqtt_config.get("host", "127.0.0.1"),
+            port=int(mqtt_config.get("port", 1883)),
+            topics=mqtt_config.get("topics", []),
+            sparkplug_topics=mqtt_config.get("sparkplug", []),
+            client_id=mqtt_config.get("client_id", "gxpmes-connector"),
+            protocol=str(mqtt_config.get("protocol", "3.1.1")),
+            session_expiry=int(mqtt_config.get("session_expiry", 7 * 24 * 3600)),
+            security=security,
+            topic_tags={t["topic"]: t["tag"] for t in self.config["tags"] if "topic" in t},
+            payload_tags=bool(mqtt_config.get("payload_tags", False)),
+            watch_broker=bool(mqtt_config.get("watch_broker", True)),
+        )
+
+    def _opcua_source(self, opcua_config: dict[str, Any]) -> Any:
+        from gxpmes.connectors.mqtt import read_secret
+        from gxpmes.connectors.opcua import OpcUaNode, OpcUaSecurity, OpcUaSource
+
+        def path(key: str) -> Path | None:
+            value = opcua_config.get(key)
+            return None if value is None else self.base / str(value)
+
+        security = OpcUaSecurity(
+            policy=str(opcua_config.get("security_policy", "None")),
+            mode=str(opcua_config.get("security_mode", "SignAndEncrypt")),
+            certificate=path("certificate"),
+            private_key=path("private_key"),
+            private_key_password=read_secret(
+                None, None, opcua_config.get("private_key_password_env"), self.base
+            ),
+            server_certificate=path("server_certificate"),
+            application_uri=opcua_config.get("application_uri"),
+            username=opcua_config.get("username"),
+            password=read_secret(
+                None, opcua_config.get("password_file"), opcua_config.get("password_env"), self.base
+            ),
+            allow_plain_password=bool(opcua_config.get("allow_plain_password", False)),
+        )
+        return OpcUaSource(
+            self.spool,
+            opcua_config["endpoint"],
+            [OpcUaNode(n["node_id"], n["tag"]) for n in opcua_config.get("nodes", [])],
+            security=security,
+        )
 
     def start(self) -> None:
         """Start the sources and the forwarder in background threads."""
         mqtt_config = self.config.get("mqtt")
         if mqtt_config:
-            from gxpmes.connectors.mqtt import MqttSource
-
-            source = MqttSource(
-                self.spool,
-                host=mqtt_config.get("host", "127.0.0.1"),
-                port=int(mqtt_config.get("port", 1883)),
-                topics=mqtt_config.get("topics", []),
-                sparkplug_topics=mqtt_config.get("sparkplug", []),
-                client_id=mqtt_config.get("client_id", "gxpmes-connector"),
-            )
+            source = self._mqtt_source(mqtt_config)
             source.start()
             self.sources.append(source)
         opcua_config = self.config.get("opcua")
         if opcua_config:
-            from gxpmes.connectors.opcua import OpcUaNode, OpcUaSource
-
+            opcua = self._opcua_source(opcua_config)
             self._loop = asyncio.new_event_loop()
-            opcua = OpcUaSource(
-                self.spool,
-                opcua_config["endpoint"],
-                [OpcUaNode(n["node_id"], n["tag"]) for n in opcua_config.get("nodes", [])],
-            )
             self.sources.append(opcua)
             loop = self._loop
             thread = threading.Thread(
@@ -122,20 +186,30 @@ class Connector:
             total.update(source.counts)
         return total
 
-    def status_line(self, previous: int, seconds: float) -> tuple[str, int]:
-        """``values/s, buffered, errors`` since the previous line."""
+    def status(self) -> Status:
+        """What the status line reports, as data."""
         counts = self.counts()
-        recorded = counts["recorded"]
-        errors = sum(
-            v
-            for k, v in counts.items()
-            if k not in ("received", "recorded", "duplicates", "connects", "status_changes")
+        rejects = {k: v for k, v in counts.items() if k in REJECT_REASONS and v}
+        dropped = [s.broker_dropped for s in self.sources if getattr(s, "broker_dropped", None)]
+        oldest = self.spool.oldest_received()
+        return Status(
+            recorded=counts["recorded"],
+            buffered=len(self.spool),
+            lag=(datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0,
+            received=counts["received"],
+            duplicates=counts["duplicates"],
+            rejects=dict(sorted(rejects.items())),
+            errors={k: counts[k] for k in ERROR_COUNTS if counts[k]},
+            sequence_gaps=counts["sequence_gap"],
+            broker_dropped=max(dropped, default=0),
+            sessions_lost=counts["session_lost"],
         )
-        rate = (recorded - previous) / seconds if seconds > 0 else 0.0
-        return (
-            f"connector: {rate:.1f} values/s recorded, {len(self.spool)} buffered, "
-            f"{counts['received']} received, {counts['duplicates']} duplicates, {errors} errors"
-        ), recorded
+
+    def status_line(self, previous: int, seconds: float) -> tuple[str, int]:
+        """``values/s, buffered, lag, rejects by reason, errors, warnings`` since ``previous``."""
+        status = self.status()
+        rate = (status.recorded - previous) / seconds if seconds > 0 else 0.0
+        return status.line(rate), status.recorded
 
     def stop(self) -> None:
         """Stop the sources, forward what is spooled, and stop the forwarder."""
@@ -155,6 +229,88 @@ class Connector:
     def close(self) -> None:
         """Close the spool (after :meth:`stop`)."""
         self.spool.close()
+
+
+REJECT_REASONS = frozenset(
+    {
+        "malformed",
+        "too_large",
+        "too_long",
+        "unknown_tag",
+        "wrong_type",
+        "non_finite",
+        "naive_timestamp",
+        "future_timestamp",
+        "bad_timestamp",
+        "bad_quality_code",
+        "tag_override",
+        "unknown_alias",
+        "decoder_error",
+        "unspoolable",
+        "unrecordable",
+        "sequence_gap",
+    }
+)
+"""Counters that are dead letters (kept in the rejects table), not connector errors."""
+
+ERROR_COUNTS = (
+    "spool_errors",
+    "db_errors",
+    "connection_errors",
+    "connection_refused",
+    "disconnects",
+)
+"""Counters that are the connector's own trouble; a clean stop (SIGTERM) adds to none."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """One status report of a running connector."""
+
+    recorded: int
+    buffered: int
+    lag: float
+    """Seconds since the oldest value still in the spool was received (0 when empty)."""
+    received: int
+    duplicates: int
+    rejects: dict[str, int]
+    errors: dict[str, int]
+    sequence_gaps: int
+    broker_dropped: int
+    sessions_lost: int
+
+    def warnings(self) -> list[str]:
+        """Signs that values may have been lost before they reached the connector."""
+        out = []
+        if self.sequence_gaps:
+            out.append(f"{self.sequence_gaps} sequence gap(s): values lost before the connector")
+        if self.broker_dropped:
+            out.append(
+                f"the broker reports {self.broker_dropped} dropped message(s): "
+                "check max_queued_messages"
+            )
+        if self.sessions_lost:
+            out.append(
+                f"the broker lost this connector's session {self.sessions_lost} time(s): "
+                "values queued for it are gone (broker persistence, session expiry)"
+            )
+        return out
+
+    def line(self, rate: float) -> str:
+        """The status line printed by ``gxpmes connect``."""
+        rejects = sum(self.rejects.values())
+        by_reason = ", ".join(f"{k} {v}" for k, v in self.rejects.items())
+        errors = sum(self.errors.values())
+        text = (
+            f"connector: {rate:.1f} values/s recorded, {self.buffered} buffered "
+            f"(lag {self.lag:.1f} s), {self.received} received, {self.duplicates} duplicates, "
+            f"{rejects} rejected" + (f" ({by_reason})" if by_reason else "") + f", {errors} errors"
+        )
+        if self.errors:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in self.errors.items()) + ")"
+        for warning in self.warnings():
+            text += f"; WARNING: {warning}"
+        return text
 
 
 def run_until_signalled(

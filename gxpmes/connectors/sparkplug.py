@@ -10,15 +10,27 @@ must be requested.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
-from gxpmes.connectors.model import DecodeError, Reading
+from gxpmes.connectors.model import (
+    MAX_VALUE_CHARS,
+    DecodeError,
+    Problem,
+    Reading,
+    check_reading,
+    check_tag,
+)
 
 __all__ = [
     "Metric",
+    "Outcome",
     "Payload",
     "SparkplugSession",
     "decode_payload",
@@ -164,6 +176,10 @@ def decode_payload(data: bytes) -> Payload:
                 payload.seq = value
     except UnicodeDecodeError as exc:
         raise DecodeError("malformed", f"metric name or string is not UTF-8: {exc}") from exc
+    except (struct.error, ValueError, OverflowError) as exc:  # DecodeError is a ValueError
+        if isinstance(exc, DecodeError):
+            raise
+        raise DecodeError("malformed", f"undecodable field: {exc}") from exc
     return payload
 
 
@@ -226,6 +242,16 @@ def rebirth_request(now_ms: int) -> bytes:
 
 # ----------------------------------------------------------------- sessions
 
+MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
+
+
+class NodeStore(Protocol):
+    """Where a session keeps node state across restarts (the spool)."""
+
+    def get_state(self, key: str) -> str | None: ...
+
+    def set_state(self, key: str, body: str) -> None: ...
+
 
 @dataclass
 class _Node:
@@ -233,76 +259,167 @@ class _Node:
     aliases: dict[int, str] = field(default_factory=dict)
     online: bool = False
 
+    def dump(self) -> str:
+        return json.dumps({"seq": self.seq, "online": self.online, "aliases": self.aliases})
+
+    @classmethod
+    def load(cls, body: str) -> _Node:
+        data = json.loads(body)
+        aliases = {int(k): str(v) for k, v in data.get("aliases", {}).items()}
+        return cls(data.get("seq"), aliases, bool(data.get("online")))
+
+
+@dataclass
+class Outcome:
+    """What one Sparkplug message yields."""
+
+    readings: list[Reading] = field(default_factory=list)
+    rebirth: bool = False
+    """A rebirth must be requested (unknown alias, sequence gap, data before birth)."""
+    problems: list[Problem] = field(default_factory=list)
+    """Refused metrics and detected losses: dead letters, data-quality exceptions."""
+
+
+def millis_time(millis: int, name: str) -> datetime:
+    """A Sparkplug timestamp (ms since the epoch, UTC) as an aware datetime; range-checked."""
+    if not 0 <= millis <= MAX_MILLIS:
+        raise DecodeError(
+            "bad_timestamp", f"metric {name} timestamp {millis} ms is out of range", name
+        )
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
 
 class SparkplugSession:
     """Per edge node: births, aliases, sequence numbers; turns messages into readings.
 
-    ``handle`` returns the readings of a message and whether a rebirth must be
-    requested (unknown alias, sequence gap, data before birth).
+    With a ``store`` the node state (last ``seq``, aliases) survives a restart
+    of the connector, so messages the broker dropped while it was down show
+    up as a sequence gap.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: NodeStore | None = None) -> None:
         self._nodes: dict[tuple[str, str], _Node] = {}
+        self._store = store
+
+    def _node(self, group: str, node: str) -> _Node:
+        key = (group, node)
+        if key not in self._nodes:
+            body = self._store.get_state(f"spb|{group}|{node}") if self._store is not None else None
+            self._nodes[key] = _Node.load(body) if body else _Node()
+        return self._nodes[key]
 
     def handle(self, topic: str, data: bytes) -> tuple[list[Reading], bool]:
+        """Readings of a message and whether to request a rebirth; refused metrics raise."""
+        outcome = self.handle_message(topic, data, datetime.now(UTC))
+        refused = [p for p in outcome.problems if p.reason not in ("sequence_gap", "unknown_alias")]
+        if refused:
+            raise DecodeError(refused[0].reason, refused[0].detail, refused[0].tag)
+        return outcome.readings, outcome.rebirth
+
+    def handle_message(self, topic: str, data: bytes, now: datetime) -> Outcome:
+        """Decode and apply one message; a payload that cannot be decoded raises
+        :class:`DecodeError`, a refused metric is a problem of the outcome (the
+        other metrics are values of their own and are kept)."""
         parts = topic.split("/")
         if len(parts) < 4 or parts[0] != "spBv1.0":
             raise DecodeError("malformed", f"{topic!r} is not a Sparkplug B topic")
         group, kind, node = parts[1], parts[2], parts[3]
         device = parts[4] if len(parts) > 4 else None
-        state = self._nodes.setdefault((group, node), _Node())
         payload = decode_payload(data)
+        state = self._node(group, node)
+        before = state.dump()
+        outcome = self._apply(state, kind, group, node, device, payload, now)
+        if self._store is not None and state.dump() != before:
+            self._store.set_state(f"spb|{group}|{node}", state.dump())
+        return outcome
+
+    def _apply(
+        self,
+        state: _Node,
+        kind: str,
+        group: str,
+        node: str,
+        device: str | None,
+        payload: Payload,
+        now: datetime,
+    ) -> Outcome:
+        outcome = Outcome()
+        node_prefix = f"{group}/{node}/"
         if kind == "NDEATH":
             state.online = False
             state.seq = None
-            return [], False
+            return outcome
         if kind not in ("NBIRTH", "DBIRTH", "NDATA", "DDATA", "DDEATH"):
-            return [], False
-        rebirth = False
+            return outcome
         if kind == "NBIRTH":
             state.aliases.clear()
             state.online = True
         elif state.seq is None or not state.online:
-            rebirth = True  # data without a birth: ask for one
-        elif payload.seq is not None and payload.seq != (state.seq + 1) % 256:
-            rebirth = True
+            outcome.rebirth = True  # data without a birth: ask for one
+        elif payload.seq is not None:
+            step = (payload.seq - state.seq) % 256
+            if step not in (0, 1):  # 0: the broker redelivered the last message
+                outcome.rebirth = True
+                outcome.problems.append(
+                    Problem(
+                        "sequence_gap",
+                        f"edge node {group}/{node}: seq {state.seq} then {payload.seq}, "
+                        f"{step - 1} message(s) lost",
+                        scope=node_prefix,
+                    )
+                )
         if payload.seq is not None:
-            state.seq = payload.seq
+            state.seq = payload.seq % 256
         if kind == "DDEATH":
-            return [], rebirth
+            return outcome
         prefix = f"{group}/{node}" + (f"/{device}" if device else "")
-        readings = []
         for metric in payload.metrics:
-            if (
-                kind in ("NBIRTH", "DBIRTH")
-                and metric.alias is not None
-                and metric.name is not None
-            ):
+            if kind in ("NBIRTH", "DBIRTH") and metric.alias is not None and metric.name:
                 state.aliases[metric.alias] = f"{prefix}/{metric.name}"
-            name = (
-                f"{prefix}/{metric.name}" if metric.name else state.aliases.get(metric.alias or -1)
-            )
-            if name is None:
-                rebirth = True
+            if metric.name:
+                name = f"{prefix}/{metric.name}"
+            elif metric.alias is not None and metric.alias in state.aliases:
+                name = state.aliases[metric.alias]  # alias 0 is an alias like any other
+            else:
+                outcome.rebirth = True
+                outcome.problems.append(
+                    Problem(
+                        "unknown_alias",
+                        f"metric alias {metric.alias} of {prefix} is unknown (no birth seen)",
+                        scope=node_prefix,
+                    )
+                )
                 continue
             if metric.name is not None and metric.name.startswith(("Node Control/", "Properties/")):
                 continue
             if metric.is_null or metric.value is None or isinstance(metric.value, bool | str):
                 continue  # not a process value
-            millis = metric.timestamp or payload.timestamp
-            if millis is None:
-                raise DecodeError("malformed", f"metric {name} has no timestamp", name)
-            value = metric.value
-            if isinstance(value, float) and (
-                value != value or value in (float("inf"), float("-inf"))
-            ):
-                raise DecodeError("non_finite", f"metric {name} is {value}", name)
-            readings.append(
-                Reading(
-                    name,
-                    Decimal(repr(value)) if isinstance(value, float) else Decimal(value),
-                    datetime.fromtimestamp(millis / 1000, UTC),
-                    dedup_key=f"spb|{prefix}|{payload.seq}|{millis}|{metric.alias}|{metric.name}",
+            try:
+                outcome.readings.append(self._reading(name, prefix, metric, payload, now))
+            except DecodeError as exc:
+                outcome.problems.append(
+                    Problem(exc.reason, exc.detail, tag=exc.tag if exc.tag == name else None)
                 )
+        return outcome
+
+    @staticmethod
+    def _reading(
+        name: str, prefix: str, metric: Metric, payload: Payload, now: datetime
+    ) -> Reading:
+        tag = check_tag(name)
+        millis = metric.timestamp if metric.timestamp is not None else payload.timestamp
+        if millis is None:
+            raise DecodeError("malformed", f"metric {name} has no timestamp", tag)
+        value = metric.value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DecodeError("non_finite", f"metric {name} is {value}", tag)
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)  # type: ignore[arg-type]
+        if len(str(number)) > MAX_VALUE_CHARS:
+            raise DecodeError(
+                "too_long", f"metric {name} has more than {MAX_VALUE_CHARS} characters", tag
             )
-        return readings, rebirth
+        key = f"spb|{prefix}|{payload.seq}|{millis}|{metric.alias}|{metric.name}"
+        if len(key) > 512:  # ebr_value.source_key
+            key = "spb|sha256|" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+        reading = Reading(tag, number, millis_time(millis, tag), dedup_key=key)
+        return check_reading(reading, now)

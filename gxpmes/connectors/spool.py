@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from gxpmes.connectors.model import Reading
+from gxpmes.connectors.model import DeadLetter, Problem, Reading
 
 __all__ = ["Spool"]
 
@@ -36,35 +36,108 @@ class Spool:
         # Keys of everything ever spooled: redelivery after a crash or a broker
         # retry must not record a value twice.
         self._conn.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY)")
-        # Refused input that names a tag: the forwarder turns it into a
-        # data-quality exception on the batch the tag feeds.
+        # Refused input and detected losses (dead letters), kept until the
+        # forwarder has written them to the record's rejects table.
         self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "tag TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "reject_id TEXT NOT NULL, received_at TEXT NOT NULL, origin TEXT NOT NULL, "
+            "reason TEXT NOT NULL, detail TEXT NOT NULL, tag TEXT, scope TEXT, "
+            "payload BLOB NOT NULL, payload_size INTEGER NOT NULL, payload_sha256 TEXT NOT NULL)"
         )
+        # Small per-source state that must survive a restart (Sparkplug node
+        # sequence numbers and aliases, JSON publisher sequence numbers).
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, body TEXT NOT NULL)"
+        )
+        self._adopt_legacy_rejects()
 
-    def reject(self, tag: str, reason: str, detail: str) -> None:
-        """Keep a refused reading of ``tag`` for the forwarder to report on its batch."""
+    def _adopt_legacy_rejects(self) -> None:
+        # Spools written before dead letters kept (tag, reason, detail) only.
+        legacy = self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='rejected'"
+        ).fetchone()
+        if legacy is None:
+            return
+        rows = self._conn.execute("SELECT tag, reason, detail FROM rejected ORDER BY id").fetchall()
+        now = datetime.now(UTC)
+        for tag, reason, detail in rows:
+            self.reject(DeadLetter.of(Problem(reason, detail, tag), "spool", b"", now))
+        self._conn.execute("DROP TABLE rejected")
+
+    def reject(self, letter: DeadLetter) -> None:
+        """Keep refused input (or a detected loss) durably for the forwarder to record."""
         with self._lock:
             self._conn.execute(
-                "INSERT INTO rejected (tag, reason, detail) VALUES (?, ?, ?)",
-                (tag, reason, detail[:1000]),
+                "INSERT INTO dead_letter (reject_id, received_at, origin, reason, detail, tag, "
+                "scope, payload, payload_size, payload_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    letter.reject_id,
+                    letter.received_at.isoformat(),
+                    letter.origin,
+                    letter.reason,
+                    letter.detail,
+                    letter.tag,
+                    letter.scope,
+                    letter.payload,
+                    letter.payload_size,
+                    letter.payload_sha256,
+                ),
             )
 
-    def rejected(self, limit: int = 100) -> list[tuple[int, str, str, str]]:
-        """``(id, tag, reason, detail)`` of refused readings not yet reported."""
+    def rejected(self, limit: int = 100) -> list[tuple[int, DeadLetter]]:
+        """The oldest dead letters not yet recorded, with their spool ids."""
         with self._lock:
-            return [
-                tuple(r)
-                for r in self._conn.execute(
-                    "SELECT id, tag, reason, detail FROM rejected ORDER BY id LIMIT ?", (limit,)
-                )
-            ]
+            rows = self._conn.execute(
+                "SELECT id, reject_id, received_at, origin, reason, detail, tag, scope, payload, "
+                "payload_size, payload_sha256 FROM dead_letter ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            (
+                row[0],
+                DeadLetter(
+                    row[1],
+                    datetime.fromisoformat(row[2]),
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    row[7],
+                    bytes(row[8]),
+                    row[9],
+                    row[10],
+                ),
+            )
+            for row in rows
+        ]
 
     def forget_rejected(self, ids: list[int]) -> None:
-        """Drop reported refusals."""
+        """Drop dead letters the record now holds."""
         with self._lock:
-            self._conn.executemany("DELETE FROM rejected WHERE id = ?", [(i,) for i in ids])
+            self._conn.executemany("DELETE FROM dead_letter WHERE id = ?", [(i,) for i in ids])
+
+    def rejected_count(self) -> int:
+        """Dead letters waiting to be recorded."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0])
+
+    def get_state(self, key: str) -> str | None:
+        """A source's saved state (see :class:`gxpmes.connectors.sparkplug.SparkplugSession`)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT body FROM source_state WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, body: str) -> None:
+        """Save a source's state durably."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO source_state (key, body) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET body = excluded.body",
+                (key, body),
+            )
 
     def put(self, readings: list[Reading]) -> int:
         """Store readings durably; returns how many were new (duplicates are dropped)."""
@@ -103,6 +176,14 @@ class Spool:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in ids])
             self._conn.execute("COMMIT")
+
+    def oldest_received(self) -> datetime | None:
+        """When the oldest value still waiting was received (its server time), if any."""
+        pending = self.peek(1)
+        if not pending:
+            return None
+        reading = pending[0][1]
+        return reading.server_ts or reading.source_ts
 
     def __len__(self) -> int:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,29 @@ from ebr_support import HEAT, Plant, make_plant
 
 from gxpmes.connectors.model import TagBinding, TagMap
 from gxpmes.connectors.spool import Spool
+from gxpmes.testing.plant import Clock
 
 BATCH = "B-OT-1"
 
 
+class WallClock(Clock):
+    """The plant's clock follows real time: connectors stamp values with the real time,
+    and capture refuses values ahead of the server's clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **kwargs: float) -> None:
+        self.offset += timedelta(**kwargs)
+
+
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Plant]:
-    plant = make_plant(str(tmp_path / "mes.db"))
+    plant = make_plant(str(tmp_path / "mes.db"), clock=WallClock())
     plant.start_batch(BATCH, phases=(HEAT,))
     yield plant
     plant.db.close()

@@ -50,6 +50,7 @@ tag = "GRAN01/TT-101"
 batch = "{BATCH}"
 parameter = "{HEAT}/temperature"
 unit = "Cel"
+topic = "{topic}"
 
 [mqtt]
 host = "127.0.0.1"

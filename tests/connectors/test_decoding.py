@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from audit.errors import StorageError
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.jsonpayload import decode_json
-from gxpmes.connectors.model import DecodeError, Reading, TagMap
+from gxpmes.connectors.model import DeadLetter, DecodeError, Problem, Reading, TagMap
 from gxpmes.connectors.sparkplug import (
     DOUBLE,
     INT32,
@@ -218,15 +218,15 @@ def test_forwarder_keeps_values_through_a_database_outage(running, tags, spool) 
             Reading("UNKNOWN", Decimal("1"), NOW, dedup_key="x3"),
         ]
     )
-    forwarder = Forwarder(spool, running.engine, tags)
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
     real_capture = running.engine.capture
     outage = {"left": 2}
 
-    def failing_capture(values):  # type: ignore[no-untyped-def]
+    def failing_capture(values, source):  # type: ignore[no-untyped-def]
         if outage["left"]:
             outage["left"] -= 1
             raise StorageError("database unreachable")
-        return real_capture(values)
+        return real_capture(values, source=source)
 
     running.engine.capture = failing_capture
     for _ in range(2):
@@ -239,9 +239,12 @@ def test_forwarder_keeps_values_through_a_database_outage(running, tags, spool) 
 
 
 def test_refused_input_of_a_mapped_tag_is_a_data_quality_exception(running, tags, spool) -> None:  # type: ignore[no-untyped-def]
-    spool.reject("GRAN01/TT-101", "non_finite", "value NaN")
-    spool.reject("NOT-MAPPED", "malformed", "garbage")
-    forwarder = Forwarder(spool, running.engine, tags)
+    for tag, reason, detail in (
+        ("GRAN01/TT-101", "non_finite", "value NaN"),
+        ("NOT-MAPPED", "malformed", "garbage"),
+    ):
+        spool.reject(DeadLetter.of(Problem(reason, detail, tag), "test/topic", b"x", NOW))
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
     forwarder.forward_once()
     items = [
         i

@@ -36,6 +36,7 @@ def test_json_values_reach_the_batch_and_bad_ones_are_counted(running, tags, spo
         topics=[f"{prefix}/#"],
         client_id=f"gx-{uuid.uuid4().hex[:6]}",
         clean_session=True,
+        payload_tags=True,  # these readings name their tag; the topic does not
     )
     source.start()
     assert source.connected.wait(DEADLINE)
@@ -85,7 +86,7 @@ def test_json_values_reach_the_batch_and_bad_ones_are_counted(running, tags, spo
         source.counts["future_timestamp"],
         source.counts["wrong_type"],
     ) == (1, 1, 1, 1, 1)
-    forwarder = Forwarder(spool, running.engine, tags)
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
     assert forwarder.forward_once() == 20
     values = running.engine.values(BATCH)
     assert [v["value"] for v in values][:3] == ["70.0", "70.1", "70.2"]
@@ -157,7 +158,7 @@ def test_sparkplug_births_aliases_and_rebirth_on_gap(running, tags, spool, broke
     )  # seq gap
     wait_until(lambda: source.counts["received"] >= 3 and commands)
     assert source.counts["rebirth_requests"] >= 1 and b"Node Control/Rebirth" in commands[0]
-    Forwarder(spool, running.engine, tags).forward_once()
+    Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
     assert [v["value"] for v in running.engine.values(BATCH)] == ["70.5", "71.25", "72.0"]
     source.stop()
     pub.loop_stop()

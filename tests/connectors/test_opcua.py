@@ -95,7 +95,7 @@ def test_subscription_survives_a_server_restart(running, tags, spool) -> None:  
         await server.stop()
 
     asyncio.run(scenario())
-    Forwarder(spool, running.engine, tags).forward_once()
+    Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
     values = running.engine.values(BATCH)
     numbers = [v["value"] for v in values]
     assert "70.5" in numbers and "71.0" in numbers and "73.0" in numbers

@@ -38,7 +38,7 @@ def test_opcua_simulator_to_batch(running, tags, spool, gxp_opcua_server) -> Non
         await asyncio.wait_for(task, DEADLINE)
 
     asyncio.run(run())
-    Forwarder(spool, running.engine, tags).forward_once()
+    Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
     values = {(v["value"], v["quality"]) for v in running.engine.values(BATCH)}
     assert ("70.25", "Good") in values and ("69.75", "Uncertain") in values
 
@@ -46,7 +46,11 @@ def test_opcua_simulator_to_batch(running, tags, spool, gxp_opcua_server) -> Non
 def test_mqtt_publisher_to_batch(running, tags, spool, broker, gxp_mqtt_publisher) -> None:  # type: ignore[no-untyped-def]
     topic = f"sim/{uuid.uuid4().hex[:8]}"
     source = MqttSource(
-        spool, topics=[topic], client_id=f"gx-{uuid.uuid4().hex[:6]}", clean_session=True
+        spool,
+        topics=[topic],
+        client_id=f"gx-{uuid.uuid4().hex[:6]}",
+        clean_session=True,
+        topic_tags={topic: "GRAN01/TT-101"},  # the topic maps to the tag the payload names
     )
     source.start()
     assert source.connected.wait(DEADLINE)
@@ -54,5 +58,5 @@ def test_mqtt_publisher_to_batch(running, tags, spool, broker, gxp_mqtt_publishe
         gxp_mqtt_publisher.publish(topic, "GRAN01/TT-101", value)
     wait_until(lambda: source.counts["received"] >= 2, what="both values received")
     source.stop()
-    Forwarder(spool, running.engine, tags).forward_once()
+    Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
     assert [v["value"] for v in running.engine.values(BATCH)] == ["70.5", "71.5"]
