@@ -165,6 +165,7 @@ class CheckpointPublisher:
         self._signer_thread: threading.Thread | None = None
         self._newest: PublishedCheckpoint | None = None
         self._last_size = -1
+        self._notified = 0  # the largest size an appender reported as due
         self._problem: str | None = None
         self._load_history()
 
@@ -223,19 +224,31 @@ class CheckpointPublisher:
     def _on_append(self, size: int) -> None:
         # In the appender's transaction: two integers and an event, nothing else.
         if size - max(self._last_size, 0) >= self.every_entries:
+            self._notified = size
             self._wake.set()
+
+    def _due(self) -> bool:
+        return self._notified - max(self._last_size, 0) >= self.every_entries
 
     def _sign_loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.every_seconds)
             self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.checkpoint_now()
-            except Exception as exc:  # the thread must live on; reported in status
-                self._problem = str(exc)
-                _log.error("automatic checkpoint of %s failed: %s", self.ledger.origin, exc)
+            # An appender reports its size just *before* its commit: until that size is
+            # visible, look again every 10 ms (a rolled-back append is given up on after
+            # 100 looks; the timer covers it).
+            for _look in range(100):
+                if self._stop.is_set():
+                    return
+                try:
+                    self.checkpoint_now()
+                except Exception as exc:  # the thread must live on; reported in status
+                    self._problem = str(exc)
+                    _log.error("automatic checkpoint of %s failed: %s", self.ledger.origin, exc)
+                    break
+                if not self._due():
+                    break
+                self._stop.wait(0.01)
 
     def checkpoint_now(self) -> PublishedCheckpoint | None:
         """Sign and store a checkpoint if the log grew; hand it to the sinks.
@@ -252,7 +265,7 @@ class CheckpointPublisher:
                     f"the log {self.ledger.origin} holds {size} signed entries but a checkpoint "
                     f"of {self._last_size} was published: entries were removed; not signing"
                 )
-            if size == self._last_size:
+            if size == self._last_size or size == 0:
                 return None
             now = self._clock()
             checkpoint = Checkpoint(self.ledger.origin, size, root, chain_head, now)
