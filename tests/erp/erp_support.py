@@ -101,6 +101,7 @@ def release_batch(plant: Any, batch_id: str) -> None:
         if item.kind.startswith("exception") and item.open:
             plant.engine.assess_exception(item.item_id, plant.creds("qa1"), comment="no impact")
     plant.engine.complete_review(batch_id, plant.creds("qa1"))
+    plant.review_trail(batch_id)
     plant.engine.release(batch_id, plant.creds("qa2"))
 
 

@@ -60,6 +60,7 @@ def test_a_failing_document_refuses_the_event(erp_plant: Any, monkeypatch: Any) 
     """An event never commits without its outbox row: the release is refused whole."""
     execute_batch(erp_plant, B)
     erp_plant.engine.complete_review(B, erp_plant.creds("qa1"))
+    erp_plant.review_trail(B)
     before = outbox(erp_plant.db, B)
 
     def broken(*args: Any) -> Any:
