@@ -279,9 +279,19 @@ class MqttSource:
                 self.counts["received"] += len(readings)
                 self.counts["duplicates"] += len(readings) - new
         for problem in problems:
+            if problem.tag is None and problem.scope is None:
+                problem = replace(problem, **self._concerns(topic))
             self.counts[problem.reason] += 1
             log.warning("refused on %s: %s: %s", topic, problem.reason, safe_text(problem.detail))
             self.spool.reject(DeadLetter.of(problem, topic, payload, now))
+
+    def _concerns(self, topic: str) -> dict[str, str]:
+        """What an undecodable message on ``topic`` concerns: the topic's tag, or (Sparkplug)
+        every metric of its edge node — so it is an exception on the batches they feed."""
+        parts = topic.split("/")
+        if topic.startswith("spBv1.0/"):
+            return {"scope": f"{parts[1]}/{parts[3]}/"} if len(parts) >= 4 else {}
+        return {"tag": self.topic_tags.get(topic, topic)}
 
     def _decode(
         self, topic: str, payload: bytes, now: datetime
