@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import reject
 from hypothesis import strategies as st
 from lxml import etree
 
 from isa95.b2mml.binding import UNBOUNDED, Field, Node, Release
+from isa95.errors import B2MMLError
 
 _WORD = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_.", min_size=1, max_size=8
@@ -82,22 +84,36 @@ def _fill(draw: st.DrawFn, node: Node, depth: int) -> None:
         if slot.choice and slot.choice not in chosen:
             branches = sorted({f.branch for f in spec.fields if f.choice == slot.choice})
             chosen[slot.choice] = draw(st.sampled_from(branches))
+    present: dict[int, bool] = {}
+    for slot in spec.fields:
+        if slot.group and slot.group not in present:
+            present[slot.group] = depth < 4 and draw(st.booleans())
     for slot in spec.fields:
         if slot.name == "*":
             continue  # strict wildcards need declared elements; comments stand in below
+        if slot.group and not slot.choice:
+            # an optional/repeating sequence: all of its required members, once, or nothing
+            if present[slot.group]:
+                for _ in range(max(slot.group_min, draw(st.integers(0, 1)))):
+                    _child(draw, node, slot, depth)
+            continue
         forced = False
         if slot.choice:
             if chosen[slot.choice] != slot.branch:
                 continue
             forced = True
         for _ in range(_count(draw, slot, depth, forced)):
-            child = node.add(slot.name)
-            if child.SPEC.fields or child.SPEC.attributes or child.SPEC.text:
-                _fill(draw, child, depth + 1)
-            else:
-                child.set_text(draw(_lexical(release, slot.simple)))
+            _child(draw, node, slot, depth)
     if spec.wildcard is not None and draw(st.booleans()):
         node.element.append(etree.Comment(" extension point "))
+
+
+def _child(draw: st.DrawFn, node: Node, slot: Field, depth: int) -> None:
+    child = node.add(slot.name)
+    if child.SPEC.fields or child.SPEC.attributes or child.SPEC.text:
+        _fill(draw, child, depth + 1)
+    else:
+        child.set_text(draw(_lexical(node.release, slot.simple)))
 
 
 def _indent(draw: st.DrawFn, element: etree._Element) -> None:
@@ -115,7 +131,11 @@ def instance(draw: st.DrawFn, release: Release, root: str | None = None) -> byte
         root = draw(st.sampled_from(names))
     node = release.new(root, prefix=draw(st.sampled_from([None, "b"])))
     if node.SPEC.fields or node.SPEC.attributes or node.SPEC.text:
-        _fill(draw, node, 0)
+        try:
+            _fill(draw, node, 0)
+        except B2MMLError:
+            # unqualified local elements (V0701 InformationObject) need a prefixed root
+            reject()
     else:
         simple = release.element_simple.get((release.namespace, root))
         node.set_text(draw(_lexical(release, simple)))

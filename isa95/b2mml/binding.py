@@ -84,6 +84,11 @@ class Field:
     """Branch of that choice."""
     needed: bool = False
     """True when the choice must be made (one branch present)."""
+    group: int = 0
+    """Optional or repeating sequence the slot belongs to (0: none): its members
+    occur together, so a writer adding one must add the group's required ones."""
+    group_min: int = 0
+    """minOccurs of the slot inside that sequence."""
 
 
 @dataclass(frozen=True)

@@ -406,26 +406,40 @@ class B2MML:
         document.tree = content
         return document
 
-    def convert(self, data: bytes, to_version: str) -> bytes:
-        """Read a document and write its models in another release (same verb if any)."""
-        document = self.read(data)
-        if document.unmapped:
-            raise UnsupportedDocumentError(
-                "converting would lose content the models do not carry: "
-                + ", ".join(document.unmapped[:5])
+    def convert(
+        self,
+        data: bytes,
+        to_version: str,
+        *,
+        fill_ids: str | None = None,
+        noun: str | None = None,
+    ) -> bytes:
+        """Convert a document to another release, keeping every value as written.
+
+        Every noun present in both releases converts (renamed elements follow
+        :data:`isa95.b2mml.convert.RENAMES`; V0600 ProductionSchedule becomes a
+        V0701 OperationsSchedule and comes back as a ProductionSchedule). The
+        output is always schema-valid: when the target cannot hold something,
+        or needs what the source lacks, :class:`ConversionRefused` lists every
+        path — unless ``fill_ids="derive"`` is chosen for missing IDs. ``noun``
+        picks the target noun (e.g. ``"ProductionSchedule"``). Converting to
+        the document's own release returns it unchanged (validated).
+        """
+        from isa95.b2mml.convert import ConversionRefused, convert_binding, problems_from_issues
+
+        document = self.read(data, models=False)
+        assert document.binding is not None
+        if document.version == to_version and noun is None:
+            return self.write(document)
+        target = release(to_version)
+        converted = convert_binding(document.binding, target, fill_ids=fill_ids, noun=noun)
+        out = bytes(etree.tostring(converted.getroottree(), xml_declaration=True, encoding="UTF-8"))
+        reparsed = parse_xml(out)
+        issues = self.schemas.validate(reparsed, to_version)
+        if issues:
+            raise ConversionRefused(
+                f"{document.version} <{document.root}> converted to {to_version} is not "
+                "schema-valid",
+                problems_from_issues(issues, reparsed.getroot()),
             )
-        noun = NOUNS[document.noun]
-        target_noun: str | None = noun.name
-        if to_version not in noun.versions:
-            target_noun = None  # e.g. ProductionSchedule (V0600) → OperationsSchedule (V0701)
-        payload: Any = document.models if document.verb else document.models[0]
-        if document.verb is None and len(document.models) != 1:
-            payload = document.models
-            return self.write(payload, version=to_version, verb="Sync", noun=target_noun)
-        return self.write(
-            payload,
-            version=to_version,
-            verb=document.verb,
-            noun=target_noun,
-            application_area=document.application_area,
-        )
+        return out

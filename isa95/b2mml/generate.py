@@ -64,6 +64,8 @@ class _Field:
     choice: int = 0
     branch: int = 0
     needed: bool = False
+    group: int = 0
+    group_min: int = 0
 
 
 @dataclass
@@ -137,6 +139,8 @@ class _Generator:
         for namespace, name in sorted(self.s.simples):
             self.simple_names[(namespace, name)] = self._unique(name, simple_taken)
         self.taken = taken
+        self._sequence: list[int] = []
+        self._sequences = 0
 
     @staticmethod
     def _unique(name: str, taken: set[str]) -> str:
@@ -212,10 +216,13 @@ class _Generator:
     def _build(self, name: str, node: etree._Element) -> _Type:
         built = _Type(name)
         self.types[name] = built  # registered first: types are recursive
+        outer = (self._sequence, self._sequences)
+        self._sequence, self._sequences = [], 0
         doc = node.find(f"{_X}annotation/{_X}documentation")
         if doc is not None and doc.text:
             built.doc = " ".join(doc.text.split())[:300]
         self._content(built, node, counter=[0, 0])
+        self._sequence, self._sequences = outer
         return built
 
     def _anonymous(self, owner: str, element: str, node: etree._Element) -> str:
@@ -305,6 +312,29 @@ class _Generator:
         tag = etree.QName(node).localname
         times = min(UNBOUNDED, factor * _occurs(node, "maxOccurs", 1))
         optional = optional or _occurs(node, "minOccurs", 1) == 0
+        if tag in ("group", "sequence", "all") and (
+            _occurs(node, "minOccurs", 1) == 0 or _occurs(node, "maxOccurs", 1) > 1
+        ):
+            # An optional or repeating sequence: its members come together (or not at all).
+            self._sequences += 1
+            self._sequence.append(self._sequences)
+            try:
+                self._particle_body(built, node, tag, times, optional, choice, counter)
+            finally:
+                self._sequence.pop()
+            return
+        self._particle_body(built, node, tag, times, optional, choice, counter)
+
+    def _particle_body(
+        self,
+        built: _Type,
+        node: etree._Element,
+        tag: str,
+        times: int,
+        optional: bool,
+        choice: tuple[int, int],
+        counter: list[int],
+    ) -> None:
         if tag == "group":
             group = self.s.groups.get(self.s.qname(node, node.get("ref", "")))
             if group is None:
@@ -370,9 +400,11 @@ class _Generator:
                 namespace = ""  # e.g. V0701's InformationObject.xsd: local elements unqualified
             local = node.get("name", "")
             type_, simple = self._element_type(built.name, local, node)
-        built.fields.append(
-            _Field(local, namespace, type_, simple, min_occurs, max_occurs, counter[0], *choice)
-        )
+        item = _Field(local, namespace, type_, simple, min_occurs, max_occurs, counter[0], *choice)
+        if self._sequence:
+            item.group = self._sequence[-1]
+            item.group_min = _occurs(node, "minOccurs", 1)
+        built.fields.append(item)
         counter[0] += 1
 
     def _element_type(
@@ -522,8 +554,12 @@ def _field(f: _Field) -> str:
     args.append(str(f.rank))
     if f.choice:
         args += [str(f.choice), str(f.branch)]
-        if f.needed:
-            args.append("True")
+        if f.needed or f.group:
+            args.append(str(f.needed))
+    if f.group:
+        if not f.choice:
+            args += ["0", "0", "False"]
+        args += [str(f.group), str(f.group_min)]
     return f"Field({', '.join(args)})"
 
 
