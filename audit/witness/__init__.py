@@ -16,7 +16,14 @@ and its older cosigned checkpoints prove what it held.
 
 from __future__ import annotations
 
-from audit.witness.client import Cosigned, add_checkpoint, append_cosignatures, request_cosignature
+from audit.witness.client import (
+    Cosigned,
+    WitnessView,
+    add_checkpoint,
+    append_cosignatures,
+    probe_witness,
+    request_cosignature,
+)
 from audit.witness.cosignature import Cosigner, CosignerVerifier, parse_cosigner_vkey
 from audit.witness.errors import (
     CosignatureError,
@@ -60,6 +67,7 @@ __all__ = [
     "WitnessServer",
     "WitnessStore",
     "WitnessUnavailable",
+    "WitnessView",
     "add_checkpoint",
     "append_cosignatures",
     "format_add_checkpoint",
@@ -67,6 +75,7 @@ __all__ = [
     "parse_add_checkpoint",
     "parse_cosigner_vkey",
     "parse_tlog_checkpoint",
+    "probe_witness",
     "request_cosignature",
     "serve_in_thread",
     "verify_cosignatures",

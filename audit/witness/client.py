@@ -27,7 +27,14 @@ from audit.witness.protocol import (
     parse_tlog_checkpoint,
 )
 
-__all__ = ["Cosigned", "add_checkpoint", "append_cosignatures", "request_cosignature"]
+__all__ = [
+    "Cosigned",
+    "WitnessView",
+    "add_checkpoint",
+    "append_cosignatures",
+    "probe_witness",
+    "request_cosignature",
+]
 
 MAX_ANSWER_BYTES = 64 * 1024
 ProofSource = Callable[[int], Sequence[bytes]]
@@ -160,3 +167,58 @@ def append_cosignatures(note: str, lines: Sequence[str]) -> str:
             raise AuditError("a signature line ends with a newline")
         present.add(line)
     return note + "".join(extra)
+
+
+@dataclass(frozen=True)
+class WitnessView:
+    """What a witness holds for a log, compared with one checkpoint of it.
+
+    ``size`` is the size of the latest checkpoint the witness cosigned (0 if
+    none); ``fork`` is True when it cosigned another root at this very size.
+    """
+
+    size: int
+    checkpoint_size: int
+    fork: bool = False
+
+    @property
+    def behind(self) -> bool:
+        """True when the witness saw more of the log than this checkpoint holds.
+
+        For the newest checkpoint of a log, that means entries were removed or
+        the log was rolled back after the witness saw them.
+        """
+        return self.size > self.checkpoint_size
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.fork:
+            return f"the witness cosigned another root at size {self.checkpoint_size}: a fork"
+        if self.behind:
+            return (
+                f"the witness holds size {self.size}, beyond this checkpoint's "
+                f"{self.checkpoint_size}: the log lost entries the witness saw"
+            )
+        return f"the witness holds size {self.size} (checkpoint: {self.checkpoint_size})"
+
+
+def probe_witness(url: str, note: str, *, timeout: float = 10.0) -> WitnessView:
+    """Ask a witness which size it holds for ``note``'s log, changing nothing.
+
+    The spec has no read API, but its add-checkpoint answers tell: the
+    checkpoint is sent with its own size as the old size, so a witness that
+    holds another size answers 409 with it, one that holds this checkpoint
+    cosigns it again (state unchanged), and one that holds another root at
+    this size answers 409 without a size — a fork.
+    """
+    text, _ = split_note(note)
+    size = parse_tlog_checkpoint(text).tree_size
+    try:
+        add_checkpoint(url, size, [], note, timeout=timeout)
+    except WitnessRefused as refused:
+        if refused.status != 409:
+            raise
+        if refused.size is None:
+            return WitnessView(size, size, fork=True)
+        return WitnessView(refused.size, size)
+    return WitnessView(size, size)

@@ -22,6 +22,8 @@ __all__ = ["WitnessServer", "serve_in_thread"]
 _log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 10.0
 """Seconds a client may take to send its request (headers and body)."""
+MAX_CONNECTIONS = 64
+"""Connections served at once by default."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -87,15 +89,45 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WitnessServer(ThreadingHTTPServer):
-    """An HTTP server answering add-checkpoint requests with ``witness``."""
+    """An HTTP server answering add-checkpoint requests with ``witness``.
+
+    At most ``max_connections`` connections are served at once (one thread
+    each); a connection beyond that is closed at once, so idle or slow
+    clients cannot exhaust the host.
+    """
 
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], witness: Witness, prefix: str = "") -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        witness: Witness,
+        prefix: str = "",
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.witness = witness
         self.prefix = prefix.rstrip("/")
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _log.warning("refusing connection from %s: too many connections", client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:

@@ -159,6 +159,36 @@ def cmd_witness_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_witness_status(args: argparse.Namespace) -> int:
+    from audit.witness import probe_witness
+
+    ledger = open_ledger(args.db, read_only=True)
+    try:
+        if args.checkpoint:
+            note = read_text(args.checkpoint)
+        else:
+            stored = ledger.checkpoints()
+            if not stored:
+                raise CliError("the log holds no checkpoint to ask about; give --checkpoint")
+            note = stored[-1]
+        log_size = ledger.size()
+    finally:
+        ledger.close()
+    view = probe_witness(args.url, note)
+    print(view.describe())
+    if view.fork:
+        return EXIT_PROBLEM
+    if view.size > log_size:
+        print(
+            f"the log holds {log_size} entries but the witness cosigned {view.size}: "
+            "entries were removed or the log was rolled back",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEM
+    print(f"the log holds {log_size} entries: not behind the witness")
+    return EXIT_OK
+
+
 def cmd_witness_check(args: argparse.Namespace) -> int:
     from audit.witness import verify_cosignatures
 
@@ -170,7 +200,7 @@ def cmd_witness_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``witness init|serve|vkey|submit|check``."""
+    """Add ``witness init|serve|vkey|submit|status|check``."""
     witness = sub.add_parser(
         "witness",
         help="C2SP transparency-log witness: cosign other sites' checkpoints",
@@ -246,6 +276,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     submit.add_argument("--out", metavar="FILE", help="write the cosigned checkpoint here")
     submit.set_defaults(func=cmd_witness_submit)
+
+    status = witness.add_parser(
+        "status",
+        help="ask a witness how much of this site's log it has cosigned",
+        description="Ask a witness which size of this log it last cosigned (its add-checkpoint "
+        "answers tell, nothing changes) and compare with the log: exit 1 when the witness saw "
+        "more entries than the log holds (truncation or rollback) or another root (fork).",
+    )
+    status.add_argument("--db", required=True, help=f"this site's log; {DB_HELP}")
+    status.add_argument("--url", required=True, help="the witness's submission URL prefix")
+    status.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="a signed checkpoint of the log to ask with (default: the newest in the database)",
+    )
+    status.set_defaults(func=cmd_witness_status)
 
     check = witness.add_parser(
         "check",

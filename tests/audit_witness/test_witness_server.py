@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from waiting import wait_until
 from witness_support import Site, append, running_witness
 
 from audit.keys import generate_private_key
@@ -21,10 +22,13 @@ from audit.witness import (
     LogKey,
     Witness,
     WitnessRefused,
+    WitnessServer,
     WitnessStore,
     add_checkpoint,
     append_cosignatures,
+    probe_witness,
     request_cosignature,
+    serve_in_thread,
     verify_cosignatures,
 )
 from audit.witness.protocol import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE
@@ -273,3 +277,47 @@ def test_a_log_key_given_without_name_accepts_any_signature_name(
     anonymous = KnownLog(site_a.ledger.origin, (LogKey(site_a.signer.verifier.public_key),))
     with running_witness(tmp_path / "w.db", "w", [anonymous]) as (server, _):
         assert post(server.url, request(0, [], site_a.checkpoint()))[0] == 200
+
+
+def test_probing_a_witness_tells_its_size_and_changes_nothing(tmp_path: Path, site_a: Site) -> None:
+    with running_witness(tmp_path / "w.db", "w.example/w", [site_a.known_log()]) as (server, w):
+        first = site_a.checkpoint()
+        view = probe_witness(server.url, first)  # never seen: it holds 0
+        assert (view.size, view.behind, view.fork) == (0, False, False)
+        assert w.store.get(site_a.ledger.origin) is None
+        fork = site_a.fork(tmp_path / "fork.db")
+        append(site_a.ledger, 4, tag="real")
+        real = site_a.checkpoint()
+        request_cosignature(server.url, real, w.cosigner.verifier, site_a.prove)
+        held = w.store.get(site_a.ledger.origin)
+        assert probe_witness(server.url, first).size == 9
+        assert probe_witness(server.url, first).behind  # the witness saw more than size 5
+        assert probe_witness(server.url, real).describe().startswith("the witness holds size 9")
+        append(fork.ledger, 4, tag="rewritten")
+        view = probe_witness(server.url, fork.checkpoint())
+        assert view.fork and "fork" in view.describe()
+        assert w.store.get(site_a.ledger.origin).root == held.root  # type: ignore[union-attr]
+
+
+def test_connections_beyond_the_limit_are_closed(tmp_path: Path, site_a: Site) -> None:
+    store = WitnessStore.open(tmp_path / "w.db")
+    witness = Witness(Cosigner("w", generate_private_key()), store, [site_a.known_log()])
+    server = WitnessServer(("127.0.0.1", 0), witness, max_connections=2)
+    thread = serve_in_thread(server)
+    address = ("127.0.0.1", server.server_address[1])
+    idle = [socket.create_connection(address) for _ in range(2)]
+    try:
+        wait_until(lambda: server._slots._value == 0, what="both slots taken")  # type: ignore[attr-defined]
+        with socket.create_connection(address, timeout=30) as third:
+            assert third.recv(100) == b""  # closed without a word
+        for sock in idle:
+            sock.close()
+        wait_until(lambda: server._slots._value == 2, what="slots released")  # type: ignore[attr-defined]
+        assert post(server.url, request(0, [], site_a.checkpoint()))[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -114,6 +115,10 @@ def test_site_b_witnesses_site_a_through_the_cli(
         capsys, *check, "--witness", other, "--checkpoint", str(tmp_path / "w1"), "--quorum", "2"
     )
     assert code == 1 and "NOT met: 1 of 2" in out
+    code, out, _ = run(capsys, "witness", "status", "--db", sites["a"], "--url", url)
+    assert code == 0 and "holds size 6" in out and "not behind" in out
+    # A copy of the database as it is now: the restore an attacker will use.
+    shutil.copy(sites["a"], tmp_path / "a-old.db")
     # The log grows; the witness tells its size (409) and the next submission proves from it.
     ledger = Ledger.open(sites["a"])
     append(ledger, 7)
@@ -124,6 +129,11 @@ def test_site_b_witnesses_site_a_through_the_cli(
     # Offering the older checkpoint again (a rollback) is refused: exit 1, says why.
     code, _, err = run(capsys, *submit, "--checkpoint", str(tmp_path / "cp1"))
     assert code == 1 and "rolled back" in err
+    # The database restored from the old copy verifies on its own, but the witness saw 13.
+    code, out, err = run(
+        capsys, "witness", "status", "--db", str(tmp_path / "a-old.db"), "--url", url
+    )
+    assert code == 1 and "holds size 13" in out and "entries were removed" in err
 
 
 def test_serve_refuses_bad_options(
