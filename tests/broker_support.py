@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "mosquitto-gxpmes.conf"
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mosquitto-gxpmes.conf"
 
 
 def free_port() -> int:
