@@ -77,6 +77,8 @@ def cmd_b2mml_read(args: argparse.Namespace) -> int:
         },
         "models": [m.model_dump(mode="json") for m in document.models],
         "unmapped": document.unmapped,
+        # The whole document as read (values as written): nothing is missing here.
+        "document": None if document.binding is None else document.binding.to_data(),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -92,10 +94,17 @@ def cmd_b2mml_convert(args: argparse.Namespace) -> int:
 
     out = output_file(args.out)
     data = read_bytes(args.file)
+    from isa95.b2mml.convert import ConversionRefused
+
     try:
-        converted = _b2mml(args).convert(data, args.to)
+        converted = _b2mml(args).convert(data, args.to, fill_ids=args.fill_ids, noun=args.noun)
     except SchemaError:
         raise
+    except ConversionRefused as exc:
+        print(f"REFUSED: {len(exc.problems)} path(s) cannot be converted to {args.to}")
+        for problem in exc.problems:
+            print(f"  {problem}")
+        return EXIT_PROBLEM
     except (B2MMLError, ModelError) as exc:
         raise CliError(f"cannot convert {args.file}: {exc}") from exc
     write_file(out, converted)
@@ -157,13 +166,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     convert = b2mml.add_parser(
         "convert",
         help="convert a document to another release",
-        description="Convert a document to another release; refused when content would be lost.",
+        description="Convert a document to another release, values as written. Refused, with "
+        "every path listed (exit 1), when the target cannot hold something or needs what the "
+        "source lacks.",
     )
     convert.add_argument("file", help="the B2MML document")
     convert.add_argument(
         "--to", required=True, choices=["V0701", "V0600"], help="release to convert to"
     )
     convert.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    convert.add_argument(
+        "--fill-ids",
+        choices=["derive"],
+        help="derive required IDs the source lacks from the enclosing ID, and required "
+        "references (e.g. OperationsDefinitionID) from the enclosing element's",
+    )
+    convert.add_argument(
+        "--noun",
+        metavar="NOUN",
+        help="target noun where the releases differ (e.g. ProductionSchedule for V0600)",
+    )
     convert.add_argument("--schemas", metavar="DIR", help=SCHEMAS_HELP)
     convert.set_defaults(func=cmd_b2mml_convert)
 

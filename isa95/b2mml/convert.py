@@ -172,9 +172,13 @@ class _Converter:
                     ConversionProblem(f"{path}/@{name}", f"no attribute {name!r} in the target")
                 )
         out.text = source.text
+        if not target_spec.fields and source_spec.fields:
+            self.collapse_location(source, out, source_spec, path)
+            return out
+        if not source_spec.fields and target_spec.field("LocationType") is not None:
+            self.expand_location(source, out, target_spec)
+            return out
         if not target_spec.fields:
-            if source_spec.fields:
-                self.problems.append(ConversionProblem(path, "element content cannot become text"))
             self.check_value(out.text, target_spec.text, path)
             return out
         counts: dict[str, int] = {}
@@ -247,6 +251,43 @@ class _Converter:
         for node in pending:
             out.append(node)
         return out
+
+    def collapse_location(
+        self, source: etree._Element, out: etree._Element, spec: Spec, path: str
+    ) -> None:
+        """V0701 ``<Location>X</Location><LocationType>Equipment</LocationType>`` is V0600's
+        text ``X``: V0600 holds a storage location only as an equipment hierarchy scope."""
+        elements = [c for c in source if isinstance(c.tag, str) and c not in self.skip]
+        names = [etree.QName(c).localname for c in elements]
+        kinds = [c for c in elements if etree.QName(c).localname == "LocationType"]
+        if (
+            spec.field("LocationType") is None
+            or names not in (["Location", "LocationType"], ["Location"])
+            or any((k.text or "").strip() != "Equipment" for k in kinds)
+            or len(elements[0].attrib)
+            or len(source.attrib)
+        ):
+            self.problems.append(
+                ConversionProblem(
+                    path,
+                    f"{self.target.version} holds only an equipment location here, as text "
+                    "(a Location with LocationType Equipment, nothing else)",
+                )
+            )
+            return
+        out.text = elements[0].text
+
+    def expand_location(self, source: etree._Element, out: etree._Element, spec: Spec) -> None:
+        """V0600's text storage location as V0701's Location + LocationType ``Equipment``."""
+        out.text = None
+        location_slot = spec.field("Location")
+        kind_slot = spec.field("LocationType")
+        assert location_slot is not None and kind_slot is not None
+        location = etree.SubElement(out, f"{{{location_slot.namespace}}}Location")
+        location.text = source.text
+        kind = etree.SubElement(out, f"{{{kind_slot.namespace}}}LocationType")
+        kind.text = "Equipment"
+        self.derived.append(kind)
 
     def parameters(
         self,

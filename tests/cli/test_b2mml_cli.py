@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from shared_paths import CASES, cases_dir, schemas_dir
 
 from gxpmes.cli import main
@@ -147,8 +148,8 @@ def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     document = b2mml.read(out.read_bytes())
     assert document.version == "V0600" and document.model == model
-    # A third-party document with content our models do not carry is not converted lossily.
-    code, _, err = run(
+    # A real V0600 schedule lacks what V0701 requires: refused, every path listed, no file.
+    code, out, _ = run(
         capsys,
         "b2mml",
         "convert",
@@ -158,8 +159,54 @@ def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "--out",
         str(tmp_path / "x.xml"),
     )
-    assert code == 2 and "would lose content" in err
+    assert code == 1 and out.startswith("REFUSED:")
+    assert (
+        "/ProcessProductionSchedule/DataArea[1]/ProductionSchedule[1]/ProductionRequest[1]"
+        "/SegmentRequirement[1]/ID: required by V0701" in out
+    )
+    assert "--fill-ids derive" in out
     assert not (tmp_path / "x.xml").exists()
+    # With --fill-ids derive, what is left is what no policy can invent.
+    code, out, _ = run(
+        capsys,
+        "b2mml",
+        "convert",
+        str(COCOP / "ProcessProductionSchedule.xml"),
+        "--to",
+        "V0701",
+        "--fill-ids",
+        "derive",
+        "--out",
+        str(tmp_path / "x.xml"),
+    )
+    assert code == 1 and "SegmentRequirement[1]/ID:" not in out
+    assert "ProcessSegmentID: required by V0701" in out
+
+
+def test_read_json_and_convert_work_on_nouns_without_domain_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = CASES / "rwth-iat-recipetool" / "GeneralRecipeHC.xml"
+    code, out, _ = run(capsys, "b2mml", "read", str(source), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert (result["root"], result["noun"], result["models"]) == (
+        "GRecipeInformation",
+        "GRecipeInformation",
+        [],
+    )
+    assert result["unmapped"] == ["/GRecipeInformation"]
+    assert result["document"]["Recipe"][0]["ID"] == '"GeneralRecipeHC"'  # values as written
+    v0600 = tmp_path / "grecipe-v0600.xml"
+    code, out, _ = run(
+        capsys, "b2mml", "convert", str(source), "--to", "V0600", "--out", str(v0600)
+    )
+    assert code == 0, out
+    back = tmp_path / "grecipe-v0701.xml"
+    code, _, _ = run(capsys, "b2mml", "convert", str(v0600), "--to", "V0701", "--out", str(back))
+    assert code == 0
+    c14n = lambda data: etree.tostring(etree.fromstring(data), method="c14n")  # noqa: E731
+    assert c14n(back.read_bytes()) == c14n(source.read_bytes())
 
 
 def test_schemas_install_and_path(
