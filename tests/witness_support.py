@@ -42,9 +42,11 @@ class Site:
     path: Path
 
     @classmethod
-    def create(cls, path: Path, name: str, entries: int = 0) -> Site:
-        ledger = Ledger.open(path)
-        site = cls(ledger, NoteSigner(name, generate_private_key()), path)
+    def create(cls, path: Path, name: str, entries: int = 0, *, heads: bool = False) -> Site:
+        """A new log; with ``heads``, its tree heads are signed with the checkpoint key."""
+        signer = NoteSigner(name, generate_private_key())
+        ledger = Ledger.open(path, head_signer=signer if heads else None)
+        site = cls(ledger, signer, path)
         append(ledger, entries)
         return site
 
@@ -62,13 +64,14 @@ class Site:
 
     def fork(self, path: Path) -> Site:
         """A copy of this log as it is now, signed with the same key (a split view)."""
+        signer = self.ledger.head_signer
         self.ledger.close()
         for suffix in ("", "-wal", "-shm"):
             source = Path(str(self.path) + suffix)
             if source.exists():
                 shutil.copy(source, str(path) + suffix)
-        self.ledger = Ledger.open(self.path)
-        return Site(Ledger.open(path), self.signer, path)
+        self.ledger = Ledger.open(self.path, head_signer=signer)
+        return Site(Ledger.open(path, head_signer=signer), self.signer, path)
 
 
 @contextmanager

@@ -156,3 +156,47 @@ def test_serve_refuses_bad_options(
     assert code == 2 and "no database" in err
     assert run(capsys, "witness", "init", "--db", str(tmp_path / "w.db"))[0] == 0
     assert (tmp_path / "w.db").exists()
+
+
+def test_audit_verify_with_a_trust_file_requires_the_witness_quorum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from witness_support import Site, running_witness
+
+    from audit.anchoring.publisher import CheckpointPublisher
+    from audit.keys import generate_private_key
+    from audit.witness import Cosigner, CosignerVerifier
+    from audit.witness.sink import WitnessSink
+
+    site = Site.create(tmp_path / "a.db", "site-a.example/audit", entries=5, heads=True)
+    log_vkey = site.signer.verifier.vkey()
+    absent = CosignerVerifier("site-c.example/witness", bytes(range(32)))
+    with running_witness(tmp_path / "b.db", "site-b.example/witness", [site.known_log()]) as (
+        server,
+        witness,
+    ):
+        key = witness.cosigner.verifier
+        with CheckpointPublisher(
+            site.ledger, [WitnessSink(server.url, key)], signer=site.signer, every_seconds=3600
+        ) as publisher:
+            publisher.checkpoint_now()
+            assert publisher.flush(60)
+    site.ledger.close()
+
+    def trust(quorum: int, *witnesses: CosignerVerifier) -> str:
+        path = tmp_path / f"trust-{quorum}-{len(witnesses)}.toml"
+        rows = "".join(f'[[witness]]\nvkey = "{w.vkey()}"\n' for w in witnesses)
+        path.write_text(
+            f'[[checkpoint_key]]\nvkey = "{log_vkey}"\n[witnesses]\nquorum = {quorum}\n{rows}'
+        )
+        return str(path)
+
+    verify = ["audit", "verify", "--db", str(tmp_path / "a.db"), "--trust"]
+    code, out, err = run(capsys, *verify, trust(1, key))
+    assert code == 0, out + err
+    code, out, err = run(capsys, *verify, trust(2, key, absent))
+    assert code == 1 and "1 valid witness cosignature(s)" in out + err
+    # A cosignature by a key the trust file does not list counts for nothing.
+    stranger = Cosigner("site-b.example/witness", generate_private_key()).verifier
+    code, out, err = run(capsys, *verify, trust(1, stranger))
+    assert code == 1 and "0 valid witness cosignature(s)" in out + err
