@@ -236,3 +236,47 @@ class Mosquitto:
                 self.process.kill()
                 self.process.wait(30)
         self.process = None
+
+
+# ------------------------------------------------------------------ OPC UA certificates
+
+
+@dataclass(frozen=True)
+class AppCert:
+    """An OPC UA application instance certificate (DER) and its key (PEM)."""
+
+    uri: str
+    cert: Path
+    key: Path
+    der: bytes
+
+
+def make_app_cert(folder: Path, name: str, uri: str) -> AppCert:
+    """A self-signed application instance certificate whose subjectAltName carries ``uri``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = _key()
+    cert = certificate(
+        name,
+        key,
+        sans=[
+            x509.UniformResourceIdentifier(uri),
+            x509.DNSName("localhost"),
+            x509.DNSName(socket.gethostname()),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ],
+        usage=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        key_usage=x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=True,
+            key_encipherment=True,
+            data_encipherment=True,
+            key_agreement=False,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    (folder / f"{name}.der").write_bytes(der)
+    return AppCert(uri, folder / f"{name}.der", _write_key(key, folder / f"{name}-key.pem"), der)

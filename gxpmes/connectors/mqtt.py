@@ -164,6 +164,7 @@ class MqttSource:
         self.client.manual_ack_set(True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -222,6 +223,11 @@ class MqttSource:
             self.spool.set_state(key, "1")
         self.counts["connects"] += 1
         log.info("connected to MQTT %s:%s as %s", self.host, self.port, self.client_id)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # No connection at all: broker down, TLS verification failed, certificate refused.
+        self.counts["connection_errors"] += 1
+        log.warning("cannot connect to MQTT %s:%s (retrying)", self.host, self.port)
 
     def _on_subscribe(
         self, client: Any, userdata: Any, mid: Any, reasons: Any, properties: Any
