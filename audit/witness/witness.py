@@ -122,6 +122,11 @@ class Witness:
 
     def _advance(self, request: AddCheckpointRequest, checkpoint: TlogCheckpoint) -> WitnessAnswer:
         stored = self.store.get(checkpoint.origin)
+        if stored is not None:
+            tampered = self.state_problem(stored)
+            if tampered is not None:
+                _log.error("witness state of %s is not its own: %s", checkpoint.origin, tampered)
+                return WitnessAnswer.text(500, "the witness's state for this log fails its check")
         held = stored.tree_size if stored is not None else 0
         if request.old_size != held:
             return _size_conflict(held)
@@ -131,13 +136,36 @@ class Witness:
             self.store.record_evidence(checkpoint.origin, reason, _evidence(request))
             _log.warning("refused checkpoint of %s: %s", checkpoint.origin, reason)
             return WitnessAnswer.text(status, reason)
-        new = LogState(checkpoint.origin, checkpoint.tree_size, checkpoint.root, request.note)
+        line = self.cosigner.cosign(checkpoint.text, int(self._clock()))
+        if stored is not None and stored.tree_size == checkpoint.tree_size:
+            return WitnessAnswer(200, line.encode())  # the same tree again: nothing to store
+        new = LogState(checkpoint.origin, checkpoint.tree_size, checkpoint.root, request.note, line)
         if not self.store.compare_and_set(stored, new):
             # Another submission moved the log between our read and our write.
             latest = self.store.get(checkpoint.origin)
             return _size_conflict(latest.tree_size if latest is not None else 0)
-        line = self.cosigner.cosign(checkpoint.text, int(self._clock()))
         return WitnessAnswer(200, line.encode())
+
+    def state_problem(self, state: LogState) -> str | None:
+        """Why a stored state was not written by this witness, or None if it was.
+
+        A state row carries the log-signed note and this witness's cosignature
+        of it; a row inserted or altered by SQL without the witness key fails.
+        """
+        try:
+            text, _ = split_note(state.note)
+            checkpoint = parse_tlog_checkpoint(text)
+            _, (signature,) = split_note(text + "\n" + state.cosignature)
+            self.cosigner.verifier.verify(text, signature)
+        except (CheckpointError, ValueError) as exc:
+            return f"stored checkpoint or cosignature does not verify: {exc}"
+        if (checkpoint.origin, checkpoint.tree_size, checkpoint.root) != (
+            state.origin,
+            state.tree_size,
+            state.root,
+        ):
+            return "stored size or root differs from the cosigned checkpoint"
+        return None
 
 
 def _size_conflict(size: int) -> WitnessAnswer:

@@ -321,3 +321,48 @@ def test_connections_beyond_the_limit_are_closed(tmp_path: Path, site_a: Site) -
         server.server_close()
         thread.join()
         store.close()
+
+
+def test_the_witness_state_resists_its_database_login(db_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import insert, text
+
+    from audit.witness.state import WitnessCheckpointRow
+
+    site = Site.create(tmp_path / "a.db", "site-a.example/audit", entries=4)
+    with running_witness(db_url, "w.example/w", [site.known_log()]) as (server, w):
+        key = w.cosigner.verifier
+        request_cosignature(server.url, site.checkpoint(), key, site.prove)
+        append(site.ledger, 3)
+        request_cosignature(server.url, site.checkpoint(), key, site.prove)
+        assert [s.tree_size for s in w.store.history(site.ledger.origin)] == [4, 7]
+        assert post(server.url, request(7, [b"\x01" * 32], site.checkpoint()))[0] == 422
+        assert len(w.store.evidence()) == 1
+        # Rolling the witness back by SQL: every UPDATE and DELETE is refused.
+        for statement in (
+            "UPDATE witness_checkpoint SET tree_size = 0",
+            "DELETE FROM witness_checkpoint WHERE tree_size = 7",
+            "DELETE FROM witness_evidence",
+        ):
+            with pytest.raises(Exception, match="append-only"), w.store.engine.begin() as conn:
+                conn.execute(text(statement))
+        assert w.store.get(site.ledger.origin).tree_size == 7  # type: ignore[union-attr]
+        # A row inserted by SQL without the witness key (here: a bigger, bogus state)
+        # is recognised: the witness stops cosigning that log and says why.
+        latest = w.store.get(site.ledger.origin)
+        assert latest is not None and w.state_problem(latest) is None
+        with w.store.engine.begin() as conn:
+            conn.execute(
+                insert(WitnessCheckpointRow).values(
+                    origin=site.ledger.origin,
+                    prev_size=7,
+                    tree_size=1000,
+                    root=b"\x00" * 32,
+                    note=latest.note,
+                    cosignature=latest.cosignature,
+                    created_at="2026-12-03T00:00:00Z",
+                )
+            )
+        append(site.ledger, 1)
+        status, _, body = post(server.url, request(0, [], site.checkpoint()))
+        assert status == 500 and b"fails its check" in body
+        assert "differs" in (w.state_problem(w.store.get(site.ledger.origin)) or "")  # type: ignore[arg-type]
