@@ -222,3 +222,115 @@ def test_sigkill_loses_no_acknowledged_value(running, broker, tmp_path: Path) ->
     keys = [v["source_key"] for v in values]
     assert len(values) == total, "a value was lost or recorded twice"
     assert len(set(keys)) == total
+
+
+def test_status_reports_rejects_by_reason_and_sigterm_is_no_error(
+    running, broker, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    db_path = str(running.db.engine.url.database)
+    topic = f"test/{uuid.uuid4().hex[:8]}/pv"
+    client_id = f"gx-{uuid.uuid4().hex[:8]}"
+    open_session(topic, client_id)
+    pub = publisher()
+    process = start(
+        write_config(tmp_path / "c.toml", topic, client_id, head_key(running, tmp_path)), db_path
+    )
+    try:
+        base = datetime.now(UTC)
+        for i in range(30):
+            pub.publish(topic, reading(i, base), qos=1)
+        for bad in (
+            b"{not json",
+            json.dumps({"tag": "OTHER/TAG", "value": 1, "ts": base.isoformat()}).encode(),
+            json.dumps(
+                {"value": 1, "ts": (base + timedelta(days=3)).isoformat()}  # the topic's tag
+            ).encode(),
+        ):
+            pub.publish(topic, bad, qos=1)
+        wait_recorded(process, db_path, 30)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        pub.loop_stop()
+    assert process.returncode == 0, err
+    final = [line for line in out.splitlines() if "(stopped)" in line]
+    assert len(final) == 1, out
+    assert "3 rejected (future_timestamp 1, malformed 1, tag_override 1)" in final[0]
+    assert "0 errors" in final[0] and "lag " in final[0] and "0 buffered" in final[0]
+    db = Database(db_path)
+    try:
+        with db.read() as conn:
+            from sqlalchemy import text
+
+            reasons = sorted(conn.execute(text("SELECT reason FROM ebr_ot_reject")).scalars())
+    finally:
+        db.close()
+    assert reasons == ["future_timestamp", "malformed", "tag_override"]  # flushed at the stop
+
+
+def test_connect_over_tls_with_a_password_file(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from broker_support import Mosquitto, free_port, make_pki, password_file, site_config
+
+    pki = make_pki(tmp_path / "pki")
+    port, tls_port = free_port(), free_port()
+    users = {"gxpmes": "connector-pass-1", "plc": "publisher-pass-1"}
+    config = site_config(
+        tmp_path / "broker",
+        port=port,
+        tls_port=tls_port,
+        pki=pki,
+        passwd=password_file(tmp_path, users),
+    )
+    broker = Mosquitto(config, port, tls_port).start()
+    db_path = str(running.db.engine.url.database)
+    topic = f"plant/{uuid.uuid4().hex[:8]}/TT-101"
+    client_id = f"gx-{uuid.uuid4().hex[:8]}"
+    connector = write_config(tmp_path / "c.toml", topic, client_id, head_key(running, tmp_path))
+    (tmp_path / "mqtt-password").write_text(users["gxpmes"] + "\n")
+    connector.write_text(
+        connector.read_text()
+        .replace("port = 1883", f"port = {tls_port}")
+        .replace('host = "127.0.0.1"', 'host = "localhost"')
+        + f'ca_file = "{pki.ca}"\nusername = "gxpmes"\npassword_file = "mqtt-password"\n'
+    )
+    process = start(connector, db_path)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"plc-{uuid.uuid4().hex[:6]}")
+    pub.tls_set(ca_certs=str(pki.ca))
+    pub.username_pw_set("plc", users["plc"])
+    pub.connect("127.0.0.1", tls_port)
+    pub.loop_start()
+    try:
+        base = datetime.now(UTC)
+        # Published until the connector has subscribed: QoS 1 to a persistent session.
+        wait_until(
+            lambda: pub.publish(topic, reading(0, base), qos=1) is not None and count(db_path) >= 1,
+            interval=0.5,
+            what="the connector records over TLS",
+        )
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        pub.loop_stop()
+        broker.stop()
+    assert process.returncode == 0, err
+    assert count(db_path) == 1  # the same reading, recorded once
+
+
+def test_status_line_warns_of_loss_before_the_connector() -> None:
+    from gxpmes.connectors.runner import Status
+
+    quiet = Status(10, 0, 0.0, 10, 0, {}, {}, 0, 0, 0)
+    assert "WARNING" not in quiet.line(1.0) and "0 rejected, 0 errors" in quiet.line(1.0)
+    lossy = Status(10, 5, 2.5, 10, 0, {"sequence_gap": 2}, {"db_errors": 1}, 2, 500, 1)
+    line = lossy.line(1.0)
+    assert "5 buffered (lag 2.5 s)" in line and "2 rejected (sequence_gap 2)" in line
+    assert "1 errors (db_errors 1)" in line
+    assert (
+        line.count("WARNING") == 3
+        and "500 dropped" in line
+        and "lost this connector's session" in line
+    )
