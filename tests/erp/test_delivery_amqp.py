@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from erp_support import (
     AMQP_URL,
     FakeErp,
@@ -181,10 +182,8 @@ def test_consumer_nacks_and_duplicate_deliveries(erp_plant: Any, monkeypatch: An
             raise RuntimeError("killed before recording")
 
         monkeypatch.setattr(sender_module, "mark_sent", crash)
-        try:
+        with pytest.raises(RuntimeError, match="killed"):
             sender.run_once()
-        except RuntimeError:
-            pass
         monkeypatch.undo()
         assert {r["status"] for r in outbox(erp_plant.db, B)} == {"pending"}
         assert sender.run_once() == 5  # at least once: sent again

@@ -174,7 +174,8 @@ class AmqpSource:
         """Acknowledge (the outcome is committed); a lost channel means a harmless redelivery."""
         import pika.exceptions
 
-        channel, tag = incoming.token  # type: ignore[misc]
+        token: Any = incoming.token
+        channel, tag = token
         try:
             channel.basic_ack(tag)
         except (pika.exceptions.AMQPError, OSError) as exc:
