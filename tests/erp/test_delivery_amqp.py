@@ -151,7 +151,7 @@ def test_outage_mid_stream_loses_and_duplicates_nothing(erp_plant: Any) -> None:
 
         transport.publish = publish_then_cut  # type: ignore[method-assign]
         sender.run_once()
-        assert sender.down is not None and "connection" in sender.down
+        assert sender.down is not None and "connect" in sender.down
         proxy.restore()
         transport.publish = real  # type: ignore[method-assign]
         wait_until(lambda: sender.run_once() >= 0 and not outbox_pending(erp_plant), what="sent")
@@ -297,3 +297,22 @@ def test_end_to_end_with_a_fake_erp(erp_plant: Any) -> None:
         answer = read_confirmation(parse_xml(erp.seen[answers[0]]))
         assert answer.accepted and answer.originals == ("SAP-PO-1000",)
     assert {r["status"] for r in outbox(erp_plant.db, B)} == {"delivered"}
+
+
+def test_a_connection_dropped_while_idle_costs_no_failed_attempt(erp_plant: Any) -> None:
+    """Broker restarts or heartbeats lost while idle: reconnect once, no failure recorded."""
+    proxy = Proxy()
+    with topology() as names:
+        url = proxy.url(f"exchange={names.exchange}&routing_key=to-erp")
+        sender = Sender(erp_plant.db, open_transport(url))
+        fill_outbox(erp_plant, 2)
+        assert sender.run_once() == 2
+        proxy.cut()  # the idle connection dies ...
+        proxy.restore()  # ... and the broker is back before the next document
+        fill_outbox(erp_plant, 1)
+        assert sender.run_once() == 1
+        sender.transport.close()
+        assert sender.counts["failed_attempts"] == 0
+        assert [r["attempts"] for r in outbox(erp_plant.db)] == [1, 1, 1]
+        assert len(FakeErp(names).drain(answer=None)) == 3
+    proxy.close()

@@ -87,7 +87,31 @@ class AmqpTransport:
         self.name = name
 
     def publish(self, message: Message) -> None:
-        """Publish and wait for the broker's confirm (raises unless confirmed and routed)."""
+        """Publish and wait for the broker's confirm (raises unless confirmed and routed).
+
+        A connection found dead at the first try (idle past its heartbeat, the
+        broker restarted) is reopened once before the failure counts: the
+        message may then go twice, which the BOD ID makes harmless.
+        """
+
+        fresh = self.link.connection is None
+        try:
+            self._publish(message)
+        except TransportDown:
+            if fresh:
+                raise
+            self._publish(message)
+
+    def keepalive(self) -> None:
+        """Serve heartbeats while idle, so an idle connection is not dropped by the broker."""
+        connection = self.link.connection
+        if connection is not None and connection.is_open:
+            try:
+                connection.process_data_events(0)
+            except Exception:  # a dead link: reopened at the next publish
+                self.link.reset()
+
+    def _publish(self, message: Message) -> None:
         import pika
         import pika.exceptions
 

@@ -175,4 +175,7 @@ class Sender:
                 status()
                 last_status = time.monotonic()
             if wait:
+                keepalive = getattr(self.transport, "keepalive", None)
+                if keepalive is not None:
+                    keepalive()
                 stop.wait(wait)
