@@ -28,6 +28,7 @@ is reported, not signed).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select, text
 
-from audit.anchoring.sink import CheckpointSink, PublishedCheckpoint
+from audit.anchoring.sink import CheckpointSink, PublishedCheckpoint, Receipt
 from audit.anchoring.store import record_checkpoint, record_receipt
 from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit.entry import GENESIS_PREV
@@ -166,6 +167,10 @@ class CheckpointPublisher:
         self._newest: PublishedCheckpoint | None = None
         self._last_size = -1
         self._notified = 0  # the largest size an appender reported as due
+        self._sequence = 0  # PublishedCheckpoint.id: this publisher's checkpoint number
+        # Database copies of checkpoints (receipt None) and receipts, for the recorder thread.
+        self._copies: queue.Queue[tuple[PublishedCheckpoint, Receipt | None] | None] = queue.Queue()
+        self._recorder: threading.Thread | None = None
         self._problem: str | None = None
         self._load_history()
 
@@ -188,6 +193,10 @@ class CheckpointPublisher:
             target=self._sign_loop, name="gxpmes-checkpoints", daemon=True
         )
         self._signer_thread.start()
+        self._recorder = threading.Thread(
+            target=self._record_loop, name="gxpmes-checkpoint-copies", daemon=True
+        )
+        self._recorder.start()
         for state in self._states.values():
             state.thread = threading.Thread(
                 target=self._sink_loop,
@@ -217,6 +226,10 @@ class CheckpointPublisher:
             if state.thread is not None:
                 state.thread.join(timeout)
                 state.thread = None
+        self._copies.put(None)  # after what the sinks queued: every copy is written first
+        if self._recorder is not None:
+            self._recorder.join(max(timeout, 60.0))
+            self._recorder = None
         self._signer_thread = None
 
     # -------------------------------------------------------------- signing
@@ -270,19 +283,54 @@ class CheckpointPublisher:
             now = self._clock()
             checkpoint = Checkpoint(self.ledger.origin, size, root, chain_head, now)
             note = sign_checkpoint(checkpoint, self.signer)
-            row_id = record_checkpoint(self.ledger.engine, size, note, now)
+            self._sequence += 1
             published = PublishedCheckpoint(
-                row_id, note.encode("utf-8"), checkpoint, self._prover(size)
+                self._sequence, note.encode("utf-8"), checkpoint, self._prover(size)
             )
             self._last_size = size
             self._problem = None
+            # To the sinks first: under heavy ingest the database's write lock can take
+            # a second or more to get, and the sinks need not wait for the copy.
             with self._cond:
                 self._newest = published
                 for state in self._states.values():
                     if state.behind_since is None:
                         state.behind_since = now
                 self._cond.notify_all()
+            self._copies.put((published, None))
             return published
+
+    def _record_loop(self) -> None:
+        """Write checkpoint copies and receipts to the database, in order, off the hot paths.
+
+        Under heavy ingest the write lock can take a second or more to get;
+        neither signing nor publishing waits for it.
+        """
+        rows: dict[int, int] = {}  # PublishedCheckpoint.id -> audit_checkpoint.id
+        while True:
+            item = self._copies.get()
+            if item is None:
+                return
+            published, receipt = item
+            try:
+                if receipt is None:
+                    rows[published.id] = record_checkpoint(
+                        self.ledger.engine,
+                        published.tree_size,
+                        published.note.decode("utf-8"),
+                        published.timestamp,
+                    )
+                    for old in [k for k in rows if k < published.id - 10_000]:
+                        del rows[old]
+                elif published.id in rows:
+                    record_receipt(self.ledger.engine, rows[published.id], receipt)
+            except Exception as exc:  # the sinks hold the evidence; the copy is information
+                _log.warning(
+                    "copy of checkpoint %s (%s) not stored in the database: %s",
+                    published.tree_size,
+                    receipt.sink if receipt is not None else "checkpoint",
+                    exc,
+                )
 
     def _prover(self, size: int) -> Callable[[int], Sequence[bytes]]:
         def prove(old_size: int) -> Sequence[bytes]:
@@ -376,7 +424,6 @@ class CheckpointPublisher:
             receipt = sink.publish(target)
             if receipt.sink != sink.name:
                 raise AnchorError(f"sink {sink.name} returned a receipt of {receipt.sink}")
-            record_receipt(self.ledger.engine, target.id, receipt)
         except SinkRefused as exc:
             with self._cond:
                 state.refused, state.refused_id = str(exc), target.id
@@ -413,6 +460,7 @@ class CheckpointPublisher:
                 None if newest is None or newest.id == target.id else newest.timestamp
             )
             self._cond.notify_all()
+        self._copies.put((target, receipt))
 
     # --------------------------------------------------------------- status
 

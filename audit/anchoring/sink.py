@@ -57,7 +57,9 @@ class PublishedCheckpoint:
     head, time). ``prove_consistency(old_size)`` returns the consistency
     proof from an older tree size to this one (a witness sends it in its
     add-checkpoint request); it reads the ledger, so call it from the sink's
-    thread only. ``id`` is the checkpoint's row in ``audit_checkpoint``.
+    thread only. ``id`` numbers the checkpoints of one publisher (increasing);
+    the copy in ``audit_checkpoint`` is written after the sinks got it, so a
+    busy database never delays publication.
     """
 
     id: int
