@@ -83,9 +83,14 @@ class PublisherSequences:
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self._last: dict[str, int] = {}
+        self._changed: dict[str, str] = {}
 
     def observe(self, publisher: str, seq: int) -> int:
-        """Readings lost between the last ``seq`` of ``publisher`` and this one."""
+        """Readings lost between the last ``seq`` of ``publisher`` and this one.
+
+        The new last ``seq`` is saved by :meth:`take_changes` + :meth:`Spool.put`
+        (with the readings), or at once by :meth:`save`.
+        """
         key = f"json|{publisher}"
         last = self._last.get(key)
         if last is None:
@@ -95,8 +100,18 @@ class PublisherSequences:
         # seq <= last: a redelivery (dropped by dedup) or a restarted publisher.
         if last is None or seq > last or seq == 0:
             self._last[key] = seq
-            self.spool.set_state(key, str(seq))
+            self._changed[key] = str(seq)
         return lost
+
+    def take_changes(self) -> dict[str, str]:
+        """State changed since the last call, for the spool to save."""
+        changes, self._changed = self._changed, {}
+        return changes
+
+    def save(self) -> None:
+        """Save the changed state now."""
+        for key, body in self.take_changes().items():
+            self.spool.set_state(key, body)
 
 
 class MqttSource:
@@ -259,8 +274,9 @@ class MqttSource:
     def _spool_message(self, topic: str, payload: bytes) -> None:
         """Spool the message's readings, or its dead letter; raises only if the spool fails."""
         now = datetime.now(UTC)
+        state: dict[str, str] = {}
         try:
-            readings, problems = self._decode(topic, payload, now)
+            readings, problems, state = self._decode(topic, payload, now)
         except DecodeError as exc:
             readings, problems = [], [Problem(exc.reason, exc.detail, exc.tag)]
         except _SPOOL_FAILURES:
@@ -268,28 +284,30 @@ class MqttSource:
         except Exception as exc:  # a decoder defect must not stop delivery either
             log.exception("decoder failed on a message on %s; kept as a dead letter", topic)
             readings, problems = [], [Problem("decoder_error", f"{type(exc).__name__}: {exc}")]
-        if readings:
+        # Dead letters first: if the connector dies before the readings are spooled,
+        # the redelivered message reports its gap again (twice, never not at all).
+        for problem in problems:
+            self._reject(topic, payload, now, problem)
+        if readings or state:
             try:
-                new = self.spool.put(readings)
+                new = self.spool.put(readings, state)
             except _SPOOL_FAILURES:
                 raise
             except Exception as exc:  # something in the values the spool cannot store
-                readings, problems = (
-                    [],
-                    [
-                        *problems,
-                        Problem("unspoolable", f"{type(exc).__name__}: {exc}", readings[0].tag),
-                    ],
+                tag = readings[0].tag if readings else None
+                self._reject(
+                    topic, payload, now, Problem("unspoolable", f"{type(exc).__name__}: {exc}", tag)
                 )
             else:
                 self.counts["received"] += len(readings)
                 self.counts["duplicates"] += len(readings) - new
-        for problem in problems:
-            if problem.tag is None and problem.scope is None:
-                problem = replace(problem, **self._concerns(topic))
-            self.counts[problem.reason] += 1
-            log.warning("refused on %s: %s: %s", topic, problem.reason, safe_text(problem.detail))
-            self.spool.reject(DeadLetter.of(problem, topic, payload, now))
+
+    def _reject(self, topic: str, payload: bytes, now: datetime, problem: Problem) -> None:
+        if problem.tag is None and problem.scope is None:
+            problem = replace(problem, **self._concerns(topic))
+        self.counts[problem.reason] += 1
+        log.warning("refused on %s: %s: %s", topic, problem.reason, safe_text(problem.detail))
+        self.spool.reject(DeadLetter.of(problem, topic, payload, now))
 
     def _concerns(self, topic: str) -> dict[str, str]:
         """What an undecodable message on ``topic`` concerns: the topic's tag, or (Sparkplug)
@@ -301,13 +319,13 @@ class MqttSource:
 
     def _decode(
         self, topic: str, payload: bytes, now: datetime
-    ) -> tuple[list[Reading], list[Problem]]:
+    ) -> tuple[list[Reading], list[Problem], dict[str, str]]:
         problems: list[Problem] = []
         if topic.startswith("spBv1.0/"):
-            outcome = self.sparkplug.handle_message(topic, payload, now)
+            outcome = self.sparkplug.handle_message(topic, payload, now, save=False)
             if outcome.rebirth:
                 self._request_rebirth(topic)
-            readings, problems = outcome.readings, outcome.problems
+            readings, problems, state = outcome.readings, outcome.problems, outcome.state
         else:
             message = decode_json_message(
                 payload,
@@ -317,6 +335,7 @@ class MqttSource:
                 publisher=topic,
             )
             readings = message.readings
+            self.sequences.take_changes()  # a message refused before this point saved nothing
             for publisher, seq, tag in message.sequence:
                 lost = self.sequences.observe(publisher, seq)
                 if lost:
@@ -327,7 +346,9 @@ class MqttSource:
                             tag,
                         )
                     )
-        return [r if r.server_ts else replace(r, server_ts=now) for r in readings], problems
+            state = self.sequences.take_changes()
+        stamped = [r if r.server_ts else replace(r, server_ts=now) for r in readings]
+        return stamped, problems, state
 
     def _broker_dropped(self, payload: bytes) -> None:
         try:

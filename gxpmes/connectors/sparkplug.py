@@ -278,6 +278,8 @@ class Outcome:
     """A rebirth must be requested (unknown alias, sequence gap, data before birth)."""
     problems: list[Problem] = field(default_factory=list)
     """Refused metrics and detected losses: dead letters, data-quality exceptions."""
+    state: dict[str, str] = field(default_factory=dict)
+    """Node state changed by the message (key → JSON), to be saved with its readings."""
 
 
 def millis_time(millis: int, name: str) -> datetime:
@@ -316,10 +318,13 @@ class SparkplugSession:
             raise DecodeError(refused[0].reason, refused[0].detail, refused[0].tag)
         return outcome.readings, outcome.rebirth
 
-    def handle_message(self, topic: str, data: bytes, now: datetime) -> Outcome:
+    def handle_message(
+        self, topic: str, data: bytes, now: datetime, *, save: bool = True
+    ) -> Outcome:
         """Decode and apply one message; a payload that cannot be decoded raises
         :class:`DecodeError`, a refused metric is a problem of the outcome (the
-        other metrics are values of their own and are kept)."""
+        other metrics are values of their own and are kept). With ``save=False``
+        the changed node state is only returned (``outcome.state``)."""
         parts = topic.split("/")
         if len(parts) < 4 or parts[0] != "spBv1.0":
             raise DecodeError("malformed", f"{topic!r} is not a Sparkplug B topic")
@@ -329,8 +334,10 @@ class SparkplugSession:
         state = self._node(group, node)
         before = state.dump()
         outcome = self._apply(state, kind, group, node, device, payload, now)
-        if self._store is not None and state.dump() != before:
-            self._store.set_state(f"spb|{group}|{node}", state.dump())
+        if state.dump() != before:
+            outcome.state[f"spb|{group}|{node}"] = state.dump()
+            if save and self._store is not None:  # else the caller saves it with the readings
+                self._store.set_state(f"spb|{group}|{node}", state.dump())
         return outcome
 
     def _apply(

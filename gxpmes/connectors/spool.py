@@ -19,6 +19,11 @@ from gxpmes.connectors.model import DeadLetter, Problem, Reading
 
 __all__ = ["Spool"]
 
+_UPSERT_STATE = (
+    "INSERT INTO source_state (key, body) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET body = excluded.body"
+)
+
 
 class Spool:
     """Values waiting for the database, in arrival order, deduplicated."""
@@ -133,14 +138,14 @@ class Spool:
     def set_state(self, key: str, body: str) -> None:
         """Save a source's state durably."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO source_state (key, body) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET body = excluded.body",
-                (key, body),
-            )
+            self._conn.execute(_UPSERT_STATE, (key, body))
 
-    def put(self, readings: list[Reading]) -> int:
-        """Store readings durably; returns how many were new (duplicates are dropped)."""
+    def put(self, readings: list[Reading], state: dict[str, str] | None = None) -> int:
+        """Store readings durably; returns how many were new (duplicates are dropped).
+
+        ``state`` (source state such as sequence numbers) is saved in the same
+        transaction, so it never runs ahead of or behind the readings it describes.
+        """
         new = 0
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -154,6 +159,8 @@ class Spool:
                             continue
                     self._conn.execute("INSERT INTO pending (body) VALUES (?)", (_dump(reading),))
                     new += 1
+                for key, body in (state or {}).items():
+                    self._conn.execute(_UPSERT_STATE, (key, body))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

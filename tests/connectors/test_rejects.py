@@ -299,6 +299,7 @@ def test_json_publisher_sequence_gaps(spool) -> None:  # type: ignore[no-untyped
     assert message.sequence == [("plant/T", 5, "T"), ("PLC-7", 6, "T")]
     sequences = PublisherSequences(spool)
     assert [sequences.observe("P", s) for s in (1, 2, 2, 3, 7, 8)] == [0, 0, 0, 0, 3, 0]
+    sequences.save()
     assert PublisherSequences(spool).observe("P", 10) == 1  # remembered across a restart
     assert sequences.observe("P", 0) == 0  # the publisher restarted its count
     with pytest.raises(DecodeError):
