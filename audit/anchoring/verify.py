@@ -207,10 +207,15 @@ def verify_anchored(
     consistent with, ``warnings`` carries the information that did not count
     (untrusted database copies, the database's own revocations).
     """
+    # A key given without a name is trusted under the names the log's heads and the
+    # given checkpoints are signed with: the name is part of the key hash.
     names = _head_names(ledger)
-    keys = policy.checkpoint_keys(names or [k.name for k in policy.keys if k.name] or ["gxpmes"])
-    if not keys:
-        keys = policy.checkpoint_keys(["gxpmes"])
+    for item in given:
+        try:
+            names.extend(s.name for s in split_note(item.note)[1] if s.name not in names)
+        except CheckpointError:
+            continue  # reported when the checkpoint itself is checked
+    keys = policy.checkpoint_keys(names or ["gxpmes"])
     warnings: list[str] = []
     anchors: list[tuple[str, Checkpoint]] = []
     trusted_items: list[tuple[GivenCheckpoint, Checkpoint]] = []
