@@ -28,7 +28,12 @@ from audit.note import NoteSigner
 from audit.verify import verify_ledger
 from gxpmes.database import Database
 from gxpmes.ebr.engine import BatchEngine, CapturedValue, CaptureSource
-from gxpmes.identity import Credentials, IdentityService, SignatureService
+from gxpmes.identity import (
+    AccountAdministration,
+    Credentials,
+    IdentityService,
+    SignatureService,
+)
 from gxpmes.identity.signatures import key_id_of
 from gxpmes.records.verify import verify_record
 from gxpmes.testing.plant import granulation_recipe
@@ -160,11 +165,16 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     passwords = {
         user: f"Demo-Pass-{secrets.token_hex(4)}!" for user in PEOPLE
     }  # hex: never a user id
+    signatures = SignatureService(identity, system_key)
     identity.bootstrap_admin("admin", PEOPLE["admin"][0], passwords["admin"])
-    admin = identity.login("admin", passwords["admin"])
+    admin = Credentials("admin", passwords["admin"], identity.login("admin", passwords["admin"]))
     for user, (name, roles) in PEOPLE.items():
         if user != "admin":
-            identity.create_user(admin, user, name, roles, passwords[user])
+            # An administrator issues a one-time password (signed, audited); the
+            # user must set their own before they can log in or sign.
+            issued = f"Issued-{secrets.token_hex(4)}!"
+            AccountAdministration(signatures).create_user(admin, user, name, roles, issued)
+            identity.change_password(user, issued, passwords[user])
     sessions = {
         u: identity.login(u, passwords[u], client_tz="Europe/Berlin")
         for u in PEOPLE
@@ -175,7 +185,6 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         # Within the user's session (its time zone shows on the signature).
         return Credentials(user, passwords[user], sessions[user])
 
-    signatures = SignatureService(identity, system_key)
     engine = BatchEngine(db, identity, signatures)
     _say(f"2/9 users: {', '.join(f'{n} ({u}: {r[0]})' for u, (n, r) in PEOPLE.items())}")
 

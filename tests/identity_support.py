@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from audit.keys import generate_private_key
 from gxpmes.database import Database
 from gxpmes.identity import (
+    AccountAdministration,
+    Credentials,
     IdentityService,
     PasswordHasher,
     PasswordPolicy,
@@ -23,6 +25,8 @@ PASSWORDS = {
     "qa2": "Approver-QA-2026!",
 }
 
+ISSUED = "Issued-Once-By-IT-26!"
+
 
 @dataclass
 class Plant:
@@ -32,12 +36,21 @@ class Plant:
     clock: Clock
     admin: Session
 
+    @property
+    def accounts(self) -> AccountAdministration:
+        return AccountAdministration(self.signatures)
+
+    def admin_creds(self) -> Credentials:
+        return Credentials("admin", PASSWORDS["admin"], self.admin)
+
 
 def make_plant(db_url: str) -> Plant:
     """Database, services, an administrator session and four users."""
     clock = Clock()
     db = Database(db_url, clock=clock)
     identity = IdentityService(db, policy=PasswordPolicy(), hasher=PasswordHasher(log2_n=10))
+    signatures = SignatureService(identity, generate_private_key())
+    accounts = AccountAdministration(signatures)
     identity.bootstrap_admin("admin", "Alex Admin", PASSWORDS["admin"])
     admin = identity.login("admin", PASSWORDS["admin"])
     for user_id, name, roles in [
@@ -46,6 +59,9 @@ def make_plant(db_url: str) -> Plant:
         ("qa1", "Quinn Reviewer", ["QA Reviewer"]),
         ("qa2", "Petra Approver", ["QA Approver"]),
     ]:
-        identity.create_user(admin, user_id, name, roles, PASSWORDS[user_id])
-    signatures = SignatureService(identity, generate_private_key())
+        # A one-time password from the administrator, then the user's own.
+        accounts.create_user(
+            Credentials("admin", PASSWORDS["admin"], admin), user_id, name, roles, ISSUED
+        )
+        identity.change_password(user_id, ISSUED, PASSWORDS[user_id])
     return Plant(db, identity, signatures, clock, admin)

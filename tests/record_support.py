@@ -107,8 +107,8 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
     plant = build_plant(url)
     engine, op1 = plant.engine, plant.sessions["op1"]
     plant.signatures.enroll_user_key("op2", USERS["op2"][2])
-    plant.identity.set_roles(
-        plant.sessions["admin"], "op2", ["Operator", "Supervisor"], reason="shift lead"
+    plant.accounts.set_roles(
+        plant.admin_creds(), "op2", ["Operator", "Supervisor"], reason="shift lead"
     )
 
     batch = RELEASED_BATCH
@@ -211,6 +211,9 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
         connector="test-connector",
         fallback=plant.engine.collector,
     )
+    from erp_record import record_erp_exchange  # the ERP exchange tables, filled too
+
+    record_erp_exchange(plant, batch)
     return plant, RecordDb(url, plant.signature_keys(), tuple(plant.trusted_keys()))
 
 

@@ -55,7 +55,7 @@ class OutboxRow(AppBase):
     __tablename__ = "erp_outbox"
 
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # = BOD ID
-    position: Mapped[int] = mapped_column(_INT, unique=True)  # global order of writing
+    position: Mapped[int] = mapped_column(_INT, index=True)  # global order (under the write lock)
     batch_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     event: Mapped[str] = mapped_column(String(64))
     document: Mapped[str] = mapped_column(String(64))  # kind, e.g. BatchProductionRecord

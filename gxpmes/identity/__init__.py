@@ -1,6 +1,8 @@
 """Part 11 identity: users, roles, authentication, sessions, lockout and e-signatures."""
 
-from gxpmes.identity.passwords import PasswordHasher, PasswordPolicy
+from gxpmes.identity.admin import AccountAdministration
+from gxpmes.identity.duties import DutyMatrix
+from gxpmes.identity.passwords import OWASP_LOG2_N, PasswordHasher, PasswordPolicy
 from gxpmes.identity.service import DEFAULT_ROLES, IdentityService, Session, User
 from gxpmes.identity.signatures import (
     Credentials,
@@ -14,7 +16,10 @@ from gxpmes.identity.signatures import (
 
 __all__ = [
     "DEFAULT_ROLES",
+    "OWASP_LOG2_N",
+    "AccountAdministration",
     "Credentials",
+    "DutyMatrix",
     "IdentityService",
     "Meaning",
     "PasswordHasher",

@@ -13,7 +13,10 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from gxpmes.errors import ConfigurationError, PasswordPolicyError
 
-__all__ = ["PasswordHasher", "PasswordPolicy"]
+__all__ = ["OWASP_LOG2_N", "PasswordHasher", "PasswordPolicy"]
+
+OWASP_LOG2_N = 17
+"""log2 of scrypt's n in OWASP's Password Storage Cheat Sheet (n=2**17, r=8, p=1)."""
 
 
 @dataclass(frozen=True)
@@ -21,13 +24,20 @@ class PasswordHasher:
     """scrypt with a random salt per password; the hash string carries its parameters.
 
     Format: ``scrypt$<log2 n>$<r>$<p>$<base64 salt>$<base64 key>``. The default
-    cost (n=2**15, r=8: 32 MiB) follows OWASP's scrypt guidance; tests may
-    lower it.
+    cost is OWASP's recommendation for scrypt (n=2**17, r=8, p=1: 128 MiB per
+    check, :data:`OWASP_LOG2_N`). A hash made with other parameters still
+    verifies and :meth:`needs_rehash` says so; the identity service then
+    rehashes it at the next successful check. Only test installations lower
+    the cost (``gxpmes.testing.plant`` says which, and why).
     """
 
-    log2_n: int = 15
+    log2_n: int = 17
     r: int = 8
     p: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.log2_n <= 22 or not 1 <= self.r <= 32 or not 1 <= self.p <= 16:
+            raise ConfigurationError("scrypt parameters out of range (log2 n 1..22, r 1..32)")
 
     def hash(self, password: str) -> str:
         """A new salted hash of ``password``."""
@@ -48,11 +58,11 @@ class PasswordHasher:
         """True when ``password`` matches ``stored`` (constant-time comparison)."""
         try:
             scheme, log2_n, r, p, salt_b64, key_b64 = stored.split("$")
-            if scheme != "scrypt":
+            if scheme != "scrypt" or not 1 <= int(log2_n) <= 22 or not 1 <= int(r) <= 32:
                 return False
             salt, key = base64.b64decode(salt_b64), base64.b64decode(key_b64)
             kdf = self._kdf(salt, int(log2_n), int(r), int(p))
-        except ValueError:
+        except (ValueError, TypeError):
             return False
         try:
             kdf.verify(password.encode("utf-8"), key)

@@ -6,7 +6,9 @@ from sqlalchemy import BigInteger, Boolean, Connection, Integer, LargeBinary, St
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AccountChangeRow",
     "AppBase",
+    "AuthPendingRow",
     "PasswordHistoryRow",
     "SessionRow",
     "SignatureRow",
@@ -34,6 +36,41 @@ class UserRow(AppBase):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[str] = mapped_column(String(40))
+    password_issued_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The administrator who issued the current password (a one-time password the
+    account must replace before anything else); NULL once the owner set their own."""
+
+
+class AuthPendingRow(AppBase):
+    """A password check in progress: counted against the lockout limit until it ends.
+
+    Not a GMP record (see :data:`gxpmes.records.tables.NOT_PROJECTED`): the
+    outcome of every check is an audit entry of its own.
+    """
+
+    __tablename__ = "gx_auth_pending"
+
+    check_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[str] = mapped_column(String(40))
+
+
+class AccountChangeRow(AppBase):
+    """A signed change of someone's account by an administrator (roles, unlock, reset...).
+
+    The row is the record the administrator's e-signature covers.
+    """
+
+    __tablename__ = "gx_account_change"
+
+    change_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    old: Mapped[str] = mapped_column(Text)
+    new: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[str] = mapped_column(String(40))
 
 
 class PasswordHistoryRow(AppBase):
@@ -92,14 +129,18 @@ class SignatureRow(AppBase):
     created_order: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
-APPEND_ONLY_TABLES = ("gx_password_history", "gx_signature")
+APPEND_ONLY_TABLES = ("gx_password_history", "gx_signature", "gx_account_change")
 
 
 def install_identity_guards(conn: Connection) -> None:
     """Make signatures and password history insert-only, and users undeletable."""
+    from sqlalchemy import inspect
+
     from audit.schema import install_append_only_guards
 
-    install_append_only_guards(conn, APPEND_ONLY_TABLES)
+    # Tables a later revision creates get their guards there.
+    present = set(inspect(conn).get_table_names())
+    install_append_only_guards(conn, tuple(t for t in APPEND_ONLY_TABLES if t in present))
     if conn.dialect.name == "sqlite":
         conn.execute(
             text(

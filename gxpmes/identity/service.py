@@ -6,6 +6,7 @@ and hashes never appear in entries, logs or exception messages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from audit.canonical import format_timestamp
 from audit.entry import Actor, AuditEvent
@@ -26,8 +28,22 @@ from gxpmes.errors import (
     SessionExpired,
     UserError,
 )
+from gxpmes.identity import keywrap
+from gxpmes.identity.duties import DutyMatrix
+from gxpmes.identity.names import (
+    id_skeleton,
+    name_key,
+    normalise_printed_name,
+    normalise_user_id,
+)
 from gxpmes.identity.passwords import PasswordHasher, PasswordPolicy
-from gxpmes.identity.schema import PasswordHistoryRow, SessionRow, UserRow
+from gxpmes.identity.schema import (
+    AuthPendingRow,
+    PasswordHistoryRow,
+    SessionRow,
+    UserKeyRow,
+    UserRow,
+)
 from gxpmes.records import writer as projection
 
 __all__ = ["DEFAULT_ROLES", "IdentityService", "Session", "User"]
@@ -69,12 +85,17 @@ DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
             "material.release",
         }
     ),
-    "Administrator": frozenset({"user.manage", "user.unlock"}),
+    "Administrator": frozenset({"user.manage", "user.unlock", "sign.Authorised"}),
     # A service or device account (an OT connector): delivers captured values, nothing else.
     "OT Device": frozenset({"capture.device"}),
 }
 """Role → permissions. ``sign.<Meaning>`` lets a role sign with that meaning; an
-Administrator manages accounts but signs nothing unless given another role."""
+Administrator signs only account changes (``Authorised``) and, by the default
+conflict matrix, can hold no role that signs GMP records."""
+
+ABANDONED_CHECK = timedelta(minutes=5)
+"""A password check still pending after this long was abandoned (its process died):
+the next check of that account counts it as a failure."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +108,8 @@ class User:
     active: bool
     locked: bool
     failed_attempts: int
+    one_time_password: bool = False
+    """The current password was issued by an administrator: it only serves to set one's own."""
 
     @property
     def actor(self) -> Actor:
@@ -114,7 +137,23 @@ class Session:
 
 def _user(row: Any) -> User:
     roles = frozenset(r for r in row.roles.split("\n") if r)
-    return User(row.user_id, row.printed_name, roles, row.active, row.locked, row.failed_attempts)
+    return User(
+        row.user_id,
+        row.printed_name,
+        roles,
+        row.active,
+        row.locked,
+        row.failed_attempts,
+        row.password_issued_by is not None,
+    )
+
+
+def _lookup_id(user_id: str) -> str | None:
+    """The id as stored for what someone typed (NFKC), or None if it can be no id at all."""
+    try:
+        return normalise_user_id(user_id)
+    except UserError:
+        return None
 
 
 class IdentityService:
@@ -127,27 +166,44 @@ class IdentityService:
         policy: PasswordPolicy | None = None,
         hasher: PasswordHasher | None = None,
         roles: Mapping[str, frozenset[str]] = DEFAULT_ROLES,
+        duties: DutyMatrix | None = None,
     ) -> None:
         self.db = db
         self.policy = policy or PasswordPolicy()
         self.hasher = hasher or PasswordHasher()
         self.roles = dict(roles)
-        # A hash to verify against when the user id is unknown, so timing does
-        # not reveal which user ids exist.
-        self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
+        self.duties = duties or DutyMatrix()
+
+    @functools.cached_property
+    def _decoy(self) -> str:
+        # A hash at the installation's cost to check against when the account is
+        # unknown, locked or deactivated: every state costs one scrypt, so timing
+        # does not tell which ids exist or what state they are in.
+        return self.hasher.hash(secrets.token_urlsafe(16))
 
     # -------------------------------------------------------------- helpers
 
     def _now(self) -> datetime:
         return self.db.clock()
 
-    def _row(self, conn: Connection, user_id: str) -> Any:
-        return conn.execute(select(UserRow).where(UserRow.user_id == user_id)).one_or_none()
+    def _row(self, conn: Connection, user_id: str, *, for_update: bool = False) -> Any:
+        # Ids are unique case-insensitively, so "OP1" names op1. Exact match first;
+        # otherwise compare case-folded in Python (SQL lower() is ASCII-only in SQLite).
+        if conn.scalar(select(UserRow.user_id).where(UserRow.user_id == user_id)) is None:
+            folded = user_id.casefold()
+            user_id = next(
+                (u for u in conn.scalars(select(UserRow.user_id)) if u.casefold() == folded),
+                user_id,
+            )
+        query = select(UserRow).where(UserRow.user_id == user_id)
+        if for_update:
+            query = query.with_for_update()
+        return conn.execute(query).one_or_none()
 
     def user(self, user_id: str) -> User:
         """The account ``user_id``."""
         with self.db.read() as conn:
-            row = self._row(conn, user_id)
+            row = self._row(conn, _lookup_id(user_id) or "")
         if row is None:
             raise UserError(f"no user {user_id!r}")
         return _user(row)
@@ -159,178 +215,110 @@ class IdentityService:
             granted |= self.roles.get(role, frozenset())
         return frozenset(granted)
 
-    def _check_roles(self, roles: Iterable[str]) -> list[str]:
+    def _check_roles(self, user_id: str, roles: Iterable[str]) -> list[str]:
         chosen = sorted(set(roles))
         unknown = [r for r in chosen if r not in self.roles]
         if unknown:
             raise UserError(f"unknown role(s): {', '.join(unknown)}")
+        self.duties.check_roles(user_id, chosen, when="refused at grant")
         return chosen
 
     # --------------------------------------------------------- administration
+    # Account changes by an administrator are signed: gxpmes.identity.admin.
 
     def bootstrap_admin(self, user_id: str, printed_name: str, password: str) -> User:
-        """Create the first Administrator; refused once any user exists."""
+        """Create the first Administrator; refused once any user exists.
+
+        The installer chooses this password themselves, so it is not one-time.
+        """
         with self.db.transaction() as conn:
             if conn.execute(select(UserRow.user_id).limit(1)).first() is not None:
                 raise UserError("users exist already; create further users as an administrator")
-            self._insert_user(
+            stored_id, chosen = self._insert_user(
+                conn, user_id, printed_name, ["Administrator"], password, issued_by=None
+            )
+            self.db.audit(
                 conn,
-                SYSTEM,
-                user_id,
-                printed_name,
-                ["Administrator"],
-                password,
-                "installation: first administrator",
+                AuditEvent(
+                    SYSTEM,
+                    "user.create",
+                    "user",
+                    stored_id,
+                    new={"printed_name": printed_name, "roles": chosen},
+                    reason="installation: first administrator",
+                ),
             )
-        return self.user(user_id)
-
-    def create_user(
-        self,
-        by: Session,
-        user_id: str,
-        printed_name: str,
-        roles: Iterable[str],
-        initial_password: str,
-        *,
-        reason: str = "new account",
-    ) -> User:
-        """Create an account. User ids are never reused, even after deactivation."""
-        with self.db.transaction() as conn:
-            admin = self._authorise(conn, by, "user.manage")
-            self._insert_user(
-                conn, admin.actor, user_id, printed_name, roles, initial_password, reason
-            )
-        return self.user(user_id)
+        return self.user(stored_id)
 
     def _insert_user(
         self,
         conn: Connection,
-        actor: Actor,
         user_id: str,
         printed_name: str,
         roles: Iterable[str],
         password: str,
-        reason: str,
-    ) -> None:
-        if not user_id or not user_id.strip() or len(user_id) > 64 or user_id != user_id.strip():
-            raise UserError(f"invalid user id {user_id!r}")
-        if not printed_name or not printed_name.strip():
-            raise UserError("a user needs a printed name (shown on every signature)")
-        if self._row(conn, user_id) is not None:
-            raise UserError(f"user id {user_id!r} exists or existed; user ids are never reused")
-        chosen = self._check_roles(roles)
-        self.policy.check(password, user_id)
+        *,
+        issued_by: str | None,
+    ) -> tuple[str, list[str]]:
+        """Insert an account (no audit entry: the caller writes it); ``(stored id, roles)``."""
+        stored_id = normalise_user_id(user_id)
+        name = normalise_printed_name(printed_name)
+        skeleton, key = id_skeleton(stored_id), name_key(name)
+        for other_id, other_name in conn.execute(select(UserRow.user_id, UserRow.printed_name)):
+            if id_skeleton(other_id) == skeleton:
+                raise UserError(
+                    f"user id {stored_id!r} exists or existed (as {other_id!r}, compared "
+                    "case-insensitively and by look); user ids are never reused"
+                )
+            if name_key(other_name) == key:
+                raise UserError(
+                    f"printed name {name!r} is already used by {other_id!r}; printed names "
+                    "identify one person (add a middle initial or department)"
+                )
+        chosen = self._check_roles(stored_id, roles)
+        self.policy.check(password, stored_id)
         now = format_timestamp(self._now())
         hashed = self.hasher.hash(password)
+        clash = False
+        try:
+            projection.insert(
+                conn,
+                UserRow,
+                dict(
+                    user_id=stored_id,
+                    printed_name=name,
+                    roles="\n".join(chosen),
+                    active=True,
+                    password_hash=hashed,
+                    password_set_at=now,
+                    failed_attempts=0,
+                    locked=False,
+                    created_at=now,
+                    password_issued_by=issued_by,
+                ),
+            )
+        except IntegrityError:
+            # Another writer created the id between our check and insert. The
+            # driver's error text carries the statement's parameters (the hash):
+            # it is dropped here, not chained (the transaction rolls back).
+            clash = True
+        if clash:
+            raise UserError(f"user id {stored_id!r} exists or existed; user ids are never reused")
         projection.insert(
-            conn,
-            UserRow,
-            dict(
-                user_id=user_id,
-                printed_name=printed_name,
-                roles="\n".join(chosen),
-                active=True,
-                password_hash=hashed,
-                password_set_at=now,
-                failed_attempts=0,
-                locked=False,
-                created_at=now,
-            ),
+            conn, PasswordHistoryRow, dict(user_id=stored_id, password_hash=hashed, set_at=now)
         )
-        projection.insert(
-            conn, PasswordHistoryRow, dict(user_id=user_id, password_hash=hashed, set_at=now)
-        )
-        self.db.audit(
-            conn,
-            AuditEvent(
-                actor,
-                "user.create",
-                "user",
-                user_id,
-                new={"printed_name": printed_name, "roles": chosen},
-                reason=reason,
-            ),
-        )
-
-    def set_roles(self, by: Session, user_id: str, roles: Iterable[str], *, reason: str) -> User:
-        """Change a user's roles (audited with old and new roles and the reason)."""
-        with self.db.transaction() as conn:
-            admin = self._authorise(conn, by, "user.manage")
-            row = self._existing(conn, user_id)
-            chosen = self._check_roles(roles)
-            old = sorted(_user(row).roles)
-            projection.update(conn, UserRow, {"user_id": user_id}, dict(roles="\n".join(chosen)))
-            self.db.audit(
-                conn,
-                AuditEvent(
-                    admin.actor,
-                    "user.roles",
-                    "user",
-                    user_id,
-                    old={"roles": old},
-                    new={"roles": chosen},
-                    reason=reason,
-                    requires_reason=True,
-                ),
-            )
-        return self.user(user_id)
-
-    def deactivate(self, by: Session, user_id: str, *, reason: str) -> User:
-        """Deactivate an account (it is kept, with its history and signatures)."""
-        with self.db.transaction() as conn:
-            admin = self._authorise(conn, by, "user.manage")
-            self._existing(conn, user_id)
-            if user_id == admin.user_id:
-                raise UserError("administrators cannot deactivate their own account")
-            projection.update(conn, UserRow, {"user_id": user_id}, dict(active=False))
-            conn.execute(
-                update(SessionRow)
-                .where(SessionRow.user_id == user_id, SessionRow.ended_at.is_(None))
-                .values(ended_at=format_timestamp(self._now()))
-            )
-            self.db.audit(
-                conn,
-                AuditEvent(
-                    admin.actor,
-                    "user.deactivate",
-                    "user",
-                    user_id,
-                    old={"active": True},
-                    new={"active": False},
-                    reason=reason,
-                    requires_reason=True,
-                ),
-            )
-        return self.user(user_id)
-
-    def unlock(self, by: Session, user_id: str, *, reason: str) -> User:
-        """Unlock a locked account; only an administrator, always with a reason."""
-        with self.db.transaction() as conn:
-            admin = self._authorise(conn, by, "user.unlock")
-            self._existing(conn, user_id)
-            projection.update(
-                conn, UserRow, {"user_id": user_id}, dict(locked=False, failed_attempts=0)
-            )
-            self.db.audit(
-                conn,
-                AuditEvent(
-                    admin.actor,
-                    "user.unlock",
-                    "user",
-                    user_id,
-                    old={"locked": True},
-                    new={"locked": False},
-                    reason=reason,
-                    requires_reason=True,
-                ),
-            )
-        return self.user(user_id)
+        return stored_id, chosen
 
     def change_password(self, user_id: str, old_password: str, new_password: str) -> None:
-        """Change one's own password: policy and history are enforced."""
-        self.verify_password(user_id, old_password, purpose="password change")
+        """Set one's own password: policy and history are enforced.
+
+        Works with a one-time or an expired password (that is what it is for).
+        The personal signing key, if any, is re-wrapped under the new password.
+        """
+        user = self.verify_password(user_id, old_password, purpose="password change")
+        user_id = user.user_id
         self.policy.check(new_password, user_id)
-        with self.db.transaction() as conn:
+        with self.db.read() as conn:
             history = (
                 conn.execute(
                     select(PasswordHistoryRow.password_hash)
@@ -341,19 +329,39 @@ class IdentityService:
                 .scalars()
                 .all()
             )
-            if any(self.hasher.verify(new_password, old) for old in history):
-                raise PasswordPolicyError(
-                    f"the new password must differ from the last {self.policy.history} passwords"
-                )
+            key_row = conn.execute(
+                select(UserKeyRow).where(UserKeyRow.user_id == user_id)
+            ).one_or_none()
+            current = self._existing(conn, user_id).password_hash
+        # The slow work (scrypt per history entry, the key's re-wrap) outside the write lock.
+        if any(self.hasher.verify(new_password, old) for old in history):
+            raise PasswordPolicyError(
+                f"the new password must differ from the last {self.policy.history} passwords"
+            )
+        hashed = self.hasher.hash(new_password)
+        rewrapped = None
+        if key_row is not None:
+            rewrapped = keywrap.rewrap(
+                bytes(key_row.encrypted_private_key), old_password, new_password, self.hasher
+            )
+        with self.db.transaction() as conn:
+            row = self._existing(conn, user_id)
+            if row.password_hash != current or not row.active or row.locked:
+                raise AuthenticationError("the account changed meanwhile; try again")
             now = format_timestamp(self._now())
-            hashed = self.hasher.hash(new_password)
             projection.update(
-                conn, UserRow, {"user_id": user_id}, dict(password_hash=hashed, password_set_at=now)
+                conn,
+                UserRow,
+                {"user_id": user_id},
+                dict(password_hash=hashed, password_set_at=now, password_issued_by=None),
             )
             projection.insert(
                 conn, PasswordHistoryRow, dict(user_id=user_id, password_hash=hashed, set_at=now)
             )
-            row = self._existing(conn, user_id)
+            if rewrapped is not None:
+                projection.update(
+                    conn, UserKeyRow, {"user_id": user_id}, dict(encrypted_private_key=rewrapped)
+                )
             self.db.audit(
                 conn,
                 AuditEvent(
@@ -361,6 +369,8 @@ class IdentityService:
                     "user.password_change",
                     "user",
                     user_id,
+                    old={"one_time": row.password_issued_by is not None},
+                    new={"signing_key_rewrapped": rewrapped is not None},
                     reason="password changed by its owner",
                 ),
             )
@@ -372,112 +382,245 @@ class IdentityService:
 
         Raises :class:`AuthenticationError` (never saying whether the id or the
         password was wrong) or :class:`AccountLocked`.
+
+        Three steps, so that the slow scrypt check holds no lock and still
+        nobody gets more checks than the policy allows: (1) under a lock of the
+        account row, the check is *reserved* — refused when recorded failures
+        plus checks in progress reach the limit; (2) exactly one scrypt, for
+        every account state (unknown, locked and deactivated accounts are
+        checked against a decoy hash at the same cost); (3) the outcome: an
+        atomic ``failed_attempts + 1`` on failure (lock and alert at the limit),
+        the reservation released, one audit entry for every refusal. A hash of
+        older cost is rehashed at the installation's cost on success.
         """
+        lookup = _lookup_id(user_id) if isinstance(user_id, str) else None
+        shown = lookup or "?"
+        check_id = secrets.token_hex(16)
+        limit = self.policy.max_failed_attempts
+        state = "unknown"
+        stored = self._decoy
+        with self.db.transaction() as conn:
+            row = self._row(conn, lookup, for_update=True) if lookup else None
+            if row is not None:
+                shown = row.user_id  # as stored ("OP1" typed names op1)
+                self._count_abandoned(conn, row)
+                row = self._row(conn, row.user_id, for_update=True)
+                pending = conn.scalar(
+                    select(func.count())
+                    .select_from(AuthPendingRow)
+                    .where(AuthPendingRow.user_id == row.user_id)
+                )
+                if row.locked:
+                    state = "locked"
+                elif not row.active:
+                    state = "inactive"
+                elif not self._may_check(row.failed_attempts, pending or 0):
+                    state = "busy"
+                else:
+                    state = "active"
+                    stored = row.password_hash
+                    conn.execute(
+                        insert(AuthPendingRow).values(
+                            check_id=check_id,
+                            user_id=row.user_id,
+                            started_at=format_timestamp(self._now()),
+                        )
+                    )
+        matched = self.hasher.verify(password, stored)
+        ok = matched and state == "active"
+        new_hash = self.hasher.hash(password) if ok and self.hasher.needs_rehash(stored) else None
+        rewrapped = self._rewrap_outdated_key(shown, password) if ok else None
         failure: AuthenticationError | None = None
         with self.db.transaction() as conn:
-            row = self._row(conn, user_id)
-            if row is None:
-                self.hasher.verify(password, self._decoy)
-                self.db.audit(
-                    conn,
-                    AuditEvent(
-                        SYSTEM,
-                        "auth.failure",
-                        "user",
-                        user_id or "?",
-                        new={"purpose": purpose, "cause": "unknown user id"},
-                    ),
-                )
+            conn.execute(delete(AuthPendingRow).where(AuthPendingRow.check_id == check_id))
+            if state == "unknown":
+                cause = "unknown user id"
                 failure = AuthenticationError("user id or password is wrong")
-            elif row.locked:
-                self.db.audit(
-                    conn,
-                    AuditEvent(
-                        SYSTEM, "auth.refused_locked", "user", user_id, new={"purpose": purpose}
-                    ),
-                )
+                self._audit_auth(conn, "auth.failure", shown, {"purpose": purpose, "cause": cause})
+            elif state == "locked":
+                self._audit_auth(conn, "auth.refused_locked", shown, {"purpose": purpose})
                 failure = AccountLocked(
-                    f"account {user_id!r} is locked; an administrator must unlock it"
+                    f"account {shown!r} is locked; an administrator must unlock it"
                 )
-            elif not row.active:
-                self.db.audit(
-                    conn,
-                    AuditEvent(
-                        SYSTEM, "auth.refused_inactive", "user", user_id, new={"purpose": purpose}
-                    ),
-                )
+            elif state == "inactive":
+                self._audit_auth(conn, "auth.refused_inactive", shown, {"purpose": purpose})
                 failure = AuthenticationError("user id or password is wrong")
-            elif not self.hasher.verify(password, row.password_hash):
-                attempts = row.failed_attempts + 1
-                locked = attempts >= self.policy.max_failed_attempts
-                projection.update(
+            elif state == "busy":
+                self._audit_auth(
                     conn,
-                    UserRow,
-                    {"user_id": user_id},
-                    dict(failed_attempts=attempts, locked=locked),
+                    "auth.refused_busy",
+                    shown,
+                    {"purpose": purpose, "checks_in_progress_or_failed": limit},
                 )
-                self.db.audit(
-                    conn,
-                    AuditEvent(
-                        SYSTEM,
-                        "auth.failure",
-                        "user",
-                        user_id,
-                        new={"purpose": purpose, "consecutive_failures": attempts},
-                    ),
+                failure = AuthenticationError(
+                    "user id or password is wrong, or too many attempts at once; try again later"
                 )
-                if locked:
-                    # 11.300(d): an alert entry for QA / security follow-up.
-                    self.db.audit(
-                        conn,
-                        AuditEvent(
-                            SYSTEM,
-                            "security.alert",
-                            "user",
-                            user_id,
-                            new={
-                                "alert": "account locked after repeated authentication failures",
-                                "consecutive_failures": attempts,
-                            },
-                            reason="possible unauthorised use",
-                        ),
-                    )
-                    failure = AccountLocked(
-                        f"account {user_id!r} is now locked after {attempts} failures"
-                    )
-                else:
-                    failure = AuthenticationError("user id or password is wrong")
+            elif not ok:
+                failure = self._record_failure(conn, shown, purpose)
             else:
-                if row.failed_attempts:
-                    projection.update(conn, UserRow, {"user_id": user_id}, dict(failed_attempts=0))
-                    self.db.audit(
-                        conn,
-                        AuditEvent(
-                            SYSTEM,
-                            "auth.failures_reset",
-                            "user",
-                            user_id,
-                            old={"consecutive_failures": row.failed_attempts},
-                            new={"purpose": purpose, "consecutive_failures": 0},
-                        ),
-                    )
-                return _user(row)
+                row = self._existing(conn, shown)
+                if row.locked or not row.active:
+                    # Locked or deactivated while the check ran.
+                    self._audit_auth(conn, "auth.refused_locked", shown, {"purpose": purpose})
+                    failure = AccountLocked(f"account {shown!r} is locked or deactivated")
+                else:
+                    self._succeeded(conn, row, purpose, stored, new_hash)
+                    if rewrapped is not None:
+                        self._store_rewrapped(conn, shown, *rewrapped)
+                    return _user(self._existing(conn, shown))
         assert failure is not None
         raise failure
+
+    def _rewrap_outdated_key(self, user_id: str, password: str) -> tuple[bytes, bytes] | None:
+        """``(old, new)`` wrapping of a personal key wrapped at another cost or format."""
+        with self.db.read() as conn:
+            wrapped = conn.scalar(
+                select(UserKeyRow.encrypted_private_key).where(UserKeyRow.user_id == user_id)
+            )
+        if wrapped is None or keywrap.is_current(bytes(wrapped), self.hasher):
+            return None
+        old = bytes(wrapped)
+        return old, keywrap.rewrap(old, password, password, self.hasher)
+
+    def _store_rewrapped(self, conn: Connection, user_id: str, old: bytes, new: bytes) -> None:
+        current = conn.scalar(
+            select(UserKeyRow.encrypted_private_key).where(UserKeyRow.user_id == user_id)
+        )
+        if current is None or bytes(current) != old:
+            return  # changed meanwhile (a password change re-wrapped it)
+        projection.update(conn, UserKeyRow, {"user_id": user_id}, dict(encrypted_private_key=new))
+        self._audit_auth(
+            conn,
+            "user.signing_key_rewrap",
+            user_id,
+            {"wrapping": f"scrypt n=2^{self.hasher.log2_n} r={self.hasher.r}, AES-256-GCM"},
+        )
+
+    def _may_check(self, failures: int, in_progress: int) -> bool:
+        """Whether one more check fits: recorded failures plus checks running stay
+        below the limit, so N parallel guessers get at most the limit's checks."""
+        return failures + in_progress < self.policy.max_failed_attempts
+
+    @staticmethod
+    def must_set_own_password(user: User) -> bool:
+        """11.200(a)(3): a password an administrator issued signs and opens nothing."""
+        return user.one_time_password
+
+    def _audit_auth(self, conn: Connection, action: str, user_id: str, new: Any) -> None:
+        self.db.audit(conn, AuditEvent(SYSTEM, action, "user", user_id, new=new))
+
+    def _record_failure(
+        self, conn: Connection, user_id: str, purpose: str, *, cause: str | None = None
+    ) -> AuthenticationError:
+        """Count one failed check atomically; lock and alert at the limit."""
+        row = projection.update_returning(
+            conn,
+            UserRow,
+            {"user_id": user_id},
+            dict(failed_attempts=UserRow.failed_attempts + 1),
+        )
+        assert row is not None  # users are never deleted
+        attempts = int(row["failed_attempts"])
+        detail: dict[str, Any] = {"purpose": purpose, "consecutive_failures": attempts}
+        if cause is not None:
+            detail["cause"] = cause
+        if attempts < self.policy.max_failed_attempts or row["locked"]:
+            self._audit_auth(conn, "auth.failure", user_id, detail)
+            return AuthenticationError("user id or password is wrong")
+        projection.update(conn, UserRow, {"user_id": user_id}, dict(locked=True))
+        self._audit_auth(conn, "auth.failure", user_id, detail)
+        # 11.300(d): an alert entry for QA / security follow-up.
+        self.db.audit(
+            conn,
+            AuditEvent(
+                SYSTEM,
+                "security.alert",
+                "user",
+                user_id,
+                new={
+                    "alert": "account locked after repeated authentication failures",
+                    "consecutive_failures": attempts,
+                },
+                reason="possible unauthorised use",
+            ),
+        )
+        return AccountLocked(f"account {user_id!r} is now locked after {attempts} failures")
+
+    def _count_abandoned(self, conn: Connection, row: Any) -> None:
+        """Checks reserved long ago and never finished count as failures (a killed guesser)."""
+        cutoff = format_timestamp(self._now() - ABANDONED_CHECK)
+        stale = conn.scalars(
+            select(AuthPendingRow.check_id).where(
+                AuthPendingRow.user_id == row.user_id, AuthPendingRow.started_at < cutoff
+            )
+        ).all()
+        for check in stale:
+            conn.execute(delete(AuthPendingRow).where(AuthPendingRow.check_id == check))
+            self._record_failure(conn, row.user_id, "abandoned check", cause="check not finished")
+
+    def _succeeded(
+        self, conn: Connection, row: Any, purpose: str, stored: str, new_hash: str | None
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if row.failed_attempts:
+            changes["failed_attempts"] = 0
+        if new_hash is not None and row.password_hash == stored:
+            # Transparent rehash at the installation's current cost; the history
+            # keeps the old hash (it still refuses re-use of that password).
+            changes["password_hash"] = new_hash
+        if not changes:
+            return
+        projection.update(conn, UserRow, {"user_id": row.user_id}, changes)
+        new: dict[str, Any] = {"purpose": purpose}
+        old: dict[str, Any] = {}
+        if "failed_attempts" in changes:
+            old["consecutive_failures"] = row.failed_attempts
+            new["consecutive_failures"] = 0
+        if "password_hash" in changes:
+            new["password_rehashed"] = f"scrypt n=2^{self.hasher.log2_n} r={self.hasher.r}"
+        action = "auth.failures_reset" if "failed_attempts" in changes else "auth.rehash"
+        self.db.audit(conn, AuditEvent(SYSTEM, action, "user", row.user_id, old=old, new=new))
 
     def password_expired(self, user_id: str) -> bool:
         """True when the password is older than the policy allows."""
         if self.policy.max_age_days is None:
             return False
         with self.db.read() as conn:
-            row = self._existing(conn, user_id)
+            row = self._existing(conn, _lookup_id(user_id) or "")
         set_at = datetime.fromisoformat(row.password_set_at)
         return self._now() - set_at > timedelta(days=self.policy.max_age_days)
 
+    def check_usable_for_signing(self, user: User) -> None:
+        """Refuse a signer whose password is one-time or expired, or whose roles conflict.
+
+        11.300(b): an expired password is no signature component; 11.200(a)(3):
+        a password an administrator chose is nobody's own signature.
+        """
+        if self.must_set_own_password(user):
+            raise AuthenticationError(
+                "the password was issued by an administrator: set your own before signing"
+            )
+        if self.password_expired(user.user_id):
+            raise AuthenticationError("password expired: change it before signing")
+        self.check_signer_roles(user)
+
+    def check_signer_roles(self, user: User) -> None:
+        """Refuse a signer holding conflicting roles, however they came by them
+        (a grant before the matrix changed, a row edited by SQL)."""
+        self.duties.check_roles(user.user_id, user.roles, when="refused at signing")
+
     def login(self, user_id: str, password: str, *, client_tz: str = "UTC") -> Session:
-        """Start a session with both components (user id and password)."""
+        """Start a session with both components (user id and password).
+
+        A one-time or expired password opens no session: it only serves
+        :meth:`change_password`.
+        """
         user = self.verify_password(user_id, password, purpose="login")
-        if self.password_expired(user_id):
+        if self.must_set_own_password(user):
+            raise AuthenticationError(
+                "the password was issued by an administrator: set your own before logging in"
+            )
+        if self.password_expired(user.user_id):
             raise AuthenticationError("password expired: change it before logging in")
         session = Session(secrets.token_hex(16), user.user_id, client_tz)
         now = format_timestamp(self._now())

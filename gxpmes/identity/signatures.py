@@ -11,10 +11,13 @@ Signing rules, checked before anything is written:
 
 * the first signing in a session needs user id and password; later signings
   in the same, still-active session need the password again;
-* the meaning must be granted by the signer's roles (``sign.<Meaning>``);
-* separation of duties: whoever performed cannot verify the same record, and
-  whoever performed or verified in a scope (a batch) cannot review, approve,
-  release or reject it;
+* the meaning must be granted by the signer's roles (``sign.<Meaning>``), and
+  those roles must not conflict (:class:`gxpmes.identity.duties.DutyMatrix`);
+* the password is the signer's own (not one an administrator issued) and
+  has not expired;
+* separation of duties: whoever performed cannot verify the same record;
+  whoever performed or verified in a scope (a batch, a recipe) cannot review,
+  approve, release or reject it; whoever reviewed cannot release it;
 * a Verified signature needs a Performed one by someone else first;
 * the record must not have changed since it was shown (``expected_hash``).
 
@@ -35,7 +38,6 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, func, select
 
@@ -50,6 +52,8 @@ from gxpmes.errors import (
     SeparationOfDutiesError,
     SignatureError,
 )
+from gxpmes.identity import keywrap
+from gxpmes.identity.duties import SIGNING_CONFLICTS
 from gxpmes.identity.schema import SessionRow, SignatureRow, UserKeyRow
 from gxpmes.identity.service import IdentityService, Session, User
 from gxpmes.records import writer as projection
@@ -74,16 +78,12 @@ class Meaning(enum.StrEnum):
     APPROVED = "Approved"
     RELEASED = "Released"
     REJECTED = "Rejected"
+    AUTHORISED = "Authorised"
+    """An administrator's signature on a change of someone's account."""
 
 
-# meaning → (meanings the same person must not also hold, and where: "record" or "scope")
-SEPARATION_OF_DUTIES: Mapping[str, tuple[frozenset[str], str]] = {
-    "Verified": (frozenset({"Performed"}), "record"),
-    "Reviewed": (frozenset({"Performed", "Verified"}), "scope"),
-    "Approved": (frozenset({"Performed", "Verified"}), "scope"),
-    "Released": (frozenset({"Performed", "Verified"}), "scope"),
-    "Rejected": (frozenset({"Performed", "Verified"}), "scope"),
-}
+SEPARATION_OF_DUTIES: Mapping[str, tuple[frozenset[str], str]] = SIGNING_CONFLICTS
+"""The default signing conflicts (an installation's ``DutyMatrix.signing`` replaces them)."""
 
 
 class Signable(Protocol):
@@ -293,6 +293,7 @@ class SignatureService:
                     f"{user.user_id} may not sign as {meaning!r} (roles: "
                     f"{', '.join(sorted(user.roles)) or 'none'})"
                 )
+            self.identity.check_usable_for_signing(user)
             user_key = self._user_key(user.user_id, credentials.password) if digital else None
         except GxpError as exc:
             self.audit_refusal(record, meaning, credentials.user_id, exc)
@@ -435,7 +436,8 @@ class SignatureService:
             )
         if any(s.signer_id == user.user_id and s.meaning == meaning for s in on_record):
             raise SignatureError(f"{user.user_id} already signed this record as {meaning}")
-        rule = SEPARATION_OF_DUTIES.get(meaning)
+        configured = self.identity.duties.signing
+        rule = (SEPARATION_OF_DUTIES if configured is None else configured).get(meaning)
         if rule is None:
             return
         conflicts, level = rule
@@ -472,16 +474,17 @@ class SignatureService:
     # ----------------------------------------------------------- user keys
 
     def enroll_user_key(self, user_id: str, password: str) -> bytes:
-        """Give a user their own signing key, encrypted with their password (digital mode)."""
-        self.identity.verify_password(user_id, password, purpose="signing key enrolment")
+        """Give a user their own signing key, wrapped with their password (digital mode).
+
+        The wrapping key comes from scrypt at the password hash's cost
+        (:mod:`gxpmes.identity.keywrap`).
+        """
+        user = self.identity.verify_password(user_id, password, purpose="signing key enrolment")
+        self.identity.check_usable_for_signing(user)
+        user_id = user.user_id
         key = Ed25519PrivateKey.generate()
-        encrypted = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(password.encode()),
-        )
+        encrypted = keywrap.wrap(key, password, self.identity.hasher)
         public = public_key_bytes(key.public_key())
-        user = self.identity.user(user_id)
         with self.db.transaction() as conn:
             if conn.execute(select(UserKeyRow).where(UserKeyRow.user_id == user_id)).first():
                 raise SignatureError(f"{user_id} already has a signing key")
@@ -509,15 +512,7 @@ class SignatureService:
             ).one_or_none()
         if row is None:
             raise SignatureError(f"{user_id} has no personal signing key (digital mode)")
-        try:
-            key = serialization.load_pem_private_key(
-                bytes(row.encrypted_private_key), password.encode()
-            )
-        except (ValueError, TypeError) as exc:
-            raise SignatureError(f"{user_id}'s signing key cannot be unlocked") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise SignatureError("personal signing key is not Ed25519")
-        return key
+        return keywrap.unwrap(bytes(row.encrypted_private_key), password)
 
     # ----------------------------------------------------------- reading
 

@@ -5,7 +5,9 @@ place), over a verify-only signature service that trusts only the keys given.
 
 Then the other way round: every state that only a signed action can reach —
 an assessed exception, a closed deviation, a reviewed, released or rejected
-batch, an approved recipe — must carry a valid signature of that meaning. A
+batch, an approved recipe, a change of someone's account — must carry a valid
+signature of that meaning (an account change: ``Authorised`` by the
+administrator the change names). A
 state and its log entry can be forged together (a tail entry laundered under
 a later signed head); a signature cannot, without the system key.
 """
@@ -76,6 +78,24 @@ def check_signatures(
                 valid.add(_signed(signature))
         scopes.discard(scope)
     if batch is None:
+        # Reviews of the trail by time range: signed outside any batch or recipe.
+        from gxpmes.trail.review import RANGE_SCOPE, TrailReviews
+
+        for signature, problem in _guarded(
+            problems,
+            RANGE_SCOPE,
+            lambda: TrailReviews(db, signatures).verify_signatures(RANGE_SCOPE),
+        ):
+            checked += 1
+            if problem is not None:
+                problems.append(_problem(signature, problem))
+            else:
+                valid.add(_signed(signature))
+        scopes.discard(RANGE_SCOPE)
+    if batch is None:
+        account_scopes = _check_account_changes(engine, signatures, problems, valid)
+        checked += account_scopes[0]
+        scopes -= account_scopes[1]
         for scope in sorted(scopes):
             for signature in signatures.signatures_in_scope(scope):
                 checked += 1
@@ -83,6 +103,57 @@ def check_signatures(
     with engine.connect() as conn:
         problems.extend(_unsigned_states(conn, batch, valid))
     return checked, problems
+
+
+def _check_account_changes(
+    engine: Engine,
+    signatures: Any,
+    problems: list[RecordProblem],
+    valid: set[tuple[str, str, str, str]],
+) -> tuple[int, set[str]]:
+    """Each ``gx_account_change`` row needs a valid ``Authorised`` signature by its
+    administrator; returns ``(signatures checked, scopes covered)``."""
+    from gxpmes.identity.admin import ACCOUNT_CHANGE, account_change_record
+    from gxpmes.identity.schema import AccountChangeRow
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(AccountChangeRow)).all()
+    checked, scopes = 0, set()
+    by_scope: dict[str, dict[tuple[str, str], Any]] = {}
+    for row in rows:
+        try:
+            record = account_change_record(row)
+        except (ValueError, TypeError) as exc:
+            problems.append(_missing(ACCOUNT_CHANGE, str(row.change_id), f"unreadable: {exc}"))
+            continue
+        by_scope.setdefault(record.signable_scope, {})[
+            (record.signable_type, record.signable_id)
+        ] = record
+    for scope, records in sorted(by_scope.items()):
+        scopes.add(scope)
+        for signature, problem in _guarded(
+            problems, scope, functools.partial(signatures.verify_scope, scope, records)
+        ):
+            checked += 1
+            if problem is not None:
+                problems.append(_problem(signature, problem))
+            else:
+                valid.add(_signed(signature))
+    signers: dict[str, set[str]] = {}
+    for record_type, record_id, meaning, signer in valid:
+        if record_type == ACCOUNT_CHANGE and meaning == "Authorised":
+            signers.setdefault(record_id, set()).add(signer)
+    for row in rows:
+        if str(row.changed_by) not in signers.get(str(row.change_id), set()):
+            problems.append(
+                _missing(
+                    ACCOUNT_CHANGE,
+                    str(row.change_id),
+                    f"gx_account_change says {row.changed_by} made {row.action} of "
+                    f"{row.user_id}; no valid Authorised signature by them is on it",
+                )
+            )
+    return checked, scopes
 
 
 def _signed(signature: Any) -> tuple[str, str, str, str]:

@@ -39,6 +39,8 @@ _SEQ_COLUMNS: dict[str, str] = {"ebr_value": "seq", "gx_signature": "audit_seq"}
 NOT_PROJECTED: dict[str, str] = {
     "gx_session": "login bookkeeping (idle time, signing flag); logins and logouts are "
     "audit entries of their own, but a session row is not part of any GMP record",
+    "gx_auth_pending": "password checks in progress, counted against the lockout limit; "
+    "each check's outcome (failure, lock, alert) is an audit entry of its own",
 }
 """Application tables that are deliberately not projections, and why."""
 

@@ -25,7 +25,15 @@ from audit.entry import AuditEvent
 from gxpmes.errors import GxpError
 from gxpmes.records.tables import NOT_PROJECTED, TableSpec, projected
 
-__all__ = ["attach", "check_flushed", "delete", "insert", "update", "write_deferred"]
+__all__ = [
+    "attach",
+    "check_flushed",
+    "delete",
+    "insert",
+    "update",
+    "update_returning",
+    "write_deferred",
+]
 
 _STAGED = "gxpmes_staged_rows"
 _DEFERRED = "gxpmes_deferred_rows"
@@ -92,6 +100,39 @@ def update(
     conn.execute(sql_update(spec.table).where(_where(spec, key)).values(**changes))
     _stage(conn, {"table": spec.name, "row": spec.image({**old, **changes})})
     return dict(old)
+
+
+def update_returning(
+    conn: Connection,
+    model: Any,
+    key: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    where: Any = None,
+) -> dict[str, Any] | None:
+    """One atomic ``UPDATE ... WHERE key [AND where] RETURNING *``; stages the new image.
+
+    ``changes`` may hold SQL expressions (``column + 1``): the database
+    computes them on the row as it is at that instant, so concurrent writers
+    never overwrite each other's counts. Returns the new row, or None (and
+    stages nothing) when no row matched.
+    """
+    spec = _spec_of(model)
+    if spec is None or spec.seq_column is not None:
+        raise GxpError(f"{model!r}: update_returning is for changeable projected tables")
+    condition = _where(spec, key) if where is None else and_(_where(spec, key), where)
+    new = (
+        conn.execute(
+            sql_update(spec.table).where(condition).values(**changes).returning(*spec.table.c)
+        )
+        .mappings()
+        .one_or_none()
+    )
+    if new is None:
+        return None
+    row = dict(new)
+    _stage(conn, {"table": spec.name, "row": spec.image(row)})
+    return row
 
 
 def delete(conn: Connection, model: Any, key: Mapping[str, Any]) -> None:

@@ -16,6 +16,7 @@ from audit.note import NoteSigner, NoteVerifier, public_key_bytes
 from gxpmes.database import Database
 from gxpmes.ebr.engine import BatchEngine, CaptureSource
 from gxpmes.identity import (
+    AccountAdministration,
     Credentials,
     IdentityService,
     PasswordHasher,
@@ -64,6 +65,15 @@ BLEND = "GRAN/UP-BLEND/OP-BLEND/PH-BLEND"
 
 OT_SOURCE = CaptureSource("svc-ot", "test-connector")
 """The test plant's OT connector identity: its device account and client id."""
+
+ISSUED_PASSWORD = "Issued-Once-By-IT-26!"
+"""The one-time password the administrator gives every test user; each sets their own."""
+
+TEST_LOG2_N = 10
+"""scrypt cost of test installations: n=2**10 (1 MiB, about 1 ms) instead of the
+production default n=2**17 (128 MiB, hundreds of ms), so the suite's thousands of
+password checks stay fast. Set explicitly here, never a library default; a test
+proves the default is OWASP's."""
 
 HEAD_KEY_NAME = "gxpmes-test"
 """Key name of a test plant's tree heads and checkpoints."""
@@ -179,6 +189,15 @@ class TestPlant:
         """The identity the plant's OT connector captures values under."""
         return OT_SOURCE
 
+    @property
+    def accounts(self) -> AccountAdministration:
+        """Signed account administration of this installation."""
+        return AccountAdministration(self.signatures)
+
+    def admin_creds(self, user: str = "admin") -> Credentials:
+        """An administrator's signature components, in their session."""
+        return Credentials(user, USERS[user][2], self.sessions[user])
+
     def creds(self, user: str, password: str | None = None) -> Credentials:
         """Both signature components of a test user (optionally a wrong password)."""
         return Credentials(user, USERS[user][2] if password is None else password)
@@ -235,15 +254,19 @@ def build_plant(
     identity = IdentityService(
         db,
         policy=PasswordPolicy(idle_timeout_minutes=240),
-        hasher=hasher or PasswordHasher(log2_n=10),
+        hasher=hasher or PasswordHasher(log2_n=TEST_LOG2_N),
     )
+    signatures = SignatureService(identity, system_key)
+    accounts = AccountAdministration(signatures)
     identity.bootstrap_admin("admin", USERS["admin"][0], USERS["admin"][2])
     sessions = {"admin": identity.login("admin", USERS["admin"][2])}
+    admin = Credentials("admin", USERS["admin"][2], sessions["admin"])
     for user_id, (name, roles, password) in USERS.items():
         if user_id != "admin":
-            identity.create_user(sessions["admin"], user_id, name, roles, password)
+            # The administrator issues a one-time password; the user sets their own.
+            accounts.create_user(admin, user_id, name, roles, ISSUED_PASSWORD)
+            identity.change_password(user_id, ISSUED_PASSWORD, password)
             sessions[user_id] = identity.login(user_id, password, client_tz="Europe/Berlin")
-    signatures = SignatureService(identity, system_key)
     engine = BatchEngine(db, identity, signatures)
     sup = sessions["sup1"]
     due = the_clock() + timedelta(days=180)

@@ -32,7 +32,11 @@ from gxpmes.testing.plant import TestPlant, build_plant
 REQ_PREFIX = "req:"
 
 # The step library is a plugin of its own, so its steps serve every suite.
-pytest_plugins = ("gxpmes.testing.steps", "gxpmes.testing.steps_controls")
+pytest_plugins = (
+    "gxpmes.testing.steps",
+    "gxpmes.testing.steps_controls",
+    "gxpmes.testing.steps_identity",
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

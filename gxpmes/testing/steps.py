@@ -24,7 +24,7 @@ from audit.note import NoteSigner
 from audit.verify import verify_ledger
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.errors import GxpError
-from gxpmes.identity import SignableRecord
+from gxpmes.identity import Credentials, SignableRecord
 from gxpmes.testing.plant import BLEND, HEAT, MIX, USERS, TestPlant
 from isa95.common import Quantity
 from isa95.errors import ISA95Error
@@ -166,22 +166,29 @@ def log_in_correctly(plant: TestPlant, user: str) -> None:
 
 @when(parsers.parse('"{admin}" unlocks "{user}" with reason "{reason}"'))
 def unlock(plant: TestPlant, admin: str, user: str, reason: str) -> None:
-    _attempt(plant, lambda: plant.identity.unlock(plant.session(admin), user, reason=reason))
+    _attempt(plant, lambda: plant.accounts.unlock(_signed_by(plant, admin), user, reason=reason))
 
 
 @when(parsers.parse('"{admin}" creates user "{user}" named "{name}" with role "{role}"'))
 def create_user(plant: TestPlant, admin: str, user: str, name: str, role: str) -> None:
     _attempt(
         plant,
-        lambda: plant.identity.create_user(
-            plant.session(admin), user, name, [role], "Brand-New-User-2026!"
+        lambda: plant.accounts.create_user(
+            _signed_by(plant, admin), user, name, [role], "Brand-New-User-2026!"
         ),
     )
 
 
 @when(parsers.parse('"{admin}" deactivates "{user}" with reason "{reason}"'))
 def deactivate(plant: TestPlant, admin: str, user: str, reason: str) -> None:
-    _attempt(plant, lambda: plant.identity.deactivate(plant.session(admin), user, reason=reason))
+    _attempt(
+        plant, lambda: plant.accounts.deactivate(_signed_by(plant, admin), user, reason=reason)
+    )
+
+
+def _signed_by(plant: TestPlant, user: str) -> Credentials:
+    """``user``'s signature components in their session (account changes are signed)."""
+    return Credentials(user, USERS[user][2], plant.session(user))
 
 
 @when(parsers.parse('"{user}" changes the password to "{new}"'))

@@ -26,8 +26,8 @@ def idle_timeout(plant: TestPlant, minutes: int) -> None:
 @given(parsers.parse('"{user}" also holds the role "{role}"'))
 def also_holds_role(plant: TestPlant, user: str, role: str) -> None:
     roles = sorted(plant.identity.user(user).roles | {role})
-    plant.identity.set_roles(
-        plant.session("admin"), user, roles, reason="validation: a person holding two roles"
+    plant.accounts.set_roles(
+        plant.admin_creds(), user, roles, reason="validation: a person holding two roles"
     )
 
 

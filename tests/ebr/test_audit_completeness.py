@@ -65,8 +65,8 @@ def test_equipment_status_entry_carries_its_reason(plant: Plant) -> None:
 
 
 def test_role_change_reason_is_in_the_entry(plant: Plant) -> None:
-    plant.identity.set_roles(
-        plant.sessions["admin"], "op2", ["Operator", "Supervisor"], reason="promoted, HR-12"
+    plant.accounts.set_roles(
+        plant.admin_creds(), "op2", ["Operator", "Supervisor"], reason="promoted, HR-12"
     )
     last = plant.db.ledger.entries_for("user", "op2")[-1]
     assert (last.event.action, last.event.reason) == ("user.roles", "promoted, HR-12")

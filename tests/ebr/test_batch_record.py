@@ -215,8 +215,8 @@ def test_recipe_must_be_approved(plant) -> None:  # type: ignore[no-untyped-def]
         plant.engine.sign_recipe("MR-GRAN", "2", "Approved", plant.creds("qa2"))
     plant.engine.sign_recipe("MR-GRAN", "2", "Performed", plant.creds("sup1"))
     with pytest.raises(SeparationOfDutiesError):  # the author cannot also approve (SoD)
-        plant.identity.set_roles(
-            plant.sessions["admin"], "sup1", ["Supervisor", "QA Approver"], reason="test"
+        plant.accounts.set_roles(
+            plant.admin_creds(), "sup1", ["Supervisor", "QA Approver"], reason="test"
         )
         plant.engine.sign_recipe("MR-GRAN", "2", "Approved", Credentials("sup1", USERS["sup1"][2]))
 

@@ -40,14 +40,14 @@ def test_equipment_status_change_needs_a_reason(plant: Plant, reason: str) -> No
 
 @pytest.mark.parametrize("reason", BLANKS)
 def test_role_and_account_changes_refuse_a_blank_reason(plant: Plant, reason: str) -> None:
-    admin = plant.sessions["admin"]
+    admin = plant.admin_creds()
     size = plant.db.ledger.size()
     with pytest.raises(EntryError, match="reason must be a non-empty string"):
-        plant.identity.set_roles(admin, "op2", ["Operator", "Supervisor"], reason=reason)
+        plant.accounts.set_roles(admin, "op2", ["Operator", "Supervisor"], reason=reason)
     with pytest.raises(EntryError, match="reason must be a non-empty string"):
-        plant.identity.deactivate(admin, "op2", reason=reason)
+        plant.accounts.deactivate(admin, "op2", reason=reason)
     with pytest.raises(EntryError, match="reason must be a non-empty string"):
-        plant.identity.unlock(admin, "op2", reason=reason)
+        plant.accounts.unlock(admin, "op2", reason=reason)
     assert plant.db.ledger.size() == size
     assert plant.identity.user("op2").active
     assert plant.identity.permissions(plant.identity.user("op2")) == plant.identity.permissions(

@@ -16,7 +16,7 @@ from gxpmes.errors import (
     SessionExpired,
     UserError,
 )
-from gxpmes.identity import PasswordHasher, PasswordPolicy
+from gxpmes.identity import Credentials, PasswordHasher, PasswordPolicy
 
 
 def actions(plant, object_id: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -58,7 +58,7 @@ def test_hasher_round_trip_and_parameters() -> None:
 )
 def test_password_policy(plant, password: str, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PasswordPolicyError, match=message):
-        plant.identity.create_user(plant.admin, "xy7", "X Y", ["Operator"], password)
+        plant.accounts.create_user(plant.admin_creds(), "xy7", "X Y", ["Operator"], password)
     with pytest.raises(UserError, match="no user"):
         plant.identity.user("xy7")  # nothing half-written
 
@@ -75,17 +75,22 @@ def test_password_history_and_expiry(plant) -> None:  # type: ignore[no-untyped-
 
 
 def test_user_ids_are_unique_forever_and_never_deleted(plant) -> None:  # type: ignore[no-untyped-def]
-    plant.identity.deactivate(plant.admin, "op2", reason="left the company")
+    plant.accounts.deactivate(plant.admin_creds(), "op2", reason="left the company")
     with pytest.raises(UserError, match="never reused"):
-        plant.identity.create_user(
-            plant.admin, "op2", "Other Person", ["Operator"], "Another-Pass-2026!"
+        plant.accounts.create_user(
+            plant.admin_creds(), "op2", "Other Person", ["Operator"], "Another-Pass-2026!"
         )
     with pytest.raises(AuthenticationError):
         plant.identity.login("op2", PASSWORDS["op2"])
     with pytest.raises(DBAPIError, match="never deleted"), plant.db.engine.begin() as conn:
         conn.execute(text("DELETE FROM gx_user WHERE user_id = 'op2'"))
     assert plant.identity.user("op2").active is False
-    assert actions(plant, "op2") == ["user.create", "user.deactivate", "auth.refused_inactive"]
+    assert actions(plant, "op2") == [
+        "user.create",
+        "user.password_change",  # the one-time password replaced by the user's own
+        "user.deactivate",
+        "auth.refused_inactive",
+    ]
 
 
 def test_lockout_alert_and_admin_unlock(plant) -> None:  # type: ignore[no-untyped-def]
@@ -102,10 +107,14 @@ def test_lockout_alert_and_admin_unlock(plant) -> None:  # type: ignore[no-untyp
     assert len(alerts) == 1 and alerts[0].event.reason == "possible unauthorised use"
     operator = plant.identity.login("op2", PASSWORDS["op2"])
     with pytest.raises(PermissionDenied):
-        plant.identity.unlock(operator, "op1", reason="I know her")
+        plant.accounts.unlock(
+            Credentials("op2", PASSWORDS["op2"], operator), "op1", reason="I know her"
+        )
     with pytest.raises(Exception, match="needs a reason"):
-        plant.identity.unlock(plant.admin, "op1", reason=None)  # type: ignore[arg-type]
-    plant.identity.unlock(plant.admin, "op1", reason="identity confirmed by phone, ticket 4711")
+        plant.accounts.unlock(plant.admin_creds(), "op1", reason=None)  # type: ignore[arg-type]
+    plant.accounts.unlock(
+        plant.admin_creds(), "op1", reason="identity confirmed by phone, ticket 4711"
+    )
     assert plant.identity.login("op1", PASSWORDS["op1"]).user_id == "op1"
     assert actions(plant, "op1")[-2:] == ["auth.refused_locked", "user.unlock"]
 
@@ -132,15 +141,24 @@ def test_idle_timeout_ends_the_session(plant) -> None:  # type: ignore[no-untype
 def test_roles_and_permissions(plant) -> None:  # type: ignore[no-untyped-def]
     operator = plant.identity.login("op1", PASSWORDS["op1"])
     with pytest.raises(PermissionDenied, match=r"user\.manage"):
-        plant.identity.create_user(operator, "op9", "Nine", ["Operator"], "Nine-Nine-2026!x")
+        plant.accounts.create_user(
+            Credentials("op1", PASSWORDS["op1"], operator),
+            "op9",
+            "Nine",
+            ["Operator"],
+            "Nine-Nine-2026!x",
+        )
     with pytest.raises(UserError, match="unknown role"):
-        plant.identity.set_roles(plant.admin, "op1", ["Wizard"], reason="typo")
-    user = plant.identity.set_roles(
-        plant.admin, "op1", ["Operator", "QA Reviewer"], reason="cross-trained"
+        plant.accounts.set_roles(plant.admin_creds(), "op1", ["Wizard"], reason="typo")
+    user = plant.accounts.set_roles(
+        plant.admin_creds(), "op1", ["Operator", "QA Reviewer"], reason="cross-trained"
     )
     assert user.roles == {"Operator", "QA Reviewer"}
-    entry = plant.db.ledger.entries_for("user", "op1")[-1]
-    assert entry.event.old == {"roles": ["Operator"]} and entry.event.reason == "cross-trained"
+    entry = [
+        e for e in plant.db.ledger.entries_for("user", "op1") if e.event.action == "user.roles"
+    ]
+    assert entry[-1].event.old == {"roles": ["Operator"]}
+    assert entry[-1].event.reason == "cross-trained"
     with pytest.raises(UserError, match="users exist"):
         plant.identity.bootstrap_admin("root", "Root", "Root-Password-2026!")
 

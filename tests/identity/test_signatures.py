@@ -111,7 +111,9 @@ def test_dual_signature_and_separation_of_duties(plant) -> None:  # type: ignore
         plant.signatures.sign(STEP, Meaning.VERIFIED, creds("op2"))
     batch = SignableRecord("batch", "B-001", {"status": "Executed"}, "B-001")
     # An operator who performed in the batch cannot release it — even if later made QA.
-    plant.identity.set_roles(plant.admin, "op1", ["Operator", "QA Approver"], reason="promotion")
+    plant.accounts.set_roles(
+        plant.admin_creds(), "op1", ["Operator", "QA Approver"], reason="promotion"
+    )
     with pytest.raises(SeparationOfDutiesError, match="scope 'B-001'"):
         plant.signatures.sign(batch, Meaning.RELEASED, creds("op1"))
     signature = plant.signatures.sign(batch, Meaning.RELEASED, creds("qa2"))

@@ -67,8 +67,8 @@ CHILD = Path(__file__).with_name("concurrency_child.py")
 REVIEWED_BATCH = "B-CAS-REL"
 WEIGH_BATCH = "B-CAS-WEIGH"
 SHORT_LOT = "API-SHORT"  # 30 kg: covers one 20 kg weighing, not two
-QA3 = ("Rita Approver", "Approver-Three-2026!")
-PASSWORDS = {**{u: p for u, (_n, _r, p) in USERS.items()}, "qa3": QA3[1]}
+QA3 = ("Rita Approver", "Issued-For-Rita-26!", "Approver-Three-2026!")  # name, one-time, own
+PASSWORDS = {**{u: p for u, (_n, _r, p) in USERS.items()}, "qa3": QA3[2]}
 
 
 # ------------------------------------------------------------ the prepared database
@@ -78,7 +78,8 @@ def _prepare(url: str) -> tuple[bytes, str, int]:
     """Build the starting state of every scenario: (system key, clock time, signatures)."""
     plant = build_plant(url)
     engine, sessions = plant.engine, plant.sessions
-    plant.identity.create_user(sessions["admin"], "qa3", QA3[0], ["QA Approver"], QA3[1])
+    plant.accounts.create_user(plant.admin_creds(), "qa3", QA3[0], ["QA Approver"], QA3[1])
+    plant.identity.change_password("qa3", QA3[1], QA3[2])
     # A batch executed and reviewed, ready for QA's decision.
     plant.start_batch(REVIEWED_BATCH, phases=(HEAT, MIX, BLEND))
     engine.capture(

@@ -353,7 +353,12 @@ def identity_change(story: Story, draw: Draw) -> None:
     match draw(st.sampled_from(["roles", "wrong password", "password", "key"])):
         case "roles":
             roles = draw(st.sampled_from([["Operator"], ["Operator", "Supervisor"]]))
-            plant.identity.set_roles(admin, "op2", roles, reason="shift change")
+            plant.accounts.set_roles(
+                Credentials("admin", story.passwords["admin"], admin),
+                "op2",
+                roles,
+                reason="shift change",
+            )
         case "wrong password":  # a refused signature counts a failed attempt
             record = plant.engine.recipe_record("MR-GRAN", "1")
             plant.signatures.sign(record, Meaning.VERIFIED, Credentials("op2", "not-it"))

@@ -102,6 +102,21 @@ def _no_time_floor(original: Callable[..., Any]) -> Callable[..., Any]:
     return tail_state
 
 
+def _reviewer_may_release(original: Any) -> Any:
+    """The signing conflicts without "Reviewed" among those excluding "Released"."""
+    conflicts, level = original["Released"]
+    return {**original, "Released": (conflicts - {"Reviewed"}, level)}
+
+
+def _in_progress_ignored(original: Callable[..., Any]) -> Callable[..., Any]:
+    """IdentityService._may_check counting recorded failures only (the old race)."""
+
+    def may_check(self: Any, failures: int, _in_progress: int) -> bool:
+        return bool(original(self, failures, 0))
+
+    return may_check
+
+
 CONTROLS: tuple[Control, ...] = (
     Control(
         "idle session timeout",
@@ -167,6 +182,117 @@ CONTROLS: tuple[Control, ...] = (
         returns(b""),
         "tests/audit_core/test_time_order.py::test_verification_names_an_entry_recorded_earlier",
         "11.10e",
+    ),
+    # ---- accounts, passwords and identity (issue 14 items 1-3)
+    Control(
+        "nobody changes their own account or roles",
+        "gxpmes.identity.admin:refuse_own_account",
+        noop,
+        Scenario("account_controls.feature", "Nobody grants roles to themselves"),
+        "11.10g",
+    ),
+    Control(
+        "conflicting roles refused at grant (conflict matrix)",
+        "gxpmes.identity.duties:DutyMatrix.check_roles",
+        noop,
+        Scenario("account_controls.feature", "Conflicting roles are refused when granted"),
+        "11.10g",
+    ),
+    Control(
+        "conflicting roles refused at signing",
+        "gxpmes.identity.service:IdentityService.check_signer_roles",
+        noop,
+        Scenario(
+            "account_controls.feature",
+            "A role written into the table by SQL is caught and still cannot sign",
+        ),
+        "11.10g",
+    ),
+    Control(
+        "the reviewer of a batch is not its releaser",
+        "gxpmes.identity.signatures:SEPARATION_OF_DUTIES",
+        _reviewer_may_release,
+        Scenario("account_controls.feature", "Whoever reviewed a batch cannot also release it"),
+        "211.192",
+    ),
+    Control(
+        "an administrator's password is one-time",
+        "gxpmes.identity.service:IdentityService.must_set_own_password",
+        returns(False),
+        Scenario(
+            "account_controls.feature",
+            "A password the administrator issued only serves to set one's own",
+        ),
+        "11.200a3",
+    ),
+    Control(
+        "password expiry enforced at signing",
+        "gxpmes.identity.service:IdentityService.password_expired",
+        returns(False),
+        Scenario("account_controls.feature", "An expired password signs nothing"),
+        "11.300b",
+    ),
+    Control(
+        "checks in progress count against the lockout limit",
+        "gxpmes.identity.service:IdentityService._may_check",
+        _in_progress_ignored,
+        Scenario(
+            "account_controls.feature",
+            "Guesses running in parallel get no more checks than the lockout allows",
+        ),
+        "11.300d",
+    ),
+    Control(
+        "user ids unique case-insensitively and by look",
+        "gxpmes.identity.service:id_skeleton",
+        lambda _original: lambda user_id: user_id,
+        Scenario("account_controls.feature", "A user id that reads as an existing one is refused"),
+        "11.100a",
+    ),
+    Control(
+        "user ids are single-script",
+        "gxpmes.identity.names:_script",
+        returns("LATIN"),
+        Scenario("account_controls.feature", "A user id that reads as an existing one is refused"),
+        "11.100a",
+    ),
+    Control(
+        "printed names unique among users",
+        "gxpmes.identity.service:name_key",
+        lambda _original: lambda _name: object(),
+        Scenario("account_controls.feature", "Two people cannot share a printed name"),
+        "11.50",
+    ),
+    Control(
+        "an older password hash cost is rehashed at login",
+        "gxpmes.identity.passwords:PasswordHasher.needs_rehash",
+        returns(False),
+        "tests/identity/test_password_controls.py::test_an_older_cost_is_rehashed_at_the_next_login",
+        "11.300b",
+    ),
+    Control(
+        "personal keys re-wrapped on password change",
+        "gxpmes.identity.keywrap:rewrap",
+        lambda _original: lambda wrapped, _old, _new, _hasher: wrapped,
+        "tests/identity/test_password_controls.py::"
+        "test_personal_keys_are_wrapped_with_scrypt_and_rewrapped_on_password_change",
+        "11.300b",
+    ),
+    Control(
+        "the same scrypt work for unknown, locked and deactivated accounts",
+        "gxpmes.identity.service:IdentityService._decoy",
+        constant("not-a-hash"),
+        "tests/identity/test_password_controls.py::"
+        "test_every_account_state_costs_one_scrypt_and_one_entry",
+        "11.300d",
+    ),
+    Control(
+        "account changes carry a verified administrator signature",
+        "gxpmes.records.signatures:_check_account_changes",
+        returns((0, set())),
+        "tests/identity/test_account_controls.py::"
+        "test_role_grants_are_signed_reasoned_audited_and_verified",
+        "11.10g",
     ),
     Control(
         "key registration and revocation are audited",

@@ -16,7 +16,9 @@ branch_labels = None
 depends_on = None
 
 # Tables introduced by later revisions (created there, not here).
-LATER_TABLES = frozenset({"ebr_record_item", "ebr_ot_reject"})
+LATER_TABLES = frozenset(
+    {"ebr_record_item", "ebr_ot_reject", "gx_account_change", "gx_auth_pending"}
+)
 
 
 def upgrade() -> None:
