@@ -141,3 +141,25 @@ def test_cli_route_send_receive_status(
     err = capsys.readouterr().err
     assert "--once and --follow" in err and "neither amqp" in err and "unknown event" in err
     assert os.environ["GXPMES_KEY_PASSPHRASE"] == "pass-phrase"
+
+
+def test_an_erp_problem_shows_in_review_but_does_not_block_it(erp_plant: Any) -> None:
+    """ERP rejects a consumption posting before review: QA sees it, and may still decide."""
+    from erp_support import execute_batch
+
+    from gxpmes.erp.bod import Confirmation
+    from gxpmes.erp.confirmations import apply_confirmation
+
+    execute_batch(erp_plant, B)
+    consumption = outbox(erp_plant.db, B)[0]
+    with erp_plant.db.transaction() as conn:
+        apply_confirmation(
+            erp_plant.db,
+            conn,
+            Confirmation("C-9", (consumption["message_id"],), False, ("lot API-L1 blocked",)),
+        )
+    items = [i for i in erp_plant.engine.review_by_exception(B) if i.kind.startswith("erp:")]
+    assert [(i.kind, i.open) for i in items] == [("erp:rejected", True)]
+    assert "lot API-L1 blocked" in items[0].detail
+    erp_plant.engine.complete_review(B, erp_plant.creds("qa1"))
+    assert erp_plant.engine.batch(B)["status"] == "Reviewed"
