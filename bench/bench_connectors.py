@@ -86,7 +86,14 @@ def main() -> None:
     parser.add_argument("--per-message", type=int, default=100)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gxpmes-bench-ot-"))
-    plant = make_plant(str(workdir / "mes.db"))
+    from gxpmes.testing.plant import Clock
+
+    class WallClock(Clock):
+        # Real time: capture refuses values stamped ahead of the server's clock.
+        def __call__(self) -> datetime:
+            return datetime.now(UTC)
+
+    plant = make_plant(str(workdir / "mes.db"), clock=WallClock())
     engine = plant.engine
     plant.start_batch("B-1", phases=(HEAT,))
     messages = payloads(args.values, args.per_message)

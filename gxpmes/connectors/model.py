@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import uuid
@@ -153,15 +154,19 @@ def safe_text(value: object, limit: int = 2000) -> str:
 
 def check_tag(tag: object) -> str:
     """A tag as a value row can hold it: printable text of 1..256 characters."""
-    if (
-        not isinstance(tag, str)
-        or not tag.strip()
-        or len(tag) > MAX_TAG_CHARS
-        or not tag.isprintable()
-        or safe_text(tag, MAX_TAG_CHARS + 1) != tag  # lone surrogates
-    ):
+    if not isinstance(tag, str) or not _row_tag(tag):
         raise DecodeError("malformed", f"tag {safe_text(repr(tag), 80)} is missing or not a tag")
     return tag
+
+
+@functools.lru_cache(maxsize=8192)  # a plant has a bounded set of tags; checked once each
+def _row_tag(tag: str) -> bool:
+    return (
+        bool(tag.strip())
+        and len(tag) <= MAX_TAG_CHARS
+        and tag.isprintable()
+        and safe_text(tag, MAX_TAG_CHARS + 1) == tag  # no lone surrogates
+    )
 
 
 def to_decimal(value: object, tag: str) -> Decimal:
