@@ -173,10 +173,21 @@ class _Converter:
                 )
         out.text = source.text
         if not target_spec.fields and source_spec.fields:
-            self.collapse_location(source, out, source_spec, path)
+            if source_spec.field("EquipmentElementLevel") is not None:
+                self.collapse_level(source, out, path)
+            else:
+                self.collapse_location(source, out, source_spec, path)
             return out
         if not source_spec.fields and target_spec.field("LocationType") is not None:
             self.expand_location(source, out, target_spec)
+            return out
+        if not source_spec.fields and target_spec.field("EquipmentElementLevel") is not None:
+            self.expand_level(source, out, target_spec, path)
+            return out
+        if not source_spec.fields and target_spec.fields:
+            self.problems.append(
+                ConversionProblem(path, f"text cannot become {target_spec.name} content")
+            )
             return out
         if not target_spec.fields:
             self.check_value(out.text, target_spec.text, path)
@@ -276,6 +287,45 @@ class _Converter:
             )
             return
         out.text = elements[0].text
+
+    def collapse_level(self, source: etree._Element, out: etree._Element, path: str) -> None:
+        """V0600 ``EquipmentLevel{EquipmentID=<own ID>, EquipmentElementLevel=L}`` is V0701's
+        ``EquipmentLevel`` text ``L`` (the EquipmentID names the equipment itself)."""
+        elements = [c for c in source if isinstance(c.tag, str) and c not in self.skip]
+        names = [etree.QName(c).localname for c in elements]
+        own = _own_id(source)
+        if (
+            names not in (["EquipmentID", "EquipmentElementLevel"], ["EquipmentElementLevel"])
+            or (len(elements) == 2 and (elements[0].text or "") != own)
+            or any(len(c.attrib) for c in elements)
+        ):
+            self.problems.append(
+                ConversionProblem(
+                    path,
+                    f"{self.target.version} holds only the equipment's own level here, as text "
+                    "(an EquipmentID naming the equipment itself and its EquipmentElementLevel)",
+                )
+            )
+            return
+        out.text = elements[-1].text
+
+    def expand_level(
+        self, source: etree._Element, out: etree._Element, spec: Spec, path: str
+    ) -> None:
+        """V0701's level text as V0600's hierarchy scope naming the equipment itself."""
+        own = _own_id(source)
+        id_slot = spec.field("EquipmentID")
+        level_slot = spec.field("EquipmentElementLevel")
+        assert id_slot is not None and level_slot is not None
+        if own is None:
+            self.problems.append(ConversionProblem(path, "no equipment ID to scope the level by"))
+            return
+        out.text = None
+        equipment = etree.SubElement(out, f"{{{id_slot.namespace}}}EquipmentID")
+        equipment.text = own
+        level = etree.SubElement(out, f"{{{level_slot.namespace}}}EquipmentElementLevel")
+        level.text = source.text
+        self.derived.append(equipment)
 
     def expand_location(self, source: etree._Element, out: etree._Element, spec: Spec) -> None:
         """V0600's text storage location as V0701's Location + LocationType ``Equipment``."""
@@ -540,6 +590,17 @@ def convert_binding(
     if marks:
         out.addprevious(etree.ProcessingInstruction(SOURCE_PI, " ".join(marks)))
     return tree.getroot()
+
+
+def _own_id(element: etree._Element) -> str | None:
+    """The ID of the element ``element`` belongs to (its parent's ID child)."""
+    parent = element.getparent()
+    if parent is None:
+        return None
+    for child in parent:
+        if isinstance(child.tag, str) and etree.QName(child).localname == "ID":
+            return str(child.text or "")
+    return None
 
 
 def _find(root: etree._Element, path: str) -> etree._Element | None:

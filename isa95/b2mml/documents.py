@@ -12,6 +12,7 @@ from lxml import etree
 from isa95.b2mml.binding import Node, Release
 from isa95.b2mml.mapping import (
     ASSUMED_TIMEZONE,
+    NORMALISED,
     NOUNS,
     Noun,
     content_errors,
@@ -128,6 +129,9 @@ class B2MMLDocument:
     """Paths of content present in the document that the models do not carry."""
     tree: dict[str, Any] = field(default_factory=dict)
     """The content as a plain tree (filled for nouns with a domain model; see ``binding``)."""
+    normalised: list[str] = field(default_factory=list)
+    """Values the models carry differently from the document (identifiers without the
+    blanks around them), each ``path: 'as written' read as 'as carried'``."""
     binding: Node | None = None
     """The whole document as its generated binding: nothing read is lost here, and
     :meth:`B2MML.write` of this document gives back a C14N-equal document."""
@@ -282,9 +286,17 @@ class B2MML:
             etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
         )
         if validate:
-            issues = self.schemas.validate(parse_xml(data), version)
+            parsed = parse_xml(data)
+            issues = self.schemas.validate(parsed, version)
             if issues:
-                raise DocumentInvalid(f"generated {what} is not schema-valid", issues)
+                from isa95.b2mml.convert import problems_from_issues
+
+                where = "; ".join(
+                    str(p) for p in problems_from_issues(issues[:3], parsed.getroot())
+                )
+                raise DocumentInvalid(
+                    f"the model cannot be written as a schema-valid {what} ({where})", issues
+                )
         return data
 
     # ------------------------------------------------------------ reading
@@ -385,6 +397,7 @@ class B2MML:
         tracked.get("@releaseID")
         tracked.get("@versionID")
         token = ASSUMED_TIMEZONE.set(assume_timezone)
+        notes = NORMALISED.set(document.normalised)
         try:
             with content_errors():
                 if verb is not None:
@@ -402,6 +415,7 @@ class B2MML:
                 document.models = [noun.from_tree(p, version) for p in payloads]
         finally:
             ASSUMED_TIMEZONE.reset(token)
+            NORMALISED.reset(notes)
         document.unmapped = unsupported + list(unconsumed(tracked, root))
         document.tree = content
         return document

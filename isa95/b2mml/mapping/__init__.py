@@ -32,6 +32,7 @@ from isa95.b2mml.mapping.personnel import _personnel_from_tree, _personnel_to_tr
 from isa95.b2mml.mapping.segments import _segments_from_tree, _segments_to_tree
 from isa95.b2mml.mapping.trees import (
     ASSUMED_TIMEZONE,
+    NORMALISED,
     V0600,
     V0701,
     Tracked,
@@ -56,6 +57,7 @@ from isa95.recipe import Recipe
 
 __all__ = [
     "ASSUMED_TIMEZONE",
+    "NORMALISED",
     "NOUNS",
     "Noun",
     "Tracked",

@@ -24,6 +24,7 @@ from isa95.b2mml.mapping.trees import (
     _where,
 )
 from isa95.operations import (
+    DataValue,
     EquipmentActual,
     MaterialActual,
     MaterialRequirement,
@@ -119,7 +120,7 @@ def _schedule_to_tree(model: OperationsSchedule, version: str, names: _Names) ->
             if version == V0701:
                 st["OperationsDefinitionID"] = r.operations_definition_id or r.id
                 st["OperationsSegmentID"] = s.process_segment_id or s.id or r.id
-            _put(st, names.parameter, [_data_tree(p) for p in s.parameters])
+            _put(st, names.parameter, [_parameter_tree(p, names) for p in s.parameters])
             _put(
                 st,
                 "EquipmentRequirement",
@@ -153,6 +154,20 @@ def _requirement(m: dict[str, Any]) -> MaterialRequirement:
     )
 
 
+def _parameter_tree(p: DataValue, names: _Names) -> dict[str, Any]:
+    """V0701's SegmentParameter is the parameter; V0600's ProductionParameter wraps one."""
+    if names.parameter == "ProductionParameter":
+        return {"Parameter": _data_tree(p)}
+    return _data_tree(p)
+
+
+def _parameters(wrapper: dict[str, Any], names: _Names) -> list[dict[str, Any]]:
+    """The parameters a SegmentParameter / ProductionParameter element holds."""
+    if names.parameter == "ProductionParameter":
+        return _list(wrapper, "Parameter")
+    return [wrapper]
+
+
 def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> OperationsSchedule:
     schedule = _where(tree, "OperationsSchedule")
 
@@ -178,7 +193,9 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
                     x for e in _list(st, "EquipmentRequirement") for x in _texts(e, "EquipmentID")
                 ],
                 materials=materials,
-                parameters=[_data(p) for p in _list(st, names.parameter)],
+                parameters=[
+                    _data(p) for w in _list(st, names.parameter) for p in _parameters(w, names)
+                ],
             ),
             where,
         )

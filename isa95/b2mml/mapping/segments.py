@@ -44,7 +44,10 @@ def _data(t: dict[str, Any]) -> DataValue:
     if values:
         _get(values[0], "DataType")
     return DataValue(
-        id=_get(t, "ID") or "", value=value or "", unit=unit, description=_get(t, "Description")
+        id=_get(t, "ID") or "",
+        value=value or "",
+        unit=unit or None,  # an empty UnitOfMeasure is no unit
+        description=_get(t, "Description"),
     )
 
 

@@ -93,9 +93,26 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+NORMALISED: ContextVar[list[str] | None] = ContextVar("b2mml_normalised", default=None)
+"""Where a read is collecting identifiers whose surrounding blanks the models drop."""
+
+
 def _get(tree: dict[str, Any], key: str) -> Any:
-    """Text of child ``key`` (None when absent). Typed Any: pydantic validates it."""
-    return _text(tree.get(key))
+    """Text of child ``key`` (None when absent). Typed Any: pydantic validates it.
+
+    Identifiers (``ID`` and ``…ID`` elements, XSD normalizedString) may carry
+    blanks around them — ERP systems pad fixed-width keys. The models' identifiers
+    have none, so the blanks are dropped here and the path recorded (the
+    document's ``normalised`` list); the binding keeps the value as written.
+    """
+    value = _text(tree.get(key))
+    if value is not None and key.endswith("ID") and value != value.strip() and value.strip():
+        notes = NORMALISED.get()
+        if notes is not None:
+            where = tree.path if isinstance(tree, Tracked) else ""
+            notes.append(f"{where}/{key}: {value!r} read as {value.strip()!r}")
+        return value.strip()
+    return value
 
 
 def _texts(tree: dict[str, Any], key: str) -> list[str]:
