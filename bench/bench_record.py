@@ -41,7 +41,7 @@ from gxpmes.ebr.engine import CapturedValue
 from gxpmes.identity.signatures import key_id_of
 from gxpmes.records.signatures import check_signatures
 from gxpmes.records.verify import verify_record
-from gxpmes.testing.plant import BLEND, HEAT, MIX, OT_SOURCE, TestPlant, build_plant
+from gxpmes.testing.plant import BALANCE, BLEND, HEAT, MIX, OT_SOURCE, TestPlant, build_plant
 from isa95.common import Quantity
 
 T = TypeVar("T")
@@ -56,14 +56,14 @@ PARAMETERS = (
 
 
 def _weigh(plant: TestPlant, material: str, lot: str, target: str, actual: str) -> str:
+    del target  # the bill of materials sets it
     return plant.engine.weigh(
         BATCH,
+        phase=HEAT,
         material_id=material,
         lot_id=lot,
-        target=Quantity(value=Decimal(target), unit="kg"),
-        tolerance=Decimal("0.050"),
         actual=Decimal(actual),
-        balance_id="BAL-07",
+        balance_id=BALANCE,
         performer=plant.creds("op1"),
     )
 
@@ -79,6 +79,7 @@ def build(path: Path, values: int, chunk: int, out_of_limit: int) -> None:
         _weigh(plant, "LACTOSE", "LAC-L7", "78.000", "78.020"),
     ):
         engine.verify_weighing(weighing, plant.creds("op2"))
+        engine.charge(BATCH, weighing, plant.creds("op1"))
     start = plant.clock()
     every = max(1, values // out_of_limit) if out_of_limit else 0
     for first in range(0, values, chunk):

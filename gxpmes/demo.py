@@ -200,12 +200,26 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         engine.record_cleaning(
             sessions["op1"], equipment_id, "cleaned per SOP-CL-001; line clearance done"
         )
-    for lot_id, material in (("API-24-017", "PARACETAMOL"), ("LAC-24-233", "LACTOSE-200M")):
-        engine.receive_lot(sup, lot_id, material, Quantity(value=Decimal("400"), unit="kg"))
+    engine.register_equipment(
+        sup,
+        "BAL-07",
+        level="Equipment Module",
+        equipment_class="Balance",
+        calibration_due=db.clock() + timedelta(days=60),
+    )
+    for lot_id, material in (("API-24-017", "API-PARA"), ("LAC-24-233", "LACTOSE")):
+        engine.receive_lot(
+            sup,
+            lot_id,
+            material,
+            Quantity(value=Decimal("400"), unit="kg"),
+            expires=db.clock() + timedelta(days=540),
+        )
         engine.set_lot_status(
             sessions["qa2"], lot_id, "Released", reason="CoA and identity test passed"
         )
-    engine.submit_recipe(sup, granulation_recipe())
+    # Ordered: mixing after heating, blending after granulation; PH-HEAT carries the BOM.
+    engine.submit_recipe(sup, granulation_recipe(ordered=True))
     engine.sign_recipe("MR-GRAN", "1", "Performed", creds("sup1"))
     engine.sign_recipe("MR-GRAN", "1", "Approved", creds("qa2"))
     _say(
@@ -224,24 +238,28 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         equipment=["GRAN-01", "BLEND-01"],
     )
     engine.start_batch(sessions["op1"], BATCH)
-    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", "GRAN/UP-BLEND", "GRAN/UP-BLEND/OP-BLEND"):
+    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET"):
         engine.command(sessions["op1"], BATCH, path, "Start")
-    for material, lot, target, actual, weigher, checker in (
-        ("PARACETAMOL", "API-24-017", "20.000", "20.012", "op1", "op2"),
-        ("LACTOSE-200M", "LAC-24-233", "78.000", "78.040", "op2", "op1"),
+    dispensed = []
+    for material, lot, actual, weigher, checker in (
+        ("API-PARA", "API-24-017", "20.012", "op1", "op2"),
+        ("LACTOSE", "LAC-24-233", "78.040", "op2", "op1"),
     ):
         weighing = engine.weigh(
             BATCH,
+            phase=HEAT,
             material_id=material,
             lot_id=lot,
-            target=Quantity(value=Decimal(target), unit="kg"),
-            tolerance=Decimal("0.100"),
             actual=Decimal(actual),
             balance_id="BAL-07",
             performer=creds(weigher),
         )
         engine.verify_weighing(weighing, creds(checker))
-    _say(f"4/9 batch {BATCH} started; 2 weighings recorded and second-person verified")
+        dispensed.append((weighing, weigher))
+    _say(
+        f"4/9 batch {BATCH} started; bill of materials dispensed on balance BAL-07 "
+        "(2 weighings, second-person verified)"
+    )
 
     # The simulated readings are the last 300 s of plant history (never in the future).
     start = db.clock() - timedelta(seconds=300)
@@ -281,7 +299,13 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
             ("op2", "op1"),
         ),
     ):
+        if path == BLEND:  # blending starts once granulation is complete
+            for parent in ("GRAN/UP-BLEND", "GRAN/UP-BLEND/OP-BLEND"):
+                engine.command(sessions["op1"], BATCH, parent, "Start")
         engine.command(sessions[who[0]], BATCH, path, "Start")
+        if path == HEAT:  # the dispensed containers go into the granulator
+            for weighing, weigher in dispensed:
+                engine.charge(BATCH, weighing, creds(weigher))
         values = _simulated(
             BATCH, f"{path}/{parameter}", tag, unit, start, 300, centre, swing, spikes, doubtful
         )

@@ -71,6 +71,18 @@ class CaptureRefused(BatchError):
     """Values were refused (batch or phase not executing, unknown parameter...); none written."""
 
 
+class ProcedureError(BatchError):
+    """The procedure forbids this step now (a predecessor not Complete, the parent not Running)."""
+
+
+class MissingDataError(BatchError):
+    """Required data or signatures are missing: the message names each missing item."""
+
+
+class DispenseRefused(BatchError):
+    """A dispensing is refused (material not in the BOM, out of tolerance, balance, lot)."""
+
+
 class ReleaseBlocked(BatchError):
     """Release is blocked: open deviations, unassessed exceptions or missing signatures."""
 

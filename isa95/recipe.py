@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -14,6 +15,7 @@ from isa95.errors import ModelError
 __all__ = [
     "EquipmentRequirement",
     "FormulaParameter",
+    "MaterialRequirement",
     "Operation",
     "Phase",
     "Procedure",
@@ -79,37 +81,150 @@ class EquipmentRequirement(Model):
     description: Text | None = None
 
 
+class MaterialRequirement(Model):
+    """A bill-of-materials line: ``quantity`` ± ``tolerance`` of a material, for one phase.
+
+    Quantities are for the recipe's ``batch_size``; a batch of another planned
+    size scales quantity and tolerance in proportion.
+    """
+
+    material_id: Identifier
+    quantity: Quantity
+    tolerance: Decimal
+    """Absolute, in the quantity's unit."""
+
+    @model_validator(mode="after")
+    def _positive(self) -> MaterialRequirement:
+        if not self.quantity.value.is_finite() or self.quantity.value <= 0:
+            raise ModelError(f"material {self.material_id!r}: quantity must be positive")
+        if not self.quantity.unit:
+            raise ModelError(f"material {self.material_id!r}: quantity needs a unit")
+        if not self.tolerance.is_finite() or self.tolerance < 0:
+            raise ModelError(f"material {self.material_id!r}: tolerance must be 0 or more")
+        return self
+
+
+Meaning = Literal["Performed", "Verified"]
+
+
+def _performed() -> list[Meaning]:
+    return ["Performed"]
+
+
+def _check_order(kind: str, ids: Sequence[str], after: dict[str, list[str]]) -> None:
+    """``after`` (id → predecessor sibling ids) names siblings only and has no cycle."""
+    known = set(ids)
+    for element, predecessors in after.items():
+        for predecessor in predecessors:
+            if predecessor not in known or predecessor == element:
+                raise ModelError(
+                    f"{kind} {element!r} comes after {predecessor!r}, which is not another "
+                    f"{kind} of the same parent"
+                )
+    done: set[str] = set()
+    for element in ids:  # depth-first: a path that meets itself is a cycle
+        stack = [(element, [element])]
+        while stack:
+            node, path = stack.pop()
+            for predecessor in after.get(node, []):
+                if predecessor == element:
+                    raise ModelError(f"{kind}s {' → '.join([*path, element])} form a cycle")
+                if predecessor not in done and predecessor not in path:
+                    stack.append((predecessor, [*path, predecessor]))
+        done.add(element)
+
+
 class Phase(Model):
-    """The lowest procedural element: one process-oriented action."""
+    """The lowest procedural element: one process-oriented action.
+
+    Besides its parameters a phase declares its place in the procedure
+    (``after``: sibling phases that must be Complete before it starts; phases
+    with no order between them are parallel branches) and its mandatory data:
+    ``required`` parameters (ids: each needs a recorded value), ``materials``
+    to dispense and charge (the phase's part of the bill of materials),
+    in-process ``controls`` with limits, ``samples`` to take, the
+    ``signatures`` needed before review, and whether manual entries and IPC
+    results need a second person (``verify_entries``).
+    """
 
     id: Identifier
     description: Text | None = None
     parameters: list[FormulaParameter] = Field(default_factory=list)
+    after: list[Identifier] = Field(default_factory=list)
+    required: list[Identifier] = Field(default_factory=list)
+    materials: list[MaterialRequirement] = Field(default_factory=list)
+    controls: list[FormulaParameter] = Field(default_factory=list)
+    """In-process controls (IPC): each needs a recorded result before the phase completes."""
+    samples: list[Identifier] = Field(default_factory=list)
+    signatures: list[Meaning] = Field(default_factory=_performed)
+    verify_entries: bool = False
+
+    @model_validator(mode="after")
+    def _declarations(self) -> Phase:
+        if "Performed" not in self.signatures:
+            raise ModelError(f"phase {self.id!r}: a phase is always signed Performed")
+        for what, ids in (
+            ("material", [m.material_id for m in self.materials]),
+            ("control", [c.id for c in self.controls]),
+            ("sample", list(self.samples)),
+            ("parameter", [p.id for p in self.parameters]),
+        ):
+            if len(set(ids)) != len(ids):
+                raise ModelError(f"phase {self.id!r}: a {what} is listed twice")
+        unknown = set(self.required) - {p.id for p in self.parameters}
+        if unknown:
+            raise ModelError(
+                f"phase {self.id!r}: required {', '.join(sorted(unknown))} is not a parameter"
+            )
+        return self
 
 
 class Operation(Model):
-    """An ordered set of phases run on one unit."""
+    """A set of phases run on one unit, ordered by their ``after`` lists."""
 
     id: Identifier
     description: Text | None = None
     phases: list[Phase] = Field(default_factory=list)
+    after: list[Identifier] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _order(self) -> Operation:
+        _check_order("phase", [p.id for p in self.phases], {p.id: p.after for p in self.phases})
+        return self
 
 
 class UnitProcedure(Model):
-    """An ordered set of operations on one unit (of a required equipment class)."""
+    """Operations on one unit (of a required equipment class), ordered by ``after``."""
 
     id: Identifier
     description: Text | None = None
     equipment_requirement: EquipmentRequirement | None = None
     operations: list[Operation] = Field(default_factory=list)
+    after: list[Identifier] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _order(self) -> UnitProcedure:
+        _check_order(
+            "operation", [o.id for o in self.operations], {o.id: o.after for o in self.operations}
+        )
+        return self
 
 
 class Procedure(Model):
-    """The top of the procedural hierarchy."""
+    """The top of the procedural hierarchy; unit procedures are ordered by ``after``."""
 
     id: Identifier
     description: Text | None = None
     unit_procedures: list[UnitProcedure] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _order(self) -> Procedure:
+        _check_order(
+            "unit procedure",
+            [u.id for u in self.unit_procedures],
+            {u.id: u.after for u in self.unit_procedures},
+        )
+        return self
 
 
 class Recipe(Model):
@@ -149,6 +264,28 @@ class Recipe(Model):
                 yield op_path, op
                 for phase in op.phases:
                     yield f"{op_path}/{phase.id}", phase
+
+    def element(self, path: str) -> Model:
+        """The procedural element at ``path`` (``proc/up/op/phase``)."""
+        for element_path, element in self.procedural_elements():
+            if element_path == path:
+                return element
+        raise ModelError(f"recipe {self.id!r} has no procedural element {path!r}")
+
+    def predecessors(self, path: str) -> list[str]:
+        """Paths of the siblings that must be Complete before ``path`` starts."""
+        element = self.element(path)
+        parent = path.rpartition("/")[0]
+        return [f"{parent}/{p}" for p in getattr(element, "after", [])]
+
+    def bill_of_materials(self) -> list[tuple[str, MaterialRequirement]]:
+        """Every BOM line with the path of the phase it belongs to."""
+        return [
+            (path, line)
+            for path, element in self.procedural_elements()
+            if isinstance(element, Phase)
+            for line in element.materials
+        ]
 
     def parameter(self, path: str) -> FormulaParameter:
         """A phase parameter by ``proc/up/op/phase/param`` path, or a formula parameter by id."""

@@ -113,17 +113,7 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
 
     batch = RELEASED_BATCH
     plant.start_batch(batch, phases=(HEAT,))
-    weighing = engine.weigh(
-        batch,
-        material_id="API-PARA",
-        lot_id="API-L1",
-        target=Quantity(value=Decimal("20.000"), unit="kg"),
-        tolerance=Decimal("0.100"),
-        actual=Decimal("20.250"),  # outside tolerance: an exception to assess
-        balance_id="BAL-07",
-        performer=plant.creds("op1"),
-    )
-    engine.verify_weighing(weighing, plant.creds("op2"))
+    plant.dispense(batch)  # PH-HEAT's bill of materials: weighed, verified, charged
     now = plant.clock()
     engine.capture(
         [

@@ -46,6 +46,13 @@ class ValueCapture(RecipeRecords):
             return None
 
     @staticmethod
+    def _ahead_of(value: CapturedValue, latest: datetime) -> bool:
+        """The value's source or server time lies after ``latest`` (server clock + skew)."""
+        return value.source_ts > latest or (
+            value.server_ts is not None and value.server_ts > latest
+        )
+
+    @staticmethod
     def _phase_parameter(recipe: Recipe, path: str) -> FormulaParameter | None:
         """The parameter ``path`` (``proc/up/op/phase/param``) of a phase, or None."""
         head, _, name = path.rpartition("/")
@@ -229,9 +236,7 @@ class ValueCapture(RecipeRecords):
                 value.server_ts is not None and value.server_ts.utcoffset() is None
             ):
                 problems.append(f"{where}: naive timestamp")
-            elif value.source_ts > latest or (
-                value.server_ts is not None and value.server_ts > latest
-            ):
+            elif self._ahead_of(value, latest):
                 ahead = max(value.source_ts, value.server_ts or value.source_ts)
                 problems.append(
                     f"{where}: timestamp {format_timestamp(ahead)} is more than "

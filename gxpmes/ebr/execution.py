@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +19,7 @@ from gxpmes.ebr.base import (
     _json,
     _weighing_record,
 )
-from gxpmes.ebr.capture import ValueCapture
+from gxpmes.ebr.procedure import ProcedureRules
 from gxpmes.ebr.schema import (
     BatchRow,
     EquipmentRow,
@@ -34,7 +33,7 @@ from gxpmes.ebr.schema import (
 from gxpmes.errors import (
     BatchError,
     EquipmentNotReady,
-    StateChangedError,
+    MissingDataError,
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.service import Session
@@ -44,7 +43,7 @@ from isa95.recipe import FormulaParameter, Recipe
 from isa95.statemachine import Command, ProceduralState, ProceduralStateMachine
 
 
-class BatchExecution(ValueCapture):
+class BatchExecution(ProcedureRules):
     """Batch execution: creation, ISA-88 commands, signed phases, weighing, completion."""
 
     def create_batch(
@@ -180,34 +179,64 @@ class BatchExecution(ValueCapture):
             )
 
     def command(self, session: Session, batch_id: str, path: str, command: str) -> str:
-        """Send an ISA-88 command to a procedural element; illegal commands raise."""
-        with self.db.transaction() as conn:
-            user = self._user(conn, session, "batch.execute")
-            self._open_batch(conn, batch_id, IN_EXECUTION)
-            step = self._step(conn, batch_id, path)
-            machine = ProceduralStateMachine(path, ProceduralState(step.state))
-            machine.command(command)
-            self._set_step(
-                conn, user.actor, batch_id, path, step.state, machine.state.value, str(command)
-            )
-            return machine.state.value
+        """Send an ISA-88 command to a procedural element; illegal commands raise.
+
+        A Start is refused (:class:`~gxpmes.errors.ProcedureError`) while the
+        element's parent is not Running or a predecessor the recipe names in
+        ``after`` is not Complete; every refusal is recorded in the element's trail.
+        """
+
+        def run() -> str:
+            with self.db.transaction() as conn:
+                user = self._user(conn, session, "batch.execute")
+                batch = self._open_batch(conn, batch_id, IN_EXECUTION)
+                step = self._step(conn, batch_id, path)
+                machine = ProceduralStateMachine(path, ProceduralState(step.state))
+                machine.command(command)
+                if machine.state == ProceduralState.RUNNING and step.state == "Idle":
+                    recipe, _ = self.recipe(batch.recipe_id, batch.recipe_version)
+                    self._check_start(conn, batch, recipe, path)
+                self._set_step(
+                    conn, user.actor, batch_id, path, step.state, machine.state.value, str(command)
+                )
+                return machine.state.value
+
+        result: str = self._audited(batch_id, path, f"command {command}", session.user_id, run)
+        return result
 
     def state_complete(self, session: Session, batch_id: str, path: str) -> str:
-        """The element's logic finished its state (Running → Complete, Holding → Held...)."""
-        with self.db.transaction() as conn:
-            user = self._user(conn, session, "batch.execute")
-            self._open_batch(conn, batch_id, IN_EXECUTION)
-            step = self._step(conn, batch_id, path)
-            machine = ProceduralStateMachine(path, ProceduralState(step.state))
-            machine.complete()
-            if machine.state == ProceduralState.COMPLETE and step.kind == "Phase":
-                raise BatchError(
-                    f"phase {path} completes with complete_phase(), which records who performed it"
+        """The element's logic finished its state (Running → Complete, Holding → Held...).
+
+        A unit procedure or operation completes only when all its children are Complete.
+        """
+
+        def run() -> str:
+            with self.db.transaction() as conn:
+                user = self._user(conn, session, "batch.execute")
+                self._open_batch(conn, batch_id, IN_EXECUTION)
+                step = self._step(conn, batch_id, path)
+                machine = ProceduralStateMachine(path, ProceduralState(step.state))
+                machine.complete()
+                if machine.state == ProceduralState.COMPLETE and step.kind == "Phase":
+                    raise BatchError(
+                        f"phase {path} completes with complete_phase(), which records who "
+                        "performed it"
+                    )
+                if machine.state == ProceduralState.COMPLETE:
+                    self._check_children_complete(conn, batch_id, path)
+                self._set_step(
+                    conn,
+                    user.actor,
+                    batch_id,
+                    path,
+                    step.state,
+                    machine.state.value,
+                    "state complete",
                 )
-            self._set_step(
-                conn, user.actor, batch_id, path, step.state, machine.state.value, "state complete"
-            )
-            return machine.state.value
+                return machine.state.value
+
+        result: str = self._audited(batch_id, path, "state complete", session.user_id, run)
+        return result
 
     def step_record(self, batch_id: str, path: str) -> SignableRecord:
         """What a performer signs for a phase: its identity and every value captured in it."""
@@ -237,6 +266,14 @@ class BatchExecution(ValueCapture):
             if step.kind != "Phase" or step.state != "Running":
                 raise BatchError(
                     f"{path} is a {step.kind} in state {step.state}; only a Running phase completes"
+                )
+            self._check_steps(conn, batch_id, [path])  # a phase "started" by SQL is not
+            batch = self._batch(conn, batch_id)
+            recipe, _ = self.recipe(batch.recipe_id, batch.recipe_version)
+            missing = self._phase_missing(conn, batch_id, recipe, path)
+            if missing:
+                raise MissingDataError(
+                    f"phase {path} cannot complete: missing " + "; ".join(missing)
                 )
             return self.step_record(batch_id, path)
 
@@ -284,6 +321,8 @@ class BatchExecution(ValueCapture):
             ).one_or_none()
             if row is None:  # the procedure itself
                 batch = self._batch(conn, batch_id)
+                if batch.procedure_state != "Running":
+                    return  # held or stopped: the state machine allows no jump to Complete
                 projection.update(
                     conn, BatchRow, {"batch_id": batch_id}, dict(procedure_state="Complete")
                 )
@@ -297,6 +336,8 @@ class BatchExecution(ValueCapture):
                     new={"state": "Complete"},
                 )
                 return
+            if row.state not in ("Running", "Complete"):
+                return  # an element completes from Running only (ISA-88): it stays as it is
             if row.state != "Complete":
                 self._set_step(
                     conn,
@@ -308,88 +349,6 @@ class BatchExecution(ValueCapture):
                     "all children complete",
                 )
             path = parent
-
-    def weigh(
-        self,
-        batch_id: str,
-        *,
-        material_id: str,
-        lot_id: str,
-        target: Quantity,
-        tolerance: Decimal,
-        actual: Decimal,
-        balance_id: str,
-        performer: Credentials,
-    ) -> str:
-        """Record a weighing/dispensing (211.101(c)); the weigher signs it (Performed)."""
-        weighing_id = f"{batch_id}/W-{uuid.uuid4().hex[:8]}"
-        record = _weighing_record(
-            weighing_id,
-            batch_id,
-            material_id,
-            lot_id,
-            str(target.value),
-            str(tolerance),
-            str(actual),
-            target.unit or "",
-            balance_id,
-        )
-
-        def build(conn: Connection) -> SignableRecord:
-            # Read under the write lock: two weighings of one lot never both see its quantity.
-            self._open_batch(conn, batch_id, IN_EXECUTION)
-            lot = conn.execute(select(LotRow).where(LotRow.lot_id == lot_id)).one_or_none()
-            if lot is None or lot.material_id != material_id:
-                raise BatchError(f"lot {lot_id} is not a lot of {material_id}")
-            if lot.status != "Released":
-                raise BatchError(
-                    f"lot {lot_id} is {lot.status}; only Released material may be dispensed"
-                )
-            if target.unit != lot.unit:
-                raise BatchError(f"target unit {target.unit} differs from lot unit {lot.unit}")
-            if actual <= 0 or actual > Decimal(lot.quantity):
-                raise StateChangedError(
-                    f"lot {lot_id} holds {lot.quantity} {lot.unit}; {actual} cannot be dispensed"
-                )
-            return record
-
-        def change(conn: Connection, actor: Actor) -> None:
-            lot = conn.execute(select(LotRow).where(LotRow.lot_id == lot_id)).one()
-            projection.insert(
-                conn,
-                WeighingRow,
-                dict(
-                    weighing_id=weighing_id,
-                    batch_id=batch_id,
-                    material_id=material_id,
-                    lot_id=lot_id,
-                    target=str(target.value),
-                    tolerance=str(tolerance),
-                    actual=str(actual),
-                    unit=target.unit or "",
-                    balance_id=balance_id,
-                    performed_by=actor.user_id,
-                    weighed_at=self._ts(),
-                ),
-            )
-            remaining = Decimal(lot.quantity) - actual
-            projection.update(conn, LotRow, {"lot_id": lot_id}, dict(quantity=str(remaining)))
-            self._audit(conn, actor, "weighing.record", "weighing", weighing_id, new=record.content)
-            if abs(actual - target.value) > tolerance:
-                self._raise_exception(
-                    conn,
-                    batch_id,
-                    "weighing_tolerance",
-                    f"{material_id} lot {lot_id}: {actual} {target.unit} vs target "
-                    f"{target.value} ± {tolerance}",
-                    weighing_id,
-                )
-            from gxpmes.erp.outbox import emit  # ERP consumption posting, same transaction
-
-            emit(self, conn, "weighing.recorded", batch_id, weighing_id=weighing_id)
-
-        self._signed_change(performer, Meaning.PERFORMED, record, build, change)
-        return weighing_id
 
     def weighing_record(self, weighing_id: str) -> SignableRecord:
         """The signable content of a weighing."""
@@ -431,13 +390,28 @@ class BatchExecution(ValueCapture):
 
         For an in-process control (``kind="ipc"``) with ``limits`` and a
         ``content["result"]``, a result outside the limits raises an exception
-        for review.
+        for review. Content naming a ``"phase"`` (and ``"control"`` for an IPC,
+        ``"sample"`` for a sample) satisfies that phase's declared controls and
+        samples; a declared control's limits come from the recipe.
         """
         if kind not in ("sample", "label", "ipc"):
             raise BatchError(f"record item kind {kind!r} is not sample, label or ipc")
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.execute")
-            self._open_batch(conn, batch_id, IN_EXECUTION, EXECUTED)
+            batch = self._open_batch(conn, batch_id, IN_EXECUTION, EXECUTED)
+            if content.get("phase") is not None:
+                recipe, _ = self.recipe(batch.recipe_id, batch.recipe_version)
+                phase = self._phase(recipe, str(content["phase"]))
+                if kind == "ipc":
+                    declared = next(
+                        (c for c in phase.controls if c.id == content.get("control")), None
+                    )
+                    if declared is None:
+                        raise BatchError(
+                            f"phase {content['phase']} declares no in-process control "
+                            f"{content.get('control')!r}"
+                        )
+                    limits = limits or declared
             body = _json(content)
             projection.insert(
                 conn,
@@ -539,7 +513,17 @@ class BatchExecution(ValueCapture):
                     status="Quarantine",
                     quantity=str(actual.value),
                     unit=actual.unit or "",
+                    expires_at=None,
                 ),
+            )
+            # On the produced lot's own trail (its row is checked against it before use).
+            self._audit(
+                conn,
+                user.actor,
+                "lot.produce",
+                "lot",
+                batch.lot_id,
+                new={"batch_id": batch_id, "quantity": actual.value, "unit": actual.unit},
             )
             self._set_status(
                 conn,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 
+from audit.canonical import format_timestamp
 from gxpmes.ebr.equipment import EquipmentRecords
 from gxpmes.ebr.schema import (
     GenealogyRow,
@@ -26,8 +29,15 @@ class MaterialRecords(EquipmentRecords):
         quantity: Quantity,
         *,
         status: str = "Quarantine",
+        expires: datetime | None = None,
     ) -> None:
-        """Receive a material lot (Quarantine until QA releases it)."""
+        """Receive a material lot (Quarantine until QA releases it).
+
+        ``expires`` is the expiry (or retest) date: a lot without one, or past
+        it, is never dispensed.
+        """
+        if expires is not None and expires.utcoffset() is None:
+            raise BatchError(f"lot {lot_id}: expiry {expires} has no time zone")
         with self.db.transaction() as conn:
             user = self._user(conn, session, "material.receive")
             projection.insert(
@@ -39,6 +49,7 @@ class MaterialRecords(EquipmentRecords):
                     status=status,
                     quantity=str(quantity.value),
                     unit=quantity.unit or "",
+                    expires_at=None if expires is None else format_timestamp(expires),
                 ),
             )
             self._audit(
@@ -52,6 +63,7 @@ class MaterialRecords(EquipmentRecords):
                     "quantity": quantity.value,
                     "unit": quantity.unit,
                     "status": status,
+                    "expires": None if expires is None else format_timestamp(expires),
                 },
             )
 

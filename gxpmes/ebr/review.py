@@ -354,6 +354,7 @@ class BatchReview(BatchExecution):
                 )
             self._open_batch(conn, batch_id, EXECUTED)
             self._check_batch_record(conn, batch_id)
+            self._check_record_complete(conn, batch_id, "reviewed")
             return self.batch_record(batch_id)
 
         def change(conn: Connection, actor: Actor) -> None:
@@ -383,6 +384,8 @@ class BatchReview(BatchExecution):
             )
             seen["batch"] = batch
             self._check_batch_record(conn, batch_id)
+            if status == RELEASED:
+                self._check_record_complete(conn, batch_id, "released")
             open_deviations = (
                 conn.execute(
                     select(DeviationRow.deviation_id).where(
@@ -436,6 +439,9 @@ class BatchReview(BatchExecution):
             loader = {
                 "batch_step": lambda rid: self.step_record(batch_id, rid[len(batch_id) + 1 :]),
                 "weighing": self.weighing_record,
+                "charge": self.charge_record,
+                "process_value": lambda rid: self.entry_record(batch_id, rid.rsplit("/", 1)[1])[0],
+                "batch_record_item": lambda rid: self.entry_record(batch_id, rid)[0],
                 "batch_exception": self.exception_record,
                 "deviation": self.deviation_record,
                 "batch": self.batch_record,

@@ -10,6 +10,7 @@ from gxpmes.identity.schema import AppBase
 __all__ = [
     "EBR_APPEND_ONLY",
     "BatchRow",
+    "ChargeRow",
     "DeviationRow",
     "EquipmentLogRow",
     "EquipmentRow",
@@ -78,6 +79,8 @@ class LotRow(AppBase):
     status: Mapped[str] = mapped_column(String(32))  # Quarantine | Released | Rejected
     quantity: Mapped[str] = mapped_column(String(64))
     unit: Mapped[str] = mapped_column(String(16))
+    # Expiry (or retest) date: no dispensing from the lot from then on.
+    expires_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class BatchRow(AppBase):
@@ -164,6 +167,24 @@ class WeighingRow(AppBase):
     balance_id: Mapped[str] = mapped_column(String(128))
     performed_by: Mapped[str] = mapped_column(String(64))
     weighed_at: Mapped[str] = mapped_column(String(40))
+    # The phase whose bill-of-materials line this dispenses, and the container it went into.
+    phase: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    container_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ChargeRow(AppBase):
+    """A dispensed container charged into the unit of a phase (211.101(c)). Append-only."""
+
+    __tablename__ = "ebr_charge"
+
+    charge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128), index=True)
+    phase: Mapped[str] = mapped_column(String(512))
+    weighing_id: Mapped[str] = mapped_column(String(64), unique=True)
+    container_id: Mapped[str] = mapped_column(String(128))
+    equipment_id: Mapped[str] = mapped_column(String(128))
+    charged_by: Mapped[str] = mapped_column(String(64))
+    charged_at: Mapped[str] = mapped_column(String(40))
 
 
 class ExceptionRow(AppBase):
@@ -252,5 +273,6 @@ EBR_APPEND_ONLY = (
     "ebr_weighing",
     "ebr_genealogy",
     "ebr_record_item",
+    "ebr_charge",
     "ebr_ot_reject",
 )

@@ -29,6 +29,7 @@ from isa95.common import Quantity
 from isa95.recipe import (
     EquipmentRequirement,
     FormulaParameter,
+    MaterialRequirement,
     Operation,
     Phase,
     Procedure,
@@ -37,7 +38,9 @@ from isa95.recipe import (
 )
 
 __all__ = [
+    "BALANCE",
     "BLEND",
+    "BOM",
     "HEAT",
     "MIX",
     "OT_SOURCE",
@@ -93,8 +96,24 @@ class Clock:
         self.now += timedelta(**kwargs)
 
 
-def granulation_recipe(version: str = "1") -> Recipe:
-    """Wet granulation (heat, mix) and blending, with limits on every parameter."""
+BALANCE = "BAL-01"
+"""The plant's registered, calibrated balance."""
+
+BOM: dict[str, tuple[str, str, str]] = {
+    "API-PARA": ("API-L1", "20.000", "0.100"),
+    "LACTOSE": ("LAC-L7", "78.000", "0.100"),
+}
+"""Material → (released lot, quantity kg, tolerance kg): PH-HEAT's bill of materials."""
+
+
+def granulation_recipe(version: str = "1", *, ordered: bool = False) -> Recipe:
+    """Wet granulation (heat, mix) and blending, with limits on every parameter.
+
+    Mandatory data: PH-HEAT dispenses and charges its bill of materials
+    (:data:`BOM`); each phase needs a value of its first parameter and is
+    signed Performed and Verified. ``ordered`` adds the order MIX after HEAT
+    and blending after granulation (without it the phases are parallel branches).
+    """
 
     def p(name: str, target: str, low: str, high: str, unit: str) -> FormulaParameter:
         return FormulaParameter(
@@ -122,6 +141,16 @@ def granulation_recipe(version: str = "1") -> Recipe:
                                 Phase(
                                     id="PH-HEAT",
                                     parameters=[p("temperature", "70", "65", "75", "Cel")],
+                                    required=["temperature"],
+                                    materials=[
+                                        MaterialRequirement(
+                                            material_id=material,
+                                            quantity=Quantity(value=Decimal(q), unit="kg"),
+                                            tolerance=Decimal(tolerance),
+                                        )
+                                        for material, (_lot, q, tolerance) in BOM.items()
+                                    ],
+                                    signatures=["Performed", "Verified"],
                                 ),
                                 Phase(
                                     id="PH-MIX",
@@ -129,6 +158,9 @@ def granulation_recipe(version: str = "1") -> Recipe:
                                         p("speed", "120", "100", "140", "rpm"),
                                         p("time", "10", "8", "12", "min"),
                                     ],
+                                    required=["speed"],
+                                    after=["PH-HEAT"] if ordered else [],
+                                    signatures=["Performed", "Verified"],
                                 ),
                             ],
                         )
@@ -136,6 +168,7 @@ def granulation_recipe(version: str = "1") -> Recipe:
                 ),
                 UnitProcedure(
                     id="UP-BLEND",
+                    after=["UP-GRAN"] if ordered else [],
                     equipment_requirement=EquipmentRequirement(equipment_class_id="Blender"),
                     operations=[
                         Operation(
@@ -144,6 +177,8 @@ def granulation_recipe(version: str = "1") -> Recipe:
                                 Phase(
                                     id="PH-BLEND",
                                     parameters=[p("speed", "120", "100", "140", "rpm")],
+                                    required=["speed"],
+                                    signatures=["Performed", "Verified"],
                                 )
                             ],
                         )
@@ -229,6 +264,35 @@ class TestPlant:
         ):
             self.engine.command(operator, batch_id, path, "Start")
 
+    def dispense(
+        self,
+        batch_id: str,
+        *,
+        phase: str = HEAT,
+        weigher: str = "op1",
+        checker: str = "op2",
+        charge: bool = True,
+    ) -> list[str]:
+        """Dispense :data:`BOM` for ``phase`` on :data:`BALANCE` (exact targets), have
+        each weighing verified, and, if ``charge``, charge the containers (the phase
+        must be Running then). Returns the weighing ids."""
+        weighings = []
+        for material, (lot, quantity, _tolerance) in BOM.items():
+            weighing = self.engine.weigh(
+                batch_id,
+                phase=phase,
+                material_id=material,
+                lot_id=lot,
+                actual=Decimal(quantity),
+                balance_id=BALANCE,
+                performer=self.creds(weigher),
+            )
+            self.engine.verify_weighing(weighing, self.creds(checker))
+            if charge:
+                self.engine.charge(batch_id, weighing, self.creds(weigher))
+            weighings.append(weighing)
+        return weighings
+
     def relogin(self, user: str) -> Session:
         """Start a fresh session for ``user``."""
         self.sessions[user] = self.identity.login(user, USERS[user][2], client_tz="Europe/Berlin")
@@ -277,8 +341,17 @@ def build_plant(
         engine.record_cleaning(
             sessions["op1"], equipment_id, "cleaned per SOP-CL-01, visually clean"
         )
+    engine.register_equipment(
+        sup, BALANCE, level="Equipment Module", equipment_class="Balance", calibration_due=due
+    )
     for lot_id, material in (("API-L1", "API-PARA"), ("LAC-L7", "LACTOSE")):
-        engine.receive_lot(sup, lot_id, material, Quantity(value=Decimal("500"), unit="kg"))
+        engine.receive_lot(
+            sup,
+            lot_id,
+            material,
+            Quantity(value=Decimal("500"), unit="kg"),
+            expires=the_clock() + timedelta(days=365),
+        )
         engine.set_lot_status(
             sessions["qa2"], lot_id, "Released", reason="CoA reviewed, tests passed"
         )

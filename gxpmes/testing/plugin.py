@@ -36,6 +36,7 @@ pytest_plugins = (
     "gxpmes.testing.steps",
     "gxpmes.testing.steps_controls",
     "gxpmes.testing.steps_identity",
+    "gxpmes.testing.steps_procedure",
 )
 
 

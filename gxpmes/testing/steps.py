@@ -25,7 +25,7 @@ from audit.verify import verify_ledger
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.errors import GxpError
 from gxpmes.identity import Credentials, SignableRecord
-from gxpmes.testing.plant import BLEND, HEAT, MIX, USERS, TestPlant
+from gxpmes.testing.plant import BALANCE, BLEND, HEAT, MIX, USERS, TestPlant
 from isa95.common import Quantity
 from isa95.errors import ISA95Error
 
@@ -83,37 +83,34 @@ def phase_running(plant: TestPlant, phase: str, batch: str) -> None:
 @given(parsers.parse('phase "{phase}" of batch "{batch}" was performed by "{user}"'))
 def phase_performed(plant: TestPlant, phase: str, batch: str, user: str) -> None:
     phase_running(plant, phase, batch)
+    _phase_data(plant, batch, phase)
     plant.engine.complete_phase(batch, PHASES[phase], plant.creds(user))
+
+
+def _phase_data(plant: TestPlant, batch: str, name: str) -> None:
+    """The mandatory data of a running phase: its BOM (HEAT) and its required values."""
+    path = PHASES[name]
+    if name == "HEAT":  # its bill of materials: dispensed, verified, charged
+        plant.dispense(batch, phase=path)
+    parameter = {"HEAT": "temperature", "MIX": "speed", "BLEND": "speed"}[name]
+    unit = "Cel" if parameter == "temperature" else "rpm"
+    number = "70" if parameter == "temperature" else "120"
+    plant.engine.capture(
+        [
+            CapturedValue(
+                batch, f"{path}/{parameter}", f"{name}-PV", Decimal(number), unit, plant.clock()
+            )
+        ],
+        source=plant.ot,
+    )
 
 
 @given(parsers.parse('batch "{batch}" has been executed and verified'))
 def batch_executed(plant: TestPlant, batch: str) -> None:
     batch_in_execution(plant, batch)
-    for material, lot, target in (("API-PARA", "API-L1", "20"), ("LACTOSE", "LAC-L7", "78")):
-        weighing = plant.engine.weigh(
-            batch,
-            material_id=material,
-            lot_id=lot,
-            target=Quantity(value=Decimal(target), unit="kg"),
-            tolerance=Decimal("0.1"),
-            actual=Decimal(target),
-            balance_id="BAL-1",
-            performer=plant.creds("op1"),
-        )
-        plant.engine.verify_weighing(weighing, plant.creds("op2"))
     for name, path in PHASES.items():
         plant.engine.command(plant.session("op1"), batch, path, "Start")
-        parameter = {"HEAT": "temperature", "MIX": "speed", "BLEND": "speed"}[name]
-        unit = "Cel" if parameter == "temperature" else "rpm"
-        number = "70" if parameter == "temperature" else "120"
-        plant.engine.capture(
-            [
-                CapturedValue(
-                    batch, f"{path}/{parameter}", f"{name}-PV", Decimal(number), unit, plant.clock()
-                )
-            ],
-            source=plant.ot,
-        )
+        _phase_data(plant, batch, name)
         if name == "MIX":
             plant.engine.capture(
                 [
@@ -287,26 +284,19 @@ def sign_record(plant: TestPlant, user: str, record: str, meaning: str) -> None:
     )
 
 
-@when(
-    parsers.parse(
-        '"{user}" weighs {actual} kg of lot "{lot}" '
-        'against {target} kg ± {tolerance} kg for batch "{batch}"'
-    )
-)
-def weigh(
-    plant: TestPlant, user: str, actual: str, lot: str, target: str, tolerance: str, batch: str
-) -> None:
+@when(parsers.parse('"{user}" weighs {actual} kg of lot "{lot}" for batch "{batch}"'))
+def weigh(plant: TestPlant, user: str, actual: str, lot: str, batch: str) -> None:
+    """Dispense from ``lot`` for PH-HEAT's bill of materials on the plant's balance."""
     material = {"API-L1": "API-PARA", "LAC-L7": "LACTOSE"}.get(lot, "API-PARA")
     plant.state["weighing"] = _attempt(
         plant,
         lambda: plant.engine.weigh(
             batch,
+            phase=HEAT,
             material_id=material,
             lot_id=lot,
-            target=Quantity(value=Decimal(target), unit="kg"),
-            tolerance=Decimal(tolerance),
             actual=Decimal(actual),
-            balance_id="BAL-07",
+            balance_id=BALANCE,
             performer=plant.creds(user),
         ),
     )

@@ -17,12 +17,13 @@ from gxpmes.errors import (
     BatchError,
     CaptureRefused,
     EquipmentNotReady,
+    ProcedureError,
     RecordClosedError,
     ReleaseBlocked,
     SeparationOfDutiesError,
 )
 from gxpmes.identity import Credentials
-from gxpmes.testing.plant import OT_SOURCE
+from gxpmes.testing.plant import BALANCE, OT_SOURCE
 from isa95.b2mml.documents import B2MML
 from isa95.common import Quantity
 from isa95.errors import IllegalTransition
@@ -50,6 +51,10 @@ def value(
 
 def run_phase(plant, path: str, values, performer: str = "op1", checker: str = "op2") -> None:  # type: ignore[no-untyped-def]
     plant.engine.command(plant.sessions[performer], B, path, "Start")
+    charged = {c["weighing_id"] for c in plant.engine.charges(B)}
+    for weighing in plant.engine.weighings(B):  # dispensed containers go into the unit
+        if weighing["phase"] == path and weighing["weighing_id"] not in charged:
+            plant.engine.charge(B, weighing["weighing_id"], plant.creds(performer))
     if values:
         plant.engine.capture(values, source=OT_SOURCE)
     plant.engine.complete_phase(B, path, plant.creds(performer))
@@ -64,23 +69,21 @@ def execute(plant) -> None:  # type: ignore[no-untyped-def]
         plant.engine.command(op, B, path, "Start")
     weighing = plant.engine.weigh(
         B,
+        phase=HEAT,
         material_id="API-PARA",
         lot_id="API-L1",
-        target=Quantity(value=Decimal("20.000"), unit="kg"),
-        tolerance=Decimal("0.050"),
         actual=Decimal("20.010"),
-        balance_id="BAL-07",
+        balance_id=BALANCE,
         performer=plant.creds("op1"),
     )
     plant.engine.verify_weighing(weighing, plant.creds("op2"))
     plant.engine.weigh(
         B,
+        phase=HEAT,
         material_id="LACTOSE",
         lot_id="LAC-L7",
-        target=Quantity(value=Decimal("78.000"), unit="kg"),
-        tolerance=Decimal("0.100"),
         actual=Decimal("78.050"),
-        balance_id="BAL-07",
+        balance_id=BALANCE,
         performer=plant.creds("op2"),
     )
     run_phase(
@@ -298,7 +301,10 @@ def test_illegal_transitions_raise(plant) -> None:  # type: ignore[no-untyped-de
     plant.engine.start_batch(plant.sessions["op1"], B)
     with pytest.raises(IllegalTransition, match="Resume is not allowed in state Idle"):
         plant.engine.command(plant.sessions["op1"], B, HEAT, "Resume")
-    plant.engine.command(plant.sessions["op1"], B, HEAT, "Start")
+    with pytest.raises(ProcedureError, match="parent GRAN/UP-GRAN/OP-WET is Idle"):
+        plant.engine.command(plant.sessions["op1"], B, HEAT, "Start")
+    for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
+        plant.engine.command(plant.sessions["op1"], B, path, "Start")
     assert plant.engine.command(plant.sessions["op1"], B, HEAT, "Hold") == "Holding"
     assert plant.engine.state_complete(plant.sessions["op1"], B, HEAT) == "Held"
     assert plant.engine.command(plant.sessions["op1"], B, HEAT, "Restart") == "Restarting"
@@ -313,6 +319,8 @@ def test_separation_of_duties_on_steps_and_release(plant) -> None:  # type: igno
     plant.engine.start_batch(plant.sessions["op1"], B)
     for path in ("GRAN/UP-GRAN", "GRAN/UP-GRAN/OP-WET", HEAT):
         plant.engine.command(plant.sessions["op1"], B, path, "Start")
+    plant.dispense(B)
+    plant.engine.capture([value(plant, f"{HEAT}/temperature", "70", "Cel")], source=OT_SOURCE)
     plant.engine.complete_phase(B, HEAT, plant.creds("op1"))
     with pytest.raises(SeparationOfDutiesError):
         plant.engine.verify_phase(B, HEAT, plant.creds("op1"))
@@ -333,22 +341,30 @@ def test_weighing_rules_and_manual_entries(plant) -> None:  # type: ignore[no-un
     with pytest.raises(BatchError, match="Quarantine"):
         plant.engine.weigh(
             B,
+            phase=HEAT,
             material_id="API-PARA",
             lot_id="API-L9",
-            target=Quantity(value=Decimal("1"), unit="kg"),
-            tolerance=Decimal("0.01"),
-            actual=Decimal("1"),
-            balance_id="BAL-1",
+            actual=Decimal("20"),
+            balance_id=BALANCE,
+            performer=plant.creds("op1"),
+        )
+    with pytest.raises(BatchError, match=r"outside 20\.000 ± 0\.100 kg"):
+        plant.engine.weigh(
+            B,
+            phase=HEAT,
+            material_id="API-PARA",
+            lot_id="API-L1",
+            actual=Decimal("20.2"),
+            balance_id=BALANCE,
             performer=plant.creds("op1"),
         )
     weighing = plant.engine.weigh(
         B,
+        phase=HEAT,
         material_id="API-PARA",
         lot_id="API-L1",
-        target=Quantity(value=Decimal("20"), unit="kg"),
-        tolerance=Decimal("0.05"),
-        actual=Decimal("20.2"),
-        balance_id="BAL-1",
+        actual=Decimal("20.05"),
+        balance_id=BALANCE,
         performer=plant.creds("op1"),
     )
     with pytest.raises(SeparationOfDutiesError):
@@ -363,7 +379,7 @@ def test_weighing_rules_and_manual_entries(plant) -> None:  # type: ignore[no-un
     kinds = sorted(
         i.kind for i in plant.engine.review_by_exception(B) if i.kind.startswith("exception")
     )
-    assert kinds == ["exception:manual_entry", "exception:weighing_tolerance"]
+    assert kinds == ["exception:manual_entry"]
     plant.clock.advance(minutes=6)
     assert plant.engine.check_stale(B) == [f"{HEAT}/temperature"]
 
@@ -439,6 +455,6 @@ def test_migrations_upgrade_an_older_schema(tmp_path) -> None:  # type: ignore[n
     assert inspect(db.engine).has_table("ebr_record_item")
     with db.read() as conn:
         assert (
-            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0005"
+            conn.execute(text("SELECT version_num FROM gx_alembic_version")).scalar_one() == "0007"
         )
     db.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gxpmes.erp.outbox import DEFAULT_ROUTES, configure_route
-from gxpmes.testing.plant import BLEND, HEAT, MIX, OT_SOURCE
+from gxpmes.testing.plant import BALANCE, BLEND, HEAT, MIX, OT_SOURCE
 from isa95.common import Quantity
 
 AMQP_URL = os.environ.get("GXPMES_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -41,6 +41,9 @@ def _value(plant: Any, batch_id: str, parameter: str, number: str, unit: str, ta
 def _phase(plant: Any, batch_id: str, path: str, values: list[Any]) -> None:
     engine = plant.engine
     engine.command(plant.sessions["op1"], batch_id, path, "Start")
+    for weighing in engine.weighings(batch_id):  # dispensed containers go into the unit
+        if weighing["phase"] == path:
+            engine.charge(batch_id, weighing["weighing_id"], plant.creds("op1"))
     engine.capture(values, source=OT_SOURCE)
     engine.complete_phase(batch_id, path, plant.creds("op1"))
     engine.verify_phase(batch_id, path, plant.creds("op2"))
@@ -68,12 +71,11 @@ def execute_batch(plant: Any, batch_id: str) -> None:
     ):
         weighing = engine.weigh(
             batch_id,
+            phase=HEAT,
             material_id=material,
             lot_id=lot,
-            target=Quantity(value=Decimal(amount), unit="kg"),
-            tolerance=Decimal("0.100"),
             actual=Decimal(amount),
-            balance_id="BAL-07",
+            balance_id=BALANCE,
             performer=plant.creds(weigher),
         )
         engine.verify_weighing(weighing, plant.creds(checker))

@@ -13,6 +13,7 @@ from gxpmes.erp import outbox as outbox_module
 from gxpmes.erp.outbox import configure_route
 from gxpmes.errors import ConfigurationError
 from gxpmes.records.verify import verify_record
+from gxpmes.testing.plant import BALANCE, HEAT
 from isa95.common import Quantity
 
 B = "B-ERP-1"
@@ -106,12 +107,11 @@ def test_a_rolled_back_event_leaves_no_outbox_row(erp_plant: Any, monkeypatch: A
     with pytest.raises(RuntimeError):
         erp_plant.engine.weigh(
             B,
+            phase=HEAT,
             material_id="API-PARA",
             lot_id="API-L1",
-            target=Quantity(value=Decimal("1"), unit="kg"),
-            tolerance=Decimal("0.1"),
-            actual=Decimal("1"),
-            balance_id="BAL-07",
+            actual=Decimal("20"),
+            balance_id=BALANCE,
             performer=erp_plant.creds("op1"),
         )
     assert execution is not None

@@ -33,7 +33,6 @@ from gxpmes.identity import (
     SignatureService,
 )
 from gxpmes.testing.plant import HEAD_KEY_NAME, OT_SOURCE, Clock
-from isa95.common import Quantity
 
 
 def _call(engine: BatchEngine, command: dict[str, Any]) -> Any:
@@ -46,10 +45,9 @@ def _call(engine: BatchEngine, command: dict[str, Any]) -> Any:
     if op == "weigh":
         return engine.weigh(
             command["batch"],
+            phase=command["phase"],
             material_id=command["material"],
             lot_id=command["lot"],
-            target=Quantity(value=Decimal(command["target"]), unit=command["unit"]),
-            tolerance=Decimal(command["tolerance"]),
             actual=Decimal(command["actual"]),
             balance_id=command["balance"],
             performer=who,

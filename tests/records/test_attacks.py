@@ -53,17 +53,7 @@ def executed(tmp_path: Path) -> Executed:
     plant = build_plant(str(path))
     engine, op1 = plant.engine, plant.sessions["op1"]
     plant.start_batch(BATCH, phases=(HEAT,))
-    weighing = engine.weigh(
-        BATCH,
-        material_id="API-PARA",
-        lot_id="API-L1",
-        target=Quantity(value=Decimal("20.000"), unit="kg"),
-        tolerance=Decimal("0.100"),
-        actual=Decimal("20.050"),
-        balance_id="BAL-07",
-        performer=plant.creds("op1"),
-    )
-    engine.verify_weighing(weighing, plant.creds("op2"))
+    plant.dispense(BATCH)  # PH-HEAT's bill of materials: weighed, verified, charged
     now = plant.clock()
     engine.capture(
         [

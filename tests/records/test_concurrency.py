@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from gxpmes.ebr.engine import CapturedValue
 from gxpmes.identity.signatures import key_id_of
 from gxpmes.records.verify import RecordReport, verify_record
 from gxpmes.testing.plant import (
+    BALANCE,
     BLEND,
     HEAD_KEY_NAME,
     HEAT,
@@ -82,6 +84,16 @@ def _prepare(url: str) -> tuple[bytes, str, int]:
     plant.identity.change_password("qa3", QA3[1], QA3[2])
     # A batch executed and reviewed, ready for QA's decision.
     plant.start_batch(REVIEWED_BATCH, phases=(HEAT, MIX, BLEND))
+    plant.dispense(REVIEWED_BATCH)
+    for path in (MIX, BLEND):
+        engine.capture(
+            [
+                CapturedValue(
+                    REVIEWED_BATCH, f"{path}/speed", "SC", Decimal(120), "rpm", plant.clock()
+                )
+            ],
+            source=OT_SOURCE,
+        )
     engine.capture(
         [
             CapturedValue(
@@ -105,7 +117,11 @@ def _prepare(url: str) -> tuple[bytes, str, int]:
         engine.record_cleaning(sessions["op1"], equipment_id, "cleaned per SOP-CL-01")
     plant.start_batch(WEIGH_BATCH, phases=(HEAT,))  # HEAT runs: values can be captured
     engine.receive_lot(
-        sessions["sup1"], SHORT_LOT, "API-PARA", Quantity(value=Decimal("30"), unit="kg")
+        sessions["sup1"],
+        SHORT_LOT,
+        "API-PARA",
+        Quantity(value=Decimal("30"), unit="kg"),
+        expires=plant.clock() + timedelta(days=365),
     )
     engine.set_lot_status(sessions["qa2"], SHORT_LOT, "Released", reason="CoA reviewed")
     # A recipe version signed by its author, waiting for QA approval.
@@ -449,11 +465,9 @@ def test_weighings_from_one_short_lot(template: Template, children: tuple[Child,
             "batch": WEIGH_BATCH,
             "material": "API-PARA",
             "lot": SHORT_LOT,
-            "target": "20.000",
-            "unit": "kg",
-            "tolerance": "0.050",
+            "phase": HEAT,
             "actual": "20.000",
-            "balance": "BAL-07",
+            "balance": BALANCE,
         }
 
     def play(url: str, run: int) -> None:

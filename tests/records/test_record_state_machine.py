@@ -50,7 +50,9 @@ from gxpmes.identity import (
 )
 from gxpmes.records.tables import TableSpec, projected
 from gxpmes.testing.plant import (
+    BALANCE,
     BLEND,
+    BOM,
     HEAD_KEY_NAME,
     HEAT,
     MIX,
@@ -199,19 +201,45 @@ def manual_entry(story: Story, draw: Draw) -> None:
 
 def weigh(story: Story, draw: Draw) -> None:
     batch, lot = _pick(draw, story.batches), draw(st.sampled_from(sorted(LOTS)))
-    actual = Decimal("10.000") + (Decimal("0.02") if draw(st.booleans()) else Decimal("0.5"))
+    quantity = Decimal(BOM[LOTS[lot]][1])
+    actual = quantity + (Decimal("0.02") if draw(st.booleans()) else Decimal("0.5"))  # in/out
     story.weighings.append(
         story.plant.engine.weigh(
             batch,
+            phase=HEAT,
             material_id=LOTS[lot],
             lot_id=lot,
-            target=Quantity(value=Decimal("10.000"), unit="kg"),
-            tolerance=Decimal("0.100"),
             actual=actual,
-            balance_id="BAL-07",
+            balance_id=BALANCE,
             performer=story.creds(draw(st.sampled_from(["op1", "op2"]))),
         )
     )
+
+
+def charge(story: Story, draw: Draw) -> None:
+    weighing = _pick(draw, story.weighings)
+    story.plant.engine.charge(weighing.rsplit("/W-", 1)[0], weighing, story.creds("op1"))
+
+
+def _complete_bom(story: Story, batch: str) -> None:
+    """Dispense and charge whatever of PH-HEAT's bill of materials is still missing."""
+    engine = story.plant.engine
+    weighed = {w["material_id"]: w["weighing_id"] for w in engine.weighings(batch)}
+    for material, (lot, quantity, _tolerance) in BOM.items():
+        if material not in weighed:
+            weighed[material] = engine.weigh(
+                batch,
+                phase=HEAT,
+                material_id=material,
+                lot_id=lot,
+                actual=Decimal(quantity),
+                balance_id=BALANCE,
+                performer=story.creds("op1"),
+            )
+    charged = {c["weighing_id"] for c in engine.charges(batch)}
+    for weighing in weighed.values():
+        if weighing not in charged:
+            engine.charge(batch, weighing, story.creds("op1"))
 
 
 def verify_weighing(story: Story, draw: Draw) -> None:
@@ -243,6 +271,8 @@ def run_phase(story: Story, draw: Draw, phase: str | None = None) -> None:
     engine = story.plant.engine
     with contextlib.suppress(GxpError, ISA95Error):  # already running, or the batch is not
         engine.command(story.plant.sessions["op1"], batch, phase, "Start")
+    if phase == HEAT:
+        _complete_bom(story, batch)
     engine.capture(
         [_value(story, draw, batch, phase)],
         source=OT_SOURCE,
@@ -378,6 +408,7 @@ OPERATIONS = [
     manual_entry,
     weigh,
     verify_weighing,
+    charge,
     record_item,
     *[run_phase] * 5,
     complete_batch,
@@ -529,6 +560,8 @@ def test_deviation_opened_after_review_leaves_a_verifiable_record(template: Temp
             plant.start_batch("B-1")
             for phase, (parameter, unit, low, _high) in PHASES.items():
                 engine.command(plant.sessions["op1"], "B-1", phase, "Start")
+                if phase == HEAT:
+                    plant.dispense("B-1")
                 engine.capture(
                     [
                         CapturedValue(
