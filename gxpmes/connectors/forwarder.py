@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,7 +84,24 @@ class Forwarder:
                     batch_id, parameter, f"{letter.reason}: {letter.detail} ({letter.origin})"
                 )
                 self.counts["data_quality_exceptions"] += 1
-        written = record_rejects(
+        try:
+            written = self._record(letters)
+        except _VALUE_FAULTS:
+            # One letter the database will not take must not hold up the others:
+            # record them one by one, a refused one in its minimal form.
+            written = 0
+            for letter in letters:
+                try:
+                    written += self._record([letter])
+                except _VALUE_FAULTS as exc:
+                    log.warning("dead letter %s kept in minimal form: %s", letter.reject_id, exc)
+                    written += self._record([minimal(letter, exc)])
+        self.counts["rejects_recorded"] += written
+        self.spool.forget_rejected([row_id for row_id, _letter in rows])
+        return len(rows)
+
+    def _record(self, letters: list[DeadLetter]) -> int:
+        return record_rejects(
             self.engine.db,
             letters,
             self.tags,
@@ -92,9 +110,6 @@ class Forwarder:
             connector=self.connector,
             fallback=self.engine.collector,
         )
-        self.counts["rejects_recorded"] += written
-        self.spool.forget_rejected([row_id for row_id, _letter in rows])
-        return len(rows)
 
     def forward_once(self) -> int:
         """Forward what is pending now; returns how many values were recorded."""
@@ -186,3 +201,16 @@ class Forwarder:
     def stop(self) -> None:
         """Ask :meth:`run` to return."""
         self._stop.set()
+
+
+def minimal(letter: DeadLetter, exc: Exception) -> DeadLetter:
+    """``letter`` reduced to what any database takes: ASCII text, no payload (its size and
+    SHA-256 still identify it)."""
+    return replace(
+        letter,
+        origin=letter.origin.encode("ascii", "backslashreplace").decode("ascii")[:512],
+        reason=letter.reason.encode("ascii", "replace").decode("ascii")[:32],
+        detail=f"kept in minimal form, the database refused it: {type(exc).__name__}",
+        tag=None,
+        payload=b"",
+    )

@@ -304,3 +304,28 @@ def test_json_publisher_sequence_gaps(spool) -> None:  # type: ignore[no-untyped
     assert sequences.observe("P", 0) == 0  # the publisher restarted its count
     with pytest.raises(DecodeError):
         decode_json_message(reading("T", seq="7"), now())
+
+
+def test_a_dead_letter_the_database_refuses_is_kept_in_minimal_form(  # type: ignore[no-untyped-def]
+    running, tags, spool, monkeypatch
+) -> None:
+    import gxpmes.connectors.forwarder as forwarder_module
+
+    real = forwarder_module.record_rejects
+
+    def picky(db, letters, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if any(letter.payload == b"refused by the database" for letter in letters):
+            raise DataError("INSERT", {}, Exception("invalid byte sequence"))
+        return real(db, letters, *args, **kwargs)
+
+    monkeypatch.setattr(forwarder_module, "record_rejects", picky)
+    spool.reject(letter("malformed", "GRAN01/TT-101", b"refused by the database"))
+    spool.reject(letter("wrong_type", "GRAN01/TT-101", b"fine"))
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
+    forwarder.forward_once()  # neither blocks the spool nor the other letter
+    assert spool.rejected() == [] and forwarder.counts["rejects_recorded"] == 2
+    with running.db.read() as conn:
+        rows = {r.reason: r for r in conn.execute(select(RejectRow)).all()}
+    assert rows["wrong_type"].payload == b"fine"
+    assert rows["malformed"].payload == b"" and "minimal form" in rows["malformed"].detail
+    assert rows["malformed"].payload_size == len(b"refused by the database")
