@@ -95,11 +95,15 @@ def read(
     Children the schema does not know (possible only where validation was
     skipped) are reported in ``unsupported`` as ``path (line N)``.
     """
-    attributes = {
-        f"@{etree.QName(k).localname}": v
-        for k, v in element.attrib.items()
-        if not k.startswith("{http://www.w3.org/2001/XMLSchema-instance}")
-    }
+    attributes = (
+        {
+            f"@{etree.QName(k).localname}": v
+            for k, v in element.attrib.items()
+            if not k.startswith("{http://www.w3.org/2001/XMLSchema-instance}")
+        }
+        if len(element.attrib)
+        else {}
+    )
     if ctype is None or ctype.simple_content:
         text = element.text or ""
         if attributes:
@@ -108,12 +112,13 @@ def read(
     tree: Tree = dict(attributes)
     tree["@@line"] = element.sourceline  # for error messages; never written back
     for child in element:
-        if not isinstance(child.tag, str):
+        tag = child.tag
+        if not isinstance(tag, str):
             continue  # comments and processing instructions carry no data
-        name = etree.QName(child).localname
+        namespace, _, name = tag[1:].rpartition("}") if tag[0] == "{" else ("", "", tag)
         particle = ctype.particle(name)
         child_path = f"{path}/{name}"
-        if particle is None or particle.namespace != etree.QName(child).namespace:
+        if particle is None or particle.namespace != namespace:
             if ctype.has_wildcard:
                 tree.setdefault("##any", []).append(etree.tostring(child, encoding="unicode"))
             else:

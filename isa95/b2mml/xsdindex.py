@@ -55,10 +55,15 @@ class ComplexType:
 
     def particle(self, name: str) -> Particle | None:
         """The child slot called ``name``."""
-        for particle in self.particles:
-            if particle.name == name:
-                return particle
-        return None
+        index = self.__dict__.get("_by_name")
+        if index is None or len(index) == 0 and self.particles:
+            index = {}
+            for particle in self.particles:
+                if particle.name is not None:
+                    index.setdefault(particle.name, particle)
+            if self.resolved:  # types are filled while they are built: cache once complete
+                self.__dict__["_by_name"] = index
+        return index.get(name)
 
     @property
     def has_wildcard(self) -> bool:
