@@ -59,7 +59,7 @@ class Site:
         assert connected.wait(DEADLINE)
         return client
 
-    def connector(self, spool, topic: str, client_id: str) -> MqttSource:  # type: ignore[no-untyped-def]
+    def connector(self, spool, topic: str, client_id: str, protocol: str = "3.1.1") -> MqttSource:  # type: ignore[no-untyped-def]
         source = MqttSource(
             spool,
             host="localhost",  # the name in the broker's certificate
@@ -68,6 +68,7 @@ class Site:
             client_id=client_id,
             security=MqttSecurity(ca_file=self.pki.ca, username="gxpmes", password=USERS["gxpmes"]),
             topic_tags={topic: "GRAN01/TT-101"},
+            protocol=protocol,  # 5: clean_start false + a session expiry
         )
         source.start()
         assert source.connected.wait(DEADLINE), "connector did not connect over TLS"
@@ -103,17 +104,19 @@ def publish_all(client: mqtt.Client, topic: str, payloads: list[bytes]) -> None:
         assert info.rc == mqtt.MQTT_ERR_SUCCESS
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_values_published_while_the_connector_is_down_are_all_recorded(  # type: ignore[no-untyped-def]
-    running, tags, spool, site
+    running, tags, spool, site, protocol: str
 ) -> None:
     topic, client_id = f"plant/{uuid.uuid4().hex[:6]}/TT-101", f"gx-{uuid.uuid4().hex[:8]}"
-    site.connector(spool, topic, client_id).stop()  # the session exists; the connector is down
+    # The session exists at the broker; then the connector is down.
+    site.connector(spool, topic, client_id, protocol).stop()
     publisher = site.publisher()
     publish_all(publisher, topic, readings(1500))
     publisher.loop_stop()
     site.broker.stop()  # and the broker restarts too: its persistence keeps the queue
     site.broker.start()
-    source = site.connector(spool, topic, client_id)
+    source = site.connector(spool, topic, client_id, protocol)
     try:
         wait_until(lambda: source.counts["received"] >= 1500, what="1500 values spooled")
     finally:

@@ -334,3 +334,46 @@ def test_status_line_warns_of_loss_before_the_connector() -> None:
         and "500 dropped" in line
         and "lost this connector's session" in line
     )
+
+
+def test_opcua_security_settings_from_the_configuration(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from gxpmes.connectors.runner import Connector
+    from gxpmes.errors import ConfigurationError
+
+    (tmp_path / "opc-password").write_text("opc-pass-1\n")
+    config = {
+        "spool": "spool.db",
+        "tags": [{"tag": "T", "batch": BATCH, "parameter": f"{HEAT}/temperature", "unit": "Cel"}],
+        "opcua": {
+            "endpoint": "opc.tcp://127.0.0.1:4840/",
+            "security_policy": "Basic256Sha256",
+            "security_mode": "Sign",
+            "certificate": "certs/client.der",
+            "private_key": "certs/client-key.pem",
+            "server_certificate": "certs/server.der",
+            "application_uri": "urn:plant:gxpmes",
+            "username": "gxpmes",
+            "password_file": "opc-password",
+            "nodes": [{"node_id": "ns=2;s=T", "tag": "T"}],
+        },
+    }
+    connector = Connector(config, running.engine, tmp_path)
+    try:
+        security = connector._opcua_source(config["opcua"]).security
+        assert (security.policy, security.mode, security.password) == (
+            "Basic256Sha256",
+            "Sign",
+            "opc-pass-1",
+        )
+        assert security.server_certificate == tmp_path / "certs/server.der"
+        del config["opcua"]["server_certificate"]  # type: ignore[attr-defined]
+        with pytest.raises(ConfigurationError, match="pinned"):
+            connector._opcua_source(config["opcua"])
+        config["opcua"]["password_env"] = "GXPMES_TEST_UNSET_VARIABLE"  # type: ignore[index]
+        del config["opcua"]["password_file"]  # type: ignore[attr-defined]
+        with pytest.raises(ConfigurationError, match="GXPMES_TEST_UNSET_VARIABLE"):
+            connector._opcua_source(config["opcua"])
+    finally:
+        connector.close()
