@@ -71,9 +71,17 @@ class PasswordHasher:
         return True
 
     def needs_rehash(self, stored: str) -> bool:
-        """True when ``stored`` was made with other parameters than ours."""
+        """True when ``stored`` is weaker than our parameters (or unreadable).
+
+        Never a downgrade: a service configured with a lower cost (a test
+        plant over a production database) leaves stronger hashes as they are.
+        """
         parts = stored.split("$")
-        return len(parts) != 6 or parts[1:4] != [str(self.log2_n), str(self.r), str(self.p)]
+        try:
+            cost = (int(parts[1]), int(parts[2]), int(parts[3]))
+        except (IndexError, ValueError):
+            return True
+        return len(parts) != 6 or parts[0] != "scrypt" or cost < (self.log2_n, self.r, self.p)
 
     @staticmethod
     def _kdf(salt: bytes, log2_n: int, r: int, p: int) -> Scrypt:

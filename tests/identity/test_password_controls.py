@@ -65,6 +65,9 @@ def test_an_older_cost_is_rehashed_at_the_next_login(plant) -> None:  # type: ig
     assert stored_hash(plant, "op1").split("$")[1] == "11"
     assert not stronger.hasher.needs_rehash(stored_hash(plant, "op1"))
     assert stronger.login("op1", PASSWORDS["op1"]).user_id == "op1"
+    # Never a downgrade: a service at a lower cost leaves the stronger hash alone.
+    plant.identity.login("op1", PASSWORDS["op1"])
+    assert stored_hash(plant, "op1").split("$")[1] == "11"
     rehashes = [
         e for e in plant.db.ledger.entries_for("user", "op1") if e.event.action == "auth.rehash"
     ]
