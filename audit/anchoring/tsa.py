@@ -32,6 +32,7 @@ from audit.errors import AnchorError, SinkRefused, SinkUnavailable
 __all__ = [
     "KIND",
     "TimestampAuthority",
+    "TimestampContradiction",
     "TimestampSink",
     "check_timestamp",
     "load_certificates",
@@ -40,6 +41,10 @@ __all__ = [
 
 KIND = "rfc3161"
 _MAX_RESPONSE = 1 << 20
+
+
+class TimestampContradiction(AnchorError):
+    """A token that verifies, and contradicts its checkpoint (later time line, distrusted TSA)."""
 
 
 def load_certificates(path: str | Path) -> list[x509.Certificate]:
@@ -145,7 +150,8 @@ def check_timestamp(
     certificate chain valid at genTime, timeStamping EKU, imprint of exactly
     ``note``), that TSA must be trusted at genTime, and ``checkpoint_time``
     (the note's own time line) must not be after genTime. Raises
-    :class:`AnchorError` naming the first reason it fails.
+    :class:`TimestampContradiction` when a token verifies but contradicts the
+    checkpoint, :class:`AnchorError` when it is no usable token for it.
     """
     if not authorities:
         raise AnchorError("no trusted TSA certificates to check the time-stamp token with")
@@ -158,9 +164,9 @@ def check_timestamp(
             continue
         problem = authority.problem_at(gen_time)
         if problem is not None:
-            raise AnchorError(f"time-stamp of {gen_time.isoformat()}: {problem}")
+            raise TimestampContradiction(f"time-stamp of {gen_time.isoformat()}: {problem}")
         if checkpoint_time > gen_time + slack:
-            raise AnchorError(
+            raise TimestampContradiction(
                 f"checkpoint claims time {checkpoint_time.isoformat()}, later than its RFC 3161 "
                 f"time-stamp {gen_time.isoformat()} by TSA {authority.name}: its time line is false"
             )

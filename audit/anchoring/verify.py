@@ -35,7 +35,7 @@ from audit.anchoring.directory import read_checkpoint_dir
 from audit.anchoring.store import StoredCheckpoint, stored_checkpoints
 from audit.anchoring.trust import TrustPolicy
 from audit.anchoring.tsa import KIND as TSA_KIND
-from audit.anchoring.tsa import check_timestamp
+from audit.anchoring.tsa import TimestampContradiction, check_timestamp
 from audit.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint
 from audit.errors import AnchorError, AuditError, CheckpointError
 from audit.keys import TrustedKey
@@ -121,24 +121,35 @@ def _trust_checkpoint(
     first = item.note[len(text) + 1 :].split("\n", 1)[0]
     stamped = dict.fromkeys([item.note.encode("utf-8"), f"{text}\n{first}\n".encode()])
     key = next(k for k in keys if k.key_id == key_id)
-    reasons = []
+    # A token that does not verify (another note, an untrusted TSA, junk someone put in
+    # the database) is no evidence and is passed over; one that verifies and contradicts
+    # the checkpoint (a later time line; the key not valid at the TSA's time) fails it.
+    unusable = []
+    stamped_at: datetime | None = None
     for token in item.tokens:
         for candidate in stamped:
             try:
                 gen_time, _tsa = check_timestamp(
                     token, candidate, opened.checkpoint.timestamp, policy.authorities
                 )
+            except TimestampContradiction as exc:
+                return None, f"RFC 3161 token: {exc}", None
             except AnchorError as exc:
-                reasons.append(str(exc))
+                unusable.append(str(exc))
                 continue
             late = key.problem_at(gen_time)
             if late is not None:
                 return None, f"time-stamped at {gen_time.isoformat()}, when {late}", None
-            return opened, "", gen_time
-    if reasons:
-        return None, "RFC 3161 token: " + "; ".join(dict.fromkeys(reasons)), None
+            stamped_at = gen_time if stamped_at is None else min(stamped_at, gen_time)
+    if stamped_at is not None:
+        return opened, "", stamped_at
     if policy.require_timestamp:
-        return None, "no RFC 3161 time-stamp token (the trust file requires one)", None
+        why = "; ".join(dict.fromkeys(unusable)) if unusable else "none found"
+        return (
+            None,
+            f"no valid RFC 3161 time-stamp token (the trust file requires one): {why}",
+            None,
+        )
     return opened, "", None
 
 
@@ -150,6 +161,30 @@ def _from_database(stored: StoredCheckpoint) -> GivenCheckpoint:
         elif receipt.kind == COSIGNATURE_KIND:
             item.cosignatures.append(receipt.data.decode("utf-8", "replace"))
     return item
+
+
+def _parses(note: str) -> bool:
+    try:
+        split_note(note)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _with_evidence(item: GivenCheckpoint, by_note: dict[str, GivenCheckpoint]) -> GivenCheckpoint:
+    """``item`` with the tokens and cosignatures the database holds for the same note text."""
+    if not _parses(item.note):
+        return item
+    found = by_note.get(split_note(item.note)[0])
+    if found is None:
+        return item
+    return GivenCheckpoint(
+        item.source,
+        item.note,
+        [*item.tokens, *(t for t in found.tokens if t not in item.tokens)],
+        [*item.cosignatures, *(c for c in found.cosignatures if c not in item.cosignatures)],
+        item.external,
+    )
 
 
 def _witness_problem(
@@ -231,6 +266,17 @@ def verify_anchored(
             warnings=warnings,
         )
 
+    stored = stored_checkpoints(ledger.engine)
+    # Tokens and cosignatures are signed by their TSA or witness: whichever copy holds
+    # them, they are evidence for the same note.
+    by_note: dict[str, GivenCheckpoint] = {}
+    for copy in stored:
+        evidence = _from_database(copy)
+        known = by_note.setdefault(split_note(copy.note)[0] if _parses(copy.note) else "", evidence)
+        if known is not evidence:
+            known.tokens.extend(evidence.tokens)
+            known.cosignatures.extend(evidence.cosignatures)
+    given = [_with_evidence(item, by_note) for item in given]
     for item in given:
         opened, why, _when = _trust_checkpoint(item, keys, policy)
         if opened is None:
@@ -242,11 +288,11 @@ def verify_anchored(
             return failed(kind, f"checkpoint {item.source} is not trusted: {why}")
         anchors.append((item.source, opened.checkpoint))
         trusted_items.append((item, opened.checkpoint))
-    for stored in stored_checkpoints(ledger.engine):
-        item = _from_database(stored)
+    for copy in stored:
+        item = _from_database(copy)
         opened, why, _when = _trust_checkpoint(item, keys, policy)
         if opened is None:
-            warnings.append(f"{item.source} (size {stored.tree_size}) not used: {why}")
+            warnings.append(f"{item.source} (size {copy.tree_size}) not used: {why}")
             continue
         anchors.append((item.source, opened.checkpoint))
         trusted_items.append((item, opened.checkpoint))

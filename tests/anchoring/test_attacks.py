@@ -193,6 +193,24 @@ def test_fake_revocation_in_the_database_does_not_fail_a_valid_trail(
     assert any("only the trust file's revocations count" in w for w in report.warnings)
 
 
+def test_junk_evidence_in_the_database_does_not_fail_a_valid_trail(
+    ledger: Ledger, worm: Path, tmp_path: Path
+) -> None:
+    ingest(ledger, worm, 6, 3)
+    with ledger.engine.begin() as conn:
+        first = conn.scalar(text("SELECT min(id) FROM audit_checkpoint"))
+        conn.execute(
+            text(
+                "INSERT INTO audit_checkpoint_receipt (checkpoint_id, sink, kind, received_at, "
+                "data) VALUES (:i, 'tsa:junk', 'rfc3161', '2026-01-01T00:00:00.000000Z', :d)"
+            ),
+            {"i": first, "d": b"\x30\x03\x02\x01\x00"},
+        )
+    policy = write_trust(tmp_path / "trust.toml")
+    report = check(ledger, policy, given=collect_checkpoints(directories=[worm]))
+    assert report.ok, report.detail
+
+
 def test_keys_registered_in_the_database_are_not_trusted(
     ledger: Ledger, worm: Path, tmp_path: Path
 ) -> None:
@@ -259,7 +277,7 @@ def test_backdated_checkpoint_by_a_revoked_stolen_key_is_caught(
     )
     # Without a time-stamp the file's require_timestamp refuses it...
     report = check(ledger, policy, given=[GivenCheckpoint("thief.checkpoint", backdated)])
-    assert not report.ok and "no RFC 3161" in report.detail
+    assert not report.ok and "no valid RFC 3161" in report.detail
     # ...and a real token for it is dated now, when the key was already revoked.
     token, _ = request_timestamp(tsa.url, backdated.encode())
     stamped = GivenCheckpoint("thief.checkpoint", backdated, tokens=[token])
@@ -269,3 +287,24 @@ def test_backdated_checkpoint_by_a_revoked_stolen_key_is_caught(
     # And the folder's checkpoints show the cut whatever the thief presents.
     report = check(ledger, policy, given=outside)
     assert not report.ok and report.problem is Problem.TRUNCATED
+
+
+def test_tokens_kept_only_in_the_database_count_until_deleted(
+    ledger: Ledger, worm: Path, tmp_path: Path, tsa: LocalTsa
+) -> None:
+    # The TSA sink without a folder: its tokens live only in the receipts table.
+    with CheckpointPublisher(
+        ledger, [DirectorySink(worm), TimestampSink(tsa.url, name="tsa")], every_seconds=3600
+    ) as pub:
+        ledger.append_many([event(i) for i in range(4)])
+        pub.checkpoint_now()
+        wait_until(lambda: pub.flush(0.1), what="published")
+    policy = write_trust(tmp_path / "trust.toml", tsa=tsa, require_timestamp=True)
+    outside = collect_checkpoints(directories=[worm])
+    assert not any(g.tokens for g in outside)
+    assert check(ledger, policy, given=outside).ok  # a signed token is evidence wherever kept
+    drop_guards(ledger)
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_checkpoint_receipt"))
+    report = check(ledger, policy, given=outside)
+    assert not report.ok and "no valid RFC 3161" in report.detail  # hence: directory = ...
