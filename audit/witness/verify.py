@@ -86,6 +86,15 @@ class CosignatureReport:
         """True when at least ``quorum`` distinct trusted witnesses cosigned."""
         return len(self.valid) >= self.quorum
 
+    @property
+    def first_witnessed(self) -> datetime | None:
+        """The earliest valid cosignature's time: the checkpoint existed by then.
+
+        A checkpoint whose own ``time`` line is much earlier than this was
+        back-dated or held back; the signing key must have been valid then.
+        """
+        return min((c.time for c in self.valid), default=None)
+
     def summary(self) -> str:
         """One line for people."""
         names = ", ".join(c.name for c in self.valid) or "none"

@@ -131,6 +131,7 @@ def test_k_of_n_counts_distinct_trusted_witnesses() -> None:
     two = append_cosignatures(one, [c.cosign(TEXT, T + 1), b.cosign(TEXT, T + 2)])
     report = verify_cosignatures(two, keys, 2, now=NOW)
     assert report.ok and len(report.valid) == 2 and "quorum met: 2 of 3" in report.summary()
+    assert report.first_witnessed == NOW
     assert report.as_json()["ok"] is True
     with pytest.raises(CosignatureError, match="cannot be met"):
         verify_cosignatures(two, keys, 4, now=NOW)
