@@ -106,7 +106,14 @@ def sinks_from_config(table: Mapping[str, Any], base: Path) -> list[CheckpointSi
     entries = table.get("sink", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise AnchorError("[[anchoring.sink]] must be an array of tables")
-    return [_factory(str(entry.get("kind")))(entry, base) for entry in entries]
+    sinks = []
+    for entry in entries:
+        factory = _factory(str(entry.get("kind")))
+        try:
+            sinks.append(factory(entry, base))
+        except (TypeError, ValueError) as exc:  # a setting of the wrong type
+            raise AnchorError(f"checkpoint sink {entry.get('kind')!r}: {exc}") from exc
+    return sinks
 
 
 def publisher_from_config(

@@ -147,6 +147,8 @@ def _key_entry(table: Mapping[str, Any], base: Path, where: str) -> _KeyEntry:
     validity = _validity(table, where)
     if ("vkey" in table) == ("public_key" in table):
         raise TrustPolicyError(f"{where}: give exactly one of vkey or public_key")
+    if not all(isinstance(table.get(k, ""), str) for k in ("vkey", "public_key", "name")):
+        raise TrustPolicyError(f"{where}: vkey, public_key and name must be text")
     if "vkey" in table:
         try:
             verifier = parse_vkey(str(table["vkey"]))
@@ -171,13 +173,18 @@ def _key_entry(table: Mapping[str, Any], base: Path, where: str) -> _KeyEntry:
 def _authority(table: Mapping[str, Any], base: Path, where: str) -> TimestampAuthority:
     _check_keys(table, {"name", "roots", "intermediates", "certificate", *_VALIDITY}, where)
     roots = table.get("roots")
-    if not isinstance(roots, list) or not roots:
+    intermediates = table.get("intermediates", [])
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) for r in roots):
         raise TrustPolicyError(f"{where}: roots must list at least one certificate file")
+    if not isinstance(intermediates, list) or not all(isinstance(r, str) for r in intermediates):
+        raise TrustPolicyError(f"{where}: intermediates must list certificate files")
+    if not isinstance(table.get("certificate", ""), str) or not isinstance(
+        table.get("name", ""), str
+    ):
+        raise TrustPolicyError(f"{where}: certificate and name must be text")
     try:
-        root_certs = [c for path in roots for c in load_certificates(base / str(path))]
-        middle = [
-            c for p in table.get("intermediates", []) for c in load_certificates(base / str(p))
-        ]
+        root_certs = [c for path in roots for c in load_certificates(base / path)]
+        middle = [c for p in intermediates for c in load_certificates(base / p)]
         pinned = None
         if "certificate" in table:
             pinned = load_certificates(base / str(table["certificate"]))[0]
