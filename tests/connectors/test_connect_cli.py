@@ -265,9 +265,17 @@ def test_status_reports_rejects_by_reason_and_sigterm_is_no_error(
             from sqlalchemy import text
 
             reasons = sorted(conn.execute(text("SELECT reason FROM ebr_ot_reject")).scalars())
+        entries = db.ledger.entries_for("process_value", f"{BATCH}/{HEAT}/temperature")
+        rejects = db.ledger.entries_for("ot_connector", client_id)
     finally:
         db.close()
     assert reasons == ["future_timestamp", "malformed", "tag_override"]  # flushed at the stop
+    # Every value's audit entry names the connector's device account and its client id.
+    assert len(entries) == 30
+    assert {(e.event.actor.user_id, e.event.new["client_id"]) for e in entries} == {
+        ("svc-ot", client_id)
+    }
+    assert [e.event.actor.user_id for e in rejects] == ["svc-ot"]
 
 
 def test_connect_over_tls_with_a_password_file(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
