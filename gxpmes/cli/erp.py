@@ -1,4 +1,4 @@
-"""``gxpmes erp route|send|receive|status``: the ERP exchange."""
+"""``gxpmes erp route|send|receive|resend|status``: the ERP exchange."""
 
 from __future__ import annotations
 
@@ -171,6 +171,19 @@ def cmd_receive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_resend(args: argparse.Namespace) -> int:
+    from gxpmes.cli.keys import os_actor
+    from gxpmes.erp.confirmations import resend
+
+    db = open_database(args.db, read_only=False, head_signer=head_signer_of(args))
+    try:
+        was = resend(db, os_actor(), args.message, reason=args.reason)
+        print(f"{args.message}: {was} → pending (sent again by the next `gxpmes erp send`)")
+    finally:
+        db.close()
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from gxpmes.erp.exceptions import open_exceptions
     from gxpmes.erp.status import summary
@@ -207,7 +220,7 @@ def _common(parser: argparse.ArgumentParser, *, mode: bool) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``erp route|send|receive|status``."""
+    """Add ``erp route|send|receive|resend|status``."""
     erp = sub.add_parser(
         "erp",
         help="ERP exchange: deliver the outbox, take orders, lots and confirmations in",
@@ -291,6 +304,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     receive.add_argument("--schemas", metavar="DIR", help=SCHEMAS_HELP)
     _common(receive, mode=True)
     receive.set_defaults(func=cmd_receive)
+
+    again = commands.add_parser(
+        "resend",
+        help="queue a rejected or unconfirmed document again, unchanged (audited)",
+        description="After ERP's side was put right: the document goes again with the same "
+        "BOD ID, in its batch's order. Its ERP exception stays open for review.",
+    )
+    again.add_argument("--message", required=True, metavar="ID", help="the message (BOD) id")
+    again.add_argument("--reason", required=True, help="why it is sent again (audited)")
+    _common(again, mode=False)
+    again.set_defaults(func=cmd_resend)
 
     status = commands.add_parser("status", help="deliveries by state and open ERP exceptions")
     status.add_argument("--db", required=True, metavar="URL", help=DB_HELP)

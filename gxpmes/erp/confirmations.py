@@ -32,6 +32,7 @@ __all__ = [
     "expire_unconfirmed",
     "mark_sent",
     "record_failure",
+    "resend",
 ]
 
 _OPEN = ("pending", "sent", "unconfirmed")
@@ -255,3 +256,46 @@ def expire_unconfirmed(db: Any, within: timedelta, now: datetime | None = None) 
             )
             expired.append(message_id)
     return expired
+
+
+def resend(db: Any, actor: Any, message_id: str, *, reason: str) -> str:
+    """Queue a rejected or unconfirmed document again, unchanged (same BOD ID); audited.
+
+    For when ERP's side was put right (a posting period opened, a master
+    record created): the document goes again as it was, in its batch's order.
+    Returns the status it had. Its ERP exception stays for a person to resolve.
+    """
+    from gxpmes.errors import ConfigurationError, StateChangedError
+
+    if not reason.strip():
+        raise ConfigurationError("a resend needs a reason")
+    with db.transaction() as conn:
+        row = conn.execute(
+            select(DeliveryRow).where(DeliveryRow.message_id == message_id)
+        ).one_or_none()
+        if row is None:
+            raise ConfigurationError(f"no outbound message {message_id!r}")
+        if row.status not in ("rejected", "unconfirmed"):
+            raise StateChangedError(
+                f"message {message_id} is {row.status}; only rejected or unconfirmed ones "
+                "are sent again"
+            )
+        projection.update(
+            conn,
+            DeliveryRow,
+            {"message_id": message_id},
+            dict(status="pending", next_attempt_at=None, confirmed_at=None, confirm_bod_id=None),
+        )
+        db.audit(
+            conn,
+            AuditEvent(
+                actor,
+                "erp.resend",
+                "batch" if row.batch_id else "erp_message",
+                row.batch_id or message_id,
+                old={"status": row.status},
+                new={"message_id": message_id, "status": "pending"},
+                reason=reason,
+            ),
+        )
+    return str(row.status)

@@ -163,3 +163,41 @@ def test_an_erp_problem_shows_in_review_but_does_not_block_it(erp_plant: Any) ->
     assert "lot API-L1 blocked" in items[0].detail
     erp_plant.engine.complete_review(B, erp_plant.creds("qa1"))
     assert erp_plant.engine.batch(B)["status"] == "Reviewed"
+
+
+def test_a_rejected_document_is_resent_unchanged(
+    erp_plant: Any, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    from audit.keys import write_key_pair
+    from gxpmes.testing.plant import HEAD_KEY_NAME
+
+    release_batch(erp_plant, B)
+    out, inbox = tmp_path / "to-erp", tmp_path / "from-erp"
+    out.mkdir()
+    inbox.mkdir()
+    Sender(erp_plant.db, open_transport(f"dir:{out}")).run_once()
+    first = outbox(erp_plant.db, B)[0]
+    (inbox / "1.xml").write_bytes(confirmation(first["message_id"], "Rejected", "period closed"))
+    receive(
+        Receiver(erp_plant.engine, erp_plant.engine.erp_b2mml),
+        open_source(f"dir:{inbox}"),
+        follow=False,
+    )
+    assert outbox(erp_plant.db, B)[0]["status"] == "rejected"
+    private, _ = write_key_pair(erp_plant.system_key, tmp_path / "keys", b"pass-phrase")
+    monkeypatch.setenv("GXPMES_KEY_PASSPHRASE", "pass-phrase")
+    db = erp_plant.db.engine.url.render_as_string(hide_password=False)
+    head = ["--head-key", str(private), "--head-key-name", HEAD_KEY_NAME]
+    resend = ["erp", "resend", "--db", db, "--message", first["message_id"], *head]
+    assert main([*resend, "--reason", "FI period 12 opened"]) == 0
+    assert "rejected → pending" in capsys.readouterr().out
+    assert main([*resend, "--reason", "again"]) == 2  # pending now: refused
+    for name in files(out):
+        (out / name).unlink()
+    assert main(["erp", "send", "--db", db, "--to", f"dir:{out}", "--once", *head]) == 0
+    (only,) = files(out)
+    assert (out / only).read_text(encoding="utf-8") == first["body"]  # same document, same BOD ID
+    trail = erp_plant.db.ledger.entries_for("batch", B)
+    assert [e.event.reason for e in trail if e.event.action == "erp.resend"] == [
+        "FI period 12 opened"
+    ]
