@@ -107,3 +107,44 @@ def test_subscription_survives_a_server_restart(running, tags, spool) -> None:  
     assert (
         "exception:bad_quality" in kinds and "exception:out_of_limit" in kinds
     )  # 20.0 °C start value
+
+
+def test_a_refused_opcua_value_is_a_dead_letter_and_the_subscription_goes_on(
+    running, tags, spool
+) -> None:  # type: ignore[no-untyped-def]
+    from gxpmes.connectors.rejects import rejects_by_reason
+
+    tags.bind("GRAN01/TT-101", TagBinding(BATCH, f"{HEAT}/temperature", "Cel"))
+
+    async def scenario() -> None:
+        port = free_port()
+        server, variable = await start_server(port)
+        source = OpcUaSource(
+            spool,
+            f"opc.tcp://127.0.0.1:{port}/gxpmes/",
+            [OpcUaNode(variable.nodeid.to_string(), "GRAN01/TT-101")],
+            publishing_interval_ms=50,
+        )
+        task = asyncio.create_task(source.run())
+        try:
+            await asyncio.wait_for(source.connected.wait(), DEADLINE)
+            await until(lambda: source.counts["received"] >= 1)  # the initial value
+            for value in (float("nan"), 70.75):
+                await variable.write_value(
+                    ua.DataValue(
+                        ua.Variant(value, ua.VariantType.Double), SourceTimestamp=datetime.now(UTC)
+                    )
+                )
+                await until(lambda: source.counts["non_finite"] + source.counts["received"] >= 2)
+            await until(lambda: any(str(r.value) == "70.75" for _i, r in spool.peek(100)))
+        finally:
+            source.stop()
+            await asyncio.wait_for(task, DEADLINE)
+            await server.stop()
+
+    asyncio.run(scenario())
+    Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
+    assert "70.75" in [v["value"] for v in running.engine.values(BATCH)]
+    assert rejects_by_reason(running.db) == {"non_finite": 1}
+    kinds = [i.kind for i in running.engine.review_by_exception(BATCH)]
+    assert "exception:data_quality" in kinds
