@@ -113,8 +113,10 @@ class Forwarder:
 
     def forward_once(self) -> int:
         """Forward what is pending now; returns how many values were recorded."""
-        while self.report_rejected():
-            pass
+        # Bounded: a flood of hostile messages must not starve the good values.
+        for _ in range(5):
+            if not self.report_rejected():
+                break
         recorded = 0
         while True:
             pending = self.spool.peek(self.batch_size)

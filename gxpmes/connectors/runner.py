@@ -223,6 +223,8 @@ class Connector:
             thread.join(timeout=15)
         try:
             self.forwarder.forward_once()  # last drain; anything left stays spooled
+            while self.spool.rejected_count():  # and every dead letter (bounded per pass)
+                self.forwarder.forward_once()
         except Exception as exc:  # database down at shutdown: the spool keeps the values
             log.warning("values kept in the spool at shutdown: %s", exc)
 

@@ -329,3 +329,15 @@ def test_a_dead_letter_the_database_refuses_is_kept_in_minimal_form(  # type: ig
     assert rows["wrong_type"].payload == b"fine"
     assert rows["malformed"].payload == b"" and "minimal form" in rows["malformed"].detail
     assert rows["malformed"].payload_size == len(b"refused by the database")
+
+
+def test_a_flood_of_dead_letters_does_not_starve_good_values(running, tags, spool) -> None:  # type: ignore[no-untyped-def]
+    for i in range(1100):
+        spool.reject(letter("malformed", None, f"flood {i}".encode()))
+    t0 = now() - timedelta(seconds=5)
+    spool.put([Reading("GRAN01/TT-101", Decimal("70.5"), t0, dedup_key="good")])
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
+    assert forwarder.forward_once() == 1  # the good value is not behind the whole flood
+    assert 0 < spool.rejected_count() <= 100
+    forwarder.forward_once()
+    assert spool.rejected_count() == 0 and rejects_by_reason(running.db) == {"malformed": 1100}
