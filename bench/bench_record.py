@@ -108,6 +108,7 @@ def build(path: Path, values: int, chunk: int, out_of_limit: int) -> None:
     for item in items:
         engine.assess_exception(item.item_id, plant.creds("qa1"), comment="no impact, within PAR")
     engine.complete_review(BATCH, plant.creds("qa1"))
+    plant.review_trail(BATCH)
     engine.release(BATCH, plant.creds("qa2"))
     key = plant.signatures._key
     assert key is not None

@@ -78,6 +78,9 @@ Feature: Electronic batch record
     Then the action is refused with "211.192"
     When "qa2" closes the deviation
     And "qa2" releases batch "B-1"
+    Then the action is refused with "changed after its last review"
+    When "qa1" reviews the audit trail of batch "B-1"
+    And "qa2" releases batch "B-1"
     Then the action succeeds
     And batch "B-1" is "Released"
 

@@ -353,6 +353,21 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
     except Exception as exc:  # the open deviation must block release (211.192)
         _say(f"      release refused as it must be: {exc}")
     engine.close_deviation(deviation, creds("qa2"), conclusion="CAPA-2026-012: retune PID")
+    # Annex 11 §9: QA reads the batch's audit trail and signs its review; release needs it.
+    from gxpmes.trail import TrailScope, collect_trail
+
+    trail = collect_trail(db, TrailScope(batch_id=BATCH))
+    engine.trail_reviews.record(
+        trail.scope,
+        trail.through_seq,
+        trail.content_sha256,
+        creds("qa1"),
+        comment="audit trail reviewed: every change explained, reasons given",
+    )
+    _say(
+        f"      audit trail of {BATCH} reviewed by qa1: {len(trail.rows)} entries "
+        f"(sha256 {trail.content_sha256[:16]}…)"
+    )
     engine.release(BATCH, creds("qa2"))
     released = next(s for s, _ in engine.verify_batch_signatures(BATCH) if s.meaning == "Released")
     _say(f"7/9 released: {released.manifestation}")
@@ -386,6 +401,15 @@ def run_demo(out: Path, schemas: Path | None = None) -> int:
         reports = render_report(engine, BATCH, out, checkpoint=note, trusted_keys=trusted)
         written += [p.name for p in reports.values()]
         _say(f"      batch record report: {', '.join(p.name for p in reports.values())}")
+        from gxpmes.reports.trail import write_trail
+
+        trail_files = write_trail(
+            collect_trail(db, TrailScope(batch_id=BATCH)),
+            out,
+            reviews=engine.trail_reviews.reviews(BATCH),
+        )
+        written += [p.name for p in trail_files.values()]
+        _say(f"      audit trail for review: {', '.join(p.name for p in trail_files.values())}")
     except ImportError as exc:
         _say(f"      report skipped: install the 'reports' extra ({exc.name} missing)")
     public = signer.verifier.public_key

@@ -167,6 +167,7 @@ def build_record(url: str) -> tuple[TestPlant, RecordDb]:
     )
     engine.complete_review(batch, plant.creds("qa1"))
     engine.close_deviation(deviation, plant.creds("qa2"), conclusion="CAPA-7: retune PID")
+    plant.review_trail(batch)
     engine.release(batch, plant.creds("qa2"))
 
     # Equipment back in service after the first batch: the second one runs now.

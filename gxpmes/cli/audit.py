@@ -185,6 +185,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the audit trail",
         description="Checkpoints, verification, inclusion proofs and export of the audit trail.",
     ).add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    from gxpmes.cli import audit_review
+
+    audit_review.register(audit_cmd)
 
     cp = audit_cmd.add_parser(
         "checkpoint",

@@ -34,10 +34,21 @@ from gxpmes.errors import (
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.service import Session
 from gxpmes.records import writer as projection
+from gxpmes.trail.review import REVIEW_RECORD, TrailReviews
 
 
 class BatchReview(BatchExecution):
     """Deviations, review by exception, release and rejection (21 CFR 211.192)."""
+
+    require_trail_review: bool = True
+    """Release needs a recorded review of the batch's audit trail that covers every
+    change of its record (EU GMP Annex 11 §9; :mod:`gxpmes.trail`). Set False on an
+    engine only where the regulated company's procedure reviews the trail otherwise."""
+
+    @property
+    def trail_reviews(self) -> TrailReviews:
+        """Recording and checking audit-trail reviews (:class:`gxpmes.trail.TrailReviews`)."""
+        return TrailReviews(self.db, self.signatures)
 
     def open_deviation(self, session: Session, batch_id: str, title: str) -> str:
         """Open a deviation against a batch (blocks release until closed).
@@ -400,6 +411,8 @@ class BatchReview(BatchExecution):
                     f"release blocked by open deviation(s): {', '.join(open_deviations)} "
                     "(21 CFR 211.192)"
                 )
+            if status == RELEASED and self.require_trail_review:
+                self.trail_reviews.check_reviewed(batch_id, conn)
             return self.batch_record(batch_id)
 
         def change(conn: Connection, actor: Actor) -> None:
@@ -445,6 +458,7 @@ class BatchReview(BatchExecution):
                 "batch_exception": self.exception_record,
                 "deviation": self.deviation_record,
                 "batch": self.batch_record,
+                REVIEW_RECORD: self.trail_reviews.review_record,
             }.get(signature.record_type)
             if loader is not None:
                 records[key] = loader(signature.record_id)

@@ -25,9 +25,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from audit.errors import AuditError
 from audit.keys import TrustedKey
 from gxpmes.ebr.engine import BatchEngine
+from gxpmes.errors import GxpError
 from gxpmes.records.verify import verify_record
+from gxpmes.trail import RecordedReview, TrailScope, TrailView, collect_trail
 from isa95.recipe import FormulaParameter, Phase
 
 __all__ = ["NOT_CHECKED", "ReportData", "Series", "collect_report"]
@@ -66,6 +69,10 @@ class ReportData:
     decision: dict[str, Any] | None
     seal: dict[str, Any]
     generated_at: datetime
+    trail: TrailView | None = None
+    """Appendix: the batch's audit trail as a reviewer reads it (:mod:`gxpmes.trail`)."""
+    trail_reviews: list[RecordedReview] = field(default_factory=list)
+    """Recorded reviews of that trail, oldest first."""
 
     @property
     def trail_ok(self) -> bool:
@@ -253,6 +260,12 @@ def collect_report(
         "unchecked_signatures": len(unchecked_signatures),
         "origin": engine.db.ledger.origin,
     }
+    trail, trail_reviews = None, []
+    try:  # the appendix; a damaged log is the seal's finding, not a reason to print nothing
+        trail = collect_trail(engine.db, TrailScope(batch_id=batch_id))
+        trail_reviews = engine.trail_reviews.reviews(batch_id)
+    except (AuditError, GxpError) as exc:
+        not_checked.append(f"audit trail appendix incomplete: {exc}")
     yield_percent = None
     if batch["actual_quantity"]:
         yield_percent = (
@@ -272,4 +285,6 @@ def collect_report(
         decision=decision,
         seal=seal,
         generated_at=engine.db.clock(),
+        trail=trail,
+        trail_reviews=trail_reviews,
     )

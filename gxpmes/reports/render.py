@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from jinja2 import Environment, select_autoescape
-
 from audit.keys import TrustedKey
 from gxpmes.ebr.engine import BatchEngine
 from gxpmes.reports.data import ReportData, collect_report
@@ -36,9 +34,12 @@ VERDICTS = {
 def render_html(data: ReportData) -> str:
     """One self-contained HTML document (plots inline as SVG)."""
     svgs = [plot(series, "svg").decode("utf-8").split("?>", 1)[-1] for series in data.series]
-    environment = Environment(autoescape=select_autoescape(default=True))
-    return environment.from_string(_TEMPLATE.read_text(encoding="utf-8")).render(
-        d=data, svgs=svgs, verdicts=VERDICTS
+    from gxpmes.reports.trail import environment, trail_macro
+
+    return (
+        environment()
+        .from_string(_TEMPLATE.read_text(encoding="utf-8"))
+        .render(d=data, svgs=svgs, verdicts=VERDICTS, trail_table=trail_macro())
     )
 
 
@@ -238,6 +239,28 @@ def render_pdf(data: ReportData) -> bytes:
                 [30 * mm, 150 * mm],
             ),
         ]
+        if data.trail is not None:
+            from gxpmes.reports.trail import TRAIL_WIDTHS_MM, trail_flowables
+
+            trail = data.trail
+            story += [
+                p(f"Appendix: audit trail of batch {batch_id}", head),
+                p(
+                    f"{len(trail.rows)} entries, read through entry {trail.through_seq}; "
+                    f"content SHA-256 {trail.content_sha256}",
+                    small,
+                ),
+            ]
+            story += [
+                p(
+                    f"Trail review: {v.manifestation} — through entry {v.through_seq}, "
+                    f"sha256 {v.content_sha256}: {v.comment}",
+                    small,
+                )
+                for v in data.trail_reviews
+            ] or [p("No review of this batch's audit trail is recorded.", small)]
+            # The page is 180 mm wide here (margins 15 mm), the trail table 186 mm.
+            story += trail_flowables(trail, small, [w * mm * 180 / 186 for w in TRAIL_WIDTHS_MM])
 
         return story
 

@@ -298,6 +298,20 @@ class TestPlant:
         self.sessions[user] = self.identity.login(user, USERS[user][2], client_tz="Europe/Berlin")
         return self.sessions[user]
 
+    def review_trail(self, batch_id: str, reviewer: str = "qa1") -> Any:
+        """``reviewer`` records a signed review of the batch's whole audit trail as it is
+        now (release needs one that covers every change: :mod:`gxpmes.trail`)."""
+        from gxpmes.trail import TrailScope, collect_trail
+
+        view = collect_trail(self.db, TrailScope(batch_id=batch_id))
+        return self.engine.trail_reviews.record(
+            view.scope,
+            view.through_seq,
+            view.content_sha256,
+            self.creds(reviewer),
+            comment="audit trail reviewed: no unexplained change",
+        )
+
 
 def build_plant(
     url: str,

@@ -355,8 +355,14 @@ def qa_reviews(plant: TestPlant, batch: str) -> None:
                     impact="no impact",
                 )
         plant.engine.complete_review(batch, plant.creds("qa1"))
+        plant.review_trail(batch, "qa1")  # Annex 11 §9: release needs the trail reviewed
 
     _attempt(plant, review)
+
+
+@when(parsers.parse('"{user}" reviews the audit trail of batch "{batch}"'))
+def review_trail(plant: TestPlant, user: str, batch: str) -> None:
+    plant.state["trail_review"] = _attempt(plant, lambda: plant.review_trail(batch, user))
 
 
 @when(parsers.parse('"{user}" closes the deviation'))

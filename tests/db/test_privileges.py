@@ -271,6 +271,7 @@ def test_a_batch_runs_end_to_end_as_the_app_role(roles: Roles, app: Engine, tmp_
         for item in exceptions:
             engine.assess_exception(item.item_id, creds("qa1"), comment="within PAR, no impact")
         engine.complete_review(B, creds("qa1"))
+        plant.review_trail(B)
         engine.release(B, creds("qa2"))
         assert engine.batch(B)["status"] == "Released"
         assert verify_ledger(plant.db.ledger).ok

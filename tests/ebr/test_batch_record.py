@@ -144,6 +144,7 @@ def test_full_batch_end_to_end(plant) -> None:  # type: ignore[no-untyped-def]
     engine.close_deviation(
         deviation, plant.creds("qa2"), conclusion="CAPA-12 opened for PID tuning"
     )
+    plant.review_trail(B)  # Annex 11 §9: the trail through the closure is reviewed
     engine.release(B, plant.creds("qa2"))
     assert engine.batch(B)["status"] == "Released"
     # Lot release is a GMP event of its own: the lot's trail records it, by the approver.

@@ -178,6 +178,7 @@ def test_forged_assessment_under_a_genuine_head_is_caught(executed: Executed) ->
     # (An engine that refuses is fine too: verification must catch it either way.)
     with contextlib.suppress(GxpError):
         plant.engine.complete_review(BATCH, plant.creds("qa1"))
+        plant.review_trail(BATCH)
         plant.engine.release(BATCH, plant.creds("qa2"))
     plant.db.close()
     _drop_head(executed.path, head)

@@ -112,6 +112,7 @@ def _prepare(url: str) -> tuple[bytes, str, int]:
         engine.verify_phase(REVIEWED_BATCH, path, plant.creds("op2"))
     engine.complete_batch(sessions["op1"], REVIEWED_BATCH, Quantity(value=Decimal("98"), unit="kg"))
     engine.complete_review(REVIEWED_BATCH, plant.creds("qa1"))
+    plant.review_trail(REVIEWED_BATCH)
     # A batch in execution and a released lot that holds enough for one weighing.
     for equipment_id in ("GRAN-01", "BLEND-01"):
         engine.record_cleaning(sessions["op1"], equipment_id, "cleaned per SOP-CL-01")

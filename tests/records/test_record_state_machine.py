@@ -346,7 +346,10 @@ def finish_batch(story: Story, draw: Draw) -> None:
 
 
 def release(story: Story, draw: Draw) -> None:
-    story.plant.engine.release(_pick(draw, story.batches), story.creds("qa2"))
+    batch = _pick(draw, story.batches)
+    if draw(st.booleans()):  # release needs the trail reviewed; sometimes it is not
+        story.plant.review_trail(batch)
+    story.plant.engine.release(batch, story.creds("qa2"))
 
 
 def reject(story: Story, draw: Draw) -> None:
