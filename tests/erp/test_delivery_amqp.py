@@ -42,7 +42,8 @@ def take_answers(plant: Any, names: Any) -> Any:
     )
 
 
-def test_released_batch_is_sent_confirmed_and_delivered(erp_plant: Any) -> None:
+def test_released_batch_is_sent_confirmed_and_delivered(erp_plant_any: Any) -> None:
+    erp_plant = erp_plant_any  # SQLite and PostgreSQL
     release_batch(erp_plant, B)
     with topology() as names:
         sender = Sender(erp_plant.db, open_transport(names.send_url()))
