@@ -552,7 +552,11 @@ def convert_binding(
             derived = (sibling.get("derived") or "").split()
     target_root = _target_root(source, target, root, restored)
     converter = _Converter(source, target, fill_ids)
-    converter.skip = {e for e in (_find(element, p) for p in derived) if e is not None}
+    # Only what is redundant is dropped: the record could be forged by a sender, so
+    # an element listed as derived must be exactly what derivation gives.
+    converter.skip = {
+        e for e in (_find(element, p) for p in derived) if e is not None and _redundant(e)
+    }
     nsmap = {
         prefix: converter.namespace(uri) or uri for prefix, uri in element.nsmap.items() if uri
     }
@@ -590,6 +594,40 @@ def convert_binding(
     if marks:
         out.addprevious(etree.ProcessingInstruction(SOURCE_PI, " ".join(marks)))
     return tree.getroot()
+
+
+def _redundant(element: etree._Element) -> bool:
+    """True when ``element`` holds only what the fill rules derive from the rest."""
+    if len(element) or len(element.attrib):
+        return False
+    name = etree.QName(element).localname
+    text = element.text or ""
+    parent = element.getparent()
+    if parent is None:
+        return False
+    if name == "LocationType":
+        return text == "Equipment"
+    if name == "EquipmentID":
+        return text == _own_id(parent)
+    if name == "ID":
+        ancestor = _ancestor_value(parent.getparent(), "ID")
+        prefix = "" if ancestor is None else ancestor.strip() + "/"
+        rest = text[len(prefix) :] if text.startswith(prefix) else None
+        word, dot, number = (rest or "").rpartition(".")
+        return bool(rest) and dot == "." and word.isidentifier() and number.isdigit()
+    if name.endswith("ID"):
+        return text == _ancestor_value(parent.getparent(), name)
+    return False
+
+
+def _ancestor_value(element: etree._Element | None, name: str) -> str | None:
+    """Text of the nearest ``name`` child of ``element`` or of one of its ancestors."""
+    while element is not None:
+        for child in element:
+            if isinstance(child.tag, str) and etree.QName(child).localname == name:
+                return str(child.text or "")
+        element = element.getparent()
+    return None
 
 
 def _own_id(element: etree._Element) -> str | None:

@@ -56,7 +56,7 @@ class ComplexType:
     def particle(self, name: str) -> Particle | None:
         """The child slot called ``name``."""
         index = self.__dict__.get("_by_name")
-        if index is None or len(index) == 0 and self.particles:
+        if index is None:
             index = {}
             for particle in self.particles:
                 if particle.name is not None:

@@ -105,6 +105,25 @@ def test_production_schedule_round_trip_restores_the_noun_and_keeps_values(b2mml
     assert b"b2mml-source" not in back
 
 
+def test_a_forged_derived_record_drops_nothing(b2mml: B2MML) -> None:
+    v0701 = b2mml.convert(SCHEDULE, "V0701", fill_ids="derive")
+    base = "/ProcessOperationsSchedule/DataArea[1]/OperationsSchedule[1]/OperationsRequest[1]"
+    # A sender claims the request's real OperationsDefinitionID and a parameter were derived.
+    forged = v0701.replace(
+        b'derived="',
+        f'derived="{base}/OperationsDefinitionID[1] {base}/SegmentRequirement[1]/ID[1] '.encode(),
+    )
+    back = b2mml.convert(forged, "V0600")
+    assert values(back) == values(SCHEDULE)  # RULE-7 and SR-1 are still there
+    tampered = v0701.replace(
+        b"<OperationsDefinitionID>RULE-7</OperationsDefinitionID><",
+        b"<OperationsDefinitionID>OTHER</OperationsDefinitionID><",
+    )
+    assert tampered != v0701
+    with pytest.raises(ConversionRefused, match="OperationsDefinitionID"):
+        b2mml.convert(tampered, "V0600")  # no longer what derivation gives: content, kept
+
+
 def test_noun_can_be_chosen(b2mml: B2MML) -> None:
     v0701 = b2mml.convert(SCHEDULE, "V0701", fill_ids="derive")
     stripped = v0701.replace(b'<?b2mml-source noun="ProductionSchedule"', b"<?other")
