@@ -138,3 +138,20 @@ def test_routes_are_checked(erp_plant: Any) -> None:
         )
     with pytest.raises(ConfigurationError, match="reason"):
         configure_route(erp_plant.db, actor, "weighing.recorded", [], reason=" ")
+
+
+def test_a_rejected_batch_can_be_reported_too(erp_plant: Any) -> None:
+    from audit.entry import Actor
+
+    configure_route(
+        erp_plant.db,
+        Actor("admin", "Admin"),
+        "batch.rejected",
+        ["BatchProductionRecord"],
+        reason="ERP needs to know of rejected batches (CC-9)",
+    )
+    execute_batch(erp_plant, B)
+    erp_plant.engine.reject(B, erp_plant.creds("qa2"), reason="granulate out of specification")
+    (row,) = [r for r in outbox(erp_plant.db, B) if r["event"] == "batch.rejected"]
+    record = erp_plant.engine.erp_b2mml.read(row["body"].encode()).model
+    assert record.record_status == "Rejected"
