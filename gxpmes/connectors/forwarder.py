@@ -73,17 +73,20 @@ class Forwarder:
         letters = [letter for _row_id, letter in rows]
         # Exceptions first: after a crash between the two steps a letter's exception
         # may be raised twice, but never missed (rows are idempotent by reject_id).
+        # One exception per batch parameter and pass: a flood of refused input is
+        # one item to review (naming how many, why, and the reject ids), not thousands.
+        concerned: dict[tuple[str, str], list[DeadLetter]] = {}
         for letter in letters:
             targets = []
             if letter.tag and letter.tag in self.tags:
                 targets.append(self.tags.get(letter.tag))
             if letter.scope:
                 targets += [binding for _tag, binding in self.tags.under(letter.scope)]
-            for batch_id, parameter in dict.fromkeys((b.batch_id, b.parameter) for b in targets):
-                self.engine.report_data_quality(
-                    batch_id, parameter, f"{letter.reason}: {letter.detail} ({letter.origin})"
-                )
-                self.counts["data_quality_exceptions"] += 1
+            for key in dict.fromkeys((b.batch_id, b.parameter) for b in targets):
+                concerned.setdefault(key, []).append(letter)
+        for (batch_id, parameter), group in concerned.items():
+            self.engine.report_data_quality(batch_id, parameter, exception_detail(group))
+            self.counts["data_quality_exceptions"] += 1
         try:
             written = self._record(letters)
         except _VALUE_FAULTS:
@@ -216,3 +219,14 @@ def minimal(letter: DeadLetter, exc: Exception) -> DeadLetter:
         tag=None,
         payload=b"",
     )
+
+
+def exception_detail(letters: list[DeadLetter]) -> str:
+    """The data-quality exception text for refused input of one batch parameter."""
+    first = letters[0]
+    text = f"{first.reason}: {first.detail} ({first.origin}; reject {first.reject_id})"
+    if len(letters) == 1:
+        return text
+    reasons = Counter(letter.reason for letter in letters)
+    summary = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+    return f"{len(letters)} refused inputs ({summary}); first: {text}"[:4000]
