@@ -223,6 +223,7 @@ class Mosquitto:
                     return self
             except OSError:
                 if time.monotonic() > deadline:
+                    self.stop()  # never leave a half-started broker behind
                     raise AssertionError("mosquitto did not listen within 30 s") from None
                 time.sleep(0.05)
 
