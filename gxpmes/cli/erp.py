@@ -234,9 +234,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     route = commands.add_parser(
         "route",
         help="choose which documents a GMP event writes to the outbox (audited)",
-        description="EVENT is batch.released, batch.rejected, batch.executed or "
-        "weighing.recorded; DOCUMENTS are BatchProductionRecord, OperationsPerformance, "
-        "MaterialConsumption, MaterialProduction (none: the event writes nothing).",
+        description="EVENT is batch.released, batch.rejected, batch.executed, "
+        "weighing.recorded or charge.recorded; DOCUMENTS are BatchProductionRecord, "
+        "OperationsPerformance, MaterialConsumption, MaterialProduction (none: the event "
+        "writes nothing).",
     )
     route.add_argument("event", nargs="*", metavar="EVENT [DOCUMENT ...]", help="event, documents")
     route.add_argument("--defaults", action="store_true", help="the default routes of every event")

@@ -563,6 +563,9 @@ class ProcedureRules(ValueCapture):
                 f"{batch_id}/{content['phase']}",
                 new=content,
             )
+            from gxpmes.erp.outbox import emit  # ERP consumption posting, same transaction
+
+            emit(self, conn, "charge.recorded", batch_id, weighing_id=weighing_id)
 
         self._signed_change(performer, Meaning.PERFORMED, subject, build, change)
         return charge_id

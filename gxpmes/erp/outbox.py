@@ -55,8 +55,10 @@ EVENT_DOCUMENTS: dict[str, tuple[str, ...]] = {
     "batch.rejected": ("BatchProductionRecord", "OperationsPerformance"),
     "batch.executed": ("MaterialConsumption", "MaterialProduction"),
     "weighing.recorded": ("MaterialConsumption",),
+    "charge.recorded": ("MaterialConsumption",),
 }
-"""GMP events the engine emits, and the documents each may write."""
+"""GMP events the engine emits, and the documents each may write (consumption of the
+weighing dispensed or charged, or of every weighing at completion)."""
 
 DEFAULT_ROUTES: dict[str, tuple[str, ...]] = {
     "batch.released": ("BatchProductionRecord", "OperationsPerformance"),

@@ -155,3 +155,27 @@ def test_a_rejected_batch_can_be_reported_too(erp_plant: Any) -> None:
     (row,) = [r for r in outbox(erp_plant.db, B) if r["event"] == "batch.rejected"]
     record = erp_plant.engine.erp_b2mml.read(row["body"].encode()).model
     assert record.record_status == "Rejected"
+
+
+def test_charging_can_post_the_consumption_instead_of_dispensing(erp_plant: Any) -> None:
+    from audit.entry import Actor
+    from gxpmes.testing.plant import HEAT
+
+    actor = Actor("admin", "Admin")
+    reason = "SAP posts goods issue when the container is charged (CC-12)"
+    configure_route(erp_plant.db, actor, "weighing.recorded", [], reason=reason)
+    configure_route(erp_plant.db, actor, "charge.recorded", ["MaterialConsumption"], reason=reason)
+    erp_plant.start_batch(B, phases=(HEAT,))
+    weighings = erp_plant.dispense(B, charge=False)
+    assert outbox(erp_plant.db, B) == []  # dispensed, not yet charged: nothing posted
+    erp_plant.engine.charge(B, weighings[0], erp_plant.creds("op1"))
+    (row,) = outbox(erp_plant.db, B)
+    assert row["event"] == "charge.recorded"
+    performance = erp_plant.engine.erp_b2mml.read(row["body"].encode()).model
+    (material,) = performance.responses[0].segments[0].materials
+    assert material.use == "Consumed"
+    weighing = next(w for w in erp_plant.engine.weighings(B) if w["weighing_id"] == weighings[0])
+    assert (material.lot_id, str(material.quantity.value)) == (
+        weighing["lot_id"],
+        weighing["actual"],
+    )
