@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from identity_support import ISSUED, PASSWORDS
+from identity_support import ISSUED, PASSWORDS, Plant
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -18,26 +20,28 @@ from gxpmes.identity import (
     SignatureService,
 )
 from gxpmes.identity.admin import AccountAdministration
-from gxpmes.records.verify import verify_record
+from gxpmes.records.verify import RecordReport, verify_record
 
 
 def creds(user: str, session=None) -> Credentials:  # type: ignore[no-untyped-def]
     return Credentials(user, PASSWORDS[user], session)
 
 
-def verify(plant):  # type: ignore[no-untyped-def]
+def verify(plant: Plant) -> RecordReport:
     return verify_record(plant.db.engine, signature_keys=dict(plant.signatures.trusted))
 
 
 def test_nobody_changes_their_own_account(plant) -> None:  # type: ignore[no-untyped-def]
     admin = plant.admin_creds()
     size = plant.db.ledger.size()
-    for change in (
-        lambda: plant.accounts.set_roles(admin, "admin", ["Administrator"], reason="me"),
-        lambda: plant.accounts.unlock(admin, "admin", reason="me"),
-        lambda: plant.accounts.deactivate(admin, "admin", reason="me"),
-        lambda: plant.accounts.reset_password(admin, "ADMIN", "Another-Pass-26!", reason="me"),
-    ):
+    accounts = plant.accounts
+    changes: list[Callable[[], object]] = [
+        lambda: accounts.set_roles(admin, "admin", ["Administrator"], reason="me"),
+        lambda: accounts.unlock(admin, "admin", reason="me"),
+        lambda: accounts.deactivate(admin, "admin", reason="me"),
+        lambda: accounts.reset_password(admin, "ADMIN", "Another-Pass-26!", reason="me"),
+    ]
+    for change in changes:
         with pytest.raises(SeparationOfDutiesError, match="their own account"):
             change()
     refused = plant.db.ledger.entries_for("account_change", "user.roles:admin")

@@ -111,7 +111,7 @@ def test_lockout_alert_and_admin_unlock(plant) -> None:  # type: ignore[no-untyp
             Credentials("op2", PASSWORDS["op2"], operator), "op1", reason="I know her"
         )
     with pytest.raises(Exception, match="needs a reason"):
-        plant.accounts.unlock(plant.admin_creds(), "op1", reason=None)  # type: ignore[arg-type]
+        plant.accounts.unlock(plant.admin_creds(), "op1", reason=None)
     plant.accounts.unlock(
         plant.admin_creds(), "op1", reason="identity confirmed by phone, ticket 4711"
     )

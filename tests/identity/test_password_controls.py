@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from identity_support import ISSUED, PASSWORDS
+from identity_support import ISSUED, PASSWORDS, Plant
 from sqlalchemy import insert, select, text
 
 from audit.canonical import format_timestamp
@@ -55,7 +55,7 @@ def test_the_default_cost_is_owasp_scrypt() -> None:
     stored = hasher.hash("Correct-Horse-26!")
     assert stored.split("$")[:4] == ["scrypt", "17", "8", "1"]
     assert hasher.verify("Correct-Horse-26!", stored)
-    assert IdentityService.__init__.__kwdefaults__["hasher"] is None  # → PasswordHasher()
+    assert (IdentityService.__init__.__kwdefaults__ or {})["hasher"] is None  # PasswordHasher()
 
 
 def test_an_older_cost_is_rehashed_at_the_next_login(plant) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +72,7 @@ def test_an_older_cost_is_rehashed_at_the_next_login(plant) -> None:  # type: ig
         e for e in plant.db.ledger.entries_for("user", "op1") if e.event.action == "auth.rehash"
     ]
     assert len(rehashes) == 1  # once, in the trail, without the hash
-    assert "scrypt$" not in json.dumps(rehashes[0].event.new)
+    assert "scrypt$" not in json.dumps(rehashes[0].event.new or {})
 
 
 # ------------------------------------------------------------------ personal keys
@@ -211,8 +211,8 @@ def test_checks_in_progress_count_against_the_limit(plant) -> None:  # type: ign
 
 @pytest.mark.parametrize("guessers", [8])
 def test_parallel_guessers_get_at_most_the_configured_checks(
-    plant, db_url: str, tmp_path: Path, guessers: int
-) -> None:  # type: ignore[no-untyped-def]
+    plant: Plant, db_url: str, tmp_path: Path, guessers: int
+) -> None:
     limit = plant.identity.policy.max_failed_attempts
     go = tmp_path / "go"
     command = json.dumps(
@@ -293,8 +293,8 @@ def _texts(exc: BaseException) -> list[str]:
 
 
 def test_no_identity_error_carries_a_password_or_a_hash(
-    plant, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    plant: Plant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     errors: list[BaseException] = []
 
     def attempt(action: Any) -> None:

@@ -42,7 +42,7 @@ def test_ids_that_read_as_an_existing_one_are_refused(plant, clash: str) -> None
 
 def _exists(plant, user_id: str) -> bool:  # type: ignore[no-untyped-def]
     try:
-        return plant.identity.user(user_id).user_id == user_id
+        return bool(plant.identity.user(user_id).user_id == user_id)
     except UserError:
         return False
 
