@@ -28,3 +28,21 @@ Feature: The audit trail
     Given a signed checkpoint of the audit trail
     When someone deletes the last 3 audit entries
     Then verification reports "truncated" at the first deleted entry
+
+  @req:annex11.9 @req:11.10e @req:211.192
+  Scenario: Release needs a signed review of the batch's audit trail
+    Given batch "B-1" has been executed and verified
+    When QA completes the review of batch "B-1" but not of its audit trail
+    And "qa2" releases batch "B-1"
+    Then the action is refused with "audit trail"
+    And batch "B-1" is "Reviewed"
+    When "qa1" records a review of the audit trail of batch "B-1" with a hash the trail does not give
+    Then the action is refused with "review what the trail holds"
+    And batch "B-1" has 0 recorded audit-trail review(s)
+    When "qa1" reviews the audit trail of batch "B-1"
+    Then the action succeeds
+    And batch "B-1" has 1 recorded audit-trail review(s)
+    When "qa2" releases batch "B-1"
+    Then the action succeeds
+    And batch "B-1" is "Released"
+    And the audit trail verifies

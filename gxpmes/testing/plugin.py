@@ -37,6 +37,7 @@ pytest_plugins = (
     "gxpmes.testing.steps_controls",
     "gxpmes.testing.steps_identity",
     "gxpmes.testing.steps_procedure",
+    "gxpmes.testing.steps_trail",
 )
 
 

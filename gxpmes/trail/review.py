@@ -477,11 +477,7 @@ class TrailReviews:
         signer = self.signatures.authenticate(reviewer, Meaning.REVIEWED, subject)
         try:
             view = collect_trail(self.db, scope, through_seq=through_seq)
-            if view.content_sha256 != content_sha256.strip().lower():
-                raise RecordChangedError(
-                    f"the trail of {scope.describe()} through entry {through_seq} has SHA-256 "
-                    f"{view.content_sha256}, not {content_sha256}: review what the trail holds"
-                )
+            self._check_hash(view, content_sha256)
             content = _signed_content(scope, view, comment)
             record = SignableRecord(REVIEW_RECORD, review_id, content, scope.signable_scope)
             with self.db.transaction() as conn:
@@ -502,6 +498,15 @@ class TrailReviews:
             self.signatures.audit_refusal(subject, str(Meaning.REVIEWED), reviewer.user_id, exc)
             raise
         return self._review(review_id, seq, {**content, "signature_id": signature_id})
+
+    @staticmethod
+    def _check_hash(view: TrailView, content_sha256: str) -> None:
+        """The reviewed content is the trail's: else :class:`RecordChangedError`."""
+        if view.content_sha256 != content_sha256.strip().lower():
+            raise RecordChangedError(
+                f"the trail of {view.scope.describe()} through entry {view.through_seq} has "
+                f"SHA-256 {view.content_sha256}, not {content_sha256}: review what the trail holds"
+            )
 
     def _review(self, review_id: str, seq: int, new: Mapping[str, Any]) -> RecordedReview:
         content = {k: v for k, v in new.items() if k != "signature_id"}

@@ -334,6 +334,27 @@ CONTROLS: tuple[Control, ...] = (
         "11.10g",
     ),
     Control(
+        "release needs a recorded review of the batch's audit trail",
+        "gxpmes.trail.review:TrailReviews.check_reviewed",
+        noop,
+        Scenario("audit_trail.feature", "Release needs a signed review of the batch's audit trail"),
+        "annex11.9",
+    ),
+    Control(
+        "a trail review is refused unless the trail gives the reviewed hash",
+        "gxpmes.trail.review:TrailReviews._check_hash",
+        noop,
+        Scenario("audit_trail.feature", "Release needs a signed review of the batch's audit trail"),
+        "annex11.9",
+    ),
+    Control(
+        "a change after the trail review needs another review",
+        "gxpmes.trail.review:TrailReviews.last_change",
+        returns(-1),
+        Scenario("batch_record.feature", "An open deviation blocks release"),
+        "annex11.9",
+    ),
+    Control(
         "key registration and revocation are audited",
         "audit.ledger:Ledger._audit_key_change",
         noop,
