@@ -241,7 +241,8 @@ class CheckpointPublisher:
             self._wake.set()
 
     def _due(self) -> bool:
-        return self._notified - max(self._last_size, 0) >= self.every_entries
+        # An appender reported a size that called for a checkpoint, and none covers it yet.
+        return self._notified > self._last_size
 
     def _sign_loop(self) -> None:
         while not self._stop.is_set():
