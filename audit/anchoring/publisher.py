@@ -263,6 +263,8 @@ class CheckpointPublisher:
                 if not self._due():
                     break
                 self._stop.wait(0.01)
+            else:  # that size never became visible (rolled back): stop looking for it
+                self._notified = self._last_size
 
     def checkpoint_now(self) -> PublishedCheckpoint | None:
         """Sign and store a checkpoint if the log grew; hand it to the sinks.
