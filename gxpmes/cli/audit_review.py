@@ -46,15 +46,12 @@ def cmd_audit_review(args: argparse.Namespace) -> int:
     from gxpmes.errors import ConfigurationError
     from gxpmes.trail import TrailScope, collect_trail
 
-    if args.batch is None and (args.since is None or args.until is None):
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    if args.batch is None and (since is None or until is None):
         raise CliError("give --batch ID, or --since T and --until T")
     try:
         scope = TrailScope(
-            batch_id=args.batch,
-            since=_when(args.since, "--since"),
-            until=_when(args.until, "--until"),
-            actor=args.actor,
-            action=args.action,
+            batch_id=args.batch, since=since, until=until, actor=args.actor, action=args.action
         )
     except ConfigurationError as exc:
         raise CliError(str(exc)) from exc
