@@ -35,7 +35,14 @@ from sqlalchemy import Connection, select
 from audit.canonical import format_timestamp
 from audit.entry import Actor, AuditEvent
 from gxpmes.ebr import planning
-from gxpmes.erp.bod import Header, confirm_bod, header_of, material_information, read_confirmation
+from gxpmes.erp.bod import (
+    Confirmation,
+    Header,
+    confirm_bod,
+    header_of,
+    material_information,
+    read_confirmation,
+)
 from gxpmes.erp.confirmations import apply_confirmation
 from gxpmes.erp.outbox import ERP_INTERFACE, enqueue
 from gxpmes.erp.schema import InboundRow, RejectRow
@@ -262,6 +269,41 @@ class Receiver:
         Raises only for a database failure (the caller leaves the document
         at its source, to be redelivered).
         """
+        return self.handle_many([(body, origin)])[0]
+
+    def handle_many(self, items: list[tuple[bytes, str]]) -> list[InboundResult]:
+        """Take several documents in order; consecutive confirmations share one transaction.
+
+        Results are in the order of ``items``. A database failure raises and
+        leaves every document of the call to be redelivered (all are idempotent).
+        """
+        results: list[InboundResult | None] = [None] * len(items)
+        group: list[tuple[int, _Parsed, Confirmation]] = []
+
+        def flush() -> None:
+            for index, result in self._confirmations(group):
+                results[index] = result
+            group.clear()
+
+        for index, (body, origin) in enumerate(items):
+            parsed = self._prepare(body, origin)
+            if isinstance(parsed, InboundResult):
+                results[index] = parsed
+            elif parsed.header.root == "ConfirmBOD" or parsed.header.root.startswith("Acknowledge"):
+                try:
+                    group.append((index, parsed, read_confirmation(parsed.tree)))
+                except (GxpError, ISA95Error) as exc:
+                    results[index] = self._invalid(
+                        body, parsed.digest, origin, str(exc), parsed.header
+                    )
+            else:
+                flush()
+                results[index] = self._business(parsed)
+        flush()
+        return [r for r in results if r is not None]
+
+    def _prepare(self, body: bytes, origin: str) -> InboundResult | _Parsed:
+        """Parse and validate; a refused or already taken document is answered here."""
         digest = hashlib.sha256(body).hexdigest()
         if len(body) > MAX_BYTES:
             return self._invalid(
@@ -288,10 +330,14 @@ class Receiver:
             return self._invalid(
                 body, digest, origin, f"BOD ID {key} was already taken with other content", header
             )
+        return _Parsed(tree, header, key, digest, body, origin)
+
+    def _business(self, parsed: _Parsed) -> InboundResult:
+        """Orders, materials and lots: applied whole, or rejected whole with the reasons."""
+        header, key, digest, body = parsed.header, parsed.key, parsed.digest, parsed.body
+        origin = parsed.origin
         verb, noun = _split(header.root)
         try:
-            if header.root == "ConfirmBOD" or header.root.startswith("Acknowledge"):
-                return self._confirmation(tree, header, key, digest, body)
             if verb is not None and noun in _SCHEDULES:
                 document = self.b2mml.read(body, assume_timezone=self.assume_timezone)
                 work = ("orders", orders_of(document.model), verb == "Sync")
@@ -299,7 +345,7 @@ class Receiver:
                 if noun == "MaterialInformation":
                     information = self.b2mml.read(body, assume_timezone=self.assume_timezone).model
                 else:
-                    information = material_information(self.b2mml, tree, header)
+                    information = material_information(self.b2mml, parsed.tree, header)
                 work = ("materials", information, verb == "Sync")
             else:
                 raise BatchError(
@@ -373,14 +419,52 @@ class Receiver:
             raise BatchError("the document defines no material and no lot")
         return effects
 
-    def _confirmation(
-        self, tree: Any, header: Header, key: str, digest: str, body: bytes
-    ) -> InboundResult:
-        confirmation = read_confirmation(tree)
+    def _confirmations(
+        self, group: list[tuple[int, _Parsed, Confirmation]]
+    ) -> list[tuple[int, InboundResult]]:
+        """Match confirmations to sent documents, all in one transaction."""
+        if not group:
+            return []
+        results = []
         with self.db.transaction() as conn:
-            if self._taken(conn, key) is not None:
-                return InboundResult("duplicate", "already taken", key)
-            result = apply_confirmation(self.db, conn, confirmation)
-            detail = ", ".join(f"{m} {o}" for m, o in result.outcomes.items())
-            self._record(conn, key, header, digest, body, "Accepted", detail, None)
-        return InboundResult("confirmation", detail, key, None, list(result.outcomes.values()))
+            for index, parsed, confirmation in group:
+                if self._taken(conn, parsed.key) is not None:
+                    results.append((index, InboundResult("duplicate", "already taken", parsed.key)))
+                    continue
+                applied = apply_confirmation(self.db, conn, confirmation)
+                detail = ", ".join(f"{m} {o}" for m, o in applied.outcomes.items())
+                self._record(
+                    conn,
+                    parsed.key,
+                    parsed.header,
+                    parsed.digest,
+                    parsed.body,
+                    "Accepted",
+                    detail,
+                    None,
+                )
+                results.append(
+                    (
+                        index,
+                        InboundResult(
+                            "confirmation",
+                            detail,
+                            parsed.key,
+                            None,
+                            list(applied.outcomes.values()),
+                        ),
+                    )
+                )
+        return results
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A schema-valid document not taken before, ready to be applied."""
+
+    tree: Any
+    header: Header
+    key: str
+    digest: str
+    body: bytes
+    origin: str

@@ -201,3 +201,28 @@ def test_a_rejected_document_is_resent_unchanged(
     assert [e.event.reason for e in trail if e.event.action == "erp.resend"] == [
         "FI period 12 opened"
     ]
+
+
+def test_a_database_failure_leaves_the_window_at_its_source(erp_plant: Any, tmp_path: Path) -> None:
+    release_batch(erp_plant, B)
+    out, inbox = tmp_path / "to-erp", tmp_path / "from-erp"
+    out.mkdir()
+    inbox.mkdir()
+    Sender(erp_plant.db, open_transport(f"dir:{out}")).run_once()
+    for n, row in enumerate(outbox(erp_plant.db, B)):
+        (inbox / f"{n:03d}.xml").write_bytes(confirmation(row["message_id"]))
+    receiver = Receiver(erp_plant.engine, erp_plant.engine.erp_b2mml)
+    source = open_source(f"dir:{inbox}")
+    real = receiver.handle_many
+
+    def database_down(items: Any) -> Any:
+        raise OSError("server closed the connection")
+
+    receiver.handle_many = database_down  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        receive(receiver, source, follow=False)
+    assert len([n for n in files(inbox) if n.endswith(".xml")]) == 5  # nothing acknowledged
+    receiver.handle_many = real  # type: ignore[method-assign]
+    counts = receive(receiver, source, follow=False)  # the same source, after the failure
+    assert counts["confirmation"] == 5
+    assert {r["status"] for r in outbox(erp_plant.db, B)} == {"delivered"}

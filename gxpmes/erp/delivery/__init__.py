@@ -84,6 +84,9 @@ class Source(Protocol):
     def ack(self, incoming: Incoming) -> None:
         """The document is recorded: remove it from the source."""
 
+    def reset(self) -> None:
+        """Hand every unacknowledged document out again (after a failure to record them)."""
+
     def close(self) -> None:
         """Release connections."""
 

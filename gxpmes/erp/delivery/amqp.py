@@ -206,6 +206,10 @@ class AmqpSource:
             self.link.reset()
             raise TransportDown(f"{self.name}: ack lost (it will be redelivered): {exc}") from exc
 
+    def reset(self) -> None:
+        """Drop the connection: the broker requeues every unacknowledged message."""
+        self.link.reset()
+
     def close(self) -> None:
         """Close the connection."""
         self.link.reset()

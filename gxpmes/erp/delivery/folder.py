@@ -74,6 +74,7 @@ class FolderSource:
         self.folder = Path(path)
         self.name = f"dir:{path}"
         self.done = self.folder / "processed"
+        self._out: set[Path] = set()  # handed out, not yet acknowledged
 
     def fetch(self, timeout: float) -> Incoming | None:
         """The first file by name, or None (after ``timeout`` seconds of nothing)."""
@@ -91,6 +92,8 @@ class FolderSource:
                 raise TransportDown(f"{self.name}: {exc.strerror or exc}") from exc
             for name in names:
                 path = self.folder / name
+                if path in self._out:
+                    continue
                 try:
                     size = path.stat().st_size
                     if size > MAX_INBOUND_BYTES:
@@ -101,6 +104,7 @@ class FolderSource:
                     continue  # taken by another receiver meanwhile
                 except OSError as exc:
                     raise TransportDown(f"{self.name}: cannot read {name}: {exc}") from exc
+                self._out.add(path)
                 return Incoming(data, f"{self.name}/{name}", path)
             if time.monotonic() >= deadline:
                 return None
@@ -110,6 +114,7 @@ class FolderSource:
         """Move the file to ``processed/`` (its outcome is recorded)."""
         path = incoming.token
         assert isinstance(path, Path)
+        self._out.discard(path)
         try:
             self.done.mkdir(exist_ok=True)
             os.replace(path, self.done / path.name)
@@ -120,6 +125,10 @@ class FolderSource:
             raise DeliveryError(
                 f"{self.name}: cannot move {path.name} to processed/: {exc}"
             ) from exc
+
+    def reset(self) -> None:
+        """Hand out again every file not acknowledged."""
+        self._out.clear()
 
     def close(self) -> None:
         """Nothing to release."""

@@ -27,10 +27,13 @@ def receive(
     backoff_cap: float = 60.0,
     status: Callable[[str | None], None] | None = None,
     status_interval: float = 10.0,
+    batch: int = 100,
 ) -> Counter[str]:
     """Take documents from ``source`` until it is empty (``follow=False``) or ``stop`` is set.
 
-    A document is acknowledged only after its outcome is committed. Without
+    Up to ``batch`` documents already waiting are taken together (consecutive
+    confirmations commit in one transaction). A document is acknowledged only
+    after its outcome is committed. Without
     ``follow`` a source that is down raises :class:`TransportDown`; with it,
     the loop backs off and tries again, as it does when the database fails
     (the document then stays at its source and comes again).
@@ -50,18 +53,24 @@ def receive(
                 if not follow:
                     break
                 continue
-            result = receiver.handle(incoming.body, incoming.origin)
-            counts[result.outcome] += 1
-            source.ack(incoming)
+            window = [incoming]  # what is queued already joins (confirmations: one transaction)
+            while len(window) < batch and (more := source.fetch(0.0)) is not None:
+                window.append(more)
+            results = receiver.handle_many([(i.body, i.origin) for i in window])
+            for item, result in zip(window, results, strict=True):
+                counts[result.outcome] += 1
+                source.ack(item)
             failures, down = 0, None
         except TransportDown as exc:
+            source.reset()
             if not follow:
                 raise
             down = str(exc)
-        except Exception as exc:  # the database failed: keep the document, retry later
+        except Exception as exc:  # the database failed: keep the documents, retry later
+            source.reset()
             if not follow:
                 raise
-            log.warning("inbound document left at its source: %s", exc)
+            log.warning("inbound documents left at their source: %s", exc)
             down = f"database: {exc}"
         if down is not None:
             failures += 1
