@@ -84,10 +84,14 @@ class Sender:
                 ).all()
             )
 
-    def _body(self, message_id: str) -> bytes:
+    def _bodies(self, message_ids: list[str]) -> dict[str, bytes]:
         with self.db.read() as conn:
-            body = conn.scalar(select(OutboxRow.body).where(OutboxRow.message_id == message_id))
-        return str(body).encode("utf-8")
+            rows = conn.execute(
+                select(OutboxRow.message_id, OutboxRow.body).where(
+                    OutboxRow.message_id.in_(message_ids)
+                )
+            ).all()
+        return {m: str(b).encode("utf-8") for m, b in rows}
 
     def _fail(self, row: Any, exc: DeliveryError) -> None:
         self.counts["failed_attempts"] += 1
@@ -111,18 +115,23 @@ class Sender:
         sent: list[tuple[str, str | None]] = []
         total = 0
         self.down = None
+        bodies: dict[str, bytes] = {}
         try:
-            for row in self._pending():
+            pending = self._pending()
+            for at, row in enumerate(pending):
                 group = row.batch_id or ""
                 if group in blocked:
                     continue
                 if row.next_attempt_at is not None and row.next_attempt_at > now:
                     blocked.add(group)  # the batch waits behind its backed-off message
                     continue
+                if row.message_id not in bodies:  # read a window's bodies in one query
+                    ahead = [r.message_id for r in pending[at : at + self.policy.window]]
+                    bodies = self._bodies(ahead)
                 message = Message(
                     row.message_id,
                     row.root,
-                    self._body(row.message_id),
+                    bodies[row.message_id],
                     row.batch_id,
                     row.sha256,
                     row.event,
