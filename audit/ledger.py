@@ -620,14 +620,21 @@ class Ledger:
         rows: list[tuple[Any, ...]] = []
         leaves: list[bytes] = []
         entries: list[Entry] = []
+        keys: dict[tuple[str, str], int] = {}  # a batch's values mostly share a few objects
         n = size
         for event in events:
             canonical = encode_entry(n, stamp, prev, event)
             leaf = _sha256(b"\x00" + canonical).digest()  # record_hash, inlined
-            interior = b"".join(extend_frontier(frontier, n, leaf))
-            rows.append(
-                (n, object_key(event.object_type, event.object_id), canonical, leaf, interior)
-            )
+            if n & 1:
+                interior = b"".join(extend_frontier(frontier, n, leaf))
+            else:  # an even record completes no subtree: it only joins the frontier
+                frontier.append(leaf)
+                interior = b""
+            target = (event.object_type, event.object_id)
+            key = keys.get(target)
+            if key is None:
+                key = keys[target] = object_key(*target)
+            rows.append((n, key, canonical, leaf, interior))
             if keep_entries:
                 entries.append(Entry(n, recorded_at, prev, event, canonical))
             leaves.append(leaf)
