@@ -13,7 +13,9 @@
   no earlier than the checkpoint's own time, and the key must still be valid
   at the TSA's time — so a key revoked at T cannot sign a checkpoint
   "dated" before T after the fact; ``require_timestamp`` makes the token
-  mandatory. A given checkpoint that fails any of this fails verification.
+  mandatory: a checkpoint without one is not used (a warning), and when no
+  checkpoint given has one verification fails. A given checkpoint that fails
+  any other check — or whose token contradicts it — fails verification.
 * the log must hold every trusted checkpoint's size with its root and chain
   head (consistency with *each*, not only the newest);
 * the checkpoint copies kept in the database are checked too: a copy that
@@ -51,6 +53,7 @@ from audit.verify import (
 __all__ = ["GivenCheckpoint", "collect_checkpoints", "verify_anchored"]
 
 COSIGNATURE_KIND = "cosignature"
+_NO_TOKEN = "no valid RFC 3161 time-stamp token"
 
 
 @dataclass
@@ -147,7 +150,7 @@ def _trust_checkpoint(
         why = "; ".join(dict.fromkeys(unusable)) if unusable else "none found"
         return (
             None,
-            f"no valid RFC 3161 time-stamp token (the trust file requires one): {why}",
+            f"{_NO_TOKEN} (the trust file requires one): {why}",
             None,
         )
     return opened, "", None
@@ -277,8 +280,14 @@ def verify_anchored(
             known.tokens.extend(evidence.tokens)
             known.cosignatures.extend(evidence.cosignatures)
     given = [_with_evidence(item, by_note) for item in given]
+    unstamped: list[str] = []
     for item in given:
         opened, why, _when = _trust_checkpoint(item, keys, policy)
+        if opened is None and why.startswith(_NO_TOKEN):
+            # No evidence either way (the TSA sink skips checkpoints while it catches up):
+            # not used as an anchor, and it vouches for nothing.
+            unstamped.append(f"checkpoint {item.source} not used: {why}")
+            continue
         if opened is None:
             kind = (
                 Problem.CHECKPOINT_MALFORMED if why.startswith("malformed") else Problem.UNKNOWN_KEY
@@ -288,7 +297,17 @@ def verify_anchored(
             return failed(kind, f"checkpoint {item.source} is not trusted: {why}")
         anchors.append((item.source, opened.checkpoint))
         trusted_items.append((item, opened.checkpoint))
+    if unstamped and not trusted_items:
+        return failed(
+            Problem.UNKNOWN_KEY,
+            "no checkpoint given carries a valid RFC 3161 time-stamp token, which the trust "
+            f"file requires; {unstamped[0]}",
+        )
+    warnings.extend(unstamped)
+    checked_notes = {item.note for item, _cp in trusted_items}
     for copy in stored:
+        if copy.note in checked_notes:
+            continue  # the same note as a checkpoint given from outside: checked already
         item = _from_database(copy)
         opened, why, _when = _trust_checkpoint(item, keys, policy)
         if opened is None:

@@ -257,7 +257,8 @@ def test_backdated_checkpoint_by_a_revoked_stolen_key_is_caught(
             what="all published",
         )
     outside = collect_checkpoints(directories=[worm])
-    assert all(g.tokens for g in outside)
+    # The TSA sink takes the newest checkpoint when it is behind: the last one has a token.
+    assert max(outside, key=lambda g: open_checkpoint(g.note).checkpoint.tree_size).tokens
     # The key is revoked (in the trust file) once the genuine checkpoints were stamped.
     revoked = datetime.now(UTC) + timedelta(seconds=3)
     policy = write_trust(
