@@ -180,7 +180,9 @@ class ChargeRow(AppBase):
     charge_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     batch_id: Mapped[str] = mapped_column(String(128), index=True)
     phase: Mapped[str] = mapped_column(String(512))
-    weighing_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Indexed, not unique: "charged once" is checked under the write lock, and a forged
+    # second row must reach verification (which names it), not fail at insert.
+    weighing_id: Mapped[str] = mapped_column(String(64), index=True)
     container_id: Mapped[str] = mapped_column(String(128))
     equipment_id: Mapped[str] = mapped_column(String(128))
     charged_by: Mapped[str] = mapped_column(String(64))

@@ -38,7 +38,7 @@ def upgrade() -> None:
             sa.Column("charge_id", sa.String(64), primary_key=True),
             sa.Column("batch_id", sa.String(128), nullable=False, index=True),
             sa.Column("phase", sa.String(512), nullable=False),
-            sa.Column("weighing_id", sa.String(64), nullable=False, unique=True),
+            sa.Column("weighing_id", sa.String(64), nullable=False, index=True),
             sa.Column("container_id", sa.String(128), nullable=False),
             sa.Column("equipment_id", sa.String(128), nullable=False),
             sa.Column("charged_by", sa.String(64), nullable=False),
