@@ -224,3 +224,39 @@ def test_receiver_does_not_swallow_database_failures(erp_plant: Any, monkeypatch
     monkeypatch.setattr(erp_plant.db, "transaction", down)
     with pytest.raises(OSError):
         r.handle(production_order("X"), "t")
+
+
+def test_concurrent_receivers_take_a_document_once(erp_plant_any: Any, tmp_path: Any) -> None:
+    """Two receiver processes get the same order at once: one takes it, one sees it taken."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+    from shared_paths import schemas_dir
+
+    plant = erp_plant_any
+    key = tmp_path / "head.pem"
+    key.write_bytes(
+        plant.system_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    document = tmp_path / "order.xml"
+    document.write_bytes(production_order("RACE-1", bod_id="SAP-RACE-1"))
+    url = plant.db.engine.url.render_as_string(hide_password=False)
+    child = Path(__file__).with_name("receive_child.py")
+    args = [sys.executable, str(child), url, str(key), str(schemas_dir()), str(document)]
+    for _ in range(3):  # rounds: the second and third find it taken already
+        runs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        outcomes = sorted(p.communicate(timeout=120)[0].strip() for p in runs)
+        assert all(p.returncode == 0 for p in runs)
+        if "accepted" in outcomes:
+            assert outcomes == ["accepted", "duplicate"]
+        else:
+            assert outcomes == ["duplicate", "duplicate"]
+    assert planned_batch(plant.engine, "RACE-1") is not None
+    assert sum(r["root"] == "ConfirmBOD" for r in outbox(plant.db)) == 1
+    assert len(plant.db.ledger.entries_for("planned_batch", "RACE-1")) == 1
