@@ -24,7 +24,7 @@ from gxpmes.errors import (
 from gxpmes.identity import Credentials
 from gxpmes.records.verify import verify_record
 from gxpmes.testing import steps
-from gxpmes.trail import REVIEW_RECORD, TrailReviews, TrailScope, collect_trail
+from gxpmes.trail import REVIEW_RECORD, RecordedReview, TrailReviews, TrailScope, collect_trail
 
 
 def _another_batch(plant: Plant, batch_id: str) -> None:
@@ -33,9 +33,10 @@ def _another_batch(plant: Plant, batch_id: str) -> None:
     steps.batch_in_execution(plant, batch_id)
 
 
-def _record(plant: Plant, scope: TrailScope, reviewer: str = "qa1") -> object:
+def _record(plant: Plant, scope: TrailScope, reviewer: str = "qa1") -> RecordedReview:
     view = collect_trail(plant.db, scope)
-    return plant.engine.trail_reviews.record(
+    reviews = TrailReviews(plant.db, plant.signatures)
+    return reviews.record(
         scope, view.through_seq, view.content_sha256, plant.creds(reviewer), comment="reviewed"
     )
 
@@ -94,7 +95,7 @@ def test_release_needs_a_review_that_covers_every_change(plant: Plant) -> None:
     assert engine.batch(B)["status"] == "Released"
     # The release entry and the lot release are in the trail, after the review.
     rows = collect_trail(plant.db, TrailScope(batch_id=B)).rows
-    assert [r.action for r in rows if r.seq > review.seq][-2:] == ["batch.status", "lot.status"]  # type: ignore[attr-defined]
+    assert [r.action for r in rows if r.seq > review.seq][-2:] == ["batch.status", "lot.status"]
 
 
 def test_a_change_after_the_review_needs_another(plant: Plant) -> None:
@@ -177,7 +178,7 @@ def test_a_review_is_verified_and_an_edited_review_is_caught(plant: Plant, tmp_p
         conn.execute(
             "UPDATE gx_signature SET manifest = replace(manifest, 'Reviewed', 'Reviewed ') "
             "WHERE record_type = ? AND record_id = ?",
-            (REVIEW_RECORD, review.review_id),  # type: ignore[attr-defined]
+            (REVIEW_RECORD, review.review_id),
         )
     engine = open_engine(copy, read_only=True)
     try:
@@ -245,11 +246,12 @@ def test_reviews_are_listed_by_batch_and_by_range(plant: Plant) -> None:
     first = _record(plant, TrailScope(batch_id=B))
     since = datetime(2026, 1, 1, tzinfo=UTC)
     ranged = _record(plant, TrailScope(since=since, until=since + timedelta(days=400)))
-    assert [r.review_id for r in reviews.reviews(B)] == [first.review_id]  # type: ignore[attr-defined]
-    assert [r.review_id for r in reviews.reviews()] == [ranged.review_id]  # type: ignore[attr-defined]
+    assert [r.review_id for r in reviews.reviews(B)] == [first.review_id]
+    assert [r.review_id for r in reviews.reviews()] == [ranged.review_id]
     listed = reviews.reviews(B)[0]
     assert listed.scope == TrailScope(batch_id=B)
     assert listed.manifestation.startswith("Quinn Reviewer (qa1) — Reviewed — ")
     entry = plant.db.ledger.entry(listed.seq)
     assert (entry.event.action, entry.event.reason) == ("trail.review", "reviewed")
-    assert entry.event.new["content_sha256"] == listed.content_sha256  # type: ignore[index]
+    assert isinstance(entry.event.new, dict)
+    assert entry.event.new["content_sha256"] == listed.content_sha256
