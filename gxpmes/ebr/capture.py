@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from audit.canonical import format_timestamp
-from audit.entry import Actor, AuditEvent
+from audit.entry import Actor, events_for_objects
 from gxpmes.ebr.base import (
     _ACTIVE,
     CAPTURE_PERMISSION,
@@ -188,70 +188,74 @@ class ValueCapture(RecipeRecords):
     ) -> tuple[list[str], dict[str, Any]]:
         problems: list[str] = []
         contexts: dict[str, Any] = {}
-        steps: dict[tuple[str, str], str | None] = {}
-        known: dict[tuple[str, str], bool] = {}
+        # What values of one batch parameter share (batch, phase, recipe) is checked once
+        # per parameter: None when it may take values, else why not.
+        shared: dict[tuple[str, str], str | None] = {}
         latest = server_now + self.future_skew
         for value in values:
-            if value.batch_id not in contexts:
-                batch = conn.execute(
-                    select(BatchRow).where(BatchRow.batch_id == value.batch_id)
-                ).one_or_none()
-                if batch is None:
-                    contexts[value.batch_id] = None
-                else:
-                    contexts[value.batch_id] = (
-                        batch,
-                        self.recipe(batch.recipe_id, batch.recipe_version)[0],
-                    )
-            context = contexts[value.batch_id]
-            where = f"{value.tag} → {value.batch_id}/{value.parameter}"
-            if context is None:
-                problems.append(f"{where}: no such batch")
-                continue
-            batch, recipe = context
-            if batch.status != IN_EXECUTION:
-                problems.append(f"{where}: batch is {batch.status}, not In execution")
-                continue
-            phase = value.parameter.rsplit("/", 1)[0]
-            key = (value.batch_id, phase)
-            if key not in steps:
-                steps[key] = conn.execute(
-                    select(StepRow.state).where(
-                        StepRow.batch_id == value.batch_id, StepRow.path == phase
-                    )
-                ).scalar_one_or_none()
-            state = steps[key]
             pkey = (value.batch_id, value.parameter)
-            if pkey not in known:
-                known[pkey] = self._phase_parameter(recipe, value.parameter) is not None
-            if state is None:
-                problems.append(f"{where}: no phase {phase!r} in this batch")
-            elif not known[pkey]:
-                problems.append(f"{where}: the recipe has no parameter {value.parameter!r}")
-            elif state not in _ACTIVE:
-                problems.append(f"{where}: phase is {state}")
-            elif value.quality not in QUALITIES:
-                problems.append(f"{where}: quality {value.quality!r} is not Good, Uncertain or Bad")
+            if pkey in shared:
+                refusal = shared[pkey]
+            else:
+                refusal = shared[pkey] = self._parameter_refusal(conn, contexts, *pkey)
+            if refusal is not None:
+                problems.append(f"{value.tag} → {value.batch_id}/{value.parameter}: {refusal}")
+                continue
+            if value.quality not in QUALITIES:
+                refusal = f"quality {value.quality!r} is not Good, Uncertain or Bad"
             elif value.source_ts.utcoffset() is None or (
                 value.server_ts is not None and value.server_ts.utcoffset() is None
             ):
-                problems.append(f"{where}: naive timestamp")
+                refusal = "naive timestamp"
             elif self._ahead_of(value, latest):
                 ahead = max(value.source_ts, value.server_ts or value.source_ts)
-                problems.append(
-                    f"{where}: timestamp {format_timestamp(ahead)} is more than "
+                refusal = (
+                    f"timestamp {format_timestamp(ahead)} is more than "
                     f"{self.future_skew} ahead of the server clock {format_timestamp(server_now)}"
                 )
             elif not isinstance(value.value, Decimal):
-                problems.append(f"{where}: value {value.value!r} is not a Decimal (or int)")
+                refusal = f"value {value.value!r} is not a Decimal (or int)"
             elif not value.value.is_finite():
-                problems.append(f"{where}: value {value.value} is not finite")
+                refusal = f"value {value.value} is not finite"
             elif len(text := str(value.value)) > _VALUE_CHARS:  # refused, never rounded
-                problems.append(
-                    f"{where}: value {text[:20]}… has {len(text)} characters; "
+                refusal = (
+                    f"value {text[:20]}… has {len(text)} characters; "
                     f"a value row holds at most {_VALUE_CHARS} characters"
                 )
+            if refusal is not None:
+                problems.append(f"{value.tag} → {value.batch_id}/{value.parameter}: {refusal}")
         return problems, contexts
+
+    def _parameter_refusal(
+        self, conn: Connection, contexts: dict[str, Any], batch_id: str, parameter: str
+    ) -> str | None:
+        """Why no value of ``parameter`` in batch ``batch_id`` may be captured now, or None."""
+        if batch_id not in contexts:
+            batch = conn.execute(
+                select(BatchRow).where(BatchRow.batch_id == batch_id)
+            ).one_or_none()
+            contexts[batch_id] = (
+                None
+                if batch is None
+                else (batch, self.recipe(batch.recipe_id, batch.recipe_version)[0])
+            )
+        context = contexts[batch_id]
+        if context is None:
+            return "no such batch"
+        batch, recipe = context
+        if batch.status != IN_EXECUTION:
+            return f"batch is {batch.status}, not In execution"
+        phase = parameter.rsplit("/", 1)[0]
+        state = conn.execute(
+            select(StepRow.state).where(StepRow.batch_id == batch_id, StepRow.path == phase)
+        ).scalar_one_or_none()
+        if state is None:
+            return f"no phase {phase!r} in this batch"
+        if self._phase_parameter(recipe, parameter) is None:
+            return f"the recipe has no parameter {parameter!r}"
+        if state not in _ACTIVE:
+            return f"phase is {state}"
+        return None
 
     def _write_values(
         self,
@@ -265,7 +269,7 @@ class ValueCapture(RecipeRecords):
         reason: str | None = None,
         client_id: str | None = None,
     ) -> list[int]:
-        events = []
+        payloads: list[tuple[str, dict[str, Any]]] = []
         exceptions = []
         limits_of: dict[tuple[str, str], FormulaParameter | None] = {}
         action = "value.manual" if manual else "value.capture"
@@ -279,30 +283,23 @@ class ValueCapture(RecipeRecords):
             if limits is not None and limits.unit and limits.unit != value.unit:
                 in_limits = False
             # Flat on purpose (the encoder's fast path); value_row() turns it into the row.
-            events.append(
-                AuditEvent(
-                    actor or self.collector,
-                    action,
-                    "process_value",
-                    f"{value.batch_id}/{value.parameter}",
-                    new={
-                        "batch_id": value.batch_id,
-                        "parameter": value.parameter,
-                        "tag": value.tag,
-                        "value": value.value,
-                        "unit": value.unit,
-                        "source_ts": format_timestamp(value.source_ts),
-                        "server_ts": server_text
-                        if value.server_ts is None
-                        else format_timestamp(value.server_ts),
-                        "quality": value.quality,
-                        "in_limits": in_limits,
-                        "source_key": value.source_key,
-                        **({"client_id": client_id} if client_id is not None else {}),
-                    },
-                    reason=reason,
-                )
-            )
+            payload = {
+                "batch_id": value.batch_id,
+                "parameter": value.parameter,
+                "tag": value.tag,
+                "value": value.value,
+                "unit": value.unit,
+                "source_ts": format_timestamp(value.source_ts),
+                "server_ts": server_text
+                if value.server_ts is None
+                else format_timestamp(value.server_ts),
+                "quality": value.quality,
+                "in_limits": in_limits,
+                "source_key": value.source_key,
+            }
+            if client_id is not None:
+                payload["client_id"] = client_id
+            payloads.append((f"{value.batch_id}/{value.parameter}", payload))
             if not in_limits:
                 exceptions.append(
                     (
@@ -323,6 +320,10 @@ class ValueCapture(RecipeRecords):
                         f"{value.tag} = {value.value} entered by hand: {reason}",
                     )
                 )
+        # The fields all values share (actor, action, reason) are validated once per call.
+        events = events_for_objects(
+            actor or self.collector, action, "process_value", payloads, reason=reason
+        )
         receipt = self.db.ledger.append_many(events, conn=conn)
         value_rows = [
             value_row(seq, action, event.new)
