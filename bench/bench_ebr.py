@@ -80,8 +80,8 @@ def main() -> None:
         for chunk in chunks
     ]
     began, cpu = time.perf_counter(), time.process_time()
-    for chunk in events:
-        ledger.append_many(chunk)
+    for batch_events in events:
+        ledger.append_many(batch_events)
     raw = args.values / (time.perf_counter() - began)
     raw_cpu = (time.process_time() - cpu) / args.values
     ledger.close()
