@@ -122,7 +122,7 @@ def _spec(table: Table) -> TableSpec:
 def projected() -> dict[str, TableSpec]:
     """Every application table that is rebuilt from the log, by name."""
     # Imported here: the schemas import the identity package, which needs the database module.
-    import gxpmes.ebr.schema  # noqa: F401  (registers the EBR tables on AppBase)
+    import gxpmes.ebr.schema
     import gxpmes.erp.schema  # noqa: F401  (the ERP exchange, planned batches, materials)
     from gxpmes.identity.schema import AppBase
 

@@ -150,10 +150,7 @@ def test_large_batch_renders_with_downsampled_plots(tmp_path: Path) -> None:
         for i in range(100_000)
     ]
     for chunk in range(0, len(values), 5000):
-        engine.capture(
-            values[chunk : chunk + 5000],
-            source=OT_SOURCE,
-        )
+        engine.capture(values[chunk : chunk + 5000], source=OT_SOURCE)
     data = collect_report(engine, "B-BIG")
     series = data.series[0]
     assert len(series.values) == 100_000 and set(series.out_of_limit) == spikes
