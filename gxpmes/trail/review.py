@@ -32,11 +32,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from audit.canonical import canonicalize, format_timestamp
 from audit.entry import AuditEvent
 from gxpmes.errors import (
+    BatchError,
     ConfigurationError,
     GxpError,
     RecordChangedError,
@@ -434,6 +435,14 @@ class RecordedReview:
         )
 
 
+def _require_batch(conn: Connection, batch_id: str) -> None:
+    """A review is of a batch that exists: an empty trail of a mistyped id is no review."""
+    from gxpmes.ebr.schema import BatchRow
+
+    if conn.execute(select(BatchRow.batch_id).where(BatchRow.batch_id == batch_id)).first() is None:
+        raise BatchError(f"no batch {batch_id!r}: there is no trail to review")
+
+
 def _signed_content(scope: TrailScope, view: TrailView, comment: str) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -481,6 +490,8 @@ class TrailReviews:
             content = _signed_content(scope, view, comment)
             record = SignableRecord(REVIEW_RECORD, review_id, content, scope.signable_scope)
             with self.db.transaction() as conn:
+                if scope.batch_id is not None:
+                    _require_batch(conn, scope.batch_id)
                 signature_id = self.signatures.sign_in(conn, signer, record, reason=comment)
                 seq = self.db.audit(
                     conn,

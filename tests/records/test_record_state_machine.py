@@ -334,7 +334,9 @@ def finish_batch(story: Story, draw: Draw) -> None:
     actual = Decimal(draw(st.sampled_from(["97.5", "80.0"])))
     engine.complete_batch(story.plant.sessions["op1"], batch, Quantity(value=actual, unit="kg"))
     for item in engine.review_by_exception(batch):
-        if item.kind.startswith("exception") and item.open:
+        if item.kind == "open:weighing_unverified":  # the second person checks each weighing
+            engine.verify_weighing(item.reference, story.creds("op2"))
+        elif item.kind.startswith("exception") and item.open:
             engine.assess_exception(item.item_id, story.creds("qa1"), comment="no impact")
         elif item.kind == "deviation" and item.open:
             with contextlib.suppress(GxpError):  # already investigated
@@ -446,6 +448,8 @@ def advance(story: Story, draw: Draw, stage: str) -> None:
         return
     finish_batch(story, draw)
     if stage == "released":
+        for batch in story.batches:  # the stage is reached: its trail review is not drawn
+            story.plant.review_trail(batch)
         release(story, draw)
     elif stage == "rejected":
         reject(story, draw)
