@@ -15,6 +15,7 @@ from trail.conftest import B
 
 from audit.db import open_engine
 from gxpmes.errors import (
+    BatchError,
     ConfigurationError,
     GxpError,
     RecordChangedError,
@@ -255,3 +256,13 @@ def test_reviews_are_listed_by_batch_and_by_range(plant: Plant) -> None:
     assert (entry.event.action, entry.event.reason) == ("trail.review", "reviewed")
     assert isinstance(entry.event.new, dict)
     assert entry.event.new["content_sha256"] == listed.content_sha256
+
+
+def test_a_batch_that_does_not_exist_has_no_trail_to_review(plant: Plant) -> None:
+    """A mistyped batch id's trail is empty: signing it "reviewed" would be a signature
+    outside every record, so it is refused and nothing is signed."""
+    before = len(plant.signatures.signatures_in_scope("B-TYPO"))
+    with pytest.raises(BatchError, match="no batch 'B-TYPO'"):
+        _record(plant, TrailScope(batch_id="B-TYPO"))
+    assert len(plant.signatures.signatures_in_scope("B-TYPO")) == before == 0
+    assert verify_record(plant.db.engine).ok
