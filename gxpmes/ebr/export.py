@@ -6,6 +6,7 @@ import hashlib
 from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from audit.entry import AuditEvent
 from gxpmes.database import SYSTEM
@@ -38,6 +39,19 @@ class ExportedBatch:
         self.performance_sha256 = hashlib.sha256(performance).hexdigest()
 
 
+def signature_event(signature: Any) -> RecordEvent:
+    """A signature as a BatchML record event: its manifestation, who, and what it signed."""
+    return RecordEvent(
+        id=signature.signature_id,
+        timestamp=signature.signed_at,
+        event_type="Operator",
+        event_subtype="Security",
+        message=signature.manifestation,
+        person_id=signature.signer_id,
+        procedural_element=signature.record_id,
+    )
+
+
 def batch_production_record(engine: BatchEngine, batch_id: str) -> BatchProductionRecord:
     """The batch as a BatchML BatchProductionRecord model."""
     batch = engine.batch(batch_id)
@@ -53,18 +67,7 @@ def batch_production_record(engine: BatchEngine, batch_id: str) -> BatchProducti
                 quality=value["quality"],
             )
         )
-    events = [
-        RecordEvent(
-            id=s.signature_id,
-            timestamp=s.signed_at,
-            event_type="Operator",
-            event_subtype="Security",
-            message=s.manifestation,
-            person_id=s.signer_id,
-            procedural_element=s.record_id,
-        )
-        for s in engine.signatures.signatures_in_scope(batch_id)
-    ]
+    events = [signature_event(s) for s in engine.signatures.signatures_in_scope(batch_id)]
     for record_item in engine.record_items(batch_id):
         events.append(
             RecordEvent(

@@ -299,25 +299,14 @@ def _production(engine: Any, conn: Connection, batch_id: str, facts: dict[str, A
 
 
 def _record(engine: Any, conn: Connection, batch_id: str, facts: dict[str, Any]) -> Any:
-    from gxpmes.ebr.export import batch_production_record
-    from isa95.batchrecord import RecordEvent
+    from gxpmes.ebr.export import batch_production_record, signature_event
 
     # The committed record plus what this transaction changed: the status and
     # the deciding signature (read through ``conn``).
     model = batch_production_record(engine, batch_id)
     known = {e.id for e in model.events}
     events = list(model.events) + [
-        RecordEvent(
-            id=s.signature_id,
-            timestamp=s.signed_at,
-            event_type="Operator",
-            event_subtype="Security",
-            message=s.manifestation,
-            person_id=s.signer_id,
-            procedural_element=s.record_id,
-        )
-        for s in _signatures(conn, batch_id)
-        if s.signature_id not in known
+        signature_event(s) for s in _signatures(conn, batch_id) if s.signature_id not in known
     ]
     return model.model_copy(
         update={"record_status": _batch(conn, batch_id).status, "events": events}
