@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -69,6 +70,14 @@ def start(config: Path, db: str) -> subprocess.Popen[str]:
         text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1", GXPMES_KEY_PASSPHRASE=KEY_PASSPHRASE),
     )
+
+
+def wait_started(process: subprocess.Popen[str]) -> None:
+    """Until the connector prints its first status line. Before its handler exists
+    (Python itself still starting), SIGTERM kills the process like any other."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], DEADLINE)
+    assert ready and process.stdout.readline(), "gxpmes connect printed no status line"
 
 
 def recorded(db_path: str) -> list[dict[str, object]]:
@@ -209,6 +218,7 @@ def test_sigkill_loses_no_acknowledged_value(running, broker, tmp_path: Path) ->
         sender.join(120)
         assert not sender.is_alive(), "the publisher did not finish"
         wait_recorded(process, db_path, total, timeout=2 * DEADLINE)
+        wait_started(process)  # the last restart may not have reached its handler yet
         # A clean stop drains whatever was delivered late; the count after exit is final.
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=60)
