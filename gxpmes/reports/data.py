@@ -18,6 +18,7 @@ by the replay (``gxpmes verify``), which needs no key.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from gxpmes.errors import GxpError
 from gxpmes.records.verify import verify_record
 from gxpmes.trail import RecordedReview, TrailScope, TrailView, collect_trail
 from isa95.recipe import FormulaParameter, Phase
+
+CAPTURE_ACTION = "value.capture"
+"""The audit action of one captured process value."""
 
 __all__ = ["NOT_CHECKED", "ReportData", "Series", "collect_report"]
 
@@ -73,6 +77,28 @@ class ReportData:
     """Appendix: the batch's audit trail as a reviewer reads it (:mod:`gxpmes.trail`)."""
     trail_reviews: list[RecordedReview] = field(default_factory=list)
     """Recorded reviews of that trail, oldest first."""
+
+    @property
+    def trail_listed(self) -> TrailView | None:
+        """The appendix's table: the trail without its process-value captures, which the
+        process-value section shows (a 14-day batch holds millions; a table of them is no
+        reading aid). ``gxpmes audit review --batch`` renders every entry."""
+        if self.trail is None:
+            return None
+        rows = [r for r in self.trail.rows if r.action != CAPTURE_ACTION]
+        return dataclasses.replace(self.trail, rows=rows)
+
+    @property
+    def trail_captures(self) -> str | None:
+        """One line on the captures left out of :attr:`trail_listed`, or None if none."""
+        seqs = [r.seq for r in self.trail.rows if r.action == CAPTURE_ACTION] if self.trail else []
+        if not seqs:
+            return None
+        return (
+            f"{len(seqs)} process-value capture entries (entries {seqs[0]}–{seqs[-1]}) are "
+            "shown in the process-value section, not listed here; `gxpmes audit review "
+            f"--batch {self.batch['batch_id']}` renders every entry"
+        )
 
     @property
     def trail_ok(self) -> bool:

@@ -259,8 +259,11 @@ def render_pdf(data: ReportData) -> bytes:
                 )
                 for v in data.trail_reviews
             ] or [p("No review of this batch's audit trail is recorded.", small)]
+            if data.trail_captures:
+                story.append(p(data.trail_captures, small))
+            listed = data.trail_listed or trail
             # The page is 180 mm wide here (margins 15 mm), the trail table 186 mm.
-            story += trail_flowables(trail, small, [w * mm * 180 / 186 for w in TRAIL_WIDTHS_MM])
+            story += trail_flowables(listed, small, [w * mm * 180 / 186 for w in TRAIL_WIDTHS_MM])
 
         return story
 
