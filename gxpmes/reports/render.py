@@ -9,7 +9,7 @@ it could not be done in full (no trusted key or checkpoint given).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -312,7 +312,13 @@ def render_pdf(data: ReportData) -> bytes:
         doc.build(make_story(), onFirstPage=decorate, onLaterPages=decorate)
         return buffer.getvalue()
 
-    from pypdf import PdfReader  # two passes: the first counts the pages for "Page n of N"
+    return built_twice(build)
+
+
+def built_twice(build: Callable[[int], bytes]) -> bytes:
+    """``build(total)`` run twice: the first run (total 0) counts the pages that
+    "Page n of N" needs, the second prints them."""
+    from pypdf import PdfReader
 
     first = build(0)
     return build(len(PdfReader(io.BytesIO(first)).pages))

@@ -174,10 +174,9 @@ def render_trail_pdf(view: TrailView, reviews: Sequence[RecordedReview] = ()) ->
         doc.build(story(), onFirstPage=decorate, onLaterPages=decorate)
         return buffer.getvalue()
 
-    from pypdf import PdfReader
+    from gxpmes.reports.render import built_twice
 
-    first = build(0)
-    return build(len(PdfReader(io.BytesIO(first)).pages))
+    return built_twice(build)
 
 
 def trail_stem(view: TrailView) -> str:
