@@ -12,7 +12,7 @@ import pytest
 
 from isa95.b2mml import documents, safexml
 from isa95.b2mml.documents import B2MML
-from isa95.b2mml.mapping import batchml
+from isa95.b2mml.mapping import batchrecord
 from isa95.b2mml.safexml import MAX_PROLOG_BYTES, check_prolog
 from isa95.b2mml.schemas import parse_xml
 from isa95.batchrecord import BatchProductionRecord, RecordedValue, RecordEvent, TagSeries
@@ -360,7 +360,7 @@ def test_an_unforeseen_failure_is_reported_at_the_element_read_last(
     def broken(value: object) -> str:
         raise KeyError("surprise")
 
-    monkeypatch.setattr(batchml, "_decoded", broken)
+    monkeypatch.setattr(batchrecord, "_decoded", broken)
     with pytest.raises(DocumentContentError, match="cannot map this element: KeyError") as info:
         b2mml.read(data)
     assert info.value.path == "BatchProductionRecord/Events/Event[0]"

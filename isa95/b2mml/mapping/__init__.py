@@ -12,12 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from isa95.b2mml.mapping.batchml import (
-    _bpr_from_tree,
-    _bpr_to_tree,
-    _recipe_from_tree,
-    _recipe_to_tree,
-)
+from isa95.b2mml.mapping.batchml import _recipe_from_tree, _recipe_to_tree
+from isa95.b2mml.mapping.batchrecord import _bpr_from_tree, _bpr_to_tree
 from isa95.b2mml.mapping.equipment import _equipment_from_tree, _equipment_to_tree
 from isa95.b2mml.mapping.material import _material_from_tree, _material_to_tree
 from isa95.b2mml.mapping.operations import (
