@@ -430,6 +430,7 @@ class CheckpointPublisher:
         except SinkRefused as exc:
             with self._cond:
                 state.refused, state.refused_id = str(exc), target.id
+                self._cond.notify_all()  # flush() waits for "held or refused"
             _log.error(
                 "checkpoint sink %s REFUSED checkpoint %s of %s: %s",
                 sink.name,

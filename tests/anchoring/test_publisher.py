@@ -183,6 +183,28 @@ def test_refusing_sink_is_an_alarm_not_retried_for_that_checkpoint(
     assert any("REFUSED" in r.getMessage() for r in caplog.records)
 
 
+def test_a_refusal_wakes_a_waiting_flush(ledger: Ledger) -> None:
+    """flush() waits for each sink to hold *or refuse* the newest checkpoint: a
+    refusal must wake it, not leave it asleep until its timeout."""
+
+    class HeldRefusing(FlakySink):
+        def publish(self, checkpoint: PublishedCheckpoint) -> Receipt:
+            self.attempts += 1
+            self.released.wait(60)
+            raise SinkRefused("witness saw a fork")
+
+    sink = HeldRefusing("witness-b")
+    with CheckpointPublisher(ledger, [sink], every_entries=1, every_seconds=3600) as pub:
+        ledger.append(event(0))
+        wait_until(lambda: sink.attempts == 1, what="the sink to be asked")
+        flushed: list[bool] = []
+        waiter = threading.Thread(target=lambda: flushed.append(pub.flush(3600)))
+        waiter.start()
+        sink.released.set()
+        waiter.join(60)  # far below flush's own timeout: only a wake-up ends it in time
+        assert not waiter.is_alive() and flushed == [True]
+
+
 def test_directory_sink_writes_once_and_never_overwrites(ledger: Ledger, tmp_path: Path) -> None:
     tmp_path = tmp_path / "worm"
     tmp_path.mkdir()
