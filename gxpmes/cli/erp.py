@@ -1,4 +1,4 @@
-"""``gxpmes erp route|send|receive|resend|status``: the ERP exchange."""
+"""``gxpmes erp route|send|receive|resend|resolve|status``: the ERP exchange."""
 
 from __future__ import annotations
 
@@ -184,6 +184,21 @@ def cmd_resend(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from gxpmes.cli.audit_review import _password
+    from gxpmes.erp.exceptions import resolve
+
+    db = open_database(args.db, read_only=False, head_signer=head_signer_of(args))
+    try:  # the library's errors (wrong password, no such exception, resolved) exit 2
+        engine = verify_only_engine(db)
+        session = engine.identity.login(args.user, _password(args.user))
+        resolve(engine, session, args.exception, resolution=args.resolution)
+        print(f"ERP exception {args.exception} resolved by {args.user}: {args.resolution}")
+    finally:
+        db.close()
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from gxpmes.erp.exceptions import open_exceptions
     from gxpmes.erp.status import summary
@@ -220,7 +235,7 @@ def _common(parser: argparse.ArgumentParser, *, mode: bool) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``erp route|send|receive|resend|status``."""
+    """Add ``erp route|send|receive|resend|resolve|status``."""
     erp = sub.add_parser(
         "erp",
         help="ERP exchange: deliver the outbox, take orders, lots and confirmations in",
@@ -316,6 +331,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     again.add_argument("--reason", required=True, help="why it is sent again (audited)")
     _common(again, mode=False)
     again.set_defaults(func=cmd_resend)
+
+    close = commands.add_parser(
+        "resolve",
+        help="close an open ERP exception with what was done about it (audited)",
+        description="A person with the review permission closes an ERP exception (delivery "
+        "failed, rejected or unconfirmed) with a resolution, recorded on the batch's trail as "
+        "the reason. The password comes from GXPMES_PASSWORD or the terminal.",
+    )
+    close.add_argument("--exception", required=True, metavar="ID", help="the exception id")
+    close.add_argument("--user", required=True, metavar="ID", help="who resolves it")
+    close.add_argument("--resolution", required=True, help="what was done about it (audited)")
+    _common(close, mode=False)
+    close.set_defaults(func=cmd_resolve)
 
     status = commands.add_parser("status", help="deliveries by state and open ERP exceptions")
     status.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
