@@ -27,9 +27,12 @@ from audit.merkle import HASH_SIZE, record_hash
 __all__ = [
     "ENTRY_FORMAT_VERSION",
     "GENESIS_PREV",
+    "MAX_BLOCK_LEAVES",
     "Actor",
     "AuditEvent",
+    "BlockRef",
     "Entry",
+    "block_of",
     "encode_entry",
     "events_for_objects",
     "parse_entry",
@@ -165,14 +168,45 @@ def events_for_objects(
 
 
 @dataclass(frozen=True, slots=True)
+class BlockRef:
+    """What a block entry commits to: the RFC 9162 root of its leaves and their number.
+
+    It is the entry's top-level ``"block": {"root": <hex>, "size": <n>}``
+    member (see :mod:`audit.blocks`); ordinary entries have no such member.
+    """
+
+    root: bytes
+    size: int
+
+    def __post_init__(self) -> None:
+        if type(self.root) is not bytes or len(self.root) != HASH_SIZE:
+            raise EntryError(f"a block root is a {HASH_SIZE}-byte hash")
+        if type(self.size) is not int or not 1 <= self.size <= MAX_BLOCK_LEAVES:
+            raise EntryError(f"a block holds 1 to {MAX_BLOCK_LEAVES} leaves, not {self.size!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry's ``block`` member."""
+        return {"root": self.root.hex(), "size": self.size}
+
+
+MAX_BLOCK_LEAVES = 1 << 20
+"""Most leaves one block entry may commit to."""
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One immutable, sequenced, chained audit entry."""
+    """One immutable, sequenced, chained audit entry.
+
+    ``block`` is set for a block entry (:meth:`audit.ledger.Ledger.append_block`):
+    the entry then commits to the root of its block's leaves.
+    """
 
     seq: int
     recorded_at: datetime
     prev: bytes
     event: AuditEvent
     canonical: bytes = field(repr=False, compare=False, default=b"")
+    block: BlockRef | None = None
 
     @property
     def leaf_hash(self) -> bytes:
@@ -181,11 +215,17 @@ class Entry:
 
     def as_dict(self) -> dict[str, Any]:
         """The logical content whose RFC 8785 form is :attr:`canonical`."""
-        return _entry_dict(self.seq, self.recorded_at, self.prev, self.event)
+        return _entry_dict(self.seq, self.recorded_at, self.prev, self.event, self.block)
 
 
-def _entry_dict(seq: int, recorded_at: datetime, prev: bytes, event: AuditEvent) -> dict[str, Any]:
-    return {
+def _entry_dict(
+    seq: int,
+    recorded_at: datetime,
+    prev: bytes,
+    event: AuditEvent,
+    block: BlockRef | None = None,
+) -> dict[str, Any]:
+    data = {
         "v": ENTRY_FORMAT_VERSION,
         "seq": seq,
         "recorded_at": recorded_at,
@@ -198,6 +238,9 @@ def _entry_dict(seq: int, recorded_at: datetime, prev: bytes, event: AuditEvent)
         "reason": event.reason,
         "client_tz": event.client_tz,
     }
+    if block is not None:
+        data["block"] = block.as_dict()
+    return data
 
 
 def _orjson_default(value: object) -> str:
@@ -273,7 +316,13 @@ def _encode_payload(value: Any) -> str:
     return canonicalize(value).decode("utf-8")
 
 
-def encode_entry(seq: int, recorded_at: datetime | str, prev: bytes, event: AuditEvent) -> bytes:
+def encode_entry(
+    seq: int,
+    recorded_at: datetime | str,
+    prev: bytes,
+    event: AuditEvent,
+    block: BlockRef | None = None,
+) -> bytes:
     """RFC 8785 bytes of an entry, equal to ``canonicalize(entry.as_dict())``.
 
     This sits on the ingest hot path: entries whose payloads are flat records
@@ -281,7 +330,10 @@ def encode_entry(seq: int, recorded_at: datetime | str, prev: bytes, event: Audi
     property tests check both against :func:`canonicalize` and the rfc8785
     package.
     ``recorded_at`` may be given already formatted (by :func:`format_timestamp`)
-    so a batch formats its one timestamp once.
+    so a batch formats its one timestamp once. ``block`` adds the top-level
+    ``block`` member of a block entry (sorted between ``actor`` and
+    ``client_tz``); without it the bytes are exactly those of format 1 before
+    blocks existed.
     """
     if type(seq) is not int or seq < 0:
         raise EntryError(f"seq must be a non-negative integer, got {seq!r}")
@@ -289,7 +341,12 @@ def encode_entry(seq: int, recorded_at: datetime | str, prev: bytes, event: Audi
         raise EntryError(f"prev must be a {HASH_SIZE}-byte hash")
     stamp = recorded_at if isinstance(recorded_at, str) else format_timestamp(recorded_at)
     actor = event.actor
-    if _flat(event.new) and _flat(event.old):
+    block_text = ""
+    if block is not None:
+        if not isinstance(block, BlockRef):
+            raise EntryError(f"block must be an audit.entry.BlockRef, got {type(block).__name__}")
+        block_text = f'"block":{{"root":"{block.root.hex()}","size":{block.size}}},'
+    if _flat(event.new) and _flat(event.old) and block is None:
         # The whole entry in one compiled call: its own member names are ASCII, its fields
         # strings, integers and null, and both payloads are flat records (see above).
         try:
@@ -317,6 +374,7 @@ def encode_entry(seq: int, recorded_at: datetime | str, prev: bytes, event: Audi
     text = (
         f'{{"action":{es(event.action)},'
         f'"actor":{{"id":{es(actor.user_id)},"name":{es(actor.printed_name)}}},'
+        f"{block_text}"
         f'"client_tz":{es(event.client_tz)},'
         f'"new":{_encode_value(event.new, "new")},'
         f'"object":{{"id":{es(event.object_id)},"type":{es(event.object_type)}}},'
@@ -358,11 +416,44 @@ def parse_entry(canonical: bytes) -> Entry:
             reason=data["reason"],
             client_tz=data["client_tz"],
         )
-        return Entry(data["seq"], recorded_at, bytes.fromhex(data["prev"]), event, canonical)
+        block = _parse_block(data["block"]) if "block" in data else None
+        return Entry(data["seq"], recorded_at, bytes.fromhex(data["prev"]), event, canonical, block)
     except EntryError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EntryError(f"not a canonical audit entry: {exc}") from exc
+
+
+def _parse_block(member: Any) -> BlockRef:
+    """The ``block`` member of an entry, exactly as :func:`encode_entry` writes it."""
+    if (
+        type(member) is not dict
+        or set(member) != {"root", "size"}
+        or type(member["root"]) is not str
+        or len(member["root"]) != 2 * HASH_SIZE
+        or member["root"] != member["root"].lower()
+        or type(member["size"]) is not int
+    ):
+        raise EntryError(f"malformed block member {member!r}")
+    return BlockRef(bytes.fromhex(member["root"]), member["size"])
+
+
+def block_of(canonical: bytes) -> BlockRef | None:
+    """The block an entry's canonical bytes commit to, or ``None`` for an ordinary entry.
+
+    Cheap for ordinary entries: a top-level ``block`` member is written as
+    ``"block":`` in the bytes, so entries without that text are not parsed.
+    Raises :class:`EntryError` for bytes that are not JSON or a malformed member.
+    """
+    if b'"block":' not in canonical:
+        return None
+    try:
+        data = json.loads(canonical)
+    except ValueError as exc:
+        raise EntryError(f"not a canonical audit entry: {exc}") from exc
+    if type(data) is not dict or "block" not in data:
+        return None
+    return _parse_block(data["block"])
 
 
 def seq_span(first: int, end: int) -> str:

@@ -36,10 +36,29 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Transaction
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from audit.blocks import (
+    LeafProof,
+    block_path,
+    check_block,
+    check_leaves,
+    leaf_hashes,
+    pack_leaves,
+    root_of_hashes,
+    unpack_leaves,
+)
 from audit.canonical import format_timestamp
 from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from audit.db import open_engine
-from audit.entry import GENESIS_PREV, AuditEvent, Entry, encode_entry, parse_entry, seq_span
+from audit.entry import (
+    GENESIS_PREV,
+    AuditEvent,
+    BlockRef,
+    Entry,
+    block_of,
+    encode_entry,
+    parse_entry,
+    seq_span,
+)
 from audit.errors import CheckpointError, EntryError, ProofError, SigningKeyError, StorageError
 from audit.keys import KeyRegistry, TrustedKey
 from audit.merkle import (
@@ -57,8 +76,10 @@ from audit.merkle import (
 )
 from audit.note import NoteSigner
 from audit.schema import (
+    BLOCK_REFUSED,
     HEAD_REFUSED,
     SEQ_REFUSED,
+    BlockRow,
     CheckpointRow,
     EntryRow,
     LogMetaRow,
@@ -67,7 +88,7 @@ from audit.schema import (
     object_key,
 )
 
-__all__ = ["BatchReceipt", "ConsistencyProof", "InclusionProof", "Ledger"]
+__all__ = ["BatchReceipt", "BlockReceipt", "ConsistencyProof", "InclusionProof", "Ledger"]
 
 # Arbitrary but fixed: the advisory lock every appender of one database takes.
 _PG_APPEND_LOCK = 0x67786D6573  # "gxmes"
@@ -75,6 +96,7 @@ _entry_table = EntryRow.__table__
 _sha256 = hashlib.sha256
 _log = logging.getLogger("audit.ledger")
 _ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDER BY seq"
+_BLOCKS_SQL = "SELECT seq, leaves FROM audit_block ORDER BY seq"
 _HEADS_SQL = "SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size"
 _STAMP_MARK = b'"recorded_at":"'
 _STAMP_LEN = len("2000-01-01T00:00:00.000000Z")
@@ -92,6 +114,22 @@ class BatchReceipt:
     def seqs(self) -> range:
         """The sequence numbers assigned, in order."""
         return range(self.first_seq, self.first_seq + len(self.leaf_hashes))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockReceipt:
+    """What a durable block append produced: entry ``seq`` commits to ``count`` leaves.
+
+    ``root`` is the block's RFC 9162 root (the entry's ``block`` member),
+    ``entry_hash`` the entry's leaf hash in the log, ``tree_size`` the log's
+    size after the append.
+    """
+
+    seq: int
+    count: int
+    root: bytes
+    entry_hash: bytes
+    tree_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +193,14 @@ def _as_bytes(rows: Generator[Any, None, None]) -> _Rows:
         rows.close()
 
 
+def _as_blocks(rows: Generator[Any, None, None]) -> Generator[tuple[int, bytes], None, None]:
+    try:
+        for seq, blob in rows:
+            yield int(seq), bytes(blob)
+    finally:
+        rows.close()
+
+
 @dataclass(slots=True)
 class _Tail:
     """Where one write transaction has left the log so far, kept in ``conn.info``.
@@ -178,7 +224,7 @@ class _Tail:
 def _append_error(exc: BaseException | None, *, conflict: bool) -> StorageError:
     """The driver's refusal of an append, as the ledger's own error."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if SEQ_REFUSED in message or HEAD_REFUSED in message:
+    if SEQ_REFUSED in message or HEAD_REFUSED in message or BLOCK_REFUSED in message:
         return StorageError(
             f"the database refused the append, nothing was written: {message} "
             "(another writer appended without the ledger's lock, or the tail was tampered with)"
@@ -231,8 +277,10 @@ class Ledger:
             f"INSERT INTO audit_entry ({', '.join(columns)}) "
             f"VALUES ({', '.join([mark] * len(columns))})"
         )
-        # A ledger made before tree heads has no head table until opened for writing.
+        self._block_sql = f"INSERT INTO audit_block (seq, leaves) VALUES ({mark}, {mark})"
+        # A ledger made before tree heads (or blocks) has no such table until opened for writing.
         self._has_heads = True
+        self._has_blocks = True
         if create:
             create_schema(engine)
             self._origin = self._ensure_origin(origin)
@@ -243,6 +291,7 @@ class Ledger:
                     "this database holds no audit ledger (table audit_entry missing)"
                 )
             self._has_heads = tables.has_table("audit_tree_head")
+            self._has_blocks = tables.has_table("audit_block")
             self._origin = self._read_origin()
         self._tail_key = ("audit.ledger.tail", self._origin)
         self._head_signer = head_signer
@@ -518,6 +567,104 @@ class Ledger:
                 old_size, size, tree_hash(old_size, reader), tree_hash(size, reader), tuple(path)
             )
 
+    # -------------------------------------------------------------- blocks
+
+    def block_leaves(self, seq: int) -> list[bytes]:
+        """The leaves stored for block entry ``seq``, in order (unchecked: see prove_leaf)."""
+        with self._read() as conn:
+            return self._block_leaves(conn, seq)
+
+    def _block_leaves(self, conn: Connection, seq: int) -> list[bytes]:
+        blob = None
+        if self._has_blocks:
+            blob = conn.scalar(select(BlockRow.leaves).where(BlockRow.seq == seq))
+        if blob is None:
+            raise StorageError(f"no block leaves stored for entry {seq}")
+        return unpack_leaves(bytes(blob))
+
+    def prove_leaf(self, seq: int, index: int, tree_size: int | None = None) -> LeafProof:
+        """Proof that leaf ``index`` of block entry ``seq`` is in the log of ``tree_size``.
+
+        Composes the leaf's path in its block with the entry's RFC 9162
+        inclusion proof; :func:`audit.blocks.check_leaf_proof` checks it with
+        nothing but the log's root. Raises :class:`ProofError` for an entry
+        that commits to no block or an index outside it, and
+        :class:`StorageError` when the stored leaves do not match the entry.
+        """
+        with self._read() as conn:
+            canonical = conn.scalar(select(EntryRow.canonical).where(EntryRow.seq == seq))
+            if canonical is None:
+                raise ProofError(f"no audit entry with seq {seq}")
+            canonical = bytes(canonical)
+            block = block_of(canonical)
+            if block is None:
+                raise ProofError(f"entry {seq} commits to no block")
+            if not 0 <= index < block.size:
+                raise ProofError(f"leaf index {index} is not in the block of {block.size} leaves")
+            blob = pack_leaves(self._block_leaves(conn, seq))
+        problem = check_block(seq, block, blob)
+        if problem is not None:
+            raise StorageError(f"{problem[0]}: {problem[1]}")
+        leaves = unpack_leaves(blob)
+        hashes = leaf_hashes(leaves)
+        entry_proof = self.prove_inclusion(seq, tree_size)
+        return LeafProof(
+            leaf=leaves[index],
+            index=index,
+            block_size=block.size,
+            block_path=tuple(block_path(hashes, index)),
+            entry=canonical,
+            seq=seq,
+            tree_size=entry_proof.tree_size,
+            log_path=entry_proof.path,
+        )
+
+    def iter_blocks(self, chunk: int = 100) -> Iterator[tuple[int, bytes]]:
+        """``(seq, packed leaves)`` of every stored block, in seq order, streamed."""
+        if not self._has_blocks:
+            return
+        with self._read() as conn:
+            rows = self._stream(conn, _BLOCKS_SQL, "gxpmes_audit_blocks", chunk)
+            try:
+                for seq, blob in rows:
+                    yield int(seq), bytes(blob)
+            finally:
+                rows.close()
+
+    @contextmanager
+    def snapshot_blocks(
+        self, chunk: int = 10_000
+    ) -> Iterator[
+        tuple[
+            Iterator[tuple[int, bytes, bytes, bytes]],
+            Iterator[tuple[int, str]],
+            Iterator[tuple[int, bytes]],
+        ]
+    ]:
+        """:meth:`snapshot`, plus the stored blocks ``(seq, packed leaves)`` of the same moment."""
+        options: dict[str, Any] = {"ledger_read": True}
+        if self._is_pg:
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as conn:
+            conn.exec_driver_sql("SELECT 1")  # begin the transaction the streams read in
+            rows = self._stream_rows(conn, chunk)
+            heads = (
+                self._stream(conn, _HEADS_SQL, "gxpmes_audit_heads", chunk)
+                if self._has_heads
+                else _no_rows()
+            )
+            blocks = (
+                _as_blocks(self._stream(conn, _BLOCKS_SQL, "gxpmes_audit_blocks", 100))
+                if self._has_blocks
+                else _no_rows()
+            )
+            try:
+                yield rows, heads, blocks
+            finally:  # close the cursors while the connection is still ours
+                rows.close()
+                heads.close()
+                blocks.close()
+
     # ------------------------------------------------------------- appending
 
     def _check_reason(self, event: AuditEvent) -> None:
@@ -551,27 +698,76 @@ class Ledger:
         receipt, _ = self._append(events, keep_entries=False, conn=conn)
         return receipt
 
+    def append_block(
+        self,
+        event: AuditEvent,
+        leaves: Sequence[bytes],
+        *,
+        conn: Connection | None = None,
+    ) -> BlockReceipt:
+        """Append one entry that commits to a block of values (see :mod:`audit.blocks`).
+
+        ``leaves`` are the values' RFC 8785 canonical bytes, one JSON object
+        each (:func:`audit.blocks.encode_leaves` writes them; other bytes are
+        checked and refused with :class:`EntryError` when not canonical). The
+        entry is ``event`` plus a ``block`` member with the leaves' RFC 9162
+        root and count; the leaves are stored beside it, in the same
+        transaction. Each value stays provable on its own
+        (:meth:`prove_leaf`). ``conn`` works as for :meth:`append`.
+        """
+        return self.append_blocks([(event, leaves)], conn=conn)[0]
+
+    def append_blocks(
+        self,
+        blocks: Sequence[tuple[AuditEvent, Sequence[bytes]]],
+        *,
+        conn: Connection | None = None,
+    ) -> list[BlockReceipt]:
+        """Append several blocks (``(event, leaves)`` pairs) in one transaction, in order."""
+        if not blocks:
+            return []
+        refs: list[tuple[BlockRef, bytes]] = []
+        for event, leaves in blocks:
+            self._check_reason(event)
+            check_leaves(leaves)
+            refs.append(
+                (BlockRef(root_of_hashes(leaf_hashes(leaves)), len(leaves)), pack_leaves(leaves))
+            )
+        receipt, _ = self._append(
+            [e for e, _ in blocks], keep_entries=False, conn=conn, blocks=refs
+        )
+        return [
+            BlockReceipt(seq, ref.size, ref.root, leaf, receipt.tree_size)
+            for seq, (ref, _blob), leaf in zip(receipt.seqs, refs, receipt.leaf_hashes, strict=True)
+        ]
+
     def _append(
         self,
         events: Sequence[AuditEvent],
         *,
         keep_entries: bool,
         conn: Connection | None = None,
+        blocks: Sequence[tuple[BlockRef, bytes]] | None = None,
     ) -> tuple[BatchReceipt, list[Entry]]:
         for event in events:
             self._check_reason(event)
         if not events:
             size = self.size()
             return BatchReceipt(size, (), size), []
+        if blocks is not None and not self._has_blocks:
+            raise StorageError(
+                "this ledger predates value blocks (table audit_block missing): "
+                "open it for writing once to add the table"
+            )
         try:
             if conn is not None:
                 # Inside the caller's transaction: whether it commits is not
                 # ours to know, so the cached frontier is not trusted afterwards.
                 self._frontier_size = -1
-                receipt, entries, _tail = self._write(conn, events, keep_entries)
+                receipt, entries, _tail = self._write(conn, events, keep_entries, blocks)
                 return receipt, entries
             with self.engine.begin() as own:
-                receipt, entries, tail = self._write(own, events, keep_entries)
+                receipt, entries, tail = self._write(own, events, keep_entries, blocks)
                 self._sign_head(own, tail)  # same transaction: rows and head commit together
                 del own.info[self._tail_key]
         except DBAPIError as exc:
@@ -595,6 +791,7 @@ class Ledger:
         conn: Connection,
         events: Sequence[AuditEvent],
         keep_entries: bool,
+        blocks: Sequence[tuple[BlockRef, bytes]] | None = None,
     ) -> tuple[BatchReceipt, list[Entry], _Tail]:
         """Lock, read the tail, encode, hash and insert — inside ``conn``'s transaction."""
         self._lock(conn)
@@ -622,8 +819,9 @@ class Ledger:
         entries: list[Entry] = []
         keys: dict[tuple[str, str], int] = {}  # a batch's values mostly share a few objects
         n = size
-        for event in events:
-            canonical = encode_entry(n, stamp, prev, event)
+        for i, event in enumerate(events):
+            block = None if blocks is None else blocks[i][0]
+            canonical = encode_entry(n, stamp, prev, event, block)
             leaf = _sha256(b"\x00" + canonical).digest()  # record_hash, inlined
             if n & 1:
                 interior = b"".join(extend_frontier(frontier, n, leaf))
@@ -636,14 +834,19 @@ class Ledger:
                 key = keys[target] = object_key(*target)
             rows.append((n, key, canonical, leaf, interior))
             if keep_entries:
-                entries.append(Entry(n, recorded_at, prev, event, canonical))
+                entries.append(Entry(n, recorded_at, prev, event, canonical, block))
             leaves.append(leaf)
             prev = leaf
             n += 1
         # Straight to the driver's executemany: this is the ingest hot path.
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self._insert_sql, rows)
+            if blocks is None:
+                cursor.executemany(self._insert_sql, rows)
+            else:  # a block's leaves may only follow their entry (audit_block_at_tail)
+                for row, (_block, blob) in zip(rows, blocks, strict=True):
+                    cursor.execute(self._insert_sql, row)
+                    cursor.execute(self._block_sql, (row[0], blob))
         finally:
             cursor.close()
         transaction = conn.get_transaction()

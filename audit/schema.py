@@ -34,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "LEDGER_TABLES",
     "Base",
+    "BlockRow",
     "CheckpointReceiptRow",
     "CheckpointRow",
     "EntryRow",
@@ -83,6 +84,23 @@ class EntryRow(Base):
     tree_hashes: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (Index("ix_audit_entry_object_key", "object_key"),)
+
+
+class BlockRow(Base):
+    """The leaves of one block entry (:mod:`audit.blocks`), joined by newlines.
+
+    ``seq`` is the block entry's sequence number: the entry's canonical bytes
+    commit to the leaves' root and count, so the row is checked against it.
+    Inserted only for the entry at the log's tail (in the entry's own
+    transaction), once; never updated or deleted.
+    """
+
+    __tablename__ = "audit_block"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    leaves: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 def object_key(object_type: str, object_id: str) -> int:
@@ -178,6 +196,7 @@ LEDGER_TABLES: tuple[str, ...] = (
     "audit_key",
     "audit_key_revocation",
     "audit_tree_head",
+    "audit_block",
 )
 
 SEQ_REFUSED = "not the tail + 1"
@@ -185,6 +204,9 @@ SEQ_REFUSED = "not the tail + 1"
 
 HEAD_REFUSED = "not the current log size"
 """Marker in the database's message when it refuses an audit_tree_head row."""
+
+BLOCK_REFUSED = "not the last entry"
+"""Marker in the database's message when it refuses an audit_block row."""
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION gxpmes_audit_refuse_change() RETURNS trigger
@@ -203,9 +225,11 @@ $$
 # On PostgreSQL the table is schema-qualified, so a TEMP table of the same
 # name (searched first) cannot stand in for it.
 _TAIL_GUARDS = {
-    # table: (trigger, column, message marker)
-    "audit_entry": ("audit_entry_at_tail", "seq", SEQ_REFUSED),
-    "audit_tree_head": ("audit_tree_head_at_tail", "tree_size", HEAD_REFUSED),
+    # table: (trigger, column, message marker, what it must equal: max(seq) + offset)
+    "audit_entry": ("audit_entry_at_tail", "seq", SEQ_REFUSED, 1),
+    "audit_tree_head": ("audit_tree_head_at_tail", "tree_size", HEAD_REFUSED, 1),
+    # A block's leaves go in right after their entry: only for the last entry.
+    "audit_block": ("audit_block_at_tail", "seq", BLOCK_REFUSED, 0),
 }
 
 _PG_TAIL_FUNCTION = """
@@ -213,7 +237,7 @@ CREATE OR REPLACE FUNCTION {schema}.{trigger}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.{column} IS DISTINCT FROM
-            coalesce((SELECT max(seq) FROM {schema}.audit_entry), -1) + 1 THEN
+            coalesce((SELECT max(seq) FROM {schema}.audit_entry), -1) + {offset} THEN
         RAISE EXCEPTION '{table}: row refused, {column} % is {marker}', NEW.{column}
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
@@ -229,14 +253,19 @@ def _install_tail_guards(conn: Connection, tables: tuple[str, ...], present: set
     if conn.dialect.name == "postgresql":
         current = conn.scalar(text("SELECT current_schema()"))
         schema = conn.dialect.identifier_preparer.quote(str(current))
-    for table, (trigger, column, marker) in _TAIL_GUARDS.items():
+    for table, (trigger, column, marker, offset) in _TAIL_GUARDS.items():
         if table not in tables or trigger in present:
             continue
         if schema:
             conn.execute(
                 text(
                     _PG_TAIL_FUNCTION.format(
-                        schema=schema, trigger=trigger, table=table, column=column, marker=marker
+                        schema=schema,
+                        trigger=trigger,
+                        table=table,
+                        column=column,
+                        marker=marker,
+                        offset=offset,
                     )
                 )
             )
@@ -250,7 +279,8 @@ def _install_tail_guards(conn: Connection, tables: tuple[str, ...], present: set
             conn.execute(
                 text(
                     f"CREATE TRIGGER {trigger} BEFORE INSERT ON {table} "
-                    f"WHEN NEW.{column} IS NOT coalesce((SELECT max(seq) FROM audit_entry), -1) + 1"
+                    f"WHEN NEW.{column} IS NOT "
+                    f"coalesce((SELECT max(seq) FROM audit_entry), -1) + {offset}"
                     f" BEGIN SELECT RAISE(ABORT, '{table}: row refused, {column} is {marker}'); END"
                 )
             )
