@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import ssl
 import threading
 import time
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gxpmes.connectors.groupcommit import SPOOL_FAILURES, Delivery, GroupCommit
 from gxpmes.connectors.jsonpayload import decode_json_message
 from gxpmes.connectors.model import DeadLetter, DecodeError, Problem, Reading, safe_text
 from gxpmes.connectors.sparkplug import SparkplugSession, rebirth_request
@@ -36,7 +36,7 @@ BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
 # A spool that cannot be written is the connector's problem, not the message's:
 # such a message is left unacknowledged and the broker delivers it again.
-_SPOOL_FAILURES = (sqlite3.OperationalError, OSError, MemoryError)
+_SPOOL_FAILURES = SPOOL_FAILURES
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,14 @@ class MqttSource:
     ``topic_tags`` maps JSON topics to tags (default: the topic is the tag);
     unless ``payload_tags`` is true a reading's own ``tag`` field may not
     differ from it.
+
+    Messages are spooled by group commit (:class:`GroupCommit`): everything that
+    arrived while the previous spool transaction was being made durable goes
+    into the next one, up to ``group_commit_values`` readings, and each message
+    is acknowledged only after its transaction. How many messages can wait for
+    one commit is the broker's in-flight window: MQTT 5 sends the connector's
+    ``receive_maximum``; MQTT 3.1.1 gets the broker's ``max_inflight_messages``
+    (Mosquitto: 20 unless configured).
     """
 
     def __init__(
@@ -141,6 +149,8 @@ class MqttSource:
         topic_tags: dict[str, str] | None = None,
         payload_tags: bool = False,
         watch_broker: bool = True,
+        receive_maximum: int = 1000,
+        group_commit_values: int = 20_000,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -172,6 +182,16 @@ class MqttSource:
             )
         else:
             raise ConfigurationError(f"MQTT protocol {protocol!r}: use '3.1.1' or '5'")
+        if not 1 <= receive_maximum <= 65535:
+            raise ConfigurationError(f"receive_maximum {receive_maximum}: use 1..65535")
+        if group_commit_values < 1:
+            raise ConfigurationError(f"group_commit_values {group_commit_values}: use 1 or more")
+        self.receive_maximum = receive_maximum
+        self.group_commit_values = group_commit_values
+        self.writer: GroupCommit | None = None
+        """The spool writer (group commit), running between :meth:`start` and :meth:`stop`."""
+        self._ack_lock = threading.Lock()
+        self._generation = 0  # connection number: acks never cross a reconnect
         self.protocol = protocol
         self.clean_session = clean_session
         self.session_expiry = session_expiry
@@ -187,7 +207,14 @@ class MqttSource:
         self.host, self.port = host, port
 
     def start(self) -> None:
-        """Connect (retrying in the background) and process messages on paho's thread."""
+        """Connect (retrying in the background); messages are decoded on paho's thread and
+        spooled, then acknowledged, by the group-commit writer thread."""
+        self.writer = GroupCommit(
+            self.spool,
+            max_values=self.group_commit_values,
+            max_queued=max(200_000, self.group_commit_values),
+            name=f"spool-writer-{self.client_id}",
+        )
         if self.protocol == "5":
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.properties import Properties
@@ -196,6 +223,8 @@ class MqttSource:
             # Clean start off + an expiry: the broker keeps the session (and queues
             # QoS 1 messages) for this long while the connector is away.
             properties.SessionExpiryInterval = 0 if self.clean_session else self.session_expiry
+            # How many unacknowledged messages the broker may send: they wait for one commit.
+            properties.ReceiveMaximum = self.receive_maximum
             self.client.connect_async(
                 self.host,
                 self.port,
@@ -208,14 +237,24 @@ class MqttSource:
         self.client.loop_start()
 
     def stop(self) -> None:
-        """Disconnect cleanly (not counted as a disconnect)."""
+        """Spool and acknowledge what has arrived, then disconnect cleanly (not counted
+        as a disconnect). Messages arriving meanwhile are spooled but not acknowledged:
+        the broker redelivers them to the persistent session, and they are dropped as
+        duplicates."""
         self._stopping = True
+        if self.writer is not None:
+            self.writer.flush(timeout=30)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.writer is not None:
+            self.writer.close()
+            self.counts["spool_errors"] += self.writer.counts["spool_errors"]
 
     def _on_connect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        with self._ack_lock:
+            self._generation += 1
         if getattr(reason, "is_failure", False):
             self.counts["connection_refused"] += 1
             log.warning("MQTT connection refused: %s", reason)
@@ -255,6 +294,8 @@ class MqttSource:
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        with self._ack_lock:
+            self._generation += 1  # messages of this connection are redelivered, not acked
         self.connected.clear()
         if not self._stopping:
             self.counts["disconnects"] += 1
@@ -264,15 +305,32 @@ class MqttSource:
             self._broker_dropped(message.payload)
             return
         try:
-            self._spool_message(message.topic, bytes(message.payload))
-        except _SPOOL_FAILURES:  # the spool could not be written: the broker redelivers
+            delivery = self._delivery(message.topic, bytes(message.payload))
+        except _SPOOL_FAILURES:  # saved source state could not be read: the broker redelivers
             self.counts["spool_errors"] += 1
             log.exception("could not spool message on %s; not acknowledged", message.topic)
             return
-        client.ack(message.mid, message.qos)
+        generation, mid, qos = self._generation, message.mid, message.qos
+        delivery.ack = lambda: self._ack(generation, mid, qos)
+        writer = self.writer
+        if writer is None:  # not started through start(): spool at once
+            writer = GroupCommit(self.spool, max_values=self.group_commit_values)
+            writer.submit(delivery)
+            writer.close()
+            return
+        writer.submit(delivery)
 
-    def _spool_message(self, topic: str, payload: bytes) -> None:
-        """Spool the message's readings, or its dead letter; raises only if the spool fails."""
+    def _ack(self, generation: int, mid: int, qos: int) -> None:
+        # After a reconnect the broker redelivers what was not acknowledged, possibly
+        # reusing packet ids: an ack from an earlier connection could acknowledge
+        # another message, so it is not sent (the redelivered copy is a duplicate).
+        with self._ack_lock:
+            if generation == self._generation:
+                self.client.ack(mid, qos)
+
+    def _delivery(self, topic: str, payload: bytes) -> Delivery:
+        """The message's readings and dead letters, for the spool writer; raises only if the
+        spool fails (reading saved sequence state)."""
         now = datetime.now(UTC)
         state: dict[str, str] = {}
         try:
@@ -280,34 +338,32 @@ class MqttSource:
         except DecodeError as exc:
             readings, problems = [], [Problem(exc.reason, exc.detail, exc.tag)]
         except _SPOOL_FAILURES:
-            raise  # state saved in the spool (sequence numbers) could not be written
+            raise  # state saved in the spool (sequence numbers) could not be read
         except Exception as exc:  # a decoder defect must not stop delivery either
             log.exception("decoder failed on a message on %s; kept as a dead letter", topic)
             readings, problems = [], [Problem("decoder_error", f"{type(exc).__name__}: {exc}")]
-        # Dead letters first: if the connector dies before the readings are spooled,
-        # the redelivered message reports its gap again (twice, never not at all).
-        for problem in problems:
-            self._reject(topic, payload, now, problem)
-        if readings or state:
-            try:
-                new = self.spool.put(readings, state)
-            except _SPOOL_FAILURES:
-                raise
-            except Exception as exc:  # something in the values the spool cannot store
-                tag = readings[0].tag if readings else None
-                self._reject(
-                    topic, payload, now, Problem("unspoolable", f"{type(exc).__name__}: {exc}", tag)
-                )
-            else:
-                self.counts["received"] += len(readings)
-                self.counts["duplicates"] += len(readings) - new
+        # Dead letters are stored in the same transaction as the readings: a message
+        # is spooled whole (its gap reported, its values kept) or not at all.
+        letters = [self._reject(topic, payload, now, problem) for problem in problems]
 
-    def _reject(self, topic: str, payload: bytes, now: datetime, problem: Problem) -> None:
+        def done(new: int) -> None:
+            self.counts["received"] += len(readings)
+            self.counts["duplicates"] += len(readings) - new
+
+        def unspoolable(exc: Exception) -> DeadLetter:
+            # Something in the values the spool cannot store.
+            tag = readings[0].tag if readings else None
+            detail = f"{type(exc).__name__}: {exc}"
+            return self._reject(topic, payload, now, Problem("unspoolable", detail, tag))
+
+        return Delivery(readings, letters, state, done=done, unspoolable=unspoolable)
+
+    def _reject(self, topic: str, payload: bytes, now: datetime, problem: Problem) -> DeadLetter:
         if problem.tag is None and problem.scope is None:
             problem = replace(problem, **self._concerns(topic))
         self.counts[problem.reason] += 1
         log.warning("refused on %s: %s: %s", topic, problem.reason, safe_text(problem.detail))
-        self.spool.reject(DeadLetter.of(problem, topic, payload, now))
+        return DeadLetter.of(problem, topic, payload, now)
 
     def _concerns(self, topic: str) -> dict[str, str]:
         """What an undecodable message on ``topic`` concerns: the topic's tag, or (Sparkplug)

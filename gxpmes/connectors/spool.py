@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,11 @@ from pathlib import Path
 from gxpmes.connectors.model import DeadLetter, Problem, Reading
 
 __all__ = ["Spool"]
+
+_INSERT_LETTER = (
+    "INSERT INTO dead_letter (reject_id, received_at, origin, reason, detail, tag, "
+    "scope, payload, payload_size, payload_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 _UPSERT_STATE = (
     "INSERT INTO source_state (key, body) VALUES (?, ?) "
@@ -72,23 +78,7 @@ class Spool:
     def reject(self, letter: DeadLetter) -> None:
         """Keep refused input (or a detected loss) durably for the forwarder to record."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO dead_letter (reject_id, received_at, origin, reason, detail, tag, "
-                "scope, payload, payload_size, payload_sha256) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    letter.reject_id,
-                    letter.received_at.isoformat(),
-                    letter.origin,
-                    letter.reason,
-                    letter.detail,
-                    letter.tag,
-                    letter.scope,
-                    letter.payload,
-                    letter.payload_size,
-                    letter.payload_sha256,
-                ),
-            )
+            self._conn.execute(_INSERT_LETTER, _letter_row(letter))
 
     def rejected(self, limit: int = 100) -> list[tuple[int, DeadLetter]]:
         """The oldest dead letters not yet recorded, with their spool ids."""
@@ -146,26 +136,66 @@ class Spool:
         ``state`` (source state such as sequence numbers) is saved in the same
         transaction, so it never runs ahead of or behind the readings it describes.
         """
-        new = 0
+        return self.put_many([(readings, [], state or {})])[0]
+
+    def put_many(
+        self, deliveries: Sequence[tuple[Sequence[Reading], Sequence[DeadLetter], dict[str, str]]]
+    ) -> list[int]:
+        """Store several deliveries (readings, dead letters, source state) in *one*
+        transaction — one durable commit for all of them (group commit); returns how
+        many readings of each were new.
+
+        All or nothing: if anything cannot be stored, nothing is. Deliveries are
+        applied in order, so the last state saved under a key wins and a key
+        repeated within the group is stored once, at its first occurrence.
+        """
+        keys = {r.dedup_key for batch in deliveries for r in batch[0] if r.dedup_key}
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for reading in readings:
-                    if reading.dedup_key:
-                        cursor = self._conn.execute(
-                            "INSERT OR IGNORE INTO seen (key) VALUES (?)", (reading.dedup_key,)
-                        )
-                        if cursor.rowcount == 0:
-                            continue
-                    self._conn.execute("INSERT INTO pending (body) VALUES (?)", (_dump(reading),))
-                    new += 1
-                for key, body in (state or {}).items():
-                    self._conn.execute(_UPSERT_STATE, (key, body))
+                seen = self._seen(keys)
+                news = []
+                rows: list[tuple[str]] = []
+                fresh: list[tuple[str]] = []
+                letters: list[DeadLetter] = []
+                states: dict[str, str] = {}
+                for readings, refused, state in deliveries:
+                    letters.extend(refused)
+                    new = 0
+                    for reading in readings:
+                        key = reading.dedup_key
+                        if key:
+                            if key in seen:
+                                continue
+                            seen.add(key)
+                            fresh.append((key,))
+                        rows.append((_dump(reading),))
+                        new += 1
+                    news.append(new)
+                    states.update(state)
+                if letters:
+                    self._conn.executemany(_INSERT_LETTER, [_letter_row(x) for x in letters])
+                self._conn.executemany("INSERT INTO seen (key) VALUES (?)", fresh)
+                self._conn.executemany("INSERT INTO pending (body) VALUES (?)", rows)
+                self._conn.executemany(_UPSERT_STATE, list(states.items()))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        return new
+        return news
+
+    def _seen(self, keys: set[str]) -> set[str]:
+        """Which of ``keys`` were spooled before (inside the caller's transaction)."""
+        found: set[str] = set()
+        ordered = list(keys)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self._conn.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk)
+            )
+        return found
 
     def peek(self, limit: int = 1000) -> list[tuple[int, Reading]]:
         """The oldest pending readings with their spool ids."""
@@ -200,6 +230,21 @@ class Spool:
         """Close the spool file."""
         with self._lock:
             self._conn.close()
+
+
+def _letter_row(letter: DeadLetter) -> tuple[object, ...]:
+    return (
+        letter.reject_id,
+        letter.received_at.isoformat(),
+        letter.origin,
+        letter.reason,
+        letter.detail,
+        letter.tag,
+        letter.scope,
+        letter.payload,
+        letter.payload_size,
+        letter.payload_sha256,
+    )
 
 
 def _dump(reading: Reading) -> str:
