@@ -19,14 +19,22 @@ perfect form or not, is reported as forged.
 
 from __future__ import annotations
 
+import binascii
 import bisect
 import enum
 import hashlib
+import itertools
 import json
-from collections.abc import Callable, Iterable, Sequence
+import multiprocessing
+import sqlite3
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection, inspect
 
 from audit.canonical import format_timestamp
 from audit.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint
@@ -327,6 +335,407 @@ class _HeadScan:
         return None
 
 
+# ------------------------------------------------------------------ the scan
+#
+# One loop checks rows, for the single-process verifier (the whole log) and
+# for each worker of the parallel one (one range of whole Merkle subtrees).
+# A finding's place in the scan is ``(position, stage)``: the seq of the row
+# being checked (for a tree-head check, the last entry it covers) and which of
+# that row's checks found it, in the order the loop makes them. The parallel
+# verifier compares these places to report exactly the problem the single scan
+# stops at.
+
+_GAP, _HASH, _CHAIN, _TREE, _TIME, _MARK = range(6)
+_NO_CAP = 1 << 64
+"""Range size of the single scan: no range, every subtree is completed in the loop."""
+_ROW_ERRORS = (ValueError, KeyError, TypeError, UnicodeDecodeError)
+
+
+@dataclass(slots=True)
+class _Finding:
+    at: tuple[int, int]
+    problem: Problem
+    seq: int | None
+    detail: str
+
+
+@dataclass(slots=True)
+class _ScanState:
+    """Where a scan starts and, afterwards, where it stopped."""
+
+    expected: int
+    prev: bytes | None
+    """Leaf hash of entry ``expected - 1``; ``None`` when it is another range's."""
+    last_time: bytes = b""
+    frontier: list[bytes] = field(default_factory=list)
+    finding: _Finding | None = None
+    first_prev: bytes | None = None
+    """With ``prev`` unknown: the ``prev`` the first entry was written with."""
+    first_blamed: int = 0
+    pending: bytes | None = None
+    """Stored hashes of the range's last entry above the range's own subtree."""
+
+
+def _as_bytes_value(value: Any) -> bytes:
+    # e.g. TEXT written over the BLOB by hand
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogatepass")
+
+
+def _chain_break(seq: int, blamed: int, written_prev: bytes, prev: bytes) -> _Finding:
+    return _Finding(
+        (seq, _CHAIN),
+        Problem.CHAIN_BREAK,
+        blamed,
+        f"entry {seq} links to {written_prev.hex()[:16]}…, but entry {seq - 1} "
+        f"hashes to {prev.hex()[:16]}…",
+    )
+
+
+def _link_finding(
+    canonical: bytes,
+    seq: int,
+    leaf: bytes,
+    tree_stored: bytes,
+    prev: bytes | None,
+    read_chain: Callable[[bytes], tuple[int, bytes]],
+    state: _ScanState,
+) -> _Finding | None:
+    """The slow path of the chain check: parse ``seq`` and ``prev`` and compare."""
+    try:
+        written_seq, written_prev = read_chain(canonical)
+    except _ROW_ERRORS as exc:
+        return _Finding(
+            (seq, _CHAIN),
+            Problem.MALFORMED_ENTRY,
+            seq,
+            f"entry {seq} is not a canonical entry: {exc}",
+        )
+    if written_seq != seq:
+        return _Finding(
+            (seq, _CHAIN),
+            Problem.SEQ_MISMATCH,
+            seq,
+            f"entry stored as {seq} was written as {written_seq}",
+        )
+    if prev is not None and written_prev == prev:
+        return None
+    # Entry seq does not link to entry seq-1: which of the two changed?
+    # For odd seq, its stored level-1 hash was built from the original
+    # hash of seq-1; if that agrees with seq's link, seq-1 was altered.
+    blamed = seq
+    if seq & 1 and tree_stored[:32] == node_hash(written_prev, leaf):
+        blamed = seq - 1
+    if prev is None:  # entry seq-1 is another range's: the parent compares
+        state.first_prev, state.first_blamed = written_prev, blamed
+        return None
+    return _chain_break(seq, blamed, written_prev, prev)
+
+
+def _scan(
+    rows: Iterable[RowTuple],
+    state: _ScanState,
+    *,
+    deep: bool,
+    next_mark: Callable[[int], int],
+    at_mark: Callable[[int, list[bytes], bytes], _Finding | None],
+    cap: int = _NO_CAP,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 100_000,
+) -> None:
+    """Check ``rows`` in seq order from ``state.expected``, stopping at the first finding.
+
+    Per entry, in this order: its seq is the next one (gap), its bytes hash
+    to its stored leaf hash, it links to the entry before and was written
+    with its seq, the stored interior hashes of the subtrees it completes
+    match the ones recomputed from the frontier, and its recorded time is
+    not earlier than the entry before's. After an entry whose size
+    ``next_mark`` named, ``at_mark(size, frontier, leaf)`` checks the root.
+
+    ``cap`` is the size of the range being checked (a power of two it
+    starts at a multiple of): the range's last entry completes subtrees up
+    to that size here, and leaves its stored hashes above in ``pending``.
+    """
+    sha256 = hashlib.sha256
+    hexlify = binascii.hexlify
+    read_chain = _deep_chain_fields if deep else _chain_fields
+    frontier = state.frontier
+    pop = frontier.pop
+    push = frontier.append
+    prev = state.prev
+    prev_hex = b"" if prev is None else hexlify(prev)
+    last_time = state.last_time
+    expected = state.expected
+    mark = next_mark(expected)
+    finding: _Finding | None = None
+    for seq, canonical, leaf_stored, tree_stored in rows:
+        if seq != expected:
+            finding = _Finding(
+                (expected, _GAP),
+                Problem.GAP,
+                expected,
+                f"entry {expected} is missing (next stored is {seq})",
+            )
+            break
+        if canonical.__class__ is not bytes:
+            canonical = _as_bytes_value(canonical)
+        leaf = sha256(b"\x00" + canonical).digest()
+        if leaf != leaf_stored:
+            finding = _Finding(
+                (seq, _HASH),
+                Problem.HASH_MISMATCH,
+                seq,
+                f"entry {seq} does not hash to its stored hash",
+            )
+            break
+        # Fast path: the link and the seq sit at known places at the end of
+        # the canonical bytes (see _chain_fields); any doubt takes the slow path.
+        tail = b',"seq":%d,"v":1}' % seq
+        at = canonical.rfind(_PREV_MARK, -200)
+        if deep or not (
+            at >= 0 and canonical[at + 9 : at + 73] == prev_hex and canonical.endswith(tail)
+        ):
+            finding = _link_finding(canonical, seq, leaf, tree_stored, prev, read_chain, state)
+            if finding is not None:
+                break
+        if seq & 1:  # an odd record completes one subtree or more
+            h = sha256(b"\x01" + pop() + leaf).digest()
+            if seq & 2:
+                parts = [h]
+                bit = 2
+                while seq & bit and bit < cap:
+                    h = sha256(b"\x01" + pop() + h).digest()
+                    parts.append(h)
+                    bit <<= 1
+                interior = b"".join(parts)
+                if seq & bit:  # the range's last entry: its higher subtrees span ranges
+                    state.pending = tree_stored[len(interior) :]
+                    tree_stored = tree_stored[: len(interior)]
+            else:
+                interior = h
+            push(h)
+        else:  # even records complete no subtree: the common half, kept cheap
+            push(leaf)
+            interior = b""
+        if interior != tree_stored:
+            finding = _Finding(
+                (seq, _TREE),
+                Problem.TREE_HASH_MISMATCH,
+                seq,
+                f"stored Merkle hashes of entry {seq} do not match the entries before it",
+            )
+            break
+        # The recorded time sits just before the seq member (see _recorded_at).
+        end = len(canonical) - len(tail) - 1
+        start = end - _STAMP_LEN
+        if canonical[end : end + 1] == b'"' and canonical[start - 15 : start] == _STAMP_MARK:
+            recorded = canonical[start:end]
+        else:
+            try:
+                recorded = _recorded_at(canonical, seq)
+            except _ROW_ERRORS as exc:
+                finding = _Finding(
+                    (seq, _TIME),
+                    Problem.MALFORMED_ENTRY,
+                    seq,
+                    f"entry {seq} has no valid recorded time: {exc}",
+                )
+                break
+        if recorded < last_time:
+            finding = _Finding(
+                (seq, _TIME),
+                Problem.TIME_REVERSED,
+                seq,
+                f"entry {seq} is recorded at {recorded.decode()}, earlier than entry {seq - 1} "
+                f"({last_time.decode()}): time went backwards",
+            )
+            break
+        last_time = recorded
+        prev = leaf
+        prev_hex = hexlify(leaf)
+        expected += 1
+        if expected == mark:
+            finding = at_mark(expected, frontier, leaf)
+            if finding is not None:
+                break
+            mark = next_mark(expected)
+        if progress is not None and expected % progress_every == 0:
+            progress(expected)
+    state.expected = expected
+    state.prev = prev
+    state.last_time = last_time
+    state.finding = finding
+
+
+class _Plan:
+    """What a verification checks besides the rows: checkpoint, anchors, tree heads.
+
+    Made before the scan (checking what needs no rows), asked at every size
+    where a checkpoint or head wants the root, and finishing the report.
+    """
+
+    def __init__(
+        self,
+        *,
+        checkpoint: OpenedCheckpoint | None,
+        trusted_keys: Sequence[TrustedKey],
+        origin: str | None,
+        heads: Iterable[HeadTuple] | None,
+        head_keys: Sequence[TrustedKey],
+        anchors: Sequence[tuple[str, Checkpoint]],
+    ) -> None:
+        self.cp: Checkpoint | None = checkpoint.checkpoint if checkpoint else None
+        self.report = VerificationReport(
+            ok=True, entries=0, tree_size=0, root=EMPTY_TREE_HASH.hex()
+        )
+        self.scan = _HeadScan(heads, head_keys, origin) if heads is not None else None
+        if self.scan is None:
+            self.report.warnings.append(HEADS_NOT_CHECKED)
+        self.failed = False
+        self.cp_size = self.cp.tree_size if self.cp is not None else -1
+        self.cp_head = (self.cp.root, self.cp.chain_head) if self.cp is not None else None
+        self.anchored: dict[int, list[tuple[str, Checkpoint]]] = {}
+        self.anchor_sizes: list[int] = []
+        self._prepare(checkpoint, trusted_keys, origin, anchors)
+
+    def _prepare(
+        self,
+        checkpoint: OpenedCheckpoint | None,
+        trusted_keys: Sequence[TrustedKey],
+        origin: str | None,
+        anchors: Sequence[tuple[str, Checkpoint]],
+    ) -> None:
+        cp, report, scan = self.cp, self.report, self.scan
+        if checkpoint is not None:
+            assert cp is not None
+            report.checkpoint_size = cp.tree_size
+            if origin is not None and cp.origin != origin:
+                self.fail(
+                    Problem.CHECKPOINT_INCONSISTENT,
+                    None,
+                    f"checkpoint is for log {cp.origin!r}, this log is {origin!r}",
+                )
+                return
+            problem, detail, key_id = check_checkpoint_signature(checkpoint, trusted_keys)
+            report.checkpoint_key_id = key_id
+            if problem is not None:
+                self.fail(problem, None, detail)
+                return
+            report.checkpoints_checked = 1
+        if scan is not None and scan.next_size == 0:
+            found = scan.check(0, EMPTY_TREE_HASH, GENESIS_PREV)
+            if found is not None:
+                self.fail(found[0], None, found[1])
+                return
+        for label, anchor in anchors:
+            if origin is not None and anchor.origin != origin:
+                self.fail(
+                    Problem.CHECKPOINT_INCONSISTENT,
+                    None,
+                    f"checkpoint {label} is for log {anchor.origin!r}, this log is {origin!r}",
+                )
+                return
+            self.anchored.setdefault(anchor.tree_size, []).append((label, anchor))
+        self.anchor_sizes = sorted(s for s in self.anchored if s > 0)
+
+    def fail(self, problem: Problem, seq: int | None, detail: str) -> VerificationReport:
+        report = self.report
+        report.ok = False
+        report.problem = problem
+        report.first_bad_seq = seq
+        report.detail = detail
+        self.failed = True
+        return self.done()
+
+    def done(self) -> VerificationReport:
+        if self.scan is not None:
+            self.report.heads_checked = self.scan.checked
+            self.report.signed_size = self.scan.signed_size
+        return self.report
+
+    def next_mark(self, after: int) -> int:
+        """The next size at which a checkpoint or a head wants the root: -1 for none."""
+        sizes = [s for s in (self.cp_size, self.scan.next_size if self.scan else -1) if s > after]
+        at = bisect.bisect_right(self.anchor_sizes, after)
+        if at < len(self.anchor_sizes):
+            sizes.append(self.anchor_sizes[at])
+        return min(sizes, default=-1)
+
+    def mark_sizes(self, head_sizes: Iterable[int]) -> list[int]:
+        """Every size :meth:`next_mark` will name, given the stored heads' sizes."""
+        sizes = {s for s in head_sizes if s > 0} if self.scan is not None else set()
+        sizes.update(self.anchor_sizes)
+        if self.cp_size > 0:
+            sizes.add(self.cp_size)
+        return sorted(sizes)
+
+    def at_mark(self, expected: int, frontier: list[bytes], leaf: bytes) -> _Finding | None:
+        return self.check_root(expected, frontier_root(frontier), leaf)
+
+    def check_root(self, expected: int, root_here: bytes, leaf: bytes) -> _Finding | None:
+        """Check the checkpoint, anchors and heads for size ``expected``."""
+        at = (expected - 1, _MARK)
+        if expected == self.cp_size and (root_here, leaf) != self.cp_head:
+            return _Finding(
+                at,
+                Problem.CHECKPOINT_INCONSISTENT,
+                None,
+                f"the first {self.cp_size} entries no longer have the checkpointed root: "
+                "history before the checkpoint was rewritten",
+            )
+        for label, anchor in self.anchored.get(expected, ()):
+            if (root_here, leaf) != (anchor.root, anchor.chain_head):
+                return _Finding(
+                    at,
+                    Problem.CHECKPOINT_INCONSISTENT,
+                    None,
+                    f"the first {expected} entries no longer have the root of checkpoint "
+                    f"{label}: history before it was rewritten",
+                )
+            self.report.checkpoints_checked += 1
+        if self.scan is not None:
+            found = self.scan.check(expected, root_here, leaf)
+            if found is not None:
+                return _Finding(at, found[0], None, found[1])
+        return None
+
+    def finish(
+        self,
+        expected: int,
+        root: bytes,
+        chain_head: bytes,
+        progress: Callable[[int], None] | None,
+    ) -> VerificationReport:
+        """The report after a scan of ``expected`` entries that found nothing wrong."""
+        report, cp = self.report, self.cp
+        report.entries = expected
+        report.tree_size = expected
+        report.root = root.hex()
+        report.chain_head = chain_head.hex() if expected else ""
+        if progress is not None:
+            progress(expected)
+        if cp is not None and expected < cp.tree_size:
+            return self.fail(
+                Problem.TRUNCATED,
+                expected,
+                f"the log holds {expected} entries but a checkpoint vouches for {cp.tree_size}",
+            )
+        if self.anchor_sizes and expected < self.anchor_sizes[-1]:
+            label = self.anchored[self.anchor_sizes[-1]][0][0]
+            return self.fail(
+                Problem.TRUNCATED,
+                expected,
+                f"the log holds {expected} entries but checkpoint {label} vouches for "
+                f"{self.anchor_sizes[-1]}: entries were removed",
+            )
+        if self.scan is not None:
+            outcome = self.scan.finish(expected)
+            if outcome is not None:
+                return self.fail(*outcome)
+        return self.done()
+
+
 def verify_rows(
     rows: Iterable[RowTuple],
     *,
@@ -353,196 +762,329 @@ def verify_rows(
     entry must be under a valid head. With ``heads=None`` they are not
     checked and the report carries a warning saying so.
     """
-    sha256 = hashlib.sha256
-    read_chain = _deep_chain_fields if deep else _chain_fields
-    cp: Checkpoint | None = checkpoint.checkpoint if checkpoint else None
-    report = VerificationReport(ok=True, entries=0, tree_size=0, root=EMPTY_TREE_HASH.hex())
-    scan = _HeadScan(heads, head_keys, origin) if heads is not None else None
-    if scan is None:
-        report.warnings.append(HEADS_NOT_CHECKED)
+    plan = _Plan(
+        checkpoint=checkpoint,
+        trusted_keys=trusted_keys,
+        origin=origin,
+        heads=heads,
+        head_keys=head_keys,
+        anchors=anchors,
+    )
+    if plan.failed:
+        return plan.report
+    state = _ScanState(expected=0, prev=GENESIS_PREV)
+    _scan(
+        rows,
+        state,
+        deep=deep,
+        next_mark=plan.next_mark,
+        at_mark=plan.at_mark,
+        progress=progress,
+        progress_every=progress_every,
+    )
+    if state.finding is not None:
+        return plan.fail(state.finding.problem, state.finding.seq, state.finding.detail)
+    assert state.prev is not None
+    return plan.finish(state.expected, frontier_root(state.frontier), state.prev, progress)
 
-    def fail(problem: Problem, seq: int | None, detail: str) -> VerificationReport:
-        report.ok = False
-        report.problem = problem
-        report.first_bad_seq = seq
-        report.detail = detail
-        return done()
 
-    def done() -> VerificationReport:
-        if scan is not None:
-            report.heads_checked = scan.checked
-            report.signed_size = scan.signed_size
-        return report
+# ------------------------------------------------------- parallel verification
+#
+# The log is cut into ranges of ``size`` entries, ``size`` a power of two, each
+# starting at a multiple of it: every range is one complete Merkle subtree
+# (the last may be shorter). A worker process scans its range with the same
+# loop as above, from an empty frontier: every interior hash an entry of the
+# range stores is then recomputed inside the range, except the hashes the
+# range's last entry stores above the range's own subtree, which it hands on
+# (``pending``). What a worker cannot know — the hash and time of the entry
+# before its range, the subtrees left of it — the parent supplies while it
+# stitches the ranges together in order.
 
-    if checkpoint is not None:
-        assert cp is not None
-        report.checkpoint_size = cp.tree_size
-        if origin is not None and cp.origin != origin:
-            return fail(
-                Problem.CHECKPOINT_INCONSISTENT,
-                None,
-                f"checkpoint is for log {cp.origin!r}, this log is {origin!r}",
-            )
-        problem, detail, key_id = check_checkpoint_signature(checkpoint, trusted_keys)
-        report.checkpoint_key_id = key_id
-        if problem is not None:
-            return fail(problem, None, detail)
-        report.checkpoints_checked = 1
+_ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry"
+_MIN_RANGE = 1 << 16
+"""Smallest automatic range; a log under two of them is verified in one process."""
 
-    if scan is not None and scan.next_size == 0:
-        found = scan.check(0, EMPTY_TREE_HASH, GENESIS_PREV)
-        if found is not None:
-            return fail(found[0], None, found[1])
-    cp_size = cp.tree_size if cp is not None else -1
-    cp_head = (cp.root, cp.chain_head) if cp is not None else None
-    anchored: dict[int, list[tuple[str, Checkpoint]]] = {}
-    for label, anchor in anchors:
-        if origin is not None and anchor.origin != origin:
-            return fail(
-                Problem.CHECKPOINT_INCONSISTENT,
-                None,
-                f"checkpoint {label} is for log {anchor.origin!r}, this log is {origin!r}",
-            )
-        anchored.setdefault(anchor.tree_size, []).append((label, anchor))
-    anchor_sizes = sorted(s for s in anchored if s > 0)
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """How a worker reads the rows the parent sees: an SQLite file or a PostgreSQL snapshot."""
+
+    kind: str
+    target: str
+    snapshot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _RangeTask:
+    source: _Source | None
+    index: int
+    start: int
+    end: int
+    size: int
+    marks: tuple[int, ...]
+    deep: bool
+
+
+@dataclass(slots=True)
+class _RangeResult:
+    first_seq: int | None
+    state: _ScanState
+    first_time: bytes | None
+    marks: list[tuple[int, bytes, bytes]]
+
+
+def _check_range(rows: Iterable[RowTuple], task: _RangeTask) -> _RangeResult:
+    """A worker's scan of one range: findings, its subtree roots and its boundary values."""
+    it = iter(rows)
+    first = next(it, None)
+    state = _ScanState(expected=task.start, prev=GENESIS_PREV if task.start == 0 else None)
+    marks = task.marks
+    seen: list[tuple[int, bytes, bytes]] = []
 
     def next_mark(after: int) -> int:
-        # The next size at which a checkpoint or a head wants the root: -1 for none.
-        sizes = [s for s in (cp_size, scan.next_size if scan else -1) if s > after]
-        at = bisect.bisect_right(anchor_sizes, after)
-        if at < len(anchor_sizes):
-            sizes.append(anchor_sizes[at])
-        return min(sizes, default=-1)
+        at = bisect.bisect_right(marks, after)
+        return marks[at] if at < len(marks) else -1
 
-    frontier: list[bytes] = []
+    def at_mark(size: int, frontier: list[bytes], leaf: bytes) -> _Finding | None:
+        seen.append((size, frontier_root(frontier), leaf))
+        return None
+
+    first_time = None
+    if first is not None:
+        _scan(
+            itertools.chain((first,), it),
+            state,
+            deep=task.deep,
+            next_mark=next_mark,
+            at_mark=at_mark,
+            cap=task.size,
+        )
+        finding = state.finding
+        if (
+            task.start > 0
+            and first[0] == task.start
+            and (finding is None or finding.at > (task.start, _TIME))
+        ):
+            canonical = first[1] if first[1].__class__ is bytes else _as_bytes_value(first[1])
+            first_time = _recorded_at(canonical, task.start)  # the scan read it already
+    return _RangeResult(None if first is None else first[0], state, first_time, seen)
+
+
+def _sqlite_rows(path: str, task: _RangeTask) -> Generator[RowTuple, None, None]:
+    conn = sqlite3.connect(Path(path).as_uri() + "?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 60000")
+        cursor = conn.cursor()
+        cursor.arraysize = 10_000
+        if task.index == 0:
+            cursor.execute(f"{_ROWS_SQL} WHERE seq < ? ORDER BY seq", (task.end,))
+        else:
+            cursor.execute(
+                f"{_ROWS_SQL} WHERE seq >= ? AND seq < ? ORDER BY seq", (task.start, task.end)
+            )
+        yield from cursor
+    finally:
+        conn.close()
+
+
+def _postgres_rows(source: _Source, task: _RangeTask) -> Generator[RowTuple, None, None]:
+    import psycopg
+
+    with psycopg.connect(source.target) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        # The parent's snapshot: this worker sees exactly the rows the parent sees.
+        conn.execute(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'")
+        with conn.cursor(name="gxpmes_verify_range") as cursor:
+            cursor.itersize = 10_000
+            if task.index == 0:
+                cursor.execute(f"{_ROWS_SQL} WHERE seq < %s ORDER BY seq", (task.end,))
+            else:
+                cursor.execute(
+                    f"{_ROWS_SQL} WHERE seq >= %s AND seq < %s ORDER BY seq",
+                    (task.start, task.end),
+                )
+            for seq, canonical, leaf, tree in cursor:
+                yield seq, bytes(canonical), bytes(leaf), bytes(tree)
+
+
+def _verify_range(task: _RangeTask) -> _RangeResult:
+    """Worker process entry point: read the range with a connection of its own and scan it."""
+    source = task.source
+    assert source is not None
+    if source.kind == "sqlite":
+        rows = _sqlite_rows(source.target, task)
+    else:
+        rows = _postgres_rows(source, task)
+    try:
+        return _check_range(rows, task)
+    finally:
+        rows.close()
+
+
+def _fold(frontier: Sequence[bytes], h: bytes) -> bytes:
+    """Root of the tree whose frontier is ``frontier`` followed by a subtree fold ``h``."""
+    for left in reversed(frontier):
+        h = node_hash(left, h)
+    return h
+
+
+def _stitch(
+    plan: _Plan,
+    tasks: Sequence[_RangeTask],
+    results: Iterator[_RangeResult],
+    progress: Callable[[int], None] | None,
+) -> VerificationReport:
+    """Join range results in order into the single scan's report (see docs/audit.md)."""
+    frontier: list[bytes] = []  # whole ranges: subtrees of size ``tasks[0].size`` and up
     prev = GENESIS_PREV
-    prev_hex = prev.hex().encode()
     last_time = b""
     expected = 0
-    mark = next_mark(0)
-    for seq, canonical, leaf_stored, tree_stored in rows:
-        if seq != expected:
-            return fail(
-                Problem.GAP, expected, f"entry {expected} is missing (next stored is {seq})"
-            )
-        if canonical.__class__ is not bytes:  # e.g. TEXT written over the BLOB by hand
-            canonical = (
-                bytes(canonical)
-                if isinstance(canonical, bytearray | memoryview)
-                else str(canonical).encode("utf-8", "surrogatepass")
-            )
-        leaf = sha256(b"\x00" + canonical).digest()
-        if leaf != leaf_stored:
-            return fail(Problem.HASH_MISMATCH, seq, f"entry {seq} does not hash to its stored hash")
-        # Fast path: the link and the seq sit at known places at the end of
-        # the canonical bytes (see _chain_fields); any doubt takes the slow path.
-        at = canonical.rfind(_PREV_MARK, -200)
-        if deep or not (
-            at >= 0
-            and canonical[at + 9 : at + 73] == prev_hex
-            and canonical.endswith(b',"seq":%d,"v":1}' % seq)
-        ):
-            try:
-                written_seq, written_prev = read_chain(canonical)
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-                return fail(
-                    Problem.MALFORMED_ENTRY, seq, f"entry {seq} is not a canonical entry: {exc}"
+    pending_results: list[_RangeResult] = []
+    for task in tasks:
+        result = pending_results.pop(0) if pending_results else next(results)
+        state = result.state
+        # Findings and root checks in this range, ordered by their place in the scan.
+        checks: list[_Finding | tuple[int, bytes, bytes]] = []
+        if state.finding is not None:
+            checks.append(state.finding)
+        elif state.expected < task.end:  # rows missing at the end of the range
+            later = None
+            while later is None:
+                ahead = next(results, None)
+                if ahead is None:
+                    break
+                pending_results.append(ahead)
+                later = ahead.first_seq
+            if later is not None:  # else nothing after it: the log ends here
+                gap = _Finding(
+                    (state.expected, _GAP),
+                    Problem.GAP,
+                    state.expected,
+                    f"entry {state.expected} is missing (next stored is {later})",
                 )
-            if written_seq != seq:
-                return fail(
-                    Problem.SEQ_MISMATCH, seq, f"entry stored as {seq} was written as {written_seq}"
-                )
-            if written_prev != prev:
-                # Entry seq does not link to entry seq-1: which of the two changed?
-                # For odd seq, its stored level-1 hash was built from the original
-                # hash of seq-1; if that agrees with seq's link, seq-1 was altered.
-                blamed = seq
-                if seq & 1 and tree_stored[:32] == node_hash(written_prev, leaf):
-                    blamed = seq - 1
-                return fail(
-                    Problem.CHAIN_BREAK,
-                    blamed,
-                    f"entry {seq} links to {written_prev.hex()[:16]}…, but entry {seq - 1} "
-                    f"hashes to {prev.hex()[:16]}…",
-                )
-        if seq & 1:
-            interior = b"".join(extend_frontier(frontier, seq, leaf))
-        else:  # even records complete no subtree: the common half, kept cheap
-            frontier.append(leaf)
-            interior = b""
-        if interior != tree_stored:
-            return fail(
-                Problem.TREE_HASH_MISMATCH,
-                seq,
-                f"stored Merkle hashes of entry {seq} do not match the entries before it",
-            )
-        try:
-            recorded = _recorded_at(canonical, seq)
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            return fail(
-                Problem.MALFORMED_ENTRY, seq, f"entry {seq} has no valid recorded time: {exc}"
-            )
-        if recorded < last_time:
-            return fail(
+                checks.append(gap)
+        if state.first_prev is not None and state.first_prev != prev:
+            link = _chain_break(task.start, state.first_blamed, state.first_prev, prev)
+            checks.append(link)
+        if result.first_time is not None and result.first_time < last_time:
+            reversed_at = _Finding(
+                (task.start, _TIME),
                 Problem.TIME_REVERSED,
-                seq,
-                f"entry {seq} is recorded at {recorded.decode()}, earlier than entry {seq - 1} "
-                f"({last_time.decode()}): time went backwards",
+                task.start,
+                f"entry {task.start} is recorded at {result.first_time.decode()}, earlier than "
+                f"entry {task.start - 1} ({last_time.decode()}): time went backwards",
             )
-        last_time = recorded
-        prev = leaf
-        prev_hex = leaf.hex().encode()
-        expected += 1
-        if expected == mark:
-            root_here = frontier_root(frontier)
-            if expected == cp_size and (root_here, leaf) != cp_head:
-                return fail(
-                    Problem.CHECKPOINT_INCONSISTENT,
-                    None,
-                    f"the first {cp_size} entries no longer have the checkpointed root: "
-                    "history before the checkpoint was rewritten",
+            checks.append(reversed_at)
+        whole = state.expected == task.end and task.end - task.start == task.size
+        merged = list(frontier)
+        if whole:  # the range's last entry completed it: join it to the whole ranges before
+            upper = b"".join(extend_frontier(merged, task.index, state.frontier[-1]))
+            if upper != (state.pending or b""):
+                seq = task.end - 1
+                tree = _Finding(
+                    (seq, _TREE),
+                    Problem.TREE_HASH_MISMATCH,
+                    seq,
+                    f"stored Merkle hashes of entry {seq} do not match the entries before it",
                 )
-            for label, anchor in anchored.get(expected, ()):
-                if (root_here, leaf) != (anchor.root, anchor.chain_head):
-                    return fail(
-                        Problem.CHECKPOINT_INCONSISTENT,
-                        None,
-                        f"the first {expected} entries no longer have the root of checkpoint "
-                        f"{label}: history before it was rewritten",
-                    )
-                report.checkpoints_checked += 1
-            if scan is not None:
-                found = scan.check(expected, root_here, leaf)
-                if found is not None:
-                    return fail(found[0], None, found[1])
-            mark = next_mark(expected)
-        if progress is not None and expected % progress_every == 0:
+                checks.append(tree)
+        for size, fold, leaf in result.marks:
+            checks.append((size, _fold(frontier, fold), leaf))
+        # Stable: a worker's own finding comes first among findings at one place.
+        checks.sort(key=lambda c: c.at if isinstance(c, _Finding) else (c[0] - 1, _MARK))
+        for check in checks:
+            found = check if isinstance(check, _Finding) else plan.check_root(*check)
+            if found is not None:
+                return plan.fail(found.problem, found.seq, found.detail)
+        if state.expected > task.start:
+            assert state.prev is not None
+            prev, last_time = state.prev, state.last_time
+        expected = state.expected
+        if not whole:  # the log's last range, or rows missing up to the end of the log
+            return plan.finish(expected, frontier_root(frontier + state.frontier), prev, progress)
+        frontier = merged
+        if progress is not None:
             progress(expected)
-    report.entries = expected
-    report.tree_size = expected
-    report.root = frontier_root(frontier).hex()
-    report.chain_head = prev.hex() if expected else ""
-    if progress is not None:
-        progress(expected)
-    if cp is not None and expected < cp.tree_size:
-        return fail(
-            Problem.TRUNCATED,
-            expected,
-            f"the log holds {expected} entries but a checkpoint vouches for {cp.tree_size}",
-        )
-    if anchor_sizes and expected < anchor_sizes[-1]:
-        label = anchored[anchor_sizes[-1]][0][0]
-        return fail(
-            Problem.TRUNCATED,
-            expected,
-            f"the log holds {expected} entries but checkpoint {label} vouches for "
-            f"{anchor_sizes[-1]}: entries were removed",
-        )
-    if scan is not None:
-        outcome = scan.finish(expected)
-        if outcome is not None:
-            return fail(*outcome)
-    return done()
+    return plan.finish(expected, frontier_root(frontier), prev, progress)
+
+
+def _plan_ranges(
+    span: int, size: int, marks: Sequence[int], source: _Source | None, deep: bool
+) -> list[_RangeTask]:
+    tasks = []
+    for index, start in enumerate(range(0, span, size)):
+        end = min(start + size, span)
+        lo, hi = bisect.bisect_right(marks, start), bisect.bisect_right(marks, end)
+        tasks.append(_RangeTask(source, index, start, end, size, tuple(marks[lo:hi]), deep))
+    return tasks
+
+
+def _range_size(span: int, jobs: int) -> int:
+    """A power of two giving about four ranges per worker, and at least ``_MIN_RANGE``."""
+    target = max(span // (4 * jobs), _MIN_RANGE)
+    return 1 << (target.bit_length() - 1)
+
+
+def _run_ranges(
+    plan: _Plan,
+    span: int,
+    head_sizes: Sequence[int],
+    *,
+    size: int,
+    jobs: int,
+    source: _Source,
+    deep: bool,
+    progress: Callable[[int], None] | None,
+) -> VerificationReport:
+    tasks = _plan_ranges(span, size, plan.mark_sizes(head_sizes), source, deep)
+    # Workers fork from a clean server process: no inherited connections or threads,
+    # and no interpreter start per worker after the first verification.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["audit.verify"])
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context)
+    try:
+        return _stitch(plan, tasks, pool.map(_verify_range, tasks), progress)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _verify_rows_in_ranges(
+    rows: Sequence[RowTuple],
+    size: int,
+    *,
+    checkpoint: OpenedCheckpoint | None = None,
+    trusted_keys: Sequence[TrustedKey] = (),
+    origin: str | None = None,
+    deep: bool = False,
+    heads: Sequence[HeadTuple] | None = None,
+    head_keys: Sequence[TrustedKey] = (),
+    anchors: Sequence[tuple[str, Checkpoint]] = (),
+) -> VerificationReport:
+    """The parallel verifier's ranges and stitching, run in this process over a row list.
+
+    For tests: it splits ``rows`` as the workers' queries would and runs the
+    same range scan and stitching as :func:`verify_ledger` with ``jobs`` > 1.
+    """
+    plan = _Plan(
+        checkpoint=checkpoint,
+        trusted_keys=trusted_keys,
+        origin=origin,
+        heads=heads,
+        head_keys=head_keys,
+        anchors=anchors,
+    )
+    if plan.failed:
+        return plan.report
+    last = max((row[0] for row in rows), default=-1)
+    marks = plan.mark_sizes([s for s, _note in heads or ()])
+    tasks = _plan_ranges(last + 1, size, marks, None, deep)
+
+    def in_range(task: _RangeTask) -> list[RowTuple]:
+        lo = -(1 << 63) if task.index == 0 else task.start
+        return [row for row in rows if lo <= row[0] < task.end]
+
+    return _stitch(plan, tasks, (_check_range(in_range(t), t) for t in tasks), None)
 
 
 def verify_ledger(
@@ -553,6 +1095,8 @@ def verify_ledger(
     progress: Callable[[int], None] | None = None,
     deep: bool = False,
     head_keys: KeySpec | None = None,
+    jobs: int = 1,
+    range_size: int | None = None,
 ) -> VerificationReport:
     """Verify a :class:`audit.ledger.Ledger` (optionally against a signed checkpoint).
 
@@ -567,7 +1111,19 @@ def verify_ledger(
     the last signed head are reported as :attr:`Problem.UNSIGNED_ENTRIES`.
     Rows and heads are then read from one consistent snapshot. Without head
     keys the heads are not checked and ``warnings`` says so.
+
+    ``jobs`` > 1 verifies ranges of whole Merkle subtrees in that many worker
+    processes, each reading its range over a connection of its own, and
+    stitches them in order (docs/audit.md, "Parallel verification"); the
+    report is the one ``jobs=1`` gives. ``range_size`` (a power of two, at
+    least 4) fixes the range length; by default about four ranges per job, at
+    least 65,536 entries each, and a log shorter than two ranges is verified
+    in this process.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if range_size is not None and (range_size < 4 or range_size & (range_size - 1)):
+        raise ValueError(f"range_size must be a power of two of at least 4, got {range_size}")
     opened: OpenedCheckpoint | None
     if isinstance(checkpoint, str):
         try:
@@ -586,6 +1142,21 @@ def verify_ledger(
         opened = checkpoint
     trusted = ledger.apply_revocations(trusted_keys)
     heads_trusted = _trusted_from(head_keys) if head_keys is not None else []
+    if heads_trusted:
+        heads_trusted = ledger.apply_revocations(heads_trusted)
+    if jobs > 1:
+        parallel = _verify_ledger_parallel(
+            ledger,
+            jobs=jobs,
+            range_size=range_size,
+            checkpoint=opened,
+            trusted_keys=trusted,
+            head_keys=heads_trusted or None,
+            progress=progress,
+            deep=deep,
+        )
+        if parallel is not None:
+            return parallel
     if not heads_trusted:
         return verify_rows(
             ledger.iter_raw_rows(),
@@ -595,7 +1166,6 @@ def verify_ledger(
             progress=progress,
             deep=deep,
         )
-    heads_trusted = ledger.apply_revocations(heads_trusted)
     with ledger.snapshot() as (rows, heads):
         return verify_rows(
             rows,
@@ -607,6 +1177,90 @@ def verify_ledger(
             heads=heads,
             head_keys=heads_trusted,
         )
+
+
+def _stream_heads(conn: Connection, is_pg: bool) -> Iterator[HeadTuple]:
+    dbapi: Any = conn.connection.dbapi_connection
+    cursor = dbapi.cursor(name="gxpmes_verify_heads") if is_pg else dbapi.cursor()
+    try:
+        if is_pg:
+            cursor.itersize = 10_000
+        else:
+            cursor.arraysize = 10_000
+        cursor.execute("SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size")
+        for size, note in cursor:
+            yield int(size), note
+    finally:
+        cursor.close()
+
+
+def _verify_ledger_parallel(
+    ledger: Any,
+    *,
+    jobs: int,
+    range_size: int | None,
+    checkpoint: OpenedCheckpoint | None,
+    trusted_keys: Sequence[TrustedKey],
+    head_keys: Sequence[TrustedKey] | None,
+    progress: Callable[[int], None] | None,
+    deep: bool,
+) -> VerificationReport | None:
+    """:func:`verify_ledger` over worker processes; ``None`` when the log is too short."""
+    engine = ledger.engine
+    is_pg = engine.dialect.name == "postgresql"
+    options: dict[str, Any] = {"ledger_read": True}
+    if is_pg:
+        options["isolation_level"] = "REPEATABLE READ"
+    with engine.connect().execution_options(**options) as conn:
+        # One read transaction: the log's size, the heads, and (PostgreSQL) the snapshot
+        # the workers import. On SQLite the rows below this size are the same for every
+        # later reader: the ledger only appends, and its triggers refuse UPDATE and DELETE.
+        last = conn.exec_driver_sql("SELECT max(seq) FROM audit_entry").scalar()
+        span = 0 if last is None else int(last) + 1
+        size = range_size or _range_size(span, jobs)
+        if span < 2 * size:
+            return None
+        has_heads = head_keys is not None and inspect(conn).has_table("audit_tree_head")
+        head_sizes: list[int] = []
+        if has_heads:
+            head_sizes = [
+                int(s)
+                for (s,) in conn.exec_driver_sql(
+                    "SELECT tree_size FROM audit_tree_head ORDER BY tree_size"
+                )
+            ]
+        if is_pg:
+            snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+            url = engine.url.set(drivername="postgresql")
+            source = _Source("postgresql", url.render_as_string(hide_password=False), snapshot)
+        else:
+            files = conn.exec_driver_sql("PRAGMA database_list").fetchall()
+            source = _Source("sqlite", next(f[2] for f in files if f[1] == "main"))
+        heads = _stream_heads(conn, is_pg) if has_heads else iter(())
+        try:
+            plan = _Plan(
+                checkpoint=checkpoint,
+                trusted_keys=trusted_keys,
+                origin=ledger.origin,
+                heads=None if head_keys is None else heads,
+                head_keys=head_keys or (),
+                anchors=(),
+            )
+            if plan.failed:
+                return plan.report
+            return _run_ranges(
+                plan,
+                span,
+                head_sizes,
+                size=size,
+                jobs=jobs,
+                source=source,
+                deep=deep,
+                progress=progress,
+            )
+        finally:
+            if isinstance(heads, Generator):
+                heads.close()
 
 
 def keys_under_head_names(
