@@ -64,14 +64,16 @@ class GroupCommit:
         max_values: int = 20_000,
         max_queued: int = 200_000,
         name: str = "spool-writer",
+        counts: Counter[str] | None = None,
     ) -> None:
         if max_values < 1 or max_queued < max_values:
             raise ValueError("need 1 <= max_values <= max_queued")
         self.spool = spool
         self.max_values = max_values
         self.max_queued = max_queued
-        self.counts: Counter[str] = Counter()
-        """``commits``, ``deliveries``, ``spool_errors`` and ``unspoolable``."""
+        self.counts: Counter[str] = Counter() if counts is None else counts
+        """``commits``, ``deliveries``, ``spool_errors`` and ``unspoolable`` (added to the
+        source's counters when it passes them as ``counts``)."""
         self._queue: deque[Delivery] = deque()
         self._queued = 0  # readings waiting
         self._busy = False
@@ -142,8 +144,6 @@ class GroupCommit:
             log.exception("could not spool %d message(s); not acknowledged", len(group))
             return
         except Exception:
-            if len(group) == 1 and group[0].unspoolable is None:
-                raise
             # Something in one delivery's content the spool refuses: store them one by one.
             self._one_by_one(group)
             return
@@ -159,9 +159,10 @@ class GroupCommit:
                 log.exception("could not spool a message; not acknowledged")
                 continue
             except Exception as exc:
-                if delivery.unspoolable is None:
-                    raise
                 self.counts["unspoolable"] += 1
+                if delivery.unspoolable is None:
+                    log.exception("could not spool a delivery; dropped")
+                    continue
                 letter = delivery.unspoolable(exc)
                 try:
                     self.spool.put_many([([], [*delivery.letters, letter], {})])

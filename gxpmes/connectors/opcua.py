@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gxpmes.connectors.groupcommit import Delivery, GroupCommit
 from gxpmes.connectors.model import (
     DeadLetter,
     DecodeError,
@@ -130,6 +130,7 @@ class OpcUaSource:
         publishing_interval_ms: int = 100,
         max_backoff: float = 30.0,
         security: OpcUaSecurity | None = None,
+        group_commit_values: int = 20_000,
     ) -> None:
         self.security = security or OpcUaSecurity()
         self.security.check()
@@ -142,11 +143,27 @@ class OpcUaSource:
         self.connected = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tags: dict[str, str] = {}
+        self.group_commit_values = group_commit_values
+        self.writer: GroupCommit | None = None
+        """The spool writer (group commit) while :meth:`run` runs."""
 
     async def run(self) -> None:
         """Connect, subscribe, and reconnect with back-off until :meth:`stop`."""
         from asyncua.client.client import Client
 
+        self.writer = GroupCommit(
+            self.spool,
+            max_values=self.group_commit_values,
+            name="spool-writer-opcua",
+            counts=self.counts,
+        )
+        try:
+            await self._run(Client)
+        finally:
+            # Everything notified so far is spooled before run() returns.
+            await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+
+    async def _run(self, Client: Any) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
             client = Client(self.endpoint, timeout=4)
@@ -207,25 +224,34 @@ class OpcUaSource:
                 dedup_key=f"opcua|{tag}|{source.isoformat()}|{number}",
             )
             check_tag(tag)
-            self.spool.put([check_reading(reading, now)])
-            self.counts["received"] += 1
+            self._submit(Delivery([check_reading(reading, now)], done=self._received))
         except DecodeError as exc:
             self._dead_letter(Problem(exc.reason, exc.detail, tag), node_id, value, now)
-        except (OSError, MemoryError, sqlite3.OperationalError):
-            # The spool cannot be written: OPC UA has no redelivery, the value is lost.
-            self.counts["spool_errors"] += 1
-            log.exception("could not spool the OPC UA value of %s", tag)
         except Exception as exc:  # an unexpected value shape must not stop the subscription
             self._dead_letter(
                 Problem("decoder_error", f"{type(exc).__name__}: {exc}", tag), node_id, value, now
             )
+
+    def _received(self, new: int) -> None:
+        self.counts["received"] += 1
+
+    def _submit(self, delivery: Delivery) -> None:
+        # Spooled by the writer thread, many notifications per durable commit. OPC UA
+        # has no redelivery: a value the spool cannot take (disk full) is lost and
+        # counted as a spool error.
+        if self.writer is None:  # notified outside run(): spool at once
+            writer = GroupCommit(self.spool, counts=self.counts)
+            writer.submit(delivery)
+            writer.close()
+        else:
+            self.writer.submit(delivery)
 
     def _dead_letter(self, problem: Problem, node_id: str, value: Any, now: datetime) -> None:
         self.counts[problem.reason] += 1
         log.warning("refused OPC UA value of %s: %s", node_id, safe_text(problem.detail))
         raw = safe_text(repr(value), 4096).encode("utf-8")
         try:
-            self.spool.reject(DeadLetter.of(problem, f"opcua {node_id}", raw, now))
+            self._submit(Delivery([], [DeadLetter.of(problem, f"opcua {node_id}", raw, now)]))
         except Exception:
             self.counts["spool_errors"] += 1
             log.exception("could not keep the refused OPC UA value of %s", node_id)

@@ -90,6 +90,10 @@ class Connector:
             source=CaptureSource(str(config.get("account", "svc-ot")), str(client_id)),
             connector=self.name,
         )
+        self.group_commit_values = int(config.get("group_commit_values", 20_000))
+        """Most readings per durable spool transaction (group commit)."""
+        if self.group_commit_values < 1:
+            raise ConfigurationError("group_commit_values must be 1 or more")
         self.sources: list[Any] = []
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +128,8 @@ class Connector:
             topic_tags={t["topic"]: t["tag"] for t in self.config["tags"] if "topic" in t},
             payload_tags=bool(mqtt_config.get("payload_tags", False)),
             watch_broker=bool(mqtt_config.get("watch_broker", True)),
+            receive_maximum=int(mqtt_config.get("receive_maximum", 1000)),
+            group_commit_values=self.group_commit_values,
         )
 
     def _opcua_source(self, opcua_config: dict[str, Any]) -> Any:
@@ -155,6 +161,7 @@ class Connector:
             opcua_config["endpoint"],
             [OpcUaNode(n["node_id"], n["tag"]) for n in opcua_config.get("nodes", [])],
             security=security,
+            group_commit_values=self.group_commit_values,
         )
 
     def start(self) -> None:
