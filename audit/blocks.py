@@ -63,6 +63,7 @@ __all__ = [
     "pack_leaves",
     "prove_in_block",
     "root_of_hashes",
+    "scan_blocks",
     "unpack_leaves",
 ]
 
@@ -119,6 +120,31 @@ def _is_canonical_object(leaf: bytes) -> bool:
         return False
 
 
+def _all_flat_canonical(leaves: Sequence[bytes]) -> bool:
+    """Fast path of :func:`check_leaves`: every leaf a flat object orjson writes as RFC 8785.
+
+    One parse of all leaves as a JSON array, one compiled encode per object,
+    compared with the leaves themselves (so each leaf is exactly one object).
+    ``False`` means "not shown here", and the leaves are checked one by one.
+    """
+    try:
+        objects = _loads(b"[" + b",".join(leaves) + b"]")
+        if len(objects) != len(leaves) or [_dumps(o, option=_CHECK_OPTIONS) for o in objects] != [
+            *leaves
+        ]:
+            return False
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+    kinds: set[type] = set()
+    names: list[str] = []
+    for value in objects:
+        if type(value) is not dict:
+            return False
+        kinds.update(map(type, value.values()))
+        names.append("".join(value))
+    return _PLAIN_KINDS.issuperset(kinds) and "".join(names).isascii()
+
+
 def check_leaves(leaves: Sequence[bytes]) -> None:
     """Raise :class:`EntryError` unless ``leaves`` can form a block.
 
@@ -129,7 +155,7 @@ def check_leaves(leaves: Sequence[bytes]) -> None:
     count = len(leaves)
     if not 1 <= count <= MAX_BLOCK_LEAVES:
         raise EntryError(f"a block holds 1 to {MAX_BLOCK_LEAVES} leaves, not {count}")
-    if type(leaves) is CanonicalLeaves:
+    if type(leaves) is CanonicalLeaves or _all_flat_canonical(leaves):
         return
     for index, leaf in enumerate(leaves):
         if type(leaf) is not bytes:
@@ -436,3 +462,22 @@ class BlockScan:
                 "entries (or they are stored out of order)",
             )
         return None
+
+
+def scan_blocks(
+    rows: Iterable[tuple[int, bytes, bytes, bytes]], blocks: Iterable[BlockRow]
+) -> tuple[str, int, str] | None:
+    """The first block problem ``(kind, seq, detail)`` in a log's rows and stored blocks.
+
+    ``rows`` are stored entries ``(seq, canonical, leaf hash, tree hashes)`` in
+    seq order, ``blocks`` the stored blocks in seq order; only the block
+    checks run (the entries' own checks are :func:`audit.verify.verify_rows`').
+    """
+    scan = BlockScan(blocks)
+    entries = 0
+    for seq, canonical, _leaf, _tree in rows:
+        found = scan.check(seq, bytes(canonical))
+        if found is not None:
+            return found
+        entries = seq + 1
+    return scan.finish(entries)

@@ -13,6 +13,15 @@
   verification with the head key (every head checked) vs without.
 * proofs: inclusion proof generation and verification in that log, side by
   side with pymerkle 7 (``InmemoryTree``) over the same entries.
+* blocks (``--only blocks`` runs just this): value blocks — ``append_block`` of
+  ``--block`` process values per entry, one durable transaction per block,
+  given as canonical bytes (checked) and as records (encoded in the timed
+  loop), vs raw ``sqlite3.executemany`` of the same value bytes one row per
+  value, same pragmas and commit size; alternated rounds, CPU per value.
+  With ``--pg-url`` (an admin URL; a fresh database is made and dropped)
+  also PostgreSQL: ``--writers`` processes appending blocks into one ledger
+  vs the same processes inserting the same bytes with psycopg
+  ``executemany``, one row per value.
 
 Timings are wall-clock seconds on this machine; rerun to compare. The ingest
 comparison also prints process CPU time per entry (``time.process_time``),
@@ -32,9 +41,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from audit.blocks import encode_leaves
 from audit.entry import Actor, AuditEvent
 from audit.ledger import Ledger
 from audit.merkle import check_inclusion
@@ -130,6 +141,189 @@ def bench_signed_ingest(workdir: Path, total: int, batch: int, rounds: int = 3) 
     return {"plain": max(plain), "signed": max(signed)}
 
 
+# ------------------------------------------------------------------ value blocks
+
+BLOCK_EVENT = AuditEvent(
+    COLLECTOR, "capture.block", "batch", "B-2026-0001", new={"phase": "GRANULATION/HEAT"}
+)
+
+
+def value_leaves(start: int, count: int) -> list[bytes]:
+    """Canonical bytes of ``count`` process value records (the ingest bench's payloads)."""
+    return list(encode_leaves(value_records(start, count)))
+
+
+def value_records(start: int, count: int) -> list[dict[str, object]]:
+    return [event.new for event in process_values(start, count)]
+
+
+def timed_blocks(path: Path, blocks: list[list[bytes]] | list[list[dict[str, object]]]) -> float:
+    """Values per second of durable ``append_block`` calls, one transaction per block."""
+    ledger = Ledger.open(fresh(path))
+    total = sum(len(b) for b in blocks)
+    started, cpu = time.perf_counter(), time.process_time()
+    for block in blocks:
+        leaves = block if isinstance(block[0], bytes) else encode_leaves(block)  # type: ignore[arg-type]
+        ledger.append_block(BLOCK_EVENT, leaves)  # type: ignore[arg-type]
+    rate = total / (time.perf_counter() - started)
+    CPU_PER_ENTRY[path.name] = (time.process_time() - cpu) / total
+    ledger.close()
+    return rate
+
+
+def timed_raw_values(path: Path, blocks: list[list[bytes]]) -> float:
+    """Raw ``executemany`` of the same value bytes, one row per value, a commit per block."""
+    raw = sqlite3.connect(fresh(path), isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    rows, n = [], 0
+    for block in blocks:
+        rows.append([(n + j, leaf) for j, leaf in enumerate(block)])
+        n += len(block)
+    started, cpu = time.perf_counter(), time.process_time()
+    for chunk in rows:
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany("INSERT INTO t VALUES (?, ?)", chunk)
+        raw.execute("COMMIT")
+    rate = n / (time.perf_counter() - started)
+    CPU_PER_ENTRY[path.name] = (time.process_time() - cpu) / n
+    raw.close()
+    return rate
+
+
+def bench_blocks(workdir: Path, total: int, block: int, rounds: int) -> dict[str, list[float]]:
+    """Blocks from bytes, blocks from records, raw rows: alternated, ``rounds`` each."""
+    leaves = [value_leaves(i, min(block, total - i)) for i in range(0, total, block)]
+    records = [value_records(i, min(block, total - i)) for i in range(0, total, block)]
+    out: dict[str, list[float]] = {k: [] for k in ("bytes", "records", "raw")}
+    cpu: dict[str, list[float]] = {f"{k}_cpu": [] for k in out}
+    for _ in range(rounds):
+        out["bytes"].append(timed_blocks(workdir / "blocks.db", leaves))
+        cpu["bytes_cpu"].append(CPU_PER_ENTRY["blocks.db"])
+        out["raw"].append(timed_raw_values(workdir / "raw-values.db", leaves))
+        cpu["raw_cpu"].append(CPU_PER_ENTRY["raw-values.db"])
+        out["records"].append(timed_blocks(workdir / "blocks-records.db", records))
+        cpu["records_cpu"].append(CPU_PER_ENTRY["blocks-records.db"])
+    out["leaf_bytes"] = [statistics.mean(len(x) for b in leaves for x in b)]
+    return {**out, **cpu}
+
+
+def _pg_block_writer(url: str, first: int, count: int, block: int, start: Any) -> None:
+    ledger = Ledger.open(url)
+    blocks = [
+        value_leaves(i, min(block, first + count - i)) for i in range(first, first + count, block)
+    ]
+    start.wait()
+    for leaves in blocks:
+        ledger.append_block(BLOCK_EVENT, leaves)
+    ledger.close()
+
+
+def _pg_raw_writer(url: str, first: int, count: int, block: int, start: Any) -> None:
+    import psycopg
+
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    rows = [
+        [(i + j, leaf) for j, leaf in enumerate(value_leaves(i, min(block, first + count - i)))]
+        for i in range(first, first + count, block)
+    ]
+    with psycopg.connect(conninfo) as conn:
+        start.wait()
+        for chunk in rows:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO raw_values VALUES (%s, %s)", chunk)
+            conn.commit()
+
+
+def _pg_run(target: Any, url: str, total: int, block: int, writers: int) -> float:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(writers + 1)
+    share = -(-total // writers // block) * block
+    procs = [
+        ctx.Process(
+            target=target, args=(url, w * share, min(share, total - w * share), block, start)
+        )
+        for w in range(writers)
+        if w * share < total
+    ]
+    for proc in procs:
+        proc.start()
+    start.wait()  # the writers have built their values
+    started = time.perf_counter()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"a writer failed with exit code {proc.exitcode}")
+    return total / (time.perf_counter() - started)
+
+
+def bench_blocks_pg(
+    admin_url: str, total: int, block: int, writers: int, rounds: int
+) -> dict[str, list[float]]:
+    """PostgreSQL: ``writers`` processes appending blocks vs inserting rows, in fresh databases."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    out: dict[str, list[float]] = {"ours": [], "raw": [], "ours_1": []}
+    try:
+        for _ in range(rounds):
+            for kind, count in (("ours", writers), ("raw", writers), ("ours_1", 1)):
+                name = f"gxpmes_bench_{uuid.uuid4().hex[:10]}"
+                with admin.connect() as conn:
+                    conn.execute(text(f"CREATE DATABASE {name}"))
+                url = admin.url.set(database=name).render_as_string(hide_password=False)
+                try:
+                    if kind == "raw":
+                        engine = create_engine(url)
+                        with engine.begin() as conn:
+                            conn.execute(
+                                text(
+                                    "CREATE TABLE raw_values "
+                                    "(seq BIGINT PRIMARY KEY, payload BYTEA NOT NULL)"
+                                )
+                            )
+                        engine.dispose()
+                        out[kind].append(_pg_run(_pg_raw_writer, url, total, block, count))
+                    else:
+                        Ledger.open(url).close()  # schema made once, before the writers start
+                        out[kind].append(_pg_run(_pg_block_writer, url, total, block, count))
+                finally:
+                    with admin.connect() as conn:
+                        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
+    return out
+
+
+def report_blocks(result: dict[str, list[float]], block: int) -> None:
+    best = {k: max(result[k]) for k in ("bytes", "records", "raw")}
+    ratios = [b / r for b, r in zip(result["bytes"], result["raw"], strict=True)]
+    rec_ratios = [b / r for b, r in zip(result["records"], result["raw"], strict=True)]
+    print(
+        f"blocks   {best['bytes']:>10,.0f} values/s  (append_block of {block} canonical values "
+        f"of {result['leaf_bytes'][0]:.0f} B, checked; durable, a transaction per block)"
+        f"   raw sqlite executemany of the same bytes {best['raw']:>10,.0f} rows/s"
+        f"   ratio per round {', '.join(f'{r:.2f}' for r in ratios)}x"
+    )
+    print(
+        f"blocks   {best['records']:>10,.0f} values/s from records (encoded in the timed loop)"
+        f"   ratio per round {', '.join(f'{r:.2f}' for r in rec_ratios)}x"
+    )
+    cpu = {k: statistics.median(result[f"{k}_cpu"]) for k in ("bytes", "records", "raw")}
+    print(
+        f"blocks   CPU per value {cpu['bytes'] * 1e6:.2f} us "
+        f"(from records {cpu['records'] * 1e6:.2f} us)   "
+        f"raw executemany {cpu['raw'] * 1e6:.2f} us   ratio (rate by CPU time) "
+        f"{cpu['raw'] / cpu['bytes']:.2f}x (from records {cpu['raw'] / cpu['records']:.2f}x)"
+        "   (medians)"
+    )
+
+
 def build_log(path: Path, entries: int, batch: int) -> Ledger:
     if path.exists():
         old = Ledger.open(path, read_only=True)
@@ -212,14 +406,37 @@ def main() -> None:
     parser.add_argument("--workdir", help="folder for the databases (default: a temp dir)")
     parser.add_argument(
         "--only",
-        choices=["all", "ingest"],
+        choices=["all", "ingest", "blocks"],
         default="all",
-        help="ingest: stop after the first ingest comparison",
+        help="ingest: stop after the first ingest comparison; blocks: only the value blocks",
     )
+    parser.add_argument("--values", type=int, default=200_000, help="values for the block runs")
+    parser.add_argument("--block", type=int, default=1000, help="values per block")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of block runs")
+    parser.add_argument(
+        "--pg-url",
+        help="PostgreSQL admin URL for the block runs (fresh databases are made and dropped), "
+        "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    )
+    parser.add_argument("--writers", type=int, default=4, help="PostgreSQL writer processes")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gxpmes-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"# audit benchmarks  (cpus={os.cpu_count()}, workdir={workdir})")
+
+    if args.only in ("all", "blocks"):
+        report_blocks(bench_blocks(workdir, args.values, args.block, args.rounds), args.block)
+        if args.pg_url:
+            pg = bench_blocks_pg(args.pg_url, args.values, args.block, args.writers, args.rounds)
+            ratios = [o / r for o, r in zip(pg["ours"], pg["raw"], strict=True)]
+            print(
+                f"blocks   PostgreSQL, {args.writers} writer processes: {max(pg['ours']):>10,.0f} "
+                f"values/s (1 writer {max(pg['ours_1']):,.0f}/s)   raw psycopg executemany, "
+                f"{args.writers} processes: {max(pg['raw']):>10,.0f} rows/s   ratio per round "
+                f"{', '.join(f'{r:.2f}' for r in ratios)}x"
+            )
+        if args.only == "blocks":
+            return
 
     ingest = bench_ingest(workdir, args.ingest, args.batch)
     print(

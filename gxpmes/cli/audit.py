@@ -6,6 +6,7 @@ import argparse
 import base64
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,25 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
         tree_size = open_checkpoint(read_text(args.checkpoint)).checkpoint.tree_size
     ledger = open_ledger(args.db, read_only=True)
     try:
-        proof = ledger.prove_inclusion(args.seq, tree_size)
+        if args.leaf is not None:
+            leaf_proof = ledger.prove_leaf(args.seq, args.leaf, tree_size)
+        else:
+            proof = ledger.prove_inclusion(args.seq, tree_size)
     finally:
         ledger.close()
+    if args.leaf is not None:
+        # Composed proof of one value of a block (audit.blocks.check_leaf_proof checks it).
+        leaf_data = leaf_proof.as_json()
+        if args.json:
+            print(json.dumps(leaf_data, indent=2))
+        else:
+            print(
+                f"value {args.leaf} of block entry {args.seq} (of {leaf_proof.block_size}) "
+                f"in tree of {leaf_proof.tree_size}"
+            )
+            for h in (*leaf_data["block_path"], "--", *leaf_data["log_path"]):
+                print(f"  {h}")
+        return EXIT_OK
     data = proof.as_json()
     if args.json:
         print(json.dumps(data, indent=2))
@@ -145,12 +162,24 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise FileAccessError(f"cannot write {target}: {exc.strerror}") from exc
         try:
+            # Value blocks' leaves, read after the first entry: every entry read has its
+            # block committed with it, so it is in the (later) read of the blocks.
+            blocks: Iterator[tuple[int, bytes]] | None = None
+            block: tuple[int, bytes] | None = None
             for seq, canonical, leaf, _tree in ledger.iter_raw_rows():
+                if blocks is None:
+                    blocks = ledger.iter_blocks()
+                    block = next(blocks, None)
                 record = {
                     "seq": seq,
                     "leaf_hash": leaf.hex(),
                     "canonical": base64.b64encode(canonical).decode("ascii"),
                 }
+                while block is not None and block[0] < seq:  # no such entry: verify reports it
+                    block = next(blocks, None)
+                if block is not None and block[0] == seq:  # a value block's leaves
+                    record["leaves"] = base64.b64encode(block[1]).decode("ascii")
+                    block = next(blocks, None)
                 out.write(json.dumps(record, separators=(",", ":")) + "\n")
         finally:
             if out is not sys.stdout:
@@ -248,14 +277,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prove.add_argument(
         "--checkpoint", metavar="FILE", help="prove against this checkpoint's tree size"
     )
+    prove.add_argument(
+        "--leaf",
+        type=int,
+        metavar="INDEX",
+        help="prove value INDEX (from 0) of block entry --seq: its path in the block "
+        "composed with the entry's inclusion proof",
+    )
     prove.add_argument("--json", action="store_true", help="machine-readable proof")
     prove.set_defaults(func=cmd_audit_prove)
 
     export = audit_cmd.add_parser(
         "export",
         help="export entries for independent re-hashing",
-        description="Export every entry (sequence number, leaf hash, canonical bytes) so "
-        "anyone can re-hash the trail with hashlib alone.",
+        description="Export every entry (sequence number, leaf hash, canonical bytes, and a "
+        "value block's leaves) so anyone can re-hash the trail with hashlib alone.",
     )
     export.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     export.add_argument(

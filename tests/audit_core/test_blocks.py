@@ -389,3 +389,25 @@ def test_entry_and_leaf_hashes_use_rfc_9162_leaf_hashing(ledger: Ledger) -> None
     assert record_hash(proof.entry) == receipt.entry_hash
     check_inclusion(proof.log_path, 1, ledger.root(), 0, receipt.entry_hash)
     assert mth(list(leaves)) == receipt.root
+
+
+def test_cli_prove_leaf_prints_a_proof_that_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gxpmes.cli import main
+
+    ledger = Ledger.open(tmp_path / "cli.db")
+    ledger.append(AuditEvent(OP, "start", "batch", "B1"))
+    ledger.append_block(block_event(n=20), values(20))
+    root, size = ledger.root(), ledger.size()
+    ledger.close()
+    capsys.readouterr()
+    argv = ["audit", "prove", "--db", str(tmp_path / "cli.db"), "--seq", "1", "--leaf", "13"]
+    assert main([*argv, "--json"]) == 0
+    proof = LeafProof.from_json(json.loads(capsys.readouterr().out))
+    assert proof.index == 13 and proof.leaf == values(20)[13]
+    check_leaf_proof(proof, root, size)
+    assert main(argv) == 0
+    assert "value 13 of block entry 1 (of 20) in tree of 2" in capsys.readouterr().out
+    assert main([*argv[:-2], "--leaf", "20"]) != 0  # not in the block
+    assert main([*argv[:-4], "--seq", "0", "--leaf", "0"]) != 0  # entry 0 is no block
