@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from gxpmes.cli.audit import add_trust_options, anchored_check, head_keys
 from gxpmes.cli.common import (
     DB_HELP,
     EXIT_OK,
     EXIT_PROBLEM,
+    CliError,
     checkpoint_keys,
     open_database,
     public_key,
@@ -17,10 +21,62 @@ from gxpmes.cli.common import (
 )
 
 
+def jobs_option(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N``: worker processes verifying the log (shared with ``audit verify``)."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="worker processes verifying the audit log, each a range of whole Merkle subtrees "
+        "(default: one per CPU; 1 verifies in this process; the report is the same). "
+        "With --trust the log is verified in one process",
+    )
+
+
+def checked_jobs(args: argparse.Namespace) -> int:
+    jobs: int = args.jobs
+    if jobs < 1:
+        raise CliError(f"--jobs must be at least 1, not {jobs}")
+    return jobs
+
+
+def parallel_log_check(
+    jobs: int,
+    checkpoint: str | None,
+    trusted: Sequence[Any],
+    heads: Sequence[Any] | None,
+    signature_keys: dict[str, bytes],
+) -> Callable[[Any, Callable[[int], None]], Any]:
+    """The log check ``verify_record`` makes by default, over ``jobs`` worker processes."""
+    from audit.verify import keys_under_head_names, verify_ledger
+
+    def check(ledger: Any, progress: Callable[[int], None]) -> Any:
+        keys = (
+            keys_under_head_names(
+                ledger,
+                [k.verifier.public_key for k in trusted] + list(signature_keys.values()),
+            )
+            if heads is None
+            else list(heads)
+        )
+        return verify_ledger(
+            ledger,
+            checkpoint=checkpoint,
+            trusted_keys=trusted,
+            head_keys=keys or None,
+            progress=progress,
+            jobs=jobs,
+        )
+
+    return check
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from gxpmes.identity.signatures import key_id_of
     from gxpmes.records.verify import print_progress, verify_record
 
+    jobs = checked_jobs(args)
     anchored = anchored_check(args)
     checkpoint = read_text(args.checkpoint) if args.checkpoint else None
     trusted = checkpoint_keys(args.public_key, checkpoint)
@@ -40,6 +96,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         # Without --head-key, every key the user trusts may have signed the heads
         # (an installation commonly has one key for heads, checkpoints and signatures).
         heads = head_keys(args.head_key, db.ledger) if args.head_key else None
+        ledger_check = anchored
+        if ledger_check is None and jobs > 1:
+            ledger_check = parallel_log_check(jobs, checkpoint, trusted, heads, signature_keys)
         report = verify_record(
             db.engine,
             batch=args.batch,
@@ -48,7 +107,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             head_keys=heads,
             signature_keys=signature_keys,
             progress=None if args.json else print_progress,
-            ledger_check=anchored,
+            ledger_check=ledger_check,
         )
     finally:
         db.close()
@@ -101,5 +160,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(default: --public-key and --signature-key)",
     )
     add_trust_options(verify)
+    jobs_option(verify)
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=cmd_verify)
