@@ -345,7 +345,7 @@ class _HeadScan:
 # verifier compares these places to report exactly the problem the single scan
 # stops at.
 
-_GAP, _HASH, _CHAIN, _TREE, _TIME, _MARK = range(6)
+_GAP, _HASH, _CHAIN, _TREE, _TIME, _EXTRA, _MARK = range(7)
 _NO_CAP = 1 << 64
 """Range size of the single scan: no range, every subtree is completed in the loop."""
 _ROW_ERRORS = (ValueError, KeyError, TypeError, UnicodeDecodeError)
@@ -443,6 +443,7 @@ def _scan(
     cap: int = _NO_CAP,
     progress: Callable[[int], None] | None = None,
     progress_every: int = 100_000,
+    entry_check: Callable[[int, bytes], _Finding | None] | None = None,
 ) -> None:
     """Check ``rows`` in seq order from ``state.expected``, stopping at the first finding.
 
@@ -456,6 +457,10 @@ def _scan(
     ``cap`` is the size of the range being checked (a power of two it
     starts at a multiple of): the range's last entry completes subtrees up
     to that size here, and leaves its stored hashes above in ``pending``.
+
+    ``entry_check(seq, canonical)``, when given, is a further check of each
+    entry after its own (place ``(seq, _EXTRA)``). A check that keeps state
+    across entries must be split by range for the parallel verifier.
     """
     sha256 = hashlib.sha256
     hexlify = binascii.hexlify
@@ -529,7 +534,7 @@ def _scan(
         # The recorded time sits just before the seq member (see _recorded_at).
         end = len(canonical) - len(tail) - 1
         start = end - _STAMP_LEN
-        if canonical[end : end + 1] == b'"' and canonical[start - 15 : start] == _STAMP_MARK:
+        if canonical[end : end + 1] == b'"' and canonical.startswith(_STAMP_MARK, start - 15):
             recorded = canonical[start:end]
         else:
             try:
@@ -551,6 +556,10 @@ def _scan(
                 f"({last_time.decode()}): time went backwards",
             )
             break
+        if entry_check is not None:
+            finding = entry_check(seq, canonical)
+            if finding is not None:
+                break
         last_time = recorded
         prev = leaf
         prev_hex = hexlify(leaf)
