@@ -80,6 +80,9 @@ def anchored_check(args: argparse.Namespace) -> Any:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gxpmes.cli.verify import checked_jobs
+
+    checked_jobs(args)  # refused before the database is opened
     anchored = anchored_check(args)
     if anchored is None and bool(args.checkpoint) != bool(args.public_key):
         raise CliError("--checkpoint and --public-key go together")
@@ -102,6 +105,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 head_keys=head_keys(args.head_key or [], ledger),
                 progress=progress,
                 deep=args.deep,
+                jobs=checked_jobs(args),
             )
     finally:
         ledger.close()
@@ -209,6 +213,8 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``audit checkpoint|verify|prove|export``."""
+    from gxpmes.cli.verify import jobs_option
+
     audit_cmd = sub.add_parser(
         "audit",
         help="the audit trail",
@@ -263,6 +269,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_trust_options(verify)
     verify.add_argument("--json", action="store_true", help="machine-readable report")
     verify.add_argument("--deep", action="store_true", help="also parse every entry fully (slower)")
+    jobs_option(verify)
     verify.set_defaults(func=cmd_audit_verify)
 
     prove = audit_cmd.add_parser(

@@ -65,3 +65,17 @@ def test_jobs_below_one_are_refused(
     code, out, err = run(capsys, "verify", "--db", str(db), *keys, "--jobs", "0")
     assert code == 2 and out == ""
     assert "--jobs must be at least 1" in err
+
+
+def test_audit_verify_takes_jobs_too(
+    installation: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, keys = installation
+    cp_keys = keys[:4]  # --checkpoint FILE --public-key PEM
+    outputs = [
+        run(capsys, "audit", "verify", "--db", str(db), *cp_keys, "--json", "--jobs", j)
+        for j in ("1", "2")
+    ]
+    assert outputs[0] == outputs[1] and outputs[0][0] == 0
+    code, out, err = run(capsys, "audit", "verify", "--db", str(db), "--jobs", "-1")
+    assert code == 2 and out == "" and "--jobs must be at least 1" in err
