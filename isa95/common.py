@@ -64,6 +64,10 @@ class Quantity(Model):
 
     value: Decimal
     unit: Annotated[str, Field(max_length=64), AfterValidator(_xml_text)] | None = None
+    data_type: Identifier = "decimal"
+    """The B2MML DataType it was written with (``decimal``, ``integer``, ``double`` …)."""
+    key: Identifier | None = None
+    """The B2MML Quantity's Key (which of several quantities this is), if any."""
 
     @field_validator("value", mode="before")
     @classmethod
@@ -86,6 +90,8 @@ class Property(Model):
     value: Text | None = None
     unit: Annotated[str, Field(max_length=64), AfterValidator(_xml_text)] | None = None
     description: Text | None = None
+    data_type: Identifier = "string"
+    """The B2MML DataType of ``value`` as written (``string``, ``integer``, ``dateTime`` …)."""
 
 
 def check_interval(start: AwareDatetime | None, end: AwareDatetime | None, what: str) -> None:

@@ -11,6 +11,7 @@ from isa95.common import AwareDatetime, Identifier, Model, Quantity, Text, check
 __all__ = [
     "DataValue",
     "EquipmentActual",
+    "EquipmentRequirement",
     "MaterialActual",
     "MaterialRequirement",
     "MaterialSpecification",
@@ -21,8 +22,12 @@ __all__ = [
     "OperationsResponse",
     "OperationsSchedule",
     "PersonnelActual",
+    "PersonnelRequirement",
     "ProcessSegment",
     "ProcessSegmentInformation",
+    "ProductDefinition",
+    "ProductInformation",
+    "ProductSegment",
     "SegmentParameter",
     "SegmentRequirement",
     "SegmentResponse",
@@ -38,12 +43,22 @@ class MaterialUse(enum.StrEnum):
 
 
 class DataValue(Model):
-    """A named value (parameter, process data, test result) with its unit."""
+    """A named value (parameter, process data, test result) with its unit.
+
+    ``value`` is the text as written; ``data_type`` its B2MML DataType
+    (``string``, ``integer``, ``double``, ``duration``, ``boolean``,
+    ``dateTime`` …), so a value of any type round-trips exactly.
+    """
 
     id: Identifier
     value: Text
     unit: Identifier | None = None
     description: Text | None = None
+    data_type: Identifier = "string"
+    key: Identifier | None = None
+    """The Value's Key, when it has one."""
+    children: list[DataValue] = Field(default_factory=list)
+    """Nested parameters (V0701 ParameterChild, V0600 Parameter in Parameter)."""
 
 
 SegmentParameter = DataValue
@@ -86,6 +101,37 @@ class MaterialRequirement(Model):
     lot_id: Identifier | None = None
     use: MaterialUse | None = None
     quantity: Quantity | None = None
+    id: Identifier | None = None
+    """The requirement's ID (None: written as ``M<n>``, its position, where one is required)."""
+    material_class_id: Identifier | None = None
+    sublot_id: Identifier | None = None
+    description: Text | None = None
+    other_quantities: list[Quantity] = Field(default_factory=list)
+    """Further quantities after ``quantity`` (e.g. a rate and an amount, told apart by Key)."""
+
+
+class EquipmentRequirement(Model):
+    """Equipment a segment of an order needs: by class and/or named equipment."""
+
+    id: Identifier | None = None
+    """None: written as ``E<n>`` where the release requires an ID."""
+    equipment_class_ids: list[Identifier] = Field(default_factory=list)
+    equipment_ids: list[Identifier] = Field(default_factory=list)
+    description: Text | None = None
+    use: Identifier | None = None
+    quantity: Quantity | None = None
+
+
+class PersonnelRequirement(Model):
+    """People a segment of an order needs: by personnel class and/or named persons."""
+
+    id: Identifier | None = None
+    """None: written as ``P<n>`` where the release requires an ID."""
+    personnel_class_ids: list[Identifier] = Field(default_factory=list)
+    person_ids: list[Identifier] = Field(default_factory=list)
+    description: Text | None = None
+    use: Identifier | None = None
+    quantity: Quantity | None = None
 
 
 class SegmentRequirement(Model):
@@ -97,8 +143,17 @@ class SegmentRequirement(Model):
     earliest_start: AwareDatetime | None = None
     latest_end: AwareDatetime | None = None
     equipment_ids: list[Identifier] = Field(default_factory=list)
+    """Equipment named by a requirement with nothing but one EquipmentID."""
     materials: list[MaterialRequirement] = Field(default_factory=list)
     parameters: list[SegmentParameter] = Field(default_factory=list)
+    equipment: list[EquipmentRequirement] = Field(default_factory=list)
+    """Equipment requirements with more than one equipment ID (classes, quantity …)."""
+    personnel: list[PersonnelRequirement] = Field(default_factory=list)
+    children: list[SegmentRequirement] = Field(default_factory=list)
+    """Nested segment requirements (V0701 SegmentRequirementChild)."""
+    operations_type: Identifier | None = None
+    duration: Text | None = None
+    """Duration as written (xsd:duration, e.g. ``PT2H``)."""
 
     @model_validator(mode="after")
     def _interval(self) -> SegmentRequirement:
@@ -214,6 +269,43 @@ class OperationsPerformance(Model):
     def _interval(self) -> OperationsPerformance:
         check_interval(self.start, self.end, f"performance {self.id or ''}")
         return self
+
+
+class ProductSegment(Model):
+    """A product segment: the process segments, parameters and resources it uses."""
+
+    id: Identifier
+    description: Text | None = None
+    duration: Text | None = None
+    process_segment_ids: list[Identifier] = Field(default_factory=list)
+    parameters: list[SegmentParameter] = Field(default_factory=list)
+    equipment_class_ids: list[Identifier] = Field(default_factory=list)
+    personnel_class_ids: list[Identifier] = Field(default_factory=list)
+    materials: list[MaterialSpecification] = Field(default_factory=list)
+    children: list[ProductSegment] = Field(default_factory=list)
+
+
+class ProductDefinition(Model):
+    """How to make a product (V0600 ProductDefinition; V0701 calls it OperationsDefinition)."""
+
+    id: Identifier
+    version: Identifier | None = None
+    description: Text | None = None
+    published: AwareDatetime | None = None
+    production_rule: Text | None = None
+    """ProductProductionRule as written."""
+    bill_of_materials_id: Identifier | None = None
+    bill_of_resources_id: Identifier | None = None
+    segments: list[ProductSegment] = Field(default_factory=list)
+
+
+class ProductInformation(Model):
+    """A B2MML ProductInformation payload (V0600): product definitions."""
+
+    id: Identifier | None = None
+    description: Text | None = None
+    published: AwareDatetime | None = None
+    definitions: list[ProductDefinition] = Field(default_factory=list)
 
 
 class ProcessSegmentInformation(Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Literal
@@ -13,14 +14,24 @@ from isa95.common import AwareDatetime, Identifier, Model, Quantity, Text
 from isa95.errors import ModelError
 
 __all__ = [
+    "Constraint",
+    "EquipmentConnection",
+    "EquipmentElement",
+    "EquipmentProceduralElement",
     "EquipmentRequirement",
     "FormulaParameter",
+    "Link",
+    "LinkEnd",
     "MaterialRequirement",
     "Operation",
     "Phase",
     "Procedure",
+    "ProcedureLogic",
     "Recipe",
+    "RecipeElement",
     "RecipeType",
+    "Step",
+    "Transition",
     "UnitProcedure",
 ]
 
@@ -34,11 +45,22 @@ class RecipeType(enum.StrEnum):
     CONTROL = "Control"
 
 
+_NUMERIC_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 class FormulaParameter(Model):
     """A process parameter with target and limits in an engineering unit.
 
     ``low``/``high`` are the acceptance limits; values outside them are
     exceptions when captured during execution.
+
+    ``data_type`` is the BatchML DataType of the value (``decimal``,
+    ``integer``, ``double``, ``duration``, ``boolean``, ``dateTime``,
+    ``string``, ``Measure`` …). A value that is a number is carried exactly in
+    ``target``; ``value`` holds the value as written whenever that differs
+    from ``target`` written out (``"012.50"``, ``"1.5E3"``) or is no number
+    at all (``"PT5M"``, ``"true"``, ``"2026-01-01T08:00:00Z"``), so every
+    DataType's lexical value survives a round trip.
     """
 
     id: Identifier
@@ -47,9 +69,23 @@ class FormulaParameter(Model):
     low: Decimal | None = None
     high: Decimal | None = None
     unit: Identifier | None = None
+    value: Text | None = None
+    """The value as written, when ``target`` does not say it exactly (see above)."""
+    data_type: Identifier = "decimal"
+    interpretation: Identifier = "Constant"
+    """BatchML DataInterpretation of the value."""
+    parameter_type: Identifier = "ProcessParameter"
+    subtypes: list[Identifier] = Field(default_factory=list)
+    """ParameterSubType values (the LowLimit/HighLimit sub-parameters are ``low``/``high``)."""
 
     @model_validator(mode="after")
     def _limits(self) -> FormulaParameter:
+        if self.value is not None and self.target is not None:
+            text = self.value.strip()
+            if not _NUMERIC_TEXT.fullmatch(text) or Decimal(text) != self.target:
+                raise ModelError(
+                    f"parameter {self.id!r}: value {self.value!r} is not the target {self.target}"
+                )
         for name in ("target", "low", "high"):
             value = getattr(self, name)
             if value is not None and not value.is_finite():
@@ -74,11 +110,139 @@ class FormulaParameter(Model):
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
+class Constraint(Model):
+    """A condition on the equipment a requirement accepts (format not fixed by ISA-88)."""
+
+    id: Text | None = None
+    condition: Text | None = None
+
+
 class EquipmentRequirement(Model):
-    """Equipment needed, by equipment class (and optionally a constraint)."""
+    """Equipment needed, by equipment class (and optionally constraints)."""
 
     equipment_class_id: Identifier
     description: Text | None = None
+    constraints: list[Constraint] = Field(default_factory=list)
+
+
+class LinkEnd(Model):
+    """One end of a procedure-logic link: a step or transition (or other) id."""
+
+    id: Text
+    type: Identifier
+    """``Step``, ``Transition``, ``Begin``, ``End`` … (FromType / ToType)."""
+    scope: Identifier = "External"
+    """IDScope: ``External`` (an element of the procedure logic) or ``Internal``."""
+
+
+class Link(Model):
+    """A link in a procedure function chart: control or other flow between ends."""
+
+    id: Identifier
+    from_ids: list[LinkEnd] = Field(default_factory=list)
+    to_ids: list[LinkEnd] = Field(default_factory=list)
+    link_type: Identifier = "ControlLink"
+    depiction: Identifier = "LineAndArrow"
+    evaluation_order: Text | None = None
+    description: Text | None = None
+
+
+class Step(Model):
+    """One use of a recipe element in the procedure logic."""
+
+    id: Identifier
+    recipe_element_id: Text
+    recipe_element_version: Text = ""
+    description: Text | None = None
+
+
+class Transition(Model):
+    """A transition of the procedure logic with its condition (as written)."""
+
+    id: Identifier
+    condition: Text
+    annotation: Text | None = None
+    description: Text | None = None
+
+
+class ProcedureLogic(Model):
+    """An ISA-88 procedure function chart: steps and transitions joined by links."""
+
+    links: list[Link] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    transitions: list[Transition] = Field(default_factory=list)
+
+    def successors(self, node_id: str) -> list[str]:
+        """Ids every link leads to from ``node_id`` (a step or transition id)."""
+        return [
+            end.id
+            for link in self.links
+            if any(start.id == node_id for start in link.from_ids)
+            for end in link.to_ids
+        ]
+
+
+class RecipeElement(Model):
+    """A BatchML recipe element the procedural hierarchy does not describe.
+
+    Begin/End/Allocation symbols, elements used by steps of the procedure
+    logic, or typed elements outside a Procedure › UnitProcedure › Operation ›
+    Phase tree, with their parameters and nested elements.
+    """
+
+    id: Identifier
+    element_type: Identifier
+    """RecipeElementType: ``Begin``, ``End``, ``Operation``, ``Phase``, ``Other`` …"""
+    version: Identifier | None = None
+    description: Text | None = None
+    actual_equipment_ids: list[Identifier] = Field(default_factory=list)
+    equipment_requirements: list[EquipmentRequirement] = Field(default_factory=list)
+    parameters: list[FormulaParameter] = Field(default_factory=list)
+    procedure_logic: ProcedureLogic | None = None
+    elements: list[RecipeElement] = Field(default_factory=list)
+
+
+class EquipmentProceduralElement(Model):
+    """A procedural element an equipment element offers (with its parameters)."""
+
+    id: Identifier
+    element_type: Identifier
+    description: Text | None = None
+    class_id: Identifier | None = None
+    """The equipment procedural element class it is an instance of (BatchML offers a
+    class reference or parameters, not both)."""
+    parameters: list[FormulaParameter] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _class_or_parameters(self) -> EquipmentProceduralElement:
+        if self.class_id is not None and self.parameters:
+            raise ModelError(
+                f"equipment procedural element {self.id!r}: BatchML carries a class ID or "
+                "parameters, not both"
+            )
+        return self
+
+
+class EquipmentConnection(Model):
+    """A connection between equipment elements (e.g. a material movement path)."""
+
+    id: Identifier
+    connection_type: Identifier
+    description: Text | None = None
+    from_equipment_ids: list[Identifier] = Field(default_factory=list)
+    to_equipment_ids: list[Identifier] = Field(default_factory=list)
+
+
+class EquipmentElement(Model):
+    """BatchML equipment element: the plant a recipe runs on, with what it can do."""
+
+    id: Text
+    element_type: Identifier
+    level: Identifier
+    description: Text | None = None
+    procedural_elements: list[EquipmentProceduralElement] = Field(default_factory=list)
+    connections: list[EquipmentConnection] = Field(default_factory=list)
+    children: list[EquipmentElement] = Field(default_factory=list)
 
 
 class MaterialRequirement(Model):
@@ -186,6 +350,9 @@ class Operation(Model):
     description: Text | None = None
     phases: list[Phase] = Field(default_factory=list)
     after: list[Identifier] = Field(default_factory=list)
+    procedure_logic: ProcedureLogic | None = None
+    elements: list[RecipeElement] = Field(default_factory=list)
+    """Child recipe elements that are not phases (Begin/End symbols …)."""
 
     @model_validator(mode="after")
     def _order(self) -> Operation:
@@ -201,6 +368,9 @@ class UnitProcedure(Model):
     equipment_requirement: EquipmentRequirement | None = None
     operations: list[Operation] = Field(default_factory=list)
     after: list[Identifier] = Field(default_factory=list)
+    procedure_logic: ProcedureLogic | None = None
+    elements: list[RecipeElement] = Field(default_factory=list)
+    """Child recipe elements that are not operations (Begin/End symbols …)."""
 
     @model_validator(mode="after")
     def _order(self) -> UnitProcedure:
@@ -216,6 +386,9 @@ class Procedure(Model):
     id: Identifier
     description: Text | None = None
     unit_procedures: list[UnitProcedure] = Field(default_factory=list)
+    procedure_logic: ProcedureLogic | None = None
+    elements: list[RecipeElement] = Field(default_factory=list)
+    """Child recipe elements that are not unit procedures (Begin/End symbols …)."""
 
     @model_validator(mode="after")
     def _order(self) -> Procedure:
@@ -241,6 +414,14 @@ class Recipe(Model):
     formula: list[FormulaParameter] = Field(default_factory=list)
     equipment_requirements: list[EquipmentRequirement] = Field(default_factory=list)
     procedure: Procedure | None = None
+    procedure_logic: ProcedureLogic | None = None
+    """The recipe's procedure function chart (BatchML ProcedureLogic)."""
+    elements: list[RecipeElement] = Field(default_factory=list)
+    """Recipe elements beside ``procedure`` (Begin/End symbols, elements the
+    procedure logic's steps use)."""
+    equipment_elements: list[EquipmentElement] = Field(default_factory=list)
+    """The equipment elements of the BatchInformation the recipe was read from
+    (or is written in)."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Recipe:

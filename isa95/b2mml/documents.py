@@ -19,8 +19,8 @@ from isa95.b2mml.mapping import (
     track,
     unconsumed,
 )
+from isa95.b2mml.mapping.trees import SOURCES, fill, from_binding
 from isa95.b2mml.schemas import LEGACY_NAMESPACES, NAMESPACES, VERSION_OF, SchemaSet, parse_xml
-from isa95.b2mml.tree import build, read
 from isa95.errors import B2MMLError, DocumentInvalid, UnsupportedDocumentError, XMLIssue
 
 
@@ -135,6 +135,23 @@ class B2MMLDocument:
     binding: Node | None = None
     """The whole document as its generated binding: nothing read is lost here, and
     :meth:`B2MML.write` of this document gives back a C14N-equal document."""
+    sources: list[tuple[Any, Node]] = field(default_factory=list, repr=False)
+    """``(model, binding)`` for every model read (nested ones too): the element each
+    model was filled from. See :meth:`binding_of`."""
+
+    def binding_of(self, model: Any) -> Node | None:
+        """The binding element ``model`` (a model of :attr:`models`, or one nested in
+        it) was read from, or None for a model this read did not make.
+
+        Whatever the model does not carry is reachable there — ``UserArea``
+        and other extension content (``.extensions()``), elements the model has
+        no field for (``.one(name)``, ``.all(name)``), values as written
+        (``.value(name)``, ``.to_data()``).
+        """
+        for candidate, node in self.sources:
+            if candidate is model:
+                return node
+        return None
 
     def payloads(self) -> list[Node]:
         """The noun elements of the document (the DataArea's, or the root itself)."""
@@ -202,38 +219,30 @@ class B2MML:
         if chosen is None or version not in chosen.versions:
             raise B2MMLError(f"noun {noun!r} is not available in {version}")
         namespace = NAMESPACES[version]
-        index = self.schemas.index(version)
-        if verb is None and chosen.name == "MasterRecipe" and len(models) > 1:
-            root = etree.Element(f"{{{namespace}}}BatchInformation", nsmap={None: namespace})
-            build(
-                root,
-                index.element_type(namespace, "BatchInformation"),
-                {"MasterRecipe": [chosen.to_tree(m, version) for m in models]},
-            )
+        bindings = release(version)
+        container = chosen.container(models, version) if chosen.container else None
+        if verb is None and container is not None:
+            root = fill(bindings.new(container[0]), container[1])
         elif verb is None:
             if len(models) != 1:
                 raise B2MMLError("several payloads need a transaction verb (e.g. verb='Sync')")
-            root = etree.Element(f"{{{namespace}}}{chosen.name}", nsmap={None: namespace})
-            build(
-                root, index.element_type(namespace, chosen.name), chosen.to_tree(models[0], version)
-            )
+            root = fill(bindings.new(chosen.name), chosen.to_tree(models[0], version))
         else:
             if verb not in VERBS:
                 raise B2MMLError(f"unknown verb {verb!r}; use one of {', '.join(VERBS)}")
             name = verb + chosen.name
-            if not index.has_element(namespace, name):
+            if (namespace, name) not in bindings.elements:
                 raise B2MMLError(f"B2MML {version} has no {name} transaction")
             area = application_area or ApplicationArea()
-            root_type = index.element_type(namespace, name)
+            root = bindings.new(name)
             tree: dict[str, Any] = {
                 "ApplicationArea": area.to_tree(),
                 "DataArea": {verb: {}, chosen.name: [chosen.to_tree(m, version) for m in models]},
             }
-            if root_type is not None and "releaseID" in root_type.attributes:
+            if any(a.name == "releaseID" for a in root.SPEC.attributes):
                 tree["@releaseID"] = "1.0"
-            root = etree.Element(f"{{{namespace}}}{name}", nsmap={None: namespace})
-            build(root, root_type, tree)
-        return self._finish(root, version, f"{version} {chosen.name}", validate)
+            fill(root, tree)
+        return self._finish(root.element, version, f"{version} {chosen.name}", validate)
 
     def new(self, root: str, version: str = "V0701") -> Node:
         """An empty document with root element ``root``, to fill through its binding."""
@@ -268,7 +277,6 @@ class B2MML:
         application_area: ApplicationArea | None = None,
     ) -> bytes:
         """A ConfirmBOD acknowledging receipt of the BOD described by ``original``."""
-        namespace = NAMESPACES[version]
         bod: dict[str, Any] = {"OriginalApplicationArea": original.to_tree()}
         if description:
             bod["Description"] = [description]
@@ -276,9 +284,8 @@ class B2MML:
             "ApplicationArea": (application_area or ApplicationArea()).to_tree(),
             "DataArea": {"Confirm": {}, "BOD": [bod]},
         }
-        root = etree.Element(f"{{{namespace}}}ConfirmBOD", nsmap={None: namespace})
-        build(root, self.schemas.index(version).element_type(namespace, "ConfirmBOD"), tree)
-        return self._finish(root, version, f"{version} ConfirmBOD", True)
+        root = fill(release(version).new("ConfirmBOD"), tree)
+        return self._finish(root.element, version, f"{version} ConfirmBOD", True)
 
     def _finish(self, root: etree._Element, version: str, what: str, validate: bool) -> bytes:
         """Serialise, and validate the bytes as written so errors carry real line numbers."""
@@ -389,15 +396,13 @@ class B2MML:
                     finally:
                         ASSUMED_TIMEZONE.reset(token)
             return document
-        namespace = NAMESPACES[version]
-        index = self.schemas.index(version)
         unsupported: list[str] = []
-        content = read(tree.getroot(), index.element_type(namespace, root), unsupported, root)
-        tracked = track(content, root)
+        tracked = from_binding(binding, root, unsupported)
         tracked.get("@releaseID")
         tracked.get("@versionID")
         token = ASSUMED_TIMEZONE.set(assume_timezone)
         notes = NORMALISED.set(document.normalised)
+        sources = SOURCES.set(document.sources)
         try:
             with content_errors():
                 if verb is not None:
@@ -413,11 +418,14 @@ class B2MML:
                 else:
                     payloads = [tracked]
                 document.models = [noun.from_tree(p, version) for p in payloads]
+                if noun.from_container is not None and root in _CONTAINERS:
+                    noun.from_container(tracked, document.models, version)
         finally:
             ASSUMED_TIMEZONE.reset(token)
             NORMALISED.reset(notes)
+            SOURCES.reset(sources)
         document.unmapped = unsupported + list(unconsumed(tracked, root))
-        document.tree = content
+        document.tree = tracked
         return document
 
     def convert(

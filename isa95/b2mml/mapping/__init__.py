@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from isa95.b2mml.mapping.batchml import _recipe_from_tree, _recipe_to_tree
+from isa95.b2mml.mapping.batchml import (
+    _recipe_container,
+    _recipe_from_container,
+    _recipe_from_tree,
+    _recipe_to_tree,
+)
 from isa95.b2mml.mapping.batchrecord import _bpr_from_tree, _bpr_to_tree
 from isa95.b2mml.mapping.equipment import _equipment_from_tree, _equipment_to_tree
 from isa95.b2mml.mapping.material import _material_from_tree, _material_to_tree
@@ -25,6 +30,12 @@ from isa95.b2mml.mapping.operations import (
     _schedule_to_tree,
 )
 from isa95.b2mml.mapping.personnel import _personnel_from_tree, _personnel_to_tree
+from isa95.b2mml.mapping.products import (
+    _definition_from_tree,
+    _definition_tree,
+    _product_information_from_tree,
+    _product_information_tree,
+)
 from isa95.b2mml.mapping.segments import _segments_from_tree, _segments_to_tree
 from isa95.b2mml.mapping.trees import (
     ASSUMED_TIMEZONE,
@@ -47,6 +58,8 @@ from isa95.operations import (
     OperationsPerformance,
     OperationsSchedule,
     ProcessSegmentInformation,
+    ProductDefinition,
+    ProductInformation,
 )
 from isa95.personnel import PersonnelInformation
 from isa95.recipe import Recipe
@@ -76,6 +89,10 @@ class Noun:
     versions: tuple[str, ...]
     to_tree: Callable[[Any, str], dict[str, Any]]
     from_tree: Callable[[dict[str, Any], str], Any]
+    container: Callable[[list[Any], str], tuple[str, dict[str, Any]] | None] | None = None
+    """Models written bare as a container root (``(root, tree)``), or None: the noun itself."""
+    from_container: Callable[[dict[str, Any], list[Any], str], None] | None = None
+    """Reads what a container root holds beside the nouns into the models read from it."""
 
 
 NOUNS: dict[str, Noun] = {
@@ -144,7 +161,29 @@ NOUNS: dict[str, Noun] = {
             _bpr_to_tree,
             _bpr_from_tree,
         ),
-        Noun("MasterRecipe", Recipe, (V0701, V0600), _recipe_to_tree, _recipe_from_tree),
+        Noun(
+            "MasterRecipe",
+            Recipe,
+            (V0701, V0600),
+            _recipe_to_tree,
+            _recipe_from_tree,
+            _recipe_container,
+            _recipe_from_container,
+        ),
+        Noun(
+            "ProductInformation",
+            ProductInformation,
+            (V0600,),
+            _product_information_tree,
+            _product_information_from_tree,
+        ),
+        Noun(
+            "ProductDefinition",
+            ProductDefinition,
+            (V0600,),
+            _definition_tree,
+            _definition_from_tree,
+        ),
     ]
 }
 """Supported nouns. A model type maps to the first noun listed for it."""

@@ -15,6 +15,7 @@ from isa95.b2mml.mapping.trees import (
     _property,
     _property_tree,
     _put,
+    _source,
     _text,
     _texts,
     _where,
@@ -75,6 +76,7 @@ def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInforma
                 children=[equipment(c) for c in _list(t, _child_name(version, "Equipment"))],
             ),
             where,
+            t,
         )
 
     return _model(
@@ -83,9 +85,10 @@ def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInforma
             description=_get(tree, "Description"),
             equipment=[equipment(e) for e in _list(tree, "Equipment")],
             classes=[
-                EquipmentClass(**_class_fields(c, "EquipmentClassProperty"))
+                _source(EquipmentClass(**_class_fields(c, "EquipmentClassProperty")), c)
                 for c in _list(tree, "EquipmentClass")
             ],
         ),
         _where(tree, "EquipmentInformation"),
+        tree,
     )

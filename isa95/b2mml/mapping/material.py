@@ -16,6 +16,7 @@ from isa95.b2mml.mapping.trees import (
     _put,
     _quantity,
     _quantity_tree,
+    _source,
     _storage,
     _storage_tree,
     _texts,
@@ -88,6 +89,7 @@ def _material_from_tree(tree: dict[str, Any], version: str) -> MaterialInformati
                 sublots=[sublot(s) for s in _list(t, "MaterialSubLot")],
             ),
             where,
+            t,
         )
 
     def sublot(t: dict[str, Any]) -> MaterialSubLot:
@@ -101,6 +103,7 @@ def _material_from_tree(tree: dict[str, Any], version: str) -> MaterialInformati
                 quantity=_quantity(t, where),
             ),
             where,
+            t,
         )
 
     return _model(
@@ -108,19 +111,23 @@ def _material_from_tree(tree: dict[str, Any], version: str) -> MaterialInformati
             id=_get(tree, "ID"),
             description=_get(tree, "Description"),
             classes=[
-                MaterialClass(**_class_fields(c, "MaterialClassProperty"))
+                _source(MaterialClass(**_class_fields(c, "MaterialClassProperty")), c)
                 for c in _list(tree, "MaterialClass")
             ],
             definitions=[
-                MaterialDefinition(
-                    id=_get(d, "ID"),
-                    description=_get(d, "Description"),
-                    material_class_ids=_texts(d, "MaterialClassID"),
-                    properties=[_property(p) for p in _list(d, "MaterialDefinitionProperty")],
+                _source(
+                    MaterialDefinition(
+                        id=_get(d, "ID"),
+                        description=_get(d, "Description"),
+                        material_class_ids=_texts(d, "MaterialClassID"),
+                        properties=[_property(p) for p in _list(d, "MaterialDefinitionProperty")],
+                    ),
+                    d,
                 )
                 for d in _list(tree, "MaterialDefinition")
             ],
             lots=[lot(t) for t in _list(tree, "MaterialLot")],
         ),
         _where(tree, "MaterialInformation"),
+        tree,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from isa95.b2mml.mapping.segments import _data, _data_tree
+from isa95.b2mml.mapping.segments import _data, _data_tree, _parameter_child
 from isa95.b2mml.mapping.trees import (
     V0600,
     V0701,
@@ -17,15 +17,19 @@ from isa95.b2mml.mapping.trees import (
     _model,
     _parse_time,
     _put,
+    _quantities,
     _quantity,
     _quantity_tree,
     _texts,
     _time,
+    _unread,
     _where,
 )
+from isa95.errors import B2MMLError
 from isa95.operations import (
     DataValue,
     EquipmentActual,
+    EquipmentRequirement,
     MaterialActual,
     MaterialRequirement,
     MaterialUse,
@@ -34,6 +38,7 @@ from isa95.operations import (
     OperationsResponse,
     OperationsSchedule,
     PersonnelActual,
+    PersonnelRequirement,
     SegmentRequirement,
     SegmentResponse,
 )
@@ -68,11 +73,30 @@ _PROD = _Names(
 )
 
 
+def _written_id(version: str, given: str | None, prefix: str, index: int, what: str) -> str | None:
+    """The ID written for a requirement: V0701 needs one (``<prefix><n>`` when the model
+    has none); V0600 has no ID element, so a model with one is refused, never cut."""
+    if version == V0701:
+        return given or f"{prefix}{index}"
+    if given is not None:
+        raise B2MMLError(f"{what} {given!r}: a V0600 {what} has no ID element to carry it")
+    return None
+
+
+def _read_id(t: dict[str, Any], prefix: str, index: int) -> str | None:
+    """A requirement's ID, None for the one the writer makes up (``<prefix><n>``)."""
+    value = _get(t, "ID")
+    return None if value == f"{prefix}{index}" else value
+
+
 def _material_req_tree(
     m: MaterialRequirement | MaterialActual, version: str, index: int, production: bool
 ) -> dict[str, Any]:
     tree: dict[str, Any] = {}
-    if version == V0701:
+    if isinstance(m, MaterialRequirement):
+        _put(tree, "ID", _written_id(version, m.id, "M", index, "material requirement"))
+        _put(tree, "MaterialClassID", [m.material_class_id] if m.material_class_id else None)
+    elif version == V0701:
         tree["ID"] = f"M{index}"
     _put(
         tree,
@@ -80,16 +104,51 @@ def _material_req_tree(
         [m.material_definition_id] if m.material_definition_id else None,
     )
     _put(tree, "MaterialLotID", [m.lot_id] if m.lot_id else None)
-    if isinstance(m, MaterialActual):
-        _put(tree, "MaterialSubLotID", [m.sublot_id] if m.sublot_id else None)
+    _put(tree, "MaterialSubLotID", [m.sublot_id] if m.sublot_id else None)
+    if isinstance(m, MaterialRequirement):
+        _put(tree, "Description", _desc(m.description))
     _put(tree, "MaterialUse", m.use and str(m.use))
-    _put(tree, "Quantity", _quantity_tree(m.quantity))
+    quantities = _quantity_tree(m.quantity) or []
+    if isinstance(m, MaterialRequirement):
+        if m.other_quantities and m.quantity is None:
+            raise B2MMLError("a material requirement with other_quantities needs its quantity")
+        for other in m.other_quantities:
+            quantities += _quantity_tree(other) or []
+    _put(tree, "Quantity", quantities)
+    return tree
+
+
+def _resource_tree(
+    r: EquipmentRequirement | PersonnelRequirement, version: str, index: int
+) -> dict[str, Any]:
+    """An Equipment- or PersonnelRequirement of an order's segment."""
+    equipment = isinstance(r, EquipmentRequirement)
+    kind = "Equipment" if equipment else "Personnel"
+    tree: dict[str, Any] = {}
+    _put(tree, "ID", _written_id(version, r.id, kind[0], index, f"{kind.lower()} requirement"))
+    if isinstance(r, EquipmentRequirement):
+        _put(tree, "EquipmentClassID", list(r.equipment_class_ids))
+        _put(tree, "EquipmentID", list(r.equipment_ids))
+    else:
+        _put(tree, "PersonnelClassID", list(r.personnel_class_ids))
+        _put(tree, "PersonID", list(r.person_ids))
+    _put(tree, "Description", _desc(r.description))
+    _put(tree, f"{kind}Use", r.use)
+    _put(tree, "Quantity", _quantity_tree(r.quantity))
     return tree
 
 
 def _use(t: dict[str, Any]) -> MaterialUse | None:
     use = _get(t, "MaterialUse")
-    return MaterialUse(use) if use in MaterialUse.__members__.values() else None
+    if use is not None and use not in MaterialUse.__members__.values():
+        _unread(t, "MaterialUse")  # a use the model has no value for: unmapped, listed
+        return None
+    return MaterialUse(use) if use is not None else None
+
+
+def _data_child(version: str, names: _Names) -> str:
+    """Name of nested data in SegmentData / ProductionData."""
+    return f"{names.data}Child" if version == V0701 else names.data
 
 
 def _schedule_to_tree(model: OperationsSchedule, version: str, names: _Names) -> dict[str, Any]:
@@ -109,56 +168,137 @@ def _schedule_to_tree(model: OperationsSchedule, version: str, names: _Names) ->
         _put(t, "EndTime", _time(r.end))
         _put(t, "Priority", None if r.priority is None else _decimal_text(r.priority))
         _put(t, names.definition_id, r.operations_definition_id)
-        segments = []
-        for s in r.segments:
-            st: dict[str, Any] = {}
-            _put(st, "ID", s.id)
-            _put(st, "Description", _desc(s.description))
-            _put(st, "ProcessSegmentID", s.process_segment_id)
-            _put(st, "EarliestStartTime", _time(s.earliest_start))
-            _put(st, "LatestEndTime", _time(s.latest_end))
-            if version == V0701:
-                st["OperationsDefinitionID"] = r.operations_definition_id or r.id
-                st["OperationsSegmentID"] = s.process_segment_id or s.id or r.id
-            _put(st, names.parameter, [_parameter_tree(p, names) for p in s.parameters])
-            _put(
-                st,
-                "EquipmentRequirement",
-                [
-                    {**({"ID": f"E{i}"} if version == V0701 else {}), "EquipmentID": [e]}
-                    for i, e in enumerate(s.equipment_ids)
-                ],
-            )
-            _put(
-                st,
-                "MaterialRequirement",
-                [_material_req_tree(m, version, i, production) for i, m in enumerate(s.materials)],
-            )
-            segments.append(st)
+        segments = [_segment_req_tree(s, r, version, names) for s in r.segments]
         _put(t, "SegmentRequirement", segments)
         requests.append(t)
     _put(tree, names.request, requests)
     return tree
 
 
-def _requirement(m: dict[str, Any]) -> MaterialRequirement:
+def _child_segment(version: str) -> str:
+    """Name of a nested segment requirement (V0701 SegmentRequirementChild)."""
+    return "SegmentRequirementChild" if version == V0701 else "SegmentRequirement"
+
+
+def _segment_req_tree(
+    s: SegmentRequirement, r: OperationsRequest, version: str, names: _Names
+) -> dict[str, Any]:
+    production = names is _PROD
+    st: dict[str, Any] = {}
+    _put(st, "ID", s.id)
+    _put(st, "Description", _desc(s.description))
+    _put(st, "OperationsType", s.operations_type)
+    _put(st, "ProcessSegmentID", s.process_segment_id)
+    _put(st, "EarliestStartTime", _time(s.earliest_start))
+    _put(st, "LatestEndTime", _time(s.latest_end))
+    _put(st, "Duration", s.duration)
+    if version == V0701:
+        st["OperationsDefinitionID"] = r.operations_definition_id or r.id
+        st["OperationsSegmentID"] = s.process_segment_id or s.id or r.id
+    _put(
+        st,
+        names.parameter,
+        [_parameter_tree(p, names, _parameter_child(version)) for p in s.parameters],
+    )
+    _put(
+        st,
+        "PersonnelRequirement",
+        [_resource_tree(p, version, i) for i, p in enumerate(s.personnel)],
+    )
+    legacy = [
+        {**({"ID": f"E{i}"} if version == V0701 else {}), "EquipmentID": [e]}
+        for i, e in enumerate(s.equipment_ids)
+    ]
+    offset = len(legacy)
+    _put(
+        st,
+        "EquipmentRequirement",
+        legacy + [_resource_tree(e, version, offset + i) for i, e in enumerate(s.equipment)],
+    )
+    _put(
+        st,
+        "MaterialRequirement",
+        [_material_req_tree(m, version, i, production) for i, m in enumerate(s.materials)],
+    )
+    _put(st, _child_segment(version), [_segment_req_tree(c, r, version, names) for c in s.children])
+    return st
+
+
+def _requirement(m: dict[str, Any], index: int) -> MaterialRequirement:
     where = _where(m, "MaterialRequirement")
+    quantities = _quantities(m, where)
     return _model(
         lambda: MaterialRequirement(
+            id=_read_id(m, "M", index),
+            material_class_id=_get(m, "MaterialClassID"),
             material_definition_id=_get(m, "MaterialDefinitionID"),
             lot_id=_get(m, "MaterialLotID"),
+            sublot_id=_get(m, "MaterialSubLotID"),
+            description=_get(m, "Description"),
             use=_use(m),
-            quantity=_quantity(m, where),
+            quantity=quantities[0] if quantities else None,
+            other_quantities=quantities[1:],
         ),
         where,
+        m,
     )
 
 
-def _parameter_tree(p: DataValue, names: _Names) -> dict[str, Any]:
+def _legacy_equipment(e: dict[str, Any], index: int) -> Any:
+    """The equipment ID of a requirement that is nothing but one EquipmentID (and the
+    writer's ``E<n>`` ID), which the model carries in ``equipment_ids``; else None."""
+    keys = {k for k in e if not k.startswith("@@")}
+    ids = _list(e, "EquipmentID")
+    if len(ids) != 1 or not isinstance(ids[0], str) or keys - {"ID", "EquipmentID"}:
+        return None
+    if "ID" in keys and dict.get(e, "ID") != f"E{index}":
+        return None
+    _get(e, "ID")
+    return _get(e, "EquipmentID")
+
+
+def _resource_fields(t: dict[str, Any], index: int, kind: str, where: str) -> dict[str, Any]:
+    return {
+        "id": _read_id(t, kind[0], index),
+        "description": _get(t, "Description"),
+        "use": _get(t, f"{kind}Use"),
+        "quantity": _quantity(t, where),
+    }
+
+
+def _equipment_req(t: dict[str, Any], index: int) -> EquipmentRequirement:
+    where = _where(t, "EquipmentRequirement")
+    fields = _resource_fields(t, index, "Equipment", where)
+    return _model(
+        lambda: EquipmentRequirement(
+            equipment_class_ids=_texts(t, "EquipmentClassID"),
+            equipment_ids=_texts(t, "EquipmentID"),
+            **fields,
+        ),
+        where,
+        t,
+    )
+
+
+def _personnel_req(t: dict[str, Any], index: int) -> PersonnelRequirement:
+    where = _where(t, "PersonnelRequirement")
+    fields = _resource_fields(t, index, "Personnel", where)
+    return _model(
+        lambda: PersonnelRequirement(
+            personnel_class_ids=_texts(t, "PersonnelClassID"),
+            person_ids=_texts(t, "PersonID"),
+            **fields,
+        ),
+        where,
+        t,
+    )
+
+
+def _parameter_tree(p: DataValue, names: _Names, child: str) -> dict[str, Any]:
     """V0701's SegmentParameter is the parameter; V0600's ProductionParameter wraps one."""
     if names.parameter == "ProductionParameter":
-        return {"Parameter": _data_tree(p)}
-    return _data_tree(p)
+        return {"Parameter": _data_tree(p, child)}
+    return _data_tree(p, child)
 
 
 def _parameters(wrapper: dict[str, Any], names: _Names) -> list[dict[str, Any]]:
@@ -171,33 +311,48 @@ def _parameters(wrapper: dict[str, Any], names: _Names) -> list[dict[str, Any]]:
 def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> OperationsSchedule:
     schedule = _where(tree, "OperationsSchedule")
 
+    child = _parameter_child(version)
+
     def segment(st: dict[str, Any]) -> SegmentRequirement:
         where = _where(st, "SegmentRequirement", "ProcessSegmentID")
         _get(st, "OperationsDefinitionID")
         _get(st, "OperationsSegmentID")
-        materials = [_requirement(m) for m in _list(st, "MaterialRequirement")]
-        for m in _list(st, "MaterialRequirement"):
-            _get(m, "ID")
-        for e in _list(st, "EquipmentRequirement"):
-            _get(e, "ID")
+        requirements = _list(st, "MaterialRequirement")
+        materials = [_requirement(m, i) for i, m in enumerate(requirements)]
+        equipment_ids: list[str] = []
+        equipment: list[EquipmentRequirement] = []
+        for i, e in enumerate(_list(st, "EquipmentRequirement")):
+            legacy = _legacy_equipment(e, i)
+            if legacy is not None:
+                equipment_ids.append(legacy)
+            else:
+                equipment.append(_equipment_req(e, i))
+        personnel = [_personnel_req(p, i) for i, p in enumerate(_list(st, "PersonnelRequirement"))]
+        children = [segment(c) for c in _list(st, _child_segment(version))]
         return _model(
             lambda: SegmentRequirement(
                 id=_get(st, "ID"),
                 description=_get(st, "Description"),
                 process_segment_id=_get(st, "ProcessSegmentID"),
+                operations_type=_get(st, "OperationsType"),
+                duration=_get(st, "Duration"),
                 earliest_start=_parse_time(
                     _get(st, "EarliestStartTime"), f"{where}/EarliestStartTime"
                 ),
                 latest_end=_parse_time(_get(st, "LatestEndTime"), f"{where}/LatestEndTime"),
-                equipment_ids=[
-                    x for e in _list(st, "EquipmentRequirement") for x in _texts(e, "EquipmentID")
-                ],
+                equipment_ids=equipment_ids,
+                equipment=equipment,
+                personnel=personnel,
                 materials=materials,
+                children=children,
                 parameters=[
-                    _data(p) for w in _list(st, names.parameter) for p in _parameters(w, names)
+                    _data(p, child)
+                    for w in _list(st, names.parameter)
+                    for p in _parameters(w, names)
                 ],
             ),
             where,
+            st,
         )
 
     def request(t: dict[str, Any]) -> OperationsRequest:
@@ -215,6 +370,7 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
                 segments=[segment(s) for s in _list(t, "SegmentRequirement")],
             ),
             where,
+            t,
         )
 
     return _model(
@@ -227,6 +383,7 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
             requests=[request(r) for r in _list(tree, names.request)],
         ),
         schedule,
+        tree,
     )
 
 
@@ -263,7 +420,7 @@ def _performance_to_tree(
             _put(st, "ProcessSegmentID", [s.process_segment_id] if s.process_segment_id else None)
             _put(st, "ActualStartTime", _time(s.start))
             _put(st, "ActualEndTime", _time(s.end))
-            _put(st, names.data, [_data_tree(d) for d in s.data])
+            _put(st, names.data, [_data_tree(d, _data_child(version, names)) for d in s.data])
             _put(
                 st,
                 "PersonnelActual",
@@ -318,7 +475,7 @@ def _performance_from_tree(
                 process_segment_id=_get(st, "ProcessSegmentID"),
                 start=_parse_time(_get(st, "ActualStartTime"), f"{where}/ActualStartTime"),
                 end=_parse_time(_get(st, "ActualEndTime"), f"{where}/ActualEndTime"),
-                data=[_data(d) for d in _list(st, names.data)],
+                data=[_data(d, _data_child(version, names)) for d in _list(st, names.data)],
                 personnel=[
                     PersonnelActual(
                         person_id=_get(p, "PersonID") or "", description=_get(p, "Description")
@@ -344,6 +501,7 @@ def _performance_from_tree(
                 ],
             ),
             where,
+            st,
         )
 
     def response(t: dict[str, Any]) -> OperationsResponse:
@@ -359,6 +517,7 @@ def _performance_from_tree(
                 segments=[segment(s) for s in _list(t, "SegmentResponse")],
             ),
             where,
+            t,
         )
 
     return _model(
@@ -376,4 +535,5 @@ def _performance_from_tree(
             responses=[response(r) for r in _list(tree, names.response)],
         ),
         performance,
+        tree,
     )

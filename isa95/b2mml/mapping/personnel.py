@@ -16,6 +16,7 @@ from isa95.b2mml.mapping.trees import (
     _property,
     _property_tree,
     _put,
+    _source,
     _texts,
     _value_tree,
     _where,
@@ -46,11 +47,14 @@ def _qualification(t: dict[str, Any]) -> Qualification:
             valid_until = _parse_time(
                 _get(value, "ValueString"), f"{_where(value, 'Value')} (validUntil)"
             )
-    return Qualification(
-        id=(_get(t, "ID") or "")[len(QUALIFICATION_PREFIX) :],
-        description=_get(t, "Description"),
-        result=result,
-        valid_until=valid_until,
+    return _source(
+        Qualification(
+            id=(_get(t, "ID") or "")[len(QUALIFICATION_PREFIX) :],
+            description=_get(t, "Description"),
+            result=result,
+            valid_until=valid_until,
+        ),
+        t,
     )
 
 
@@ -99,6 +103,7 @@ def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInforma
                 ],
             ),
             _where(t, "Person"),
+            t,
         )
 
     return _model(
@@ -107,9 +112,10 @@ def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInforma
             description=_get(tree, "Description"),
             persons=[person(p) for p in _list(tree, "Person")],
             classes=[
-                PersonnelClass(**_class_fields(c, "PersonnelClassProperty"))
+                _source(PersonnelClass(**_class_fields(c, "PersonnelClassProperty")), c)
                 for c in _list(tree, "PersonnelClass")
             ],
         ),
         _where(tree, "PersonnelInformation"),
+        tree,
     )

@@ -14,9 +14,11 @@ from isa95.b2mml.mapping.trees import (
     _quantity,
     _quantity_tree,
     _texts,
+    _unread,
     _value_tree,
     _where,
 )
+from isa95.errors import B2MMLError
 from isa95.operations import (
     DataValue,
     MaterialSpecification,
@@ -30,25 +32,45 @@ def _parameter_name(version: str) -> str:
     return "ProcessSegmentParameter" if version == V0701 else "Parameter"
 
 
-def _data_tree(d: DataValue) -> dict[str, Any]:
+def _data_tree(d: DataValue, child: str | None = None) -> dict[str, Any]:
+    """A parameter/data element: ID, Description, Value{…}, nested ones under ``child``."""
     tree: dict[str, Any] = {"ID": d.id}
     _put(tree, "Description", _desc(d.description))
-    tree["Value"] = [_value_tree(d.value, d.unit)]
+    value = _value_tree(d.value, d.unit, d.data_type)
+    _put(value, "Key", d.key)
+    tree["Value"] = [value]
+    if d.children:
+        if child is None:
+            raise B2MMLError(f"parameter {d.id!r}: this element cannot nest parameters")
+        tree[child] = [_data_tree(c, child) for c in d.children]
     return tree
 
 
-def _data(t: dict[str, Any]) -> DataValue:
+def _data(t: dict[str, Any], child: str | None = None) -> DataValue:
     values = _list(t, "Value")
     value = _get(values[0], "ValueString") if values else ""
     unit = _get(values[0], "UnitOfMeasure") if values else None
-    if values:
-        _get(values[0], "DataType")
-    return DataValue(
-        id=_get(t, "ID") or "",
-        value=value or "",
-        unit=unit or None,  # an empty UnitOfMeasure is no unit
-        description=_get(t, "Description"),
+    data_type = (_get(values[0], "DataType") if values else None) or "string"
+    key = _get(values[0], "Key") if values else None
+    where = _where(t, "Parameter")
+    return _model(
+        lambda: DataValue(
+            id=_get(t, "ID") or "",
+            value=value or "",
+            unit=unit or None,  # an empty UnitOfMeasure is no unit
+            description=_get(t, "Description"),
+            data_type=data_type,
+            key=key,
+            children=[_data(c, child) for c in _list(t, child)] if child else [],
+        ),
+        where,
+        t,
     )
+
+
+def _parameter_child(version: str) -> str:
+    """Name of a nested parameter in a parameter (V0701 ParameterChild, V0600 Parameter)."""
+    return "ParameterChild" if version == V0701 else "Parameter"
 
 
 def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
@@ -91,7 +113,11 @@ def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
         _put(t, "Quantity", _quantity_tree(m.quantity))
         specs.append(t)
     _put(tree, "MaterialSegmentSpecification", specs)
-    _put(tree, _parameter_name(version), [_data_tree(p) for p in s.parameters])
+    _put(
+        tree,
+        _parameter_name(version),
+        [_data_tree(p, _parameter_child(version)) for p in s.parameters],
+    )
     return tree
 
 
@@ -99,6 +125,8 @@ def _specification(m: dict[str, Any]) -> MaterialSpecification:
     where = _where(m, "MaterialSegmentSpecification")
     _get(m, "ID")
     use = _get(m, "MaterialUse")
+    if use is not None and use not in MaterialUse.__members__.values():
+        _unread(m, "MaterialUse")  # a use the model has no value for: unmapped, listed
     return _model(
         lambda: MaterialSpecification(
             material_class_id=_get(m, "MaterialClassID"),
@@ -107,6 +135,7 @@ def _specification(m: dict[str, Any]) -> MaterialSpecification:
             quantity=_quantity(m, where),
         ),
         where,
+        m,
     )
 
 
@@ -132,9 +161,12 @@ def _segment_from_tree(t: dict[str, Any], version: str) -> ProcessSegment:
                 for x in _texts(s, "EquipmentClassID")
             ],
             materials=materials,
-            parameters=[_data(p) for p in _list(t, _parameter_name(version))],
+            parameters=[
+                _data(p, _parameter_child(version)) for p in _list(t, _parameter_name(version))
+            ],
         ),
         where,
+        t,
     )
 
 
@@ -154,4 +186,5 @@ def _segments_from_tree(tree: dict[str, Any], version: str) -> ProcessSegmentInf
             segments=[_segment_from_tree(s, version) for s in _list(tree, "ProcessSegment")],
         ),
         _where(tree, "ProcessSegmentInformation"),
+        tree,
     )

@@ -10,8 +10,10 @@ from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from lxml import etree
 from pydantic import ValidationError
 
+from isa95.b2mml.binding import Node, Release, Spec
 from isa95.common import Property, Quantity
 from isa95.errors import B2MMLError, DocumentContentError, ISA95Error
 
@@ -31,12 +33,14 @@ class Tracked(dict[str, Any]):
     ``unmapped``) and ``line`` the element's source line, for error messages.
     """
 
-    def __init__(self, data: dict[str, Any], path: str = "") -> None:
+    def __init__(self, data: dict[str, Any], path: str = "", node: Node | None = None) -> None:
         super().__init__(data)
         self.used: set[str] = set()
         self.path = path
         line = data.get("@@line")
         self.line: int | None = line if isinstance(line, int) else None
+        self.node = node
+        """The binding of the element this tree was read from (None: built, not read)."""
 
     def get(self, key: str, default: Any = None) -> Any:
         self.used.add(key)
@@ -60,6 +64,164 @@ def track(value: Any, path: str = "") -> Any:
     if isinstance(value, list):
         return [track(v, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+_TEXT_SPEC = Spec("(text)")
+
+
+def from_binding(node: Node, path: str = "", unsupported: list[str] | None = None) -> Any:
+    """The tracked tree of a binding, each element's :class:`Tracked` knowing its ``node``.
+
+    The mappers read the generated bindings through this view: child names
+    and which children repeat come from the binding's content model (its
+    ``SPEC``), values are the text as written, and every tree keeps the
+    binding it came from (``tree.node``), so a model built from it can point
+    back to everything it does not carry. Children no slot names (extension
+    content) are kept under ``"##any"`` as XML; where the type takes none they
+    are listed in ``unsupported`` (possible only for documents not validated).
+    """
+    return _from_element(node.element, node.SPEC, node.release, path, unsupported, node)
+
+
+def _from_element(
+    element: etree._Element,
+    spec: Spec,
+    release: Release,
+    path: str,
+    unsupported: list[str] | None,
+    node: Node | None = None,
+) -> Any:
+    attributes = (
+        {
+            f"@{etree.QName(k).localname}": str(v)
+            for k, v in element.attrib.items()
+            if not str(k).startswith(_XSI)
+        }
+        if len(element.attrib)
+        else {}
+    )
+    if not spec.fields:
+        text = element.text or ""
+        if not attributes:
+            return str(text)
+        return Tracked({"#text": str(text), **attributes}, path, node)
+    tree = Tracked(attributes, path, node)
+    dict.__setitem__(tree, "@@line", element.sourceline)  # for error messages; never written
+    tree.line = element.sourceline
+    by_name = spec.by_name
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue  # comments and processing instructions carry no data
+        namespace, _, name = tag[1:].rpartition("}") if tag[0] == "{" else ("", "", tag)
+        slot = by_name.get((namespace, name))
+        if slot is None:
+            if spec.wildcard is not None:
+                tree.setdefault("##any", []).append(etree.tostring(child, encoding="unicode"))
+            elif unsupported is not None:
+                unsupported.append(f"{path}/{name} (line {child.sourceline})")
+            continue
+        child_spec = release.specs[slot.type] if slot.type is not None else _TEXT_SPEC
+        if slot.max > 1:
+            items = dict.setdefault(tree, name, [])
+            child_path = f"{path}/{name}[{len(items)}]"
+        else:
+            child_path = f"{path}/{name}"
+        child_node = release.class_of(slot.type).bound(child, release)
+        value = _from_element(child, child_spec, release, child_path, unsupported, child_node)
+        if slot.max > 1:
+            items.append(value)
+        else:
+            dict.__setitem__(tree, name, value)
+    return tree
+
+
+def fill(node: Node, tree: Any) -> Node:
+    """Write ``tree`` into the (new, empty) binding ``node``, children in schema order.
+
+    The counterpart of :func:`from_binding` for writing models: each key is a
+    child slot of the binding's type (a list where it repeats), ``"@name"``
+    an attribute, ``"#text"`` the text of a simple-content element with
+    attributes, ``"##any"`` extension XML. A name the type does not have, or
+    more children than ``maxOccurs``, is refused with :class:`B2MMLError`.
+    """
+    element, spec, release = node.element, node.SPEC, node.release
+    if not spec.fields:
+        if isinstance(tree, dict):
+            for key, value in tree.items():
+                if key.startswith("@"):
+                    element.set(key[1:], _leaf(value))
+                elif key != "#text":
+                    raise B2MMLError(f"<{node.tag}> has no child {key!r}")
+            text = tree.get("#text")
+            if text is not None:
+                element.text = _leaf(text)
+        elif tree is not None:
+            element.text = _leaf(tree)
+        return node
+    if not isinstance(tree, dict):
+        raise B2MMLError(f"<{node.tag}> needs element content, got {tree!r}")
+    for key, value in tree.items():
+        if key.startswith("@@") or key == "##any":
+            continue
+        if key.startswith("@"):
+            element.set(key[1:], _leaf(value))
+        elif spec.field(key) is None:
+            raise B2MMLError(f"<{node.tag}> ({spec.name}) has no child element {key!r}")
+    done: set[str] = set()
+    for slot in spec.fields:
+        if slot.name == "*":
+            if "*" not in done:
+                done.add("*")
+                for raw in tree.get("##any", []):
+                    element.append(_fragment(raw))
+            continue
+        if slot.name in done or tree.get(slot.name) is None:
+            continue  # None: absent (an optional ID the model does not have)
+        done.add(slot.name)
+        value = tree[slot.name]
+        values = value if isinstance(value, list) else [value]
+        if len(values) > slot.max:
+            raise B2MMLError(f"<{slot.name}> may occur at most {slot.max} times")
+        cls = release.class_of(slot.type)
+        for item in values:
+            child = etree.SubElement(element, f"{{{slot.namespace}}}{slot.name}")
+            fill(cls.bound(child, release), item)
+    return node
+
+
+def _leaf(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise B2MMLError(f"tree leaf must be a string, got {type(value).__name__}: {value!r}")
+
+
+def _fragment(raw: str) -> etree._Element:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        return etree.fromstring(raw.encode("utf-8"), parser)
+    except etree.XMLSyntaxError as exc:
+        raise B2MMLError(f"extension content is not well-formed XML: {exc}") from exc
+
+
+SOURCES: ContextVar[list[tuple[Any, Node]] | None] = ContextVar("b2mml_sources", default=None)
+"""Where a read collects ``(model, binding)`` pairs: each model and the element it came from."""
+
+
+def _source(model: _M, tree: Any) -> _M:
+    """Record that ``model`` was read from ``tree``'s binding; returns ``model``."""
+    node = getattr(tree, "node", None)
+    sources = SOURCES.get()
+    if node is not None and sources is not None:
+        sources.append((model, node))
+    return model
+
+
+def _unread(tree: dict[str, Any], key: str) -> None:
+    """Mark ``key`` of ``tree`` as not carried by the model: it is listed in ``unmapped``."""
+    if isinstance(tree, Tracked):
+        tree.used.discard(key)
 
 
 def unconsumed(value: Any, path: str) -> Iterator[str]:
@@ -240,14 +402,27 @@ def _integer(text: str, where: str) -> int:
 def _quantity_tree(quantity: Quantity | None) -> list[dict[str, Any]] | None:
     if quantity is None:
         return None
-    tree: dict[str, Any] = {"QuantityString": _decimal_text(quantity.value), "DataType": "decimal"}
+    tree: dict[str, Any] = {
+        "QuantityString": _decimal_text(quantity.value),
+        "DataType": quantity.data_type,
+    }
     _put(tree, "UnitOfMeasure", quantity.unit)
+    _put(tree, "Key", quantity.key)
     return [tree]
 
 
 def _quantity(tree: dict[str, Any], where: str) -> Quantity | None:
     """The first numeric quantity of an element; non-numeric ones stay unmapped."""
+    found = _quantities(tree, where, 1)
+    return found[0] if found else None
+
+
+def _quantities(tree: dict[str, Any], where: str, most: int | None = None) -> list[Quantity]:
+    """The numeric quantities of an element (up to ``most``); others stay unmapped."""
+    found: list[Quantity] = []
     for item in _list(tree, "Quantity"):
+        if most is not None and len(found) >= most:
+            break
         data_type = _get(item, "DataType") or "decimal"
         if data_type not in _NUMERIC:
             item.used.discard("QuantityString")
@@ -256,9 +431,18 @@ def _quantity(tree: dict[str, Any], where: str) -> Quantity | None:
         if text is None or not text.strip():
             continue
         value = _decimal(text, f"{where}/Quantity", data_type)
-        _get(item, "Key")
-        return Quantity(value=value, unit=_get(item, "UnitOfMeasure"))
-    return None
+        found.append(
+            _source(
+                Quantity(
+                    value=value,
+                    unit=_get(item, "UnitOfMeasure"),
+                    data_type=data_type,
+                    key=_get(item, "Key"),
+                ),
+                item,
+            )
+        )
+    return found
 
 
 def _value_tree(value: str | None, unit: str | None, data_type: str = "string") -> dict[str, Any]:
@@ -270,23 +454,28 @@ def _value_tree(value: str | None, unit: str | None, data_type: str = "string") 
 def _property_tree(prop: Property) -> dict[str, Any]:
     tree: dict[str, Any] = {"ID": prop.id}
     _put(tree, "Description", _desc(prop.description))
-    if prop.value is not None or prop.unit is not None:
-        tree["Value"] = [_value_tree(prop.value, prop.unit)]
+    if prop.value is not None or prop.unit is not None or prop.data_type != "string":
+        tree["Value"] = [_value_tree(prop.value, prop.unit, prop.data_type)]
     return tree
 
 
 def _property(tree: dict[str, Any]) -> Property:
     values = _list(tree, "Value")
     value = unit = None
+    data_type = "string"
     if values:
         value = _get(values[0], "ValueString")
         unit = _get(values[0], "UnitOfMeasure")
-        _get(values[0], "DataType")
-    return Property(
-        id=_get(tree, "ID") or "",
-        value=value or None,
-        unit=unit,
-        description=_get(tree, "Description"),
+        data_type = _get(values[0], "DataType") or "string"
+    return _source(
+        Property(
+            id=_get(tree, "ID") or "",
+            value=value or None,
+            unit=unit,
+            description=_get(tree, "Description"),
+            data_type=data_type,
+        ),
+        tree,
     )
 
 
@@ -341,10 +530,14 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _model(build: Callable[[], _M], where: str) -> _M:
-    """``build()``, with validation and conversion failures refused as naming ``where``."""
+def _model(build: Callable[[], _M], where: str, tree: Any = None) -> _M:
+    """``build()``, with validation and conversion failures refused as naming ``where``.
+
+    With ``tree`` (the tracked tree the model is read from) the model is
+    recorded as coming from that tree's binding (see :data:`SOURCES`).
+    """
     try:
-        return build()
+        return _source(build(), tree)
     except ISA95Error:
         raise
     except (ValueError, TypeError, ArithmeticError) as exc:  # pydantic's ValidationError too
