@@ -21,7 +21,14 @@ from lxml import etree
 
 from isa95.errors import DocumentInvalid, UnsafeXMLError, XMLIssue
 
-__all__ = ["MAX_DOCUMENT_BYTES", "MAX_PROLOG_BYTES", "parse_xml", "safe_parser"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_PROLOG_BYTES",
+    "SAFE_PARSER_OPTIONS",
+    "check_parsed",
+    "parse_xml",
+    "safe_parser",
+]
 
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 MAX_PROLOG_BYTES = 1024 * 1024
@@ -51,16 +58,21 @@ _DECLARED_ENCODING = re.compile(
 )
 
 
+SAFE_PARSER_OPTIONS: dict[str, bool] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_blank_text": False,
+}
+"""The lxml parser settings of every untrusted read (whole or streamed): no DTD loaded,
+no entity expanded, no network, libxml2's limits on depth and text size kept."""
+
+
 def safe_parser() -> etree.XMLParser:
     """An lxml parser that loads no DTD, expands no entity and opens no network connection."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_blank_text=False,
-    )
+    return etree.XMLParser(**SAFE_PARSER_OPTIONS)
 
 
 def parse_xml(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._ElementTree:
@@ -79,13 +91,18 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._Ele
         raise DocumentInvalid("not well-formed XML", [XMLIssue(exc.lineno, "?", exc.msg)]) from exc
     except (etree.LxmlError, ValueError) as exc:  # e.g. an encoding libxml2 cannot convert
         raise DocumentInvalid("not well-formed XML", [XMLIssue(None, "?", str(exc))]) from exc
-    docinfo = tree.docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise UnsafeXMLError(_DOCTYPE_REFUSED)
+    check_parsed(tree)
     for node in tree.iter():
         if isinstance(node, etree._Entity):
             raise UnsafeXMLError(f"entity reference {node.text!r} refused (line {node.sourceline})")
     return tree
+
+
+def check_parsed(tree: etree._ElementTree) -> None:
+    """The second line behind the prolog scan: a parsed document with a DTD is refused."""
+    docinfo = tree.docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise UnsafeXMLError(_DOCTYPE_REFUSED)
 
 
 def check_prolog(data: bytes) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+from lxml import etree
+
+from isa95.b2mml.binding import Release, Spec
 from isa95.b2mml.mapping.trees import (
+    ASSUMED_TIMEZONE,
+    Tracked,
     _desc,
     _get,
     _list,
@@ -143,14 +150,42 @@ def _bpr_to_tree(model: BatchProductionRecord, version: str) -> dict[str, Any]:
     return tree
 
 
-def _series(ds: dict[str, Any], index: str | None, spec: dict[str, Any]) -> TagSeries:
-    """The values of the tag with TagIndex ``index`` in a data set."""
-    values: list[RecordedValue] = []
-    for od in _list(ds, "OrderedData"):
+# ------------------------------------------------------------------ reading
+#
+# The reference mapping reads plain tracked trees (``_bpr_from_tree``). A record
+# holds most of its bulk in ``OrderedData`` elements, so :class:`RecordReader`
+# reads a record element by element instead: every part but the ordered data
+# is read as a tracked tree with the same functions, and each ``OrderedData``
+# of the usual shape is mapped straight from its elements (anything else falls
+# back to the reference mapping of that element). The models, ``unmapped`` and
+# ``normalised`` are the same as the reference's; the streaming reader
+# (:mod:`isa95.b2mml.stream`) feeds it elements as they are parsed and lets
+# them go.
+
+
+def _specs(ds: dict[str, Any]) -> dict[Any, Any]:
+    """The tag specifications of a data set, by TagIndex (a repeated index: the last)."""
+    _get(ds, "EntryID")
+    _get(ds, "ObjectType")
+    specs: dict[Any, Any] = {}
+    for spec in _list(ds, "TagSpecification"):
+        specs[_get(spec, "TagIndex")] = spec
+    return specs
+
+
+def _ordered(
+    od: dict[str, Any], specs: dict[Any, Any], found: dict[Any, list[RecordedValue]]
+) -> None:
+    """The values of one OrderedData, appended to ``found`` under each tag they belong to."""
+    for index in specs:
         when = _parse_time(_get(od, "TimeValue"), f"{_where(od, 'OrderedData')}/TimeValue")
         for dv in _list(od, "DataValue"):
             if _get(dv, "TagIndex") in (index, None):
-                values.extend(_recorded(dv, v, when) for v in _list(dv, "Value"))
+                found[index].extend(_recorded(dv, v, when) for v in _list(dv, "Value"))
+
+
+def _tag_series(index: Any, spec: dict[str, Any], values: list[RecordedValue]) -> TagSeries:
+    """The series of the tag with TagIndex ``index``."""
     unit = _get(spec, "UnitOfMeasure")
     return _model(
         lambda: TagSeries(
@@ -173,38 +208,30 @@ def _recorded(dv: dict[str, Any], value: Any, when: Any) -> RecordedValue:
     )
 
 
-def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
+def _event(e: dict[str, Any]) -> RecordEvent:
+    _get(e, "ObjectType")
+    return _model(
+        lambda: RecordEvent(
+            id=_get(e, "EntryID"),
+            timestamp=_parse_time(_get(e, "TimeStamp"), f"{_where(e, 'Event')}/TimeStamp"),
+            event_type=_decoded(e.get("EventType")),
+            event_subtype=_decoded(e.get("EventSubType")),
+            message=_get(e, "MessageText"),
+            person_id=_get(e, "PersonID"),
+            equipment_id=_get(e, "EquipmentID"),
+            procedural_element=_get(e, "ProceduralElementReference"),
+        ),
+        _where(e, "Event", "EntryID"),
+    )
+
+
+def _record(
+    tree: dict[str, Any], series: list[TagSeries], events: list[RecordEvent]
+) -> BatchProductionRecord:
     record_id = _get(tree, "ID") or ""
     record = _where(tree, "BatchProductionRecord")
     _get(tree, "EntryID")
     _get(tree, "ObjectType")
-    series: list[TagSeries] = []
-    datasets = tree.get("DataSets") or {}
-    for ds in _list(datasets, "DataSet"):
-        _get(ds, "EntryID")
-        _get(ds, "ObjectType")
-        specs = {}
-        for spec in _list(ds, "TagSpecification"):
-            specs[_get(spec, "TagIndex")] = spec
-        series.extend(_series(ds, index, spec) for index, spec in specs.items())
-
-    def event(e: dict[str, Any]) -> RecordEvent:
-        _get(e, "ObjectType")
-        return _model(
-            lambda: RecordEvent(
-                id=_get(e, "EntryID"),
-                timestamp=_parse_time(_get(e, "TimeStamp"), f"{_where(e, 'Event')}/TimeStamp"),
-                event_type=_decoded(e.get("EventType")),
-                event_subtype=_decoded(e.get("EventSubType")),
-                message=_get(e, "MessageText"),
-                person_id=_get(e, "PersonID"),
-                equipment_id=_get(e, "EquipmentID"),
-                procedural_element=_get(e, "ProceduralElementReference"),
-            ),
-            _where(e, "Event", "EntryID"),
-        )
-
-    events = [event(e) for e in _list(tree.get("Events") or {}, "Event")]
     return _model(
         lambda: BatchProductionRecord(
             id=record_id,
@@ -219,3 +246,378 @@ def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
         ),
         record,
     )
+
+
+def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
+    """The reference mapping: a record from its whole tracked tree."""
+    series: list[TagSeries] = []
+    for ds in _list(tree.get("DataSets") or {}, "DataSet"):
+        specs = _specs(ds)
+        found: dict[Any, list[RecordedValue]] = {index: [] for index in specs}
+        for od in _list(ds, "OrderedData") if specs else []:
+            _ordered(od, specs, found)
+        series.extend(_tag_series(index, spec, found[index]) for index, spec in specs.items())
+    events = [_event(e) for e in _list(tree.get("Events") or {}, "Event")]
+    return _record(tree, series, events)
+
+
+RECORD_KEYS = frozenset(
+    {
+        "ID",
+        "EntryID",
+        "ObjectType",
+        "Description",
+        "CreationDate",
+        "BatchID",
+        "LotID",
+        "MaterialDefinitionID",
+        "RecordStatus",
+    }
+)
+"""Children of the record element the mapping reads besides DataSets and Events; the
+others are only reported as unmapped, so a streaming reader lets their content go."""
+
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+_TEXT_SPEC = Spec("(text)")
+_SKIPPED = ""
+"""Stands for the content of a child left out of a tree (only its name and place count)."""
+
+
+class _Leftovers(list[str]):
+    """The unmapped paths of content that was mapped and let go (stands for its tree)."""
+
+
+def _unconsumed(value: Any, path: str) -> Iterator[str]:
+    """:func:`~isa95.b2mml.mapping.trees.unconsumed`, reading :class:`_Leftovers` in place."""
+    if isinstance(value, _Leftovers):
+        yield from value
+    elif isinstance(value, Tracked):
+        for key, child in value.items():
+            if key.startswith(("@xmlns", "@@")):
+                continue
+            child_path = f"{path}/{key}"
+            if key not in value.used:
+                yield child_path
+            else:
+                yield from _unconsumed(child, child_path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unconsumed(item, f"{path}[{index}]")
+
+
+def _content(
+    element: etree._Element,
+    spec: Spec,
+    release: Release,
+    path: str,
+    unsupported: list[str],
+    skip: frozenset[str] = frozenset(),
+) -> Any:
+    """The tracked tree of ``element`` as the generic reader builds it.
+
+    Children named in ``skip`` are left out; a placeholder keeps their place
+    (the mapping fills it, or reports the name as unmapped).
+    """
+    attributes = (
+        {
+            f"@{etree.QName(k).localname}": str(v)
+            for k, v in element.attrib.items()
+            if not str(k).startswith(_XSI)
+        }
+        if len(element.attrib)
+        else {}
+    )
+    if not spec.fields:
+        text = str(element.text or "")
+        if not attributes:
+            return text
+        return Tracked({"#text": text, **attributes}, path)
+    tree = Tracked(attributes, path)
+    dict.__setitem__(tree, "@@line", element.sourceline)
+    tree.line = element.sourceline
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue  # comments and processing instructions carry no data
+        namespace, _, name = tag[1:].rpartition("}") if tag[0] == "{" else ("", "", tag)
+        slot = spec.by_name.get((namespace, name))
+        if slot is None:
+            if spec.wildcard is not None:
+                dict.setdefault(tree, "##any", []).append(etree.tostring(child, encoding="unicode"))
+            else:
+                unsupported.append(f"{path}/{name} (line {child.sourceline})")
+            continue
+        if name in skip:
+            dict.setdefault(tree, name, _SKIPPED)
+            continue
+        child_spec = release.specs[slot.type] if slot.type is not None else _TEXT_SPEC
+        if slot.max > 1:
+            items = dict.setdefault(tree, name, [])
+            items.append(
+                _content(child, child_spec, release, f"{path}/{name}[{len(items)}]", unsupported)
+            )
+        else:
+            dict.__setitem__(
+                tree, name, _content(child, child_spec, release, f"{path}/{name}", unsupported)
+            )
+    return tree
+
+
+_ALL_FIELDS: set[str] = set(RecordedValue.model_fields)
+
+
+def _share_fields_set(value: RecordedValue) -> None:
+    """Let ``value`` share one fields-set with every value read (216 bytes less each).
+
+    Every field of a value read is set, so the shared set never changes: pydantic
+    only ever adds names to it, and every name is already in it.
+    """
+    if value.__pydantic_fields_set__ == _ALL_FIELDS:
+        object.__setattr__(value, "__pydantic_fields_set__", _ALL_FIELDS)
+
+
+class RecordReader:
+    """Maps a BatchProductionRecord element by element.
+
+    Feed it, in document order, every ``OrderedData`` of a data set
+    (:meth:`ordered_data`), the end of every ``DataSet`` (:meth:`dataset_end`)
+    and every ``Event`` (:meth:`event`), then the record element itself
+    (:meth:`finish`): what it has been fed may be let go (cleared) at once,
+    except the record's own children named in :data:`RECORD_KEYS` and the
+    (emptied) ``DataSets`` and ``Events`` elements. Run it inside the reading
+    context (``ASSUMED_TIMEZONE``, ``NORMALISED``, ``content_errors``).
+    """
+
+    def __init__(self, release: Release, path: str = "BatchProductionRecord") -> None:
+        ns = release.namespace
+        self.release = release
+        self.path = path
+        self.spec = release.specs[release.elements[(ns, "BatchProductionRecord")] or ""]
+        self.datasets_spec = self._child_spec(self.spec, ns, "DataSets")
+        self.dataset_spec = self._child_spec(self.datasets_spec, ns, "DataSet")
+        self.ordered_spec = self._child_spec(self.dataset_spec, ns, "OrderedData")
+        self.events_spec = self._child_spec(self.spec, ns, "Events")
+        self.event_spec = self._child_spec(self.events_spec, ns, "Event")
+        self.datasets_tag = f"{{{ns}}}DataSets"
+        self.dataset_tag = f"{{{ns}}}DataSet"
+        self.ordered_tag = f"{{{ns}}}OrderedData"
+        self.events_tag = f"{{{ns}}}Events"
+        self.event_tag = f"{{{ns}}}Event"
+        self._time_tag = f"{{{ns}}}TimeValue"
+        self._data_tag = f"{{{ns}}}DataValue"
+        self._index_tag = f"{{{ns}}}TagIndex"
+        self._value_tag = f"{{{ns}}}Value"
+        self._quality_tag = f"{{{ns}}}Quality"
+        self.skipped = frozenset(f.name for f in self.spec.fields if f.name not in RECORD_KEYS)
+        """Children of the record read elsewhere (DataSets, Events) or not at all."""
+        self.unsupported: list[str] = []
+        self.series: list[TagSeries] = []
+        self.events: list[RecordEvent] = []
+        self._datasets: list[Any] = []
+        self._events: list[Any] = []
+        self._ds: Tracked | None = None
+        self._specs: dict[Any, Any] = {}
+        self._found: dict[Any, list[RecordedValue]] = {}
+        self._od_paths = _Leftovers()
+        self._od_count = 0
+        self._assumed = ASSUMED_TIMEZONE.get()
+        self._qualities: dict[str, str] = {}
+
+    def _child_spec(self, spec: Spec, ns: str, name: str) -> Spec:
+        slot = spec.by_name[(ns, name)]
+        return self.release.specs[slot.type or ""]
+
+    def discards(self, name: str) -> bool:
+        """True when the record's child ``name`` is not mapped: its content may go unread."""
+        return name in self.skipped and name not in ("DataSets", "Events")
+
+    # ------------------------------------------------------------ data sets
+
+    def _open(self, dataset: etree._Element) -> Tracked:
+        path = f"{self.path}/DataSets/DataSet[{len(self._datasets)}]"
+        ds: Tracked = _content(
+            dataset,
+            self.dataset_spec,
+            self.release,
+            path,
+            self.unsupported,
+            frozenset({"OrderedData"}),
+        )
+        self._ds = ds
+        self._specs = _specs(ds)
+        self._found = {index: [] for index in self._specs}
+        self._od_paths = _Leftovers()
+        self._od_count = 0
+        if "OrderedData" in ds:
+            dict.__setitem__(ds, "OrderedData", self._od_paths)
+        return ds
+
+    def ordered_data(self, dataset: etree._Element, element: etree._Element) -> None:
+        """One ``OrderedData`` of ``dataset`` (every child before it already parsed)."""
+        ds = self._ds if self._ds is not None else self._open(dataset)
+        position = self._od_count
+        self._od_count += 1
+        if not self._specs:
+            return  # the reference mapping reads no ordered data without a tag
+        if None not in self._specs:
+            values = self._plain(element)
+            if values is not None:
+                found = self._found
+                for index, value in values:
+                    found[index].append(value)
+                return
+        path = f"{ds.path}/OrderedData[{position}]"
+        tree = _content(element, self.ordered_spec, self.release, path, self.unsupported)
+        _ordered(tree, self._specs, self._found)
+        self._od_paths.extend(_unconsumed(tree, path))
+
+    def _plain(self, element: etree._Element) -> list[tuple[Any, RecordedValue]] | None:
+        """The values of an OrderedData of the usual shape, or None to map it the long way.
+
+        The usual shape: no attributes, a TimeValue with a valid date-time, and
+        DataValues whose TagIndex names a tag, whose values and quality are valid
+        model fields, and whose content the reference mapping reads completely.
+        """
+        if len(element.attrib):
+            return None
+        time_text: str | None = None
+        data: list[etree._Element] = []
+        for child in element:
+            tag = child.tag
+            if tag == self._data_tag:
+                data.append(child)
+            elif tag == self._time_tag:
+                if time_text is not None or len(child.attrib):
+                    return None
+                time_text = child.text or ""
+            elif isinstance(tag, str):
+                return None
+        if time_text is None:
+            return None
+        try:
+            when = datetime.fromisoformat(time_text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if when.utcoffset() is None:
+            if self._assumed is None:
+                return None
+            when = when.replace(tzinfo=self._assumed)
+        specs = self._specs
+        out: list[tuple[Any, RecordedValue]] = []
+        for dv in data:
+            if len(dv.attrib):
+                return None
+            index: str | None = None
+            quality: str | None = None
+            values: list[str] = []
+            for child in dv:
+                tag = child.tag
+                if tag == self._value_tag:
+                    if len(child.attrib):
+                        return None
+                    values.append(child.text or "")
+                elif tag == self._index_tag:
+                    if len(child.attrib):
+                        return None
+                    index = child.text or ""
+                elif tag == self._quality_tag:
+                    if len(child.attrib):
+                        return None
+                    quality = child.text or ""
+                elif isinstance(tag, str):
+                    return None
+            if index is None:
+                tags: Any = specs
+            elif index in specs:
+                tags = (index,)
+            else:
+                tags = ()
+            if not tags or not values:
+                if values or quality is not None:
+                    return None  # content the reference leaves unmapped
+                continue
+            if quality is not None:  # one string per distinct quality: less memory
+                quality = self._qualities.setdefault(quality, quality)
+            try:
+                for tag_index in tags:
+                    for text in values:
+                        value = RecordedValue(timestamp=when, value=text, quality=quality)
+                        _share_fields_set(value)
+                        out.append((tag_index, value))
+            except ValueError:
+                return None  # the long way names the element and the reason
+        return out
+
+    def dataset_end(self, dataset: etree._Element) -> None:
+        """The end of a ``DataSet``: its series are complete."""
+        ds = self._ds if self._ds is not None else self._open(dataset)
+        if self._specs:
+            ds.get("OrderedData")
+        found = self._found
+        self.series.extend(
+            _tag_series(index, spec, found[index]) for index, spec in self._specs.items()
+        )
+        self._datasets.append(_Leftovers(_unconsumed(ds, ds.path)))
+        self._ds = None
+        self._specs, self._found = {}, {}
+
+    # ------------------------------------------------------------ events
+
+    def event(self, element: etree._Element) -> None:
+        """One ``Event`` of the record's ``Events``."""
+        path = f"{self.path}/Events/Event[{len(self._events)}]"
+        tree = _content(element, self.event_spec, self.release, path, self.unsupported)
+        self.events.append(_event(tree))
+        self._events.append(_Leftovers(_unconsumed(tree, path)))
+
+    # ------------------------------------------------------------ the record
+
+    def finish(self, element: etree._Element) -> tuple[BatchProductionRecord, list[str]]:
+        """The record and the paths of what it does not carry (``unmapped``)."""
+        tree = _content(element, self.spec, self.release, self.path, self.unsupported, self.skipped)
+        tree.get("@releaseID")
+        tree.get("@versionID")
+        for name, tag, spec, child, done in (
+            ("DataSets", self.datasets_tag, self.datasets_spec, "DataSet", self._datasets),
+            ("Events", self.events_tag, self.events_spec, "Event", self._events),
+        ):
+            tree.get(name)
+            found = element.find(tag)
+            if name not in tree or found is None:
+                continue
+            part = _content(
+                found,
+                spec,
+                self.release,
+                f"{self.path}/{name}",
+                self.unsupported,
+                frozenset({child}),
+            )
+            part.get(child)
+            if child in part or done:  # streamed: the elements mapped are gone
+                dict.__setitem__(part, child, done)
+            dict.__setitem__(tree, name, part)
+        record = _record(tree, self.series, self.events)
+        return record, self.unsupported + list(_unconsumed(tree, self.path))
+
+
+def map_record(
+    element: etree._Element, release: Release
+) -> tuple[BatchProductionRecord, list[str]]:
+    """A record from its (whole, parsed) element, and what it does not carry.
+
+    The same models as the reference mapping of its tree, without building the
+    tree of its ordered data. Run inside the reading context (see
+    :class:`RecordReader`).
+    """
+    reader = RecordReader(release, etree.QName(element).localname)
+    for child in element:
+        if child.tag == reader.datasets_tag:
+            for dataset in child.iterchildren(reader.dataset_tag):
+                for ordered in dataset.iterchildren(reader.ordered_tag):
+                    reader.ordered_data(dataset, ordered)
+                reader.dataset_end(dataset)
+        elif child.tag == reader.events_tag:
+            for event in child.iterchildren(reader.event_tag):
+                reader.event(event)
+    return reader.finish(element)
