@@ -12,7 +12,7 @@ from shared_paths import CASES
 
 from isa95.b2mml.binding import Node
 from isa95.b2mml.documents import B2MML
-from isa95.operations import OperationsSchedule
+from isa95.operations import OperationsRequest, OperationsSchedule, SegmentRequirement
 from isa95.recipe import Recipe
 
 pytestmark = pytest.mark.needs_cases  # skipped without them, failed with CI=true
@@ -240,3 +240,61 @@ def test_real_schedules_written_from_models_keep_their_values(b2mml: B2MML, name
 def _norm(text: str) -> str:
     """Date-times compare by instant: the model writes ``Z`` as ``+00:00``."""
     return text.replace("+00:00", "Z")
+
+
+def test_unmodelled_elements_of_a_real_schedule_stay_reachable(b2mml: B2MML) -> None:
+    document = b2mml.read((CASES / SCHEDULES[0]).read_bytes())
+    request = document.model.requests[0]
+    # The request's HierarchyScope has no model field: listed, and on its binding.
+    assert any(p.endswith("ProductionRequest[0]/HierarchyScope") for p in document.unmapped)
+    node = document.binding_of(request)
+    assert node is not None
+    scope = node.one("HierarchyScope")
+    assert scope is not None and scope.value("EquipmentID") == "fsf"
+
+
+def test_user_area_stays_reachable(b2mml: B2MML) -> None:
+    """A UserArea (as ERP systems send them) is not in the models, is listed, and is
+    reachable on the binding after reading with models."""
+    schedule = OperationsSchedule(
+        id="S1",
+        requests=[
+            OperationsRequest(
+                id="R1",
+                segments=[SegmentRequirement(id="SR1", process_segment_id="PS1")],
+            )
+        ],
+    )
+    bound = b2mml.read(b2mml.write(schedule, verb="Process"), models=False).binding
+    assert bound is not None
+    area = bound.one("ApplicationArea")
+    assert area is not None
+    # The wildcard is strict: its content must be a declared global element.
+    area.add("UserArea").append_raw(
+        etree.fromstring(
+            b'<x:ProductID xmlns:x="http://www.mesa.org/xml/B2MML">P-1000</x:ProductID>'
+        )
+    )
+    document = b2mml.read(b2mml.write(bound))
+    assert document.model == schedule
+    assert "ProcessOperationsSchedule/ApplicationArea/UserArea" in document.unmapped
+    assert document.binding is not None
+    kept = document.binding.one("ApplicationArea")
+    user = kept.one("UserArea") if kept is not None else None
+    assert user is not None
+    (product,) = user.extensions()
+    assert (etree.QName(product).localname, product.text) == ("ProductID", "P-1000")
+
+
+def test_recipe_other_information_is_reachable_from_the_recipe(b2mml: B2MML) -> None:
+    bound = b2mml.read((CASES / RECIPES[4]).read_bytes(), models=False).binding
+    assert bound is not None
+    master = bound.one("MasterRecipe")
+    assert master is not None
+    info = master.add("OtherInformation")
+    info.add("ID", "GMP-Class")
+    document = b2mml.read(b2mml.write(bound))
+    assert "BatchInformation/MasterRecipe[0]/OtherInformation" in document.unmapped
+    node = document.binding_of(document.model)
+    assert node is not None
+    assert [o.value("ID") for o in node.all("OtherInformation")] == ["GMP-Class"]
