@@ -364,6 +364,29 @@ class Ledger:
         if self._is_pg:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
 
+    def _lock_and_tail(self, conn: Connection) -> tuple[int, bytes]:
+        """Take the append lock and read the tail under it: :meth:`_lock`, then :meth:`_tail`.
+
+        On PostgreSQL both go in one pipelined round trip: the server runs them
+        in order, and under READ COMMITTED the tail query's snapshot is taken
+        when it starts, i.e. once the lock is held. Round trips inside the lock
+        are what several writers queue for.
+        """
+        if not self._is_pg:
+            return self._tail(conn)
+        dbapi: Any = conn.connection.dbapi_connection
+        with dbapi.pipeline():
+            lock = dbapi.cursor()
+            lock.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_APPEND_LOCK,))
+            tail = dbapi.cursor()
+            tail.execute("SELECT seq, leaf_hash FROM audit_entry ORDER BY seq DESC LIMIT 1")
+        row = tail.fetchone()
+        lock.close()
+        tail.close()
+        if row is None:
+            return 0, GENESIS_PREV
+        return int(row[0]) + 1, bytes(row[1])
+
     def _read(self) -> Connection:
         return self.engine.connect().execution_options(ledger_read=True)
 
@@ -388,18 +411,27 @@ class Ledger:
         with self._read() as conn:
             return self._tail(conn)
 
-    def _db_hashes(self, conn: Connection, indexes: Sequence[int]) -> dict[int, bytes]:
+    def _db_hashes(
+        self, conn: Connection, indexes: Sequence[int], last: list[bytes] | None = None
+    ) -> dict[int, bytes]:
+        """Stored hashes by index; with ``last``, the bytes of the last owner read too.
+
+        (The frontier's last hash belongs to the log's last entry, whose
+        recorded time an appender needs: one query for both.)
+        """
         owners: dict[int, list[tuple[int, int]]] = {}
         for index in indexes:
             level, k = split_stored_hash_index(index)
             owners.setdefault(((k + 1) << level) - 1, []).append((index, level))
         found: dict[int, bytes] = {}
-        rows = conn.execute(
-            select(EntryRow.seq, EntryRow.leaf_hash, EntryRow.tree_hashes).where(
-                EntryRow.seq.in_(list(owners))
-            )
-        )
+        columns = [EntryRow.seq, EntryRow.leaf_hash, EntryRow.tree_hashes]
+        last_seq = max(owners) if owners else -1
+        if last is not None:
+            columns.append(EntryRow.canonical)
+        rows = conn.execute(select(*columns).where(EntryRow.seq.in_(list(owners))))
         for row in rows:
+            if last is not None and row.seq == last_seq:
+                last.append(bytes(row.canonical))
             for index, level in owners[row.seq]:
                 if level == 0:
                     found[index] = bytes(row.leaf_hash)
@@ -794,7 +826,7 @@ class Ledger:
         blocks: Sequence[tuple[BlockRef, bytes]] | None = None,
     ) -> tuple[BatchReceipt, list[Entry], _Tail]:
         """Lock, read the tail, encode, hash and insert — inside ``conn``'s transaction."""
-        self._lock(conn)
+        size, prev = self._lock_and_tail(conn)
         # Read the clock under the lock: appenders then record times in seq order.
         recorded_at = self._clock()
         if recorded_at.utcoffset() is None:
@@ -804,7 +836,6 @@ class Ledger:
             problem = self._head_key.problem_at(recorded_at)
             if problem is not None:
                 raise SigningKeyError(f"refusing to sign tree heads with an invalid key: {problem}")
-        size, prev = self._tail(conn)
         frontier, signable, base_size, last_stamp = self._tail_state(conn, size, prev)
         # Stamps are fixed-width UTC text, so text order is time order. Only a tail
         # under our own signed head sets the floor: a forged far-future entry must
@@ -843,6 +874,11 @@ class Ledger:
         try:
             if blocks is None:
                 cursor.executemany(self._insert_sql, rows)
+            elif self._is_pg:  # one round trip for them all
+                with conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+                    for row, (_block, blob) in zip(rows, blocks, strict=True):
+                        cursor.execute(self._insert_sql, row)
+                        cursor.execute(self._block_sql, (row[0], blob))
             else:  # a block's leaves may only follow their entry (audit_block_at_tail)
                 for row, (_block, blob) in zip(rows, blocks, strict=True):
                     cursor.execute(self._insert_sql, row)
@@ -874,18 +910,25 @@ class Ledger:
             last_stamp = self._frontier_stamp
         else:
             indexes = frontier_indexes(size)
-            found = self._db_hashes(conn, indexes) if indexes else {}
+            last: list[bytes] = []  # the last entry's bytes, read with the frontier
+            found = self._db_hashes(conn, indexes, last) if indexes else {}
             frontier = [found[i] for i in indexes]
             signable = self._tail_signed(conn, size, frontier, prev)
-            last_stamp = self._stamp_at(conn, size - 1) if size else ""
+            last_stamp = self._stamp_of(last[0], size - 1) if size else ""
         if pending is not None:  # e.g. after a rolled-back savepoint: the base still holds
             return frontier, pending.signable, pending.base_size, last_stamp
         return frontier, signable, size, last_stamp
 
-    @staticmethod
-    def _stamp_at(conn: Connection, seq: int) -> str:
+    @classmethod
+    def _stamp_at(cls, conn: Connection, seq: int) -> str:
         """The ``recorded_at`` text of entry ``seq``, read from its canonical bytes."""
-        canonical = conn.scalar(select(EntryRow.canonical).where(EntryRow.seq == seq))
+        return cls._stamp_of(
+            conn.scalar(select(EntryRow.canonical).where(EntryRow.seq == seq)), seq
+        )
+
+    @staticmethod
+    def _stamp_of(canonical: Any, seq: int) -> str:
+        """The ``recorded_at`` text in entry ``seq``'s canonical bytes (``None``: missing)."""
         # Sorted members: the top-level recorded_at is the last one (quotes in
         # strings are escaped), just before seq.
         at = -1 if canonical is None else bytes(canonical).rfind(_STAMP_MARK)

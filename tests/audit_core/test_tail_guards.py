@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from audit.entry import Actor, AuditEvent
@@ -108,7 +108,12 @@ def test_the_append_path_reports_a_refusal_as_storage_error(
     stale = ledger.head()
     ledger.append_many(events(2, 5))  # another writer moved the tail on
     ledger._frontier_size = -1  # and this ledger's cached view is gone
-    monkeypatch.setattr(Ledger, "_tail", staticmethod(lambda conn: stale))
+
+    def stale_tail(self: Ledger, conn: Connection) -> tuple[int, bytes]:
+        self._lock(conn)
+        return stale
+
+    monkeypatch.setattr(Ledger, "_lock_and_tail", stale_tail)
     with pytest.raises(StorageError, match=r"database refused the append.*tail \+ 1"):
         ledger.append(events(1, 9)[0])
     monkeypatch.undo()
