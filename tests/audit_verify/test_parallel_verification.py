@@ -379,3 +379,26 @@ def test_random_logs_in_worker_processes(
     parallel = verify_ledger(ledger, head_keys=SIGNER.verifier, jobs=jobs, range_size=8)
     assert report_of(parallel) == report_of(single)
     ledger.close()
+
+
+@pytest.mark.parametrize("tamper", [False, True])
+def test_a_log_with_value_blocks_reports_the_same(sqlite_url: str, tamper: bool) -> None:
+    from audit.blocks import encode_leaves
+
+    ledger = Ledger.open(sqlite_url, head_signer=SIGNER)
+    for i in range(12):
+        ledger.append_many([AuditEvent(OP, "capture", "value", "B1/1", new={"v": i})] * 2)
+        ledger.append_block(
+            AuditEvent(OP, "capture", "values", "B1/2"),
+            encode_leaves([{"tag": "TT-1", "value": str(i * 10 + k)} for k in range(5)]),
+        )
+    if tamper:
+        drop_guards(ledger)
+        with ledger.engine.begin() as conn:
+            for trigger in ("audit_block_no_update", "audit_block_append_only"):
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger}"))
+            conn.execute(text("UPDATE audit_block SET leaves = substr(leaves, 1, 40)"))
+    single = verify_ledger(ledger, head_keys=SIGNER.verifier)
+    parallel = verify_ledger(ledger, head_keys=SIGNER.verifier, jobs=2, range_size=4)
+    assert report_of(parallel) == report_of(single)
+    ledger.close()
