@@ -396,6 +396,14 @@ class B2MML:
                     finally:
                         ASSUMED_TIMEZONE.reset(token)
             return document
+        if root == "BatchProductionRecord":
+            # Mapped element by element: no generic tree of its (bulky) ordered data;
+            # document.tree is built from the binding only when first asked for.
+            from isa95.b2mml.stream import map_record_document
+
+            return map_record_document(
+                document, assume_timezone, lambda: from_binding(binding, root, [])
+            )
         unsupported: list[str] = []
         tracked = from_binding(binding, root, unsupported)
         tracked.get("@releaseID")

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from isa95.b2mml import documents, safexml
+from isa95.b2mml import documents, safexml, stream
 from isa95.b2mml.documents import B2MML
 from isa95.b2mml.mapping import batchrecord
 from isa95.b2mml.safexml import MAX_PROLOG_BYTES, check_prolog
@@ -367,5 +367,6 @@ def test_an_unforeseen_failure_is_reported_at_the_element_read_last(
     assert info.value.line == _line_of(data, b"<Event>")
     # The boundary is what keeps it in the hierarchy: without it the KeyError escapes.
     monkeypatch.setattr(documents, "content_errors", contextlib.nullcontext)
+    monkeypatch.setattr(stream, "content_errors", contextlib.nullcontext)  # records' boundary
     with pytest.raises(KeyError):
         b2mml.read(data)
