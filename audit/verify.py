@@ -810,7 +810,7 @@ def verify_rows(
 # stitches the ranges together in order.
 
 _ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry"
-_MIN_RANGE = 1 << 16
+_MIN_RANGE = 1 << 18
 """Smallest automatic range; a log under two of them is verified in one process."""
 _START_METHOD = "forkserver"
 """How worker processes start (a benchmark uses "spawn" to count their CPU time as its own)."""
@@ -1129,7 +1129,7 @@ def verify_ledger(
     stitches them in order (docs/audit.md, "Parallel verification"); the
     report is the one ``jobs=1`` gives. ``range_size`` (a power of two, at
     least 4) fixes the range length; by default about four ranges per job, at
-    least 65,536 entries each, and a log shorter than two ranges is verified
+    least 262,144 entries each, and a log shorter than two ranges is verified
     in this process, as is (for now) a log holding value blocks.
     """
     if jobs < 1:
