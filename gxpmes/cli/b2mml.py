@@ -47,7 +47,7 @@ def cmd_b2mml_validate(args: argparse.Namespace) -> int:
 def cmd_b2mml_read(args: argparse.Namespace) -> int:
     from isa95.errors import B2MMLError, ModelError, SchemaError
 
-    data = read_bytes(args.file)
+    data = b"" if args.stream else read_bytes(args.file)
     zone = None
     if args.assume_timezone:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -57,7 +57,10 @@ def cmd_b2mml_read(args: argparse.Namespace) -> int:
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise CliError(f"unknown time zone {args.assume_timezone!r}") from exc
     try:
-        document = _b2mml(args).read(data, assume_timezone=zone)
+        if args.stream:  # a BatchProductionRecord, in bounded memory (no "document" below)
+            document = _b2mml(args).read_batch_record(args.file, assume_timezone=zone)
+        else:
+            document = _b2mml(args).read(data, assume_timezone=zone)
     except SchemaError:
         raise
     except (B2MMLError, ModelError) as exc:
@@ -159,6 +162,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--assume-timezone",
         metavar="ZONE",
         help="IANA zone for date-times sent without one (default: refuse them)",
+    )
+    read.add_argument(
+        "--stream",
+        action="store_true",
+        help="read a BatchProductionRecord streamed: memory bounded by its models, not the "
+        "document (validated while parsed; --json then has no whole-document 'document')",
     )
     read.add_argument("--schemas", metavar="DIR", help=SCHEMAS_HELP)
     read.set_defaults(func=cmd_b2mml_read)

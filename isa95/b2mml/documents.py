@@ -436,6 +436,27 @@ class B2MML:
         document.tree = tracked
         return document
 
+    def read_batch_record(
+        self,
+        source: Any,
+        *,
+        assume_timezone: tzinfo | None = None,
+        max_bytes: int | None = None,
+    ) -> B2MMLDocument:
+        """Read a BatchProductionRecord streamed, in memory bounded by the models it yields.
+
+        ``source`` is the document's bytes, a path or a binary stream. Same safety
+        rules, validation, models, ``unmapped`` and errors as :meth:`read` (schema
+        issues without line numbers), no ``binding``; ``max_bytes`` (default: the
+        size cap of :meth:`read`) may be raised, memory staying bounded. See
+        :mod:`isa95.b2mml.stream`.
+        """
+        from isa95.b2mml.stream import read_batch_record
+
+        if max_bytes is None:
+            return read_batch_record(self, source, assume_timezone=assume_timezone)
+        return read_batch_record(self, source, assume_timezone=assume_timezone, max_bytes=max_bytes)
+
     def convert(
         self,
         data: bytes,

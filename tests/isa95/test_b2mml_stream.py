@@ -4,6 +4,7 @@ paths and refusals as the reference mapping of the whole tree, in bounded memory
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -500,3 +501,41 @@ def test_a_streamed_read_stays_within_three_times_the_document(
     assert ratio <= 3.0, f"a streamed read grew memory by {ratio:.2f}x the document"
     in_memory, _ = _growth(b2mml, tmp_path, 40_000, "memory")
     assert in_memory > ratio + 1.0, (in_memory, ratio)  # the measure tells them apart
+
+
+def test_the_public_entry_points_stream_a_record(
+    b2mml: B2MML, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gxpmes.cli import main
+
+    data = rich("V0701", dict.fromkeys(FLAGS, True))
+    path = tmp_path / "record.xml"
+    path.write_bytes(data)
+    expected = reference(b2mml, data)
+    document = b2mml.read_batch_record(path)
+    assert (document.model, document.unmapped, document.normalised) == expected
+    with pytest.raises(UnsafeXMLError, match="exceeds"):
+        b2mml.read_batch_record(io.BytesIO(data), max_bytes=100)
+    schemas = str(b2mml.schemas.root)
+    assert main(["b2mml", "read", str(path), "--stream", "--json", "--schemas", schemas]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["document"] is None and printed["unmapped"] == expected[1]
+    assert printed["models"] == [expected[0].model_dump(mode="json")]
+    assert main(["b2mml", "read", str(path), "--json", "--schemas", schemas]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["models"] == printed["models"] and whole["document"]["ID"] == " BPR-1 "
+    path.write_bytes(_values_of(data, b"</Events>", b"</Events><Bogus/>"))
+    assert main(["b2mml", "read", str(path), "--stream", "--schemas", schemas]) == 2
+    assert "does not validate" in capsys.readouterr().err
+
+
+def test_the_in_memory_read_builds_its_tree_only_when_asked(b2mml: B2MML) -> None:
+    from isa95.b2mml.mapping.trees import from_binding
+
+    data = rich("V0600", dict.fromkeys(FLAGS, True))
+    document = b2mml.read(data)
+    assert "_tree" not in document.__dict__ or not document.__dict__["_tree"]
+    assert document.binding is not None
+    assert document.tree == from_binding(document.binding, document.root, [])
+    assert document.tree is document.tree  # built once
+    assert b2mml.write(document) == b2mml.write(b2mml.read(data, models=False))
