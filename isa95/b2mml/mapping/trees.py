@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from lxml import etree
 from pydantic import ValidationError
 
-from isa95.b2mml.binding import Node, Release, Spec
+from isa95.b2mml.binding import Node, Release
 from isa95.common import Property, Quantity
 from isa95.errors import B2MMLError, DocumentContentError, ISA95Error
 
@@ -39,8 +39,16 @@ class Tracked(dict[str, Any]):
         self.path = path
         line = data.get("@@line")
         self.line: int | None = line if isinstance(line, int) else None
-        self.node = node
+        self._node = node
+        self._bound: tuple[etree._Element, type[Node], Release] | None = None
+
+    @property
+    def node(self) -> Node | None:
         """The binding of the element this tree was read from (None: built, not read)."""
+        if self._node is None and self._bound is not None:
+            element, cls, release = self._bound
+            self._node = cls.bound(element, release)
+        return self._node
 
     def get(self, key: str, default: Any = None) -> Any:
         self.used.add(key)
@@ -67,7 +75,6 @@ def track(value: Any, path: str = "") -> Any:
 
 
 _XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
-_TEXT_SPEC = Spec("(text)")
 
 
 def from_binding(node: Node, path: str = "", unsupported: list[str] | None = None) -> Any:
@@ -81,17 +88,20 @@ def from_binding(node: Node, path: str = "", unsupported: list[str] | None = Non
     content) are kept under ``"##any"`` as XML; where the type takes none they
     are listed in ``unsupported`` (possible only for documents not validated).
     """
-    return _from_element(node.element, node.SPEC, node.release, path, unsupported, node)
+    tree = _from_element(node.element, type(node), node.release, path, unsupported)
+    if isinstance(tree, Tracked):
+        tree._node = node
+    return tree
 
 
 def _from_element(
     element: etree._Element,
-    spec: Spec,
+    cls: type[Node],
     release: Release,
     path: str,
     unsupported: list[str] | None,
-    node: Node | None = None,
 ) -> Any:
+    spec = cls.SPEC
     attributes = (
         {
             f"@{etree.QName(k).localname}": str(v)
@@ -105,8 +115,11 @@ def _from_element(
         text = element.text or ""
         if not attributes:
             return str(text)
-        return Tracked({"#text": str(text), **attributes}, path, node)
-    tree = Tracked(attributes, path, node)
+        simple = Tracked({"#text": str(text), **attributes}, path)
+        simple._bound = (element, cls, release)
+        return simple
+    tree = Tracked(attributes, path)
+    tree._bound = (element, cls, release)
     dict.__setitem__(tree, "@@line", element.sourceline)  # for error messages; never written
     tree.line = element.sourceline
     by_name = spec.by_name
@@ -122,14 +135,12 @@ def _from_element(
             elif unsupported is not None:
                 unsupported.append(f"{path}/{name} (line {child.sourceline})")
             continue
-        child_spec = release.specs[slot.type] if slot.type is not None else _TEXT_SPEC
         if slot.max > 1:
             items = dict.setdefault(tree, name, [])
             child_path = f"{path}/{name}[{len(items)}]"
         else:
             child_path = f"{path}/{name}"
-        child_node = release.class_of(slot.type).bound(child, release)
-        value = _from_element(child, child_spec, release, child_path, unsupported, child_node)
+        value = _from_element(child, release.class_of(slot.type), release, child_path, unsupported)
         if slot.max > 1:
             items.append(value)
         else:
