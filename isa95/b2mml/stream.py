@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from lxml import etree
 
+from isa95.b2mml.binding import Node, Release
 from isa95.b2mml.documents import B2MML, B2MMLDocument, release
 from isa95.b2mml.mapping.batchrecord import RECORD_KEYS, RecordReader, map_record
 from isa95.b2mml.mapping.trees import ASSUMED_TIMEZONE, NORMALISED, content_errors
@@ -95,15 +96,29 @@ def map_record_document(
     result._tree_factory = tree
     token = ASSUMED_TIMEZONE.set(assume_timezone)
     notes = NORMALISED.set(result.normalised)
+    bindings = release(document.version)
+    elements: list[tuple[Any, etree._Element]] = []
     try:
         with content_errors():
-            model, unmapped = map_record(document.binding.element, release(document.version))
+            model, unmapped = map_record(document.binding.element, bindings, elements)
     finally:
         ASSUMED_TIMEZONE.reset(token)
         NORMALISED.reset(notes)
     result.models = [model]
     result.unmapped = unmapped
+    result.sources = [(one, _bound(element, bindings)) for one, element in elements]
     return result
+
+
+def _bound(element: etree._Element, bindings: Release) -> Node:
+    """The binding of an element of a record (the record itself, a DataSet or an Event)."""
+    parent = element.getparent()
+    if parent is None:
+        return bindings.wrap(element)
+    qname = etree.QName(element)
+    spec = _bound(parent, bindings).SPEC
+    slot = spec.field(qname.localname, qname.namespace)
+    return bindings.class_of(slot.type if slot is not None else None).bound(element, bindings)
 
 
 # ---------------------------------------------------------------- input

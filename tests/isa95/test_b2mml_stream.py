@@ -538,4 +538,14 @@ def test_the_in_memory_read_builds_its_tree_only_when_asked(b2mml: B2MML) -> Non
     assert document.binding is not None
     assert document.tree == from_binding(document.binding, document.root, [])
     assert document.tree is document.tree  # built once
+    record = document.model
+    assert document.binding_of(record) == document.binding
+    data_set = document.binding_of(record.series[0])
+    assert data_set is not None and data_set.tag == "DataSet"
+    assert data_set.value("EntryID") == "DS"
+    event = document.binding_of(record.events[1])
+    assert event is not None and event.tag == "Event"
+    assert (
+        event.element is document.binding.element.findall(f"{{{NAMESPACES['V0600']}}}Events/*")[1]
+    )
     assert b2mml.write(document) == b2mml.write(b2mml.read(data, models=False))

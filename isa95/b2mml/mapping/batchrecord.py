@@ -422,6 +422,9 @@ class RecordReader:
         self._od_count = 0
         self._assumed = ASSUMED_TIMEZONE.get()
         self._qualities: dict[str, str] = {}
+        self.sources: list[tuple[Any, etree._Element]] | None = None
+        """With a list here, ``(model, element)`` of the record, each series (its
+        DataSet) and each event are collected: the element each was read from."""
 
     def _child_spec(self, spec: Spec, ns: str, name: str) -> Spec:
         slot = spec.by_name[(ns, name)]
@@ -554,9 +557,10 @@ class RecordReader:
         if self._specs:
             ds.get("OrderedData")
         found = self._found
-        self.series.extend(
-            _tag_series(index, spec, found[index]) for index, spec in self._specs.items()
-        )
+        series = [_tag_series(index, spec, found[index]) for index, spec in self._specs.items()]
+        self.series.extend(series)
+        if self.sources is not None:
+            self.sources.extend((one, dataset) for one in series)
         self._datasets.append(_Leftovers(_unconsumed(ds, ds.path)))
         self._ds = None
         self._specs, self._found = {}, {}
@@ -567,7 +571,10 @@ class RecordReader:
         """One ``Event`` of the record's ``Events``."""
         path = f"{self.path}/Events/Event[{len(self._events)}]"
         tree = _content(element, self.event_spec, self.release, path, self.unsupported)
-        self.events.append(_event(tree))
+        event = _event(tree)
+        self.events.append(event)
+        if self.sources is not None:
+            self.sources.append((event, element))
         self._events.append(_Leftovers(_unconsumed(tree, path)))
 
     # ------------------------------------------------------------ the record
@@ -598,19 +605,25 @@ class RecordReader:
                 dict.__setitem__(part, child, done)
             dict.__setitem__(tree, name, part)
         record = _record(tree, self.series, self.events)
+        if self.sources is not None:
+            self.sources.insert(0, (record, element))
         return record, self.unsupported + list(_unconsumed(tree, self.path))
 
 
 def map_record(
-    element: etree._Element, release: Release
+    element: etree._Element,
+    release: Release,
+    sources: list[tuple[Any, etree._Element]] | None = None,
 ) -> tuple[BatchProductionRecord, list[str]]:
     """A record from its (whole, parsed) element, and what it does not carry.
 
     The same models as the reference mapping of its tree, without building the
-    tree of its ordered data. Run inside the reading context (see
-    :class:`RecordReader`).
+    tree of its ordered data. ``sources`` collects the elements models were
+    read from (see :attr:`RecordReader.sources`). Run inside the reading
+    context (see :class:`RecordReader`).
     """
     reader = RecordReader(release, etree.QName(element).localname)
+    reader.sources = sources
     for child in element:
         if child.tag == reader.datasets_tag:
             for dataset in child.iterchildren(reader.dataset_tag):
