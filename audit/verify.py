@@ -987,9 +987,16 @@ def _stitch(
                 f"entry {task.start - 1} ({last_time.decode()}): time went backwards",
             )
             checks.append(reversed_at)
-        whole = state.expected == task.end and task.end - task.start == task.size
+        full = task.end - task.start == task.size
+        whole = full and state.expected == task.end
+        last_seq = task.end - 1
         merged = list(frontier)
-        if whole:  # the range's last entry completed it: join it to the whole ranges before
+        if whole or (
+            full
+            and state.finding is not None
+            and state.finding.at[0] == last_seq
+            and state.finding.at[1] > _TREE
+        ):  # the range's last entry completed it: join it to the whole ranges before
             upper = b"".join(extend_frontier(merged, task.index, state.frontier[-1]))
             if upper != (state.pending or b""):
                 seq = task.end - 1

@@ -402,3 +402,22 @@ def test_a_log_with_value_blocks_reports_the_same(sqlite_url: str, tamper: bool)
     parallel = verify_ledger(ledger, head_keys=SIGNER.verifier, jobs=2, range_size=4)
     assert report_of(parallel) == report_of(single)
     ledger.close()
+
+
+def test_two_problems_in_a_range_s_last_entry_report_the_first() -> None:
+    """Entry 15 closes the second range of 8 and stores a level-4 hash spanning both.
+
+    Its time goes backwards *and* that hash is wrong: the single scan checks the
+    hashes first, so the parent must check the handed-on hash even though the
+    worker stopped at the time.
+    """
+    rows, heads = build(20, {20}, [*range(15), 3, *range(16, 20)])
+    seq, canonical, leaf, tree = rows[15]
+    assert len(tree) == 4 * 32
+    rows[15] = (seq, canonical, leaf, tree[:96] + bytes(32))
+    single, ranged = both(rows, heads, 8)
+    assert single["problem"] == "tree_hash_mismatch" and single["first_bad_seq"] == 15
+    assert ranged == single
+    rows[15] = (seq, canonical, leaf, tree)  # only the time: that is what both report
+    single, ranged = both(rows, heads, 8)
+    assert single["problem"] == "time_reversed" and ranged == single
