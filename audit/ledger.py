@@ -97,6 +97,7 @@ _sha256 = hashlib.sha256
 _log = logging.getLogger("audit.ledger")
 _ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDER BY seq"
 _BLOCKS_SQL = "SELECT seq, leaves FROM audit_block ORDER BY seq"
+_TAIL_SQL = "SELECT seq, leaf_hash FROM audit_entry ORDER BY seq DESC LIMIT 1"
 _HEADS_SQL = "SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size"
 _STAMP_MARK = b'"recorded_at":"'
 _STAMP_LEN = len("2000-01-01T00:00:00.000000Z")
@@ -372,17 +373,20 @@ class Ledger:
         when it starts, i.e. once the lock is held. Round trips inside the lock
         are what several writers queue for.
         """
-        if not self._is_pg:
-            return self._tail(conn)
         dbapi: Any = conn.connection.dbapi_connection
-        with dbapi.pipeline():
-            lock = dbapi.cursor()
-            lock.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_APPEND_LOCK,))
-            tail = dbapi.cursor()
-            tail.execute("SELECT seq, leaf_hash FROM audit_entry ORDER BY seq DESC LIMIT 1")
-        row = tail.fetchone()
-        lock.close()
-        tail.close()
+        if not self._is_pg:  # the write lock is BEGIN IMMEDIATE's; the driver, not the ORM
+            cursor = dbapi.cursor()
+            row = cursor.execute(_TAIL_SQL).fetchone()
+            cursor.close()
+        else:
+            with dbapi.pipeline():
+                lock = dbapi.cursor()
+                lock.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_APPEND_LOCK,))
+                tail = dbapi.cursor()
+                tail.execute(_TAIL_SQL)
+            row = tail.fetchone()
+            lock.close()
+            tail.close()
         if row is None:
             return 0, GENESIS_PREV
         return int(row[0]) + 1, bytes(row[1])
