@@ -335,8 +335,16 @@ def _content(
     tree = Tracked(attributes, path)
     dict.__setitem__(tree, "@@line", element.sourceline)
     tree.line = element.sourceline
+    skipped = {
+        f"{{{slot.namespace}}}{slot.name}" if slot.namespace else slot.name: slot.name
+        for slot in spec.fields
+        if slot.name in skip
+    }
     for child in element:
         tag = child.tag
+        if tag in skipped:  # (the many OrderedData of a data set: one look-up each)
+            dict.setdefault(tree, skipped[tag], _SKIPPED)
+            continue
         if not isinstance(tag, str):
             continue  # comments and processing instructions carry no data
         namespace, _, name = tag[1:].rpartition("}") if tag[0] == "{" else ("", "", tag)
