@@ -411,6 +411,8 @@ class Recipe(Model):
     product_id: Identifier | None = None
     product_name: Text | None = None
     batch_size: Quantity | None = None
+    batch_id: Identifier | None = None
+    """The batch a control recipe runs (BatchML ControlRecipe BatchID)."""
     formula: list[FormulaParameter] = Field(default_factory=list)
     equipment_requirements: list[EquipmentRequirement] = Field(default_factory=list)
     procedure: Procedure | None = None

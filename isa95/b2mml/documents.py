@@ -72,7 +72,8 @@ def split_root(version: str, root: str) -> tuple[str, str | None]:
     return root, None
 
 
-_CONTAINERS = {"BatchInformation": "MasterRecipe"}
+_CONTAINERS = {"BatchInformation": ("MasterRecipe", "ControlRecipe")}
+"""Container roots and the nouns they hold (the document's noun is the first)."""
 
 
 @dataclass
@@ -186,7 +187,11 @@ class B2MML:
     def noun_for(self, model: Any, version: str) -> Noun:
         """The noun a model is written as in ``version``."""
         for noun in NOUNS.values():
-            if isinstance(model, noun.model) and version in noun.versions:
+            if (
+                isinstance(model, noun.model)
+                and version in noun.versions
+                and (noun.accepts is None or noun.accepts(model))
+            ):
                 return noun
         raise B2MMLError(f"no B2MML {version} document carries a {type(model).__name__}")
 
@@ -375,7 +380,7 @@ class B2MML:
         binding = bindings.wrap(tree.getroot())
         noun_name, verb = split_root(version, root)
         if root in _CONTAINERS:
-            noun_name = _CONTAINERS[root]
+            noun_name = _CONTAINERS[root][0]
         document = B2MMLDocument(version, root, noun_name, [], verb, binding=binding)
         if not models:
             return document
@@ -421,11 +426,16 @@ class B2MML:
                     data_area.get(verb)
                     payloads = data_area.get(noun.name) or []
                     payloads = payloads if isinstance(payloads, list) else [payloads]
-                elif root in _CONTAINERS:
-                    payloads = tracked.get(_CONTAINERS[root]) or []
                 else:
                     payloads = [tracked]
-                document.models = [noun.from_tree(p, version) for p in payloads]
+                if root in _CONTAINERS:
+                    document.models = [
+                        NOUNS[name].from_tree(p, version)
+                        for name in _CONTAINERS[root]
+                        for p in tracked.get(name) or []
+                    ]
+                else:
+                    document.models = [noun.from_tree(p, version) for p in payloads]
                 if noun.from_container is not None and root in _CONTAINERS:
                     noun.from_container(tracked, document.models, version)
         finally:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from isa95_strategies import decimals, identifiers, optional_text, texts
+from lxml import etree
 
 from isa95.b2mml.documents import B2MML
 from isa95.b2mml.mapping.trees import _decimal_text
@@ -44,6 +45,7 @@ from isa95.recipe import (
     ProcedureLogic,
     Recipe,
     RecipeElement,
+    RecipeType,
     Step,
     Transition,
     UnitProcedure,
@@ -280,6 +282,37 @@ def test_several_recipes_share_the_equipment_elements(
         recipe.equipment_elements = list(shared)
     document = b2mml.read(b2mml.write(recipe_list, version="V0701"))
     assert document.root == "BatchInformation" and document.models == recipe_list
+
+
+@pytest.mark.parametrize("version", ["V0701", "V0600"])
+@EXAMPLES
+@given(recipe=recipes(), batch=st.none() | identifiers)
+def test_control_recipes_round_trip(
+    b2mml: B2MML, version: str, recipe: Recipe, batch: str | None
+) -> None:
+    control = recipe.model_copy(update={"recipe_type": RecipeType.CONTROL, "batch_id": batch})
+    document = b2mml.read(b2mml.write(control, version=version))
+    expected_root = "BatchInformation" if control.equipment_elements else "ControlRecipe"
+    assert document.root == expected_root and document.model == control
+
+
+def test_master_and_control_recipes_share_a_batch_information(b2mml: B2MML) -> None:
+    master = Recipe(id="MR-1")
+    control = Recipe(id="CR-1", recipe_type=RecipeType.CONTROL, batch_id="B-7")
+    document = b2mml.read(b2mml.write([master, control], version="V0701"))
+    assert document.root == "BatchInformation" and document.models == [master, control]
+    assert document.binding is not None
+    assert [c.tag for c in document.binding.children() if not isinstance(c, etree._Element)] == [
+        "MasterRecipe",
+        "ControlRecipe",
+    ]
+
+
+def test_a_general_recipe_has_no_batchml_element(b2mml: B2MML) -> None:
+    with pytest.raises(B2MMLError, match="General recipe has no BatchML"):
+        b2mml.write(Recipe(id="G", recipe_type=RecipeType.GENERAL))
+    with pytest.raises(B2MMLError, match="only a control recipe carries a batch ID"):
+        b2mml.write(Recipe(id="M", batch_id="B-1"))
 
 
 def test_value_and_target_must_agree() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from isa95.b2mml.mapping.batchml import (
+    _control_recipe_from_tree,
     _recipe_container,
     _recipe_from_container,
     _recipe_from_tree,
@@ -62,7 +63,7 @@ from isa95.operations import (
     ProductInformation,
 )
 from isa95.personnel import PersonnelInformation
-from isa95.recipe import Recipe
+from isa95.recipe import Recipe, RecipeType
 
 __all__ = [
     "ASSUMED_TIMEZONE",
@@ -93,6 +94,8 @@ class Noun:
     """Models written bare as a container root (``(root, tree)``), or None: the noun itself."""
     from_container: Callable[[dict[str, Any], list[Any], str], None] | None = None
     """Reads what a container root holds beside the nouns into the models read from it."""
+    accepts: Callable[[Any], bool] | None = None
+    """Which models of ``model``'s type the noun writes (None: all of them)."""
 
 
 NOUNS: dict[str, Noun] = {
@@ -169,6 +172,17 @@ NOUNS: dict[str, Noun] = {
             _recipe_from_tree,
             _recipe_container,
             _recipe_from_container,
+            lambda m: m.recipe_type != RecipeType.CONTROL,
+        ),
+        Noun(
+            "ControlRecipe",
+            Recipe,
+            (V0701, V0600),
+            _recipe_to_tree,
+            _control_recipe_from_tree,
+            _recipe_container,
+            _recipe_from_container,
+            lambda m: m.recipe_type == RecipeType.CONTROL,
         ),
         Noun(
             "ProductInformation",

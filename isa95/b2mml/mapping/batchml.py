@@ -30,6 +30,7 @@ from isa95.b2mml.mapping.trees import (
     _where,
 )
 from isa95.common import Quantity
+from isa95.errors import B2MMLError
 from isa95.recipe import (
     Constraint,
     EquipmentConnection,
@@ -508,10 +509,29 @@ def _equipment_element(t: dict[str, Any]) -> EquipmentElement:
 # ------------------------------------------------------------------ recipes
 
 
+_ELEMENTS = {RecipeType.MASTER: "MasterRecipe", RecipeType.CONTROL: "ControlRecipe"}
+
+
+def _recipe_element(model: Recipe) -> str:
+    """The BatchML element of a recipe: MasterRecipe or ControlRecipe."""
+    name = _ELEMENTS.get(model.recipe_type)
+    if name is None:
+        raise B2MMLError(
+            f"recipe {model.id!r}: a {model.recipe_type} recipe has no BatchML MasterRecipe or "
+            "ControlRecipe element (BatchML's general recipe, GRecipe, is read through its "
+            "binding only)"
+        )
+    if model.batch_id is not None and model.recipe_type != RecipeType.CONTROL:
+        raise B2MMLError(f"recipe {model.id!r}: only a control recipe carries a batch ID")
+    return name
+
+
 def _recipe_to_tree(model: Recipe, version: str) -> dict[str, Any]:
+    _recipe_element(model)
     tree: dict[str, Any] = {"ID": model.id, "Version": model.version}
     _put(tree, "VersionDate", _time(model.version_date))
     _put(tree, "Description", _desc(model.description))
+    _put(tree, "BatchID", model.batch_id)
     header: dict[str, Any] = {}
     _put(header, "ProductID", model.product_id)
     _put(header, "ProductName", model.product_name)
@@ -532,6 +552,14 @@ def _recipe_to_tree(model: Recipe, version: str) -> dict[str, Any]:
 
 
 def _recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
+    return _recipe_of(tree, RecipeType.MASTER)
+
+
+def _control_recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
+    return _recipe_of(tree, RecipeType.CONTROL)
+
+
+def _recipe_of(tree: dict[str, Any], recipe_type: RecipeType) -> Recipe:
     recipe_id = _get(tree, "ID") or ""
     recipe = _where(tree, "MasterRecipe")
     procedure = None
@@ -556,7 +584,8 @@ def _recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
         lambda: Recipe(
             id=recipe_id,
             version=_get(tree, "Version") or "1",
-            recipe_type=RecipeType.MASTER,
+            recipe_type=recipe_type,
+            batch_id=_get(tree, "BatchID"),
             version_date=_parse_time(_get(tree, "VersionDate"), f"{recipe}/VersionDate"),
             description=_get(tree, "Description"),
             product_id=_get(header, "ProductID"),
@@ -575,7 +604,8 @@ def _recipe_from_tree(tree: dict[str, Any], version: str) -> Recipe:
 
 def _recipe_container(models: list[Recipe], version: str) -> tuple[str, dict[str, Any]] | None:
     """Several recipes, or recipes with equipment elements, are written in a
-    BatchInformation (each distinct equipment element once); one plain recipe bare."""
+    BatchInformation (master recipes, then control recipes; each distinct equipment
+    element once); one plain recipe bare."""
     if len(models) == 1 and not models[0].equipment_elements:
         return None
     equipment: list[EquipmentElement] = []
@@ -583,7 +613,9 @@ def _recipe_container(models: list[Recipe], version: str) -> tuple[str, dict[str
         for element in model.equipment_elements:
             if element not in equipment:
                 equipment.append(element)
-    tree: dict[str, Any] = {"MasterRecipe": [_recipe_to_tree(m, version) for m in models]}
+    tree: dict[str, Any] = {}
+    for model in models:
+        tree.setdefault(_recipe_element(model), []).append(_recipe_to_tree(model, version))
     _put(tree, "EquipmentElement", [_equipment_element_tree(e) for e in equipment])
     return "BatchInformation", tree
 
