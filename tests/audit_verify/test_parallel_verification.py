@@ -134,6 +134,12 @@ def cases(draw: st.DrawFn) -> tuple[list[RowTuple], list[HeadTuple] | None, int,
     seq = draw(st.integers(0, count - 1))
     size = draw(st.sampled_from([4, 8, 16, 32]))
     apply(rows, heads, tamper, seq, draw)
+    if draw(st.integers(0, 3)) == 0:  # a second problem, anywhere (the first must win)
+        second = draw(st.sampled_from(TAMPERS))
+        if rows and all(isinstance(row[1], bytes) for row in rows):
+            apply(rows, heads, second, draw(st.integers(0, len(rows) - 1)), draw)
+    # As the database returns them: in seq order, one row per seq.
+    rows[:] = sorted({row[0]: row for row in reversed(rows)}.values(), key=lambda r: r[0])
     return rows, heads if draw(st.integers(0, 4)) else None, size, tamper, seq
 
 
