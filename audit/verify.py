@@ -15,6 +15,10 @@ ledger's signed tree heads (one per write transaction, see
 and match the log at its size, and every entry must lie under one. An entry
 past the last signed head was not appended by the ledger: a bare INSERT, in
 perfect form or not, is reported as forged.
+
+With ``jobs`` > 1, :func:`verify_ledger` checks ranges of whole Merkle
+subtrees in worker processes and stitches them in order; the report is the
+single scan's (see "Parallel verification" in docs/audit.md).
 """
 
 from __future__ import annotations
