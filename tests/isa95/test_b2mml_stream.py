@@ -224,6 +224,7 @@ def test_the_rich_record_exercises_what_it_should(b2mml: B2MML) -> None:
     root, data_set = "BatchProductionRecord", "BatchProductionRecord/DataSets/DataSet[0]"
     assert unmapped == [
         f"{root}/TimeStamp",
+        f"{root}/Description[1]",  # only the first Description is carried
         f"{data_set}/TimeStamp",
         f"{data_set}/TagSpecification[0]/Alias",
         f"{data_set}/OrderedData[1]/OrderIndex",
@@ -549,3 +550,26 @@ def test_the_in_memory_read_builds_its_tree_only_when_asked(b2mml: B2MML) -> Non
         event.element is document.binding.element.findall(f"{{{NAMESPACES['V0600']}}}Events/*")[1]
     )
     assert b2mml.write(document) == b2mml.write(b2mml.read(data, models=False))
+
+
+def test_uniform_data_sets_are_read_as_columns(
+    b2mml: B2MML, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from isa95.b2mml.mapping.batchrecord import RecordReader
+
+    path = tmp_path / "uniform.xml"
+    _record_file(path, 200)
+    data = path.read_bytes()
+    expected = reference(b2mml, data)
+
+    def refused(*args: object) -> None:
+        raise AssertionError("a uniform data set was read element by element")
+
+    monkeypatch.setattr(RecordReader, "ordered_data", refused)
+    assert element_wise(b2mml, data) == expected
+    document = b2mml.read(data)
+    assert (document.model, document.unmapped, document.normalised) == expected
+    # One irregular OrderedData (a comment in it): that data set goes element by element.
+    irregular = data.replace(b"<TimeValue>", b"<!-- c --><TimeValue>", 1)
+    with pytest.raises(DocumentContentError, match="element by element"):
+        element_wise(b2mml, irregular)  # (the reading boundary reports the spy's failure)

@@ -22,6 +22,7 @@ from isa95.b2mml.mapping.trees import (
     _texts,
     _time,
     _where,
+    unconsumed,
 )
 from isa95.batchrecord import BatchProductionRecord, RecordedValue, RecordEvent, TagSeries
 
@@ -287,22 +288,40 @@ class _Leftovers(list[str]):
     """The unmapped paths of content that was mapped and let go (stands for its tree)."""
 
 
+def _holds_leftovers(value: Any) -> bool:
+    if isinstance(value, _Leftovers):
+        return True
+    if isinstance(value, list):
+        return any(isinstance(item, _Leftovers) for item in value)
+    return isinstance(value, Tracked) and any(_holds_leftovers(v) for v in value.values())
+
+
 def _unconsumed(value: Any, path: str) -> Iterator[str]:
-    """:func:`~isa95.b2mml.mapping.trees.unconsumed`, reading :class:`_Leftovers` in place."""
+    """:func:`~isa95.b2mml.mapping.trees.unconsumed`, reading :class:`_Leftovers` in place.
+
+    Every part without leftovers is judged by ``unconsumed`` itself (through a
+    one-key view sharing the tree's bookkeeping), so the rules stay its own.
+    """
     if isinstance(value, _Leftovers):
         yield from value
-    elif isinstance(value, Tracked):
+    elif isinstance(value, list) and _holds_leftovers(value):
+        for index, item in enumerate(value):
+            yield from _unconsumed(item, f"{path}[{index}]")
+    elif isinstance(value, Tracked) and _holds_leftovers(value):
         for key, child in value.items():
             if key.startswith(("@xmlns", "@@")):
                 continue
-            child_path = f"{path}/{key}"
-            if key not in value.used:
-                yield child_path
-            else:
-                yield from _unconsumed(child, child_path)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _unconsumed(item, f"{path}[{index}]")
+            if _holds_leftovers(child):
+                if key in value.used:
+                    yield from _unconsumed(child, f"{path}/{key}")
+                else:
+                    yield f"{path}/{key}"
+                continue
+            view = Tracked({key: child}, value.path)
+            view.__dict__.update(value.__dict__)  # the same used (and other) bookkeeping
+            yield from unconsumed(view, path)
+    else:
+        yield from unconsumed(value, path)
 
 
 def _content(
@@ -371,6 +390,33 @@ def _content(
     return tree
 
 
+def _column_queries(namespace: str) -> dict[str, etree.XPath]:
+    """The XPath queries :meth:`RecordReader.ordered_columns` reads a data set with."""
+    od, dv = "b:OrderedData", "b:OrderedData/b:DataValue"
+    expressions = {
+        "ordered": f"count({od})",
+        "uniform": f"count({od}[count(*) = 2 and count(b:TimeValue) = 1 "
+        "and count(b:DataValue) = 1])",
+        "plain_values": f"count({dv}[count(*) = 3 and count(b:TagIndex) = 1 "
+        "and count(b:Value) = 1 and count(b:Quality) = 1])",
+        # Each alone: lxml evaluates unions and "//@*" far more slowly.
+        "attributes": f"boolean({od}/@*)",
+        "child_attributes": f"boolean({od}/*/@*)",
+        "leaf_attributes": f"boolean({od}/*/*/@*)",
+        "deeper": f"boolean({od}/*/*/*)",
+        "comments": f"boolean({od}//comment())",
+        "instructions": f"boolean({od}//processing-instruction())",
+        "times": f"{od}/b:TimeValue/text()",
+        "indexes": f"{dv}/b:TagIndex/text()",
+        "values": f"{dv}/b:Value/text()",
+        "qualities": f"{dv}/b:Quality/text()",
+    }
+    return {
+        name: etree.XPath(expression, namespaces={"b": namespace}, smart_strings=False)
+        for name, expression in expressions.items()
+    }
+
+
 _ALL_FIELDS: set[str] = set(RecordedValue.model_fields)
 
 
@@ -430,6 +476,7 @@ class RecordReader:
         self._od_count = 0
         self._assumed = ASSUMED_TIMEZONE.get()
         self._qualities: dict[str, str] = {}
+        self._queries = _column_queries(ns)
         self.sources: list[tuple[Any, etree._Element]] | None = None
         """With a list here, ``(model, element)`` of the record, each series (its
         DataSet) and each event are collected: the element each was read from."""
@@ -462,6 +509,71 @@ class RecordReader:
         if "OrderedData" in ds:
             dict.__setitem__(ds, "OrderedData", self._od_paths)
         return ds
+
+    def ordered_columns(self, dataset: etree._Element) -> bool:
+        """Map every ``OrderedData`` of a whole, parsed data set at once, if they are uniform.
+
+        Uniform: each holds one TimeValue and one DataValue of one TagIndex (naming
+        a tag), one Value and one Quality, each with text, no attributes, comments
+        or processing instructions. Then lxml's XPath reads each of those as a
+        column of strings (no Python object per element) and the values are built
+        from the columns. Returns False, having mapped nothing, for anything else
+        (or a value the model refuses): map each with :meth:`ordered_data`.
+        """
+        if self._ds is None:
+            self._open(dataset)
+        specs = self._specs
+        if not specs or None in specs:
+            return False
+        query = self._queries
+        count = int(query["ordered"](dataset))
+        if (
+            count == 0
+            or int(query["uniform"](dataset)) != count
+            or int(query["plain_values"](dataset)) != count
+            or any(
+                query[name](dataset)
+                for name in (
+                    "attributes",
+                    "child_attributes",
+                    "leaf_attributes",
+                    "deeper",
+                    "comments",
+                    "instructions",
+                )
+            )
+        ):
+            return False
+        times, indexes = query["times"](dataset), query["indexes"](dataset)
+        values, qualities = query["values"](dataset), query["qualities"](dataset)
+        if not len(times) == len(indexes) == len(values) == len(qualities) == count:
+            return False  # an element without text
+        assumed = self._assumed
+        known = self._qualities
+        mapped: list[tuple[Any, RecordedValue]] = []
+        try:
+            for time_text, index, text, quality in zip(
+                times, indexes, values, qualities, strict=True
+            ):
+                if index not in specs:
+                    return False
+                when = datetime.fromisoformat(time_text.strip().replace("Z", "+00:00"))
+                if when.utcoffset() is None:
+                    if assumed is None:
+                        return False
+                    when = when.replace(tzinfo=assumed)
+                value = RecordedValue(
+                    timestamp=when, value=text, quality=known.setdefault(quality, quality)
+                )
+                _share_fields_set(value)
+                mapped.append((index, value))
+        except ValueError:
+            return False  # element by element, the failure names its element
+        found = self._found
+        for index, value in mapped:
+            found[index].append(value)
+        self._od_count += count
+        return True
 
     def ordered_data(self, dataset: etree._Element, element: etree._Element) -> None:
         """One ``OrderedData`` of ``dataset`` (every child before it already parsed)."""
@@ -635,8 +747,9 @@ def map_record(
     for child in element:
         if child.tag == reader.datasets_tag:
             for dataset in child.iterchildren(reader.dataset_tag):
-                for ordered in dataset.iterchildren(reader.ordered_tag):
-                    reader.ordered_data(dataset, ordered)
+                if not reader.ordered_columns(dataset):
+                    for ordered in dataset.iterchildren(reader.ordered_tag):
+                        reader.ordered_data(dataset, ordered)
                 reader.dataset_end(dataset)
         elif child.tag == reader.events_tag:
             for event in child.iterchildren(reader.event_tag):
