@@ -209,18 +209,22 @@ def bench_blocks(workdir: Path, total: int, block: int, rounds: int) -> dict[str
     return {**out, **cpu}
 
 
-def _pg_block_writer(url: str, first: int, count: int, block: int, start: Any) -> None:
+def _pg_block_writer(
+    url: str, first: int, count: int, block: int, start: Any, cpu_out: Any
+) -> None:
     ledger = Ledger.open(url)
     blocks = [
         value_leaves(i, min(block, first + count - i)) for i in range(first, first + count, block)
     ]
     start.wait()
+    cpu = time.process_time()
     for leaves in blocks:
         ledger.append_block(BLOCK_EVENT, leaves)
+    cpu_out.put(time.process_time() - cpu)
     ledger.close()
 
 
-def _pg_raw_writer(url: str, first: int, count: int, block: int, start: Any) -> None:
+def _pg_raw_writer(url: str, first: int, count: int, block: int, start: Any, cpu_out: Any) -> None:
     import psycopg
 
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
@@ -230,21 +234,26 @@ def _pg_raw_writer(url: str, first: int, count: int, block: int, start: Any) -> 
     ]
     with psycopg.connect(conninfo) as conn:
         start.wait()
+        cpu = time.process_time()
         for chunk in rows:
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO raw_values VALUES (%s, %s)", chunk)
             conn.commit()
+        cpu_out.put(time.process_time() - cpu)
 
 
-def _pg_run(target: Any, url: str, total: int, block: int, writers: int) -> float:
+def _pg_run(target: Any, url: str, total: int, block: int, writers: int) -> tuple[float, float]:
+    """Values per second of ``writers`` processes, and their CPU seconds per value."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(writers + 1)
+    cpu_out = ctx.Queue()
     share = -(-total // writers // block) * block
     procs = [
         ctx.Process(
-            target=target, args=(url, w * share, min(share, total - w * share), block, start)
+            target=target,
+            args=(url, w * share, min(share, total - w * share), block, start, cpu_out),
         )
         for w in range(writers)
         if w * share < total
@@ -253,11 +262,12 @@ def _pg_run(target: Any, url: str, total: int, block: int, writers: int) -> floa
         proc.start()
     start.wait()  # the writers have built their values
     started = time.perf_counter()
+    cpu = sum(cpu_out.get() for _ in procs)
     for proc in procs:
         proc.join()
         if proc.exitcode != 0:
             raise RuntimeError(f"a writer failed with exit code {proc.exitcode}")
-    return total / (time.perf_counter() - started)
+    return total / (time.perf_counter() - started), cpu / total
 
 
 def bench_blocks_pg(
@@ -269,7 +279,8 @@ def bench_blocks_pg(
     from sqlalchemy import create_engine, text
 
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    out: dict[str, list[float]] = {"ours": [], "raw": [], "ours_1": []}
+    out: dict[str, list[float]] = {k: [] for k in ("ours", "raw", "ours_1")}
+    cpu: dict[str, list[float]] = {f"{k}_cpu": [] for k in out}
     try:
         for _ in range(rounds):
             for kind, count in (("ours", writers), ("raw", writers), ("ours_1", 1)):
@@ -288,16 +299,18 @@ def bench_blocks_pg(
                                 )
                             )
                         engine.dispose()
-                        out[kind].append(_pg_run(_pg_raw_writer, url, total, block, count))
+                        rate, per_value = _pg_run(_pg_raw_writer, url, total, block, count)
                     else:
                         Ledger.open(url).close()  # schema made once, before the writers start
-                        out[kind].append(_pg_run(_pg_block_writer, url, total, block, count))
+                        rate, per_value = _pg_run(_pg_block_writer, url, total, block, count)
+                    out[kind].append(rate)
+                    cpu[f"{kind}_cpu"].append(per_value)
                 finally:
                     with admin.connect() as conn:
                         conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     finally:
         admin.dispose()
-    return out
+    return {**out, **cpu}
 
 
 def report_blocks(result: dict[str, list[float]], block: int) -> None:
@@ -434,6 +447,11 @@ def main() -> None:
                 f"values/s (1 writer {max(pg['ours_1']):,.0f}/s)   raw psycopg executemany, "
                 f"{args.writers} processes: {max(pg['raw']):>10,.0f} rows/s   ratio per round "
                 f"{', '.join(f'{r:.2f}' for r in ratios)}x"
+            )
+            ours_cpu, raw_cpu = (statistics.median(pg[f"{k}_cpu"]) for k in ("ours", "raw"))
+            print(
+                f"blocks   PostgreSQL writers' CPU per value {ours_cpu * 1e6:.2f} us   raw "
+                f"{raw_cpu * 1e6:.2f} us (client processes only; medians)"
             )
         if args.only == "blocks":
             return
