@@ -766,9 +766,10 @@ class Ledger:
         for event, leaves in blocks:
             self._check_reason(event)
             check_leaves(leaves)
-            refs.append(
-                (BlockRef(root_of_hashes(leaf_hashes(leaves)), len(leaves)), pack_leaves(leaves))
-            )
+            blob = pack_leaves(leaves)
+            if blob.count(b"\n") != len(leaves) - 1:  # e.g. CanonicalLeaves made by hand
+                raise EntryError("a leaf holds a raw newline: it is not canonical JSON")
+            refs.append((BlockRef(root_of_hashes(leaf_hashes(leaves)), len(leaves)), blob))
         receipt, _ = self._append(
             [e for e, _ in blocks], keep_entries=False, conn=conn, blocks=refs
         )

@@ -348,6 +348,8 @@ def test_bad_leaves_or_event_write_nothing(ledger: Ledger) -> None:
         ledger.append_block("event", values(1))  # type: ignore[arg-type]
     with pytest.raises(EntryError, match="leaf 0"):  # the second block's: neither is written
         ledger.append_blocks([(block_event(), values(1)), (block_event(), [b"[]"])])
+    with pytest.raises(EntryError, match="raw newline"):  # "canonical" by hand, wrongly
+        ledger.append_block(block_event(), CanonicalLeaves([b'{"a":1}\n{"a":2}']))
     assert ledger.size() == 1
     assert ledger.append_blocks([]) == []
 
