@@ -222,9 +222,10 @@ def test_the_rich_record_exercises_what_it_should(b2mml: B2MML) -> None:
     data = rich("V0701", dict.fromkeys(FLAGS, True))
     model, unmapped, normalised = streamed(b2mml, data)
     root, data_set = "BatchProductionRecord", "BatchProductionRecord/DataSets/DataSet[0]"
-    assert unmapped == [
+    assert unmapped == reference(b2mml, data)[1]
+    # (how a second Description is listed is the generic mapping's business)
+    assert [path for path in unmapped if "/Description" not in path] == [
         f"{root}/TimeStamp",
-        f"{root}/Description[1]",  # only the first Description is carried
         f"{data_set}/TimeStamp",
         f"{data_set}/TagSpecification[0]/Alias",
         f"{data_set}/OrderedData[1]/OrderIndex",
