@@ -48,13 +48,14 @@ from sqlalchemy import (
     update,
 )
 
+from audit.blocks import unpack_leaves
 from audit.db import open_engine
 from audit.keys import TrustedKey
 from gxpmes.connectors.model import DeadLetter, Problem, TagBinding, TagMap
 from gxpmes.connectors.rejects import record_rejects
 from gxpmes.ebr.engine import CapturedValue
 from gxpmes.identity import Meaning
-from gxpmes.records.images import row_changes
+from gxpmes.records.images import BLOCK_ACTION, block_row_changes, row_changes
 from gxpmes.records.replay import key_text
 from gxpmes.records.tables import TableSpec
 from gxpmes.records.verify import RecordReport, verify_record
@@ -428,11 +429,15 @@ def entry_wrote(engine: Engine, seq: int, table: str, key: str) -> bool:
         canonical = conn.execute(
             text("SELECT canonical FROM audit_entry WHERE seq = :seq"), {"seq": seq}
         ).scalar_one()
+        leaves = conn.execute(
+            text("SELECT leaves FROM audit_block WHERE seq = :seq"), {"seq": seq}
+        ).scalar_one_or_none()
     data = json.loads(bytes(canonical))
-    return any(
-        t == table and key_text(k) == key
-        for t, k, _ in row_changes(seq, data["action"], data["new"])
-    )
+    changes = row_changes(seq, data["action"], data["new"])
+    if data["action"] == BLOCK_ACTION:  # a value block: its rows are its leaves
+        assert leaves is not None, f"block entry {seq} has no leaves stored"
+        changes = block_row_changes(seq, unpack_leaves(bytes(leaves)))
+    return any(t == table and key_text(k) == key for t, k, _ in changes)
 
 
 def write_public_pem(raw: bytes, path: Path) -> Path:

@@ -480,10 +480,12 @@ class EngineBase:
             return dict(self._batch(conn, batch_id)._mapping)
 
     def values(self, batch_id: str) -> list[dict[str, Any]]:
-        """Every captured value of a batch, in capture order."""
+        """Every captured value of a batch, in capture order (``seq``, then ``leaf``)."""
         with self.db.read() as conn:
             rows = conn.execute(
-                select(ValueRow).where(ValueRow.batch_id == batch_id).order_by(ValueRow.seq)
+                select(ValueRow)
+                .where(ValueRow.batch_id == batch_id)
+                .order_by(ValueRow.seq, ValueRow.leaf)
             ).all()
         return [dict(r._mapping) for r in rows]
 

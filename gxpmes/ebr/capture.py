@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -9,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from audit.blocks import CanonicalLeaves, LeafProof
 from audit.canonical import format_timestamp
-from audit.entry import Actor, events_for_objects
+from audit.entry import MAX_BLOCK_LEAVES, Actor, AuditEvent
 from gxpmes.ebr.base import (
     _ACTIVE,
     CAPTURE_PERMISSION,
@@ -25,15 +27,25 @@ from gxpmes.ebr.schema import (
     StepRow,
     ValueRow,
 )
-from gxpmes.errors import CaptureRefused, RecordIntegrityError
+from gxpmes.errors import BatchError, CaptureRefused, RecordIntegrityError
 from gxpmes.identity.schema import UserRow
 from gxpmes.identity.service import Session, _user
-from gxpmes.records.images import VALUE_COLUMNS, value_row
+from gxpmes.records.images import (
+    BLOCK_ACTION,
+    VALUE_ACTIONS,
+    VALUE_COLUMNS,
+    value_leaf,
+    value_name,
+    value_row,
+)
 from isa95.errors import ModelError
 from isa95.recipe import FormulaParameter, Phase, Recipe
 
 _VALUE_CHARS: int = ValueRow.__table__.c.value.type.length  # type: ignore[attr-defined]
 _CLIENT_ID_CHARS = 256
+MANUAL_ACTION = "value.manual"
+BLOCK_OBJECT = "value_block"
+"""Object type of value-block entries; the object id is the batch."""
 
 
 class ValueCapture(RecipeRecords):
@@ -62,13 +74,19 @@ class ValueCapture(RecipeRecords):
         return None
 
     def capture(self, values: Sequence[CapturedValue], *, source: CaptureSource) -> list[int]:
-        """Record process values in bulk; returns their audit sequence numbers.
+        """Record process values in bulk; returns each value's audit sequence number.
+
+        The values of one call are written as value blocks: one ``value.block``
+        entry per batch, committing to the RFC 9162 Merkle root of its values'
+        records (the block's leaves, in the order given); value ``i`` of a
+        batch in this call is ``ebr_value`` row ``(seq, i)`` and is proved on
+        its own by :meth:`prove_value`. Every value's seq is its block's.
 
         ``source`` identifies who delivers them: a service or device account
-        whose roles grant :data:`~gxpmes.ebr.base.CAPTURE_PERMISSION` (each
-        value's audit entry is written under that account and carries
-        ``source.client_id``). The account row is checked against its audit
-        trail before it is trusted.
+        whose roles grant :data:`~gxpmes.ebr.base.CAPTURE_PERMISSION` (the
+        block entry is written under that account; the block and each value's
+        record carry ``source.client_id``, and each record the account). The
+        account row is checked against its audit trail before it is trusted.
 
         All or nothing: if any value is refused (unknown, inactive, locked or
         unauthorised account; batch not executing; phase not active; parameter
@@ -269,11 +287,21 @@ class ValueCapture(RecipeRecords):
         reason: str | None = None,
         client_id: str | None = None,
     ) -> list[int]:
-        payloads: list[tuple[str, dict[str, Any]]] = []
-        exceptions = []
-        limits_of: dict[tuple[str, str], FormulaParameter | None] = {}
-        action = "value.manual" if manual else "value.capture"
+        """Write checked values: captures as value blocks, a manual entry as its own entry.
+
+        Captured values are grouped by batch (in the order given); each group
+        is one ``value.block`` entry whose leaves are the values' records
+        (:func:`~gxpmes.records.images.value_leaf`), and ``ebr_value`` row
+        ``(seq, leaf)`` is its leaf ``leaf``. Returns each value's entry seq.
+        """
+        who = actor or self.collector
         server_text = format_timestamp(server_now)
+        limits_of: dict[tuple[str, str], FormulaParameter | None] = {}
+        exceptions: list[tuple[CapturedValue, str, str]] = []
+        # Blocks: (batch id, records); each value's block is block_of[i].
+        groups: list[tuple[str, list[dict[str, Any]]]] = []
+        open_group: dict[str, int] = {}  # batch id → its block still taking values
+        block_of: list[int] = []
         for value in values:
             key = (value.batch_id, value.parameter)
             if key not in limits_of:  # one recipe lookup per parameter, not per value
@@ -282,8 +310,8 @@ class ValueCapture(RecipeRecords):
             in_limits = limits is None or limits.within_limits(value.value)
             if limits is not None and limits.unit and limits.unit != value.unit:
                 in_limits = False
-            # Flat on purpose (the encoder's fast path); value_row() turns it into the row.
-            payload = {
+            # Flat on purpose (the compiled encoder's fast path).
+            record = {
                 "batch_id": value.batch_id,
                 "parameter": value.parameter,
                 "tag": value.tag,
@@ -297,9 +325,15 @@ class ValueCapture(RecipeRecords):
                 "in_limits": in_limits,
                 "source_key": value.source_key,
             }
-            if client_id is not None:
-                payload["client_id"] = client_id
-            payloads.append((f"{value.batch_id}/{value.parameter}", payload))
+            if client_id is not None:  # a capture: the leaf names who delivered it
+                record["client_id"] = client_id
+                record["account"] = who.user_id
+            index = open_group.get(value.batch_id)
+            if index is None or len(groups[index][1]) >= MAX_BLOCK_LEAVES:
+                index = open_group[value.batch_id] = len(groups)
+                groups.append((value.batch_id, []))
+            groups[index][1].append(record)
+            block_of.append(index)
             if not in_limits:
                 exceptions.append(
                     (
@@ -320,15 +354,61 @@ class ValueCapture(RecipeRecords):
                         f"{value.tag} = {value.value} entered by hand: {reason}",
                     )
                 )
-        # The fields all values share (actor, action, reason) are validated once per call.
-        events = events_for_objects(
-            actor or self.collector, action, "process_value", payloads, reason=reason
-        )
-        receipt = self.db.ledger.append_many(events, conn=conn)
-        value_rows = [
-            value_row(seq, action, event.new)
-            for seq, event in zip(receipt.seqs, events, strict=True)
-        ]
+        value_rows: list[tuple[Any, ...]] = []
+        seqs: list[int] = []
+        if manual:
+            # A person's entry stays an entry of its own (it is signed, referenced by seq).
+            (value,) = values
+            ((_batch, (record,)),) = groups
+            event = AuditEvent(
+                who,
+                MANUAL_ACTION,
+                "process_value",
+                f"{value.batch_id}/{value.parameter}",
+                new=record,
+                reason=reason,
+            )
+            seq = self.db.ledger.append(event, conn=conn).seq
+            value_rows.append(value_row(seq, MANUAL_ACTION, record))
+            seqs.append(seq)
+        else:
+            # One block per batch, all in one append: encoded here by the entry
+            # encoder's rules (value_leaf), so the ledger takes them as canonical.
+            blocks = [
+                (
+                    AuditEvent(
+                        who,
+                        BLOCK_ACTION,
+                        BLOCK_OBJECT,
+                        batch_id,
+                        new={"batch_id": batch_id, "client_id": client_id, "values": len(records)},
+                    ),
+                    CanonicalLeaves(map(value_leaf, records)),
+                )
+                for batch_id, records in groups
+            ]
+            receipts = self.db.ledger.append_blocks(blocks, conn=conn)
+            for (_batch, records), receipt in zip(groups, receipts, strict=True):
+                seq = receipt.seq
+                seqs.append(seq)
+                value_rows.extend(
+                    (
+                        seq,
+                        index,
+                        r["batch_id"],
+                        r["parameter"],
+                        r["tag"],
+                        str(r["value"]),
+                        r["unit"],
+                        r["source_ts"],
+                        r["server_ts"],
+                        r["quality"],
+                        False,
+                        r["in_limits"],
+                        r["source_key"],
+                    )
+                    for index, r in enumerate(records)
+                )
         # Driver-level executemany, as the ledger does: this is the capture hot path.
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -337,7 +417,9 @@ class ValueCapture(RecipeRecords):
             cursor.close()
         for value, kind, detail in exceptions:
             self._raise_exception(conn, value.batch_id, kind, detail, f"{value.parameter}")
-        return list(receipt.seqs)
+        if manual:
+            return seqs
+        return [seqs[index] for index in block_of]
 
     def _value_insert_sql(self, conn: Connection) -> str:
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -402,7 +484,7 @@ class ValueCapture(RecipeRecords):
                     last = conn.execute(
                         select(ValueRow.server_ts)
                         .where(ValueRow.batch_id == batch_id, ValueRow.parameter == full)
-                        .order_by(ValueRow.seq.desc())
+                        .order_by(ValueRow.seq.desc(), ValueRow.leaf.desc())
                         .limit(1)
                     ).scalar_one_or_none()
                     if last is None or now - datetime.fromisoformat(last) > self.stale_after:
@@ -417,14 +499,21 @@ class ValueCapture(RecipeRecords):
         return stale
 
     def verify_values(self, batch_id: str) -> list[str]:
-        """Compare every stored value with its audit entry; returns the discrepancies.
+        """Compare every stored value with the log; returns the discrepancies.
 
-        A value changed or deleted in ``ebr_value`` no longer matches (or lacks)
-        the audit entry it was written with; entries themselves are protected by
-        the ledger's own verification.
+        A value changed, deleted or added in ``ebr_value`` no longer matches
+        (or lacks) the record the log holds for it: the leaf of its value block,
+        or the entry of a manual entry. Entries and leaves themselves are
+        protected by the ledger's own verification. Values are named ``seq/leaf``.
         """
         problems = []
-        stored = {v["seq"]: v for v in self.values(batch_id)}
+        stored = {(v["seq"], v["leaf"]): v for v in self.values(batch_id)}
+        expected: dict[tuple[int, int], Any] = {}
+        ledger = self.db.ledger
+        for entry in ledger.entries_for(BLOCK_OBJECT, batch_id):
+            if entry.event.action == BLOCK_ACTION:
+                for index, leaf in enumerate(ledger.block_leaves(entry.seq)):
+                    expected[(entry.seq, index)] = json.loads(leaf)
         batch = self.batch(batch_id)
         recipe, _ = self.recipe(batch["recipe_id"], batch["recipe_version"])
         parameters = [
@@ -433,27 +522,49 @@ class ValueCapture(RecipeRecords):
             if isinstance(element, Phase)
             for p in element.parameters
         ]
-        entries = [
-            e
-            for parameter in parameters
-            for e in self.db.ledger.entries_for("process_value", f"{batch_id}/{parameter}")
-        ]
-        for entry in sorted(entries, key=lambda e: e.seq):
-            if entry.event.action not in ("value.capture", "value.manual"):
-                continue
-            row = stored.pop(entry.seq, None)
-            new = entry.event.new
+        for parameter in parameters:
+            for entry in ledger.entries_for("process_value", f"{batch_id}/{parameter}"):
+                if entry.event.action in VALUE_ACTIONS:
+                    expected[(entry.seq, 0)] = entry.event.new
+        for key in sorted(expected):
+            new = expected[key]
+            row = stored.pop(key, None)
+            name = value_name(*key)
             if row is None:
-                problems.append(f"value {entry.seq} ({new['tag']}) is missing from the record")
+                problems.append(f"value {name} ({new['tag']}) is missing from the record")
             elif (row["value"], row["tag"], row["quality"]) != (
-                new["value"],
+                str(new["value"]),
                 new["tag"],
                 new["quality"],
             ):
                 problems.append(
-                    f"value {entry.seq} ({new['tag']}) differs from its audit entry: "
+                    f"value {name} ({new['tag']}) differs from its audit entry: "
                     f"{row['value']} vs {new['value']}"
                 )
-        for seq, row in stored.items():
-            problems.append(f"value {seq} ({row['tag']}) has no audit entry")
+        for key, row in stored.items():
+            problems.append(f"value {value_name(*key)} ({row['tag']}) has no audit entry")
         return problems
+
+    def prove_value(self, seq: int, leaf: int = 0, tree_size: int | None = None) -> LeafProof:
+        """The proof that captured value ``(seq, leaf)`` is in the log.
+
+        The value's record (the leaf's RFC 8785 bytes), its path to the root of
+        value block ``seq``, and that entry's RFC 9162 inclusion proof in the log
+        of ``tree_size`` entries (default: now): checked by
+        :func:`audit.blocks.check_leaf_proof` from the proof, the block entry's
+        bytes and a signed tree head alone. A manual entry is an entry of its own:
+        prove it with :meth:`audit.ledger.Ledger.prove_inclusion`.
+        """
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(ValueRow.seq).where(ValueRow.seq == seq, ValueRow.leaf == leaf)
+            ).first()
+        if row is None:
+            raise BatchError(f"no captured value {value_name(seq, leaf)}")
+        entry = self.db.ledger.entry(seq)
+        if entry.event.action != BLOCK_ACTION:
+            raise BatchError(
+                f"value {value_name(seq, leaf)} is audit entry {seq} of its own "
+                f"({entry.event.action}): prove it with the log's inclusion proof"
+            )
+        return self.db.ledger.prove_leaf(seq, leaf, tree_size=tree_size)

@@ -245,7 +245,7 @@ class BatchExecution(ProcedureRules):
             values = conn.execute(
                 select(ValueRow.seq, ValueRow.parameter, ValueRow.value, ValueRow.unit)
                 .where(ValueRow.batch_id == batch_id, ValueRow.parameter.like(f"{path}/%"))
-                .order_by(ValueRow.seq)
+                .order_by(ValueRow.seq, ValueRow.leaf)
             ).all()
         content = {
             "batch_id": batch_id,

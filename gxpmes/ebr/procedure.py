@@ -602,12 +602,17 @@ class ProcedureRules(ValueCapture):
             if entry.isdigit():
                 row = conn.execute(
                     select(ValueRow).where(
-                        ValueRow.seq == int(entry), ValueRow.batch_id == batch_id
+                        ValueRow.seq == int(entry),
+                        ValueRow.leaf == 0,
+                        ValueRow.batch_id == batch_id,
                     )
                 ).one_or_none()
                 if row is None or not row.manual:
                     raise BatchError(f"batch {batch_id} has no manual entry {entry}")
-                content = {k: v for k, v in dict(row._mapping).items() if k != "in_limits"}
+                # leaf is 0 for every manual entry: left out, so the signed content is as before.
+                content = {
+                    k: v for k, v in dict(row._mapping).items() if k not in ("in_limits", "leaf")
+                }
                 by = self.db.ledger.entry(row.seq).event.actor.user_id
                 return SignableRecord("process_value", f"{batch_id}/{entry}", content, batch_id), by
             item = conn.execute(

@@ -305,7 +305,9 @@ class BatchReview(BatchExecution):
             batch = self._batch(conn, batch_id)
             values = (
                 conn.execute(
-                    select(ValueRow.seq).where(ValueRow.batch_id == batch_id).order_by(ValueRow.seq)
+                    select(ValueRow.seq)
+                    .where(ValueRow.batch_id == batch_id)
+                    .order_by(ValueRow.seq, ValueRow.leaf)
                 )
                 .scalars()
                 .all()

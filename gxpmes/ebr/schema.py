@@ -118,11 +118,17 @@ class StepRow(AppBase):
 
 
 class ValueRow(AppBase):
-    """A captured process value; its audit entry ``seq`` makes it tamper-evident."""
+    """A captured process value; its audit entry ``seq`` makes it tamper-evident.
+
+    A captured value is leaf ``leaf`` of the value block ``seq`` (one entry
+    per batch per capture call); a manual entry (and a capture from before
+    value blocks) is an entry of its own, ``leaf`` 0.
+    """
 
     __tablename__ = "ebr_value"
 
     seq: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=False)
+    leaf: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     batch_id: Mapped[str] = mapped_column(String(128))
     parameter: Mapped[str] = mapped_column(String(512))
     tag: Mapped[str] = mapped_column(String(256))
@@ -148,6 +154,8 @@ class ValueRow(AppBase):
             sqlite_where=text("source_key IS NOT NULL"),
             postgresql_where=text("source_key IS NOT NULL"),
         ),
+        # SQLite: the rows are the (seq, leaf) B-tree itself, no second one for the key.
+        {"sqlite_with_rowid": False},
     )
 
 

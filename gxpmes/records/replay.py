@@ -121,25 +121,26 @@ def compare_rows(
 
 def compare_value_rows(
     spec: TableSpec,
-    expected: dict[int, tuple[Any, ...]],
+    expected: dict[tuple[int, int], tuple[Any, ...]],
     found: Iterable[tuple[Any, ...]],
 ) -> Iterator[RecordProblem]:
     """:func:`compare_rows` for ``ebr_value``, on plain tuples: the hot path of a big record.
 
-    ``expected`` maps seq → row and ``found`` yields rows, both in
-    :data:`~gxpmes.records.images.VALUE_COLUMNS` order; ``expected`` is
-    consumed. A row equal as a tuple has an equal image (cells are only
-    normalised, never made equal by :func:`~gxpmes.records.tables.cell`), so
-    only rows that differ go through the image comparison, which then reports
-    exactly what :func:`compare_rows` reports. A row's seq is also the seq of
-    the entry that wrote it.
+    ``expected`` maps ``(seq, leaf)`` → row and ``found`` yields rows, both in
+    :data:`~gxpmes.records.images.VALUE_COLUMNS` order (seq and leaf first);
+    ``expected`` is consumed. A row equal as a tuple has an equal image
+    (cells are only normalised, never made equal by
+    :func:`~gxpmes.records.tables.cell`), so only rows that differ go through
+    the image comparison, which then reports exactly what :func:`compare_rows`
+    reports. A row's seq is also the seq of the entry that wrote it (its value
+    block, or its own entry); values are named ``seq/leaf``.
     """
     for row in found:
-        seq = row[0]
-        want = expected.pop(seq, None)
+        key = (row[0], row[1])
+        want = expected.pop(key, None)
         if want is None:
             yield RecordProblem(
-                spec.name, str(seq), None, None, "extra_row", "no audit entry wrote this row"
+                spec.name, key_text(key), None, None, "extra_row", "no audit entry wrote this row"
             )
         elif want != row:
             wanted = dict(zip(VALUE_COLUMNS, want, strict=True))
@@ -148,19 +149,19 @@ def compare_value_rows(
                 if wanted.get(column) != image.get(column):
                     yield RecordProblem(
                         spec.name,
-                        str(seq),
+                        key_text(key),
                         column,
-                        seq,
+                        want[0],
                         "column_differs",
                         wanted.get(column),
                         image.get(column),
                     )
-    for seq in expected:
+    for key, want in expected.items():
         yield RecordProblem(
             spec.name,
-            str(seq),
+            key_text(key),
             None,
-            seq,
+            want[0],
             "missing_row",
             "the log wrote this row; the table lacks it",
         )

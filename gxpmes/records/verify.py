@@ -24,11 +24,22 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from audit.blocks import unpack_leaves
 from audit.keys import TrustedKey
 from audit.ledger import Ledger
 from audit.schema import object_key
 from audit.verify import VerificationReport, keys_under_head_names, verify_ledger
-from gxpmes.records.images import VALUE_ACTIONS, VALUE_COLUMNS, row_changes, value_row
+from gxpmes.errors import GxpError
+from gxpmes.records.images import (
+    BLOCK_ACTION,
+    VALUE_ACTIONS,
+    VALUE_COLUMNS,
+    RowChange,
+    block_row_changes,
+    block_value_rows,
+    row_changes,
+    value_row,
+)
 from gxpmes.records.replay import (
     ExpectedRow,
     RecordProblem,
@@ -195,7 +206,7 @@ def _value_rows(conn: Connection, batch: str | None) -> Iterator[tuple[Any, ...]
 def _fast_values(specs: dict[str, TableSpec]) -> TableSpec | None:
     """The ``ebr_value`` spec if its rows can take the tuple path (columns as expected)."""
     spec = specs.get("ebr_value")
-    if spec is None or spec.key != ("seq",) or sorted(spec.columns) != sorted(VALUE_COLUMNS):
+    if spec is None or spec.key != ("seq", "leaf") or sorted(spec.columns) != sorted(VALUE_COLUMNS):
         return None
     return spec
 
@@ -280,22 +291,42 @@ def verify_record(
     report.warnings.extend(ledger_report.warnings)
     specs = projected()
     value_spec = _fast_values(specs)
-    values: dict[int, tuple[Any, ...]] = {}  # ebr_value: seq → row, the bulk of a record
+    # ebr_value: (seq, leaf) → row, the bulk of a record
+    values: dict[tuple[int, int], tuple[Any, ...]] = {}
+    stored_blocks = _Blocks(ledger.iter_blocks())
     with _snapshot(engine) as conn:
         expected: dict[str, dict[tuple[Any, ...], ExpectedRow]] = {}
         for seq, action, new in _entries(
             conn, report.problems, lambda n: say(f"replay: {n} entries")
         ):
             try:
-                if value_spec is not None and action in VALUE_ACTIONS:
+                if action == BLOCK_ACTION:
+                    # A value block: its rows are its leaves (checked against the
+                    # block's root by the ledger's verification).
+                    if (
+                        batch is not None
+                        and isinstance(new, Mapping)
+                        and new.get("batch_id") != batch
+                    ):
+                        continue
+                    leaves = stored_blocks.leaves(seq)
+                    if value_spec is None:
+                        changes: list[RowChange] = list(block_row_changes(seq, leaves))
+                    else:
+                        for row in block_value_rows(seq, leaves):
+                            if batch is None or row[_BATCH] == batch:
+                                values[(seq, row[1])] = row
+                        continue
+                elif value_spec is not None and action in VALUE_ACTIONS:
                     # What row_changes() yields for a value entry, kept as a tuple.
                     # (type() first: JSON objects are dicts, and an ABC check costs more.)
                     if (type(new) is dict or isinstance(new, Mapping)) and "batch_id" in new:
                         row = value_row(seq, action, new)
                         if batch is None or row[_BATCH] == batch:
-                            values[seq] = row
+                            values[(seq, 0)] = row
                     continue
-                changes = list(row_changes(seq, action, new))
+                else:
+                    changes = list(row_changes(seq, action, new))
             except Exception as exc:
                 report.problems.append(
                     RecordProblem("audit_entry", str(seq), None, seq, "bad_image", str(exc))
@@ -304,15 +335,15 @@ def verify_record(
             for table, key, image in changes:
                 if value_spec is not None and table == value_spec.name:
                     if image is None:
-                        values.pop(key[0], None)
+                        values.pop((key[0], key[1]), None)
                     elif _in_batch(value_spec, image, batch):
-                        values[key[0]] = tuple(image[c] for c in VALUE_COLUMNS)
+                        values[(key[0], key[1])] = tuple(image[c] for c in VALUE_COLUMNS)
                     continue
-                rows = expected.setdefault(table, {})
+                table_rows = expected.setdefault(table, {})
                 if image is None:
-                    rows.pop(key, None)
+                    table_rows.pop(key, None)
                 elif _in_batch(specs[table], image, batch):
-                    rows[key] = ExpectedRow(seq, image)
+                    table_rows[key] = ExpectedRow(seq, image)
         for name, spec in specs.items():
             say(f"comparing {name}")
             if spec is value_spec:
@@ -323,8 +354,32 @@ def verify_record(
                 found = _Counter(_rows(conn, spec, batch))
                 report.problems.extend(compare_rows(spec, expected.get(name, {}), found))
                 report.rows_checked += found.count
+    stored_blocks.close()
     _verify_signatures(engine, report, batch, signature_keys)
     return report
+
+
+class _Blocks:
+    """The leaves of value blocks, read in seq order beside the entries (one stream)."""
+
+    def __init__(self, blocks: Iterator[tuple[int, bytes]]) -> None:
+        self.blocks = blocks
+        self.seq = -1
+        self.blob = b""
+
+    def leaves(self, seq: int) -> list[bytes]:
+        """The stored leaves of block entry ``seq`` (entries are asked for in seq order)."""
+        while self.seq < seq:
+            self.seq, self.blob = next(self.blocks, (sys.maxsize, b""))
+        if self.seq != seq:
+            raise GxpError(f"audit entry {seq} is a value block whose leaves are not stored")
+        return unpack_leaves(self.blob)
+
+    def close(self) -> None:
+        """Release the stream's connection."""
+        close = getattr(self.blocks, "close", None)
+        if close is not None:
+            close()
 
 
 class _Counter(Generic[_Row]):

@@ -34,13 +34,24 @@ from gxpmes.records.verify import verify_record
 from gxpmes.trail import RecordedReview, TrailScope, TrailView, collect_trail
 from isa95.recipe import FormulaParameter, Phase
 
-CAPTURE_ACTION = "value.capture"
-"""The audit action of one captured process value."""
+CAPTURE_ACTION = "value.block"
+"""The audit action of a block of captured process values (``new["values"]`` of them)."""
+CAPTURE_ACTIONS = frozenset({CAPTURE_ACTION, "value.capture"})
+"""Capture entries: value blocks, and single captured values (written before blocks)."""
 
 __all__ = ["NOT_CHECKED", "ReportData", "Series", "collect_report"]
 
 NOT_CHECKED = "not checked (no trusted key)"
 """How a signature whose system key was not given is marked."""
+
+
+def _captured(action: str, new: Any) -> int:
+    """How many values a capture entry holds (a block says how many; else one)."""
+    if action == CAPTURE_ACTION and isinstance(new, dict):
+        count = new.get("values")
+        if type(count) is int and count > 0:
+            return count
+    return 1
 
 
 @dataclass
@@ -85,19 +96,21 @@ class ReportData:
         reading aid). ``gxpmes audit review --batch`` renders every entry."""
         if self.trail is None:
             return None
-        rows = [r for r in self.trail.rows if r.action != CAPTURE_ACTION]
+        rows = [r for r in self.trail.rows if r.action not in CAPTURE_ACTIONS]
         return dataclasses.replace(self.trail, rows=rows)
 
     @property
     def trail_captures(self) -> str | None:
         """One line on the captures left out of :attr:`trail_listed`, or None if none."""
-        seqs = [r.seq for r in self.trail.rows if r.action == CAPTURE_ACTION] if self.trail else []
-        if not seqs:
+        rows = [r for r in self.trail.rows if r.action in CAPTURE_ACTIONS] if self.trail else []
+        if not rows:
             return None
+        values = sum(_captured(r.action, r.new) for r in rows)
         return (
-            f"{len(seqs)} process-value capture entries (entries {seqs[0]}–{seqs[-1]}) are "
-            "shown in the process-value section, not listed here; `gxpmes audit review "
-            f"--batch {self.batch['batch_id']}` renders every entry"
+            f"{values} captured process values in {len(rows)} capture entries "
+            f"(entries {rows[0].seq}–{rows[-1].seq}) are shown in the process-value section, "
+            f"not listed here; `gxpmes audit review --batch {self.batch['batch_id']}` "
+            "renders every entry"
         )
 
     @property

@@ -123,15 +123,17 @@ def test_tampered_copy_exits_1_with_one_line_per_problem(
     installation: Installation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     exception_id = one(installation.db, "SELECT min(exception_id) FROM ebr_exception")
+    # The batch's last captured value: the last leaf of its last value block.
     value_seq = one(
         installation.db, f"SELECT max(seq) FROM ebr_value WHERE batch_id = '{IN_EXECUTION_BATCH}'"
     )
+    value_leaf = one(installation.db, f"SELECT max(leaf) FROM ebr_value WHERE seq = {value_seq}")
     db = tampered(
         installation,
         tmp_path,
         f"UPDATE ebr_batch SET status = 'Rejected' WHERE batch_id = '{RELEASED_BATCH}'",
         f"DELETE FROM ebr_exception WHERE exception_id = '{exception_id}'",
-        f"UPDATE ebr_value SET value = '65.0' WHERE seq = {value_seq}",
+        f"UPDATE ebr_value SET value = '65.0' WHERE seq = {value_seq} AND leaf = {value_leaf}",
     )
     code, out, err = run(capsys, *installation.args(db))
     assert code == 1 and "Traceback" not in err
@@ -150,7 +152,7 @@ def test_tampered_copy_exits_1_with_one_line_per_problem(
         for line in problems
     ), problems
     assert (
-        f"ebr_value {value_seq} column value: expected '70.3', found '65.0' "
+        f"ebr_value {value_seq}/{value_leaf} column value: expected '70.3', found '65.0' "
         f"(audit seq {value_seq})" in problems
     )
     # Every other line is a signature the edits broke (the deleted exception and
@@ -197,14 +199,16 @@ def test_json_report(
 def test_batch_option_limits_the_record_check_to_one_batch(
     installation: Installation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The batch's last captured value: the last leaf of its last value block.
     value_seq = one(
         installation.db, f"SELECT max(seq) FROM ebr_value WHERE batch_id = '{IN_EXECUTION_BATCH}'"
     )
+    value_leaf = one(installation.db, f"SELECT max(leaf) FROM ebr_value WHERE seq = {value_seq}")
     db = tampered(
         installation,
         tmp_path,
         f"UPDATE ebr_batch SET closed_at = NULL WHERE batch_id = '{RELEASED_BATCH}'",
-        f"UPDATE ebr_value SET quality = 'Good ' WHERE seq = {value_seq}",
+        f"UPDATE ebr_value SET quality = 'Good ' WHERE seq = {value_seq} AND leaf = {value_leaf}",
         "UPDATE ebr_equipment SET status = 'Available' WHERE equipment_id = 'GRAN-01'",
     )
 
@@ -215,7 +219,7 @@ def test_batch_option_limits_the_record_check_to_one_batch(
         return {(p["table"], p["key"], p["column"]) for p in report["problems"]}
 
     batch_row = ("ebr_batch", RELEASED_BATCH, "closed_at")
-    value_row = ("ebr_value", str(value_seq), "quality")
+    value_row = ("ebr_value", f"{value_seq}/{value_leaf}", "quality")
     equipment = ("ebr_equipment", "GRAN-01", "status")  # master data: checked with every batch
     assert {batch_row, value_row, equipment} <= problems()
     assert problems("--batch", RELEASED_BATCH) == {batch_row, equipment}

@@ -402,11 +402,26 @@ def test_changed_or_deleted_value_is_detected(plant) -> None:  # type: ignore[no
             conn.execute(text("DROP TRIGGER ebr_value_no_delete"))
         else:
             conn.execute(text("DROP TRIGGER ebr_value_append_only ON ebr_value"))
-        conn.execute(text("UPDATE ebr_value SET value = '70.5' WHERE seq = :s"), {"s": seqs[1]})
-        conn.execute(text("DELETE FROM ebr_value WHERE seq = :s"), {"s": seqs[2]})
+        # The three values are leaves 0, 1, 2 of one value block (one entry).
+        assert seqs[0] == seqs[1] == seqs[2]
+        block = seqs[0]
+        conn.execute(
+            text("UPDATE ebr_value SET value = '70.5' WHERE seq = :s AND leaf = 1"), {"s": block}
+        )
+        conn.execute(text("DELETE FROM ebr_value WHERE seq = :s AND leaf = 2"), {"s": block})
+        conn.execute(
+            text(
+                "INSERT INTO ebr_value SELECT seq, 3, batch_id, parameter, tag, value, unit, "
+                "source_ts, server_ts, quality, manual, in_limits, NULL FROM ebr_value "
+                "WHERE seq = :s AND leaf = 0"
+            ),
+            {"s": block},
+        )
     problems = plant.engine.verify_values(B)
-    assert any(f"value {seqs[1]}" in p and "differs" in p for p in problems)
-    assert any(f"value {seqs[2]}" in p and "missing" in p for p in problems)
+    assert len(problems) == 3, problems
+    assert any(f"value {block}/1 " in p and "differs" in p for p in problems)
+    assert any(f"value {block}/2 " in p and "missing" in p for p in problems)
+    assert any(f"value {block}/3 " in p and "has no audit entry" in p for p in problems)
 
 
 def test_samples_labels_and_in_process_controls(plant) -> None:  # type: ignore[no-untyped-def]

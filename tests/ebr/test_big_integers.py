@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -39,9 +40,12 @@ def _capture(plant, number: object) -> int:  # type: ignore[no-untyped-def]
 
 
 def _read_back(plant, seq: int) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    """The value row's text and the value as the log holds it (its value block's leaf)."""
     with plant.db.engine.connect() as conn:
         row = conn.execute(select(ValueRow.value).where(ValueRow.seq == seq)).scalar_one()
-    return row, plant.db.ledger.entry(seq).event.new["value"]
+    assert plant.db.ledger.entry(seq).event.action == "value.block"
+    (leaf,) = plant.db.ledger.block_leaves(seq)
+    return row, json.loads(leaf)["value"]
 
 
 def test_numbers_of_any_size_come_back_exactly(plant) -> None:  # type: ignore[no-untyped-def]

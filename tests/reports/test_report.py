@@ -156,11 +156,13 @@ def test_large_batch_renders_with_downsampled_plots(tmp_path: Path) -> None:
     assert len(series.values) == 100_000 and set(series.out_of_limit) == spikes
     # The appendix lists the trail without the captures (the plot shows them) and says so.
     assert data.trail is not None and data.trail_listed is not None
-    assert sum(r.action == "value.capture" for r in data.trail.rows) == 100_000
-    assert not any(r.action == "value.capture" for r in data.trail_listed.rows)
-    assert data.trail_listed.rows and "100000 process-value capture entries" in str(
-        data.trail_captures
-    )
+    # Captured in value blocks: one entry per capture call of 5,000 values.
+    blocks = [r for r in data.trail.rows if r.action == "value.block"]
+    assert len(blocks) == 20 and sum(r.new["values"] for r in blocks) == 100_000
+    assert not any(r.action in ("value.block", "value.capture") for r in data.trail_listed.rows)
+    assert data.trail_listed.rows and (
+        "100000 captured process values in 20 capture entries"
+    ) in str(data.trail_captures)
     drawn = downsample(len(series.values), series.out_of_limit, values=series.values)
     assert set(series.out_of_limit) <= set(drawn) and len(drawn) <= MAX_POINTS + len(spikes) + 2
     written = render_report(engine, "B-BIG", tmp_path / "big", formats=["pdf", "html"])

@@ -47,8 +47,14 @@ def test_rows_say_who_when_what_old_new_why_and_meaning(plant: Plant) -> None:
     view = collect_trail(plant.db, TrailScope(batch_id=B))
     actions = [r.action for r in view.rows]
     assert actions[0] == "batch.create"
-    assert {"weighing.record", "value.capture", "step.state", "deviation.open"} <= set(actions)
+    assert {"weighing.record", "value.block", "step.state", "deviation.open"} <= set(actions)
     assert all("B-OTHER" not in r.object_id for r in view.rows)
+    # Captured values are in the trail as value blocks of this batch, saying how many.
+    blocks = [r for r in view.rows if r.action == "value.block"]
+    assert all(r.object_id == B and r.new["batch_id"] == B for r in blocks)
+    assert sum(r.new["values"] for r in blocks) == len(plant.engine.values(B)) - sum(
+        r.action == "value.manual" for r in view.rows
+    )
     create = view.rows[0]
     assert (create.actor_id, create.printed_name) == ("sup1", "Sam Supervisor")
     status = next(r for r in view.rows if r.action == "batch.status")
