@@ -50,7 +50,7 @@ class Forwarder:
         *,
         source: CaptureSource,
         connector: str = "gxpmes-connector",
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connector = connector
@@ -125,6 +125,10 @@ class Forwarder:
             pending = self.spool.peek(self.batch_size)
             if not pending:
                 return recorded
+            # A part batch means the spool is drained: after it, return and let run()
+            # wait its interval, so the next capture call gets what arrived meanwhile
+            # (each call is one database transaction with a fixed cost: few large calls).
+            drained = len(pending) < self.batch_size
             values, ids, dropped = [], [], []
             for spool_id, reading in pending:
                 try:
@@ -161,6 +165,8 @@ class Forwarder:
                     recorded += len(values)
                     self.counts["recorded"] += len(values)
             self.spool.remove(ids)
+            if drained:
+                return recorded
 
     def _one_by_one(self, values: list[CapturedValue], ids: list[int]) -> int:
         # One refused value refuses a whole capture call: retry singly so the

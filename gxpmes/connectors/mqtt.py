@@ -214,6 +214,7 @@ class MqttSource:
             max_values=self.group_commit_values,
             max_queued=max(200_000, self.group_commit_values),
             name=f"spool-writer-{self.client_id}",
+            counts=self.counts,
         )
         if self.protocol == "5":
             from paho.mqtt.packettypes import PacketTypes
@@ -248,7 +249,6 @@ class MqttSource:
         self.client.loop_stop()
         if self.writer is not None:
             self.writer.close()
-            self.counts["spool_errors"] += self.writer.counts["spool_errors"]
 
     def _on_connect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -314,7 +314,7 @@ class MqttSource:
         delivery.ack = lambda: self._ack(generation, mid, qos)
         writer = self.writer
         if writer is None:  # not started through start(): spool at once
-            writer = GroupCommit(self.spool, max_values=self.group_commit_values)
+            writer = GroupCommit(self.spool, counts=self.counts)
             writer.submit(delivery)
             writer.close()
             return
@@ -403,7 +403,10 @@ class MqttSource:
                         )
                     )
             state = self.sequences.take_changes()
-        stamped = [r if r.server_ts else replace(r, server_ts=now) for r in readings]
+        stamped = [
+            r if r.server_ts else Reading(r.tag, r.value, r.source_ts, r.quality, now, r.dedup_key)
+            for r in readings
+        ]
         return stamped, problems, state
 
     def _broker_dropped(self, payload: bytes) -> None:

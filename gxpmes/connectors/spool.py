@@ -8,13 +8,14 @@ and stored once.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+
+import orjson
 
 from gxpmes.connectors.model import DeadLetter, Problem, Reading
 
@@ -248,7 +249,8 @@ def _letter_row(letter: DeadLetter) -> tuple[object, ...]:
 
 
 def _dump(reading: Reading) -> str:
-    return json.dumps(
+    # orjson: the same JSON object as json.dumps wrote before (old spools load the same).
+    return orjson.dumps(
         {
             "tag": reading.tag,
             "value": str(reading.value),
@@ -257,11 +259,11 @@ def _dump(reading: Reading) -> str:
             "quality": reading.quality,
             "key": reading.dedup_key,
         }
-    )
+    ).decode("utf-8")
 
 
 def _load(body: str) -> Reading:
-    data = json.loads(body)
+    data = orjson.loads(body)
     return Reading(
         data["tag"],
         Decimal(data["value"]),
