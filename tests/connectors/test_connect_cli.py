@@ -275,14 +275,17 @@ def test_status_reports_rejects_by_reason_and_sigterm_is_no_error(
             from sqlalchemy import text
 
             reasons = sorted(conn.execute(text("SELECT reason FROM ebr_ot_reject")).scalars())
-        entries = db.ledger.entries_for("process_value", f"{BATCH}/{HEAT}/temperature")
+        blocks = db.ledger.entries_for("value_block", BATCH)
+        leaves = [json.loads(leaf) for e in blocks for leaf in db.ledger.block_leaves(e.seq)]
         rejects = db.ledger.entries_for("ot_connector", client_id)
     finally:
         db.close()
     assert reasons == ["future_timestamp", "malformed", "tag_override"]  # flushed at the stop
-    # Every value's audit entry names the connector's device account and its client id.
-    assert len(entries) == 30
-    assert {(e.event.actor.user_id, e.event.new["client_id"]) for e in entries} == {
+    # Every value's audit record (a leaf of a value block) names the connector's device
+    # account and its client id, and so does each block entry.
+    assert len(leaves) == 30
+    assert {(leaf["account"], leaf["client_id"]) for leaf in leaves} == {("svc-ot", client_id)}
+    assert {(e.event.actor.user_id, e.event.new["client_id"]) for e in blocks} == {
         ("svc-ot", client_id)
     }
     assert [e.event.actor.user_id for e in rejects] == ["svc-ot"]
