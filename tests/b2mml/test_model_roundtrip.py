@@ -514,3 +514,20 @@ def test_product_definition_round_trips(b2mml: B2MML, definition: ProductDefinit
 def test_product_definition_has_no_v0701_document(b2mml: B2MML) -> None:
     with pytest.raises(B2MMLError, match="no B2MML V0701 document carries a ProductDefinition"):
         b2mml.write(ProductDefinition(id="P"), version="V0701")
+
+
+def test_a_second_description_is_listed_not_dropped(b2mml: B2MML) -> None:
+    """Models carry one description; a repeated one is listed in ``unmapped``."""
+    from isa95.material import MaterialInformation, MaterialLot
+
+    written = b2mml.write(MaterialInformation(lots=[MaterialLot(id="L1", description="first")]))
+    bound = b2mml.read(written, models=False).binding
+    assert bound is not None
+    lot = bound.one("MaterialLot")
+    assert lot is not None
+    lot.add("Description", "second")
+    document = b2mml.read(b2mml.write(bound))
+    assert document.model.lots[0].description == "first"
+    assert document.unmapped == ["MaterialInformation/MaterialLot[0]/Description"]
+    node = document.binding_of(document.model.lots[0])
+    assert node is not None and [d.text for d in node.all("Description")] == ["first", "second"]

@@ -242,10 +242,10 @@ def unconsumed(value: Any, path: str) -> Iterator[str]:
             if key.startswith(("@xmlns", "@@")):
                 continue
             child_path = f"{path}/{key}"
-            if key not in value.used:
-                yield child_path
-            else:
+            if key in value.used:
                 yield from unconsumed(child, child_path)
+            else:  # not read, or only the first of several read (see _get)
+                yield child_path
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from unconsumed(item, f"{path}[{index}]")
@@ -278,7 +278,11 @@ def _get(tree: dict[str, Any], key: str) -> Any:
     have none, so the blanks are dropped here and the path recorded (the
     document's ``normalised`` list); the binding keeps the value as written.
     """
-    value = _text(tree.get(key))
+    read_before = isinstance(tree, Tracked) and key in tree.used
+    raw = tree.get(key)
+    if isinstance(raw, list) and len(raw) > 1 and not read_before and isinstance(tree, Tracked):
+        tree.used.discard(key)  # only the first is carried: all are listed as unmapped
+    value = _text(raw)
     if value is not None and key.endswith("ID") and value != value.strip() and value.strip():
         notes = NORMALISED.get()
         if notes is not None:
