@@ -531,3 +531,31 @@ def test_a_second_description_is_listed_not_dropped(b2mml: B2MML) -> None:
     assert document.unmapped == ["MaterialInformation/MaterialLot[0]/Description"]
     node = document.binding_of(document.model.lots[0])
     assert node is not None and [d.text for d in node.all("Description")] == ["first", "second"]
+
+
+def test_a_material_use_the_model_has_no_value_for_is_listed(b2mml: B2MML) -> None:
+    schedule = OperationsSchedule(
+        id="S1",
+        requests=[
+            OperationsRequest(
+                id="R1",
+                segments=[
+                    SegmentRequirement(
+                        id="SR1",
+                        process_segment_id="PS1",
+                        materials=[MaterialRequirement(use=MaterialUse.CONSUMED)],
+                    )
+                ],
+            )
+        ],
+    )
+    bound = b2mml.read(b2mml.write(schedule, verb="Process"), models=False).binding
+    assert bound is not None
+    use = next(e for e in bound.element.iter("{*}MaterialUse"))
+    use.text = "Retained Sample"
+    document = b2mml.read(b2mml.write(bound))
+    (material,) = document.model.requests[0].segments[0].materials
+    assert material.use is None
+    assert any(p.endswith("MaterialRequirement[0]/MaterialUse") for p in document.unmapped)
+    node = document.binding_of(material)
+    assert node is not None and node.value("MaterialUse") == "Retained Sample"
