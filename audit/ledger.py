@@ -99,6 +99,7 @@ _ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDE
 _BLOCKS_SQL = "SELECT seq, leaves FROM audit_block ORDER BY seq"
 _TAIL_SQL = "SELECT seq, leaf_hash FROM audit_entry ORDER BY seq DESC LIMIT 1"
 _HEADS_SQL = "SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size"
+_UNREAD = object()
 _STAMP_MARK = b'"recorded_at":"'
 _STAMP_LEN = len("2000-01-01T00:00:00.000000Z")
 
@@ -416,26 +417,31 @@ class Ledger:
             return self._tail(conn)
 
     def _db_hashes(
-        self, conn: Connection, indexes: Sequence[int], last: list[bytes] | None = None
+        self, conn: Connection, indexes: Sequence[int], last: list[Any] | None = None
     ) -> dict[int, bytes]:
-        """Stored hashes by index; with ``last``, the bytes of the last owner read too.
+        """Stored hashes by index; with ``last``, also the bytes of the last owner and
+        the largest tree head size (``None``: no head), appended to it.
 
         (The frontier's last hash belongs to the log's last entry, whose
-        recorded time an appender needs: one query for both.)
+        recorded time an appender needs, as it needs the last head: one query.)
         """
         owners: dict[int, list[tuple[int, int]]] = {}
         for index in indexes:
             level, k = split_stored_hash_index(index)
             owners.setdefault(((k + 1) << level) - 1, []).append((index, level))
         found: dict[int, bytes] = {}
-        columns = [EntryRow.seq, EntryRow.leaf_hash, EntryRow.tree_hashes]
+        columns: list[Any] = [EntryRow.seq, EntryRow.leaf_hash, EntryRow.tree_hashes]
         last_seq = max(owners) if owners else -1
         if last is not None:
             columns.append(EntryRow.canonical)
+            if self._has_heads:
+                heads = select(func.max(TreeHeadRow.tree_size)).scalar_subquery()
+                columns.append(heads.label("max_head"))
         rows = conn.execute(select(*columns).where(EntryRow.seq.in_(list(owners))))
         for row in rows:
             if last is not None and row.seq == last_seq:
                 last.append(bytes(row.canonical))
+                last.append(row.max_head if self._has_heads else None)
             for index, level in owners[row.seq]:
                 if level == 0:
                     found[index] = bytes(row.leaf_hash)
@@ -915,10 +921,10 @@ class Ledger:
             last_stamp = self._frontier_stamp
         else:
             indexes = frontier_indexes(size)
-            last: list[bytes] = []  # the last entry's bytes, read with the frontier
+            last: list[Any] = []  # the last entry's bytes and the last head, read with it
             found = self._db_hashes(conn, indexes, last) if indexes else {}
             frontier = [found[i] for i in indexes]
-            signable = self._tail_signed(conn, size, frontier, prev)
+            signable = self._tail_signed(conn, size, frontier, prev, *last[1:])
             last_stamp = self._stamp_of(last[0], size - 1) if size else ""
         if pending is not None:  # e.g. after a rolled-back savepoint: the base still holds
             return frontier, pending.signable, pending.base_size, last_stamp
@@ -943,7 +949,12 @@ class Ledger:
         return bytes(canonical)[start : start + _STAMP_LEN].decode("ascii", "replace")
 
     def _tail_signed(
-        self, conn: Connection, size: int, frontier: Sequence[bytes], prev: bytes
+        self,
+        conn: Connection,
+        size: int,
+        frontier: Sequence[bytes],
+        prev: bytes,
+        last_head: Any = _UNREAD,
     ) -> bool:
         """Whether the log's first ``size`` entries are under a head signed by *our* key.
 
@@ -952,7 +963,10 @@ class Ledger:
         someone else (even an unsigned row) must never let the ledger sign
         over entries it did not write.
         """
-        last = conn.scalar(select(func.max(TreeHeadRow.tree_size))) if self._has_heads else None
+        if last_head is not _UNREAD:  # read with the frontier
+            last = last_head
+        else:
+            last = conn.scalar(select(func.max(TreeHeadRow.tree_size))) if self._has_heads else None
         if self._head_signer is None:
             if last is not None:
                 raise StorageError(
