@@ -77,6 +77,7 @@ class GroupCommit:
         self._queue: deque[Delivery] = deque()
         self._queued = 0  # readings waiting
         self._busy = False
+        self._idle = False  # the writer waits for work
         self._closing = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -90,7 +91,8 @@ class GroupCommit:
                 self._cond.wait(0.5)
             self._queue.append(delivery)
             self._queued += size
-            self._cond.notify_all()
+            if self._idle:  # wake the writer only when it waits: no thread switch per message
+                self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed (or failed); False on timeout."""
@@ -106,7 +108,9 @@ class GroupCommit:
 
     def _take(self) -> list[Delivery] | None:
         with self._cond:
+            self._idle = True
             self._cond.wait_for(lambda: self._queue or self._closing)
+            self._idle = False
             if not self._queue:
                 return None  # closing, nothing left
             group: list[Delivery] = []
