@@ -55,6 +55,8 @@ __all__ = ["CHUNK_BYTES", "Source", "map_record_document", "read_batch_record"]
 
 RECORD = "BatchProductionRecord"
 CHUNK_BYTES = 1 << 16
+BATCH = 1000
+"""OrderedData held before they are mapped together (and let go)."""
 """Bytes handed to the parser at a time."""
 
 Source = bytes | bytearray | str | os.PathLike[str] | IO[bytes]
@@ -187,10 +189,12 @@ def _root_of(pieces: list[bytes], chunks: Iterator[bytes]) -> etree._Element:
     try:
         while True:
             while fed < len(pieces):
-                parser.feed(pieces[fed])
+                current = pieces[fed]
                 fed += 1
-                for _event, element in parser.read_events():
-                    return element
+                for start in range(0, len(current), 4096):  # the root starts early
+                    parser.feed(current[start : start + 4096])
+                    for _event, element in parser.read_events():
+                        return element
             piece = next(chunks, None)
             if piece is None:
                 parser.close()
@@ -311,6 +315,8 @@ class _Walker:
 
     def __init__(self, reader: RecordReader) -> None:
         self.reader = reader
+        self.batch: list[etree._Element] = []
+        """OrderedData of the current data set that ended but are not mapped yet."""
         self.failure: ISA95Error | None = None
         self.result: Any = None
         self.root: etree._Element | None = None
@@ -337,7 +343,27 @@ class _Walker:
                 return
             except ISA95Error as exc:
                 self.failure = exc  # reported once the document is known to be valid
+                self.batch = []
         self._walk(events, False)
+
+    def _flush(self, dataset: etree._Element) -> None:
+        """Map the OrderedData that ended (as columns if uniform) and let them go.
+
+        They are moved out of ``dataset`` first: the parser may already have
+        added later ones to it, whose ends have not been reported yet.
+        """
+        if not self.batch:
+            return
+        reader = self.reader
+        reader.open(dataset)
+        holder = etree.Element(dataset.tag)
+        for ordered in self.batch:
+            holder.append(ordered)  # moved: sourcelines stay
+        self.batch = []
+        if not reader.ordered_columns(holder):
+            for ordered in holder:
+                reader.ordered_data(dataset, ordered)
+        holder.clear()
 
     def _walk(self, events: Iterator[tuple[str, Any]], mapping: bool) -> None:
         reader = self.reader
@@ -358,14 +384,18 @@ class _Walker:
             above = parent.getparent()
             if tag == reader.ordered_tag and parent.tag == reader.dataset_tag:
                 if above is not None and above.getparent() is root:
-                    if mapping:
-                        reader.ordered_data(parent, element)
-                    element.clear()
-                    parent.remove(element)
+                    if not mapping:
+                        element.clear()
+                        parent.remove(element)
+                    else:
+                        self.batch.append(element)
+                        if len(self.batch) >= BATCH:
+                            self._flush(parent)
                     continue
             elif above is root:
                 if tag == reader.dataset_tag and parent.tag == reader.datasets_tag:
                     if mapping:
+                        self._flush(element)
                         reader.dataset_end(element)
                     element.clear()
                     parent.remove(element)

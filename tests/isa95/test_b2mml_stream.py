@@ -574,3 +574,23 @@ def test_uniform_data_sets_are_read_as_columns(
     irregular = data.replace(b"<TimeValue>", b"<!-- c --><TimeValue>", 1)
     with pytest.raises(DocumentContentError, match="element by element"):
         element_wise(b2mml, irregular)  # (the reading boundary reports the spy's failure)
+
+
+@pytest.mark.parametrize("chunk", [4096, 1 << 16])
+def test_streamed_batches_of_ordered_data_read_as_in_memory(
+    b2mml: B2MML, tmp_path: Path, chunk: int
+) -> None:
+    """More OrderedData per data set than one batch, some of them irregular."""
+    from isa95.b2mml import stream
+
+    assert stream.BATCH < 12_000 // 10
+    path = tmp_path / "batches.xml"
+    _record_file(path, 12_000)
+    data = path.read_bytes()
+    marker = b"<TimeValue>2026-01-15T00:18:20+00:00</TimeValue>"  # the 1,101st of each set
+    irregular = data.replace(marker, b"<OrderIndex>7</OrderIndex>" + marker, 3)
+    for document in (data, irregular):
+        expected = reference(b2mml, document)
+        assert streamed(b2mml, document, chunk=chunk) == expected
+        assert streamed(b2mml, io.BytesIO(document), chunk=chunk + 1) == expected
+    assert any("OrderIndex" in path for path in reference(b2mml, irregular)[1])

@@ -510,6 +510,11 @@ class RecordReader:
             dict.__setitem__(ds, "OrderedData", self._od_paths)
         return ds
 
+    def open(self, dataset: etree._Element) -> None:
+        """Read the data set's own content (all but its OrderedData), once per data set."""
+        if self._ds is None:
+            self._open(dataset)
+
     def ordered_columns(self, dataset: etree._Element) -> bool:
         """Map every ``OrderedData`` of a whole, parsed data set at once, if they are uniform.
 
