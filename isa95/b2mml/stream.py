@@ -7,10 +7,11 @@ every other read (:mod:`isa95.b2mml.safexml`: the prolog scanned for a DOCTYPE
 before the parser sees a byte, no DTD, no entities, no network, libxml2's
 limits, a size cap counted as the bytes arrive), validates it against MESA's
 XSD *while* it is parsed (libxml2's streaming validator), maps each
-``OrderedData``, ``DataSet`` and ``Event`` as soon as it is complete
-(:class:`~isa95.b2mml.mapping.batchrecord.RecordReader`) and clears it, so
-the parsed tree never holds more than the record's header and the element
-being read. What it returns are the same models, ``unmapped`` and
+``DataSet`` and ``Event`` as soon as it is complete and the ``OrderedData``
+in batches of :data:`BATCH`
+(:class:`~isa95.b2mml.mapping.batchrecord.RecordReader`), and clears them, so
+the parsed tree never holds more than the record's header, one batch and the
+element being read. What it returns are the same models, ``unmapped`` and
 ``normalised`` as :meth:`B2MML.read <isa95.b2mml.documents.B2MML.read>` of the
 same bytes; it keeps no binding (nothing of the document is held), so a
 streamed record cannot be written back as read.
@@ -306,8 +307,9 @@ class _Walker:
 
     Only the ends of elements that may repeat (and of the record's children)
     are reported by the parser, which keeps the events few: one per
-    ``OrderedData``, none for its content. Each ``OrderedData``, ``DataSet`` and
-    ``Event`` of the record is mapped and let go at its end; so is every
+    ``OrderedData``, none for its content. Each ``DataSet`` and ``Event`` of the
+    record is mapped and let go at its end, its ``OrderedData`` by batches of
+    :data:`BATCH` (mapped together, as columns where uniform); so is every
     repeating element inside a child of the record the mapping does not read
     (that child itself is emptied at its end). After a mapping failure the rest
     of the document is still parsed (and validated), not mapped.
