@@ -166,7 +166,10 @@ class OpcUaSource:
     async def _run(self, Client: Any) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
-            client = Client(self.endpoint, timeout=4)
+            # asyncua's watchdog probes the server every interval and gives up on a
+            # probe slower than that interval: 1 s (its default) drops busy but healthy
+            # sessions on a loaded host, losing the values notified meanwhile.
+            client = Client(self.endpoint, timeout=4, watchdog_intervall=5.0)
             try:
                 await self.security.apply(client)
                 await client.connect()
