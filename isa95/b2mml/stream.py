@@ -351,21 +351,21 @@ class _Walker:
     def _flush(self, dataset: etree._Element) -> None:
         """Map the OrderedData that ended (as columns if uniform) and let them go.
 
-        They are moved out of ``dataset`` first: the parser may already have
-        added later ones to it, whose ends have not been reported yet.
+        They are the data set's first OrderedData: the parser may already have
+        added later ones, whose ends have not been reported yet.
         """
-        if not self.batch:
+        batch = self.batch
+        if not batch:
             return
+        self.batch = []
         reader = self.reader
         reader.open(dataset)
-        holder = etree.Element(dataset.tag)
-        for ordered in self.batch:
-            holder.append(ordered)  # moved: sourcelines stay
-        self.batch = []
-        if not reader.ordered_columns(holder):
-            for ordered in holder:
+        if not reader.ordered_columns(dataset, len(batch)):
+            for ordered in batch:
                 reader.ordered_data(dataset, ordered)
-        holder.clear()
+        for ordered in batch:
+            ordered.clear()
+            dataset.remove(ordered)
 
     def _walk(self, events: Iterator[tuple[str, Any]], mapping: bool) -> None:
         reader = self.reader

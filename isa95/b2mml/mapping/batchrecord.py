@@ -390,9 +390,11 @@ def _content(
     return tree
 
 
-def _column_queries(namespace: str) -> dict[str, etree.XPath]:
-    """The XPath queries :meth:`RecordReader.ordered_columns` reads a data set with."""
-    od, dv = "b:OrderedData", "b:OrderedData/b:DataValue"
+def _column_queries(namespace: str, limited: bool) -> dict[str, etree.XPath]:
+    """The XPath queries :meth:`RecordReader.ordered_columns` reads a data set with
+    (``limited``: only its first ``$first`` OrderedData)."""
+    od = "b:OrderedData[position() <= $first]" if limited else "b:OrderedData"
+    dv = f"{od}/b:DataValue"
     expressions = {
         "ordered": f"count({od})",
         "uniform": f"count({od}[count(*) = 2 and count(b:TimeValue) = 1 "
@@ -476,7 +478,8 @@ class RecordReader:
         self._od_count = 0
         self._assumed = ASSUMED_TIMEZONE.get()
         self._qualities: dict[str, str] = {}
-        self._queries = _column_queries(ns)
+        self._queries = _column_queries(ns, limited=False)
+        self._limited_queries = _column_queries(ns, limited=True)
         self.sources: list[tuple[Any, etree._Element]] | None = None
         """With a list here, ``(model, element)`` of the record, each series (its
         DataSet) and each event are collected: the element each was read from."""
@@ -515,7 +518,7 @@ class RecordReader:
         if self._ds is None:
             self._open(dataset)
 
-    def ordered_columns(self, dataset: etree._Element) -> bool:
+    def ordered_columns(self, dataset: etree._Element, first: int | None = None) -> bool:
         """Map every ``OrderedData`` of a whole, parsed data set at once, if they are uniform.
 
         Uniform: each holds one TimeValue and one DataValue of one TagIndex (naming
@@ -524,20 +527,26 @@ class RecordReader:
         column of strings (no Python object per element) and the values are built
         from the columns. Returns False, having mapped nothing, for anything else
         (or a value the model refuses): map each with :meth:`ordered_data`.
+        With ``first``, only the first ``first`` OrderedData of the data set are
+        read (a streamed data set holds later ones still being parsed).
         """
         if self._ds is None:
             self._open(dataset)
         specs = self._specs
         if not specs or None in specs:
             return False
-        query = self._queries
-        count = int(query["ordered"](dataset))
+        queries = self._queries if first is None else self._limited_queries
+
+        def query(name: str) -> Any:
+            return queries[name](dataset, first=first or 0)
+
+        count = int(query("ordered"))
         if (
             count == 0
-            or int(query["uniform"](dataset)) != count
-            or int(query["plain_values"](dataset)) != count
+            or int(query("uniform")) != count
+            or int(query("plain_values")) != count
             or any(
-                query[name](dataset)
+                query(name)
                 for name in (
                     "attributes",
                     "child_attributes",
@@ -549,8 +558,8 @@ class RecordReader:
             )
         ):
             return False
-        times, indexes = query["times"](dataset), query["indexes"](dataset)
-        values, qualities = query["values"](dataset), query["qualities"](dataset)
+        times, indexes = query("times"), query("indexes")
+        values, qualities = query("values"), query("qualities")
         if not len(times) == len(indexes) == len(values) == len(qualities) == count:
             return False  # an element without text
         assumed = self._assumed
