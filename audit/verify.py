@@ -40,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import Connection, inspect
 
+from audit.blocks import BlockScan
 from audit.canonical import format_timestamp
 from audit.checkpoint import Checkpoint, OpenedCheckpoint, open_checkpoint
 from audit.entry import GENESIS_PREV, seq_span
@@ -107,6 +108,12 @@ class Problem(enum.StrEnum):
     """Entries after the last signed tree head: not appended by the ledger (forged)."""
     TIME_REVERSED = "time_reversed"
     """An entry is recorded earlier than the entry before it (the ledger refuses that)."""
+    BLOCK_MISMATCH = "block_mismatch"
+    """A value block's stored leaves do not give the root and count its entry commits to."""
+    BLOCK_MISSING = "block_missing"
+    """An entry commits to a value block whose leaves are not stored."""
+    BLOCK_UNEXPECTED = "block_unexpected"
+    """Value-block leaves are stored for an entry that commits to no block (or for no entry)."""
 
 
 @dataclass
@@ -437,6 +444,33 @@ def _link_finding(
     return _chain_break(seq, blamed, written_prev, prev)
 
 
+BlockTuple = tuple[int, bytes]
+"""A stored value block: ``(entry seq, packed leaves)`` (:mod:`audit.blocks`)."""
+
+
+def _block_check(blocks: BlockScan) -> Callable[[int, bytes], _Finding | None]:
+    """The scan's per-entry check of value blocks (``entry_check``)."""
+    check = blocks.check
+
+    def entry_check(seq: int, canonical: bytes) -> _Finding | None:
+        following = blocks.next_seq
+        if (following > seq or following < 0) and b'"block":' not in canonical:
+            return None  # no block here, none stored before it: the common case
+        found = check(seq, canonical)
+        return None if found is None else _Finding((seq, _EXTRA), Problem(found[0]), *found[1:])
+
+    return entry_check
+
+
+def _blocks_left(blocks: BlockScan, entries: int) -> _Finding | None:
+    """Leaves stored past the last entry scanned."""
+    found = blocks.finish(entries)
+    if found is None:
+        return None
+    # After everything the scan checks at its last entry, tree-head marks included.
+    return _Finding((entries - 1, _MARK + 1), Problem(found[0]), found[1], found[2])
+
+
 def _scan(
     rows: Iterable[RowTuple],
     state: _ScanState,
@@ -761,8 +795,13 @@ def verify_rows(
     heads: Iterable[HeadTuple] | None = None,
     head_keys: Sequence[TrustedKey] = (),
     anchors: Sequence[tuple[str, Checkpoint]] = (),
+    blocks: Iterable[BlockTuple] | None = None,
 ) -> VerificationReport:
     """Verify stored rows ``(seq, canonical, leaf_hash, tree_hashes)`` in seq order.
+
+    ``blocks`` are the stored value blocks ``(seq, packed leaves)`` in seq
+    order: each block's root and count are recomputed and checked against
+    its entry's ``block`` member (:mod:`audit.blocks`).
 
     ``anchors`` are further checkpoints, already trusted by the caller
     (:mod:`audit.anchoring.verify`), each named by where it came from: the log
@@ -786,6 +825,7 @@ def verify_rows(
     if plan.failed:
         return plan.report
     state = _ScanState(expected=0, prev=GENESIS_PREV)
+    block_scan = None if blocks is None else BlockScan(blocks)
     _scan(
         rows,
         state,
@@ -794,7 +834,10 @@ def verify_rows(
         at_mark=plan.at_mark,
         progress=progress,
         progress_every=progress_every,
+        entry_check=None if block_scan is None else _block_check(block_scan),
     )
+    if state.finding is None and block_scan is not None:
+        state.finding = _blocks_left(block_scan, state.expected)
     if state.finding is not None:
         return plan.fail(state.finding.problem, state.finding.seq, state.finding.detail)
     assert state.prev is not None
@@ -838,6 +881,8 @@ class _RangeTask:
     size: int
     marks: tuple[int, ...]
     deep: bool
+    last: bool = False
+    """The log's last range: it also reads value blocks stored past its end."""
 
 
 @dataclass(slots=True)
@@ -848,9 +893,15 @@ class _RangeResult:
     marks: list[tuple[int, bytes, bytes]]
 
 
-def _check_range(rows: Iterable[RowTuple], task: _RangeTask) -> _RangeResult:
-    """A worker's scan of one range: findings, its subtree roots and its boundary values."""
+def _check_range(
+    rows: Iterable[RowTuple], task: _RangeTask, blocks: Iterable[BlockTuple] | None = None
+) -> _RangeResult:
+    """A worker's scan of one range: findings, its subtree roots and its boundary values.
+
+    ``blocks`` are the value blocks stored in the range (the last range: and after it).
+    """
     it = iter(rows)
+    block_scan = None if blocks is None else BlockScan(blocks)
     first = next(it, None)
     state = _ScanState(expected=task.start, prev=GENESIS_PREV if task.start == 0 else None)
     marks = task.marks
@@ -873,7 +924,10 @@ def _check_range(rows: Iterable[RowTuple], task: _RangeTask) -> _RangeResult:
             next_mark=next_mark,
             at_mark=at_mark,
             cap=task.size,
+            entry_check=None if block_scan is None else _block_check(block_scan),
         )
+        if state.finding is None and block_scan is not None and task.last:
+            state.finding = _blocks_left(block_scan, state.expected)
         finding = state.finding
         if (
             task.start > 0
@@ -923,18 +977,59 @@ def _postgres_rows(source: _Source, task: _RangeTask) -> Generator[RowTuple, Non
                 yield seq, bytes(canonical), bytes(leaf), bytes(tree)
 
 
+_BLOCKS_SQL = (
+    "SELECT seq, leaves FROM audit_block WHERE seq >= {mark} AND seq < {mark} ORDER BY seq"
+)
+
+
+def _block_bounds(task: _RangeTask) -> tuple[int, int]:
+    # As the rows: the first range from below 0, the last one past its end.
+    return (-(1 << 63) if task.index == 0 else task.start, (1 << 63) - 1 if task.last else task.end)
+
+
+def _sqlite_blocks(path: str, task: _RangeTask) -> Generator[BlockTuple, None, None]:
+    conn = sqlite3.connect(Path(path).as_uri() + "?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 60000")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_block'").fetchone():
+            cursor = conn.cursor()
+            cursor.arraysize = 64
+            yield from cursor.execute(_BLOCKS_SQL.format(mark="?"), _block_bounds(task))
+    finally:
+        conn.close()
+
+
+def _postgres_blocks(source: _Source, task: _RangeTask) -> Generator[BlockTuple, None, None]:
+    import psycopg
+
+    with psycopg.connect(source.target) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        conn.execute(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'")
+        if conn.execute("SELECT to_regclass('audit_block')").fetchone() == (None,):
+            return
+        with conn.cursor(name="gxpmes_verify_blocks") as cursor:
+            cursor.itersize = 64
+            cursor.execute(_BLOCKS_SQL.format(mark="%s"), _block_bounds(task))
+            for seq, leaves in cursor:
+                yield seq, bytes(leaves)
+
+
 def _verify_range(task: _RangeTask) -> _RangeResult:
     """Worker process entry point: read the range with a connection of its own and scan it."""
     source = task.source
     assert source is not None
     if source.kind == "sqlite":
         rows = _sqlite_rows(source.target, task)
+        blocks = _sqlite_blocks(source.target, task)
     else:
         rows = _postgres_rows(source, task)
+        blocks = _postgres_blocks(source, task)
     try:
-        return _check_range(rows, task)
+        return _check_range(rows, task, blocks)
     finally:
         rows.close()
+        blocks.close()
 
 
 def _fold(frontier: Sequence[bytes], h: bytes) -> bytes:
@@ -1038,7 +1133,9 @@ def _plan_ranges(
     for index, start in enumerate(range(0, span, size)):
         end = min(start + size, span)
         lo, hi = bisect.bisect_right(marks, start), bisect.bisect_right(marks, end)
-        tasks.append(_RangeTask(source, index, start, end, size, tuple(marks[lo:hi]), deep))
+        tasks.append(
+            _RangeTask(source, index, start, end, size, tuple(marks[lo:hi]), deep, end == span)
+        )
     return tasks
 
 
@@ -1141,7 +1238,7 @@ def verify_ledger(
     report is the one ``jobs=1`` gives. ``range_size`` (a power of two, at
     least 4) fixes the range length; by default about four ranges per job, at
     least 262,144 entries each, and a log shorter than two ranges is verified
-    in this process, as is (for now) a log holding value blocks.
+    in this process. Value blocks are checked in the range of their entry.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -1180,16 +1277,8 @@ def verify_ledger(
         )
         if parallel is not None:
             return parallel
-    if not heads_trusted:
-        return verify_rows(
-            ledger.iter_raw_rows(),
-            checkpoint=opened,
-            trusted_keys=trusted,
-            origin=ledger.origin,
-            progress=progress,
-            deep=deep,
-        )
-    with ledger.snapshot() as (rows, heads):
+    # Rows, heads and value blocks of one moment (a block commits with its entry).
+    with ledger.snapshot_blocks() as (rows, heads, blocks):
         return verify_rows(
             rows,
             checkpoint=opened,
@@ -1197,8 +1286,9 @@ def verify_ledger(
             origin=ledger.origin,
             progress=progress,
             deep=deep,
-            heads=heads,
+            heads=heads if heads_trusted else None,
             head_keys=heads_trusted,
+            blocks=blocks,
         )
 
 
@@ -1215,17 +1305,6 @@ def _stream_heads(conn: Connection, is_pg: bool) -> Iterator[HeadTuple]:
             yield int(size), note
     finally:
         cursor.close()
-
-
-def _has_value_blocks(conn: Connection) -> bool:
-    """Whether the log holds value blocks (:mod:`audit.blocks`).
-
-    Their checks run in the single scan; until they are split by range too,
-    a log with blocks is verified in one process, so nothing goes unchecked.
-    """
-    if not inspect(conn).has_table("audit_block"):
-        return False
-    return conn.exec_driver_sql("SELECT 1 FROM audit_block LIMIT 1").first() is not None
 
 
 def _verify_ledger_parallel(
@@ -1252,7 +1331,7 @@ def _verify_ledger_parallel(
         last = conn.exec_driver_sql("SELECT max(seq) FROM audit_entry").scalar()
         span = 0 if last is None else int(last) + 1
         size = range_size or _range_size(span, jobs)
-        if span < 2 * size or _has_value_blocks(conn):
+        if span < 2 * size:
             return None
         has_heads = head_keys is not None and inspect(conn).has_table("audit_tree_head")
         head_sizes: list[int] = []

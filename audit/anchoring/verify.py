@@ -333,7 +333,7 @@ def verify_anchored(
         problem = _witness_problem(newest_item, same, policy)
         if problem is not None:
             return failed(Problem.UNKNOWN_KEY, problem)
-    with ledger.snapshot() as (rows, heads):
+    with ledger.snapshot_blocks() as (rows, heads, blocks):
         report = verify_rows(
             rows,
             trusted_keys=keys,
@@ -343,6 +343,7 @@ def verify_anchored(
             heads=heads,
             head_keys=keys,
             anchors=anchors,
+            blocks=blocks,
         )
     report.warnings.extend(warnings)
     return report

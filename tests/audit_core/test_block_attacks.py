@@ -70,9 +70,20 @@ def ledger(db_url: str, signer: NoteSigner) -> Iterator[Ledger]:
 
 
 def problem(ledger: Ledger) -> tuple[str, int, str] | None:
-    """The first block problem verification finds (the entries themselves are untouched)."""
+    """The first block problem verification finds (the entries themselves are untouched).
+
+    The pure scan and ``verify_ledger`` (as ``audit verify`` and ``gxpmes verify``
+    run it) must agree.
+    """
     with ledger.snapshot_blocks() as (rows, _heads, blocks):
-        return scan_blocks(rows, blocks)
+        found = scan_blocks(rows, blocks)
+    report = verify_ledger(ledger)
+    if found is None:
+        assert report.ok, report.summary()
+    else:
+        assert (report.problem, report.first_bad_seq) == (found[0], found[1]), report.summary()
+        assert report.detail == found[2]
+    return found
 
 
 def sql(ledger: Ledger, statement: str, **params: object) -> None:
@@ -271,3 +282,58 @@ def test_the_stdlib_check_covers_every_value(ledger: Ledger, tmp_path: Path) -> 
         assert result.returncode == 1 and "AssertionError" in result.stderr
     rewrite(0, one)  # values beside an entry that commits to none
     assert stdlib_check(tmp_path).returncode == 1
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["none", "alter", "delete", "extra-past-end", "unexpected", "cut-last"],
+)
+def test_parallel_verification_reports_block_problems_as_one_process_does(
+    sqlite_url: str, signer: NoteSigner, tamper: str
+) -> None:
+    """Worker processes check the blocks of their own range (the last one past its end too)."""
+    led = Ledger.open(sqlite_url, head_signer=signer)
+    for i in range(7):
+        led.append_many([AuditEvent(OP, "note", "batch", f"B{i}")] * 2)
+        led.append_block(AuditEvent(OP, "capture.block", "batch", f"B{i}"), leaves(4, 4 * i))
+    # entries 3k, 3k+1 plain, 3k+2 a block: 21 entries, ranges of 4 over two workers
+    drop_guards(led)
+    edits = {
+        "alter": "UPDATE audit_block SET leaves = substr(leaves, 1, 40) WHERE seq = 11",
+        "delete": "DELETE FROM audit_block WHERE seq = 14",
+        "extra-past-end": "INSERT INTO audit_block (seq, leaves) VALUES (40, x'7b7d')",
+        "unexpected": "INSERT INTO audit_block (seq, leaves) VALUES (9, x'7b7d')",
+        "cut-last": "UPDATE audit_block SET leaves = substr(leaves, 1, 10) WHERE seq = 20",
+    }
+    if tamper in edits:
+        sql(led, edits[tamper])
+    single = verify_ledger(led, head_keys=signer.verifier)
+    parallel = verify_ledger(led, head_keys=signer.verifier, jobs=2, range_size=4)
+    assert parallel.as_json() == single.as_json()
+    expected = {
+        "none": None,
+        "alter": (BLOCK_MISMATCH, 11),
+        "delete": (BLOCK_MISSING, 14),
+        "extra-past-end": (BLOCK_UNEXPECTED, 40),
+        "unexpected": (BLOCK_UNEXPECTED, 9),
+        "cut-last": (BLOCK_MISMATCH, 20),
+    }[tamper]
+    assert (None if single.ok else (single.problem, single.first_bad_seq)) == expected
+    led.close()
+
+
+def test_audit_verify_names_an_altered_block(
+    ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gxpmes audit verify`` (as an auditor runs it) reports a changed value, exit 1."""
+    url = ledger.engine.url.render_as_string(hide_password=False)
+    if ledger.engine.dialect.name == "sqlite":
+        url = str(ledger.engine.url.database)
+    capsys.readouterr()
+    assert main(["audit", "verify", "--db", url, "--json"]) == 0
+    changed = blob(ledger, 4).replace(b'"value":"12"', b'"value":"21"')
+    tamper(ledger, "UPDATE audit_block SET leaves = :b WHERE seq = 4", b=changed)
+    capsys.readouterr()
+    assert main(["audit", "verify", "--db", url, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["problem"], report["first_bad_seq"]) == ("block_mismatch", 4)
