@@ -5,6 +5,7 @@ Usable on its own (``import audit``); it imports nothing from ``gxpmes`` or ``is
 * :mod:`audit.canonical` — RFC 8785 canonical bytes of entries
 * :mod:`audit.entry` — who / what / when / why, chained by hash
 * :mod:`audit.merkle` — RFC 9162 Merkle log over densely stored hashes
+* :mod:`audit.blocks` — value blocks: one entry for many values, each provable on its own
 * :mod:`audit.note`, :mod:`audit.checkpoint` — C2SP signed checkpoints (Ed25519)
 * :mod:`audit.keys` — encrypted key files, key registry, rotation, revocation
 * :mod:`audit.ledger` — append-only storage on SQLite / PostgreSQL, signed tree heads
@@ -25,7 +26,7 @@ from audit.errors import (
     StorageError,
 )
 from audit.keys import KeyRegistry, TrustedKey
-from audit.ledger import BatchReceipt, ConsistencyProof, InclusionProof, Ledger
+from audit.ledger import BatchReceipt, BlockReceipt, ConsistencyProof, InclusionProof, Ledger
 from audit.note import NoteSigner, NoteVerifier
 from audit.verify import (
     Problem,
@@ -41,6 +42,7 @@ __all__ = [
     "AuditError",
     "AuditEvent",
     "BatchReceipt",
+    "BlockReceipt",
     "CanonicalizationError",
     "Checkpoint",
     "CheckpointError",
