@@ -130,7 +130,12 @@ def test_cli_route_send_receive_status(
     for n, name in enumerate(files(out)):
         message_id = name.split("-", 1)[1].removesuffix(".xml")
         (inbox / f"{n:03d}.xml").write_bytes(confirmation(message_id))
-    assert main(["erp", "receive", "--db", db, "--from", f"dir:{inbox}", "--once", *head]) == 0
+    # The schemas the tests use (../shared or GXPMES_B2MML_SCHEMAS), given as a user would.
+    from shared_paths import schemas_dir
+
+    schemas = ["--schemas", str(schemas_dir())]
+    receive = ["erp", "receive", "--db", db, "--from", f"dir:{inbox}", "--once", *schemas]
+    assert main([*receive, *head]) == 0
     assert "5 confirmations" in capsys.readouterr().out
     assert main(["erp", "status", "--db", db, "--batch", B]) == 0
     assert "delivered: 5" in capsys.readouterr().out
