@@ -14,11 +14,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    from sqlalchemy import Table
+
     from audit.schema import BlockRow, install_append_only_guards
 
     connection = op.get_bind()
     # A ledger opened for writing creates it too (audit.schema.create_schema): checkfirst.
-    BlockRow.__table__.create(connection, checkfirst=True)
+    table = BlockRow.__table__
+    assert isinstance(table, Table)  # a declarative class's table
+    table.create(connection, checkfirst=True)
     install_append_only_guards(connection, ("audit_block",))
 
 
