@@ -511,9 +511,9 @@ def test_product_definition_round_trips(b2mml: B2MML, definition: ProductDefinit
     assert node is not None and node.value("ID") == definition.id
 
 
-def test_product_definition_has_no_v0701_document(b2mml: B2MML) -> None:
-    with pytest.raises(B2MMLError, match="no B2MML V0701 document carries a ProductDefinition"):
-        b2mml.write(ProductDefinition(id="P"), version="V0701")
+def test_product_definition_is_v0701s_operations_definition(b2mml: B2MML) -> None:
+    document = b2mml.read(b2mml.write(ProductDefinition(id="P"), version="V0701"))
+    assert document.root == "OperationsDefinition" and document.model == ProductDefinition(id="P")
 
 
 def test_a_second_description_is_listed_not_dropped(b2mml: B2MML) -> None:

@@ -20,6 +20,10 @@ from isa95.b2mml.mapping.batchml import (
     _recipe_to_tree,
 )
 from isa95.b2mml.mapping.batchrecord import _bpr_from_tree, _bpr_to_tree
+from isa95.b2mml.mapping.definitions import _definition_from_tree as _operations_definition
+from isa95.b2mml.mapping.definitions import _definition_tree as _operations_definition_tree
+from isa95.b2mml.mapping.definitions import _information_from_tree as _operations_information
+from isa95.b2mml.mapping.definitions import _information_tree as _operations_information_tree
 from isa95.b2mml.mapping.equipment import _equipment_from_tree, _equipment_to_tree
 from isa95.b2mml.mapping.material import _material_from_tree, _material_to_tree
 from isa95.b2mml.mapping.operations import (
@@ -197,6 +201,20 @@ NOUNS: dict[str, Noun] = {
             (V0600,),
             _definition_tree,
             _definition_from_tree,
+        ),
+        Noun(
+            "OperationsDefinitionInformation",
+            ProductInformation,
+            (V0701,),
+            _operations_information_tree,
+            _operations_information,
+        ),
+        Noun(
+            "OperationsDefinition",
+            ProductDefinition,
+            (V0701,),
+            _operations_definition_tree,
+            _operations_definition,
         ),
     ]
 }

@@ -303,7 +303,7 @@ def _put(tree: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _desc(text: str | None) -> list[str] | None:
-    return [text] if text else None
+    return None if text is None else [text]  # an empty Description read is written back
 
 
 def _time(value: datetime | None) -> str | None:
