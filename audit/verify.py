@@ -228,6 +228,17 @@ _STAMP_MARK = b'"recorded_at":"'
 _STAMP_LEN = len(b"2000-01-01T00:00:00.000000Z")
 
 
+def _time_went_back(recorded: bytes, last_time: bytes) -> bool:
+    """Whether an entry's recorded time is earlier than the entry before's (11.10(e)).
+
+    Both are fixed-width UTC text, so text order is time order. One named
+    function for the single scan and the stitching of parallel ranges, so the
+    control is one thing (and can be removed as one thing by the validation
+    suite's remove-the-control proofs).
+    """
+    return recorded < last_time
+
+
 def _recorded_at(canonical: bytes, seq: int) -> bytes:
     """The entry's ``recorded_at`` as fixed-width UTC text (text order is time order).
 
@@ -503,6 +514,7 @@ def _scan(
     sha256 = hashlib.sha256
     hexlify = binascii.hexlify
     read_chain = _deep_chain_fields if deep else _chain_fields
+    went_back = _time_went_back
     frontier = state.frontier
     pop = frontier.pop
     push = frontier.append
@@ -585,7 +597,7 @@ def _scan(
                     f"entry {seq} has no valid recorded time: {exc}",
                 )
                 break
-        if recorded < last_time:
+        if went_back(recorded, last_time):
             finding = _Finding(
                 (seq, _TIME),
                 Problem.TIME_REVERSED,
@@ -1077,7 +1089,7 @@ def _stitch(
         if state.first_prev is not None and state.first_prev != prev:
             link = _chain_break(task.start, state.first_blamed, state.first_prev, prev)
             checks.append(link)
-        if result.first_time is not None and result.first_time < last_time:
+        if result.first_time is not None and _time_went_back(result.first_time, last_time):
             reversed_at = _Finding(
                 (task.start, _TIME),
                 Problem.TIME_REVERSED,

@@ -217,8 +217,8 @@ CONTROLS: tuple[Control, ...] = (
     ),
     Control(
         "verification flags time going backwards",
-        "audit.verify:_recorded_at",
-        returns(b""),
+        "audit.verify:_time_went_back",
+        returns(False),
         "tests/audit_core/test_time_order.py::test_verification_names_an_entry_recorded_earlier",
         "11.10e",
     ),
