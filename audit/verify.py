@@ -33,6 +33,7 @@ import multiprocessing
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -957,36 +958,42 @@ def _sqlite_rows(path: str, task: _RangeTask) -> Generator[RowTuple, None, None]
         conn.execute("PRAGMA busy_timeout = 60000")
         cursor = conn.cursor()
         cursor.arraysize = 10_000
-        if task.index == 0:
-            cursor.execute(f"{_ROWS_SQL} WHERE seq < ? ORDER BY seq", (task.end,))
-        else:
-            cursor.execute(
-                f"{_ROWS_SQL} WHERE seq >= ? AND seq < ? ORDER BY seq", (task.start, task.end)
-            )
+        cursor.execute(f"{_ROWS_SQL} WHERE seq >= ? AND seq < ? ORDER BY seq", _row_bounds(task))
         yield from cursor
     finally:
         conn.close()
 
 
-def _postgres_rows(source: _Source, task: _RangeTask) -> Generator[RowTuple, None, None]:
+@contextmanager
+def _snapshot_connection(source: _Source) -> Iterator[Any]:
+    """A read-only psycopg connection in the parent's exported snapshot.
+
+    Every worker then sees exactly the rows the parent sees, whatever is
+    appended meanwhile.
+    """
     import psycopg
 
     with psycopg.connect(source.target) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        # The parent's snapshot: this worker sees exactly the rows the parent sees.
         conn.execute(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'")
-        with conn.cursor(name="gxpmes_verify_range") as cursor:
-            cursor.itersize = 10_000
-            if task.index == 0:
-                cursor.execute(f"{_ROWS_SQL} WHERE seq < %s ORDER BY seq", (task.end,))
-            else:
-                cursor.execute(
-                    f"{_ROWS_SQL} WHERE seq >= %s AND seq < %s ORDER BY seq",
-                    (task.start, task.end),
-                )
-            for seq, canonical, leaf, tree in cursor:
-                yield seq, bytes(canonical), bytes(leaf), bytes(tree)
+        yield conn
+
+
+def _row_bounds(task: _RangeTask) -> tuple[int, int]:
+    # The first range also takes any (tampered) row below seq 0.
+    return (-(1 << 63) if task.index == 0 else task.start, task.end)
+
+
+def _postgres_rows(source: _Source, task: _RangeTask) -> Generator[RowTuple, None, None]:
+    with (
+        _snapshot_connection(source) as conn,
+        conn.cursor(name="gxpmes_verify_range") as cursor,
+    ):
+        cursor.itersize = 10_000
+        cursor.execute(f"{_ROWS_SQL} WHERE seq >= %s AND seq < %s ORDER BY seq", _row_bounds(task))
+        for seq, canonical, leaf, tree in cursor:
+            yield seq, bytes(canonical), bytes(leaf), bytes(tree)
 
 
 _BLOCKS_SQL = (
@@ -995,8 +1002,9 @@ _BLOCKS_SQL = (
 
 
 def _block_bounds(task: _RangeTask) -> tuple[int, int]:
-    # As the rows: the first range from below 0, the last one past its end.
-    return (-(1 << 63) if task.index == 0 else task.start, (1 << 63) - 1 if task.last else task.end)
+    # As the rows, and the last range also past its end (a block without its entry).
+    low, end = _row_bounds(task)
+    return (low, (1 << 63) - 1 if task.last else end)
 
 
 def _sqlite_blocks(path: str, task: _RangeTask) -> Generator[BlockTuple, None, None]:
@@ -1012,12 +1020,7 @@ def _sqlite_blocks(path: str, task: _RangeTask) -> Generator[BlockTuple, None, N
 
 
 def _postgres_blocks(source: _Source, task: _RangeTask) -> Generator[BlockTuple, None, None]:
-    import psycopg
-
-    with psycopg.connect(source.target) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        conn.execute(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'")
+    with _snapshot_connection(source) as conn:
         if conn.execute("SELECT to_regclass('audit_block')").fetchone() == (None,):
             return
         with conn.cursor(name="gxpmes_verify_blocks") as cursor:
@@ -1213,8 +1216,8 @@ def _verify_rows_in_ranges(
     tasks = _plan_ranges(last + 1, size, marks, None, deep)
 
     def in_range(task: _RangeTask) -> list[RowTuple]:
-        lo = -(1 << 63) if task.index == 0 else task.start
-        return [row for row in rows if lo <= row[0] < task.end]
+        low, end = _row_bounds(task)
+        return [row for row in rows if low <= row[0] < end]
 
     return _stitch(plan, tasks, (_check_range(in_range(t), t) for t in tasks), None)
 
