@@ -2,6 +2,7 @@
 
     python bench/bench_verify.py --entries 24000000 --heads-every 1000 --workdir DIR
     python bench/bench_verify.py --workdir DIR --keep        # reuse the log built before
+    python bench/bench_verify.py --entries N --workdir DIR --build-only  # build now, time later
 
 Building is not what is measured. The log is written directly, not through
 ``Ledger.append_many``: each entry is encoded by the ledger's own encoder
@@ -185,7 +186,13 @@ def main() -> None:
     parser.add_argument(
         "--skip-single", action="store_true", help="do not time jobs=1 (only raw and jobs=N)"
     )
+    parser.add_argument(
+        "--build-only",
+        action="store_true",
+        help="build (and keep) the log, measure nothing: time the passes later with --keep",
+    )
     args = parser.parse_args()
+    args.keep = args.keep or args.build_only
     audit.verify._START_METHOD = "spawn"  # workers as children: their CPU time is counted
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gxpmes-bench-verify-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +208,8 @@ def main() -> None:
                 f"{size / 1e9:.2f} GB, in {time.perf_counter() - started:.0f} s: not measured)",
                 flush=True,
             )
+        if args.build_only:
+            return
         ledger = Ledger.open(path, read_only=True)
         results = [timed("raw read + SHA-256", lambda: raw_pass(path))]
         assert results[0][3] == args.entries, results[0][3]
