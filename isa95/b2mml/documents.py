@@ -19,7 +19,7 @@ from isa95.b2mml.mapping import (
     track,
     unconsumed,
 )
-from isa95.b2mml.mapping.trees import SOURCES, fill, from_binding
+from isa95.b2mml.mapping.trees import SOURCES, fill, from_binding, xsd_datetime
 from isa95.b2mml.schemas import LEGACY_NAMESPACES, NAMESPACES, VERSION_OF, SchemaSet, parse_xml
 from isa95.errors import B2MMLError, DocumentInvalid, UnsupportedDocumentError, XMLIssue
 
@@ -92,7 +92,7 @@ class ApplicationArea:
             tree["Sender"] = {"LogicalID": self.sender}
         if self.receivers:
             tree["Receiver"] = [{"LogicalID": r} for r in self.receivers]
-        tree["CreationDateTime"] = self.creation.isoformat()
+        tree["CreationDateTime"] = xsd_datetime(self.creation)
         if self.bod_id:
             tree["BODID"] = self.bod_id
         return tree

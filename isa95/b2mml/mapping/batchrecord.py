@@ -23,6 +23,7 @@ from isa95.b2mml.mapping.trees import (
     _time,
     _where,
     unconsumed,
+    xsd_datetime,
 )
 from isa95.batchrecord import BatchProductionRecord, RecordedValue, RecordEvent, TagSeries
 
@@ -114,7 +115,7 @@ def _bpr_to_tree(model: BatchProductionRecord, version: str) -> dict[str, Any]:
                     "TagSpecification": [tag],
                     "OrderedData": [
                         {
-                            "TimeValue": v.timestamp.isoformat(),
+                            "TimeValue": xsd_datetime(v.timestamp),
                             "DataValue": [
                                 {
                                     "TagIndex": "1",
@@ -134,7 +135,7 @@ def _bpr_to_tree(model: BatchProductionRecord, version: str) -> dict[str, Any]:
             t: dict[str, Any] = {
                 "EntryID": e.id,
                 "ObjectType": "Event",
-                "TimeStamp": e.timestamp.isoformat(),
+                "TimeStamp": xsd_datetime(e.timestamp),
                 "EventType": _coded(e.event_type, _EVENT_TYPES),
                 "EventSubType": _coded(e.event_subtype, _EVENT_SUBTYPES),
             }

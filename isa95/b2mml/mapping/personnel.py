@@ -20,6 +20,7 @@ from isa95.b2mml.mapping.trees import (
     _texts,
     _value_tree,
     _where,
+    xsd_datetime,
 )
 from isa95.personnel import Person, PersonnelClass, PersonnelInformation, Qualification
 
@@ -30,7 +31,7 @@ def _qualification_tree(q: Qualification) -> dict[str, Any]:
     values = [{**_value_tree(q.result, None), "Key": "result"}] if q.result is not None else []
     if q.valid_until is not None:
         values.append(
-            {**_value_tree(q.valid_until.isoformat(), None, "dateTime"), "Key": "validUntil"}
+            {**_value_tree(xsd_datetime(q.valid_until), None, "dateTime"), "Key": "validUntil"}
         )
     _put(tree, "Value", values)
     return tree

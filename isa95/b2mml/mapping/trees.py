@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -306,8 +306,31 @@ def _desc(text: str | None) -> list[str] | None:
     return None if text is None else [text]  # an empty Description read is written back
 
 
+def xsd_datetime(value: datetime) -> str:
+    """``value`` as an xsd:dateTime, UTC (a zero offset) written ``Z``.
+
+    ``Z`` is how B2MML writers (and the documents they send) write UTC;
+    ``+00:00`` means the same instant but reads as an unusual rewrite. Other
+    offsets are written as they are, but one that is not a whole number of
+    minutes (local mean time of old dates, ``+01:39:49`` in Helsinki before
+    1921), which xsd:dateTime cannot carry, is written as the same instant in
+    UTC. A naive value is written without a zone (the models refuse naive
+    date-times, so that happens only for values built outside them). Lexical
+    values kept from a document read are never passed through here: the
+    binding writes them as they were.
+    """
+    offset = value.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        value = value.astimezone(UTC)
+        offset = timedelta(0)
+    text = value.isoformat()
+    if offset is not None and not offset:
+        return text[: -len("+00:00")] + "Z"
+    return text
+
+
 def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return None if value is None else xsd_datetime(value)
 
 
 ASSUMED_TIMEZONE: ContextVar[tzinfo | None] = ContextVar("assumed_timezone", default=None)
