@@ -183,19 +183,29 @@ def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "ProcessSegmentID: required by V0701" in out
 
 
-def test_read_json_and_convert_work_on_nouns_without_domain_models(
+def test_read_json_gives_general_recipe_models_and_convert_works(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = CASES / "rwth-iat-recipetool" / "GeneralRecipeHC.xml"
     code, out, _ = run(capsys, "b2mml", "read", str(source), "--json")
     assert code == 0
     result = json.loads(out)
-    assert (result["root"], result["noun"], result["models"]) == (
+    assert (result["root"], result["noun"], result["unmapped"]) == (
         "GRecipeInformation",
         "GRecipeInformation",
         [],
     )
-    assert result["unmapped"] == ["/GRecipeInformation"]
+    (information,) = result["models"]
+    recipe = information["recipes"][0]
+    assert (recipe["id"], recipe["recipe_type"], recipe["life_cycle_state"]) == (
+        '"GeneralRecipeHC"',
+        "General",
+        "Draft",
+    )
+    amount = recipe["formula"]["inputs"]["materials"][0]["amount"]
+    assert amount == {"value": '"3/10"', "data_type": None, "unit": None, "key": None}
+    operations = recipe["procedure"]["elements"]
+    assert [e["element_type"] for e in operations] == ["Process Operation"] * 3
     assert result["document"]["Recipe"][0]["ID"] == '"GeneralRecipeHC"'  # values as written
     v0600 = tmp_path / "grecipe-v0600.xml"
     code, out, _ = run(
@@ -207,6 +217,25 @@ def test_read_json_and_convert_work_on_nouns_without_domain_models(
     assert code == 0
     c14n = lambda data: etree.tostring(etree.fromstring(data), method="c14n")  # noqa: E731
     assert c14n(back.read_bytes()) == c14n(source.read_bytes())
+
+
+def test_read_json_works_on_nouns_without_domain_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b2mml = B2MML(schemas_dir())
+    lot = b2mml.new("MaterialLot", "V0701")
+    lot.add("ID", "PARC-0001 ")
+    source = tmp_path / "lot.xml"
+    source.write_bytes(b2mml.write(lot))
+    code, out, _ = run(capsys, "b2mml", "read", str(source), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert (result["root"], result["models"], result["unmapped"]) == (
+        "MaterialLot",
+        [],
+        ["/MaterialLot"],
+    )
+    assert result["document"]["ID"] == "PARC-0001 "  # values as written
 
 
 def test_schemas_install_and_path(

@@ -25,6 +25,14 @@ from isa95.b2mml.mapping.definitions import _definition_tree as _operations_defi
 from isa95.b2mml.mapping.definitions import _information_from_tree as _operations_information
 from isa95.b2mml.mapping.definitions import _information_tree as _operations_information_tree
 from isa95.b2mml.mapping.equipment import _equipment_from_tree, _equipment_to_tree
+from isa95.b2mml.mapping.general_recipe import (
+    _information_from_tree as _grecipe_information,
+)
+from isa95.b2mml.mapping.general_recipe import (
+    _information_to_tree as _grecipe_information_tree,
+)
+from isa95.b2mml.mapping.general_recipe import _recipe_from_tree as _grecipe
+from isa95.b2mml.mapping.general_recipe import _recipe_to_tree as _grecipe_tree
 from isa95.b2mml.mapping.material import _material_from_tree, _material_to_tree
 from isa95.b2mml.mapping.operations import (
     _OPS,
@@ -58,6 +66,7 @@ from isa95.b2mml.mapping.trees import (
 )
 from isa95.batchrecord import BatchProductionRecord
 from isa95.equipment import EquipmentInformation
+from isa95.general_recipe import GeneralRecipe, GeneralRecipeInformation
 from isa95.material import MaterialInformation
 from isa95.operations import (
     OperationsPerformance,
@@ -215,6 +224,14 @@ NOUNS: dict[str, Noun] = {
             (V0701,),
             _operations_definition_tree,
             _operations_definition,
+        ),
+        Noun("GRecipe", GeneralRecipe, (V0701, V0600), _grecipe_tree, _grecipe),
+        Noun(
+            "GRecipeInformation",
+            GeneralRecipeInformation,
+            (V0701, V0600),
+            _grecipe_information_tree,
+            _grecipe_information,
         ),
     ]
 }
