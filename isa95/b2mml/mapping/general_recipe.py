@@ -462,45 +462,30 @@ def _element_tree(e: ProcessElement, version: str) -> dict[str, Any]:
 
 
 def _header_tree(h: GeneralRecipeHeader | None) -> dict[str, Any] | None:
-    """The header, its products' elements by name.
-
-    The writer places children by name in schema order, which for the
-    header's repeated product group gives every ProductID, then every
-    ProductName, then every BatchSize: a product's descriptions, and a name or
-    batch size on any but the last product, would be read back as another
-    product's. Such a header is refused rather than written wrong.
-    """
+    """The header's children in order (``#sequence``): its descriptions, then each
+    product's ProductID, Description*, ProductName, BatchSize (a repeated group
+    the writer could not order by element name alone)."""
     if h is None:
         return None
-    for index, product in enumerate(h.products):
-        last = index == len(h.products) - 1
-        if product.descriptions or (
-            not last and (product.product_name is not None or product.batch_size is not None)
-        ):
-            raise B2MMLError(
-                f"recipe header product {product.product_id!r}: product descriptions, and a "
-                "product name or batch size on any product but the last, cannot be written "
-                "from the model yet (the header's repeated product group); a document read "
-                "keeps them when written back as read"
-            )
-    tree: dict[str, Any] = {}
-    _put(tree, "Description", list(h.descriptions))
-    _put(tree, "DerivedFromID", h.derived_from_id)
-    _put(tree, "ProductID", [p.product_id for p in h.products])
-    _put(tree, "ProductName", [p.product_name for p in h.products if p.product_name is not None])
-    _put(
-        tree,
-        "BatchSize",
-        [_value_tree(p.batch_size) for p in h.products if p.batch_size is not None],
-    )
-    _put(tree, "EffectiveDate", _time(h.effective_date))
-    _put(tree, "ExpirationDate", _time(h.expiration_date))
+    sequence: list[tuple[str, Any]] = [("Description", d) for d in h.descriptions]
+    if h.derived_from_id is not None:
+        sequence.append(("DerivedFromID", h.derived_from_id))
+    for product in h.products:
+        sequence.append(("ProductID", product.product_id))
+        sequence += [("Description", d) for d in product.descriptions]
+        if product.product_name is not None:
+            sequence.append(("ProductName", product.product_name))
+        if product.batch_size is not None:
+            sequence.append(("BatchSize", _value_tree(product.batch_size)))
+    for name, when in (("EffectiveDate", h.effective_date), ("ExpirationDate", h.expiration_date)):
+        if when is not None:
+            sequence.append((name, _time(when)))
     if h.header_property is not None:
         prop: dict[str, Any] = {"ID": h.header_property.id}
         _put(prop, "Description", list(h.header_property.descriptions))
         _put(prop, "Value", [_value_tree(v) for v in h.header_property.values])
-        tree["HeaderProperty"] = prop
-    return tree
+        sequence.append(("HeaderProperty", prop))
+    return {"#sequence": sequence}
 
 
 def _recipe_to_tree(r: GeneralRecipe, version: str) -> dict[str, Any]:

@@ -156,8 +156,20 @@ def fill(node: Node, tree: Any) -> Node:
     an attribute, ``"#text"`` the text of a simple-content element with
     attributes, ``"##any"`` extension XML. A name the type does not have, or
     more children than ``maxOccurs``, is refused with :class:`B2MMLError`.
+    ``"#sequence"``, a list of ``(name, value)`` pairs, gives the children in
+    the order written instead (a repeated ``xsd:group`` — a GRecipe header's
+    products — whose elements the content model alone cannot order by name).
     """
     element, spec, release = node.element, node.SPEC, node.release
+    sequence = tree.get("#sequence") if isinstance(tree, dict) else None
+    if sequence is not None:
+        for name, item in sequence:
+            slot = spec.field(name)
+            if slot is None:
+                raise B2MMLError(f"<{node.tag}> ({spec.name}) has no child element {name!r}")
+            child = etree.SubElement(element, f"{{{slot.namespace}}}{name}")
+            fill(release.class_of(slot.type).bound(child, release), item)
+        return node
     if not spec.fields:
         if isinstance(tree, dict):
             for key, value in tree.items():
