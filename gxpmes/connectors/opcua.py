@@ -1,15 +1,32 @@
 """OPC UA source (asyncua): subscriptions with source/server timestamps and status codes,
-reconnecting with back-off and resubscribing after a server restart."""
+reconnecting with back-off and resubscribing after a server restart.
+
+Every publish response is handled as one unit: its data changes become the
+readings of one spool delivery (one durable group commit for many responses
+under load), without an asyncio task or handler call per value.
+
+No silent loss between the server's sampling and the spool. A monitored item
+keeps up to ``queue_size`` samples between publishing cycles (sized by default
+from the sampling and publishing intervals, never 1); a value the server still
+had to discard is reported as a ``queue_overflow`` dead letter on its tag (a
+data-quality exception on its batch): the server says so with the Overflow
+info bit of the next value's StatusCode (OPC UA Part 4, StatusCode InfoBits),
+and a server that does not set that bit is caught by a full queue in one
+publish response (``queue_full``). A gap in the publish sequence numbers is a
+``sequence_gap`` dead letter.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +44,14 @@ from gxpmes.connectors.model import (
 from gxpmes.connectors.spool import Spool
 from gxpmes.errors import ConfigurationError
 
-__all__ = ["OpcUaNode", "OpcUaSecurity", "OpcUaSource", "quality_of"]
+__all__ = [
+    "OpcUaNode",
+    "OpcUaSecurity",
+    "OpcUaSource",
+    "has_overflow",
+    "monitored_queue_size",
+    "quality_of",
+]
 
 log = logging.getLogger("gxpmes.connectors.opcua")
 
@@ -111,15 +135,85 @@ class OpcUaSecurity:
                 client.set_password(self.password)
 
 
+_QUALITY = ("Good", "Uncertain", "Bad", "Bad")
+
+# StatusCode bits 10-11 are the InfoType (01: DataValue); with it, bit 7 is Overflow:
+# the monitored item's queue overflowed and values were discarded (Part 4, StatusCode).
+_INFO_TYPE_MASK = 0x0C00
+_INFO_TYPE_DATA_VALUE = 0x0400
+_OVERFLOW = 0x0080
+
+QUEUE_HEADROOM = 10
+"""Publishing intervals a monitored item's queue bridges when the queue size is derived
+from the intervals: publish responses may be late (a busy client, a network stall)."""
+
+MAX_QUEUE_SIZE = 10_000
+
+
 def quality_of(status: Any) -> str:
     """OPC UA StatusCode → Good / Uncertain / Bad (the severity bits 30–31)."""
     value = int(getattr(status, "value", status) or 0)
-    severity = value >> 30
-    return {0: "Good", 1: "Uncertain"}.get(severity, "Bad")
+    return _QUALITY[(value >> 30) & 3]
+
+
+def has_overflow(status: Any) -> bool:
+    """Whether a DataValue's StatusCode says values before it were discarded (Overflow bit)."""
+    value = int(getattr(status, "value", status) or 0)
+    return value & _INFO_TYPE_MASK == _INFO_TYPE_DATA_VALUE and bool(value & _OVERFLOW)
+
+
+def monitored_queue_size(
+    publishing_interval_ms: float, sampling_interval_ms: float, headroom: int = QUEUE_HEADROOM
+) -> int:
+    """Samples a monitored item must hold: one publishing interval's worth of samples,
+    ``headroom`` times over (at least 2, at most :data:`MAX_QUEUE_SIZE`).
+
+    A sampling interval of 0 (the server's fastest) is sized as 1 ms.
+    """
+    if publishing_interval_ms <= 0 or sampling_interval_ms < 0 or headroom < 1:
+        raise ConfigurationError(
+            "OPC UA publishing interval must be > 0 ms, sampling interval >= 0 ms, headroom >= 1"
+        )
+    per_cycle = math.ceil(publishing_interval_ms / max(sampling_interval_ms, 1.0))
+    return max(2, min(MAX_QUEUE_SIZE, per_cycle * headroom))
+
+
+KEEPALIVE_MS = 5000
+"""The server sends a keep-alive at least this often when nothing changes; three missed
+keep-alives (no publish response at all) count as a lost subscription: resubscribe."""
+
+
+@functools.cache
+def _publish_subscription() -> type:
+    """asyncua's Subscription, handing each publish response whole to its source."""
+    from asyncua.common.subscription import Subscription
+
+    class PublishSubscription(Subscription):
+        def __init__(self, session: Any, params: Any, source: OpcUaSource) -> None:
+            super().__init__(session, params, source)
+            self._source = source
+
+        async def publish_callback(self, publish_result: Any) -> None:
+            # Replaces asyncua's handler dispatch (one asyncio task per value).
+            self.last_publish_at = time.monotonic()
+            message = publish_result.NotificationMessage
+            if message.NotificationData:
+                self.last_sequence_number = int(message.SequenceNumber)
+            self._source._on_publish(message)
+
+    return PublishSubscription
 
 
 class OpcUaSource:
-    """Subscribes to nodes and spools each data change; survives server restarts."""
+    """Subscribes to nodes and spools every sampled change; survives server restarts.
+
+    ``sampling_interval_ms`` is requested for every monitored item; ``queue_size``
+    (default :func:`monitored_queue_size` of the two intervals) is how many samples
+    the server keeps for an item between publish responses; ``discard_oldest``
+    which end it drops if that queue overflows all the same — a loss that is
+    reported either way (``queue_overflow``), never silent. A queue size of 1 keeps
+    only the latest value per publishing interval: allowed, with a warning.
+    """
 
     def __init__(
         self,
@@ -127,22 +221,63 @@ class OpcUaSource:
         endpoint: str,
         nodes: list[OpcUaNode],
         *,
-        publishing_interval_ms: int = 100,
+        publishing_interval_ms: float = 100,
+        sampling_interval_ms: float = 50,
+        queue_size: int | None = None,
+        discard_oldest: bool = True,
+        max_notifications_per_publish: int = 10_000,
         max_backoff: float = 30.0,
         security: OpcUaSecurity | None = None,
         group_commit_values: int = 20_000,
     ) -> None:
+        from asyncua import ua
+
         self.security = security or OpcUaSecurity()
         self.security.check()
+        if queue_size is None:
+            queue_size = monitored_queue_size(publishing_interval_ms, sampling_interval_ms)
+        else:
+            monitored_queue_size(publishing_interval_ms, sampling_interval_ms)  # checks both
+        if not 1 <= queue_size <= MAX_QUEUE_SIZE:
+            raise ConfigurationError(f"OPC UA queue_size {queue_size}: use 1..{MAX_QUEUE_SIZE}")
+        if queue_size == 1:
+            log.warning(
+                "OPC UA queue size 1: only the latest value per publishing interval is kept, "
+                "changes in between are lost without notice"
+            )
+        if max_notifications_per_publish < 0:
+            raise ConfigurationError("max_notifications_per_publish must be >= 0 (0: no limit)")
         self.spool = spool
         self.endpoint = endpoint
         self.nodes = nodes
         self.publishing_interval_ms = publishing_interval_ms
+        self.sampling_interval_ms = sampling_interval_ms
+        self.queue_size = queue_size
+        self.discard_oldest = discard_oldest
+        self.max_notifications_per_publish = max_notifications_per_publish
         self.max_backoff = max_backoff
         self.counts: Counter[str] = Counter()
+        """``received`` (spooled values), ``duplicates``, ``publishes``, ``connects``,
+        ``connection_errors``, ``queue_overflow``, ``sequence_gap``, ``queue_revised`` (items
+        whose queue the server made smaller than requested), ``not_monitored`` (nodes
+        the server refused), decoding rejects by reason, and the group-commit writer's."""
         self.connected = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._tags: dict[str, str] = {}
+        self._node_ids: list[Any] = []
+        for node in nodes:
+            check_tag(node.tag)
+            try:
+                self._node_ids.append(ua.NodeId.from_string(node.node_id))
+            except Exception as exc:  # asyncua raises several types for a bad string
+                raise ConfigurationError(f"OPC UA node id {node.node_id!r}: {exc}") from exc
+        # Client handle (1-based index into nodes) → tag, origin, revised queue size.
+        self._tags: dict[int, str] = {i: n.tag for i, n in enumerate(nodes, start=1)}
+        self._origins: dict[int, str] = {i: f"opcua {n.node_id}" for i, n in enumerate(nodes, 1)}
+        self.revised_queue_sizes: dict[str, int] = {}
+        """Node id → the queue size the server granted (after subscribing)."""
+        self._queues: dict[int, int] = {}
+        self._last_sequence: int | None = None
+        self._resubscribe = False
         self.group_commit_values = group_commit_values
         self.writer: GroupCommit | None = None
         """The spool writer (group commit) while :meth:`run` runs."""
@@ -173,18 +308,19 @@ class OpcUaSource:
             try:
                 await self.security.apply(client)
                 await client.connect()
-                subscription = await client.create_subscription(self.publishing_interval_ms, self)
-                handles = []
-                for node in self.nodes:
-                    ua_node = client.get_node(node.node_id)
-                    self._tags[ua_node.nodeid.to_string()] = node.tag
-                    handles.append(ua_node)
-                await subscription.subscribe_data_change(handles)
+                subscription = await self._subscribe(client)
                 self.connected.set()
                 self.counts["connects"] += 1
                 backoff = 0.5
+                silence = 3 * max(KEEPALIVE_MS, self.publishing_interval_ms) / 1000
                 while not self._stopping.is_set():
                     await asyncio.wait_for(client.check_connection(), timeout=5)
+                    quiet = time.monotonic() - (subscription.last_publish_at or time.monotonic())
+                    if quiet > silence or self._resubscribe:
+                        raise ConnectionError(
+                            f"subscription lost (no publish response for {quiet:.0f} s, "
+                            f"or the server reported its end)"
+                        )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
             except Exception as exc:  # server down, restarted, network error
@@ -200,43 +336,200 @@ class OpcUaSource:
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
             backoff = min(self.max_backoff, backoff * 2)
 
+    async def _subscribe(self, client: Any) -> Any:
+        """One subscription, one monitored item per node with this source's queue settings."""
+        from asyncua import ua
+        from asyncua.ua.attribute_ids import AttributeIds
+
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = self.publishing_interval_ms
+        keepalive = max(1, math.ceil(KEEPALIVE_MS / self.publishing_interval_ms))
+        params.RequestedMaxKeepAliveCount = keepalive
+        params.RequestedLifetimeCount = max(10_000, 3 * keepalive)
+        params.MaxNotificationsPerPublish = self.max_notifications_per_publish
+        params.PublishingEnabled = True
+        params.Priority = 0
+        self._last_sequence = None
+        self._resubscribe = False
+        subscription = _publish_subscription()(client.uaclient.session, params, self)
+        await subscription.init()
+        requests = []
+        for handle, node_id in enumerate(self._node_ids, start=1):
+            item = ua.ReadValueId()
+            item.NodeId = node_id
+            item.AttributeId = AttributeIds.Value
+            settings = ua.MonitoringParameters()
+            settings.ClientHandle = handle
+            settings.SamplingInterval = self.sampling_interval_ms
+            settings.QueueSize = self.queue_size
+            settings.DiscardOldest = self.discard_oldest
+            request = ua.MonitoredItemCreateRequest()
+            request.ItemToMonitor = item
+            request.MonitoringMode = ua.MonitoringMode.Reporting
+            request.RequestedParameters = settings
+            requests.append(request)
+        create = ua.CreateMonitoredItemsParameters()
+        create.SubscriptionId = subscription.subscription_id
+        create.ItemsToCreate = requests
+        create.TimestampsToReturn = ua.TimestampsToReturn.Both
+        # Granted queues are known only from the results; until then a full queue is
+        # judged against the requested size.
+        self._queues = dict.fromkeys(self._tags, self.queue_size)
+        results = await subscription.server.create_monitored_items(create)
+        now = datetime.now(UTC)
+        letters = []
+        for handle, (node, result) in enumerate(zip(self.nodes, results, strict=True), start=1):
+            if not result.StatusCode.is_good():
+                self.counts["not_monitored"] += 1
+                problem = Problem(
+                    "not_monitored",
+                    f"the server refused to monitor {node.node_id}: {result.StatusCode.name}",
+                    node.tag,
+                )
+                log.error("OPC UA %s: %s", self.endpoint, problem.detail)
+                letters.append(DeadLetter.of(problem, self._origins[handle], b"", now))
+                continue
+            granted = int(result.RevisedQueueSize)
+            self._queues[handle] = granted
+            self.revised_queue_sizes[node.node_id] = granted
+            if granted < self.queue_size:
+                self.counts["queue_revised"] += 1
+                log.warning(
+                    "OPC UA %s: %s queue size %d granted of %d requested",
+                    self.endpoint,
+                    node.node_id,
+                    granted,
+                    self.queue_size,
+                )
+        if letters:
+            self._submit(Delivery([], letters))
+        return subscription
+
     def stop(self) -> None:
         """Ask :meth:`run` to disconnect and return."""
         self._stopping.set()
 
-    # asyncua subscription handler
-    def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
-        node_id = node.nodeid.to_string()
-        tag = self._tags.get(node_id, node_id)
+    def _on_publish(self, message: Any) -> None:
+        """One publish response: its values and problems become one spool delivery."""
+        from asyncua import ua
+
+        data = message.NotificationData
+        if not data:  # keep-alive
+            return
+        self.counts["publishes"] += 1
         now = datetime.now(UTC)
-        try:
-            data_value = data.monitored_item.Value
-            source = data_value.SourceTimestamp or data_value.ServerTimestamp
-            if source is None:
-                raise DecodeError("malformed", "no source or server timestamp", tag)
-            source = source if source.tzinfo else source.replace(tzinfo=UTC)  # OPC UA times are UTC
-            server = data_value.ServerTimestamp
-            server = (server if server.tzinfo else server.replace(tzinfo=UTC)) if server else None
-            number: Decimal = to_decimal(value, tag)
-            reading = Reading(
-                tag,
-                number,
-                source,
-                quality_of(data_value.StatusCode),
-                server,
-                dedup_key=f"opcua|{tag}|{source.isoformat()}|{number}",
+        letters: list[DeadLetter] = []
+        sequence = int(message.SequenceNumber)
+        expected = None if self._last_sequence is None else self._last_sequence % 0xFFFFFFFF + 1
+        if expected is not None and sequence > expected:
+            self.counts["sequence_gap"] += 1
+            problem = Problem(
+                "sequence_gap",
+                f"publish responses {expected}..{sequence - 1} of {self.endpoint} never "
+                "arrived: the values they carried are lost",
             )
-            check_tag(tag)
-            self._submit(Delivery([check_reading(reading, now)], done=self._received))
-        except DecodeError as exc:
-            self._dead_letter(Problem(exc.reason, exc.detail, tag), node_id, value, now)
-        except Exception as exc:  # an unexpected value shape must not stop the subscription
-            self._dead_letter(
-                Problem("decoder_error", f"{type(exc).__name__}: {exc}", tag), node_id, value, now
+            log.warning("OPC UA %s", problem.detail)
+            letters.append(DeadLetter.of(problem, f"opcua {self.endpoint}", b"", now))
+        self._last_sequence = sequence
+        readings: list[Reading] = []
+        for notification in data:
+            if isinstance(notification, ua.DataChangeNotification):
+                self._data_changes(notification.MonitoredItems, now, readings, letters)
+            elif isinstance(notification, ua.StatusChangeNotification):
+                self.status_change_notification(notification.Status)
+        if readings or letters:
+            self._submit(
+                Delivery(readings, letters, done=functools.partial(self._spooled, len(readings)))
             )
 
-    def _received(self, new: int) -> None:
-        self.counts["received"] += 1
+    def _data_changes(
+        self, items: list[Any], now: datetime, readings: list[Reading], letters: list[DeadLetter]
+    ) -> None:
+        tags, queues = self._tags, self._queues
+        seen: Counter[int] = Counter()
+        flagged: set[int] = set()
+        append = readings.append
+        for item in items:
+            handle = item.ClientHandle
+            tag = tags.get(handle)
+            if tag is None:
+                self.counts["unknown_handle"] += 1
+                continue
+            seen[handle] += 1
+            data_value = item.Value
+            try:
+                status = data_value.StatusCode.value if data_value.StatusCode is not None else 0
+                if status & _INFO_TYPE_MASK == _INFO_TYPE_DATA_VALUE and status & _OVERFLOW:
+                    flagged.add(handle)
+                source = data_value.SourceTimestamp or data_value.ServerTimestamp
+                if source is None:
+                    raise DecodeError("malformed", "no source or server timestamp", tag)
+                if source.tzinfo is None:
+                    source = source.replace(tzinfo=UTC)  # OPC UA times are UTC
+                server = data_value.ServerTimestamp
+                if server is not None and server.tzinfo is None:
+                    server = server.replace(tzinfo=UTC)
+                variant = data_value.Value
+                number = to_decimal(None if variant is None else variant.Value, tag)
+                append(
+                    check_reading(
+                        Reading(
+                            tag,
+                            number,
+                            source,
+                            _QUALITY[(status >> 30) & 3],
+                            server,
+                            f"opcua|{tag}|{source.isoformat()}|{number}",
+                        ),
+                        now,
+                    )
+                )
+            except DecodeError as exc:
+                letters.append(
+                    self._refused(Problem(exc.reason, exc.detail, tag), handle, item, now)
+                )
+            except Exception as exc:  # an unexpected value shape must not stop the subscription
+                problem = Problem("decoder_error", f"{type(exc).__name__}: {exc}", tag)
+                letters.append(self._refused(problem, handle, item, now))
+        for handle, count in seen.items():
+            queue = queues.get(handle, 1)
+            if handle in flagged:
+                detail = "the server discarded values (Overflow bit of the StatusCode)"
+            elif queue > 1 and count >= queue:
+                detail = (
+                    f"{count} values in one publish response filled the queue of {queue}: "
+                    "the server may have discarded values without flagging them"
+                )
+            else:
+                continue
+            tag = tags[handle]
+            self.counts["queue_overflow"] += 1
+            problem = Problem(
+                "queue_overflow",
+                f"{detail}; raise queue_size or lower the sampling rate",
+                tag,
+            )
+            log.warning("OPC UA %s: %s", tag, problem.detail)
+            letters.append(DeadLetter.of(problem, self._origins[handle], b"", now))
+
+    def _refused(self, problem: Problem, handle: int, item: Any, now: datetime) -> DeadLetter:
+        self.counts[problem.reason] += 1
+        origin = self._origins[handle]
+        log.warning("refused OPC UA value of %s: %s", origin, safe_text(problem.detail))
+        raw = safe_text(repr(item), 4096).encode("utf-8")
+        return DeadLetter.of(problem, origin, raw, now)
+
+    def _spooled(self, readings: int, new: int) -> None:
+        # Called by the writer thread once the delivery is durable.
+        self.counts["received"] += readings
+        self.counts["duplicates"] += readings - new
+
+    def status_change_notification(self, status: Any) -> None:
+        """The server ended or changed the subscription (e.g. BadTimeout): resubscribe."""
+        self.counts["status_changes"] += 1
+        log.warning("OPC UA %s: subscription status %s", self.endpoint, status)
+        if quality_of(status) == "Bad":
+            self._resubscribe = True
 
     def _submit(self, delivery: Delivery) -> None:
         # Spooled by the writer thread, many notifications per durable commit. OPC UA
@@ -248,16 +541,3 @@ class OpcUaSource:
             writer.close()
         else:
             self.writer.submit(delivery)
-
-    def _dead_letter(self, problem: Problem, node_id: str, value: Any, now: datetime) -> None:
-        self.counts[problem.reason] += 1
-        log.warning("refused OPC UA value of %s: %s", node_id, safe_text(problem.detail))
-        raw = safe_text(repr(value), 4096).encode("utf-8")
-        try:
-            self._submit(Delivery([], [DeadLetter.of(problem, f"opcua {node_id}", raw, now)]))
-        except Exception:
-            self.counts["spool_errors"] += 1
-            log.exception("could not keep the refused OPC UA value of %s", node_id)
-
-    def status_change_notification(self, status: Any) -> None:
-        self.counts["status_changes"] += 1
