@@ -518,8 +518,9 @@ def _recipe_element(model: Recipe) -> str:
     if name is None:
         raise B2MMLError(
             f"recipe {model.id!r}: a {model.recipe_type} recipe has no BatchML MasterRecipe or "
-            "ControlRecipe element (BatchML's general recipe, GRecipe, is read through its "
-            "binding only)"
+            "ControlRecipe element; BatchML's general and site recipe (GRecipe) has another "
+            "structure (process stages, operations and actions): write an "
+            "isa95.general_recipe.GeneralRecipe"
         )
     if model.batch_id is not None and model.recipe_type != RecipeType.CONTROL:
         raise B2MMLError(f"recipe {model.id!r}: only a control recipe carries a batch ID")
