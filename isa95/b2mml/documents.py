@@ -72,7 +72,7 @@ def split_root(version: str, root: str) -> tuple[str, str | None]:
     return root, None
 
 
-_CONTAINERS = {"BatchInformation": ("MasterRecipe", "ControlRecipe")}
+_CONTAINERS = {"BatchInformation": ("MasterRecipe", "ControlRecipe", "BatchList")}
 """Container roots and the nouns they hold (the document's noun is the first)."""
 
 
@@ -437,7 +437,8 @@ class B2MML:
                 else:
                     document.models = [noun.from_tree(p, version) for p in payloads]
                 if noun.from_container is not None and root in _CONTAINERS:
-                    noun.from_container(tracked, document.models, version)
+                    held = [m for m in document.models if isinstance(m, noun.model)]
+                    noun.from_container(tracked, held, version)
         finally:
             ASSUMED_TIMEZONE.reset(token)
             NORMALISED.reset(notes)

@@ -12,6 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from isa95.b2mml.mapping.batchlist import (
+    _batch_list_from_tree,
+    _batch_list_tree,
+    _entry_from_tree,
+    _entry_tree,
+)
 from isa95.b2mml.mapping.batchml import (
     _control_recipe_from_tree,
     _recipe_container,
@@ -64,6 +70,7 @@ from isa95.b2mml.mapping.trees import (
     track,
     unconsumed,
 )
+from isa95.batchlist import BatchList, BatchListEntry
 from isa95.batchrecord import BatchProductionRecord
 from isa95.equipment import EquipmentInformation
 from isa95.general_recipe import GeneralRecipe, GeneralRecipeInformation
@@ -196,6 +203,20 @@ NOUNS: dict[str, Noun] = {
             _recipe_container,
             _recipe_from_container,
             lambda m: m.recipe_type == RecipeType.CONTROL,
+        ),
+        Noun(
+            "BatchList",
+            BatchList,
+            (V0701, V0600),
+            _batch_list_tree,
+            _batch_list_from_tree,
+        ),
+        Noun(
+            "BatchListEntry",
+            BatchListEntry,
+            (V0701, V0600),
+            _entry_tree,
+            _entry_from_tree,
         ),
         Noun(
             "ProductInformation",
