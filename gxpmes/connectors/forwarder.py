@@ -9,20 +9,23 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from audit.errors import AuditError
-from gxpmes.connectors.model import MAX_KEPT, DeadLetter, DecodeError, Problem, TagMap, safe_text
+from gxpmes.connectors.model import MAX_KEPT, DeadLetter, Problem, TagMap, safe_text
 from gxpmes.connectors.rejects import record_rejects
-from gxpmes.connectors.spool import Spool
+from gxpmes.connectors.spool import Item, Spool, reading_of
 from gxpmes.ebr.engine import BatchEngine, CapturedValue, CaptureSource
 from gxpmes.errors import CaptureRefused
 
 __all__ = ["Forwarder"]
 
 log = logging.getLogger("gxpmes.connectors")
+
+_time = datetime.fromisoformat
 
 # Faults of one value's content (not of the database): that value becomes a dead
 # letter instead of blocking the spool. Anything else is treated as an outage.
@@ -62,6 +65,8 @@ class Forwarder:
         self.counts: Counter[str] = Counter()
         self._stop = threading.Event()
         self._clock = clock
+        self.prune_interval = min(60.0, max(0.05, spool.seen_retention / 4))
+        """Seconds between :meth:`Spool.prune_seen` calls in :meth:`run`."""
 
     def report_rejected(self) -> int:
         """Record up to 200 dead letters (returns how many were taken from the spool)
@@ -115,52 +120,63 @@ class Forwarder:
         )
 
     def forward_once(self) -> int:
-        """Forward what is pending now; returns how many values were recorded."""
+        """Forward what is pending now; returns how many values were recorded.
+
+        The spool holds one row per delivery; a delivery is removed only once
+        all its values are recorded (or refused and kept as dead letters). A
+        crash in between forwards it again, and the record skips the values it
+        already holds (``ebr_value.source_key`` is unique): nothing is lost,
+        nothing recorded twice.
+        """
         # Bounded: a flood of hostile messages must not starve the good values.
         for _ in range(5):
             if not self.report_rejected():
                 break
         recorded = 0
+        bindings = self.tags.get_or_none
         while True:
-            pending = self.spool.peek(self.batch_size)
+            pending = self.spool.pending_items(self.batch_size)
             if not pending:
                 return recorded
             # A part batch means the spool is drained: after it, return and let run()
             # wait its interval, so the next capture call gets what arrived meanwhile
             # (each call is one database transaction with a fixed cost: few large calls).
-            drained = len(pending) < self.batch_size
-            values, ids, dropped = [], [], []
-            for spool_id, reading in pending:
-                try:
-                    binding = self.tags.get(reading.tag)
-                except DecodeError as exc:
-                    self.counts[exc.reason] += 1
-                    log.warning("dropped %s: %s", reading.tag, exc)
-                    self._dead_letter(Problem(exc.reason, exc.detail, exc.tag), reading)
-                    dropped.append(spool_id)
-                    continue
-                values.append(
-                    CapturedValue(
-                        binding.batch_id,
-                        binding.parameter,
-                        reading.tag,
-                        reading.value,
-                        binding.unit,
-                        reading.source_ts,
-                        reading.server_ts,
-                        reading.quality,
-                        reading.dedup_key or None,
+            drained = sum(len(items) for _id, items in pending) < self.batch_size
+            values: list[CapturedValue] = []
+            ids = []
+            for spool_id, items in pending:
+                refused: list[DeadLetter] = []
+                kept = []
+                for item in items:
+                    tag, value, source_ts, quality, server_ts, key = item
+                    binding = bindings(tag)
+                    if binding is None:
+                        refused.append(self._unknown(item))
+                        continue
+                    kept.append(item)
+                    values.append(
+                        CapturedValue(
+                            binding.batch_id,
+                            binding.parameter,
+                            tag,
+                            Decimal(value),
+                            binding.unit,
+                            _time(source_ts),
+                            _time(server_ts) if server_ts else None,
+                            quality,
+                            key or None,
+                        )
                     )
-                )
-                ids.append(spool_id)
-            self.spool.remove(dropped)  # counted and logged; never retried
+                if refused:  # counted, logged, kept as dead letters; never retried
+                    self.spool.refuse(spool_id, kept, refused)
+                if kept:
+                    ids.append(spool_id)
             if values:
                 try:
                     self.engine.capture(values, source=self.source)
                 except (CaptureRefused, *_VALUE_FAULTS) as exc:
-                    recorded += self._one_by_one(values, ids)
                     log.info("some values refused: %s", exc)
-                    ids = []
+                    recorded += self._one_by_one(values)
                 else:
                     recorded += len(values)
                     self.counts["recorded"] += len(values)
@@ -168,11 +184,22 @@ class Forwarder:
             if drained:
                 return recorded
 
-    def _one_by_one(self, values: list[CapturedValue], ids: list[int]) -> int:
+    def _unknown(self, item: Item) -> DeadLetter:
+        reading = reading_of(item)
+        self.counts["unknown_tag"] += 1
+        problem = Problem(
+            "unknown_tag", f"tag {reading.tag!r} is not mapped to a batch parameter", reading.tag
+        )
+        log.warning("dropped %s: %s", reading.tag, problem.detail)
+        raw = safe_text(repr(reading), MAX_KEPT).encode("utf-8")
+        return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
+
+    def _one_by_one(self, values: list[CapturedValue]) -> int:
         # One refused value refuses a whole capture call: retry singly so the
         # good values are kept and only the refused ones are dropped (audited).
+        # The deliveries leave the spool after all of their values were tried.
         recorded = 0
-        for value, spool_id in zip(values, ids, strict=True):
+        for value in values:
             try:
                 self.engine.capture([value], source=self.source)
                 recorded += 1
@@ -187,7 +214,6 @@ class Forwarder:
                     Problem("unrecordable", f"{type(exc).__name__}: {exc}", value.tag),
                     value,
                 )
-            self.spool.remove([spool_id])
         return recorded
 
     def _dead_letter(self, problem: Problem, item: Any) -> None:
@@ -197,10 +223,15 @@ class Forwarder:
     def run(self, interval: float = 0.2, max_backoff: float = 30.0) -> None:
         """Forward until :meth:`stop`; back off exponentially while the database is down."""
         backoff = interval
+        pruned = self._clock()
         while not self._stop.is_set():
             try:
                 self.forward_once()
                 backoff = interval
+                if self._clock() - pruned >= self.prune_interval:
+                    # Dedup keys no redelivery can need any more (see Spool).
+                    pruned = self._clock()
+                    self.counts["seen_generations_dropped"] += self.spool.prune_seen()
             except (AuditError, OSError, SQLAlchemyError) as exc:  # database unreachable, locked
                 self.counts["db_errors"] += 1
                 log.warning(

@@ -132,6 +132,10 @@ class TagMap:
             raise DecodeError("unknown_tag", f"tag {tag!r} is not mapped to a batch parameter", tag)
         return binding
 
+    def get_or_none(self, tag: str) -> TagBinding | None:
+        """The binding of ``tag``, or None when it is not mapped."""
+        return self._bindings.get(tag)
+
     def __contains__(self, tag: object) -> bool:
         return tag in self._bindings
 

@@ -1,25 +1,50 @@
-"""A durable local spool (SQLite, synchronous=FULL) between the sources and the database.
+"""A durable local spool (SQLite, WAL, synchronous=FULL) between the sources and the database.
 
 A value is acknowledged to its source only after :meth:`Spool.put` returned,
 i.e. after it is on disk; the forwarder removes it only after the EBR
 database committed it. Redelivered values are recognised by their dedup key
 and stored once.
+
+Layout: one ``pending`` row per delivery (a message's new readings, as one
+JSON array), so spooling and forwarding cost one row per message rather than
+one per value. Several processes may share the file (the MQTT ingest process
+writes, the runner's forwarder reads and removes): every write is one
+``BEGIN IMMEDIATE`` transaction and waits for the others' locks.
+
+Dedup keys (``seen``) are kept in *generations*: each generation is a table of
+128-bit key digests, written while it is the newest. :meth:`Spool.prune_seen`
+(called by the forwarder in the background) opens a new generation once the
+newest is ``seen_retention`` seconds old, and drops the oldest one once both
+(a) every value spooled while it was current has left the spool (recorded or
+refused), and (b) it stopped taking keys at least ``seen_retention`` seconds
+ago *and* this process has run that long (a broker redelivers what a crashed
+connector left unacknowledged right after the restart). A key is thus kept
+while its value waits and for at least the retention window after. A
+redelivery later than that is spooled again and then skipped by the record
+itself: ``ebr_value.source_key`` is unique, so it is never recorded twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from gxpmes.connectors.model import DeadLetter, Problem, Reading
 
-__all__ = ["Spool"]
+__all__ = ["SEEN_RETENTION", "Spool", "reading_of"]
+
+SEEN_RETENTION = 900.0
+"""Default seconds a dedup key is kept after its generation stopped taking keys."""
 
 _INSERT_LETTER = (
     "INSERT INTO dead_letter (reject_id, received_at, origin, reason, detail, tag, "
@@ -31,23 +56,67 @@ _UPSERT_STATE = (
     "ON CONFLICT(key) DO UPDATE SET body = excluded.body"
 )
 
+Item = list[Any]
+"""A spooled reading: ``[tag, value, source_ts, quality, server_ts, key]`` (value and times
+as text)."""
+
 
 class Spool:
     """Values waiting for the database, in arrival order, deduplicated."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        seen_retention: float = SEEN_RETENTION,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not seen_retention >= 0:
+            raise ValueError("seen_retention must be 0 or more seconds")
         self.path = Path(path)
+        self.seen_retention = seen_retention
+        self._clock = clock
+        self._started = clock()
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Another process may hold the write lock for a moment (one group commit).
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=60
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._create()
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _create(self) -> None:
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "body TEXT NOT NULL)"
+            "body TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 1)"
         )
-        # Keys of everything ever spooled: redelivery after a crash or a broker
-        # retry must not record a value twice.
-        self._conn.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY)")
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(pending)")}
+        if "n" not in columns:  # a spool of one row per value
+            self._conn.execute("ALTER TABLE pending ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
+        # Generations of dedup keys (see the module text); ``last_pending`` is the last
+        # pending id spooled while the generation took keys (NULL while it still does).
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS seen_gen (gen INTEGER PRIMARY KEY, opened REAL NOT NULL, "
+            "last_pending INTEGER)"
+        )
+        if self._conn.execute("SELECT count(*) FROM seen_gen").fetchone()[0] == 0:
+            legacy = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='seen'"
+            ).fetchone()
+            now = self._clock()
+            if legacy is not None:  # text keys of a spool written before generations
+                self._conn.execute(
+                    "INSERT INTO seen_gen (gen, opened, last_pending) VALUES (0, ?, ?)",
+                    (now, self._last_pending_id()),
+                )
+            self._open_generation(1, now)
         # Refused input and detected losses (dead letters), kept until the
         # forwarder has written them to the record's rejects table.
         self._conn.execute(
@@ -63,6 +132,16 @@ class Spool:
         )
         self._adopt_legacy_rejects()
 
+    def _open_generation(self, gen: int, now: float) -> None:
+        self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {_seen_table(gen)} (key BLOB PRIMARY KEY) WITHOUT ROWID"
+        )
+        self._conn.execute("INSERT INTO seen_gen (gen, opened) VALUES (?, ?)", (gen, now))
+
+    def _last_pending_id(self) -> int:
+        row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name='pending'").fetchone()
+        return 0 if row is None else int(row[0])
+
     def _adopt_legacy_rejects(self) -> None:
         # Spools written before dead letters kept (tag, reason, detail) only.
         legacy = self._conn.execute(
@@ -73,13 +152,33 @@ class Spool:
         rows = self._conn.execute("SELECT tag, reason, detail FROM rejected ORDER BY id").fetchall()
         now = datetime.now(UTC)
         for tag, reason, detail in rows:
-            self.reject(DeadLetter.of(Problem(reason, detail, tag), "spool", b"", now))
+            letter = DeadLetter.of(Problem(reason, detail, tag), "spool", b"", now)
+            self._conn.execute(_INSERT_LETTER, _letter_row(letter))
         self._conn.execute("DROP TABLE rejected")
 
     def reject(self, letter: DeadLetter) -> None:
         """Keep refused input (or a detected loss) durably for the forwarder to record."""
         with self._lock:
             self._conn.execute(_INSERT_LETTER, _letter_row(letter))
+
+    def refuse(self, row_id: int, kept: list[Item], letters: Sequence[DeadLetter]) -> None:
+        """In one transaction: keep ``letters`` and leave only ``kept`` of pending row
+        ``row_id`` (the rest were refused), so a crash neither loses nor repeats them."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(_INSERT_LETTER, [_letter_row(x) for x in letters])
+                if kept:
+                    self._conn.execute(
+                        "UPDATE pending SET body = ?, n = ? WHERE id = ?",
+                        (orjson.dumps(kept), len(kept), row_id),
+                    )
+                else:
+                    self._conn.execute("DELETE FROM pending WHERE id = ?", (row_id,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def rejected(self, limit: int = 100) -> list[tuple[int, DeadLetter]]:
         """The oldest dead letters not yet recorded, with their spool ids."""
@@ -144,40 +243,44 @@ class Spool:
     ) -> list[int]:
         """Store several deliveries (readings, dead letters, source state) in *one*
         transaction — one durable commit for all of them (group commit); returns how
-        many readings of each were new.
+        many readings of each were new. Each delivery's new readings are one pending row.
 
         All or nothing: if anything cannot be stored, nothing is. Deliveries are
         applied in order, so the last state saved under a key wins and a key
         repeated within the group is stored once, at its first occurrence.
         """
-        keys = {r.dedup_key for batch in deliveries for r in batch[0] if r.dedup_key}
+        digests = [[_digest(r.dedup_key) for r in batch[0]] for batch in deliveries]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                seen = self._seen(keys)
+                gens = [row[0] for row in self._conn.execute("SELECT gen FROM seen_gen")]
+                current = max(gens)
+                seen = self._seen(deliveries, digests, gens)
                 news = []
-                rows: list[tuple[str]] = []
-                fresh: list[tuple[str]] = []
+                rows: list[tuple[bytes, int]] = []
+                fresh: list[tuple[bytes]] = []
                 letters: list[DeadLetter] = []
                 states: dict[str, str] = {}
-                for readings, refused, state in deliveries:
+                for (readings, refused, state), keys in zip(deliveries, digests, strict=True):
                     letters.extend(refused)
-                    new = 0
-                    for reading in readings:
-                        key = reading.dedup_key
-                        if key:
+                    kept = []
+                    for reading, key in zip(readings, keys, strict=True):
+                        if key is not None:
                             if key in seen:
                                 continue
                             seen.add(key)
                             fresh.append((key,))
-                        rows.append((_dump(reading),))
-                        new += 1
-                    news.append(new)
+                        kept.append(_item(reading))
+                    news.append(len(kept))
+                    if kept:
+                        rows.append((orjson.dumps(kept), len(kept)))
                     states.update(state)
                 if letters:
                     self._conn.executemany(_INSERT_LETTER, [_letter_row(x) for x in letters])
-                self._conn.executemany("INSERT INTO seen (key) VALUES (?)", fresh)
-                self._conn.executemany("INSERT INTO pending (body) VALUES (?)", rows)
+                self._conn.executemany(
+                    f"INSERT INTO {_seen_table(current)} (key) VALUES (?)", fresh
+                )
+                self._conn.executemany("INSERT INTO pending (body, n) VALUES (?, ?)", rows)
                 self._conn.executemany(_UPSERT_STATE, list(states.items()))
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -185,52 +288,152 @@ class Spool:
                 raise
         return news
 
-    def _seen(self, keys: set[str]) -> set[str]:
-        """Which of ``keys`` were spooled before (inside the caller's transaction)."""
-        found: set[str] = set()
-        ordered = list(keys)
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
+    def _seen(
+        self,
+        deliveries: Sequence[tuple[Sequence[Reading], Sequence[DeadLetter], dict[str, str]]],
+        digests: list[list[bytes | None]],
+        gens: list[int],
+    ) -> set[bytes]:
+        """Which digests were spooled before (inside the caller's transaction)."""
+        keys = list({d for batch in digests for d in batch if d is not None})
+        found: set[bytes] = set()
+        if not keys:
+            return found
+        for gen in gens:
+            if gen == 0:  # text keys of an older spool
+                texts = {
+                    r.dedup_key: d
+                    for batch, ds in zip(deliveries, digests, strict=True)
+                    for r, d in zip(batch[0], ds, strict=True)
+                    if d is not None
+                }
+                found.update(texts[k] for k in self._lookup("seen", list(texts)))
+                continue
+            found.update(self._lookup(_seen_table(gen), keys))
+        return found
+
+    def _lookup(self, table: str, keys: list[Any]) -> set[Any]:
+        found: set[Any] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             found.update(
                 row[0]
-                for row in self._conn.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk)
+                for row in self._conn.execute(
+                    f"SELECT key FROM {table} WHERE key IN ({marks})", chunk
+                )
             )
         return found
 
-    def peek(self, limit: int = 1000) -> list[tuple[int, Reading]]:
-        """The oldest pending readings with their spool ids."""
+    def prune_seen(self) -> int:
+        """Open a new dedup-key generation when the newest is ``seen_retention`` old, and
+        drop the generations no redelivery can need any more (see the module text);
+        returns how many were dropped."""
+        now = self._clock()
+        dropped = 0
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                gens = self._conn.execute(
+                    "SELECT gen, opened, last_pending FROM seen_gen ORDER BY gen"
+                ).fetchall()
+                newest, opened, _ = gens[-1]
+                if now - opened >= self.seen_retention:
+                    self._conn.execute(
+                        "UPDATE seen_gen SET last_pending = ? WHERE gen = ?",
+                        (self._last_pending_id(), newest),
+                    )
+                    self._open_generation(newest + 1, now)
+                    gens = self._conn.execute(
+                        "SELECT gen, opened, last_pending FROM seen_gen ORDER BY gen"
+                    ).fetchall()
+                oldest_waiting = self._conn.execute("SELECT min(id) FROM pending").fetchone()[0]
+                for (gen, _opened, last_pending), following in itertools.pairwise(gens):
+                    closed_for = min(now - following[1], now - self._started)
+                    guarding = oldest_waiting is not None and oldest_waiting <= last_pending
+                    if closed_for < self.seen_retention or guarding:
+                        break
+                    self._conn.execute(f"DROP TABLE IF EXISTS {_seen_table(gen)}")
+                    self._conn.execute("DELETE FROM seen_gen WHERE gen = ?", (gen,))
+                    dropped += 1
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return dropped
+
+    def seen_count(self) -> int:
+        """Dedup keys kept now, over all generations."""
+        with self._lock:
+            gens = [row[0] for row in self._conn.execute("SELECT gen FROM seen_gen")]
+            return sum(
+                int(self._conn.execute(f"SELECT count(*) FROM {_seen_table(g)}").fetchone()[0])
+                for g in gens
+            )
+
+    def pending_items(self, limit: int = 1000) -> list[tuple[int, list[Item]]]:
+        """The oldest pending deliveries, whole, until they hold ``limit`` readings or more:
+        ``(row id, items)`` (see :data:`Item`)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, body FROM pending ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, body, n FROM pending ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
-        return [(row_id, _load(body)) for row_id, body in rows]
+        out = []
+        total = 0
+        for row_id, body, n in rows:
+            if total >= limit:
+                break
+            out.append((row_id, _items(body)))
+            total += n
+        return out
+
+    def peek(self, limit: int = 1000) -> list[tuple[int, Reading]]:
+        """The oldest pending readings with their spool ids (whole deliveries: at least
+        ``limit`` readings when there are that many; the readings of one delivery share its
+        id)."""
+        return [
+            (row_id, reading_of(item))
+            for row_id, items in self.pending_items(limit)
+            for item in items
+        ]
 
     def remove(self, ids: list[int]) -> None:
-        """Forget readings the database has committed."""
+        """Forget deliveries the database has committed (by the ids :meth:`peek` gave)."""
         if not ids:
             return
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in ids])
+            self._conn.executemany(
+                "DELETE FROM pending WHERE id = ?", [(i,) for i in dict.fromkeys(ids)]
+            )
             self._conn.execute("COMMIT")
 
     def oldest_received(self) -> datetime | None:
         """When the oldest value still waiting was received (its server time), if any."""
-        pending = self.peek(1)
+        pending = self.pending_items(1)
         if not pending:
             return None
-        reading = pending[0][1]
+        reading = reading_of(pending[0][1][0])
         return reading.server_ts or reading.source_ts
 
     def __len__(self) -> int:
+        """Readings waiting."""
         with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM pending").fetchone()[0])
+            return int(self._conn.execute("SELECT coalesce(sum(n), 0) FROM pending").fetchone()[0])
 
     def close(self) -> None:
         """Close the spool file."""
         with self._lock:
             self._conn.close()
+
+
+def _seen_table(gen: int) -> str:
+    return "seen" if gen == 0 else f"seen_{int(gen)}"
+
+
+def _digest(key: str) -> bytes | None:
+    # 128 bits: a false "seen" among billions of keys is beyond any plant's lifetime.
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest() if key else None
 
 
 def _letter_row(letter: DeadLetter) -> tuple[object, ...]:
@@ -248,27 +451,42 @@ def _letter_row(letter: DeadLetter) -> tuple[object, ...]:
     )
 
 
-def _dump(reading: Reading) -> str:
-    # orjson: the same JSON object as json.dumps wrote before (old spools load the same).
-    return orjson.dumps(
-        {
-            "tag": reading.tag,
-            "value": str(reading.value),
-            "source_ts": reading.source_ts.isoformat(),
-            "server_ts": reading.server_ts.isoformat() if reading.server_ts else None,
-            "quality": reading.quality,
-            "key": reading.dedup_key,
-        }
-    ).decode("utf-8")
+def _item(reading: Reading) -> Item:
+    # Times as orjson writes them: RFC 3339, read back exactly by datetime.fromisoformat.
+    return [
+        reading.tag,
+        str(reading.value),
+        reading.source_ts,
+        reading.quality,
+        reading.server_ts,
+        reading.dedup_key,
+    ]
 
 
-def _load(body: str) -> Reading:
+def _items(body: str | bytes) -> list[Item]:
     data = orjson.loads(body)
+    if isinstance(data, dict):  # a row of one value, from a spool written before
+        return [
+            [
+                data["tag"],
+                data["value"],
+                data["source_ts"],
+                data["quality"],
+                data["server_ts"],
+                data["key"],
+            ]
+        ]
+    return data  # type: ignore[no-any-return]
+
+
+def reading_of(item: Item) -> Reading:
+    """The :class:`Reading` a spooled item holds."""
+    tag, value, source_ts, quality, server_ts, key = item
     return Reading(
-        data["tag"],
-        Decimal(data["value"]),
-        datetime.fromisoformat(data["source_ts"]),
-        data["quality"],
-        datetime.fromisoformat(data["server_ts"]) if data["server_ts"] else None,
-        data["key"],
+        tag,
+        Decimal(value),
+        datetime.fromisoformat(source_ts),
+        quality,
+        datetime.fromisoformat(server_ts) if server_ts else None,
+        key,
     )

@@ -190,13 +190,16 @@ def test_spool_keeps_order_and_drops_redeliveries(spool) -> None:  # type: ignor
     readings = [
         Reading("T", Decimal(i), NOW + timedelta(seconds=i), dedup_key=f"k{i}") for i in range(5)
     ]
-    assert spool.put(readings) == 5
+    assert spool.put(readings[:2]) == 2
+    assert spool.put(readings[1:]) == 3  # k1 dropped: spooled before
     assert spool.put(readings[2:]) == 0  # redelivered: nothing new
     assert [str(r.value) for _i, r in spool.peek()] == ["0", "1", "2", "3", "4"]
-    ids = [i for i, _r in spool.peek(2)]
+    ids = [i for i, _r in spool.peek(2)]  # whole deliveries: the first one
+    assert len(set(ids)) == 1 and len(ids) == 2
     spool.remove(ids)
     assert len(spool) == 3
     assert spool.put(readings[:1]) == 0  # even after it was forwarded
+    assert [str(r.value) for _i, r in spool.peek(1)] == ["2", "3", "4"]
 
 
 def test_spool_survives_reopening(tmp_path) -> None:  # type: ignore[no-untyped-def]

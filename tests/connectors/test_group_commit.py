@@ -39,7 +39,9 @@ def on_disk(path: Path) -> set[str]:
     """Dedup keys committed to the spool file, seen through another connection."""
     conn = sqlite3.connect(path)
     try:
-        return {json.loads(row[0])["key"] for row in conn.execute("SELECT body FROM pending")}
+        # One row per delivery: a JSON array of [tag, value, source_ts, quality, server_ts, key].
+        rows = conn.execute("SELECT body FROM pending")
+        return {item[5] for row in rows for item in json.loads(row[0])}
     finally:
         conn.close()
 
