@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import ssl
 import threading
 import time
@@ -27,7 +28,14 @@ from gxpmes.connectors.sparkplug import SparkplugSession, rebirth_request
 from gxpmes.connectors.spool import Spool
 from gxpmes.errors import ConfigurationError
 
-__all__ = ["BROKER_DROPPED_TOPIC", "MqttSecurity", "MqttSource", "PublisherSequences"]
+__all__ = [
+    "BROKER_DROPPED_TOPIC",
+    "MqttProcess",
+    "MqttSecurity",
+    "MqttSource",
+    "PublisherSequences",
+    "source_from_config",
+]
 
 log = logging.getLogger("gxpmes.connectors.mqtt")
 
@@ -444,3 +452,211 @@ def read_secret(value: str | None, file: str | None, env: str | None, base: Path
             raise ConfigurationError(f"environment variable {env} is not set")
         return secret
     return value
+
+
+def source_from_config(
+    spool: Spool,
+    mqtt_config: dict[str, Any],
+    topic_tags: dict[str, str],
+    base: Path,
+    group_commit_values: int = 20_000,
+) -> MqttSource:
+    """An :class:`MqttSource` as the ``[mqtt]`` table of ``gxpmes connect`` configures it
+    (paths relative to ``base``)."""
+
+    def path(key: str) -> Path | None:
+        value = mqtt_config.get(key)
+        return None if value is None else base / str(value)
+
+    security = MqttSecurity(
+        ca_file=path("ca_file"),
+        cert_file=path("cert_file"),
+        key_file=path("key_file"),
+        username=mqtt_config.get("username"),
+        password=read_secret(
+            None, mqtt_config.get("password_file"), mqtt_config.get("password_env"), base
+        ),
+        allow_plain_password=bool(mqtt_config.get("allow_plain_password", False)),
+    )
+    return MqttSource(
+        spool,
+        host=mqtt_config.get("host", "127.0.0.1"),
+        port=int(mqtt_config.get("port", 1883)),
+        topics=mqtt_config.get("topics", []),
+        sparkplug_topics=mqtt_config.get("sparkplug", []),
+        client_id=mqtt_config.get("client_id", "gxpmes-connector"),
+        protocol=str(mqtt_config.get("protocol", "3.1.1")),
+        session_expiry=int(mqtt_config.get("session_expiry", 7 * 24 * 3600)),
+        security=security,
+        topic_tags=topic_tags,
+        payload_tags=bool(mqtt_config.get("payload_tags", False)),
+        watch_broker=bool(mqtt_config.get("watch_broker", True)),
+        receive_maximum=int(mqtt_config.get("receive_maximum", 1000)),
+        group_commit_values=group_commit_values,
+    )
+
+
+def _die_with_parent() -> None:
+    """Linux: this process is killed when the runner dies (a SIGKILLed connector must not
+    leave its MQTT half connected, competing with the next one for the session)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent watch below still applies
+        pass
+
+
+def ingest_process_main(
+    options: dict[str, Any], report: Any, stop: Any, parent: int, interval: float
+) -> None:
+    """The MQTT ingest process: receive, decode, validate, spool, acknowledge — no database.
+
+    ``options``: ``spool``, ``seen_retention``, ``mqtt`` (the ``[mqtt]`` table),
+    ``topic_tags``, ``base``, ``group_commit_values``. Sends its counters (a dict) on the
+    ``report`` pipe every ``interval`` seconds and once more after a clean stop; stops
+    when ``stop`` is set, on SIGTERM or SIGINT, or when the runner ``parent`` is gone.
+    """
+    _die_with_parent()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a service manager stopping the group
+        signal.signal(signum, lambda *_: stop.set())
+    spool = Spool(options["spool"], seen_retention=float(options["seen_retention"]))
+    try:
+        source = source_from_config(
+            spool,
+            options["mqtt"],
+            options["topic_tags"],
+            Path(options["base"]),
+            int(options["group_commit_values"]),
+        )
+    except Exception as exc:
+        report.send({"error": f"{type(exc).__name__}: {exc}"})
+        spool.close()
+        return
+    source.start()
+    try:
+        while not stop.wait(interval) and os.getppid() == parent:
+            report.send(_report(source))
+    finally:
+        source.stop()
+        report.send({**_report(source), "stopped": True})
+        spool.close()
+
+
+def _report(source: MqttSource) -> dict[str, Any]:
+    return {
+        "counts": dict(source.counts),
+        "broker_dropped": source.broker_dropped,
+        "connected": source.connected.is_set(),
+        "cpu": time.process_time(),
+    }
+
+
+class MqttProcess:
+    """The runner's handle on the MQTT ingest process (:func:`ingest_process_main`).
+
+    The process receives, decodes, validates, spools and acknowledges; the
+    runner's forwarder (another process, another core) reads the spool and
+    captures. Offers what the runner's status needs of a source: ``counts``,
+    ``broker_dropped``, ``connected``. A process that dies is started again
+    (counted as ``ingest_restarts``, an error): the broker redelivers what it
+    left unacknowledged.
+    """
+
+    def __init__(self, options: dict[str, Any], *, report_interval: float = 0.5) -> None:
+        import multiprocessing
+
+        self.options = options
+        self.report_interval = report_interval
+        self._context = multiprocessing.get_context("spawn")
+        self._base: Counter[str] = Counter()  # counters of earlier processes
+        self._last: dict[str, Any] = {}
+        self.cpu = 0.0
+        """CPU seconds the ingest process used (as of its last report)."""
+        self.broker_dropped: int | None = None
+        self.connected = threading.Event()
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._process: Any = None
+        self._watch: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the ingest process and a thread that restarts it should it die."""
+        self._spawn()
+        self._watch = threading.Thread(target=self._watchdog, name="mqtt-ingest-watch", daemon=True)
+        self._watch.start()
+
+    def _spawn(self) -> None:
+        receive, send = self._context.Pipe(duplex=False)
+        self._stop = self._context.Event()
+        self._receive = receive
+        self._process = self._context.Process(
+            target=ingest_process_main,
+            args=(self.options, send, self._stop, os.getpid(), self.report_interval),
+            name="gxpmes-mqtt-ingest",
+            daemon=True,
+        )
+        self._process.start()
+        send.close()
+
+    def _watchdog(self) -> None:
+        while not self._stopping:
+            self._process.join(0.5)
+            if self._stopping or self._process.is_alive():
+                continue
+            self._poll()
+            with self._lock:
+                self._base.update(self._last.get("counts", {}))
+                self._base["ingest_restarts"] += 1
+                self._last = {}
+            log.error("the MQTT ingest process exited (%s); restarting", self._process.exitcode)
+            time.sleep(1.0)
+            if not self._stopping:
+                self._spawn()
+
+    def _poll(self) -> None:
+        with self._lock:
+            try:
+                while self._receive.poll():
+                    message = self._receive.recv()
+                    if "error" in message:
+                        log.error("MQTT ingest process: %s", message["error"])
+                        continue
+                    self._last = message
+            except (EOFError, OSError):
+                pass
+            last = self._last
+        if last:
+            self.broker_dropped = last.get("broker_dropped")
+            self.cpu = float(last.get("cpu", self.cpu))
+            if last.get("connected"):
+                self.connected.set()
+            else:
+                self.connected.clear()
+
+    @property
+    def counts(self) -> Counter[str]:
+        """The ingest process's counters (received, duplicates, rejects, errors...)."""
+        self._poll()
+        with self._lock:
+            total = Counter(self._base)
+            total.update(self._last.get("counts", {}))
+        return total
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Ask the process to spool and acknowledge what arrived, disconnect and exit."""
+        self._stopping = True
+        if self._process is None:
+            return
+        self._stop.set()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.error("the MQTT ingest process did not stop in %.0f s; killed", timeout)
+            self._process.kill()
+            self._process.join(5)
+            with self._lock:
+                self._base["ingest_kills"] += 1
+        self._poll()
+        if self._watch is not None:
+            self._watch.join(5)

@@ -6,6 +6,7 @@ Configuration (TOML)::
     account = "svc-ot"                # the device account values are recorded under
     client_id = "gxpmes-connector"    # recorded with every value (default: the MQTT client id)
     status_interval = 10              # seconds between status lines
+    seen_retention = 900              # seconds dedup keys outlive their values (see Spool)
 
     [[tags]]                          # where each tag's values go
     tag = "GRAN01/TT-101"
@@ -19,6 +20,7 @@ Configuration (TOML)::
     client_id = "gxpmes-connector"    # a persistent session: unacked messages are redelivered
     topics = ["plant/+/pv"]           # plain JSON readings
     sparkplug = ["spBv1.0/PLANT1/#"]  # Sparkplug B
+    own_process = true                # receive + decode + spool in a process of its own
 
     [opcua]                           # optional
     endpoint = "opc.tcp://127.0.0.1:4840/"
@@ -42,7 +44,7 @@ from typing import Any
 
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding, TagMap
-from gxpmes.connectors.spool import Spool
+from gxpmes.connectors.spool import SEEN_RETENTION, Spool
 from gxpmes.ebr.engine import BatchEngine, CaptureSource
 from gxpmes.errors import ConfigurationError
 
@@ -74,7 +76,10 @@ class Connector:
     def __init__(self, config: dict[str, Any], engine: BatchEngine, base: Path) -> None:
         self.config = config
         self.base = base
-        self.spool = Spool(base / config.get("spool", "connector-spool.db"))
+        self.spool = Spool(
+            base / config.get("spool", "connector-spool.db"),
+            seen_retention=float(config.get("seen_retention", SEEN_RETENTION)),
+        )
         self.tags = TagMap(
             {t["tag"]: TagBinding(t["batch"], t["parameter"], t["unit"]) for t in config["tags"]}
         )
@@ -98,38 +103,30 @@ class Connector:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def _topic_tags(self) -> dict[str, str]:
+        return {t["topic"]: t["tag"] for t in self.config["tags"] if "topic" in t}
+
     def _mqtt_source(self, mqtt_config: dict[str, Any]) -> Any:
-        from gxpmes.connectors.mqtt import MqttSecurity, MqttSource, read_secret
+        from gxpmes.connectors.mqtt import source_from_config
 
-        def path(key: str) -> Path | None:
-            value = mqtt_config.get(key)
-            return None if value is None else self.base / str(value)
-
-        security = MqttSecurity(
-            ca_file=path("ca_file"),
-            cert_file=path("cert_file"),
-            key_file=path("key_file"),
-            username=mqtt_config.get("username"),
-            password=read_secret(
-                None, mqtt_config.get("password_file"), mqtt_config.get("password_env"), self.base
-            ),
-            allow_plain_password=bool(mqtt_config.get("allow_plain_password", False)),
+        return source_from_config(
+            self.spool, mqtt_config, self._topic_tags(), self.base, self.group_commit_values
         )
-        return MqttSource(
-            self.spool,
-            host=mqtt_config.get("host", "127.0.0.1"),
-            port=int(mqtt_config.get("port", 1883)),
-            topics=mqtt_config.get("topics", []),
-            sparkplug_topics=mqtt_config.get("sparkplug", []),
-            client_id=mqtt_config.get("client_id", "gxpmes-connector"),
-            protocol=str(mqtt_config.get("protocol", "3.1.1")),
-            session_expiry=int(mqtt_config.get("session_expiry", 7 * 24 * 3600)),
-            security=security,
-            topic_tags={t["topic"]: t["tag"] for t in self.config["tags"] if "topic" in t},
-            payload_tags=bool(mqtt_config.get("payload_tags", False)),
-            watch_broker=bool(mqtt_config.get("watch_broker", True)),
-            receive_maximum=int(mqtt_config.get("receive_maximum", 1000)),
-            group_commit_values=self.group_commit_values,
+
+    def _mqtt_process(self, mqtt_config: dict[str, Any]) -> Any:
+        from gxpmes.connectors.mqtt import MqttProcess
+
+        self._mqtt_source(mqtt_config)  # configuration errors here, before a process starts
+        return MqttProcess(
+            {
+                "spool": str(self.spool.path),
+                "seen_retention": self.spool.seen_retention,
+                "mqtt": mqtt_config,
+                "topic_tags": self._topic_tags(),
+                "base": str(self.base),
+                "group_commit_values": self.group_commit_values,
+            },
+            report_interval=float(mqtt_config.get("report_interval", 0.5)),
         )
 
     def _opcua_source(self, opcua_config: dict[str, Any]) -> Any:
@@ -168,7 +165,10 @@ class Connector:
         """Start the sources and the forwarder in background threads."""
         mqtt_config = self.config.get("mqtt")
         if mqtt_config:
-            source = self._mqtt_source(mqtt_config)
+            # Its own process by default: receiving, decoding and spooling use one core
+            # while this process forwards and captures on the other.
+            own = bool(mqtt_config.get("own_process", True))
+            source = self._mqtt_process(mqtt_config) if own else self._mqtt_source(mqtt_config)
             source.start()
             self.sources.append(source)
         opcua_config = self.config.get("opcua")
@@ -221,7 +221,7 @@ class Connector:
     def stop(self) -> None:
         """Stop the sources, forward what is spooled, and stop the forwarder."""
         for source in self.sources:
-            if hasattr(source, "client"):
+            if hasattr(source, "client") or hasattr(source, "options"):  # MQTT: thread, process
                 source.stop()
             elif self._loop is not None:
                 self._loop.call_soon_threadsafe(source.stop)
@@ -268,6 +268,8 @@ ERROR_COUNTS = (
     "connection_errors",
     "connection_refused",
     "disconnects",
+    "ingest_restarts",
+    "ingest_kills",
 )
 """Counters that are the connector's own trouble; a clean stop (SIGTERM) adds to none."""
 

@@ -81,17 +81,13 @@ def wait_started(process: subprocess.Popen[str]) -> None:
 
 
 def recorded(db_path: str) -> list[dict[str, object]]:
+    """The batch's values as the engine reads them (captured values may live in value
+    blocks rather than in rows of their own)."""
+    from gxpmes.cli.common import verify_only_engine
+
     db = Database(db_path)
     try:
-        with db.read() as conn:
-            from sqlalchemy import text
-
-            return [
-                dict(r._mapping)
-                for r in conn.execute(
-                    text("SELECT seq, value, source_key FROM ebr_value ORDER BY seq")
-                ).all()
-            ]
+        return verify_only_engine(db).values(BATCH)  # type: ignore[no-any-return]
     finally:
         db.close()
 
