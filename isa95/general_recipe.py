@@ -49,12 +49,14 @@ __all__ = [
     "ParameterType",
     "ProcedureChartElement",
     "ProcessElement",
+    "ProcessElementLibrary",
     "ProcessElementParameter",
     "ProcessElementType",
     "RecipeMaterial",
     "RecipeProduct",
     "RecipeValue",
     "ResourceConstraint",
+    "ResourceConstraintLibrary",
     "ResourceConstraintProperty",
     "SequenceOrder",
 ]
@@ -429,3 +431,23 @@ class GeneralRecipeInformation(Model):
     descriptions: list[Text] = Field(default_factory=list)
     published_date: AwareDatetime | None = None
     recipes: list[GeneralRecipe] = Field(default_factory=list)
+
+
+class ProcessElementLibrary(Model):
+    """Process elements kept for reuse in recipes (BatchML ProcessElementLibrary)."""
+
+    id: ElementID | None = None
+    descriptions: list[Text] = Field(default_factory=list)
+    published_date: AwareDatetime | None = None
+    elements: list[ProcessElement] = Field(default_factory=list)
+    """ProcessElementSpec."""
+
+
+class ResourceConstraintLibrary(Model):
+    """Resource constraints kept for reuse in recipes (BatchML ResourceConstraintLibrary)."""
+
+    id: ElementID | None = None
+    descriptions: list[Text] = Field(default_factory=list)
+    published_date: AwareDatetime | None = None
+    constraints: list[ResourceConstraint] = Field(default_factory=list)
+    """ResourceConstraintSpec."""

@@ -1,5 +1,8 @@
 """BatchML general and site recipes: GRecipe / GRecipeInformation ↔ isa95.general_recipe.
 
+Also the general recipe's libraries (ProcessElementLibrary,
+ResourceConstraintLibrary) and its bare ProcessElement and ResourceConstraint.
+
 Read from the generated bindings through :func:`isa95.b2mml.mapping.trees.from_binding`
 and written through :func:`isa95.b2mml.mapping.trees.fill`, as the other nouns:
 the recipe's header, formula (process inputs, outputs, intermediates with
@@ -48,11 +51,13 @@ from isa95.general_recipe import (
     ParameterType,
     ProcedureChartElement,
     ProcessElement,
+    ProcessElementLibrary,
     ProcessElementParameter,
     RecipeMaterial,
     RecipeProduct,
     RecipeValue,
     ResourceConstraint,
+    ResourceConstraintLibrary,
     ResourceConstraintProperty,
 )
 
@@ -346,6 +351,44 @@ def _information_from_tree(t: dict[str, Any], version: str) -> GeneralRecipeInfo
     )
 
 
+def _element_from_tree(t: dict[str, Any], version: str) -> ProcessElement:
+    """A bare ProcessElement document."""
+    return _element(t)
+
+
+def _constraint_from_tree(t: dict[str, Any], version: str) -> ResourceConstraint:
+    """A bare ResourceConstraint document."""
+    return _constraint(t)
+
+
+def _element_library_from_tree(t: dict[str, Any], version: str) -> ProcessElementLibrary:
+    where = _where(t, "ProcessElementLibrary")
+    return _model(
+        lambda: ProcessElementLibrary(
+            id=_get(t, "ID"),
+            descriptions=_texts(t, "Description"),
+            published_date=_parse_time(_get(t, "PublishedDate"), f"{where}/PublishedDate"),
+            elements=[_element(x) for x in _list(t, "ProcessElementSpec")],
+        ),
+        where,
+        t,
+    )
+
+
+def _constraint_library_from_tree(t: dict[str, Any], version: str) -> ResourceConstraintLibrary:
+    where = _where(t, "ResourceConstraintLibrary")
+    return _model(
+        lambda: ResourceConstraintLibrary(
+            id=_get(t, "ID"),
+            descriptions=_texts(t, "Description"),
+            published_date=_parse_time(_get(t, "PublishedDate"), f"{where}/PublishedDate"),
+            constraints=[_constraint(x) for x in _list(t, "ResourceConstraintSpec")],
+        ),
+        where,
+        t,
+    )
+
+
 # ------------------------------------------------------------------ writing
 
 
@@ -520,4 +563,32 @@ def _information_to_tree(i: GeneralRecipeInformation, version: str) -> dict[str,
     _put(tree, "Description", list(i.descriptions))
     _put(tree, "PublishedDate", _time(i.published_date))
     _put(tree, "Recipe", [_recipe_to_tree(r, version) for r in i.recipes])
+    return tree
+
+
+def _element_to_tree(e: ProcessElement, version: str) -> dict[str, Any]:
+    """A bare ProcessElement document."""
+    return _element_tree(e, version)
+
+
+def _constraint_to_tree(c: ResourceConstraint, version: str) -> dict[str, Any]:
+    """A bare ResourceConstraint document."""
+    return _constraint_tree(c)
+
+
+def _element_library_to_tree(library: ProcessElementLibrary, version: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    _put(tree, "ID", library.id)
+    _put(tree, "Description", list(library.descriptions))
+    _put(tree, "PublishedDate", _time(library.published_date))
+    _put(tree, "ProcessElementSpec", [_element_tree(e, version) for e in library.elements])
+    return tree
+
+
+def _constraint_library_to_tree(library: ResourceConstraintLibrary, version: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    _put(tree, "ID", library.id)
+    _put(tree, "Description", list(library.descriptions))
+    _put(tree, "PublishedDate", _time(library.published_date))
+    _put(tree, "ResourceConstraintSpec", [_constraint_tree(c) for c in library.constraints])
     return tree
