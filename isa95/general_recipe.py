@@ -411,10 +411,15 @@ class GeneralRecipe(Model):
         """True for a site recipe."""
         return self.recipe_type == GeneralRecipeType.SITE
 
-    def process_elements(self) -> Iterator[ProcessElement]:
-        """Every process element of the procedure, depth first (the procedure first)."""
+    def process_elements(
+        self, element_type: ProcessElementType | None = None
+    ) -> Iterator[ProcessElement]:
+        """Every process element of the procedure, depth first (the procedure first);
+        with ``element_type``, those of that level only (e.g. every process stage)."""
         if self.procedure is not None:
-            yield from self.procedure.walk()
+            for element in self.procedure.walk():
+                if element_type is None or element.element_type == element_type:
+                    yield element
 
     def element(self, element_id: str) -> ProcessElement:
         """The process element with ``element_id`` (the first, depth first)."""
