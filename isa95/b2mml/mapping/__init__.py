@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from isa95.b2mml.mapping import equipment as _equipment
+from isa95.b2mml.mapping import material as _material
+from isa95.b2mml.mapping import personnel as _personnel
 from isa95.b2mml.mapping.batchlist import (
     _batch_list_from_tree,
     _batch_list_tree,
@@ -55,13 +58,19 @@ from isa95.b2mml.mapping.products import (
     _product_information_from_tree,
     _product_information_tree,
 )
-from isa95.b2mml.mapping.segments import _segments_from_tree, _segments_to_tree
+from isa95.b2mml.mapping.segments import (
+    _segment_from_tree,
+    _segment_to_tree,
+    _segments_from_tree,
+    _segments_to_tree,
+)
 from isa95.b2mml.mapping.trees import (
     ASSUMED_TIMEZONE,
     NORMALISED,
     V0600,
     V0701,
     Tracked,
+    _class_tree,
     _get,
     _list,
     _parse_time,
@@ -72,21 +81,29 @@ from isa95.b2mml.mapping.trees import (
 )
 from isa95.batchlist import BatchList, BatchListEntry
 from isa95.batchrecord import BatchProductionRecord
-from isa95.equipment import EquipmentInformation
+from isa95.equipment import Equipment, EquipmentClass, EquipmentInformation
 from isa95.general_recipe import GeneralRecipe, GeneralRecipeInformation
-from isa95.material import MaterialInformation
+from isa95.material import (
+    MaterialClass,
+    MaterialDefinition,
+    MaterialInformation,
+    MaterialLot,
+    MaterialSubLot,
+)
 from isa95.operations import (
     OperationsPerformance,
     OperationsSchedule,
+    ProcessSegment,
     ProcessSegmentInformation,
     ProductDefinition,
     ProductInformation,
 )
-from isa95.personnel import PersonnelInformation
+from isa95.personnel import Person, PersonnelClass, PersonnelInformation
 from isa95.recipe import Recipe, RecipeType
 
 __all__ = [
     "ASSUMED_TIMEZONE",
+    "BARE_NOUNS",
     "NORMALISED",
     "NOUNS",
     "Noun",
@@ -257,3 +274,58 @@ NOUNS: dict[str, Noun] = {
     ]
 }
 """Supported nouns. A model type maps to the first noun listed for it."""
+
+_BOTH = (V0701, V0600)
+BARE_NOUNS: dict[str, Noun] = {
+    n.name: n
+    for n in [
+        Noun(
+            "MaterialClass",
+            MaterialClass,
+            _BOTH,
+            lambda m, v: _class_tree(m, "MaterialClassProperty"),
+            _material._class_from_tree,
+        ),
+        Noun(
+            "MaterialDefinition",
+            MaterialDefinition,
+            _BOTH,
+            lambda m, v: _material._definition_tree(m),
+            _material._definition_from_tree,
+        ),
+        Noun("MaterialLot", MaterialLot, _BOTH, _material._lot_tree, _material._lot_from_tree),
+        Noun(
+            "MaterialSubLot",
+            MaterialSubLot,
+            _BOTH,
+            _material._sublot_tree,
+            _material._sublot_from_tree,
+        ),
+        Noun(
+            "Equipment",
+            Equipment,
+            _BOTH,
+            _equipment._equipment_tree,
+            _equipment._item_from_tree,
+        ),
+        Noun(
+            "EquipmentClass",
+            EquipmentClass,
+            _BOTH,
+            _equipment._class_to_tree,
+            _equipment._class_from_tree,
+        ),
+        Noun("Person", Person, _BOTH, _personnel._person_tree, _personnel._person_from_tree),
+        Noun(
+            "PersonnelClass",
+            PersonnelClass,
+            _BOTH,
+            _personnel._class_to_tree,
+            _personnel._class_from_tree,
+        ),
+        Noun("ProcessSegment", ProcessSegment, _BOTH, _segment_to_tree, _segment_from_tree),
+    ]
+}
+"""Single resources, as bare roots and as transaction nouns (``SyncMaterialLot``,
+``ProcessEquipment`` …): the same models the ``…Information`` nouns hold."""
+NOUNS.update(BARE_NOUNS)

@@ -15,7 +15,6 @@ from isa95.b2mml.mapping.trees import (
     _property,
     _property_tree,
     _put,
-    _source,
     _text,
     _texts,
     _where,
@@ -54,40 +53,51 @@ def _equipment_to_tree(model: EquipmentInformation, version: str) -> dict[str, A
     return tree
 
 
-def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInformation:
-    def equipment(t: dict[str, Any]) -> Equipment:
-        where = _where(t, "Equipment")
-        raw_level = t.get("EquipmentLevel")
-        if isinstance(raw_level, dict) and "EquipmentElementLevel" in raw_level:
-            raw_level.get("EquipmentID")
-            raw_level = raw_level.get("EquipmentElementLevel")
-        level = _text(raw_level)
-        if level is None or level not in EquipmentLevel.__members__.values():
-            raise DocumentContentError(
-                f"{where}: equipment level {level!r} is not a role-based level"
-            )
-        return _model(
-            lambda: Equipment(
-                id=_get(t, "ID"),
-                level=EquipmentLevel(level),
-                description=_get(t, "Description"),
-                properties=[_property(p) for p in _list(t, "EquipmentProperty")],
-                equipment_class_ids=_texts(t, "EquipmentClassID"),
-                children=[equipment(c) for c in _list(t, _child_name(version, "Equipment"))],
-            ),
-            where,
-            t,
-        )
+def _item_from_tree(t: dict[str, Any], version: str) -> Equipment:
+    """One ``Equipment`` element (and its children) as an :class:`Equipment`."""
+    where = _where(t, "Equipment")
+    raw_level = t.get("EquipmentLevel")
+    if isinstance(raw_level, dict) and "EquipmentElementLevel" in raw_level:
+        raw_level.get("EquipmentID")
+        raw_level = raw_level.get("EquipmentElementLevel")
+    level = _text(raw_level)
+    if level is None or level not in EquipmentLevel.__members__.values():
+        raise DocumentContentError(f"{where}: equipment level {level!r} is not a role-based level")
+    return _model(
+        lambda: Equipment(
+            id=_get(t, "ID"),
+            level=EquipmentLevel(level),
+            description=_get(t, "Description"),
+            properties=[_property(p) for p in _list(t, "EquipmentProperty")],
+            equipment_class_ids=_texts(t, "EquipmentClassID"),
+            children=[
+                _item_from_tree(c, version) for c in _list(t, _child_name(version, "Equipment"))
+            ],
+        ),
+        where,
+        t,
+    )
 
+
+def _class_from_tree(c: dict[str, Any], version: str = "") -> EquipmentClass:
+    return _model(
+        lambda: EquipmentClass(**_class_fields(c, "EquipmentClassProperty")),
+        _where(c, "EquipmentClass"),
+        c,
+    )
+
+
+def _class_to_tree(c: EquipmentClass, version: str = "") -> dict[str, Any]:
+    return _class_tree(c, "EquipmentClassProperty")
+
+
+def _equipment_from_tree(tree: dict[str, Any], version: str) -> EquipmentInformation:
     return _model(
         lambda: EquipmentInformation(
             id=_get(tree, "ID"),
             description=_get(tree, "Description"),
-            equipment=[equipment(e) for e in _list(tree, "Equipment")],
-            classes=[
-                _source(EquipmentClass(**_class_fields(c, "EquipmentClassProperty")), c)
-                for c in _list(tree, "EquipmentClass")
-            ],
+            equipment=[_item_from_tree(e, version) for e in _list(tree, "Equipment")],
+            classes=[_class_from_tree(c) for c in _list(tree, "EquipmentClass")],
         ),
         _where(tree, "EquipmentInformation"),
         tree,

@@ -16,7 +16,6 @@ from isa95.b2mml.mapping.trees import (
     _put,
     _quantity,
     _quantity_tree,
-    _source,
     _storage,
     _storage_tree,
     _texts,
@@ -74,59 +73,68 @@ def _sublot_tree(sub: MaterialSubLot, version: str) -> dict[str, Any]:
     return tree
 
 
+def _lot_from_tree(t: dict[str, Any], version: str = "") -> MaterialLot:
+    where = _where(t, "MaterialLot")
+    return _model(
+        lambda: MaterialLot(
+            id=_get(t, "ID"),
+            description=_get(t, "Description"),
+            material_definition_id=_get(t, "MaterialDefinitionID"),
+            status=_get(t, "Status"),
+            storage_location=_storage(t),
+            quantity=_quantity(t, where),
+            properties=[_property(p) for p in _list(t, "MaterialLotProperty")],
+            sublots=[_sublot_from_tree(s) for s in _list(t, "MaterialSubLot")],
+        ),
+        where,
+        t,
+    )
+
+
+def _sublot_from_tree(t: dict[str, Any], version: str = "") -> MaterialSubLot:
+    where = _where(t, "MaterialSubLot")
+    return _model(
+        lambda: MaterialSubLot(
+            id=_get(t, "ID"),
+            description=_get(t, "Description"),
+            status=_get(t, "Status"),
+            storage_location=_storage(t),
+            quantity=_quantity(t, where),
+        ),
+        where,
+        t,
+    )
+
+
+def _definition_from_tree(d: dict[str, Any], version: str = "") -> MaterialDefinition:
+    return _model(
+        lambda: MaterialDefinition(
+            id=_get(d, "ID"),
+            description=_get(d, "Description"),
+            material_class_ids=_texts(d, "MaterialClassID"),
+            properties=[_property(p) for p in _list(d, "MaterialDefinitionProperty")],
+        ),
+        _where(d, "MaterialDefinition"),
+        d,
+    )
+
+
+def _class_from_tree(c: dict[str, Any], version: str = "") -> MaterialClass:
+    return _model(
+        lambda: MaterialClass(**_class_fields(c, "MaterialClassProperty")),
+        _where(c, "MaterialClass"),
+        c,
+    )
+
+
 def _material_from_tree(tree: dict[str, Any], version: str) -> MaterialInformation:
-    def lot(t: dict[str, Any]) -> MaterialLot:
-        where = _where(t, "MaterialLot")
-        return _model(
-            lambda: MaterialLot(
-                id=_get(t, "ID"),
-                description=_get(t, "Description"),
-                material_definition_id=_get(t, "MaterialDefinitionID"),
-                status=_get(t, "Status"),
-                storage_location=_storage(t),
-                quantity=_quantity(t, where),
-                properties=[_property(p) for p in _list(t, "MaterialLotProperty")],
-                sublots=[sublot(s) for s in _list(t, "MaterialSubLot")],
-            ),
-            where,
-            t,
-        )
-
-    def sublot(t: dict[str, Any]) -> MaterialSubLot:
-        where = _where(t, "MaterialSubLot")
-        return _model(
-            lambda: MaterialSubLot(
-                id=_get(t, "ID"),
-                description=_get(t, "Description"),
-                status=_get(t, "Status"),
-                storage_location=_storage(t),
-                quantity=_quantity(t, where),
-            ),
-            where,
-            t,
-        )
-
     return _model(
         lambda: MaterialInformation(
             id=_get(tree, "ID"),
             description=_get(tree, "Description"),
-            classes=[
-                _source(MaterialClass(**_class_fields(c, "MaterialClassProperty")), c)
-                for c in _list(tree, "MaterialClass")
-            ],
-            definitions=[
-                _source(
-                    MaterialDefinition(
-                        id=_get(d, "ID"),
-                        description=_get(d, "Description"),
-                        material_class_ids=_texts(d, "MaterialClassID"),
-                        properties=[_property(p) for p in _list(d, "MaterialDefinitionProperty")],
-                    ),
-                    d,
-                )
-                for d in _list(tree, "MaterialDefinition")
-            ],
-            lots=[lot(t) for t in _list(tree, "MaterialLot")],
+            classes=[_class_from_tree(c) for c in _list(tree, "MaterialClass")],
+            definitions=[_definition_from_tree(d) for d in _list(tree, "MaterialDefinition")],
+            lots=[_lot_from_tree(t) for t in _list(tree, "MaterialLot")],
         ),
         _where(tree, "MaterialInformation"),
         tree,

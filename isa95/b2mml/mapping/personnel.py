@@ -59,63 +59,70 @@ def _qualification(t: dict[str, Any]) -> Qualification:
     )
 
 
+def _person_tree(p: Person, version: str = "") -> dict[str, Any]:
+    t: dict[str, Any] = {"ID": p.id}
+    _put(t, "PersonName", p.name)
+    _put(
+        t,
+        "PersonProperty",
+        [_property_tree(x) for x in p.properties]
+        + [_qualification_tree(q) for q in p.qualifications],
+    )
+    _put(t, "PersonnelClassID", list(p.personnel_class_ids))
+    return t
+
+
+def _class_to_tree(c: PersonnelClass, version: str = "") -> dict[str, Any]:
+    return _class_tree(c, "PersonnelClassProperty")
+
+
 def _personnel_to_tree(model: PersonnelInformation, version: str) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     _put(tree, "ID", model.id)
     _put(tree, "Description", _desc(model.description))
-    persons = []
-    for p in model.persons:
-        t: dict[str, Any] = {"ID": p.id}
-        _put(t, "PersonName", p.name)
-        _put(
-            t,
-            "PersonProperty",
-            [_property_tree(x) for x in p.properties]
-            + [_qualification_tree(q) for q in p.qualifications],
-        )
-        _put(t, "PersonnelClassID", list(p.personnel_class_ids))
-        persons.append(t)
-    _put(tree, "Person", persons)
-    _put(
-        tree,
-        "PersonnelClass",
-        [_class_tree(c, "PersonnelClassProperty") for c in model.classes],
-    )
+    _put(tree, "Person", [_person_tree(p) for p in model.persons])
+    _put(tree, "PersonnelClass", [_class_to_tree(c) for c in model.classes])
     return tree
 
 
-def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInformation:
-    def person(t: dict[str, Any]) -> Person:
-        props = _list(t, "PersonProperty")
-        return _model(
-            lambda: Person(
-                id=_get(t, "ID"),
-                name=_get(t, "PersonName"),
-                personnel_class_ids=_texts(t, "PersonnelClassID"),
-                properties=[
-                    _property(p)
-                    for p in props
-                    if not (_get(p, "ID") or "").startswith(QUALIFICATION_PREFIX)
-                ],
-                qualifications=[
-                    _qualification(p)
-                    for p in props
-                    if (_get(p, "ID") or "").startswith(QUALIFICATION_PREFIX)
-                ],
-            ),
-            _where(t, "Person"),
-            t,
-        )
+def _person_from_tree(t: dict[str, Any], version: str = "") -> Person:
+    props = _list(t, "PersonProperty")
+    return _model(
+        lambda: Person(
+            id=_get(t, "ID"),
+            name=_get(t, "PersonName"),
+            personnel_class_ids=_texts(t, "PersonnelClassID"),
+            properties=[
+                _property(p)
+                for p in props
+                if not (_get(p, "ID") or "").startswith(QUALIFICATION_PREFIX)
+            ],
+            qualifications=[
+                _qualification(p)
+                for p in props
+                if (_get(p, "ID") or "").startswith(QUALIFICATION_PREFIX)
+            ],
+        ),
+        _where(t, "Person"),
+        t,
+    )
 
+
+def _class_from_tree(c: dict[str, Any], version: str = "") -> PersonnelClass:
+    return _model(
+        lambda: PersonnelClass(**_class_fields(c, "PersonnelClassProperty")),
+        _where(c, "PersonnelClass"),
+        c,
+    )
+
+
+def _personnel_from_tree(tree: dict[str, Any], version: str) -> PersonnelInformation:
     return _model(
         lambda: PersonnelInformation(
             id=_get(tree, "ID"),
             description=_get(tree, "Description"),
-            persons=[person(p) for p in _list(tree, "Person")],
-            classes=[
-                _source(PersonnelClass(**_class_fields(c, "PersonnelClassProperty")), c)
-                for c in _list(tree, "PersonnelClass")
-            ],
+            persons=[_person_from_tree(p) for p in _list(tree, "Person")],
+            classes=[_class_from_tree(c) for c in _list(tree, "PersonnelClass")],
         ),
         _where(tree, "PersonnelInformation"),
         tree,
