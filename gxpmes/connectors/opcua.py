@@ -27,11 +27,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from gxpmes.connectors.groupcommit import Delivery, GroupCommit
 from gxpmes.connectors.model import (
+    FUTURE_TOLERANCE,
     DeadLetter,
     DecodeError,
     Problem,
@@ -445,17 +447,19 @@ class OpcUaSource:
     def _data_changes(
         self, items: list[Any], now: datetime, readings: list[Reading], letters: list[DeadLetter]
     ) -> None:
-        tags, queues = self._tags, self._queues
-        seen: Counter[int] = Counter()
+        tags = self._tags
+        seen: dict[int, int] = {}
         flagged: set[int] = set()
         append = readings.append
+        latest = now + FUTURE_TOLERANCE
+        stamps: dict[datetime, str] = {}  # the values of one scan share their source time
         for item in items:
             handle = item.ClientHandle
             tag = tags.get(handle)
             if tag is None:
                 self.counts["unknown_handle"] += 1
                 continue
-            seen[handle] += 1
+            seen[handle] = seen.get(handle, 0) + 1
             data_value = item.Value
             try:
                 status = data_value.StatusCode.value if data_value.StatusCode is not None else 0
@@ -466,24 +470,23 @@ class OpcUaSource:
                     raise DecodeError("malformed", "no source or server timestamp", tag)
                 if source.tzinfo is None:
                     source = source.replace(tzinfo=UTC)  # OPC UA times are UTC
+                if source > latest:  # check_reading's future check, inlined (hot loop)
+                    check_reading(Reading(tag, Decimal(0), source), now)
                 server = data_value.ServerTimestamp
                 if server is not None and server.tzinfo is None:
                     server = server.replace(tzinfo=UTC)
                 variant = data_value.Value
-                number = to_decimal(None if variant is None else variant.Value, tag)
-                append(
-                    check_reading(
-                        Reading(
-                            tag,
-                            number,
-                            source,
-                            _QUALITY[(status >> 30) & 3],
-                            server,
-                            f"opcua|{tag}|{source.isoformat()}|{number}",
-                        ),
-                        now,
-                    )
-                )
+                value = None if variant is None else variant.Value
+                if type(value) is float and math.isfinite(value):
+                    number = Decimal(repr(value))  # a float's repr is < 64 characters
+                else:
+                    number = to_decimal(value, tag)
+                stamp = stamps.get(source)
+                if stamp is None:
+                    stamp = stamps[source] = source.isoformat()
+                quality = _QUALITY[(status >> 30) & 3]
+                key = f"opcua|{tag}|{stamp}|{number}"
+                append(Reading(tag, number, source, quality, server, key))
             except DecodeError as exc:
                 letters.append(
                     self._refused(Problem(exc.reason, exc.detail, tag), handle, item, now)
@@ -491,6 +494,15 @@ class OpcUaSource:
             except Exception as exc:  # an unexpected value shape must not stop the subscription
                 problem = Problem("decoder_error", f"{type(exc).__name__}: {exc}", tag)
                 letters.append(self._refused(problem, handle, item, now))
+        self._overflows(seen, flagged, now, letters)
+
+    def _overflows(
+        self, seen: dict[int, int], flagged: set[int], now: datetime, letters: list[DeadLetter]
+    ) -> None:
+        """A ``queue_overflow`` dead letter for each item whose values were (or may have
+        been) discarded by the server: ``flagged`` by the Overflow bit, or as many values
+        in ``seen`` (per client handle) as its granted queue holds."""
+        tags, queues = self._tags, self._queues
         for handle, count in seen.items():
             queue = queues.get(handle, 1)
             if handle in flagged:

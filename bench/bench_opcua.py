@@ -1,0 +1,451 @@
+"""One OPC UA subscription into durable batch records, next to same-run baselines.
+
+    python bench/bench_opcua.py [--nodes 1000] [--rate 20000] [--seconds 10]
+                                [--publishing-ms 100] [--queue-size N] [--profile]
+
+The source: an asyncua server in its own process with ``--nodes`` Double
+variables; a writer task in that process changes them round-robin (68.00–71.99,
+inside the test recipe's 65–75 °C limits: no exception per value), ``--rate``
+changes per second in total (5 ms slices), with source and server timestamps.
+Each node changes ``rate / nodes`` times per second, i.e. several times per
+publishing interval: every change must reach the record, so the monitored
+items need a queue (``--queue-size``, default the connector's own sizing).
+
+asyncua's server deep-copies every value it notifies (``copy.deepcopy`` of the
+DataValue, about 60 µs) and the old bench built a new Variant per write; the
+writer here reuses immutable Variants and DataValues and the copy is removed
+in the server process only (safe: nothing mutates a DataValue after it is
+written). The stock server is measured in the same run ("source capacity").
+
+Stages, all against the same server, one subscription each, in this order:
+
+1. source capacity: stock vs patched server, writing as fast as it can, one
+   plain subscriber counting what arrives;
+2. asyncua alone: a subscription whose publish callback only counts the values
+   asyncua decoded (no handler call per value) — the client-side ceiling;
+3. asyncua handler API: ``datachange_notification`` per value (one asyncio task
+   each), as the connector received before;
+4. gxpmes → durable spool (``OpcUaSource``, no forwarder);
+5. gxpmes → durable spool → eBR (forwarder and ``BatchEngine.capture`` in this
+   process, as ``gxpmes connect`` runs them).
+
+For each stage the writer is paused while subscribing (initial values are not
+counted), runs ``--seconds``, is paused again, and the stage waits until every
+change written in the window has arrived: "lost" is written minus received.
+The eBR stage also checks the rows in ``ebr_value``. CPU is this process's
+``time.process_time`` per value (client, spool writer, forwarder, capture);
+the server's CPU per change is printed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import multiprocessing as mp
+import os
+import pstats
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from gxpmes.connectors.forwarder import Forwarder
+from gxpmes.connectors.model import TagBinding, TagMap
+from gxpmes.connectors.opcua import OpcUaNode, OpcUaSource, monitored_queue_size
+from gxpmes.connectors.spool import Spool
+
+SLICE = 0.005
+FORWARD_BATCH = 5000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- the source
+
+
+def serve(port: int, nodes: int, rate: float, patched: bool, ctl: dict[str, Any]) -> None:
+    """The server process: ``nodes`` variables, ``rate`` changes/s (0: as fast as it can)."""
+    from asyncua import Server, ua
+
+    if patched:
+        from asyncua.server import monitored_item_service
+
+        def keep(self: Any, value: Any) -> None:  # the writer never mutates a DataValue
+            self.old_dvalue = self.current_dvalue
+            self.current_dvalue = value
+
+        monitored_item_service.MonitoredItemValues.set_current_datavalue = keep
+
+    async def run() -> None:
+        server = Server()
+        await server.init()
+        server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/bench/")
+        index = await server.register_namespace("urn:gxpmes:bench")
+        plant = await server.nodes.objects.add_object(index, "PLANT")
+        ids = []
+        for i in range(nodes):
+            variable = await plant.add_variable(ua.NodeId(f"TT{i:04d}", index), f"TT{i:04d}", 20.0)
+            ids.append(variable.nodeid)
+        await server.start()
+        ctl["ready"].set()
+        double = ua.VariantType.Double
+        variants = [ua.Variant(68.0 + k / 100, double) for k in range(400)]
+        write = server.write_attribute_value
+        position, total, owed = 0, 0, 0.0
+        per_slice = rate * SLICE
+        if per_slice > nodes:
+            raise SystemExit("--rate too high for --nodes: a node would change twice per slice")
+        cpu0 = time.process_time()
+        next_at = time.perf_counter()
+        while not ctl["stop"].is_set():
+            if not ctl["writing"].is_set():
+                ctl["cpu"].value = time.process_time() - cpu0
+                await asyncio.sleep(0.01)
+                next_at = time.perf_counter()
+                continue
+            now = datetime.now(UTC)
+            if rate:
+                owed += per_slice
+                count = int(owed)
+                owed -= count
+            else:
+                count = min(nodes, 500)
+            shared: dict[int, Any] = {}
+            for _ in range(count):
+                k = total % 400
+                total += 1
+                if patched:  # one DataValue per distinct value and slice, shared by nodes
+                    value = shared.get(k)
+                    if value is None:
+                        value = shared[k] = ua.DataValue(
+                            variants[k], SourceTimestamp=now, ServerTimestamp=now
+                        )
+                else:  # what a plain asyncua program writes: a new DataValue every time
+                    value = ua.DataValue(
+                        ua.Variant(68.0 + k / 100, ua.VariantType.Double),
+                        SourceTimestamp=now,
+                        ServerTimestamp=now,
+                    )
+                await write(ids[position], value)
+                position = (position + 1) % nodes
+            ctl["writes"].value = total
+            ctl["cpu"].value = time.process_time() - cpu0
+            if rate:
+                next_at += SLICE
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            else:
+                await asyncio.sleep(0)
+        await server.stop()
+
+    asyncio.run(run())
+
+
+class Source:
+    """The server process and its controls."""
+
+    def __init__(self, nodes: int, rate: float, patched: bool) -> None:
+        ctx = mp.get_context("fork")
+        self.port = free_port()
+        self.ctl = {
+            "ready": ctx.Event(),
+            "stop": ctx.Event(),
+            "writing": ctx.Event(),
+            "writes": ctx.Value("q", 0, lock=False),
+            "cpu": ctx.Value("d", 0.0, lock=False),
+        }
+        self.process = ctx.Process(
+            target=serve, args=(self.port, nodes, rate, patched, self.ctl), daemon=True
+        )
+        self.process.start()
+        if not self.ctl["ready"].wait(180):
+            raise SystemExit("the OPC UA server did not start")
+        self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/bench/"
+        self.node_ids = [f"ns=2;s=TT{i:04d}" for i in range(nodes)]
+
+    @property
+    def writes(self) -> int:
+        return int(self.ctl["writes"].value)
+
+    @property
+    def cpu(self) -> float:
+        return float(self.ctl["cpu"].value)
+
+    def writing(self, on: bool) -> None:
+        (self.ctl["writing"].set if on else self.ctl["writing"].clear)()
+        time.sleep(0.05)  # the slice in progress ends
+
+    def close(self) -> None:
+        self.ctl["stop"].set()
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+# --------------------------------------------------------------------------- a stage
+
+
+def measure(
+    source: Source,
+    seconds: float,
+    received: Callable[[], int],
+    nodes: int,
+    settle: Callable[[], None] | None = None,
+    profile: cProfile.Profile | None = None,
+) -> dict[str, float]:
+    """Initial values in, then ``seconds`` of writing; waits for everything written."""
+    deadline = time.monotonic() + 120
+    while received() < nodes and time.monotonic() < deadline:  # initial values
+        time.sleep(0.05)
+    time.sleep(0.3)
+    c0, w0, s0 = received(), source.writes, source.cpu
+    cpu, began = time.process_time(), time.perf_counter()
+    if profile:
+        profile.enable()
+    source.writing(True)
+    time.sleep(seconds)
+    source.writing(False)
+    elapsed = time.perf_counter() - began
+    in_window = received() - c0
+    server_cpu = source.cpu - s0
+    last, still = received(), time.monotonic()
+    while received() - c0 < source.writes - w0 and time.monotonic() - still < 10:
+        time.sleep(0.05)
+        if received() != last:
+            last, still = received(), time.monotonic()
+    written = source.writes - w0  # the writer's last slice may end after the pause
+    if settle:
+        settle()
+    if profile:
+        profile.disable()
+    total = received() - c0
+    return {
+        "rate": in_window / elapsed,
+        "offered": written / elapsed,  # (the last slice counts in)
+        "written": written,
+        "lost": written - total,
+        "drained": total / (time.perf_counter() - began),
+        "cpu_us": (time.process_time() - cpu) / max(1, total) * 1e6,
+        "server_us": server_cpu / max(1, written) * 1e6,
+    }
+
+
+def plain_stage(
+    source: Source, seconds: float, queue_size: int, publishing_ms: float, handler_api: bool
+) -> dict[str, float]:
+    """asyncua alone: count decoded values per publish response, or per handler call."""
+    from asyncua import Client, ua
+    from asyncua.common.subscription import Subscription
+
+    count = [0]
+
+    class Counting(Subscription):
+        async def publish_callback(self, publish_result: Any) -> None:
+            self.last_publish_at = time.monotonic()
+            for notification in publish_result.NotificationMessage.NotificationData:
+                if isinstance(notification, ua.DataChangeNotification):
+                    count[0] += len(notification.MonitoredItems)
+
+    class Handler:
+        def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+            count[0] += 1
+
+    result: dict[str, float] = {}
+
+    async def run() -> None:
+        async with Client(source.endpoint, timeout=30, watchdog_intervall=10.0) as client:
+            nodes = [client.get_node(n) for n in source.node_ids]
+            if handler_api:
+                subscription = await client.create_subscription(publishing_ms, Handler())
+            else:
+                params = ua.CreateSubscriptionParameters(
+                    RequestedPublishingInterval=publishing_ms,
+                    RequestedLifetimeCount=10000,
+                    RequestedMaxKeepAliveCount=50,
+                    MaxNotificationsPerPublish=10000,
+                    PublishingEnabled=True,
+                )
+                subscription = Counting(client.uaclient.session, params, Handler())
+                await subscription.init()
+            await subscription.subscribe_data_change(nodes, queuesize=queue_size)
+            loop = asyncio.get_running_loop()
+            result.update(
+                await loop.run_in_executor(
+                    None, measure, source, seconds, lambda: count[0], len(nodes)
+                )
+            )
+            await subscription.delete()
+
+    asyncio.run(run())
+    return result
+
+
+def ebr_count(engine: Any) -> int:
+    """Values of B-1 recorded from OPC UA tags (read as the engine reads them)."""
+    return sum(1 for v in engine.values("B-1") if str(v["tag"]).startswith("OPC/"))
+
+
+def gxpmes_stage(
+    source: Source,
+    seconds: float,
+    workdir: Path,
+    publishing_ms: float,
+    queue_size: int | None,
+    plant: Any = None,
+    profile: cProfile.Profile | None = None,
+) -> dict[str, float]:
+    """OpcUaSource → spool (→ forwarder → eBR when ``plant`` is given)."""
+    from ebr_support import HEAT
+
+    spool = Spool(workdir / f"spool-opcua-{uuid.uuid4().hex[:6]}.db")
+    nodes = [OpcUaNode(n, f"OPC/{n}") for n in source.node_ids]
+    opc = OpcUaSource(
+        spool, source.endpoint, nodes, publishing_interval_ms=publishing_ms, queue_size=queue_size
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(opc.run()), daemon=True)
+    forwarder = fwd = None
+    if plant is not None:
+        tags = TagMap({n.tag: TagBinding("B-1", f"{HEAT}/temperature", "Cel") for n in nodes})
+        forwarder = Forwarder(spool, plant.engine, tags, source=plant.ot, batch_size=FORWARD_BATCH)
+        fwd = threading.Thread(target=forwarder.run, kwargs={"interval": 0.2}, daemon=True)
+        before = ebr_count(plant.engine)
+    thread.start()
+    if fwd:
+        fwd.start()
+
+    def settle() -> None:  # the eBR stage ends when the record holds every value
+        if forwarder is not None:
+            deadline = time.monotonic() + 300
+            while (
+                forwarder.counts["recorded"] < opc.counts["received"]
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+
+    counter = (
+        (lambda: forwarder.counts["recorded"]) if forwarder else (lambda: opc.counts["received"])
+    )
+    result = measure(source, seconds, counter, len(nodes), settle, profile)
+    loop.call_soon_threadsafe(opc.stop)
+    thread.join(60)
+    result["overflows"] = opc.counts["queue_overflow"]
+    result["publishes"] = opc.counts["publishes"]
+    result["commits"] = opc.counts["commits"]
+    result["queue"] = min(opc.revised_queue_sizes.values(), default=0)
+    if forwarder is not None and fwd is not None:
+        forwarder.stop()
+        fwd.join()
+        rows = ebr_count(plant.engine) - before
+        if rows != opc.counts["received"]:  # every value is in the record
+            raise SystemExit(
+                f"OPC UA → eBR: {rows} of {opc.counts['received']} recorded "
+                f"(forwarder {dict(forwarder.counts)}, source {dict(opc.counts)})"
+            )
+    spool.close()
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    from ebr_support import HEAT, make_plant
+
+    from gxpmes.testing.plant import Clock
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=20_000, help="changes/s written")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--publishing-ms", type=float, default=100.0)
+    parser.add_argument("--queue-size", type=int, default=None)
+    parser.add_argument("--skip", default="", help="capacity,plain,handler,spool,ebr")
+    parser.add_argument("--profile", action="store_true", help="cProfile the gxpmes stages")
+    args = parser.parse_args()
+    queue = args.queue_size or monitored_queue_size(args.publishing_ms, 50)
+    workdir = Path(tempfile.mkdtemp(prefix="gxpmes-bench-opcua-"))
+    skip = set(args.skip.split(","))
+    print(
+        f"load average {os.getloadavg()[0]:.1f} (2 cores); {args.nodes:,} nodes, "
+        f"{args.rate:,.0f} changes/s offered ({args.rate / args.nodes:.0f} per node per s), "
+        f"publishing interval {args.publishing_ms:.0f} ms, queue size {queue}, "
+        f"{args.seconds:.0f} s per stage"
+    )
+    line = "  {:<36} {:>8,.0f} values/s  {:>5.1f} µs CPU/value  lost {:>6,.0f} of {:>7,.0f}{}"
+
+    if "capacity" not in skip:
+        print("\nsource capacity (writing as fast as it can, one counting subscriber):")
+        for patched, name in (
+            (False, "stock asyncua server"),
+            (True, "bench source (no deepcopy)"),
+        ):
+            server = Source(args.nodes, 0, patched)
+            try:
+                r = plain_stage(server, min(args.seconds, 5), queue, args.publishing_ms, False)
+            finally:
+                server.close()
+            print(
+                f"  {name:<36} {r['offered']:>8,.0f} changes/s written, "
+                f"{r['server_us']:.1f} µs server CPU/change; received {r['rate']:,.0f}/s"
+            )
+
+    class WallClock(Clock):
+        # Real time: capture refuses values stamped ahead of the server's clock.
+        def __call__(self) -> datetime:
+            return datetime.now(UTC)
+
+    server = Source(args.nodes, args.rate, True)
+    results: dict[str, dict[str, float]] = {}
+    profile = cProfile.Profile() if args.profile else None
+    try:
+        if "plain" not in skip:
+            results["asyncua alone (values decoded)"] = plain_stage(
+                server, args.seconds, queue, args.publishing_ms, False
+            )
+        if "handler" not in skip:
+            results["asyncua handler API (task/value)"] = plain_stage(
+                server, args.seconds, queue, args.publishing_ms, True
+            )
+        if "spool" not in skip:
+            results["gxpmes → durable spool"] = gxpmes_stage(
+                server, args.seconds, workdir, args.publishing_ms, args.queue_size, None, profile
+            )
+        if "ebr" not in skip:
+            plant = make_plant(str(workdir / "mes.db"), clock=WallClock())
+            plant.start_batch("B-1", phases=(HEAT,))
+            results["gxpmes → durable eBR (recorded)"] = gxpmes_stage(
+                server, args.seconds, workdir, args.publishing_ms, args.queue_size, plant, profile
+            )
+    finally:
+        server.close()
+    print(f"\none subscription, {args.rate:,.0f} changes/s offered:")
+    base = results.get("asyncua alone (values decoded)")
+    for name, r in results.items():
+        extra = f"  ratio {r['rate'] / base['rate']:.2f}x" if base and r is not base else ""
+        if "overflows" in r:
+            extra += f", {r['overflows']:.0f} overflow reports, granted queue {r['queue']:.0f}"
+        print(line.format(name, r["rate"], r["cpu_us"], r["lost"], r["written"], extra))
+        print(
+            f"  {'':<36} server wrote {r['offered']:,.0f}/s ({r['server_us']:.1f} µs CPU/change); "
+            f"all of it in {r['written'] / max(1, r['drained']):.1f} s → {r['drained']:,.0f}/s"
+        )
+    if profile:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
