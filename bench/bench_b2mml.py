@@ -25,6 +25,7 @@ from pathlib import Path
 from lxml import etree
 
 from isa95.b2mml.documents import B2MML
+from isa95.b2mml.mapping.trees import xsd_datetime
 from isa95.b2mml.schemas import NAMESPACES
 from isa95.b2mml.stream import read_batch_record
 from isa95.batchrecord import BatchProductionRecord, RecordedValue, TagSeries
@@ -70,7 +71,7 @@ def record_xml(values: int, version: str, tags: int = 10) -> Iterator[bytes]:
         f'<BatchProductionRecord xmlns="{NAMESPACES[version]}">\n'
         "  <ID>BPR-B-2026-0001</ID>\n  <EntryID>BPR-B-2026-0001</EntryID>\n"
         "  <ObjectType>Batch Production Record</ObjectType>\n"
-        f"  <CreationDate>{START.isoformat()}</CreationDate>\n"
+        f"  <CreationDate>{xsd_datetime(START)}</CreationDate>\n"
         "  <BatchID>B-2026-0001</BatchID>\n"
         "  <MaterialDefinitionID>TAB-500</MaterialDefinitionID>\n"
         "  <RecordStatus>Released</RecordStatus>\n  <DataSets>\n"
@@ -89,7 +90,7 @@ def record_xml(values: int, version: str, tags: int = 10) -> Iterator[bytes]:
         for first in range(0, per_tag, 1000):
             yield "".join(
                 "      <OrderedData>\n"
-                f"        <TimeValue>{(START + timedelta(seconds=i)).isoformat()}</TimeValue>\n"
+                f"        <TimeValue>{xsd_datetime(START + timedelta(seconds=i))}</TimeValue>\n"
                 "        <DataValue>\n          <TagIndex>1</TagIndex>\n"
                 f"          <Value>{_value(i, t)}</Value>\n"
                 "          <Quality>Good</Quality>\n        </DataValue>\n"
