@@ -35,12 +35,14 @@ from isa95.general_recipe import (
     ParameterType,
     ProcedureChartElement,
     ProcessElement,
+    ProcessElementLibrary,
     ProcessElementParameter,
     ProcessElementType,
     RecipeMaterial,
     RecipeProduct,
     RecipeValue,
     ResourceConstraint,
+    ResourceConstraintLibrary,
     ResourceConstraintProperty,
     SequenceOrder,
 )
@@ -142,6 +144,8 @@ def test_general_recipe_hc_content(b2mml: B2MML) -> None:
         )
     ]
     assert recipe.element('"Combining002"') is operations[2]
+    assert list(recipe.process_elements(ProcessElementType.PROCESS_OPERATION)) == operations
+    assert [e.id for e in recipe.process_elements()] == ['"PP001"'] + [e.id for e in operations]
     # Each model points to its element.
     node = document.binding_of(operations[0])
     assert node is not None and node.tag == "ProcessElement"
@@ -254,6 +258,18 @@ def test_values_of_a_number_type_must_be_numbers(b2mml: B2MML) -> None:
         b2mml.read(b2mml.write(recipe))
     assert RecipeValue(value="012.50", data_type="decimal").number == Decimal("12.50")
     assert RecipeValue(value="PT5M", data_type="duration").number is None
+
+
+def test_a_nil_data_type_is_listed_not_written_empty(b2mml: B2MML) -> None:
+    data = b"""<GRecipe xmlns="http://www.mesa.org/xml/B2MML"
+        xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+      <OtherInformation><OtherValue><ValueString>x</ValueString>
+      <DataType xsi:nil="true"/></OtherValue></OtherInformation></GRecipe>"""
+    document = b2mml.read(data)
+    assert document.model.other_information[0].values == [RecipeValue(value="x")]
+    assert document.unmapped == ["GRecipe/OtherInformation[0]/OtherValue[0]/DataType"]
+    assert b2mml.read(b2mml.write(document.model)).model == document.model  # schema-valid
+    assert c14n(b2mml.write(document)) == c14n(data)
 
 
 def test_model_checks() -> None:
@@ -514,3 +530,37 @@ def test_general_recipe_information_round_trips(
     verb = data.draw(st.none() | st.sampled_from(["Process", "Sync", "Show"]))
     document = b2mml.read(b2mml.write(information, version=version, verb=verb))
     assert document.unmapped == [] and document.models == [information]
+
+
+@pytest.mark.parametrize("version", ["V0701", "V0600"])
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_libraries_and_bare_elements_round_trip(
+    b2mml: B2MML, version: str, data: st.DataObject
+) -> None:
+    elements_library = ProcessElementLibrary(
+        id=data.draw(element_ids),
+        descriptions=data.draw(descriptions),
+        published_date=data.draw(st.none() | times),
+        elements=data.draw(st.lists(elements(version, 1), max_size=2)),
+    )
+    constraints_library = ResourceConstraintLibrary(
+        id=data.draw(element_ids),
+        descriptions=data.draw(descriptions),
+        published_date=data.draw(st.none() | times),
+        constraints=data.draw(st.lists(constraints, max_size=2)),
+    )
+    verb = data.draw(st.none() | st.sampled_from(["Process", "Sync", "Show"]))
+    for model, root in (
+        (elements_library, "ProcessElementLibrary"),
+        (constraints_library, "ResourceConstraintLibrary"),
+    ):
+        document = b2mml.read(b2mml.write(model, version=version, verb=verb))
+        assert document.noun == root and document.unmapped == []
+        assert document.models == [model]
+    element = data.draw(elements(version, 1))
+    constraint = data.draw(constraints)
+    for bare, root in ((element, "ProcessElement"), (constraint, "ResourceConstraint")):
+        document = b2mml.read(b2mml.write(bare, version=version))
+        assert (document.root, document.unmapped) == (root, [])
+        assert document.model == bare

@@ -35,6 +35,16 @@ from isa95.b2mml.mapping.definitions import _information_from_tree as _operation
 from isa95.b2mml.mapping.definitions import _information_tree as _operations_information_tree
 from isa95.b2mml.mapping.equipment import _equipment_from_tree, _equipment_to_tree
 from isa95.b2mml.mapping.general_recipe import (
+    _constraint_from_tree,
+    _constraint_library_from_tree,
+    _constraint_library_to_tree,
+    _constraint_to_tree,
+    _element_from_tree,
+    _element_library_from_tree,
+    _element_library_to_tree,
+    _element_to_tree,
+)
+from isa95.b2mml.mapping.general_recipe import (
     _information_from_tree as _grecipe_information,
 )
 from isa95.b2mml.mapping.general_recipe import (
@@ -82,7 +92,14 @@ from isa95.b2mml.mapping.trees import (
 from isa95.batchlist import BatchList, BatchListEntry
 from isa95.batchrecord import BatchProductionRecord
 from isa95.equipment import Equipment, EquipmentClass, EquipmentInformation
-from isa95.general_recipe import GeneralRecipe, GeneralRecipeInformation
+from isa95.general_recipe import (
+    GeneralRecipe,
+    GeneralRecipeInformation,
+    ProcessElement,
+    ProcessElementLibrary,
+    ResourceConstraint,
+    ResourceConstraintLibrary,
+)
 from isa95.material import (
     MaterialClass,
     MaterialDefinition,
@@ -270,6 +287,30 @@ NOUNS: dict[str, Noun] = {
             (V0701, V0600),
             _grecipe_information_tree,
             _grecipe_information,
+        ),
+        Noun(
+            "ProcessElementLibrary",
+            ProcessElementLibrary,
+            (V0701, V0600),
+            _element_library_to_tree,
+            _element_library_from_tree,
+        ),
+        Noun(
+            "ResourceConstraintLibrary",
+            ResourceConstraintLibrary,
+            (V0701, V0600),
+            _constraint_library_to_tree,
+            _constraint_library_from_tree,
+        ),
+        Noun(
+            "ProcessElement", ProcessElement, (V0701, V0600), _element_to_tree, _element_from_tree
+        ),
+        Noun(
+            "ResourceConstraint",
+            ResourceConstraint,
+            (V0701, V0600),
+            _constraint_to_tree,
+            _constraint_from_tree,
         ),
     ]
 }

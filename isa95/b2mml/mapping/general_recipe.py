@@ -35,6 +35,7 @@ from isa95.b2mml.mapping.trees import (
     _text,
     _texts,
     _time,
+    _unread,
     _where,
 )
 from isa95.errors import B2MMLError
@@ -71,11 +72,19 @@ _V0701_ONLY_PARAMETER_TYPES = {
 
 
 def _value(t: Any, where: str, string: str = "ValueString") -> RecipeValue:
-    """A ValueType (or QuantityValueType with ``string="QuantityString"``) as written."""
+    """A ValueType (or QuantityValueType with ``string="QuantityString"``) as written.
+
+    An empty DataType (only a nil one is schema-valid) is no DataType: it is
+    listed in ``unmapped`` and kept on the binding.
+    """
+    data_type = _get(t, "DataType")
+    if data_type == "":
+        data_type = None
+        _unread(t, "DataType")
     return _model(
         lambda: RecipeValue(
             value=_get(t, string) or "",
-            data_type=_get(t, "DataType"),
+            data_type=data_type,
             unit=_get(t, "UnitOfMeasure"),
             key=_get(t, "Key"),
         ),
