@@ -255,9 +255,6 @@ def _stripped_id(text: str, where: str) -> str:
     return text
 
 
-_PRODUCT = ("ProductID", "Description", "ProductName", "BatchSize")
-
-
 def _header_sequence(t: dict[str, Any]) -> list[tuple[str, Any]]:
     """The header's children as ``(name, tree)`` in document order.
 
