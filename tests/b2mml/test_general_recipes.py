@@ -260,6 +260,23 @@ def test_values_of_a_number_type_must_be_numbers(b2mml: B2MML) -> None:
     assert RecipeValue(value="PT5M", data_type="duration").number is None
 
 
+def test_padded_identifiers_are_read_trimmed_and_noted(b2mml: B2MML) -> None:
+    data = b"""<GRecipe xmlns="http://www.mesa.org/xml/B2MML"><ID>G-1 </ID>
+      <Header><ProductID> P-1</ProductID></Header>
+      <ProcessProcedure><DirectedLink><FromID>A </FromID></DirectedLink></ProcessProcedure>
+    </GRecipe>"""
+    document = b2mml.read(data)
+    recipe = document.model
+    assert recipe.id == "G-1" and recipe.header.products[0].product_id == "P-1"
+    assert recipe.procedure.links[0].from_id == "A"
+    assert document.normalised == [
+        "GRecipe/ID: 'G-1 ' read as 'G-1'",
+        "GRecipe/Header/ProductID[0]: ' P-1' read as 'P-1'",
+        "GRecipe/ProcessProcedure/DirectedLink[0]/FromID: 'A ' read as 'A'",
+    ]
+    assert c14n(b2mml.write(document)) == c14n(data)  # the binding keeps them as written
+
+
 def test_a_nil_data_type_is_listed_not_written_empty(b2mml: B2MML) -> None:
     data = b"""<GRecipe xmlns="http://www.mesa.org/xml/B2MML"
         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
