@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,16 +44,20 @@ from gxpmes.connectors.model import (
     safe_text,
     to_decimal,
 )
+from gxpmes.connectors.mqtt import MqttProcess, _die_with_parent, read_secret
 from gxpmes.connectors.spool import Spool
 from gxpmes.errors import ConfigurationError
 
 __all__ = [
     "OpcUaNode",
+    "OpcUaProcess",
     "OpcUaSecurity",
     "OpcUaSource",
     "has_overflow",
+    "ingest_process_main",
     "monitored_queue_size",
     "quality_of",
+    "source_from_config",
 ]
 
 log = logging.getLogger("gxpmes.connectors.opcua")
@@ -503,6 +508,7 @@ class OpcUaSource:
         been) discarded by the server: ``flagged`` by the Overflow bit, or as many values
         in ``seen`` (per client handle) as its granted queue holds."""
         tags, queues = self._tags, self._queues
+        overflowed: list[str] = []
         for handle, count in seen.items():
             queue = queues.get(handle, 1)
             if handle in flagged:
@@ -515,14 +521,21 @@ class OpcUaSource:
             else:
                 continue
             tag = tags[handle]
-            self.counts["queue_overflow"] += 1
+            overflowed.append(tag)
             problem = Problem(
-                "queue_overflow",
-                f"{detail}; raise queue_size or lower the sampling rate",
-                tag,
+                "queue_overflow", f"{detail}; raise queue_size or lower the sampling rate", tag
             )
-            log.warning("OPC UA %s: %s", tag, problem.detail)
             letters.append(DeadLetter.of(problem, self._origins[handle], b"", now))
+        if overflowed:  # one log line per publish response, however many items
+            self.counts["queue_overflow"] += len(overflowed)
+            log.warning(
+                "OPC UA %s: values of %d monitored item(s) discarded or possibly discarded "
+                "by the server (%s%s): raise queue_size or lower the sampling rate",
+                self.endpoint,
+                len(overflowed),
+                ", ".join(overflowed[:5]),
+                ", ..." if len(overflowed) > 5 else "",
+            )
 
     def _refused(self, problem: Problem, handle: int, item: Any, now: datetime) -> DeadLetter:
         self.counts[problem.reason] += 1
@@ -553,3 +566,114 @@ class OpcUaSource:
             writer.close()
         else:
             self.writer.submit(delivery)
+
+
+def source_from_config(
+    spool: Spool, opcua_config: dict[str, Any], base: Path, group_commit_values: int = 20_000
+) -> OpcUaSource:
+    """An :class:`OpcUaSource` as the ``[opcua]`` table of ``gxpmes connect`` configures it
+    (paths relative to ``base``)."""
+
+    def path(key: str) -> Path | None:
+        value = opcua_config.get(key)
+        return None if value is None else base / str(value)
+
+    security = OpcUaSecurity(
+        policy=str(opcua_config.get("security_policy", "None")),
+        mode=str(opcua_config.get("security_mode", "SignAndEncrypt")),
+        certificate=path("certificate"),
+        private_key=path("private_key"),
+        private_key_password=read_secret(
+            None, None, opcua_config.get("private_key_password_env"), base
+        ),
+        server_certificate=path("server_certificate"),
+        application_uri=opcua_config.get("application_uri"),
+        username=opcua_config.get("username"),
+        password=read_secret(
+            None, opcua_config.get("password_file"), opcua_config.get("password_env"), base
+        ),
+        allow_plain_password=bool(opcua_config.get("allow_plain_password", False)),
+    )
+    queue_size = opcua_config.get("queue_size")
+    return OpcUaSource(
+        spool,
+        opcua_config["endpoint"],
+        [OpcUaNode(n["node_id"], n["tag"]) for n in opcua_config.get("nodes", [])],
+        publishing_interval_ms=float(opcua_config.get("publishing_interval_ms", 100)),
+        sampling_interval_ms=float(opcua_config.get("sampling_interval_ms", 50)),
+        queue_size=None if queue_size is None else int(queue_size),
+        discard_oldest=bool(opcua_config.get("discard_oldest", True)),
+        max_notifications_per_publish=int(
+            opcua_config.get("max_notifications_per_publish", 10_000)
+        ),
+        security=security,
+        group_commit_values=group_commit_values,
+    )
+
+
+def ingest_process_main(
+    options: dict[str, Any], report: Any, stop: Any, parent: int, interval: float
+) -> None:
+    """The OPC UA ingest process: subscribe, decode, validate, spool — no database.
+
+    ``options``: ``spool``, ``seen_retention``, ``opcua`` (the ``[opcua]`` table),
+    ``base``, ``group_commit_values``. Sends its counters on the ``report`` pipe every
+    ``interval`` seconds and once more after a clean stop; stops when ``stop`` is set,
+    on SIGTERM or SIGINT, or when the runner ``parent`` is gone.
+    """
+    import signal
+
+    _die_with_parent()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    spool = Spool(options["spool"], seen_retention=float(options["seen_retention"]))
+    try:
+        source = source_from_config(
+            spool, options["opcua"], Path(options["base"]), int(options["group_commit_values"])
+        )
+    except Exception as exc:
+        report.send({"error": f"{type(exc).__name__}: {exc}"})
+        spool.close()
+        return
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "counts": dict(source.counts),
+            "connected": source.connected.is_set(),
+            "cpu": time.process_time(),
+        }
+
+    async def main() -> None:
+        task = asyncio.create_task(source.run())
+        while not stop.is_set() and os.getppid() == parent and not task.done():
+            report.send(snapshot())
+            await asyncio.sleep(interval)
+        source.stop()
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        report.send({**snapshot(), "stopped": True})
+        spool.close()
+
+
+class OpcUaProcess(MqttProcess):
+    """The runner's handle on the OPC UA ingest process (:func:`ingest_process_main`):
+    the subscription, decoding and spool writes use one core while the runner
+    forwards and captures on the other. Restarted if it dies (``ingest_restarts``);
+    OPC UA has no redelivery, so values changed meanwhile are lost (resubscribing
+    brings each node's current value)."""
+
+    def _spawn(self) -> None:
+        receive, send = self._context.Pipe(duplex=False)
+        self._stop = self._context.Event()
+        self._receive = receive
+        self._process = self._context.Process(
+            target=ingest_process_main,
+            args=(self.options, send, self._stop, os.getpid(), self.report_interval),
+            name="gxpmes-opcua-ingest",
+            daemon=True,
+        )
+        self._process.start()
+        send.close()

@@ -24,6 +24,8 @@ Configuration (TOML)::
 
     [opcua]                           # optional
     endpoint = "opc.tcp://127.0.0.1:4840/"
+    publishing_interval_ms = 100      # sampling_interval_ms = 50, queue_size from both
+    own_process = true                # subscribe + decode + spool in a process of its own
     [[opcua.nodes]]
     node_id = "ns=2;s=GRAN01.TT101"
     tag = "GRAN01/TT-101"
@@ -130,35 +132,23 @@ class Connector:
         )
 
     def _opcua_source(self, opcua_config: dict[str, Any]) -> Any:
-        from gxpmes.connectors.mqtt import read_secret
-        from gxpmes.connectors.opcua import OpcUaNode, OpcUaSecurity, OpcUaSource
+        from gxpmes.connectors.opcua import source_from_config
 
-        def path(key: str) -> Path | None:
-            value = opcua_config.get(key)
-            return None if value is None else self.base / str(value)
+        return source_from_config(self.spool, opcua_config, self.base, self.group_commit_values)
 
-        security = OpcUaSecurity(
-            policy=str(opcua_config.get("security_policy", "None")),
-            mode=str(opcua_config.get("security_mode", "SignAndEncrypt")),
-            certificate=path("certificate"),
-            private_key=path("private_key"),
-            private_key_password=read_secret(
-                None, None, opcua_config.get("private_key_password_env"), self.base
-            ),
-            server_certificate=path("server_certificate"),
-            application_uri=opcua_config.get("application_uri"),
-            username=opcua_config.get("username"),
-            password=read_secret(
-                None, opcua_config.get("password_file"), opcua_config.get("password_env"), self.base
-            ),
-            allow_plain_password=bool(opcua_config.get("allow_plain_password", False)),
-        )
-        return OpcUaSource(
-            self.spool,
-            opcua_config["endpoint"],
-            [OpcUaNode(n["node_id"], n["tag"]) for n in opcua_config.get("nodes", [])],
-            security=security,
-            group_commit_values=self.group_commit_values,
+    def _opcua_process(self, opcua_config: dict[str, Any]) -> Any:
+        from gxpmes.connectors.opcua import OpcUaProcess
+
+        self._opcua_source(opcua_config)  # configuration errors here, before a process starts
+        return OpcUaProcess(
+            {
+                "spool": str(self.spool.path),
+                "seen_retention": self.spool.seen_retention,
+                "opcua": opcua_config,
+                "base": str(self.base),
+                "group_commit_values": self.group_commit_values,
+            },
+            report_interval=float(opcua_config.get("report_interval", 0.5)),
         )
 
     def start(self) -> None:
@@ -172,7 +162,11 @@ class Connector:
             source.start()
             self.sources.append(source)
         opcua_config = self.config.get("opcua")
-        if opcua_config:
+        if opcua_config and bool(opcua_config.get("own_process", True)):
+            process = self._opcua_process(opcua_config)  # as MQTT: a core of its own
+            process.start()
+            self.sources.append(process)
+        elif opcua_config:
             opcua = self._opcua_source(opcua_config)
             self._loop = asyncio.new_event_loop()
             self.sources.append(opcua)
@@ -258,6 +252,8 @@ REJECT_REASONS = frozenset(
         "unspoolable",
         "unrecordable",
         "sequence_gap",
+        "queue_overflow",
+        "not_monitored",
     }
 )
 """Counters that are dead letters (kept in the rejects table), not connector errors."""
@@ -295,6 +291,11 @@ class Status:
         out = []
         if self.sequence_gaps:
             out.append(f"{self.sequence_gaps} sequence gap(s): values lost before the connector")
+        if self.rejects.get("queue_overflow"):
+            out.append(
+                f"{self.rejects['queue_overflow']} OPC UA queue overflow(s): values discarded "
+                "by the server (raise queue_size)"
+            )
         if self.broker_dropped:
             out.append(
                 f"the broker reports {self.broker_dropped} dropped message(s): "

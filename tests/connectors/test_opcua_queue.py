@@ -288,3 +288,66 @@ def test_a_server_flagged_overflow_is_a_data_quality_exception(
     overflow_is_reported(running, tags, spool, source)
     value = [v for v in running.engine.values(BATCH) if v["value"] == written[0]]
     assert value and value[0]["quality"] == "Good"
+
+
+# ------------------------------------------------------------------ gxpmes connect
+
+
+def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from gxpmes.connectors.runner import Connector
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    started: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def serve() -> None:
+        started["server"], started["variable"] = await start_server(port)
+        ready.set()
+        await started.setdefault("stop", asyncio.Event()).wait()
+        await started["server"].stop()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    assert ready.wait(DEADLINE)
+    config = {
+        "spool": "spool.db",
+        "tags": [{"tag": TAG, "batch": BATCH, "parameter": f"{HEAT}/temperature", "unit": "Cel"}],
+        "opcua": {
+            "endpoint": f"opc.tcp://127.0.0.1:{port}/gxpmes/",
+            "publishing_interval_ms": 500,
+            "queue_size": 50,
+            "report_interval": 0.1,
+            "nodes": [{"node_id": started["variable"].nodeid.to_string(), "tag": TAG}],
+        },
+    }
+    connector = Connector(config, running.engine, tmp_path)
+    try:
+        connector.start()
+        source = connector.sources[0]
+        assert type(source).__name__ == "OpcUaProcess"  # own_process is the default
+        wait = asyncio.run_coroutine_threadsafe
+        deadline = datetime.now(UTC) + timedelta(seconds=DEADLINE)
+        while connector.counts()["received"] < 1 and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.1)  # the initial value, spooled by the other process
+        written = wait(burst(started["variable"], 30), loop).result(DEADLINE)
+        while connector.counts()["recorded"] < 31 and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.1)
+    finally:
+        connector.stop()
+        connector.close()
+        loop.call_soon_threadsafe(started["stop"].set)
+        thread.join(DEADLINE)
+    recorded = [v["value"] for v in running.engine.values(BATCH)]
+    assert recorded[1:] == written
+    assert connector.counts()["queue_overflow"] == 0
+
+
+def test_status_warns_of_queue_overflows() -> None:
+    from gxpmes.connectors.runner import Status
+
+    line = Status(10, 0, 0.0, 10, 0, {"queue_overflow": 3}, {}, 0, 0, 0).line(1.0)
+    assert "3 rejected (queue_overflow 3)" in line
+    assert "WARNING: 3 OPC UA queue overflow(s)" in line
