@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gxpmes.connectors.model import (
+    FUTURE_TOLERANCE,
+    QUALITIES,
     DecodeError,
     Reading,
     check_reading,
@@ -49,9 +51,11 @@ def decode_json_message(
     default_tag: str | None = None,
     payload_tag: bool = True,
     publisher: str = "",
+    server_ts: datetime | None = None,
 ) -> JsonMessage:
     """Decode a message; with ``payload_tag=False`` a reading's ``tag`` may not differ from
-    ``default_tag`` (the tag the topic maps to), so a payload cannot write into another tag."""
+    ``default_tag`` (the tag the topic maps to), so a payload cannot write into another tag.
+    ``server_ts`` (when it was received) is stamped on every reading."""
     if len(payload) > MAX_PAYLOAD:
         raise DecodeError("too_large", f"payload of {len(payload)} bytes")
     try:
@@ -64,6 +68,7 @@ def decode_json_message(
         raise DecodeError("malformed", "expected one reading or a list of 1..10000 readings")
     readings = []
     sequence = []
+    latest = now + FUTURE_TOLERANCE
     for item in items:
         if not isinstance(item, dict):
             raise DecodeError("malformed", "a reading must be a JSON object")
@@ -98,6 +103,13 @@ def decode_json_message(
             if not isinstance(who, str) or not who or len(who) > 256:
                 raise DecodeError("malformed", "publisher must be text of 1..256 characters", tag)
             sequence.append((safe_text(who, 256), seq, tag))
-        reading = Reading(tag, value, source_ts, quality, dedup_key=f"json|{tag}|{ts_text}|{value}")
-        readings.append(check_reading(reading, now))
+        reading = Reading(
+            tag, value, source_ts, quality, server_ts, f"json|{tag}|{ts_text}|{value}"
+        )
+        # The checks of check_reading, with the message's time bound computed once;
+        # check_reading itself says what is wrong.
+        offset = source_ts.utcoffset()
+        if offset is None or source_ts > latest or quality not in QUALITIES:
+            check_reading(reading, now)
+        readings.append(reading)
     return JsonMessage(readings, sequence)

@@ -29,6 +29,7 @@ __all__ = [
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_TAG_CHARS = 256  # ebr_value.tag
 MAX_VALUE_CHARS = 64  # ebr_value.value: longer values are refused here, never rounded
+QUALITIES = frozenset({"Good", "Uncertain", "Bad"})
 
 
 class DecodeError(GxpError, ValueError):
@@ -213,6 +214,6 @@ def check_reading(reading: Reading, now: datetime) -> Reading:
             f"{reading.source_ts.isoformat()} is more than {FUTURE_TOLERANCE} ahead",
             reading.tag,
         )
-    if reading.quality not in ("Good", "Uncertain", "Bad"):
+    if reading.quality not in QUALITIES:
         raise DecodeError("bad_quality_code", f"quality {reading.quality!r}", reading.tag)
     return reading

@@ -397,6 +397,7 @@ class MqttSource:
                 default_tag=self.topic_tags.get(topic, topic),
                 payload_tag=self.payload_tags,
                 publisher=topic,
+                server_ts=now,
             )
             readings = message.readings
             self.sequences.take_changes()  # a message refused before this point saved nothing
@@ -411,11 +412,14 @@ class MqttSource:
                         )
                     )
             state = self.sequences.take_changes()
-        stamped = [
-            r if r.server_ts else Reading(r.tag, r.value, r.source_ts, r.quality, now, r.dedup_key)
-            for r in readings
-        ]
-        return stamped, problems, state
+        if not all(r.server_ts for r in readings):  # stamped when received
+            readings = [
+                r
+                if r.server_ts
+                else Reading(r.tag, r.value, r.source_ts, r.quality, now, r.dedup_key)
+                for r in readings
+            ]
+        return readings, problems, state
 
     def _broker_dropped(self, payload: bytes) -> None:
         try:
@@ -601,8 +605,10 @@ class MqttProcess:
         send.close()
 
     def _watchdog(self) -> None:
+        # Reads the reports as they come (a full pipe would block the process) and
+        # starts the process again should it die.
         while not self._stopping:
-            self._process.join(0.5)
+            self._poll(0.2)
             if self._stopping or self._process.is_alive():
                 continue
             self._poll()
@@ -615,7 +621,12 @@ class MqttProcess:
             if not self._stopping:
                 self._spawn()
 
-    def _poll(self) -> None:
+    def _poll(self, wait: float = 0.0) -> None:
+        try:
+            if wait and not self._receive.poll(wait):  # waiting without holding the lock
+                return
+        except (EOFError, OSError):
+            return
         with self._lock:
             try:
                 while self._receive.poll():
@@ -650,7 +661,12 @@ class MqttProcess:
         if self._process is None:
             return
         self._stop.set()
-        self._process.join(timeout)
+        if self._watch is not None:
+            self._watch.join(5)
+        deadline = time.monotonic() + timeout
+        while self._process.is_alive() and time.monotonic() < deadline:
+            self._poll(0.1)  # keep reading: the process sends a last report before it exits
+        self._process.join(1)
         if self._process.is_alive():
             log.error("the MQTT ingest process did not stop in %.0f s; killed", timeout)
             self._process.kill()
@@ -658,5 +674,3 @@ class MqttProcess:
             with self._lock:
                 self._base["ingest_kills"] += 1
         self._poll()
-        if self._watch is not None:
-            self._watch.join(5)
