@@ -26,15 +26,19 @@ Stages, all against the same server, one subscription each, in this order:
 3. asyncua handler API: ``datachange_notification`` per value (one asyncio task
    each), as the connector received before;
 4. gxpmes → durable spool (``OpcUaSource``, no forwarder);
-5. gxpmes → durable spool → eBR (forwarder and ``BatchEngine.capture`` in this
-   process, as ``gxpmes connect`` runs them).
+5. gxpmes → durable spool → eBR, everything in this process (source in a thread,
+   forwarder and ``BatchEngine.capture`` in another);
+6. gxpmes → durable spool → eBR as ``gxpmes connect`` runs it by default: the
+   source in an ingest process of its own (``OpcUaProcess``), forwarder and
+   capture in this process — two cores.
 
 For each stage the writer is paused while subscribing (initial values are not
 counted), runs ``--seconds``, is paused again, and the stage waits until every
 change written in the window has arrived: "lost" is written minus received.
-The eBR stage also checks the rows in ``ebr_value``. CPU is this process's
-``time.process_time`` per value (client, spool writer, forwarder, capture);
-the server's CPU per change is printed separately.
+The eBR stages also check that every value received is in the record. CPU is
+this process's ``time.process_time`` per value (client, spool writer,
+forwarder, capture; the ingest process's own CPU is added separately in stage
+6); the server's CPU per change is printed separately.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding, TagMap
-from gxpmes.connectors.opcua import OpcUaNode, OpcUaSource, monitored_queue_size
+from gxpmes.connectors.opcua import OpcUaNode, OpcUaProcess, OpcUaSource, monitored_queue_size
 from gxpmes.connectors.spool import Spool
 
 SLICE = 0.005
@@ -204,13 +208,16 @@ def measure(
     nodes: int,
     settle: Callable[[], None] | None = None,
     profile: cProfile.Profile | None = None,
+    other_cpu: Callable[[], float] | None = None,
 ) -> dict[str, float]:
-    """Initial values in, then ``seconds`` of writing; waits for everything written."""
+    """Initial values in, then ``seconds`` of writing; waits for everything written.
+    ``other_cpu``: CPU seconds of another process of ours, counted over the same span."""
     deadline = time.monotonic() + 120
     while received() < nodes and time.monotonic() < deadline:  # initial values
         time.sleep(0.05)
     time.sleep(0.3)
     c0, w0, s0 = received(), source.writes, source.cpu
+    o0 = other_cpu() if other_cpu else 0.0
     cpu, began = time.process_time(), time.perf_counter()
     if profile:
         profile.enable()
@@ -231,7 +238,11 @@ def measure(
     if profile:
         profile.disable()
     total = received() - c0
+    if other_cpu:
+        time.sleep(0.3)  # the other process's next report
+    other = (other_cpu() - o0) if other_cpu else 0.0
     return {
+        "other_us": other / max(1, total) * 1e6,
         "rate": in_window / elapsed,
         "offered": written / elapsed,  # (the last slice counts in)
         "written": written,
@@ -292,9 +303,9 @@ def plain_stage(
     return result
 
 
-def ebr_count(engine: Any) -> int:
-    """Values of B-1 recorded from OPC UA tags (read as the engine reads them)."""
-    return sum(1 for v in engine.values("B-1") if str(v["tag"]).startswith("OPC/"))
+def ebr_count(engine: Any, prefix: str) -> int:
+    """Values of B-1 recorded from tags under ``prefix`` (read as the engine reads them)."""
+    return sum(1 for v in engine.values("B-1") if str(v["tag"]).startswith(prefix))
 
 
 def gxpmes_stage(
@@ -305,54 +316,99 @@ def gxpmes_stage(
     queue_size: int | None,
     plant: Any = None,
     profile: cProfile.Profile | None = None,
+    own_process: bool = False,
 ) -> dict[str, float]:
-    """OpcUaSource → spool (→ forwarder → eBR when ``plant`` is given)."""
+    """OpcUaSource → spool (→ forwarder → eBR when ``plant`` is given), the source in a
+    thread of this process or (``own_process``, as ``gxpmes connect`` runs it) in an
+    ingest process of its own."""
     from ebr_support import HEAT
 
-    spool = Spool(workdir / f"spool-opcua-{uuid.uuid4().hex[:6]}.db")
-    nodes = [OpcUaNode(n, f"OPC/{n}") for n in source.node_ids]
-    opc = OpcUaSource(
-        spool, source.endpoint, nodes, publishing_interval_ms=publishing_ms, queue_size=queue_size
-    )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=lambda: loop.run_until_complete(opc.run()), daemon=True)
+    path = workdir / f"spool-opcua-{uuid.uuid4().hex[:6]}.db"
+    spool = Spool(path)
+    prefix = f"OPC-{uuid.uuid4().hex[:6]}/"  # a stage's own tags: its own dedup keys
+    nodes = [OpcUaNode(n, prefix + n) for n in source.node_ids]
+    opc: Any
+    if own_process:
+        config = {
+            "endpoint": source.endpoint,
+            "publishing_interval_ms": publishing_ms,
+            "nodes": [{"node_id": n.node_id, "tag": n.tag} for n in nodes],
+        }
+        if queue_size is not None:
+            config["queue_size"] = queue_size
+        opc = OpcUaProcess(
+            {
+                "spool": str(path),
+                "seen_retention": spool.seen_retention,
+                "opcua": config,
+                "base": str(workdir),
+                "group_commit_values": 20_000,
+            },
+            report_interval=0.1,
+        )
+    else:
+        opc = OpcUaSource(
+            spool,
+            source.endpoint,
+            nodes,
+            publishing_interval_ms=publishing_ms,
+            queue_size=queue_size,
+        )
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=lambda: loop.run_until_complete(opc.run()), daemon=True)
     forwarder = fwd = None
     if plant is not None:
         tags = TagMap({n.tag: TagBinding("B-1", f"{HEAT}/temperature", "Cel") for n in nodes})
         forwarder = Forwarder(spool, plant.engine, tags, source=plant.ot, batch_size=FORWARD_BATCH)
         fwd = threading.Thread(target=forwarder.run, kwargs={"interval": 0.2}, daemon=True)
-        before = ebr_count(plant.engine)
-    thread.start()
+        before = ebr_count(plant.engine, prefix)
+    if own_process:
+        opc.start()
+    else:
+        thread.start()
     if fwd:
         fwd.start()
+
+    def received() -> int:
+        return int(opc.counts["received"])
 
     def settle() -> None:  # the eBR stage ends when the record holds every value
         if forwarder is not None:
             deadline = time.monotonic() + 300
-            while (
-                forwarder.counts["recorded"] < opc.counts["received"]
-                and time.monotonic() < deadline
-            ):
+            while forwarder.counts["recorded"] < received() and time.monotonic() < deadline:
                 time.sleep(0.05)
 
-    counter = (
-        (lambda: forwarder.counts["recorded"]) if forwarder else (lambda: opc.counts["received"])
+    def counter() -> int:
+        return int(forwarder.counts["recorded"]) if forwarder else received()
+
+    def ingest_cpu() -> float:
+        opc.counts  # noqa: B018 (reads the process's reports)
+        return float(opc.cpu)
+
+    result = measure(
+        source, seconds, counter, len(nodes), settle, profile, ingest_cpu if own_process else None
     )
-    result = measure(source, seconds, counter, len(nodes), settle, profile)
-    loop.call_soon_threadsafe(opc.stop)
-    thread.join(60)
-    result["overflows"] = opc.counts["queue_overflow"]
-    result["publishes"] = opc.counts["publishes"]
-    result["commits"] = opc.counts["commits"]
-    result["queue"] = min(opc.revised_queue_sizes.values(), default=0)
+    if own_process:
+        result["ingest_us"] = result["other_us"]
+        opc.stop()
+        result["queue"] = queue_size or monitored_queue_size(publishing_ms, 50)
+    else:
+        loop.call_soon_threadsafe(opc.stop)
+        thread.join(60)
+        result["queue"] = min(opc.revised_queue_sizes.values(), default=0)
+    counts = opc.counts
+    result["overflows"] = counts["queue_overflow"]
+    result["publishes"] = counts["publishes"]
+    result["commits"] = counts["commits"]
     if forwarder is not None and fwd is not None:
         forwarder.stop()
         fwd.join()
-        rows = ebr_count(plant.engine) - before
-        if rows != opc.counts["received"]:  # every value is in the record
+        forwarder.forward_once()
+        rows = ebr_count(plant.engine, prefix) - before
+        if rows != counts["received"]:  # every value is in the record
             raise SystemExit(
-                f"OPC UA → eBR: {rows} of {opc.counts['received']} recorded "
-                f"(forwarder {dict(forwarder.counts)}, source {dict(opc.counts)})"
+                f"OPC UA → eBR: {rows} of {counts['received']} recorded "
+                f"(forwarder {dict(forwarder.counts)}, source {dict(counts)})"
             )
     spool.close()
     return result
@@ -372,7 +428,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--publishing-ms", type=float, default=100.0)
     parser.add_argument("--queue-size", type=int, default=None)
-    parser.add_argument("--skip", default="", help="capacity,plain,handler,spool,ebr")
+    parser.add_argument("--skip", default="", help="capacity,plain,handler,spool,ebr,process")
     parser.add_argument("--profile", action="store_true", help="cProfile the gxpmes stages")
     args = parser.parse_args()
     queue = args.queue_size or monitored_queue_size(args.publishing_ms, 50)
@@ -423,11 +479,24 @@ def main() -> None:
             results["gxpmes → durable spool"] = gxpmes_stage(
                 server, args.seconds, workdir, args.publishing_ms, args.queue_size, None, profile
             )
-        if "ebr" not in skip:
+        plant = None
+        if "ebr" not in skip or "process" not in skip:
             plant = make_plant(str(workdir / "mes.db"), clock=WallClock())
             plant.start_batch("B-1", phases=(HEAT,))
-            results["gxpmes → durable eBR (recorded)"] = gxpmes_stage(
+        if "ebr" not in skip:
+            results["gxpmes → durable eBR, one process"] = gxpmes_stage(
                 server, args.seconds, workdir, args.publishing_ms, args.queue_size, plant, profile
+            )
+        if "process" not in skip:
+            results["gxpmes → eBR, ingest process"] = gxpmes_stage(
+                server,
+                args.seconds,
+                workdir,
+                args.publishing_ms,
+                args.queue_size,
+                plant,
+                None,
+                True,
             )
     finally:
         server.close()
@@ -436,7 +505,9 @@ def main() -> None:
     for name, r in results.items():
         extra = f"  ratio {r['rate'] / base['rate']:.2f}x" if base and r is not base else ""
         if "overflows" in r:
-            extra += f", {r['overflows']:.0f} overflow reports, granted queue {r['queue']:.0f}"
+            extra += f", {r['overflows']:.0f} overflow reports, queue {r['queue']:.0f}"
+        if "ingest_us" in r:
+            extra += f", + ingest process {r['ingest_us']:.1f} µs CPU/value"
         print(line.format(name, r["rate"], r["cpu_us"], r["lost"], r["written"], extra))
         print(
             f"  {'':<36} server wrote {r['offered']:,.0f}/s ({r['server_us']:.1f} µs CPU/change); "
