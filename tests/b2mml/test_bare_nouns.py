@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from isa95_strategies import (
     equipment_information,
     material_information,
+    operations_performance,
+    operations_schedule,
     personnel_information,
     process_segment_information,
 )
@@ -21,8 +23,15 @@ from lxml import etree
 from isa95.b2mml.documents import B2MML, ApplicationArea, release
 from isa95.b2mml.mapping import BARE_NOUNS, NOUNS
 from isa95.equipment import Equipment, EquipmentLevel
-from isa95.errors import DocumentContentError
+from isa95.errors import B2MMLError, DocumentContentError, DocumentInvalid
 from isa95.material import MaterialDefinition, MaterialLot, MaterialSubLot
+from isa95.operations import (
+    OperationsPerformance,
+    OperationsRequest,
+    OperationsResponse,
+    OperationsSchedule,
+    SegmentRequirement,
+)
 from isa95.personnel import Person
 
 RELEASES = ("V0701", "V0600")
@@ -60,7 +69,14 @@ def test_every_single_resource_of_both_releases_has_a_model() -> None:
         "PersonnelClass",
         "ProcessSegment",
     }
-    assert set(BARE_NOUNS) == names and all(NOUNS[n] is BARE_NOUNS[n] for n in names)
+    requests = {
+        "OperationsRequest",
+        "OperationsResponse",
+        "ProductionRequest",
+        "ProductionResponse",
+    }
+    assert set(BARE_NOUNS) == names | requests
+    assert all(NOUNS[n] is BARE_NOUNS[n] for n in BARE_NOUNS)
     for version in RELEASES:
         bindings = release(version)
         for name in names:
@@ -166,12 +182,73 @@ def test_equipment_without_a_role_based_level_is_refused_with_models_only(
 def test_minimal_documents_of_every_single_resource_noun_map(b2mml: B2MML, version: str) -> None:
     bindings = release(version)
     for name in sorted(BARE_NOUNS):
-        if name == "Equipment":
-            continue  # needs a role-based level: see above
-        for verb in VERBS:
+        if name == "Equipment" or version not in BARE_NOUNS[name].versions:
+            continue  # Equipment needs a role-based level: see above
+        for verb in VERBS if "Re" not in name else (None,):  # requests, responses: bare only
             root = name if verb is None else verb + name
             data = minimal(bindings, root)
             document = b2mml.read(data)
             assert document.noun == name and len(document.models) == 1, root
             assert isinstance(document.model, BARE_NOUNS[name].model)
             assert not any(p.startswith("/") for p in document.unmapped), root
+
+
+@pytest.mark.parametrize("version", RELEASES)
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_bare_requests_and_responses_round_trip(
+    b2mml: B2MML, version: str, data: st.DataObject
+) -> None:
+    """Bare OperationsRequest/OperationsResponse (V0600 also Production…) fill the
+    models a schedule's requests and a performance's responses are."""
+    nouns = ["OperationsRequest", "OperationsResponse"]
+    if version == "V0600":
+        nouns += ["ProductionRequest", "ProductionResponse"]
+    schedule = data.draw(operations_schedule)
+    performance = data.draw(operations_performance)
+    for noun in nouns:
+        items = schedule.requests if noun.endswith("Request") else performance.responses
+        for model in items:
+            if version == "V0701" and noun == "OperationsRequest" and not model.segments:
+                # V0701 requires a SegmentRequirement: refused naming it, never cut
+                with pytest.raises(DocumentInvalid, match="SegmentRequirement"):
+                    b2mml.write(model, version=version, noun=noun)
+                continue
+            if noun == "ProductionResponse" and model.description is not None:
+                with pytest.raises(B2MMLError, match="ProductionResponse has no Description"):
+                    b2mml.write(model, version=version, noun=noun)
+                continue
+            written = b2mml.write(model, version=version, noun=noun)
+            assert etree.QName(etree.fromstring(written)).localname == noun
+            document = b2mml.read(written)
+            assert document.models == [model] and document.noun == noun
+            assert document.binding_of(document.model) is document.binding
+            assert c14n(b2mml.write(document)) == c14n(written)
+
+
+def test_production_nouns_refuse_what_they_cannot_carry(b2mml: B2MML) -> None:
+    """V0600's Production* nouns have no OperationsType, and ProductionResponse no
+    Description: refused by name (they were dropped silently before)."""
+    schedule = OperationsSchedule(
+        id="S",
+        operations_type="Production",
+        requests=[OperationsRequest(id="R", segments=[SegmentRequirement(id="SR")])],
+    )
+    with pytest.raises(B2MMLError, match="ProductionSchedule has no OperationsType"):
+        b2mml.write(schedule, version="V0600", noun="ProductionSchedule")
+    performance = OperationsPerformance(id="P", operations_type="Production")
+    with pytest.raises(B2MMLError, match="ProductionPerformance has no OperationsType"):
+        b2mml.write(performance, version="V0600", noun="ProductionPerformance")
+    response = OperationsResponse(id="R", description="shift 2")
+    with pytest.raises(B2MMLError, match="ProductionResponse has no Description"):
+        b2mml.write(
+            OperationsPerformance(responses=[response]),
+            noun="ProductionPerformance",
+            version="V0600",
+        )
+    for model in (schedule, performance, OperationsPerformance(responses=[response])):
+        assert b2mml.read(b2mml.write(model, version="V0600")).model == model  # Operations*

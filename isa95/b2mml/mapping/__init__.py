@@ -68,6 +68,12 @@ from isa95.b2mml.mapping.products import (
     _product_information_from_tree,
     _product_information_tree,
 )
+from isa95.b2mml.mapping.requests import (
+    request_from_tree,
+    request_to_tree,
+    response_from_tree,
+    response_to_tree,
+)
 from isa95.b2mml.mapping.segments import (
     _segment_from_tree,
     _segment_to_tree,
@@ -109,6 +115,8 @@ from isa95.material import (
 )
 from isa95.operations import (
     OperationsPerformance,
+    OperationsRequest,
+    OperationsResponse,
     OperationsSchedule,
     ProcessSegment,
     ProcessSegmentInformation,
@@ -365,8 +373,37 @@ BARE_NOUNS: dict[str, Noun] = {
             _personnel._class_from_tree,
         ),
         Noun("ProcessSegment", ProcessSegment, _BOTH, _segment_to_tree, _segment_from_tree),
+        Noun(
+            "OperationsRequest",
+            OperationsRequest,
+            _BOTH,
+            request_to_tree(_OPS),
+            request_from_tree(_OPS),
+        ),
+        Noun(
+            "ProductionRequest",
+            OperationsRequest,
+            (V0600,),
+            request_to_tree(_PROD),
+            request_from_tree(_PROD),
+        ),
+        Noun(
+            "OperationsResponse",
+            OperationsResponse,
+            _BOTH,
+            response_to_tree(_OPS),
+            response_from_tree(_OPS),
+        ),
+        Noun(
+            "ProductionResponse",
+            OperationsResponse,
+            (V0600,),
+            response_to_tree(_PROD),
+            response_from_tree(_PROD),
+        ),
     ]
 }
 """Single resources, as bare roots and as transaction nouns (``SyncMaterialLot``,
-``ProcessEquipment`` …): the same models the ``…Information`` nouns hold."""
+``ProcessEquipment`` …): the same models the ``…Information`` nouns hold; and bare
+requests and responses (no transactions), the models schedules and performance hold."""
 NOUNS.update(BARE_NOUNS)

@@ -151,8 +151,19 @@ def _data_child(version: str, names: _Names) -> str:
     return f"{names.data}Child" if version == V0701 else names.data
 
 
+def _no_operations_type(model: OperationsSchedule | OperationsPerformance, noun: str) -> None:
+    """V0600's Production* nouns have no OperationsType: refused, never dropped."""
+    if model.operations_type is not None:
+        raise B2MMLError(
+            f"a V0600 {noun} has no OperationsType to carry operations_type "
+            f"{model.operations_type!r}; write the Operations* noun, or clear it"
+        )
+
+
 def _schedule_to_tree(model: OperationsSchedule, version: str, names: _Names) -> dict[str, Any]:
     production = names is _PROD
+    if production:
+        _no_operations_type(model, "ProductionSchedule")
     tree: dict[str, Any] = {}
     _put(tree, "ID", model.id)
     _put(tree, "Description", _desc(model.description))
@@ -391,6 +402,8 @@ def _performance_to_tree(
     model: OperationsPerformance, version: str, names: _Names
 ) -> dict[str, Any]:
     production = names is _PROD
+    if production:
+        _no_operations_type(model, "ProductionPerformance")
     tree: dict[str, Any] = {}
     _put(tree, "ID", model.id)
     _put(tree, "Description", _desc(model.description))
@@ -404,8 +417,13 @@ def _performance_to_tree(
     responses = []
     for r in model.responses:
         t: dict[str, Any] = {"ID": r.id}
-        if not production:  # ProductionResponse has no Description
+        if not production:
             _put(t, "Description", _desc(r.description))
+        elif r.description is not None:  # refused, never dropped
+            raise B2MMLError(
+                f"response {r.id!r}: a V0600 ProductionResponse has no Description; "
+                "write the Operations* noun, or clear it"
+            )
         _put(t, "StartTime", _time(r.start))
         _put(t, "EndTime", _time(r.end))
         if production:
