@@ -4,8 +4,10 @@ the model does not carry listed in ``unmapped`` and reachable on the binding (is
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from b2mml_instances import instance
@@ -13,7 +15,9 @@ from batchlist_strategies import batch_lists, entries
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from shared_paths import schemas_dir
 
+from gxpmes.cli import main
 from isa95.b2mml.documents import B2MML, release
 from isa95.batchlist import (
     BatchList,
@@ -233,3 +237,31 @@ def test_models_refuse_floats_and_non_finite_numbers() -> None:
         BatchListEntry(id="B", requested_batch_size=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="finite"):
         BatchListEntry(id="B", actual_batch_size=Decimal("NaN"))
+
+
+def test_cli_reads_a_batch_list_into_json(
+    b2mml: B2MML,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GXPMES_B2MML_SCHEMAS", str(schemas_dir()))
+    model = BatchList(
+        id="BL",
+        entries=[
+            BatchListEntry(
+                id="B-1",
+                requested_batch_size=Decimal("500.0"),
+                actual_start=datetime(2026, 2, 1, 6, tzinfo=UTC),
+            )
+        ],
+    )
+    source = tmp_path / "list.xml"
+    source.write_bytes(b2mml.write(model, version="V0600"))
+    assert main(["b2mml", "read", str(source), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["root"], result["unmapped"]) == ("BatchList", [])
+    assert BatchList.model_validate(result["models"][0]) == model
+    out = tmp_path / "list-v0701.xml"
+    assert main(["b2mml", "convert", str(source), "--to", "V0701", "--out", str(out)]) == 0
+    assert b2mml.read(out.read_bytes()).model == model
