@@ -374,18 +374,18 @@ class Spool:
     def pending_items(self, limit: int = 1000) -> list[tuple[int, list[Item]]]:
         """The oldest pending deliveries, whole, until they hold ``limit`` readings or more:
         ``(row id, items)`` (see :data:`Item`)."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, body, n FROM pending ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
         out = []
         total = 0
-        for row_id, body, n in rows:
-            if total >= limit:
-                break
-            out.append((row_id, _items(body)))
-            total += n
-        return out
+        with self._lock:
+            # Row by row: a row holds a whole delivery (up to thousands of readings).
+            for row_id, body, n in self._conn.execute(
+                "SELECT id, body, n FROM pending ORDER BY id LIMIT ?", (limit,)
+            ):
+                out.append((row_id, body))
+                total += n
+                if total >= limit:
+                    break
+        return [(row_id, _items(body)) for row_id, body in out]
 
     def peek(self, limit: int = 1000) -> list[tuple[int, Reading]]:
         """The oldest pending readings with their spool ids (whole deliveries: at least

@@ -330,3 +330,27 @@ def test_a_clean_stop_ends_the_ingest_process_without_an_error(  # type: ignore[
     assert status.errors == {} and status.rejects == {"malformed": 1}
     assert status.received == 1 and status.buffered == 0 and status.lag == 0.0
     assert not source._process.is_alive() and source._process.exitcode == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    value=st.decimals(allow_nan=False, allow_infinity=False),
+    source_ts=st.datetimes(timezones=st.just(UTC)),
+    server_ts=st.none() | st.datetimes(timezones=st.just(UTC)),
+    quality=st.sampled_from(["Good", "Uncertain", "Bad"]),
+    key=st.none() | st.text(max_size=20),
+)
+def test_the_forwarders_captured_values_are_the_constructors(  # type: ignore[no-untyped-def]
+    value, source_ts, server_ts, quality, key
+) -> None:
+    from gxpmes.connectors.forwarder import _FAST, _captured
+    from gxpmes.ebr.engine import CapturedValue
+
+    fields = (BATCH, f"{HEAT}/temperature", "GRAN01/TT-101", value, "Cel")
+    fast = _captured(*fields, source_ts, server_ts, quality, key)
+    built = CapturedValue(*fields, source_ts, server_ts, quality, key)
+    assert _FAST  # the fast path is in use (the class is the plain frozen dataclass)
+    assert fast == built and hash(fast) == hash(built) and repr(fast) == repr(built)
+    assert type(fast) is CapturedValue and vars(fast) == vars(built)
+    with pytest.raises(AttributeError):  # still frozen
+        fast.tag = "other"  # type: ignore[misc]
