@@ -194,7 +194,7 @@ def mqtt_to_ebr(
             "session_expiry": 60,
             "receive_maximum": 1000,
             "watch_broker": False,
-            "report_interval": 0.01,  # the publisher's window follows the reports
+            "report_interval": 0.05,  # the publisher's window follows the reports
         },
     }
     connector = Connector(config, plant.engine, workdir)
@@ -207,7 +207,7 @@ def mqtt_to_ebr(
     stop = threading.Event()
 
     def track() -> None:  # the publisher's window follows what is spooled and acknowledged
-        while not stop.wait(0.005):
+        while not stop.wait(0.02):
             publisher.consumed.value = source.counts["deliveries"]
 
     threading.Thread(target=track, daemon=True).start()
