@@ -23,6 +23,7 @@ from gxpmes.ebr.schema import (
     ExceptionRow,
     RecipeRow,
     StepRow,
+    ValueBlockRow,
     ValueRow,
     WeighingRow,
 )
@@ -36,6 +37,7 @@ from gxpmes.errors import (
 from gxpmes.identity import Credentials, IdentityService, SignableRecord, SignatureService
 from gxpmes.identity.service import Session, User
 from gxpmes.records import writer as projection
+from gxpmes.records.images import VALUE_COLUMNS, block_value_rows
 from gxpmes.records.replay import RecordProblem, compare_rows, replay
 from gxpmes.records.tables import projected
 from isa95.recipe import Recipe
@@ -182,6 +184,8 @@ class EngineBase:
         self.future_skew = future_skew
         """How far a source or server timestamp may lie ahead of this server's clock."""
         self._recipes: dict[tuple[str, str], Recipe] = {}
+        # (recipe id, version, parameter path) → whether a phase of it has the parameter
+        self._recipe_parameters: dict[tuple[str, str, str], bool] = {}
         self._capture_accounts: dict[str, tuple[Any, ...]] = {}
         """Capture accounts whose row (this image) was checked against its trail."""
 
@@ -480,14 +484,57 @@ class EngineBase:
             return dict(self._batch(conn, batch_id)._mapping)
 
     def values(self, batch_id: str) -> list[dict[str, Any]]:
-        """Every captured value of a batch, in capture order (``seq``, then ``leaf``)."""
+        """Every value of a batch, in record order (``seq``, then ``leaf``): captured
+        values read from their value blocks' leaves, manual entries from ``ebr_value``.
+
+        Each is a dict of the ``ebr_value`` columns (``manual`` False for captures).
+        """
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(ValueRow)
-                .where(ValueRow.batch_id == batch_id)
-                .order_by(ValueRow.seq, ValueRow.leaf)
-            ).all()
-        return [dict(r._mapping) for r in rows]
+            rows = self._value_rows(conn, batch_id)
+        return [dict(zip(VALUE_COLUMNS, row, strict=True)) for row in rows]
+
+    def _value_rows(
+        self, conn: Connection, batch_id: str, under: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The batch's values as rows in :data:`VALUE_COLUMNS` order, sorted by (seq, leaf).
+
+        ``under`` (a phase path) keeps the values of parameters ``LIKE 'under/%'``.
+        Captured values come from the leaves of the value blocks that
+        ``ebr_value_block`` lists for the batch (and parameters); values that are
+        entries of their own (manual entries, captures before value blocks) from
+        ``ebr_value``.
+        """
+        own = select(*(ValueRow.__table__.c[c] for c in VALUE_COLUMNS)).where(
+            ValueRow.batch_id == batch_id
+        )
+        index = select(ValueBlockRow.seq, ValueBlockRow.parameter).where(
+            ValueBlockRow.batch_id == batch_id
+        )
+        if under is not None:
+            own = own.where(ValueRow.parameter.like(f"{under}/%"))
+            index = index.where(ValueBlockRow.parameter.like(f"{under}/%"))
+        rows: list[tuple[Any, ...]] = [tuple(r) for r in conn.execute(own)]
+        wanted: dict[int, set[str]] = {}
+        for seq, parameter in conn.execute(index):
+            wanted.setdefault(seq, set()).add(parameter)
+        if wanted:
+            from audit.blocks import unpack_leaves
+            from audit.schema import BlockRow
+
+            seqs = sorted(wanted)
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                for seq, blob in conn.execute(
+                    select(BlockRow.seq, BlockRow.leaves).where(BlockRow.seq.in_(chunk))
+                ):
+                    parameters = wanted[seq]
+                    rows.extend(
+                        row
+                        for row in block_value_rows(seq, unpack_leaves(bytes(blob)))
+                        if row[2] == batch_id and row[3] in parameters
+                    )
+        rows.sort(key=lambda row: (row[0], row[1]))
+        return rows
 
     def steps(self, batch_id: str) -> list[dict[str, Any]]:
         """The procedural elements of a batch and their states."""

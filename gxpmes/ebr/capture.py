@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, select
+import orjson
+from sqlalchemy import Connection, func, select
 
 from audit.blocks import CanonicalLeaves, LeafProof
 from audit.canonical import format_timestamp
@@ -25,6 +27,8 @@ from gxpmes.ebr.recipes import RecipeRecords
 from gxpmes.ebr.schema import (
     BatchRow,
     StepRow,
+    ValueBlockRow,
+    ValueKeyRow,
     ValueRow,
 )
 from gxpmes.errors import BatchError, CaptureRefused, RecordIntegrityError
@@ -32,8 +36,15 @@ from gxpmes.identity.schema import UserRow
 from gxpmes.identity.service import Session, _user
 from gxpmes.records.images import (
     BLOCK_ACTION,
+    INDEX_COLUMNS,
+    KEY_COLUMNS,
     VALUE_ACTIONS,
     VALUE_COLUMNS,
+    ValueLeaves,
+    _json,
+    block_index_rows,
+    block_value_rows,
+    key_row,
     value_leaf,
     value_name,
     value_row,
@@ -46,6 +57,82 @@ _CLIENT_ID_CHARS = 256
 MANUAL_ACTION = "value.manual"
 BLOCK_OBJECT = "value_block"
 """Object type of value-block entries; the object id is the batch."""
+_UTC_Z = orjson.OPT_UTC_Z
+_dumps = orjson.dumps
+_QUALITY_SET = frozenset(QUALITIES)
+_KEY_TYPES = frozenset({str, type(None)})
+_BATCH_ID = attrgetter("batch_id")
+_PARAMETER = attrgetter("parameter")
+_VALUE = attrgetter("value")
+_QUALITY = attrgetter("quality")
+_TAG = attrgetter("tag")
+_UNIT = attrgetter("unit")
+_SOURCE_KEY = attrgetter("source_key")
+_SOURCE_TS = attrgetter("source_ts")
+_SERVER_TS = attrgetter("server_ts")
+
+
+def _stamp_texts(moments: list[datetime]) -> list[str | None]:
+    """:func:`format_timestamp` of each time (None for a naive one), in one compiled call.
+
+    orjson writes a time at UTC offset 0 as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (27
+    characters, as :func:`format_timestamp`) unless its microseconds are 0; any
+    other text (no fraction, another offset, naive) is redone one by one, and so
+    is the whole list if an item is not exactly a datetime (a subclass...).
+    """
+    if set(map(type, moments)) != {datetime}:  # anything else: one by one
+        return [_utc_text(m) for m in moments]
+    texts: list[str | None] = list(
+        _dumps(moments, option=_UTC_Z)[2:-2].decode("ascii").split('","')
+    )
+    if len(texts) != len(moments):  # pragma: no cover - orjson writes one string each
+        return [_utc_text(m) for m in moments]
+    for i, text in enumerate(texts):
+        if text is None or len(text) != 27 or text[26] != "Z":
+            texts[i] = _utc_text(moments[i])
+    return texts
+
+
+def _utc_text(moment: datetime) -> str | None:
+    """:func:`format_timestamp` of a time, or None for a naive one."""
+    if moment.utcoffset() is None:
+        return None
+    return format_timestamp(moment)
+
+
+class _Series:
+    """What the values of one batch parameter share in a capture: its limits, the
+    JSON text its leaves share, and its row of the value block being built."""
+
+    __slots__ = ("block", "entry", "head", "high", "limits", "low", "middle", "tails", "unit")
+
+    def __init__(self, limits: FormulaParameter | None, head: str, parameter_text: str) -> None:
+        self.limits = limits
+        self.low = None if limits is None else limits.low
+        self.high = None if limits is None else limits.high
+        self.unit = None if limits is None else (limits.unit or None)
+        self.head = head  # {"account":…,"batch_id":…,"client_id":…,"in_limits":
+        # quality → ,"parameter":…,"quality":…,"server_ts":"
+        self.middle = {
+            q: f',"parameter":{parameter_text},"quality":"{q}","server_ts":"' for q in QUALITIES
+        }
+        self.tails: dict[tuple[str, str], str] = {}  # (tag, unit) → "tag":…,"unit":…,"value":"
+        self.block: _Block | None = None
+        self.entry: list[Any] = []
+
+
+class _Block:
+    """One value block being built: its batch, leaves, index rows and key rows."""
+
+    __slots__ = ("batch_id", "index", "keys", "leaves", "position")
+
+    def __init__(self, batch_id: str, position: int) -> None:
+        self.batch_id = batch_id
+        self.position = position
+        self.leaves: list[bytes] = []
+        # parameter → [count, first leaf, last leaf, last server time]
+        self.index: dict[str, list[Any]] = {}
+        self.keys: list[tuple[str, int]] = []  # (source key, leaf)
 
 
 class ValueCapture(RecipeRecords):
@@ -105,17 +192,14 @@ class ValueCapture(RecipeRecords):
                 values = self._not_yet_recorded(conn, values)
                 if not values:
                     return []
-                refused, contexts = self._check_capture(conn, values, server_now)
+                assert actor is not None
+                prepared = self._plain_blocks(conn, values, server_now, actor, source.client_id)
+                refused, blocks, block_of, exceptions = prepared or self._prepare_blocks(
+                    conn, values, server_now, actor, source.client_id
+                )
                 if not refused:
-                    assert actor is not None
-                    return self._write_values(
-                        conn,
-                        values,
-                        contexts,
-                        server_now,
-                        manual=False,
-                        actor=actor,
-                        client_id=source.client_id,
+                    return self._write_blocks(
+                        conn, blocks, block_of, exceptions, actor, source.client_id
                     )
         with self.db.transaction() as conn:
             self._audit(
@@ -183,14 +267,16 @@ class ValueCapture(RecipeRecords):
         keys = [v.source_key for v in values if v.source_key]
         if not keys:
             return list(values)
+        # Under the write lock (taken first by the transaction): a key recorded by
+        # another process's capture has committed, or that capture has not begun.
         recorded: set[str] = set()
         for start in range(0, len(keys), 500):
             found = conn.execute(
-                select(ValueRow.source_key).where(
-                    ValueRow.source_key.in_(keys[start : start + 500])
+                select(ValueKeyRow.source_key).where(
+                    ValueKeyRow.source_key.in_(keys[start : start + 500])
                 )
             ).scalars()
-            recorded.update(key for key in found if key is not None)
+            recorded.update(found)
         seen: set[str] = set()
         fresh = []
         for value in values:
@@ -244,19 +330,397 @@ class ValueCapture(RecipeRecords):
                 problems.append(f"{value.tag} → {value.batch_id}/{value.parameter}: {refusal}")
         return problems, contexts
 
+    def _plain_blocks(
+        self,
+        conn: Connection,
+        values: Sequence[CapturedValue],
+        server_now: datetime,
+        actor: Actor,
+        client_id: str,
+    ) -> tuple[list[str], list[_Block], list[int], list[tuple[CapturedValue, str, str]]] | None:
+        """:meth:`_prepare_blocks` column by column, for a call of plain values; else None.
+
+        Plain: every parameter may take values, every value is a finite Decimal
+        of at most 64 characters, a known quality, aware times not ahead of the
+        clock, text tags and units, text or no source keys. Each check runs
+        over a whole column in compiled code (``map``, ``set``, ``max``), each
+        time column is written by one orjson call, and each leaf by one
+        f-string of texts made once per parameter, tag and unit. Anything
+        else (a refusal above all) returns None, and :meth:`_prepare_blocks`
+        checks value by value and says why: it is the reference this path is
+        tested against (same leaves, index, keys and exceptions).
+        """
+        count = len(values)
+        batch_ids = list(map(_BATCH_ID, values))
+        parameters = list(map(_PARAMETER, values))
+        numbers = list(map(_VALUE, values))
+        qualities = list(map(_QUALITY, values))
+        tags = list(map(_TAG, values))
+        units = list(map(_UNIT, values))
+        keys = list(map(_SOURCE_KEY, values))
+        source_ts = list(map(_SOURCE_TS, values))
+        server_ts = list(map(_SERVER_TS, values))
+        if (
+            set(map(type, numbers)) != {Decimal}
+            or not set(qualities) <= _QUALITY_SET
+            or set(map(type, qualities)) != {str}
+            or set(map(type, tags)) | set(map(type, units)) != {str}
+            or not set(map(type, keys)) <= _KEY_TYPES
+            or not all(map(Decimal.is_finite, numbers))
+        ):
+            return None
+        digits = list(map(str, numbers))
+        if max(map(len, digits)) > _VALUE_CHARS:
+            return None
+        sources = _stamp_texts(source_ts)
+        latest = server_now + self.future_skew
+        if None in sources or max(source_ts) > latest:
+            return None
+        server_text = format_timestamp(server_now)
+        given = [t for t in server_ts if t is not None]
+        if not given:
+            servers: list[str | None] = [server_text] * count
+        else:
+            servers = _stamp_texts([server_now if t is None else t for t in server_ts])
+            if None in servers or max(given) > latest:
+                return None
+        leaves = ValueLeaves(actor.user_id, client_id)
+        text = leaves.text
+        contexts: dict[str, Any] = {}
+        shared: dict[tuple[str, str], _Series] = {}
+        for batch_id, parameter in dict.fromkeys(zip(batch_ids, parameters, strict=True)):
+            if self._parameter_refusal(conn, contexts, batch_id, parameter) is not None:
+                return None
+            shared[(batch_id, parameter)] = _Series(
+                self._limits(contexts[batch_id][1], parameter),
+                leaves.head(batch_id),
+                text(parameter),
+            )
+        series = list(map(shared.__getitem__, zip(batch_ids, parameters, strict=True)))
+        try:
+            tails = {
+                pair: f'"tag":{text(pair[0])},"unit":{text(pair[1])},"value":"'
+                for pair in set(zip(tags, units, strict=True))
+            }
+            present = [k for k in keys if k is not None]
+            joined = "".join(present)
+            if joined.isascii() and joined.isprintable() and not ('"' in joined or "\\" in joined):
+                key_texts = ["null" if k is None else f'"{k}"' for k in keys]
+            else:  # something to escape: the compiled encoder, key by key
+                key_texts = ["null" if k is None else _json(k) for k in keys]
+        except TypeError:  # the compiled encoder refused a string: the exact path
+            return None
+        if all(s.limits is None for s in shared.values()):
+            in_limits = [True] * count
+        else:
+            in_limits = [
+                (s.low is None or n >= s.low)
+                and (s.high is None or n <= s.high)
+                and (s.unit is None or s.unit == u)
+                for s, n, u in zip(series, numbers, units, strict=True)
+            ]
+        out = [
+            f"{s.head}{'true' if ok else 'false'}{s.middle[q]}{server}"
+            f'","source_key":{key},"source_ts":"{source}",{tails[tag, unit]}{d}"}}'.encode()
+            for s, ok, q, server, key, source, tag, unit, d in zip(
+                series,
+                in_limits,
+                qualities,
+                servers,
+                key_texts,
+                sources,
+                tags,
+                units,
+                digits,
+                strict=True,
+            )
+        ]
+        # Blocks: one per batch in the order of first appearance, of at most
+        # MAX_BLOCK_LEAVES values each (as the value-by-value path cuts them).
+        blocks: list[_Block] = []
+        if len(shared) == 1 or len(set(batch_ids)) == 1:
+            spans = [
+                list(range(start, min(start + MAX_BLOCK_LEAVES, count)))
+                for start in range(0, count, MAX_BLOCK_LEAVES)
+            ]
+            batches = [batch_ids[0]] * len(spans)
+        else:
+            spans, batches = [], []
+            open_span: dict[str, list[int]] = {}
+            for i, batch_id in enumerate(batch_ids):
+                span = open_span.get(batch_id)
+                if span is None or len(span) >= MAX_BLOCK_LEAVES:
+                    span = open_span[batch_id] = []
+                    spans.append(span)
+                    batches.append(batch_id)
+                span.append(i)
+        block_of = [0] * count
+        for position, (batch_id, span) in enumerate(zip(batches, spans, strict=True)):
+            block = _Block(batch_id, position)
+            blocks.append(block)
+            if len(span) == count:
+                block.leaves = out
+                names, times, marks = parameters, servers, keys
+            else:
+                block.leaves = [out[i] for i in span]
+                names = [parameters[i] for i in span]
+                times = [servers[i] for i in span]
+                marks = [keys[i] for i in span]
+                for i in span:
+                    block_of[i] = position
+            counts = Counter(names)
+            last = {p: i for i, p in enumerate(names)}
+            first = {p: i for i, p in reversed(list(enumerate(names)))}
+            block.index = {p: [counts[p], first[p], last[p], times[last[p]]] for p in first}
+            block.keys = [(k, i) for i, k in enumerate(marks) if k is not None]
+        exceptions: list[tuple[CapturedValue, str, str]] = []
+        if not all(in_limits) or set(qualities) != {"Good"}:
+            for value, s, ok, q in zip(values, series, in_limits, qualities, strict=True):
+                if not ok:
+                    limits = s.limits
+                    exceptions.append(
+                        (
+                            value,
+                            "out_of_limit",
+                            f"{value.tag} = {value.value} {value.unit} outside "
+                            f"[{limits.low if limits else ''}, "
+                            f"{limits.high if limits else ''}] "
+                            f"{limits.unit if limits else ''}".strip(),
+                        )
+                    )
+                if q != "Good":
+                    exceptions.append((value, "bad_quality", f"{value.tag} quality {q}"))
+        return [], blocks, block_of, exceptions
+
+    def _prepare_blocks(
+        self,
+        conn: Connection,
+        values: Sequence[CapturedValue],
+        server_now: datetime,
+        actor: Actor,
+        client_id: str,
+    ) -> tuple[list[str], list[_Block], list[int], list[tuple[CapturedValue, str, str]]]:
+        """Check every value and write its leaf, in one pass: the capture hot path.
+
+        The checks are :meth:`_check_capture`'s: what a batch parameter shares
+        (batch, phase, recipe, limits) once per parameter, per value the quality,
+        the times and the number. Each leaf is written from its parameter's
+        template (:class:`~gxpmes.records.images.ValueLeaves`' rules, inlined):
+        the same bytes as :func:`~gxpmes.records.images.value_leaf` of the record.
+        Returns the problems (nothing is to be written if there is one), the value
+        blocks (one per batch, in the order given; a new one after
+        :data:`MAX_BLOCK_LEAVES`), each value's block, and the exceptions to raise.
+        """
+        problems: list[str] = []
+        contexts: dict[str, Any] = {}
+        shared: dict[tuple[str, str], _Series | str] = {}
+        blocks: list[_Block] = []
+        open_block: dict[str, _Block] = {}
+        block_of: list[int] = []
+        exceptions: list[tuple[CapturedValue, str, str]] = []
+        latest = server_now + self.future_skew
+        server_text = format_timestamp(server_now)
+        leaves = ValueLeaves(actor.user_id, client_id)
+        text = leaves.text
+        sources = _stamp_texts([v.source_ts for v in values])
+        if any(v.server_ts is not None for v in values):
+            servers = _stamp_texts([v.server_ts or server_now for v in values])
+        else:
+            servers = [server_text] * len(values)
+        limit = MAX_BLOCK_LEAVES
+        for value, source, server in zip(values, sources, servers, strict=True):
+            batch_id = value.batch_id
+            parameter = value.parameter
+            series = shared.get((batch_id, parameter))
+            if series is None:
+                refusal = self._parameter_refusal(conn, contexts, batch_id, parameter)
+                series = shared[(batch_id, parameter)] = (
+                    _Series(
+                        self._limits(contexts[batch_id][1], parameter),
+                        leaves.head(batch_id),
+                        text(parameter),
+                    )
+                    if refusal is None
+                    else refusal
+                )
+            if type(series) is str:
+                problems.append(f"{value.tag} → {batch_id}/{parameter}: {series}")
+                continue
+            assert isinstance(series, _Series)
+            number = value.value
+            quality = value.quality
+            middle = series.middle.get(quality) if isinstance(quality, str) else None
+            refusal = None
+            if middle is None:
+                refusal = f"quality {quality!r} is not Good, Uncertain or Bad"
+            elif source is None or server is None:
+                refusal = "naive timestamp"
+            elif value.source_ts > latest or (
+                value.server_ts is not None and value.server_ts > latest
+            ):
+                ahead = max(value.source_ts, value.server_ts or value.source_ts)
+                refusal = (
+                    f"timestamp {format_timestamp(ahead)} is more than "
+                    f"{self.future_skew} ahead of the server clock {server_text}"
+                )
+            elif not isinstance(number, Decimal):
+                refusal = f"value {number!r} is not a Decimal (or int)"
+            elif not number.is_finite():
+                refusal = f"value {number} is not finite"
+            elif len(digits := str(number)) > _VALUE_CHARS:  # refused, never rounded
+                refusal = (
+                    f"value {digits[:20]}… has {len(digits)} characters; "
+                    f"a value row holds at most {_VALUE_CHARS} characters"
+                )
+            if refusal is not None:
+                problems.append(f"{value.tag} → {batch_id}/{parameter}: {refusal}")
+                continue
+            if problems:
+                continue  # nothing will be written: only look for further refusals
+            low, high, unit = series.low, series.high, series.unit
+            in_limits = (
+                (low is None or number >= low)
+                and (high is None or number <= high)
+                and (unit is None or unit == value.unit)
+            )
+            block = open_block.get(batch_id)
+            if block is None or len(block.leaves) >= limit:
+                block = open_block[batch_id] = _Block(batch_id, len(blocks))
+                blocks.append(block)
+            index = len(block.leaves)
+            source_key = value.source_key
+            try:
+                tail = series.tails.get((value.tag, value.unit))
+                if tail is None:
+                    tail = series.tails[(value.tag, value.unit)] = (
+                        f'"tag":{text(value.tag)},"unit":{text(value.unit)},"value":"'
+                    )
+                if type(number) is not Decimal:
+                    raise TypeError  # a subclass: its str() is not trusted here
+                leaf = (
+                    f"{series.head}{'true' if in_limits else 'false'}{middle}{server}"
+                    f'","source_key":{"null" if source_key is None else text(source_key)},'
+                    f'"source_ts":"{source}",{tail}{digits}"}}'
+                ).encode()
+            except TypeError:  # the compiled encoder refused a string: the exact path
+                leaf = value_leaf(
+                    {
+                        "batch_id": batch_id,
+                        "parameter": parameter,
+                        "tag": value.tag,
+                        "value": number,
+                        "unit": value.unit,
+                        "source_ts": source,
+                        "server_ts": server,
+                        "quality": quality,
+                        "in_limits": in_limits,
+                        "source_key": source_key,
+                        "client_id": client_id,
+                        "account": actor.user_id,
+                    }
+                )
+            block.leaves.append(leaf)
+            block_of.append(block.position)
+            if series.block is block:
+                entry = series.entry
+                entry[0] += 1
+                entry[2] = index
+                entry[3] = server
+            else:
+                series.block = block
+                series.entry = block.index[parameter] = [1, index, index, server]
+            if source_key is not None:
+                block.keys.append((source_key, index))
+            if not in_limits:
+                limits = series.limits
+                exceptions.append(
+                    (
+                        value,
+                        "out_of_limit",
+                        f"{value.tag} = {number} {value.unit} outside "
+                        f"[{limits.low if limits else ''}, {limits.high if limits else ''}] "
+                        f"{limits.unit if limits else ''}".strip(),
+                    )
+                )
+            if quality != "Good":
+                exceptions.append((value, "bad_quality", f"{value.tag} quality {quality}"))
+        return problems, blocks, block_of, exceptions
+
+    def _write_blocks(
+        self,
+        conn: Connection,
+        blocks: list[_Block],
+        block_of: list[int],
+        exceptions: list[tuple[CapturedValue, str, str]],
+        actor: Actor,
+        client_id: str,
+    ) -> list[int]:
+        """Append the value blocks (one ``append_blocks``), their index and key rows
+        (as :func:`~gxpmes.records.images.block_row_changes` projects them from the
+        leaves), and the exceptions; returns each value's block seq."""
+        receipts = self.db.ledger.append_blocks(
+            [
+                (
+                    AuditEvent(
+                        actor,
+                        BLOCK_ACTION,
+                        BLOCK_OBJECT,
+                        block.batch_id,
+                        new={
+                            "batch_id": block.batch_id,
+                            "client_id": client_id,
+                            "values": len(block.leaves),
+                        },
+                    ),
+                    CanonicalLeaves(block.leaves),
+                )
+                for block in blocks
+            ],
+            conn=conn,
+        )
+        index_rows: list[tuple[Any, ...]] = []
+        key_rows: list[tuple[Any, ...]] = []
+        seqs = []
+        for block, receipt in zip(blocks, receipts, strict=True):
+            seq = receipt.seq
+            seqs.append(seq)
+            batch_id = block.batch_id
+            index_rows += [
+                (seq, parameter, batch_id, *entry) for parameter, entry in block.index.items()
+            ]
+            key_rows += [(key, seq, leaf, batch_id) for key, leaf in block.keys]
+        # Driver-level executemany, as the ledger does: this is the capture hot path.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self._insert_sql(conn, "ebr_value_block", INDEX_COLUMNS), index_rows)
+            if key_rows:
+                cursor.executemany(self._insert_sql(conn, "ebr_value_key", KEY_COLUMNS), key_rows)
+        finally:
+            cursor.close()
+        for value, kind, detail in exceptions:
+            self._raise_exception(conn, value.batch_id, kind, detail, f"{value.parameter}")
+        return [seqs[index] for index in block_of]
+
     def _parameter_refusal(
         self, conn: Connection, contexts: dict[str, Any], batch_id: str, parameter: str
     ) -> str | None:
         """Why no value of ``parameter`` in batch ``batch_id`` may be captured now, or None."""
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         if batch_id not in contexts:
-            batch = conn.execute(
-                select(BatchRow).where(BatchRow.batch_id == batch_id)
-            ).one_or_none()
-            contexts[batch_id] = (
-                None
-                if batch is None
-                else (batch, self.recipe(batch.recipe_id, batch.recipe_version)[0])
-            )
+            # Plain SQL: once per batch per call, on the capture hot path.
+            batch = conn.exec_driver_sql(
+                "SELECT batch_id, status, recipe_id, recipe_version FROM ebr_batch "
+                f"WHERE batch_id = {mark}",
+                (batch_id,),
+            ).first()
+            recipe = None
+            if batch is not None:
+                # A recipe version never changes once loaded (checked against its
+                # trail then): the engine's copy, without reading its row again.
+                recipe = self._recipes.get((batch.recipe_id, batch.recipe_version))
+                if recipe is None:
+                    recipe = self.recipe(batch.recipe_id, batch.recipe_version)[0]
+            contexts[batch_id] = None if batch is None else (batch, recipe)
         context = contexts[batch_id]
         if context is None:
             return "no such batch"
@@ -264,168 +728,104 @@ class ValueCapture(RecipeRecords):
         if batch.status != IN_EXECUTION:
             return f"batch is {batch.status}, not In execution"
         phase = parameter.rsplit("/", 1)[0]
-        state = conn.execute(
-            select(StepRow.state).where(StepRow.batch_id == batch_id, StepRow.path == phase)
-        ).scalar_one_or_none()
+        state = conn.exec_driver_sql(
+            f"SELECT state FROM ebr_step WHERE batch_id = {mark} AND path = {mark}",
+            (batch_id, phase),
+        ).scalar()
         if state is None:
             return f"no phase {phase!r} in this batch"
-        if self._phase_parameter(recipe, parameter) is None:
+        known = (batch.recipe_id, batch.recipe_version, parameter)
+        found = self._recipe_parameters.get(known)
+        if found is None:
+            found = self._recipe_parameters[known] = (
+                self._phase_parameter(recipe, parameter) is not None
+            )
+        if not found:
             return f"the recipe has no parameter {parameter!r}"
         if state not in _ACTIVE:
             return f"phase is {state}"
         return None
 
-    def _write_values(
+    def _write_manual(
         self,
         conn: Connection,
-        values: Sequence[CapturedValue],
+        value: CapturedValue,
         contexts: dict[str, Any],
         server_now: datetime,
         *,
-        manual: bool,
-        actor: Actor | None = None,
-        reason: str | None = None,
-        client_id: str | None = None,
-    ) -> list[int]:
-        """Write checked values: captures as value blocks, a manual entry as its own entry.
-
-        Captured values are grouped by batch (in the order given); each group
-        is one ``value.block`` entry whose leaves are the values' records
-        (:func:`~gxpmes.records.images.value_leaf`), and ``ebr_value`` row
-        ``(seq, leaf)`` is its leaf ``leaf``. Returns each value's entry seq.
-        """
-        who = actor or self.collector
-        server_text = format_timestamp(server_now)
-        limits_of: dict[tuple[str, str], FormulaParameter | None] = {}
-        exceptions: list[tuple[CapturedValue, str, str]] = []
-        # Blocks: (batch id, records); each value's block is block_of[i].
-        groups: list[tuple[str, list[dict[str, Any]]]] = []
-        open_group: dict[str, int] = {}  # batch id → its block still taking values
-        block_of: list[int] = []
-        for value in values:
-            key = (value.batch_id, value.parameter)
-            if key not in limits_of:  # one recipe lookup per parameter, not per value
-                limits_of[key] = self._limits(contexts[value.batch_id][1], value.parameter)
-            limits = limits_of[key]
-            in_limits = limits is None or limits.within_limits(value.value)
-            if limits is not None and limits.unit and limits.unit != value.unit:
-                in_limits = False
-            # Flat on purpose (the compiled encoder's fast path).
-            record = {
-                "batch_id": value.batch_id,
-                "parameter": value.parameter,
-                "tag": value.tag,
-                "value": value.value,
-                "unit": value.unit,
-                "source_ts": format_timestamp(value.source_ts),
-                "server_ts": server_text
-                if value.server_ts is None
-                else format_timestamp(value.server_ts),
-                "quality": value.quality,
-                "in_limits": in_limits,
-                "source_key": value.source_key,
-            }
-            if client_id is not None:  # a capture: the leaf names who delivered it
-                record["client_id"] = client_id
-                record["account"] = who.user_id
-            index = open_group.get(value.batch_id)
-            if index is None or len(groups[index][1]) >= MAX_BLOCK_LEAVES:
-                index = open_group[value.batch_id] = len(groups)
-                groups.append((value.batch_id, []))
-            groups[index][1].append(record)
-            block_of.append(index)
-            if not in_limits:
-                exceptions.append(
-                    (
-                        value,
-                        "out_of_limit",
-                        f"{value.tag} = {value.value} {value.unit} outside "
-                        f"[{limits.low if limits else ''}, {limits.high if limits else ''}] "
-                        f"{limits.unit if limits else ''}".strip(),
-                    )
-                )
-            if value.quality != "Good":
-                exceptions.append((value, "bad_quality", f"{value.tag} quality {value.quality}"))
-            if manual:
-                exceptions.append(
-                    (
-                        value,
-                        "manual_entry",
-                        f"{value.tag} = {value.value} entered by hand: {reason}",
-                    )
-                )
-        value_rows: list[tuple[Any, ...]] = []
-        seqs: list[int] = []
-        if manual:
-            # A person's entry stays an entry of its own (it is signed, referenced by seq).
-            (value,) = values
-            ((_batch, (record,)),) = groups
-            event = AuditEvent(
-                who,
-                MANUAL_ACTION,
-                "process_value",
-                f"{value.batch_id}/{value.parameter}",
-                new=record,
-                reason=reason,
-            )
-            seq = self.db.ledger.append(event, conn=conn).seq
-            value_rows.append(value_row(seq, MANUAL_ACTION, record))
-            seqs.append(seq)
-        else:
-            # One block per batch, all in one append: encoded here by the entry
-            # encoder's rules (value_leaf), so the ledger takes them as canonical.
-            blocks = [
-                (
-                    AuditEvent(
-                        who,
-                        BLOCK_ACTION,
-                        BLOCK_OBJECT,
-                        batch_id,
-                        new={"batch_id": batch_id, "client_id": client_id, "values": len(records)},
-                    ),
-                    CanonicalLeaves(map(value_leaf, records)),
-                )
-                for batch_id, records in groups
-            ]
-            receipts = self.db.ledger.append_blocks(blocks, conn=conn)
-            for (_batch, records), receipt in zip(groups, receipts, strict=True):
-                seq = receipt.seq
-                seqs.append(seq)
-                value_rows.extend(
-                    (
-                        seq,
-                        index,
-                        r["batch_id"],
-                        r["parameter"],
-                        r["tag"],
-                        str(r["value"]),
-                        r["unit"],
-                        r["source_ts"],
-                        r["server_ts"],
-                        r["quality"],
-                        False,
-                        r["in_limits"],
-                        r["source_key"],
-                    )
-                    for index, r in enumerate(records)
-                )
-        # Driver-level executemany, as the ledger does: this is the capture hot path.
+        actor: Actor,
+        reason: str,
+    ) -> int:
+        """Write a checked manual entry: an audit entry of its own (signed, referenced by
+        seq) and its ``ebr_value`` row (and ``ebr_value_key`` row); returns its seq."""
+        limits = self._limits(contexts[value.batch_id][1], value.parameter)
+        in_limits = limits is None or limits.within_limits(value.value)
+        if limits is not None and limits.unit and limits.unit != value.unit:
+            in_limits = False
+        record = {
+            "batch_id": value.batch_id,
+            "parameter": value.parameter,
+            "tag": value.tag,
+            "value": value.value,
+            "unit": value.unit,
+            "source_ts": format_timestamp(value.source_ts),
+            "server_ts": format_timestamp(server_now)
+            if value.server_ts is None
+            else format_timestamp(value.server_ts),
+            "quality": value.quality,
+            "in_limits": in_limits,
+            "source_key": value.source_key,
+        }
+        event = AuditEvent(
+            actor,
+            MANUAL_ACTION,
+            "process_value",
+            f"{value.batch_id}/{value.parameter}",
+            new=record,
+            reason=reason,
+        )
+        seq = self.db.ledger.append(event, conn=conn).seq
+        row = value_row(seq, MANUAL_ACTION, record)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self._value_insert_sql(conn), value_rows)
+            cursor.execute(self._insert_sql(conn, "ebr_value", VALUE_COLUMNS), row)
+            if row[12] is not None:
+                cursor.execute(self._insert_sql(conn, "ebr_value_key", KEY_COLUMNS), key_row(row))
         finally:
             cursor.close()
-        for value, kind, detail in exceptions:
-            self._raise_exception(conn, value.batch_id, kind, detail, f"{value.parameter}")
-        if manual:
-            return seqs
-        return [seqs[index] for index in block_of]
+        if not in_limits:
+            self._raise_exception(
+                conn,
+                value.batch_id,
+                "out_of_limit",
+                f"{value.tag} = {value.value} {value.unit} outside "
+                f"[{limits.low if limits else ''}, {limits.high if limits else ''}] "
+                f"{limits.unit if limits else ''}".strip(),
+                value.parameter,
+            )
+        if value.quality != "Good":
+            self._raise_exception(
+                conn,
+                value.batch_id,
+                "bad_quality",
+                f"{value.tag} quality {value.quality}",
+                value.parameter,
+            )
+        self._raise_exception(
+            conn,
+            value.batch_id,
+            "manual_entry",
+            f"{value.tag} = {value.value} entered by hand: {reason}",
+            value.parameter,
+        )
+        return seq
 
-    def _value_insert_sql(self, conn: Connection) -> str:
+    @staticmethod
+    def _insert_sql(conn: Connection, table: str, columns: Sequence[str]) -> str:
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         return (
-            f"INSERT INTO ebr_value ({', '.join(VALUE_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(VALUE_COLUMNS))})"
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})"
         )
 
     def report_data_quality(self, batch_id: str, parameter: str, detail: str) -> None:
@@ -457,9 +857,9 @@ class ValueCapture(RecipeRecords):
             problems, contexts = self._check_capture(conn, [value], self._now())
             if problems:
                 raise CaptureRefused("; ".join(problems))
-            return self._write_values(
-                conn, [value], contexts, self._now(), manual=True, actor=user.actor, reason=reason
-            )[0]
+            return self._write_manual(
+                conn, value, contexts, self._now(), actor=user.actor, reason=reason
+            )
 
     def check_stale(self, batch_id: str) -> list[str]:
         """Raise a ``stale`` exception for each limited parameter of an active phase
@@ -481,12 +881,7 @@ class ValueCapture(RecipeRecords):
                     continue
                 for parameter in element.parameters:
                     full = f"{path}/{parameter.id}"
-                    last = conn.execute(
-                        select(ValueRow.server_ts)
-                        .where(ValueRow.batch_id == batch_id, ValueRow.parameter == full)
-                        .order_by(ValueRow.seq.desc(), ValueRow.leaf.desc())
-                        .limit(1)
-                    ).scalar_one_or_none()
+                    last = self._last_value_time(conn, batch_id, full)
                     if last is None or now - datetime.fromisoformat(last) > self.stale_after:
                         self._raise_exception(
                             conn,
@@ -498,22 +893,52 @@ class ValueCapture(RecipeRecords):
                         stale.append(full)
         return stale
 
-    def verify_values(self, batch_id: str) -> list[str]:
-        """Compare every stored value with the log; returns the discrepancies.
+    @staticmethod
+    def _last_value_time(conn: Connection, batch_id: str, parameter: str) -> str | None:
+        """Server time of the parameter's last recorded value (highest seq, then leaf):
+        from the block index (its last leaf's time) or an entry of its own."""
+        newest = []
+        block = conn.execute(
+            select(ValueBlockRow.seq, ValueBlockRow.last_leaf, ValueBlockRow.last_server_ts)
+            .where(ValueBlockRow.batch_id == batch_id, ValueBlockRow.parameter == parameter)
+            .order_by(ValueBlockRow.seq.desc())
+            .limit(1)
+        ).first()
+        if block is not None:
+            newest.append(tuple(block))
+        own = conn.execute(
+            select(ValueRow.seq, ValueRow.leaf, ValueRow.server_ts)
+            .where(ValueRow.batch_id == batch_id, ValueRow.parameter == parameter)
+            .order_by(ValueRow.seq.desc(), ValueRow.leaf.desc())
+            .limit(1)
+        ).first()
+        if own is not None:
+            newest.append(tuple(own))
+        return str(max(newest)[2]) if newest else None
 
-        A value changed, deleted or added in ``ebr_value`` no longer matches
-        (or lacks) the record the log holds for it: the leaf of its value block,
-        or the entry of a manual entry. Entries and leaves themselves are
-        protected by the ledger's own verification. Values are named ``seq/leaf``.
+    def verify_values(self, batch_id: str) -> list[str]:
+        """Compare the batch's value rows and value index with the log; returns the
+        discrepancies.
+
+        The log holds every value: the leaves of the batch's value blocks and the
+        entries of manual entries. A manual entry's ``ebr_value`` row changed,
+        deleted or added, and an ``ebr_value_block`` row (which block holds which
+        parameter's values) or ``ebr_value_key`` row (a source key's value)
+        changed, deleted or added, no longer matches what the log says. Entries
+        and leaves themselves are protected by the ledger's own verification.
+        Values are named ``seq/leaf``, index rows ``seq`` and parameter.
         """
         problems = []
-        stored = {(v["seq"], v["leaf"]): v for v in self.values(batch_id)}
-        expected: dict[tuple[int, int], Any] = {}
         ledger = self.db.ledger
+        expected_index: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        expected_keys: dict[Any, tuple[Any, ...]] = {}
+        expected: dict[tuple[int, int], Any] = {}
         for entry in ledger.entries_for(BLOCK_OBJECT, batch_id):
             if entry.event.action == BLOCK_ACTION:
-                for index, leaf in enumerate(ledger.block_leaves(entry.seq)):
-                    expected[(entry.seq, index)] = json.loads(leaf)
+                rows = block_value_rows(entry.seq, ledger.block_leaves(entry.seq))
+                index, keys = block_index_rows(entry.seq, rows)
+                expected_index.update(((r[0], r[1]), r) for r in index)
+                expected_keys.update((r[0], r) for r in keys)
         batch = self.batch(batch_id)
         recipe, _ = self.recipe(batch["recipe_id"], batch["recipe_version"])
         parameters = [
@@ -526,23 +951,69 @@ class ValueCapture(RecipeRecords):
             for entry in ledger.entries_for("process_value", f"{batch_id}/{parameter}"):
                 if entry.event.action in VALUE_ACTIONS:
                     expected[(entry.seq, 0)] = entry.event.new
+                    row = value_row(entry.seq, entry.event.action, entry.event.new)
+                    if row[12] is not None:
+                        expected_keys[row[12]] = key_row(row)
+        with self.db.read() as conn:
+            own = [
+                dict(zip(VALUE_COLUMNS, r, strict=True))
+                for r in conn.execute(
+                    select(*(ValueRow.__table__.c[c] for c in VALUE_COLUMNS)).where(
+                        ValueRow.batch_id == batch_id
+                    )
+                )
+            ]
+            index_found = {
+                (r[0], r[1]): tuple(r)
+                for r in conn.execute(
+                    select(*(ValueBlockRow.__table__.c[c] for c in INDEX_COLUMNS)).where(
+                        ValueBlockRow.batch_id == batch_id
+                    )
+                )
+            }
+            keys_found = {
+                r[0]: tuple(r)
+                for r in conn.execute(
+                    select(*(ValueKeyRow.__table__.c[c] for c in KEY_COLUMNS)).where(
+                        ValueKeyRow.batch_id == batch_id
+                    )
+                )
+            }
+        stored = {(v["seq"], v["leaf"]): v for v in own}
         for key in sorted(expected):
             new = expected[key]
-            row = stored.pop(key, None)
+            found = stored.pop(key, None)
             name = value_name(*key)
-            if row is None:
+            if found is None:
                 problems.append(f"value {name} ({new['tag']}) is missing from the record")
-            elif (row["value"], row["tag"], row["quality"]) != (
+            elif (found["value"], found["tag"], found["quality"]) != (
                 str(new["value"]),
                 new["tag"],
                 new["quality"],
             ):
                 problems.append(
                     f"value {name} ({new['tag']}) differs from its audit entry: "
-                    f"{row['value']} vs {new['value']}"
+                    f"{found['value']} vs {new['value']}"
                 )
-        for key, row in stored.items():
-            problems.append(f"value {value_name(*key)} ({row['tag']}) has no audit entry")
+        for key, found in stored.items():
+            problems.append(f"value {value_name(*key)} ({found['tag']}) has no audit entry")
+        for key, want in sorted(expected_index.items()):
+            got = index_found.pop(key, None)
+            name = f"value block {key[0]} ({key[1]})"
+            if got is None:
+                problems.append(f"{name} is missing from the value index")
+            elif got != want:
+                problems.append(f"{name} differs from its block's leaves: {got} vs {want}")
+        for key in sorted(index_found):
+            problems.append(f"value block {key[0]} ({key[1]}) in the value index has no block")
+        for source_key, want in sorted(expected_keys.items(), key=lambda item: str(item[0])):
+            got = keys_found.pop(source_key, None)
+            if got is None:
+                problems.append(f"source key {source_key!r} is missing from the record")
+            elif got != want:
+                problems.append(f"source key {source_key!r} differs from the log: {got} vs {want}")
+        for source_key in sorted(keys_found, key=str):
+            problems.append(f"source key {source_key!r} names no value of the log")
         return problems
 
     def prove_value(self, seq: int, leaf: int = 0, tree_size: int | None = None) -> LeafProof:
@@ -556,15 +1027,18 @@ class ValueCapture(RecipeRecords):
         prove it with :meth:`audit.ledger.Ledger.prove_inclusion`.
         """
         with self.db.read() as conn:
-            row = conn.execute(
+            own = conn.execute(
                 select(ValueRow.seq).where(ValueRow.seq == seq, ValueRow.leaf == leaf)
             ).first()
-        if row is None:
-            raise BatchError(f"no captured value {value_name(seq, leaf)}")
-        entry = self.db.ledger.entry(seq)
-        if entry.event.action != BLOCK_ACTION:
+            block = conn.execute(
+                select(func.max(ValueBlockRow.last_leaf)).where(ValueBlockRow.seq == seq)
+            ).scalar()
+        if own is not None:
+            action = self.db.ledger.entry(seq).event.action
             raise BatchError(
                 f"value {value_name(seq, leaf)} is audit entry {seq} of its own "
-                f"({entry.event.action}): prove it with the log's inclusion proof"
+                f"({action}): prove it with the log's inclusion proof"
             )
+        if block is None or not 0 <= leaf <= block:
+            raise BatchError(f"no captured value {value_name(seq, leaf)}")
         return self.db.ledger.prove_leaf(seq, leaf, tree_size=tree_size)

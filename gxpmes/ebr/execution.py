@@ -27,7 +27,6 @@ from gxpmes.ebr.schema import (
     LotRow,
     RecordItemRow,
     StepRow,
-    ValueRow,
     WeighingRow,
 )
 from gxpmes.errors import (
@@ -242,11 +241,10 @@ class BatchExecution(ProcedureRules):
         """What a performer signs for a phase: its identity and every value captured in it."""
         with self.db.read() as conn:
             step = self._step(conn, batch_id, path)
-            values = conn.execute(
-                select(ValueRow.seq, ValueRow.parameter, ValueRow.value, ValueRow.unit)
-                .where(ValueRow.batch_id == batch_id, ValueRow.parameter.like(f"{path}/%"))
-                .order_by(ValueRow.seq, ValueRow.leaf)
-            ).all()
+            values = [
+                (row[0], row[3], row[5], row[6])
+                for row in self._value_rows(conn, batch_id, under=path)
+            ]
         content = {
             "batch_id": batch_id,
             "path": path,

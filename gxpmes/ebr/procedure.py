@@ -31,6 +31,7 @@ from gxpmes.ebr.schema import (
     LotRow,
     RecordItemRow,
     StepRow,
+    ValueBlockRow,
     ValueRow,
     WeighingRow,
 )
@@ -209,13 +210,15 @@ class ProcedureRules(ValueCapture):
     ) -> list[str]:
         phase = self._phase(recipe, path)
         missing: list[str] = []
-        recorded = set(
-            conn.execute(
-                select(ValueRow.parameter)
-                .where(ValueRow.batch_id == batch_id, ValueRow.parameter.like(f"{path}/%"))
+        recorded = {
+            parameter
+            for table in (ValueRow, ValueBlockRow)
+            for parameter in conn.execute(
+                select(table.parameter)
+                .where(table.batch_id == batch_id, table.parameter.like(f"{path}/%"))
                 .distinct()
             ).scalars()
-        )
+        }
         missing += [
             f"a value of parameter {p.id}"
             for p in phase.parameters

@@ -23,7 +23,6 @@ from gxpmes.ebr.schema import (
     ExceptionRow,
     LotRow,
     StepRow,
-    ValueRow,
     WeighingRow,
 )
 from gxpmes.errors import (
@@ -303,15 +302,7 @@ class BatchReview(BatchExecution):
         """What QA signs for the whole batch: its stable content (status excluded)."""
         with self.db.read() as conn:
             batch = self._batch(conn, batch_id)
-            values = (
-                conn.execute(
-                    select(ValueRow.seq)
-                    .where(ValueRow.batch_id == batch_id)
-                    .order_by(ValueRow.seq, ValueRow.leaf)
-                )
-                .scalars()
-                .all()
-            )
+            values = [row[0] for row in self._value_rows(conn, batch_id)]
             weighings = conn.execute(
                 select(WeighingRow)
                 .where(WeighingRow.batch_id == batch_id)

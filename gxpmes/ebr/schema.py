@@ -21,6 +21,8 @@ __all__ = [
     "RecordItemRow",
     "RejectRow",
     "StepRow",
+    "ValueBlockRow",
+    "ValueKeyRow",
     "ValueRow",
     "WeighingRow",
 ]
@@ -118,11 +120,11 @@ class StepRow(AppBase):
 
 
 class ValueRow(AppBase):
-    """A captured process value; its audit entry ``seq`` makes it tamper-evident.
+    """A process value that is an audit entry of its own: a manual entry (and a value
+    captured before value blocks), ``leaf`` 0; its entry ``seq`` makes it tamper-evident.
 
-    A captured value is leaf ``leaf`` of the value block ``seq`` (one entry
-    per batch per capture call); a manual entry (and a capture from before
-    value blocks) is an entry of its own, ``leaf`` 0.
+    Captured values have no row here: each is leaf ``leaf`` of its value block
+    ``seq`` (read from the block's leaves), found through :class:`ValueBlockRow`.
     """
 
     __tablename__ = "ebr_value"
@@ -157,6 +159,49 @@ class ValueRow(AppBase):
         # SQLite: the rows are the (seq, leaf) B-tree itself, no second one for the key.
         {"sqlite_with_rowid": False},
     )
+
+
+class ValueBlockRow(AppBase):
+    """One parameter's values in one value block: the index of captured values. Append-only.
+
+    A capture call writes one ``value.block`` entry per batch; this row says
+    that block ``seq`` holds ``count`` values of ``parameter`` (leaves
+    ``first_leaf`` … ``last_leaf``, the last one's server time kept for stale
+    checks). The values themselves are the block's leaves (the RFC 8785
+    records the entry commits to), read from the log, never copied.
+    """
+
+    __tablename__ = "ebr_value_block"
+
+    seq: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=False)
+    parameter: Mapped[str] = mapped_column(String(512), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128))
+    count: Mapped[int] = mapped_column(Integer)
+    first_leaf: Mapped[int] = mapped_column(Integer)
+    last_leaf: Mapped[int] = mapped_column(Integer)
+    last_server_ts: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (
+        Index("ix_ebr_value_block_batch", "batch_id", "parameter", "seq"),
+        {"sqlite_with_rowid": False},
+    )
+
+
+class ValueKeyRow(AppBase):
+    """The source key of a recorded value (connector dedup key) and which value it is.
+
+    Only values that carry a key have a row; the primary key makes a second
+    recording of one key impossible, whichever process tries. Append-only.
+    """
+
+    __tablename__ = "ebr_value_key"
+
+    source_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    seq: Mapped[int] = mapped_column(_ID)
+    leaf: Mapped[int] = mapped_column(Integer)
+    batch_id: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class WeighingRow(AppBase):
@@ -280,6 +325,8 @@ class RejectRow(AppBase):
 EBR_APPEND_ONLY = (
     "ebr_equipment_log",
     "ebr_value",
+    "ebr_value_block",
+    "ebr_value_key",
     "ebr_weighing",
     "ebr_genealogy",
     "ebr_record_item",

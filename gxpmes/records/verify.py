@@ -32,11 +32,12 @@ from audit.verify import VerificationReport, keys_under_head_names, verify_ledge
 from gxpmes.errors import GxpError
 from gxpmes.records.images import (
     BLOCK_ACTION,
+    KEY_COLUMNS,
     VALUE_ACTIONS,
     VALUE_COLUMNS,
     RowChange,
     block_row_changes,
-    block_value_rows,
+    key_row,
     row_changes,
     value_row,
 )
@@ -291,7 +292,7 @@ def verify_record(
     report.warnings.extend(ledger_report.warnings)
     specs = projected()
     value_spec = _fast_values(specs)
-    # ebr_value: (seq, leaf) → row, the bulk of a record
+    # ebr_value: (seq, leaf) → row (manual entries, captures before value blocks)
     values: dict[tuple[int, int], tuple[Any, ...]] = {}
     stored_blocks = _Blocks(ledger.iter_blocks())
     with _snapshot(engine) as conn:
@@ -309,22 +310,29 @@ def verify_record(
                         and new.get("batch_id") != batch
                     ):
                         continue
-                    leaves = stored_blocks.leaves(seq)
-                    if value_spec is None:
-                        changes: list[RowChange] = list(block_row_changes(seq, leaves))
-                    else:
-                        for row in block_value_rows(seq, leaves):
-                            if batch is None or row[_BATCH] == batch:
-                                values[(seq, row[1])] = row
-                        continue
+                    # Its rows (index and source keys) come from its leaves.
+                    changes: list[RowChange] = list(
+                        block_row_changes(seq, stored_blocks.leaves(seq))
+                    )
                 elif value_spec is not None and action in VALUE_ACTIONS:
-                    # What row_changes() yields for a value entry, kept as a tuple.
-                    # (type() first: JSON objects are dicts, and an ABC check costs more.)
-                    if (type(new) is dict or isinstance(new, Mapping)) and "batch_id" in new:
-                        row = value_row(seq, action, new)
-                        if batch is None or row[_BATCH] == batch:
-                            values[(seq, 0)] = row
-                    continue
+                    # What row_changes() yields for a value entry, the value row kept
+                    # as a tuple. (type() first: JSON objects are dicts, and an ABC
+                    # check costs more.)
+                    if not ((type(new) is dict or isinstance(new, Mapping)) and "batch_id" in new):
+                        continue
+                    row = value_row(seq, action, new)
+                    if batch is not None and row[_BATCH] != batch:
+                        continue
+                    values[(seq, 0)] = row
+                    if row[12] is None:
+                        continue
+                    changes = [
+                        (
+                            "ebr_value_key",
+                            (row[12],),
+                            dict(zip(KEY_COLUMNS, key_row(row), strict=True)),
+                        )
+                    ]
                 else:
                     changes = list(row_changes(seq, action, new))
             except Exception as exc:

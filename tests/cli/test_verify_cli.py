@@ -123,17 +123,25 @@ def test_tampered_copy_exits_1_with_one_line_per_problem(
     installation: Installation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     exception_id = one(installation.db, "SELECT min(exception_id) FROM ebr_exception")
-    # The batch's last captured value: the last leaf of its last value block.
+    # The batch's last value block: its index row says how many values it holds.
     value_seq = one(
-        installation.db, f"SELECT max(seq) FROM ebr_value WHERE batch_id = '{IN_EXECUTION_BATCH}'"
+        installation.db,
+        f"SELECT max(seq) FROM ebr_value_block WHERE batch_id = '{IN_EXECUTION_BATCH}'",
     )
-    value_leaf = one(installation.db, f"SELECT max(leaf) FROM ebr_value WHERE seq = {value_seq}")
+    parameter = one(
+        installation.db, f"SELECT min(parameter) FROM ebr_value_block WHERE seq = {value_seq}"
+    )
+    count = one(
+        installation.db,
+        f"SELECT count FROM ebr_value_block WHERE seq = {value_seq} AND parameter = '{parameter}'",
+    )
     db = tampered(
         installation,
         tmp_path,
         f"UPDATE ebr_batch SET status = 'Rejected' WHERE batch_id = '{RELEASED_BATCH}'",
         f"DELETE FROM ebr_exception WHERE exception_id = '{exception_id}'",
-        f"UPDATE ebr_value SET value = '65.0' WHERE seq = {value_seq} AND leaf = {value_leaf}",
+        f"UPDATE ebr_value_block SET count = count + 1 "
+        f"WHERE seq = {value_seq} AND parameter = '{parameter}'",
     )
     code, out, err = run(capsys, *installation.args(db))
     assert code == 1 and "Traceback" not in err
@@ -152,15 +160,15 @@ def test_tampered_copy_exits_1_with_one_line_per_problem(
         for line in problems
     ), problems
     assert (
-        f"ebr_value {value_seq}/{value_leaf} column value: expected '70.3', found '65.0' "
-        f"(audit seq {value_seq})" in problems
+        f"ebr_value_block {value_seq}/{parameter} column count: expected {count}, "
+        f"found {count + 1} (audit seq {value_seq})" in problems
     )
     # Every other line is a signature the edits broke (the deleted exception and
     # the changed status are in what QA signed), each naming its signature row.
     rest = [
         line
         for line in problems
-        if not line.startswith(("ebr_batch ", "ebr_exception ", "ebr_value "))
+        if not line.startswith(("ebr_batch ", "ebr_exception ", "ebr_value_block "))
     ]
     assert rest and all(line.startswith("gx_signature ") for line in rest), rest
 
@@ -199,16 +207,20 @@ def test_json_report(
 def test_batch_option_limits_the_record_check_to_one_batch(
     installation: Installation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The batch's last captured value: the last leaf of its last value block.
+    # The batch's last value block: its index row keeps its last value's server time.
     value_seq = one(
-        installation.db, f"SELECT max(seq) FROM ebr_value WHERE batch_id = '{IN_EXECUTION_BATCH}'"
+        installation.db,
+        f"SELECT max(seq) FROM ebr_value_block WHERE batch_id = '{IN_EXECUTION_BATCH}'",
     )
-    value_leaf = one(installation.db, f"SELECT max(leaf) FROM ebr_value WHERE seq = {value_seq}")
+    parameter = one(
+        installation.db, f"SELECT min(parameter) FROM ebr_value_block WHERE seq = {value_seq}"
+    )
     db = tampered(
         installation,
         tmp_path,
         f"UPDATE ebr_batch SET closed_at = NULL WHERE batch_id = '{RELEASED_BATCH}'",
-        f"UPDATE ebr_value SET quality = 'Good ' WHERE seq = {value_seq} AND leaf = {value_leaf}",
+        f"UPDATE ebr_value_block SET last_server_ts = '2000-01-01T00:00:00.000000Z' "
+        f"WHERE seq = {value_seq} AND parameter = '{parameter}'",
         "UPDATE ebr_equipment SET status = 'Available' WHERE equipment_id = 'GRAN-01'",
     )
 
@@ -219,7 +231,7 @@ def test_batch_option_limits_the_record_check_to_one_batch(
         return {(p["table"], p["key"], p["column"]) for p in report["problems"]}
 
     batch_row = ("ebr_batch", RELEASED_BATCH, "closed_at")
-    value_row = ("ebr_value", f"{value_seq}/{value_leaf}", "quality")
+    value_row = ("ebr_value_block", f"{value_seq}/{parameter}", "last_server_ts")
     equipment = ("ebr_equipment", "GRAN-01", "status")  # master data: checked with every batch
     assert {batch_row, value_row, equipment} <= problems()
     assert problems("--batch", RELEASED_BATCH) == {batch_row, equipment}

@@ -396,32 +396,37 @@ def test_changed_or_deleted_value_is_detected(plant) -> None:  # type: ignore[no
         source=OT_SOURCE,
     )
     assert plant.engine.verify_values(B) == []
+    # The three values are leaves 0, 1, 2 of one value block (one entry); the
+    # record finds them through the block index and reads them from the leaves.
+    assert seqs[0] == seqs[1] == seqs[2]
+    block = seqs[0]
     with plant.db.engine.begin() as conn:
-        if plant.db.engine.dialect.name == "sqlite":
-            conn.execute(text("DROP TRIGGER ebr_value_no_update"))
-            conn.execute(text("DROP TRIGGER ebr_value_no_delete"))
-        else:
-            conn.execute(text("DROP TRIGGER ebr_value_append_only ON ebr_value"))
-        # The three values are leaves 0, 1, 2 of one value block (one entry).
-        assert seqs[0] == seqs[1] == seqs[2]
-        block = seqs[0]
-        conn.execute(
-            text("UPDATE ebr_value SET value = '70.5' WHERE seq = :s AND leaf = 1"), {"s": block}
-        )
-        conn.execute(text("DELETE FROM ebr_value WHERE seq = :s AND leaf = 2"), {"s": block})
+        for table in ("ebr_value", "ebr_value_block"):
+            if plant.db.engine.dialect.name == "sqlite":
+                conn.execute(text(f"DROP TRIGGER {table}_no_update"))
+                conn.execute(text(f"DROP TRIGGER {table}_no_delete"))
+            else:
+                conn.execute(text(f"DROP TRIGGER {table}_append_only ON {table}"))
+        conn.execute(text("UPDATE ebr_value_block SET count = 2 WHERE seq = :s"), {"s": block})
         conn.execute(
             text(
-                "INSERT INTO ebr_value SELECT seq, 3, batch_id, parameter, tag, value, unit, "
-                "source_ts, server_ts, quality, manual, in_limits, NULL FROM ebr_value "
-                "WHERE seq = :s AND leaf = 0"
+                "INSERT INTO ebr_value (seq, leaf, batch_id, parameter, tag, value, unit, "
+                "source_ts, server_ts, quality, manual, in_limits, source_key) "
+                "SELECT seq, 3, batch_id, parameter, 'TT-101', '75.0', 'Cel', last_server_ts, "
+                "last_server_ts, 'Good', false, true, NULL FROM ebr_value_block WHERE seq = :s"
             ),
             {"s": block},
         )
     problems = plant.engine.verify_values(B)
-    assert len(problems) == 3, problems
-    assert any(f"value {block}/1 " in p and "differs" in p for p in problems)
-    assert any(f"value {block}/2 " in p and "missing" in p for p in problems)
+    assert len(problems) == 2, problems
+    assert any(f"value block {block} " in p and "differs" in p for p in problems)
     assert any(f"value {block}/3 " in p and "has no audit entry" in p for p in problems)
+    with plant.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM ebr_value_block WHERE seq = :s"), {"s": block})
+    problems = plant.engine.verify_values(B)
+    assert any(f"value block {block} " in p and "missing" in p for p in problems), problems
+    # Without its index row the block's values are no longer found (verify says why).
+    assert [v["leaf"] for v in plant.engine.values(B)] == [3]
 
 
 def test_samples_labels_and_in_process_controls(plant) -> None:  # type: ignore[no-untyped-def]

@@ -9,10 +9,8 @@ import pytest
 from ebr_support import HEAT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
 from gxpmes.ebr.engine import CapturedValue
-from gxpmes.ebr.schema import ValueRow
 from gxpmes.errors import CaptureRefused
 from gxpmes.testing.plant import OT_SOURCE
 
@@ -40,9 +38,8 @@ def _capture(plant, number: object) -> int:  # type: ignore[no-untyped-def]
 
 
 def _read_back(plant, seq: int) -> tuple[str, object]:  # type: ignore[no-untyped-def]
-    """The value row's text and the value as the log holds it (its value block's leaf)."""
-    with plant.db.engine.connect() as conn:
-        row = conn.execute(select(ValueRow.value).where(ValueRow.seq == seq)).scalar_one()
+    """The value as the record reads it and as the log holds it (its value block's leaf)."""
+    (row,) = [v["value"] for v in plant.engine.values(BATCH) if v["seq"] == seq]
     assert plant.db.ledger.entry(seq).event.action == "value.block"
     (leaf,) = plant.db.ledger.block_leaves(seq)
     return row, json.loads(leaf)["value"]

@@ -15,7 +15,7 @@ from ebr_support import HEAT, MIX, Plant
 from sqlalchemy import select, text
 
 from gxpmes.ebr.engine import CapturedValue, CaptureSource
-from gxpmes.ebr.schema import LotRow, ValueRow
+from gxpmes.ebr.schema import LotRow
 from gxpmes.errors import CaptureRefused, DispenseRefused, RecordIntegrityError
 from gxpmes.records.verify import RecordReport, verify_record
 from gxpmes.testing.plant import BALANCE, granulation_recipe
@@ -166,7 +166,6 @@ def test_hostile_timestamps_are_refused_and_the_skew_is_configurable(plant: Plan
     plant.engine.future_skew = timedelta(0)
     with pytest.raises(CaptureRefused, match="ahead of the server clock"):
         plant.engine.capture([value(now + timedelta(seconds=1))], source=plant.ot)
-    with plant.db.read() as conn:
-        (seq,) = conn.execute(select(ValueRow.seq)).scalars().all()
+    (seq,) = [v["seq"] for v in plant.engine.values("B-1")]
     entry = plant.db.ledger.entry(seq).event
     assert (entry.actor.user_id, entry.new["client_id"]) == ("svc-ot", plant.ot.client_id)

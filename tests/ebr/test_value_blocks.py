@@ -1,11 +1,13 @@
 """Captured values are written in value blocks, and each stays individually provable.
 
 One capture call writes one ``value.block`` entry per batch; its leaves are
-the values' records (everything a value needs to stand alone), ``ebr_value``
-row ``(seq, leaf)`` is leaf ``leaf``; a manual entry stays an entry of its own.
-A value's proof is checked by the pure checker against a signed checkpoint
-alone; ``gxpmes verify`` rebuilds ``ebr_value`` from the blocks and names
-every altered, deleted or inserted row.
+the values' records (everything a value needs to stand alone), value
+``(seq, leaf)`` is read from leaf ``leaf``; ``ebr_value_block`` indexes the
+blocks (a row per parameter per block) and ``ebr_value_key`` holds the source
+keys; a manual entry stays an entry of its own (an ``ebr_value`` row). A
+value's proof is checked by the pure checker against a signed checkpoint
+alone; ``gxpmes verify`` rebuilds the index and keys from the blocks and
+names every altered, deleted or inserted row.
 """
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ def _values(plant, batch_id: str, numbers: list[str], quality: str = "Good"):  #
 
 
 def _unguard(plant) -> None:  # type: ignore[no-untyped-def]
-    """Drop ebr_value's append-only guard, as an attacker with the owner's rights would."""
+    """Drop the value tables' append-only guards, as an attacker with the owner's rights
+    would."""
     with plant.db.engine.begin() as conn:
-        if plant.db.engine.dialect.name == "sqlite":
-            conn.execute(text("DROP TRIGGER ebr_value_no_update"))
-            conn.execute(text("DROP TRIGGER ebr_value_no_delete"))
-        else:
-            conn.execute(text("DROP TRIGGER ebr_value_append_only ON ebr_value"))
+        for table in ("ebr_value", "ebr_value_block", "ebr_value_key"):
+            if plant.db.engine.dialect.name == "sqlite":
+                conn.execute(text(f"DROP TRIGGER {table}_no_update"))
+                conn.execute(text(f"DROP TRIGGER {table}_no_delete"))
+            else:
+                conn.execute(text(f"DROP TRIGGER {table}_append_only ON {table}"))
 
 
 def _second_line(plant, batch_id: str) -> None:  # type: ignore[no-untyped-def]
@@ -197,40 +201,63 @@ def test_a_value_is_proved_with_only_the_proof_and_a_signed_checkpoint(plant) ->
         plant.engine.prove_value(seq, len(numbers))
 
 
-@pytest.mark.parametrize("edit", ["altered", "deleted", "inserted"])
-def test_verify_names_every_sql_edit_of_a_block_value(plant, edit: str) -> None:  # type: ignore[no-untyped-def]
+_EDITS = {
+    # the block index: which block holds how many values of which parameter
+    "index altered": "UPDATE ebr_value_block SET count = 2 WHERE seq = :s",
+    "index deleted": "DELETE FROM ebr_value_block WHERE seq = :s",
+    "index inserted": (
+        "INSERT INTO ebr_value_block (seq, parameter, batch_id, count, first_leaf, last_leaf, "
+        "last_server_ts) SELECT seq, 'GRAN/UP-GRAN/OP-WET/HEAT/pressure', batch_id, 1, 0, 0, "
+        "last_server_ts FROM ebr_value_block WHERE seq = :s"
+    ),
+    # source keys: a deleted one would let a redelivered value be recorded twice
+    "key altered": "UPDATE ebr_value_key SET leaf = 0 WHERE source_key = 'B-1-1-71.0'",
+    "key deleted": "DELETE FROM ebr_value_key WHERE source_key = 'B-1-2-72.0'",
+    "key inserted": (
+        "INSERT INTO ebr_value_key (source_key, seq, leaf, batch_id) "
+        "VALUES ('B-1-9-99.0', :s, 1, 'B-1')"
+    ),
+    # a value row passed off as a value of the block
+    "value inserted": (
+        "INSERT INTO ebr_value (seq, leaf, batch_id, parameter, tag, value, unit, "
+        "source_ts, server_ts, quality, manual, in_limits, source_key) "
+        "SELECT seq, 3, batch_id, parameter, 'TT-101', '75.0', 'Cel', last_server_ts, "
+        "last_server_ts, 'Good', false, true, NULL FROM ebr_value_block WHERE seq = :s"
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(_EDITS))
+def test_verify_names_every_sql_edit_of_the_value_tables(plant, edit: str) -> None:  # type: ignore[no-untyped-def]
     plant.start_batch("B-1", phases=(HEAT,))
     (seq, *_rest) = plant.engine.capture(
         _values(plant, "B-1", ["70.0", "71.0", "72.0"]), source=OT_SOURCE
     )
     report = verify_record(plant.db.engine, trusted_keys=plant.trusted_keys())
     assert report.ok, report.lines()
+    assert plant.engine.verify_values("B-1") == []
     _unguard(plant)
     with plant.db.engine.begin() as conn:
-        if edit == "altered":
-            conn.execute(
-                text("UPDATE ebr_value SET value = '70.5' WHERE seq = :s AND leaf = 1"), {"s": seq}
-            )
-        elif edit == "deleted":
-            conn.execute(text("DELETE FROM ebr_value WHERE seq = :s AND leaf = 2"), {"s": seq})
-        else:
-            conn.execute(
-                text(
-                    "INSERT INTO ebr_value (seq, leaf, batch_id, parameter, tag, value, unit, "
-                    "source_ts, server_ts, quality, manual, in_limits, source_key) "
-                    "SELECT seq, 3, batch_id, parameter, tag, '75.0', unit, source_ts, "
-                    "server_ts, quality, manual, in_limits, NULL FROM ebr_value "
-                    "WHERE seq = :s AND leaf = 0"
-                ),
-                {"s": seq},
-            )
+        conn.execute(text(_EDITS[edit]), {"s": seq})
+    index_key = f"{seq}/{TEMPERATURE}"
+    expected = {
+        "index altered": ("ebr_value_block", index_key, "count", "column_differs"),
+        "index deleted": ("ebr_value_block", index_key, None, "missing_row"),
+        "index inserted": (
+            "ebr_value_block",
+            f"{seq}/GRAN/UP-GRAN/OP-WET/HEAT/pressure",
+            None,
+            "extra_row",
+        ),
+        "key altered": ("ebr_value_key", "B-1-1-71.0", "leaf", "column_differs"),
+        "key deleted": ("ebr_value_key", "B-1-2-72.0", None, "missing_row"),
+        "key inserted": ("ebr_value_key", "B-1-9-99.0", None, "extra_row"),
+        "value inserted": ("ebr_value", f"{seq}/3", None, "extra_row"),
+    }[edit]
     for batch in (None, "B-1"):
         report = verify_record(plant.db.engine, batch=batch, trusted_keys=plant.trusted_keys())
         assert report.ledger.ok and not report.ok
         found = {(p.table, p.key, p.column, p.kind) for p in report.problems}
-        expected = {
-            "altered": ("ebr_value", f"{seq}/1", "value", "column_differs"),
-            "deleted": ("ebr_value", f"{seq}/2", None, "missing_row"),
-            "inserted": ("ebr_value", f"{seq}/3", None, "extra_row"),
-        }[edit]
         assert found == {expected}, report.lines()
+    # The engine's own check of one batch names it too.
+    assert plant.engine.verify_values("B-1") != []

@@ -17,7 +17,15 @@ depends_on = None
 
 # Tables introduced by later revisions (created there, not here).
 LATER_TABLES = frozenset(
-    {"ebr_record_item", "ebr_ot_reject", "gx_account_change", "gx_auth_pending", "ebr_charge"}
+    {
+        "ebr_record_item",
+        "ebr_ot_reject",
+        "gx_account_change",
+        "gx_auth_pending",
+        "ebr_charge",
+        "ebr_value_block",
+        "ebr_value_key",
+    }
 )
 
 

@@ -1,0 +1,287 @@
+"""Capture's two paths write the same bytes, and a source key is recorded once.
+
+Capture checks and encodes a call of plain values column by column
+(``_plain_blocks``) and anything else value by value (``_prepare_blocks``,
+which also says why a value is refused). Both write each leaf from a template
+instead of encoding a dict: the leaves must be exactly the RFC 8785 bytes of
+the value's record (:func:`audit.canonical.canonicalize`), and both paths must
+give the same leaves, block index, source keys and exceptions. Redelivered
+source keys are dropped under the write lock, so two captures racing with the
+same keys record each key once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from audit.canonical import canonicalize, format_timestamp
+from audit.entry import Actor
+from gxpmes.ebr.engine import CapturedValue
+from gxpmes.records.images import ValueLeaves, value_leaf
+from gxpmes.records.verify import verify_record
+from gxpmes.testing.plant import HEAT, OT_SOURCE
+
+TEMPERATURE = f"{HEAT}/temperature"
+NAMES = st.text(max_size=12)  # any Unicode but lone surrogates (RFC 8785 refuses those)
+TEXTS = st.one_of(
+    st.sampled_from(["TT-101", "Cel", 'a"b\\c', "\x00\x1f\x7f", "é€😀", "\u2028"]), NAMES
+)
+NUMBERS = st.one_of(
+    st.integers(-(10**30), 10**30).map(Decimal),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-1000, max_value=1000),
+    st.builds(
+        lambda digits, exponent: Decimal(f"{digits}E{exponent}"),
+        st.text("0123456789", min_size=1, max_size=20),
+        st.integers(-30, 30),
+    ),
+    st.sampled_from(
+        [Decimal("65"), Decimal("75"), Decimal("75.0001"), Decimal("-0"), Decimal("0E-7")]
+    ),
+)
+ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+)
+
+
+def _record(value: CapturedValue, leaf: bytes) -> dict[str, Any]:
+    """The record the leaf must encode, built here from the value (in_limits from the leaf)."""
+    return {
+        "account": OT_SOURCE.account_id,
+        "batch_id": value.batch_id,
+        "client_id": OT_SOURCE.client_id,
+        "in_limits": json.loads(leaf)["in_limits"],
+        "parameter": value.parameter,
+        "quality": value.quality,
+        "server_ts": json.loads(leaf)["server_ts"],
+        "source_key": value.source_key,
+        "source_ts": format_timestamp(value.source_ts),
+        "tag": value.tag,
+        "unit": value.unit,
+        "value": str(value.value),
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    account=NAMES,
+    client=NAMES,
+    batch=NAMES,
+    parameter=TEXTS,
+    tag=TEXTS,
+    unit=TEXTS,
+    number=NUMBERS,
+    quality=st.sampled_from(["Good", "Uncertain", "Bad"]),
+    in_limits=st.booleans(),
+    key=st.one_of(st.none(), TEXTS),
+    stamp=st.datetimes(timezones=st.just(UTC)),
+)
+def test_template_leaves_are_the_canonical_bytes(**kw: Any) -> None:
+    leaves = ValueLeaves(kw["account"], kw["client"])
+    source = format_timestamp(kw["stamp"])
+    server = format_timestamp(kw["stamp"] + timedelta(microseconds=1))
+    record = {
+        "account": kw["account"],
+        "batch_id": kw["batch"],
+        "client_id": kw["client"],
+        "in_limits": kw["in_limits"],
+        "parameter": kw["parameter"],
+        "quality": kw["quality"],
+        "server_ts": server,
+        "source_key": kw["key"],
+        "source_ts": source,
+        "tag": kw["tag"],
+        "unit": kw["unit"],
+        "value": kw["number"],
+    }
+    leaf = leaves.leaf(
+        kw["batch"],
+        kw["parameter"],
+        kw["tag"],
+        str(kw["number"]),
+        kw["unit"],
+        source,
+        server,
+        kw["quality"],
+        kw["in_limits"],
+        kw["key"],
+    )
+    assert leaf == canonicalize(record) == value_leaf(record)
+    # Twice through the same template (its texts are kept): the same bytes.
+    assert leaf == leaves.leaf(
+        kw["batch"],
+        kw["parameter"],
+        kw["tag"],
+        str(kw["number"]),
+        kw["unit"],
+        source,
+        server,
+        kw["quality"],
+        kw["in_limits"],
+        kw["key"],
+    )
+
+
+def test_a_lone_surrogate_is_refused_by_the_template_for_the_exact_path() -> None:
+    with pytest.raises(TypeError):
+        ValueLeaves("svc", "c").leaf("B", "P", "\ud800", "1", "Cel", "t", "t", "Good", True, None)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_both_capture_paths_write_the_same_blocks(plant) -> None:  # type: ignore[no-untyped-def]
+    plant.start_batch("B-1", phases=(HEAT,))
+    engine = plant.engine
+    actor = Actor(OT_SOURCE.account_id, "OT device")
+    now = plant.clock()
+    item = st.builds(
+        lambda number, tag, unit, quality, key, back, micro, zone, server: CapturedValue(
+            "B-1",
+            TEMPERATURE,
+            tag,
+            number,
+            unit,
+            (now - timedelta(seconds=back)).replace(microsecond=micro).astimezone(zone),
+            server,
+            quality=quality,
+            source_key=key,
+        ),
+        number=NUMBERS,
+        tag=st.one_of(st.just("TT-101"), TEXTS),
+        unit=st.sampled_from(["Cel", "K", 'a"b']),
+        quality=st.sampled_from(["Good", "Uncertain", "Bad"]),
+        key=st.one_of(st.none(), TEXTS),
+        back=st.integers(0, 10**6),
+        micro=st.sampled_from([0, 1, 999_999, 123_456]),
+        zone=ZONES,
+        server=st.one_of(
+            st.none(), st.sampled_from([now - timedelta(seconds=5), now.replace(microsecond=0)])
+        ),
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(item, min_size=1, max_size=30))
+    def check(values: list[CapturedValue]) -> None:
+        values = [v for v in values if len(str(v.value)) <= 64]
+        if not values:
+            return
+        with plant.db.transaction() as conn:
+            server_now = plant.clock()
+            plain = engine._plain_blocks(conn, values, server_now, actor, OT_SOURCE.client_id)
+            ref = engine._prepare_blocks(conn, values, server_now, actor, OT_SOURCE.client_id)
+        assert plain is not None  # plain values all: the column path takes them
+        problems, blocks, block_of, exceptions = ref
+        assert problems == [] and plain[0] == []
+        assert [b.leaves for b in plain[1]] == [b.leaves for b in blocks]
+        assert [b.index for b in plain[1]] == [b.index for b in blocks]
+        assert [b.keys for b in plain[1]] == [b.keys for b in blocks]
+        assert plain[2] == block_of
+        assert plain[3] == exceptions
+        for value, leaf in zip(values, blocks[0].leaves, strict=True):
+            record = _record(value, leaf)
+            assert leaf == canonicalize(record)
+            expected = value.value >= 65 and value.value <= 75 and value.unit == "Cel"
+            assert record["in_limits"] is expected
+        assert {kind for _v, kind, _d in exceptions} <= {"out_of_limit", "bad_quality"}
+
+    check()
+
+
+def test_a_refused_call_takes_the_path_that_says_why(plant) -> None:  # type: ignore[no-untyped-def]
+    plant.start_batch("B-1", phases=(HEAT,))
+    good = CapturedValue("B-1", TEMPERATURE, "TT-101", Decimal("70"), "Cel", plant.clock())
+    naive = CapturedValue(
+        "B-1", TEMPERATURE, "TT-101", Decimal("70"), "Cel", plant.clock().replace(tzinfo=None)
+    )
+    with plant.db.transaction() as conn:
+        args = (plant.clock(), Actor(OT_SOURCE.account_id, "OT device"), "c")
+        assert plant.engine._plain_blocks(conn, [good, naive], *args) is None
+        problems = plant.engine._prepare_blocks(conn, [good, naive], *args)[0]
+    assert problems == ["TT-101 → B-1/" + TEMPERATURE + ": naive timestamp"]
+
+
+def _keyed(plant, keys: range) -> list[CapturedValue]:  # type: ignore[no-untyped-def]
+    return [
+        CapturedValue(
+            "B-1",
+            TEMPERATURE,
+            "TT-101",
+            Decimal(f"70.{k}"),
+            "Cel",
+            plant.clock() - timedelta(seconds=1),
+            source_key=f"k-{k}",
+        )
+        for k in keys
+    ]
+
+
+def test_concurrent_captures_of_one_source_key_record_it_once(plant) -> None:  # type: ignore[no-untyped-def]
+    plant.start_batch("B-1", phases=(HEAT,))
+    # Two deliveries that overlap (keys 5-9 in both), raced from two threads,
+    # each with its own connection; and the same delivery twice.
+    calls = [_keyed(plant, range(0, 10)), _keyed(plant, range(5, 15)), _keyed(plant, range(0, 10))]
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def deliver(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = plant.engine.capture(calls[i], source=OT_SOURCE)
+        except Exception as exc:  # pragma: no cover - reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(isinstance(r, Exception) for r in results), results
+    recorded = plant.engine.values("B-1")
+    assert sorted(v["source_key"] for v in recorded) == sorted(f"k-{k}" for k in range(15))
+    assert sum(len(r) for r in results) == 15
+    with plant.db.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ebr_value_key")).scalar() == 15
+    # Redelivered later: nothing new.
+    assert plant.engine.capture(_keyed(plant, range(0, 15)), source=OT_SOURCE) == []
+    assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
+
+
+def test_the_key_table_refuses_a_second_recording_of_a_key(plant) -> None:  # type: ignore[no-untyped-def]
+    """Whatever the code above it does, the database keeps one row per source key."""
+    plant.start_batch("B-1", phases=(HEAT,))
+    (seq, *_rest) = plant.engine.capture(_keyed(plant, range(2)), source=OT_SOURCE)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"), plant.db.engine.begin() as c:
+        c.execute(
+            text("INSERT INTO ebr_value_key VALUES ('k-0', :s, 5, 'B-1')"),
+            {"s": seq},
+        )
+
+
+def test_stale_check_reads_the_block_index_and_manual_entries(plant) -> None:  # type: ignore[no-untyped-def]
+    plant.start_batch("B-1", phases=(HEAT,))
+    plant.engine.capture(
+        [CapturedValue("B-1", TEMPERATURE, "TT-101", Decimal("70"), "Cel", plant.clock())],
+        source=OT_SOURCE,
+    )
+    plant.clock.advance(minutes=4)
+    assert plant.engine.check_stale("B-1") == []
+    plant.clock.advance(minutes=2)
+    assert plant.engine.check_stale("B-1") == [TEMPERATURE]
+    manual = CapturedValue("B-1", TEMPERATURE, "TT-101", Decimal("70.2"), "Cel", plant.clock())
+    plant.engine.manual_entry(plant.sessions["op1"], manual, reason="handheld reading")
+    assert plant.engine.check_stale("B-1") == []  # the manual entry is the newest value
+    plant.clock.advance(minutes=6)
+    assert plant.engine.check_stale("B-1") == [TEMPERATURE]
+    plant.engine.capture(
+        [CapturedValue("B-1", TEMPERATURE, "TT-101", Decimal("71"), "Cel", plant.clock())],
+        source=OT_SOURCE,
+    )
+    assert plant.engine.check_stale("B-1") == []
+    assert datetime.fromisoformat(plant.engine.values("B-1")[-1]["server_ts"]) == plant.clock()
