@@ -285,6 +285,7 @@ class OpcUaSource:
         self._queues: dict[int, int] = {}
         self._last_sequence: int | None = None
         self._resubscribe = False
+        self._lost_at: datetime | None = None  # when a subscription was lost, until renewed
         self.group_commit_values = group_commit_values
         self.writer: GroupCommit | None = None
         """The spool writer (group commit) while :meth:`run` runs."""
@@ -312,12 +313,15 @@ class OpcUaSource:
             # probe slower than that interval: 1 s (its default) drops busy but healthy
             # sessions on a loaded host, losing the values notified meanwhile.
             client = Client(self.endpoint, timeout=4, watchdog_intervall=5.0)
+            subscribed = False
             try:
                 await self.security.apply(client)
                 await client.connect()
                 subscription = await self._subscribe(client)
+                subscribed = True
                 self.connected.set()
                 self.counts["connects"] += 1
+                self._report_gap()
                 backoff = 0.5
                 silence = 3 * max(KEEPALIVE_MS, self.publishing_interval_ms) / 1000
                 while not self._stopping.is_set():
@@ -332,6 +336,8 @@ class OpcUaSource:
                         await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
             except Exception as exc:  # server down, restarted, network error
                 self.counts["connection_errors"] += 1
+                if subscribed and self._lost_at is None:
+                    self._lost_at = datetime.now(UTC)
                 log.warning("OPC UA %s: %s; reconnecting in %.1f s", self.endpoint, exc, backoff)
             finally:
                 self.connected.clear()
@@ -411,6 +417,33 @@ class OpcUaSource:
         if letters:
             self._submit(Delivery([], letters))
         return subscription
+
+    def _report_gap(self) -> None:
+        """After a lost subscription is renewed: a ``connection_gap`` dead letter per node
+        (a data-quality exception on its batch). OPC UA servers do not redeliver: what
+        changed in between is not in the record, and the record must say so."""
+        if self._lost_at is None:
+            return
+        lost, self._lost_at = self._lost_at, None
+        now = datetime.now(UTC)
+        detail = (
+            f"no subscription to {self.endpoint} from {lost.isoformat()} to "
+            f"{now.isoformat()}: changes in between are not recorded (the first value "
+            "after is the node's current value)"
+        )
+        self.counts["connection_gap"] += 1
+        log.warning("OPC UA %s", detail)
+        self._submit(
+            Delivery(
+                [],
+                [
+                    DeadLetter.of(
+                        Problem("connection_gap", detail, n.tag), self._origins[h], b"", now
+                    )
+                    for h, n in enumerate(self.nodes, start=1)
+                ],
+            )
+        )
 
     def stop(self) -> None:
         """Ask :meth:`run` to disconnect and return."""

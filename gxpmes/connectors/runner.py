@@ -254,6 +254,7 @@ REJECT_REASONS = frozenset(
         "sequence_gap",
         "queue_overflow",
         "not_monitored",
+        "connection_gap",
     }
 )
 """Counters that are dead letters (kept in the rejects table), not connector errors."""

@@ -351,3 +351,39 @@ def test_status_warns_of_queue_overflows() -> None:
     line = Status(10, 0, 0.0, 10, 0, {"queue_overflow": 3}, {}, 0, 0, 0).line(1.0)
     assert "3 rejected (queue_overflow 3)" in line
     assert "WARNING: 3 OPC UA queue overflow(s)" in line
+
+
+def test_a_lost_subscription_is_a_gap_in_the_record(running, tags, spool) -> None:  # type: ignore[no-untyped-def]
+    from gxpmes.connectors.rejects import rejects_by_reason
+
+    tags.bind(TAG, TagBinding(BATCH, f"{HEAT}/temperature", "Cel"))
+
+    async def scenario() -> OpcUaSource:
+        port = free_port()
+        server, variable = await start_server(port)
+        source = OpcUaSource(
+            spool,
+            f"opc.tcp://127.0.0.1:{port}/gxpmes/",
+            [OpcUaNode(variable.nodeid.to_string(), TAG)],
+            publishing_interval_ms=50,
+        )
+        task = asyncio.create_task(source.run())
+        try:
+            await asyncio.wait_for(source.connected.wait(), DEADLINE)
+            assert source.counts["connection_gap"] == 0  # a first connection is no gap
+            await server.stop()
+            await until(lambda: not source.connected.is_set())
+            server, variable = await start_server(port)
+            await asyncio.wait_for(source.connected.wait(), DEADLINE)
+        finally:
+            source.stop()
+            await asyncio.wait_for(task, DEADLINE)
+            await server.stop()
+        return source
+
+    source = asyncio.run(scenario())
+    assert source.counts["connection_gap"] == 1
+    Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
+    assert rejects_by_reason(running.db) == {"connection_gap": 1}
+    details = [i.detail for i in running.engine.review_by_exception(BATCH)]
+    assert any("connection_gap" in d and "not recorded" in d for d in details)
