@@ -29,7 +29,17 @@ def values(db_path: str) -> int:
     db = Database(db_path)
     try:
         with db.read() as conn:
-            return int(conn.scalar(text("SELECT count(*) FROM ebr_value")) or 0)
+            # Captured values are counted in the value-block index; manual entries
+            # (and values from before value blocks) are rows of ebr_value.
+            return int(
+                conn.scalar(
+                    text(
+                        "SELECT (SELECT count(*) FROM ebr_value)"
+                        " + (SELECT coalesce(sum(count), 0) FROM ebr_value_block)"
+                    )
+                )
+                or 0
+            )
     finally:
         db.close()
 
