@@ -387,3 +387,74 @@ def test_a_lost_subscription_is_a_gap_in_the_record(running, tags, spool) -> Non
     assert rejects_by_reason(running.db) == {"connection_gap": 1}
     details = [i.detail for i in running.engine.review_by_exception(BATCH)]
     assert any("connection_gap" in d and "not recorded" in d for d in details)
+
+
+# ------------------------------------------------------------------ any value shape
+
+_VARIANTS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(
+        lambda v: ua.Variant(v, ua.VariantType.Double)
+    ),
+    st.integers(-(2**31), 2**31 - 1).map(lambda v: ua.Variant(v, ua.VariantType.Int32)),
+    st.integers(0, 2**64 - 1).map(lambda v: ua.Variant(v, ua.VariantType.UInt64)),
+    st.booleans().map(lambda v: ua.Variant(v, ua.VariantType.Boolean)),
+    st.text(max_size=80).map(lambda v: ua.Variant(v, ua.VariantType.String)),
+    st.lists(st.floats(allow_nan=False), max_size=3).map(
+        lambda v: ua.Variant(v, ua.VariantType.Double, is_array=True)
+    ),
+    st.just(ua.Variant(None, ua.VariantType.Null)),
+    st.none(),
+)
+_TIMES = st.one_of(
+    st.none(),
+    st.datetimes(min_value=datetime(1601, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.datetimes(
+        min_value=datetime(1601, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    ),
+)
+_ITEMS = st.builds(
+    lambda handle, variant, status, source, server: ua.MonitoredItemNotification(
+        ClientHandle=handle,
+        Value=ua.DataValue(
+            variant,
+            StatusCode=ua.StatusCode(status),
+            SourceTimestamp=source,
+            ServerTimestamp=server,
+        ),
+    ),
+    st.integers(0, 4),
+    _VARIANTS,
+    st.sampled_from([0, OVERFLOW_GOOD, 0x4000_0000, 0x8000_0000, 0x8000_0480, 0xFFFF_FFFF]),
+    _TIMES,
+    _TIMES,
+)
+
+
+@given(st.lists(_ITEMS, max_size=12))
+def test_any_publish_response_is_spooled_or_refused_value_by_value(items: list[Any]) -> None:
+    import tempfile
+
+    from gxpmes.connectors.spool import Spool
+
+    with tempfile.TemporaryDirectory() as folder:
+        spool = Spool(Path(folder) / "spool.db")
+        nodes = [OpcUaNode(f"ns=2;s=N{i}", f"OPC/N{i}") for i in range(3)]  # handles 1..3
+        source = OpcUaSource(spool, "opc.tcp://x/", nodes, queue_size=5)
+        source._queues = {h: 5 for h in range(1, 4)}
+        deliveries: list[Any] = []
+        source._submit = deliveries.append  # type: ignore[method-assign]
+        message = ua.NotificationMessage(
+            SequenceNumber=1, NotificationData=[ua.DataChangeNotification(MonitoredItems=items)]
+        )
+        source._on_publish(message)  # never raises
+        readings = [r for d in deliveries for r in d.readings]
+        refused = [x for d in deliveries for x in d.letters if x.reason != "queue_overflow"]
+        known = [i for i in items if 1 <= i.ClientHandle <= 3]
+        assert len(readings) + len(refused) == len(known)  # one outcome per value
+        assert source.counts["unknown_handle"] == len(items) - len(known)
+        for reading in readings:
+            assert reading.source_ts.utcoffset() is not None
+            assert reading.value.is_finite() and reading.quality in ("Good", "Uncertain", "Bad")
+        if deliveries:
+            spool.put_many([(d.readings, d.letters, d.state) for d in deliveries])  # storable
+        spool.close()
