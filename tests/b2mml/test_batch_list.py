@@ -265,3 +265,17 @@ def test_cli_reads_a_batch_list_into_json(
     out = tmp_path / "list-v0701.xml"
     assert main(["b2mml", "convert", str(source), "--to", "V0701", "--out", str(out)]) == 0
     assert b2mml.read(out.read_bytes()).model == model
+
+
+@pytest.mark.parametrize(("source", "target"), [("V0701", "V0600"), ("V0600", "V0701")])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_batch_lists_convert_between_releases_and_read_the_same(
+    b2mml: B2MML, source: str, target: str, data: st.DataObject
+) -> None:
+    model = data.draw(batch_lists(equipment=False))
+    written = b2mml.write(model, version=source)
+    converted = b2mml.convert(written, target)
+    assert b2mml.validate(converted) == []
+    assert b2mml.read(converted).model == model
+    assert c14n(b2mml.convert(converted, source)) == c14n(written)
