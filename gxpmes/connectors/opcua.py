@@ -650,6 +650,7 @@ def source_from_config(
         ),
         security=security,
         group_commit_values=group_commit_values,
+        fast_decode=bool(opcua_config.get("fast_decode", True)),
     )
 
 
