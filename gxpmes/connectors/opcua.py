@@ -268,12 +268,16 @@ class OpcUaSource:
         """``received`` (spooled values), ``duplicates``, ``publishes``, ``connects``,
         ``connection_errors``, ``queue_overflow``, ``sequence_gap``, ``queue_revised`` (items
         whose queue the server made smaller than requested), ``not_monitored`` (nodes
-        the server refused), decoding rejects by reason, and the group-commit writer's."""
+        the server refused), ``connection_gap`` (subscriptions renewed after a loss),
+        decoding rejects by reason, and the group-commit writer's."""
         self.connected = asyncio.Event()
         self._stopping = asyncio.Event()
         self._node_ids: list[Any] = []
         for node in nodes:
-            check_tag(node.tag)
+            try:
+                check_tag(node.tag)
+            except DecodeError as exc:
+                raise ConfigurationError(f"OPC UA node {node.node_id!r}: {exc.detail}") from exc
             try:
                 self._node_ids.append(ua.NodeId.from_string(node.node_id))
             except Exception as exc:  # asyncua raises several types for a bad string

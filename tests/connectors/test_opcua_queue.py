@@ -123,6 +123,8 @@ def test_queue_settings_are_checked(spool) -> None:  # type: ignore[no-untyped-d
         OpcUaSource(spool, "opc.tcp://x/", node, publishing_interval_ms=0)
     with pytest.raises(ConfigurationError, match="node id"):
         OpcUaSource(spool, "opc.tcp://x/", [OpcUaNode("ns=2;x=?", TAG)])
+    with pytest.raises(ConfigurationError, match="not a tag"):
+        OpcUaSource(spool, "opc.tcp://x/", [OpcUaNode("ns=2;s=X", "")])
 
 
 def test_overflow_bit_and_quality() -> None:
