@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,7 +18,7 @@ from typing import Any
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from audit.errors import AuditError
-from gxpmes.connectors.model import MAX_KEPT, DeadLetter, Problem, TagMap, safe_text
+from gxpmes.connectors.model import MAX_KEPT, DeadLetter, Problem, TagBinding, TagMap, safe_text
 from gxpmes.connectors.rejects import record_rejects
 from gxpmes.connectors.spool import Item, Spool, reading_of
 from gxpmes.ebr.engine import BatchEngine, CapturedValue, CaptureSource
@@ -89,6 +91,25 @@ def _captured(
 # Faults of one value's content (not of the database): that value becomes a dead
 # letter instead of blocking the spool. Anything else is treated as an outage.
 _VALUE_FAULTS = (ValueError, TypeError, DataError, IntegrityError)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is built and captured.
+
+    A batch allocates tens of thousands of objects that live until the capture
+    returns (values, Decimals, datetimes, leaves); each allocation burst makes
+    the collector walk the older generations — the whole heap — again, which
+    py-spy showed as up to a sixth of the forwarder's time. None of these
+    objects form cycles; the collector runs as usual between batches.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Forwarder:
@@ -201,57 +222,68 @@ class Forwarder:
             # wait its interval, so the next capture call gets what arrived meanwhile
             # (each call is one database transaction with a fixed cost: few large calls).
             drained = sum(len(items) for _id, items in pending) < self.batch_size
-            values: list[CapturedValue] = []
-            ids = []
-            # Receive times are shared by a message's values, numbers often repeat:
-            # each distinct text is parsed once per batch.
-            times: dict[str, datetime] = {}
-            numbers: dict[str, Decimal] = {}
-            for spool_id, items in pending:
-                refused: list[DeadLetter] = []
-                kept = []
-                for item in items:
-                    tag, value, source_ts, quality, server_ts, key = item
-                    binding = bindings(tag)
-                    if binding is None:
-                        refused.append(self._unknown(item))
-                        continue
-                    kept.append(item)
-                    number = numbers.get(value)
-                    if number is None:
-                        number = numbers[value] = Decimal(value)
-                    received = times.get(server_ts) if server_ts else None
-                    if received is None and server_ts:
-                        received = times[server_ts] = _time(server_ts)
-                    values.append(
-                        _captured(
-                            binding.batch_id,
-                            binding.parameter,
-                            tag,
-                            number,
-                            binding.unit,
-                            _time(source_ts),
-                            received,
-                            quality,
-                            key or None,
-                        )
-                    )
-                if refused:  # counted, logged, kept as dead letters; never retried
-                    self.spool.refuse(spool_id, kept, refused)
-                if kept:
-                    ids.append(spool_id)
-            if values:
-                try:
-                    self.engine.capture(values, source=self.source)
-                except (CaptureRefused, *_VALUE_FAULTS) as exc:
-                    log.info("some values refused: %s", exc)
-                    recorded += self._one_by_one(values)
-                else:
-                    recorded += len(values)
-                    self.counts["recorded"] += len(values)
-            self.spool.remove(ids)
+            with _no_cycle_collection():
+                recorded += self._forward(pending, bindings)
             if drained:
                 return recorded
+
+    def _forward(
+        self,
+        pending: list[tuple[int, list[Item]]],
+        bindings: Callable[[str], TagBinding | None],
+    ) -> int:
+        """Capture one batch of pending deliveries, then remove them from the spool."""
+        recorded = 0
+        values: list[CapturedValue] = []
+        ids = []
+        # Receive times are shared by a message's values, numbers often repeat:
+        # each distinct text is parsed once per batch.
+        times: dict[str, datetime] = {}
+        numbers: dict[str, Decimal] = {}
+        for spool_id, items in pending:
+            refused: list[DeadLetter] = []
+            kept = []
+            for item in items:
+                tag, value, source_ts, quality, server_ts, key = item
+                binding = bindings(tag)
+                if binding is None:
+                    refused.append(self._unknown(item))
+                    continue
+                kept.append(item)
+                number = numbers.get(value)
+                if number is None:
+                    number = numbers[value] = Decimal(value)
+                received = times.get(server_ts) if server_ts else None
+                if received is None and server_ts:
+                    received = times[server_ts] = _time(server_ts)
+                values.append(
+                    _captured(
+                        binding.batch_id,
+                        binding.parameter,
+                        tag,
+                        number,
+                        binding.unit,
+                        _time(source_ts),
+                        received,
+                        quality,
+                        key or None,
+                    )
+                )
+            if refused:  # counted, logged, kept as dead letters; never retried
+                self.spool.refuse(spool_id, kept, refused)
+            if kept:
+                ids.append(spool_id)
+        if values:
+            try:
+                self.engine.capture(values, source=self.source)
+            except (CaptureRefused, *_VALUE_FAULTS) as exc:
+                log.info("some values refused: %s", exc)
+                recorded += self._one_by_one(values)
+            else:
+                recorded += len(values)
+                self.counts["recorded"] += len(values)
+        self.spool.remove(ids)
+        return recorded
 
     def _unknown(self, item: Item) -> DeadLetter:
         reading = reading_of(item)
