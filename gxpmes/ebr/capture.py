@@ -82,11 +82,12 @@ def _stamp_texts(moments: list[datetime]) -> list[str | None]:
     """
     if set(map(type, moments)) != {datetime}:  # anything else: one by one
         return [_utc_text(m) for m in moments]
-    texts: list[str | None] = list(
-        _dumps(moments, option=_UTC_Z)[2:-2].decode("ascii").split('","')
-    )
-    if len(texts) != len(moments):  # pragma: no cover - orjson writes one string each
+    written = _dumps(moments, option=_UTC_Z)[2:-2].decode("ascii").split('","')
+    if len(written) != len(moments):  # pragma: no cover - orjson writes one string each
         return [_utc_text(m) for m in moments]
+    texts: list[str | None] = list(written)
+    if set(map(len, written)) == {27}:  # 27 characters: only a UTC time with a fraction
+        return texts
     for i, text in enumerate(texts):
         if text is None or len(text) != 27 or text[26] != "Z":
             texts[i] = _utc_text(moments[i])
@@ -402,15 +403,25 @@ class ValueCapture(RecipeRecords):
                 pair: f'"tag":{text(pair[0])},"unit":{text(pair[1])},"value":"'
                 for pair in set(zip(tags, units, strict=True))
             }
-            present = [k for k in keys if k is not None]
+            present = [k for k in keys if k is not None] if keys.count(None) != count else []
             joined = "".join(present)
-            if joined.isascii() and joined.isprintable() and not ('"' in joined or "\\" in joined):
+            if not present:
+                key_texts = ["null"] * count
+            elif (
+                joined.isascii() and joined.isprintable() and not ('"' in joined or "\\" in joined)
+            ):
                 key_texts = ["null" if k is None else f'"{k}"' for k in keys]
             else:  # something to escape: the compiled encoder, key by key
                 key_texts = ["null" if k is None else _json(k) for k in keys]
         except TypeError:  # the compiled encoder refused a string: the exact path
             return None
-        if all(s.limits is None for s in shared.values()):
+        only = next(iter(shared.values())) if len(shared) == 1 else None
+        if all(s.limits is None for s in shared.values()) or (
+            only is not None  # one parameter: its limits against the extremes (compiled)
+            and (only.low is None or min(numbers) >= only.low)
+            and (only.high is None or max(numbers) <= only.high)
+            and (only.unit is None or set(units) == {only.unit})
+        ):
             in_limits = [True] * count
         else:
             in_limits = [
@@ -419,22 +430,42 @@ class ValueCapture(RecipeRecords):
                 and (s.unit is None or s.unit == u)
                 for s, n, u in zip(series, numbers, units, strict=True)
             ]
-        out = [
-            f"{s.head}{'true' if ok else 'false'}{s.middle[q]}{server}"
-            f'","source_key":{key},"source_ts":"{source}",{tails[tag, unit]}{d}"}}'.encode()
-            for s, ok, q, server, key, source, tag, unit, d in zip(
-                series,
-                in_limits,
-                qualities,
-                servers,
-                key_texts,
-                sources,
-                tags,
-                units,
-                digits,
-                strict=True,
+        if (
+            only is not None
+            and len(tails) == 1
+            and len(set(qualities)) == 1
+            and len(set(in_limits)) == 1
+            and len(set(servers)) == 1
+        ):
+            # One parameter, tag, unit, quality, limit verdict and server time (a
+            # historian's usual call): everything but the key, source time and
+            # number is one text.
+            (tail,) = tails.values()
+            start = (
+                f"{only.head}{'true' if in_limits[0] else 'false'}{only.middle[qualities[0]]}"
+                f'{servers[0]}","source_key":'
             )
-        ]
+            out = [
+                f'{start}{key},"source_ts":"{source}",{tail}{d}"}}'.encode()
+                for key, source, d in zip(key_texts, sources, digits, strict=True)
+            ]
+        else:
+            out = [
+                f"{s.head}{'true' if ok else 'false'}{s.middle[q]}{server}"
+                f'","source_key":{key},"source_ts":"{source}",{tails[tag, unit]}{d}"}}'.encode()
+                for s, ok, q, server, key, source, tag, unit, d in zip(
+                    series,
+                    in_limits,
+                    qualities,
+                    servers,
+                    key_texts,
+                    sources,
+                    tags,
+                    units,
+                    digits,
+                    strict=True,
+                )
+            ]
         # Blocks: one per batch in the order of first appearance, of at most
         # MAX_BLOCK_LEAVES values each (as the value-by-value path cuts them).
         blocks: list[_Block] = []
@@ -468,11 +499,15 @@ class ValueCapture(RecipeRecords):
                 marks = [keys[i] for i in span]
                 for i in span:
                     block_of[i] = position
-            counts = Counter(names)
-            last = {p: i for i, p in enumerate(names)}
-            first = {p: i for i, p in reversed(list(enumerate(names)))}
-            block.index = {p: [counts[p], first[p], last[p], times[last[p]]] for p in first}
-            block.keys = [(k, i) for i, k in enumerate(marks) if k is not None]
+            if only is not None:  # one parameter: first, last and count are the span's
+                block.index = {names[0]: [len(names), 0, len(names) - 1, times[-1]]}
+            else:
+                counts = Counter(names)
+                last = {p: i for i, p in enumerate(names)}
+                first = {p: i for i, p in reversed(list(enumerate(names)))}
+                block.index = {p: [counts[p], first[p], last[p], times[last[p]]] for p in first}
+            if present:
+                block.keys = [(k, i) for i, k in enumerate(marks) if k is not None]
         exceptions: list[tuple[CapturedValue, str, str]] = []
         if not all(in_limits) or set(qualities) != {"Good"}:
             for value, s, ok, q in zip(values, series, in_limits, qualities, strict=True):

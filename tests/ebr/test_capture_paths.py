@@ -166,8 +166,30 @@ def test_both_capture_paths_write_the_same_blocks(plant) -> None:  # type: ignor
         ),
     )
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.lists(item, min_size=1, max_size=30))
+    # A historian's usual call: one tag, unit and quality, times apart, numbers in or
+    # out of the limits (the column path writes such a call from one text).
+    uniform = st.builds(
+        lambda numbers, quality, keyed, micro: [
+            CapturedValue(
+                "B-1",
+                TEMPERATURE,
+                "TT-101",
+                number,
+                "Cel",
+                (now - timedelta(seconds=len(numbers) - i)).replace(microsecond=micro),
+                quality=quality,
+                source_key=f"u-{i}-{number}" if keyed else None,
+            )
+            for i, number in enumerate(numbers)
+        ],
+        numbers=st.lists(st.decimals("60", "80", places=2), min_size=1, max_size=40),
+        quality=st.sampled_from(["Good", "Bad"]),
+        keyed=st.booleans(),
+        micro=st.sampled_from([0, 5]),
+    )
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.lists(item, min_size=1, max_size=30), uniform))
     def check(values: list[CapturedValue]) -> None:
         values = [v for v in values if len(str(v.value)) <= 64]
         if not values:
