@@ -354,3 +354,31 @@ def test_the_forwarders_captured_values_are_the_constructors(  # type: ignore[no
     assert type(fast) is CapturedValue and vars(fast) == vars(built)
     with pytest.raises(AttributeError):  # still frozen
         fast.tag = "other"  # type: ignore[misc]
+
+
+def test_the_ingest_process_reports_reach_the_status_counters() -> None:
+    """Counters, the broker's dropped count and errors arrive over the pipe; the
+    counters of a process that died are kept when its successor reports."""
+    import multiprocessing
+
+    from gxpmes.connectors.mqtt import MqttProcess
+
+    handle = MqttProcess({})
+    receive, send = multiprocessing.Pipe(duplex=False)
+    handle._receive = receive
+    send.send({"error": "ConfigurationError: ignored, logged"})
+    send.send(
+        {
+            "counts": {"received": 10, "malformed": 2, "session_lost": 1},
+            "broker_dropped": 7,
+            "connected": True,
+            "cpu": 1.5,
+        }
+    )
+    assert handle.counts == {"received": 10, "malformed": 2, "session_lost": 1}
+    assert handle.broker_dropped == 7 and handle.connected.is_set() and handle.cpu == 1.5
+    handle._base.update(handle._last["counts"])  # what the watchdog keeps of a dead process
+    handle._last = {}
+    send.send({"counts": {"received": 3}, "broker_dropped": 9, "connected": False, "cpu": 0.1})
+    assert handle.counts["received"] == 13 and handle.counts["malformed"] == 2
+    assert handle.broker_dropped == 9 and not handle.connected.is_set()
