@@ -196,8 +196,8 @@ def _publish_subscription() -> type:
     from asyncua.common.subscription import Subscription
 
     class PublishSubscription(Subscription):
-        def __init__(self, session: Any, params: Any, source: OpcUaSource) -> None:
-            super().__init__(session, params, source)
+        def __init__(self, link: Any, params: Any, source: OpcUaSource) -> None:
+            super().__init__(link, params, source)
             self._source = source
 
         async def publish_callback(self, publish_result: Any) -> None:
@@ -372,12 +372,12 @@ class OpcUaSource:
         params.Priority = 0
         self._last_sequence = None
         self._resubscribe = False
-        session = client.uaclient.session
+        link = client.uaclient.session  # asyncua's object that sends publish requests
         if self.fast_decode:
             from gxpmes.connectors.opcua_decode import install
 
-            install(session)  # asyncua's decoder stays if the session is not as expected
-        subscription = _publish_subscription()(session, params, self)
+            install(link)  # asyncua's decoder stays if it is not as expected
+        subscription = _publish_subscription()(link, params, self)
         await subscription.init()
         requests = []
         for handle, node_id in enumerate(self._node_ids, start=1):

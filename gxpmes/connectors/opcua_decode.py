@@ -13,7 +13,7 @@ strings and other non-numeric types, picoseconds, diagnostics) is left to
 asyncua: the whole response is decoded again by it, so the result never
 depends on which path took it.
 
-Only the connector's own session uses it (:func:`install`); other asyncua
+Only the connector's own connection uses it (:func:`install`); other asyncua
 clients in the process keep asyncua's decoder.
 """
 
@@ -148,23 +148,24 @@ def _data_change(body: bytes) -> Any:
     return ua.DataChangeNotification(MonitoredItems=items, DiagnosticInfos=[])
 
 
-async def _publish(session: Any, acks: list[Any]) -> Any:
-    # asyncua's UaSession.publish, with this module's decoder.
+async def _publish(link: Any, acks: list[Any]) -> Any:
+    # asyncua's own publish call, with this module's decoder.
     request = ua.PublishRequest()
     request.Parameters.SubscriptionAcknowledgements = acks if acks else []
-    data = await session._send_request(request, timeout=0)
+    data = await link._send_request(request, timeout=0)
     try:
         return decode_publish_response(data)
     except Exception as exc:
         raise UaStructParsingError from exc
 
 
-def install(session: Any) -> bool:
-    """Decode this asyncua session's publish responses here; False (asyncua's decoder
-    stays) if the session does not look like the one this was written for."""
-    if not callable(getattr(session, "_send_request", None)) or not callable(
-        getattr(session, "publish", None)
+def install(link: Any) -> bool:
+    """Decode the publish responses of ``link`` (the asyncua client's ``uaclient``
+    connection object that sends publish requests) here; False (asyncua's decoder stays)
+    if it does not look like the one this was written for."""
+    if not callable(getattr(link, "_send_request", None)) or not callable(
+        getattr(link, "publish", None)
     ):
         return False
-    session.publish = functools.partial(_publish, session)
+    link.publish = functools.partial(_publish, link)
     return True
