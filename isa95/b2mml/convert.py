@@ -24,7 +24,8 @@ it back restores the original noun (``noun=`` overrides the choice).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -34,11 +35,16 @@ from isa95.errors import B2MMLError, XMLIssue
 
 __all__ = [
     "EXTENSION_NAMESPACES",
+    "FILL_EMPTY_POLICIES",
     "FILL_POLICIES",
     "RENAMES",
     "SOURCE_PI",
+    "Conversion",
+    "ConversionChange",
     "ConversionProblem",
     "ConversionRefused",
+    "ConversionReport",
+    "ConversionWarning",
     "convert_binding",
 ]
 
@@ -46,11 +52,21 @@ SOURCE_PI = "b2mml-source"
 """Target of the processing instruction recording a renamed noun of the source."""
 
 FILL_POLICIES = ("derive",)
-"""``derive``: a required ``ID`` the source lacks is made from the nearest
-ancestor's ID, the element's name and its position (``S-1/OperationsRequest.2``);
-a required reference (``OperationsDefinitionID``, ``OperationsSegmentID`` ...) the
-source lacks is taken from the nearest enclosing element that names one (a V0600
-request's ProductProductionRuleID is its OperationsDefinitionID)."""
+"""``derive``: a required ``ID`` the source lacks is ``<B>/<Name>.<n>/…/<Name>.<n>``:
+``B`` the ID of the nearest enclosing element that has one (in the source, or
+derived for it), followed by one ``<Name>.<n>`` step (source name, position among
+its same-named siblings) for every element from there down to the element itself;
+with no enclosing ID (or no element below ``DataArea``) the steps alone. A required
+reference (``OperationsDefinitionID``, ``OperationsSegmentID``, ``ProcessSegmentID``)
+the source lacks is taken from the nearest enclosing element that names one (a
+V0600 request's ProductProductionRuleID is its OperationsDefinitionID), else it is
+``<own ID>/<Name>`` (``PR-1/SegmentRequirement.2/ProcessSegmentID``)."""
+
+FILL_EMPTY_POLICIES = ("minimal",)
+"""``minimal``: a required child element of which the source has none (a V0701
+OperationsRequest needs a SegmentRequirement, an OperationsSchedule an
+OperationsRequest) is made as the smallest element the target accepts, its
+required content derived as ``derive`` does (so it needs ``fill_ids="derive"``)."""
 
 EXTENSION_NAMESPACES = {
     "V0600": "http://www.mesa.org/xml/B2MML-V0600-AllExtensions",
@@ -92,6 +108,46 @@ class ConversionProblem:
         return f"{self.path}: {self.problem}"
 
 
+@dataclass(frozen=True)
+class ConversionChange:
+    """One element or attribute a chosen policy added or dropped."""
+
+    path: str
+    """Path in the document it was added to (filled) or taken from (dropped)."""
+    value: str
+    """The element as XML (or the attribute's value)."""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.value}"
+
+
+@dataclass
+class ConversionReport:
+    """What the chosen policies changed: nothing a policy does goes unlisted."""
+
+    filled: list[ConversionChange] = field(default_factory=list)
+    """Elements ``fill_ids``/``fill_empty`` added (paths in the converted document)."""
+    restored: list[ConversionChange] = field(default_factory=list)
+    """Elements left out because they are exactly what the fill rules derive
+    (an earlier conversion's record, or ``drop_derived``): converting forward
+    with ``fill_ids="derive"`` gives them back."""
+    dropped: list[ConversionChange] = field(default_factory=list)
+    """Content the target cannot hold, left out under ``drop_unrepresentable``:
+    this is lost in the converted document."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converted document and what the chosen policies did to it."""
+
+    data: bytes
+    report: ConversionReport
+
+
+class ConversionWarning(UserWarning):
+    """Content was dropped under ``drop_unrepresentable`` (the report lists it)."""
+
+
 class ConversionRefused(B2MMLError):
     """The target release cannot hold the document as it is; ``problems`` lists every path."""
 
@@ -110,21 +166,197 @@ def _rename_table(source: str, target: str) -> dict[str, str]:
     return {}
 
 
+_OWN_REFERENCES = ("ProcessSegmentID", "OperationsDefinitionID", "OperationsSegmentID")
+"""Required references ``derive`` makes from the element's own ID when no enclosing
+element names one (``<own ID>/<Name>``)."""
+
+
 class _Converter:
-    def __init__(self, source: Release, target: Release, fill_ids: str | None) -> None:
+    def __init__(
+        self,
+        source: Release,
+        target: Release,
+        fill_ids: str | None,
+        *,
+        fill_empty: str | None = None,
+        drop_derived: bool = False,
+        drop_unrepresentable: bool = False,
+    ) -> None:
         self.source = source
         self.target = target
         self.fill_ids = fill_ids
+        self.fill_empty = fill_empty
+        self.drop_derived = drop_derived
+        self.drop_unrepresentable = drop_unrepresentable
         self.renames = _rename_table(source.version, target.version)
         self.problems: list[ConversionProblem] = []
+        self.report = ConversionReport()
         self.derived: list[etree._Element] = []
         """Elements the fill policy made (recorded so converting back drops them)."""
+        self.recorded: set[etree._Element] = set()
+        """Source elements an earlier conversion's record lists as derived."""
         self.skip: set[etree._Element] = set()
-        """Source elements an earlier conversion derived: not content of the sender."""
+        """Source elements left out as derived: not content of the sender."""
+        self.ids: dict[etree._Element, str] = {}
+        """IDs derived for source elements (so that their descendants build on them)."""
+        self.source_ids: set[str] = set()
+        """Every ID of the source, stripped (a derived ID must not repeat one)."""
+        self.synthetic: set[etree._Element] = set()
+        """Minimal elements ``fill_empty`` added to the source walk."""
         self.namespaces = {
             source.namespace: target.namespace,
             EXTENSION_NAMESPACES[source.version]: EXTENSION_NAMESPACES[target.version],
         }
+
+    def origin_name(self, element: etree._Element) -> str:
+        """The name ``element`` has in the release it was converted from (this target)."""
+        local = str(etree.QName(element).localname)
+        base = local[: -len("Child")] if local.endswith("Child") and local != "Child" else local
+        return self.renames.get(base, base)
+
+    def id_of(self, element: etree._Element) -> str | None:
+        """A source element's ID (stripped), or the one derived for it."""
+        own = _id_text(element)
+        return own if own is not None else self.ids.get(element)
+
+    def unrepresentable(self, path: str, node: etree._Element | str, problem: str) -> None:
+        """Content the target cannot hold: refused, or dropped and reported."""
+        if self.drop_unrepresentable:
+            value = node if isinstance(node, str) else _xml(node)
+            self.report.dropped.append(ConversionChange(path, value))
+        else:
+            self.problems.append(ConversionProblem(path, problem))
+
+    def mark_derived(self, source: etree._Element, spec: Spec, path: str) -> None:
+        """Leave out children of ``source`` that hold exactly what the fill rules give."""
+        counts: dict[str, int] = {}
+        for child in source:
+            if not isinstance(child.tag, str):
+                continue
+            qname = etree.QName(child)
+            local = str(qname.localname)
+            counts[local] = counts.get(local, 0) + 1
+            slot = spec.field(local, qname.namespace)
+            if child in self.recorded:
+                drop = self.redundant(child) or (slot is not None and self.placeholder(child, slot))
+            elif self.drop_derived and slot is not None and slot.min >= 1:
+                drop = self.redundant(child) or self.placeholder(child, slot)
+            else:
+                drop = False
+            if drop:
+                self.skip.add(child)
+                self.report.restored.append(
+                    ConversionChange(f"{path}/{local}[{counts[local]}]", _xml(child))
+                )
+
+    def redundant(self, element: etree._Element) -> bool:
+        """True when ``element`` holds only what the fill rules derive from the rest."""
+        if len(element) or len(element.attrib):
+            return False
+        name = etree.QName(element).localname
+        text = element.text or ""
+        parent = element.getparent()
+        if parent is None:
+            return False
+        if name == "LocationType":
+            return text == "Equipment"
+        if name == "EquipmentID":
+            return text == _own_id(parent)
+        if name == "ID":
+            return text == _id_path(parent, self.origin_name, _id_text)
+        if name.endswith("ID"):
+            enclosing = _ancestor_value(parent.getparent(), name)
+            if enclosing is not None:
+                return text == enclosing
+            own = _id_text(parent)
+            return name in _OWN_REFERENCES and own is not None and text == f"{own}/{name}"
+        return False
+
+    def placeholder(self, element: etree._Element, slot: Any) -> bool:
+        """True when ``element`` is the minimal element ``fill_empty`` makes: the only
+        one of its name, nothing but required children, each derived."""
+        parent = element.getparent()
+        if slot.type is None or slot.min < 1 or parent is None or len(element.attrib):
+            return False
+        if (element.text or "").strip() or len(element) == 0:
+            return False
+        same = [c for c in parent if isinstance(c.tag, str) and c.tag == element.tag]
+        if same != [element]:
+            return False
+        spec = self.source.class_of(slot.type).SPEC
+        names = []
+        for child in element:
+            if not isinstance(child.tag, str):
+                if isinstance(child, etree._Comment | etree._ProcessingInstruction):
+                    return False
+                continue
+            if (child.tail or "").strip():
+                return False
+            qname = etree.QName(child)
+            sub = spec.field(qname.localname, qname.namespace)
+            if sub is None or sub.min < 1:
+                return False
+            if not (self.redundant(child) or self.placeholder(child, sub)):
+                return False
+            names.append(qname.localname)
+        required = [f.name for f in spec.fields if f.min >= 1 and f.name != "*"]
+        return sorted(names) == sorted(required)
+
+    def plan(
+        self,
+        source: etree._Element,
+        source_spec: Spec,
+        target_spec: Spec,
+        path: str,
+        inherited: dict[str, tuple[str, str | None]],
+    ) -> dict[str, str]:
+        """Values the fill policies give the target's required children the source lacks
+        (before the children are walked, so that they build on them)."""
+        present: set[str] = set()
+        for child in source:
+            if isinstance(child.tag, str) and child not in self.skip:
+                name = self.target_name(etree.QName(child).localname, target_spec)
+                if name is not None:
+                    present.add(name)
+        fills: dict[str, str] = {}
+        for slot in target_spec.fields:
+            if slot.name == "*" or slot.min == 0 or slot.name in present:
+                continue
+            if slot.name == "ID" and self.fill_ids == "derive" and slot.type is not None:
+                value = _id_path(source, lambda e: str(etree.QName(e).localname), self.id_of)
+                if value in self.source_ids:
+                    self.problems.append(
+                        ConversionProblem(
+                            f"{path}/ID", f"the derived ID {value!r} is an ID of the source"
+                        )
+                    )
+                self.ids[source] = value
+                fills["ID"] = value
+            elif slot.name.endswith("ID") and self.fill_ids == "derive" and slot.type is not None:
+                if slot.name in inherited:
+                    value = inherited[slot.name][0]
+                else:
+                    own = self.id_of(source)
+                    if slot.name not in _OWN_REFERENCES or own is None:
+                        continue
+                    value = f"{own}/{slot.name}"
+                fills[slot.name] = value
+                inherited[slot.name] = (value, None)
+            elif self.fill_empty == "minimal" and slot.type is not None:
+                base = slot.name[: -len("Child")] if slot.name.endswith("Child") else slot.name
+                origin = self.renames_back().get(base, base)
+                origin_slot = source_spec.field(origin)
+                if origin_slot is None or origin_slot.type is None:
+                    continue
+                made = etree.SubElement(
+                    source,
+                    f"{{{origin_slot.namespace}}}{origin}" if origin_slot.namespace else origin,
+                )
+                self.synthetic.add(made)
+        return fills
+
+    def renames_back(self) -> dict[str, str]:
+        return {v: k for k, v in self.renames.items()}
 
     def target_name(self, name: str, spec: Spec) -> str | None:
         """The target element name for source child ``name`` under a target type ``spec``."""
@@ -168,10 +400,11 @@ class _Converter:
             elif name in allowed:
                 out.set(name, value)
             else:
-                self.problems.append(
-                    ConversionProblem(f"{path}/@{name}", f"no attribute {name!r} in the target")
+                self.unrepresentable(
+                    f"{path}/@{name}", value, f"no attribute {name!r} in the target"
                 )
         out.text = source.text
+        self.mark_derived(source, source_spec, path)
         if not target_spec.fields and source_spec.fields:
             if source_spec.field("EquipmentElementLevel") is not None:
                 self.collapse_level(source, out, path)
@@ -201,6 +434,7 @@ class _Converter:
                 if local != "ID" and local.endswith("ID"):
                     target_local = self.renames.get(local, local)
                     inherited[target_local] = (child.text or "", f"{path}/{local}")
+        fills = self.plan(source, source_spec, target_spec, path, inherited)
         for child in source:
             if child in self.skip:
                 continue
@@ -215,8 +449,8 @@ class _Converter:
             if slot is None:  # extension content (xsd:any): copied as it is
                 wildcard = target_spec.wildcard
                 if wildcard is None:
-                    self.problems.append(
-                        ConversionProblem(child_path, "the target takes no extension content here")
+                    self.unrepresentable(
+                        child_path, child, "the target takes no extension content here"
                     )
                     continue
                 converted = copy.deepcopy(child)
@@ -229,12 +463,25 @@ class _Converter:
             new_name = self.target_name(local, target_spec)
             target_slot = None if new_name is None else target_spec.field(new_name)
             if new_name is None or target_slot is None:
-                self.problems.append(
-                    ConversionProblem(
-                        child_path,
-                        f"<{local}> cannot be represented in {self.target.version} "
-                        f"<{etree.QName(out).localname}> ({target_spec.name})",
-                    )
+                self.unrepresentable(
+                    child_path,
+                    child,
+                    f"<{local}> cannot be represented in {self.target.version} "
+                    f"<{etree.QName(out).localname}> ({target_spec.name})",
+                )
+                continue
+            if local == "Version" and (
+                (source_spec.field("ProductProductionRuleID") is None)
+                != (target_spec.field("ProductProductionRuleID") is None)
+            ):
+                # V0600's request Version is the version of its ProductProductionRuleID;
+                # V0701's is the request's own, and V0701 keeps no rule version there.
+                self.unrepresentable(
+                    child_path,
+                    child,
+                    "a V0600 request's Version is its product production rule's version, "
+                    "a V0701 request's Version its own; the other release has no place "
+                    "for it",
                 )
                 continue
             child_source_spec = self.source.class_of(slot.type).SPEC
@@ -252,9 +499,13 @@ class _Converter:
                 inherited=inherited,
             )
             converted.tail = child.tail
+            if child in self.synthetic:
+                self.derived.append(converted)
             ranked.append((target_slot.rank, [*pending, converted]))
             pending = []
-        self.required(out, source, target_spec, ranked, path, inherited)
+        for made in [c for c in source if c in self.synthetic]:
+            source.remove(made)
+        self.required(out, target_spec, ranked, path, fills)
         ranked.sort(key=lambda item: item[0])  # stable: same-rank children keep their order
         for _, nodes in ranked:
             for node in nodes:
@@ -375,12 +626,11 @@ class _Converter:
                 sub_path = f"{path}/{sub_name}[{counts[sub_name]}]"
                 sub_slot = wrapper_spec.field(sub_name)
                 if sub_name != "Parameter" or sub_slot is None or sub_slot.type is None:
-                    self.problems.append(
-                        ConversionProblem(
-                            sub_path,
-                            f"<{sub_name}> of a ProductionParameter has no "
-                            f"place in a {self.target.version} SegmentParameter",
-                        )
+                    self.unrepresentable(
+                        sub_path,
+                        sub,
+                        f"<{sub_name}> of a ProductionParameter has no "
+                        f"place in a {self.target.version} SegmentParameter",
                     )
                     continue
                 converted = self.element(
@@ -428,11 +678,10 @@ class _Converter:
     def required(
         self,
         out: etree._Element,
-        source: etree._Element,
         spec: Spec,
         ranked: list[tuple[int, list[Any]]],
         path: str,
-        inherited: dict[str, tuple[str, str | None]],
+        fills: dict[str, str],
     ) -> None:
         present: dict[str, int] = {}
         for _, nodes in ranked:
@@ -452,20 +701,18 @@ class _Converter:
                 )
             if slot.min == 0 or present.get(slot.name, 0) >= slot.min:
                 continue
-            if slot.name == "ID" and self.fill_ids == "derive" and slot.type is not None:
-                created = etree.Element(f"{{{slot.namespace}}}ID")
-                created.text = self.derive_id(source, path)
-                ranked.append((slot.rank, [created]))
-                self.derived.append(created)
-                continue
-            if self.fill_ids == "derive" and slot.name in inherited and slot.type is not None:
+            if slot.name in fills:
                 created = etree.Element(f"{{{slot.namespace}}}{slot.name}")
-                created.text = inherited[slot.name][0]
+                created.text = fills[slot.name]
                 ranked.append((slot.rank, [created]))
                 self.derived.append(created)
                 continue
-            derivable = slot.name == "ID" or slot.name in inherited
-            hint = " (use fill_ids='derive' / --fill-ids derive)" if derivable else ""
+            if slot.name == "ID" or slot.name.endswith("ID"):
+                hint = " (use fill_ids='derive' / --fill-ids derive)"
+            elif slot.type is not None:
+                hint = " (use fill_empty='minimal' / --fill-empty minimal)"
+            else:
+                hint = ""
             self.problems.append(
                 ConversionProblem(
                     f"{path}/{slot.name}",
@@ -480,18 +727,6 @@ class _Converter:
                         f"attribute required by {self.target.version}, absent in the source",
                     )
                 )
-
-    def derive_id(self, source: etree._Element, path: str) -> str:
-        """``<nearest ancestor ID>/<Name>.<position>``: stable for the same document."""
-        position = path.rsplit("[", 1)[-1].rstrip("]") if path.endswith("]") else "1"
-        name = etree.QName(source).localname
-        ancestor = source.getparent()
-        while ancestor is not None:
-            for child in ancestor:
-                if isinstance(child.tag, str) and etree.QName(child).localname == "ID":
-                    return f"{(child.text or '').strip()}/{name}.{position}"
-            ancestor = ancestor.getparent()
-        return f"{name}.{position}"
 
     def check_value(self, text: str | None, simple: str | None, path: str) -> None:
         if simple is None:
@@ -533,14 +768,27 @@ def convert_binding(
     *,
     fill_ids: str | None = None,
     noun: str | None = None,
+    fill_empty: str | None = None,
+    drop_derived: bool = False,
+    drop_unrepresentable: bool = False,
+    report: ConversionReport | None = None,
 ) -> etree._Element:
     """The root element of ``binding``'s document converted to ``target``'s release.
 
     Raises :class:`ConversionRefused` listing every path the target cannot
-    take or needs filled. The result is not yet validated (the caller does).
+    take or needs filled, unless a policy was chosen for it: ``fill_ids``
+    (:data:`FILL_POLICIES`), ``fill_empty`` (:data:`FILL_EMPTY_POLICIES`),
+    ``drop_derived`` (leave out what ``derive`` gives back exactly, without an
+    earlier conversion's record) and ``drop_unrepresentable`` (leave out what
+    the target cannot hold). What the policies did is added to ``report``.
+    The result is not yet validated (the caller does).
     """
     if fill_ids is not None and fill_ids not in FILL_POLICIES:
         raise B2MMLError(f"unknown fill policy {fill_ids!r} (known: {', '.join(FILL_POLICIES)})")
+    if fill_empty is not None and fill_empty not in FILL_EMPTY_POLICIES:
+        raise B2MMLError(
+            f"unknown fill_empty policy {fill_empty!r} (known: {', '.join(FILL_EMPTY_POLICIES)})"
+        )
     source = binding.release
     element = binding.element
     root = etree.QName(element).localname
@@ -551,11 +799,21 @@ def convert_binding(
             restored = restored or sibling.get("noun")
             derived = (sibling.get("derived") or "").split()
     target_root = _target_root(source, target, root, restored)
-    converter = _Converter(source, target, fill_ids)
+    converter = _Converter(
+        source,
+        target,
+        fill_ids,
+        fill_empty=fill_empty,
+        drop_derived=drop_derived,
+        drop_unrepresentable=drop_unrepresentable,
+    )
     # Only what is redundant is dropped: the record could be forged by a sender, so
     # an element listed as derived must be exactly what derivation gives.
-    converter.skip = {
-        e for e in (_find(element, p) for p in derived) if e is not None and _redundant(e)
+    converter.recorded = {e for e in (_find(element, p) for p in derived) if e is not None}
+    converter.source_ids = {
+        (e.text or "").strip()
+        for e in element.iter()
+        if isinstance(e.tag, str) and etree.QName(e).localname == "ID"
     }
     nsmap = {
         prefix: converter.namespace(uri) or uri for prefix, uri in element.nsmap.items() if uri
@@ -593,31 +851,49 @@ def convert_binding(
         marks.append(f'derived="{" ".join(_path(e) for e in converter.derived)}"')
     if marks:
         out.addprevious(etree.ProcessingInstruction(SOURCE_PI, " ".join(marks)))
+    if report is not None:
+        report.filled += [ConversionChange(_path(e), _xml(e)) for e in converter.derived]
+        report.restored += converter.report.restored
+        report.dropped += converter.report.dropped
     return tree.getroot()
 
 
-def _redundant(element: etree._Element) -> bool:
-    """True when ``element`` holds only what the fill rules derive from the rest."""
-    if len(element) or len(element.attrib):
-        return False
-    name = etree.QName(element).localname
-    text = element.text or ""
-    parent = element.getparent()
-    if parent is None:
-        return False
-    if name == "LocationType":
-        return text == "Equipment"
-    if name == "EquipmentID":
-        return text == _own_id(parent)
-    if name == "ID":
-        ancestor = _ancestor_value(parent.getparent(), "ID")
-        prefix = "" if ancestor is None else ancestor.strip() + "/"
-        rest = text[len(prefix) :] if text.startswith(prefix) else None
-        word, dot, number = (rest or "").rpartition(".")
-        return bool(rest) and dot == "." and word.isidentifier() and number.isdigit()
-    if name.endswith("ID"):
-        return text == _ancestor_value(parent.getparent(), name)
-    return False
+def _id_text(element: etree._Element) -> str | None:
+    """The stripped text of ``element``'s ID child (None without one)."""
+    for child in element:
+        if isinstance(child.tag, str) and etree.QName(child).localname == "ID":
+            return (child.text or "").strip()
+    return None
+
+
+def _id_path(
+    owner: etree._Element,
+    name_of: Callable[[etree._Element], str],
+    id_of: Callable[[etree._Element], str | None],
+) -> str:
+    """The ID ``derive`` gives ``owner``: ``<enclosing ID>/<Name>.<n>/…`` (see FILL_POLICIES)."""
+    steps: list[str] = []
+    node = owner
+    while True:
+        parent = node.getparent()
+        same = (
+            [node]
+            if parent is None
+            else [c for c in parent if isinstance(c.tag, str) and c.tag == node.tag]
+        )
+        steps.append(f"{name_of(node)}.{same.index(node) + 1}")
+        if parent is None or etree.QName(parent).localname == "DataArea":
+            return "/".join(reversed(steps))
+        base = id_of(parent)
+        if base is not None:
+            return "/".join([base, *reversed(steps)])
+        node = parent
+
+
+def _xml(element: etree._Element) -> str:
+    copied = copy.deepcopy(element)
+    copied.tail = None
+    return str(etree.tostring(copied, encoding="unicode"))
 
 
 def _ancestor_value(element: etree._Element | None, name: str) -> str | None:

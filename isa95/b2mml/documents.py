@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
@@ -22,6 +22,9 @@ from isa95.b2mml.mapping import (
 from isa95.b2mml.mapping.trees import SOURCES, fill, from_binding, xsd_datetime
 from isa95.b2mml.schemas import LEGACY_NAMESPACES, NAMESPACES, VERSION_OF, SchemaSet, parse_xml
 from isa95.errors import B2MMLError, DocumentInvalid, UnsupportedDocumentError, XMLIssue
+
+if TYPE_CHECKING:
+    from isa95.b2mml.convert import Conversion
 
 
 def release_of(element: etree._Element) -> str:
@@ -475,6 +478,9 @@ class B2MML:
         *,
         fill_ids: str | None = None,
         noun: str | None = None,
+        fill_empty: str | None = None,
+        drop_derived: bool = False,
+        drop_unrepresentable: bool = False,
     ) -> bytes:
         """Convert a document to another release, keeping every value as written.
 
@@ -483,18 +489,73 @@ class B2MML:
         V0701 OperationsSchedule and comes back as a ProductionSchedule). The
         output is always schema-valid: when the target cannot hold something,
         or needs what the source lacks, :class:`ConversionRefused` lists every
-        path — unless ``fill_ids="derive"`` is chosen for missing IDs. ``noun``
+        path — unless a policy is chosen (docs/b2mml.md): ``fill_ids="derive"``
+        for missing IDs and references, ``fill_empty="minimal"`` for required
+        elements the source has none of, ``drop_derived`` to leave out what
+        ``derive`` gives back, ``drop_unrepresentable`` to leave out what the
+        target cannot hold (:meth:`conversion` returns the report listing it;
+        here a :class:`ConversionWarning` names every dropped path). ``noun``
         picks the target noun (e.g. ``"ProductionSchedule"``). Converting to
         the document's own release returns it unchanged (validated).
         """
-        from isa95.b2mml.convert import ConversionRefused, convert_binding, problems_from_issues
+        import warnings
+
+        from isa95.b2mml.convert import ConversionWarning
+
+        result = self.conversion(
+            data,
+            to_version,
+            fill_ids=fill_ids,
+            noun=noun,
+            fill_empty=fill_empty,
+            drop_derived=drop_derived,
+            drop_unrepresentable=drop_unrepresentable,
+        )
+        if result.report.dropped:
+            shown = "; ".join(str(c.path) for c in result.report.dropped)
+            warnings.warn(
+                ConversionWarning(f"dropped, the target cannot hold them: {shown}"),
+                stacklevel=2,
+            )
+        return result.data
+
+    def conversion(
+        self,
+        data: bytes,
+        to_version: str,
+        *,
+        fill_ids: str | None = None,
+        noun: str | None = None,
+        fill_empty: str | None = None,
+        drop_derived: bool = False,
+        drop_unrepresentable: bool = False,
+    ) -> Conversion:
+        """:meth:`convert`, returning the document with the report of what the
+        chosen policies filled, left out as derived, and dropped."""
+        from isa95.b2mml.convert import (
+            Conversion,
+            ConversionRefused,
+            ConversionReport,
+            convert_binding,
+            problems_from_issues,
+        )
 
         document = self.read(data, models=False)
         assert document.binding is not None
+        report = ConversionReport()
         if document.version == to_version and noun is None:
-            return self.write(document)
+            return Conversion(self.write(document), report)
         target = release(to_version)
-        converted = convert_binding(document.binding, target, fill_ids=fill_ids, noun=noun)
+        converted = convert_binding(
+            document.binding,
+            target,
+            fill_ids=fill_ids,
+            noun=noun,
+            fill_empty=fill_empty,
+            drop_derived=drop_derived,
+            drop_unrepresentable=drop_unrepresentable,
+            report=report,
+        )
         out = bytes(etree.tostring(converted.getroottree(), xml_declaration=True, encoding="UTF-8"))
         reparsed = parse_xml(out)
         issues = self.schemas.validate(reparsed, to_version)
@@ -504,4 +565,4 @@ class B2MML:
                 "schema-valid",
                 problems_from_issues(issues, reparsed.getroot()),
             )
-        return out
+        return Conversion(out, report)
