@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
+
+QUOTED_CHARS = 80
+"""Characters of an input value an error message repeats; the rest is counted, not shown."""
+LONG_MESSAGE_CHARS = 1000
+"""Messages longer than this have their quoted values shortened (:func:`shorten`)."""
+MAX_MESSAGE_CHARS = 4000
+"""No error message is longer than this (plus the count of what was cut)."""
+
+_QUOTED = re.compile(rf"'[^'\n]{{{QUOTED_CHARS + 1},}}'|\"[^\"\n]{{{QUOTED_CHARS + 1},}}\"")
+
+
+def shorten(value: str, limit: int = QUOTED_CHARS) -> str:
+    """``value`` as an error message quotes it: whole when short, else its first ``limit``
+    characters, ``…`` and its length (``'XXXX…' (1,000,000 characters)`` for a repr)."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}… ({len(value):,} characters)"
+
+
+def quoted(value: str, limit: int = QUOTED_CHARS) -> str:
+    """``repr(value)`` for an error message, shortened as :func:`shorten` does."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value):,} characters)"
+
+
+def _shorten_quoted(match: re.Match[str]) -> str:
+    quoted = match.group(0)
+    quote = quoted[0]
+    return f"{quote}{quoted[1 : QUOTED_CHARS + 1]}…{quote} ({len(quoted) - 2:,} characters)"
+
+
+def bounded_message(message: str) -> str:
+    """``message`` with every quoted value longer than :data:`QUOTED_CHARS` shortened
+    (when the message is long), and cut at :data:`MAX_MESSAGE_CHARS` in any case.
+
+    Every :class:`ISA95Error` passes its message through this, so an input value
+    of a megabyte never becomes a megabyte of error message.
+    """
+    if len(message) <= LONG_MESSAGE_CHARS:
+        return message
+    message = _QUOTED.sub(_shorten_quoted, message)
+    return shorten(message, MAX_MESSAGE_CHARS)
 
 
 class ISA95Error(Exception):
-    """Base class of every error raised by :mod:`isa95`."""
+    """Base class of every error raised by :mod:`isa95`.
+
+    Its message is bounded (:func:`bounded_message`): input values it quotes are
+    shortened to their first :data:`QUOTED_CHARS` characters and their length.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(bounded_message(a) if isinstance(a, str) else a for a in args))
 
 
 class ModelError(ISA95Error, ValueError):

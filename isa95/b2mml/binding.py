@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 from lxml import etree
 
+from isa95.b2mml.xmltext import set_text_of, text_of
 from isa95.errors import B2MMLError
 
 __all__ = [
@@ -210,9 +211,9 @@ class Node:
 
     @property
     def text(self) -> str | None:
-        """The text exactly as written (None when the element has none)."""
-        text = self.element.text
-        return None if text is None else str(text)
+        """The text exactly as written (None when the element has none); a comment or
+        processing instruction inside it is left out, not where the value ends."""
+        return text_of(self.element)
 
     def get(self, attribute: str) -> str | None:
         """An attribute's lexical value."""
@@ -270,8 +271,8 @@ class Node:
     # ------------------------------------------------------------ editing
 
     def set_text(self, value: str | None) -> None:
-        """Set the text (stored as given: no normalisation)."""
-        self.element.text = value
+        """Set the text (stored as given: no normalisation); comments in it stay, after it."""
+        set_text_of(self.element, value)
 
     def set(self, attribute: str, value: str | None) -> None:
         """Set (or with None remove) an attribute, as given."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from lxml import etree
 
+from isa95.b2mml.xmltext import text_of
 from isa95.b2mml.xsdindex import ComplexType
 from isa95.errors import B2MMLError
 
@@ -105,7 +106,7 @@ def read(
         else {}
     )
     if ctype is None or ctype.simple_content:
-        text = element.text or ""
+        text = text_of(element) or ""
         if attributes:
             return {"#text": text, **attributes}
         return text

@@ -14,8 +14,9 @@ from lxml import etree
 from pydantic import ValidationError
 
 from isa95.b2mml.binding import Node, Release
+from isa95.b2mml.xmltext import text_of
 from isa95.common import Property, Quantity
-from isa95.errors import B2MMLError, DocumentContentError, ISA95Error
+from isa95.errors import B2MMLError, DocumentContentError, ISA95Error, quoted
 
 V0701, V0600 = "V0701", "V0600"
 
@@ -112,7 +113,7 @@ def _from_element(
         else {}
     )
     if not spec.fields:
-        text = element.text or ""
+        text = text_of(element) or ""
         if not attributes:
             return str(text)
         simple = Tracked({"#text": str(text), **attributes}, path)
@@ -282,12 +283,19 @@ NORMALISED: ContextVar[list[str] | None] = ContextVar("b2mml_normalised", defaul
 """Where a read is collecting identifiers whose surrounding blanks the models drop."""
 
 
+_TRIMMED_SUFFIXES = ("ID", "Type", "Status")
+"""Elements whose values the models carry without surrounding blanks (identifiers, codes)."""
+_TRIMMED_KEYS = frozenset({"MaterialUse", "EquipmentLevel", "Use"})
+
+
 def _get(tree: dict[str, Any], key: str) -> Any:
     """Text of child ``key`` (None when absent). Typed Any: pydantic validates it.
 
     Identifiers (``ID`` and ``…ID`` elements, XSD normalizedString) may carry
-    blanks around them — ERP systems pad fixed-width keys. The models' identifiers
-    have none, so the blanks are dropped here and the path recorded (the
+    blanks around them — ERP systems pad fixed-width keys — and so may codes
+    (``Status``, ``…Type``, ``MaterialUse``, ``EquipmentLevel``: enumerations and
+    codes whose schema types collapse whitespace). The models' identifiers and
+    codes have none, so the blanks are dropped here and the path recorded (the
     document's ``normalised`` list); the binding keeps the value as written.
     """
     read_before = isinstance(tree, Tracked) and key in tree.used
@@ -295,11 +303,16 @@ def _get(tree: dict[str, Any], key: str) -> Any:
     if isinstance(raw, list) and len(raw) > 1 and not read_before and isinstance(tree, Tracked):
         tree.used.discard(key)  # only the first is carried: all are listed as unmapped
     value = _text(raw)
-    if value is not None and key.endswith("ID") and value != value.strip() and value.strip():
+    if (
+        value is not None
+        and (key.endswith(_TRIMMED_SUFFIXES) or key in _TRIMMED_KEYS)
+        and value != value.strip()
+        and value.strip()
+    ):
         notes = NORMALISED.get()
         if notes is not None:
             where = tree.path if isinstance(tree, Tracked) else ""
-            notes.append(f"{where}/{key}: {value!r} read as {value.strip()!r}")
+            notes.append(f"{where}/{key}: {quoted(value)} read as {quoted(value.strip())}")
         return value.strip()
     return value
 
@@ -349,20 +362,51 @@ ASSUMED_TIMEZONE: ContextVar[tzinfo | None] = ContextVar("assumed_timezone", def
 """Zone for date-times written without one; None (the default) refuses them."""
 
 
+_END_OF_DAY = re.compile(r"(\d{4,}-\d\d-\d\d)T24:00:00(?:\.0+)?(Z|[+-]\d\d:\d\d)?")
+"""xsd:dateTime's end of a day (``24:00:00``): the next day's 00:00 (XSD 1.0, 3.2.7)."""
+_YEAR = re.compile(r"(-?)(\d{4,})-")
+
+
 def _parse_time(text: str | None, where: str) -> Any:
-    """An aware datetime (or None); typed Any because models validate it again."""
+    """An aware datetime (or None); typed Any because models validate it again.
+
+    ``24:00:00`` (the end of the day, valid xsd:dateTime) is read as the next
+    day's 00:00 and recorded in ``normalised``. Years after 9999 or before 1
+    (valid xsd:dateTime) are refused: a Python datetime cannot hold them.
+    """
     if text is None:
         return None
+    stripped = text.strip()
+    year = _YEAR.match(stripped)
+    if year is not None and (year.group(1) or not 1 <= int(year.group(2)) <= 9999):
+        raise DocumentContentError(
+            f"{where}: {quoted(text)} has year {year.group(1)}{int(year.group(2))}; the models "
+            "hold years 1 to 9999 only (the binding keeps the value as written)",
+            path=where,
+        )
+    end_of_day = _END_OF_DAY.fullmatch(stripped)
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise DocumentContentError(f"{where}: {text!r} is not a date-time") from exc
+        if end_of_day is not None:
+            day = datetime.fromisoformat(
+                f"{end_of_day.group(1)}T00:00:00{end_of_day.group(2) or ''}"
+            )
+            value = day + timedelta(days=1)
+        else:
+            value = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+    except (ValueError, OverflowError) as exc:
+        raise DocumentContentError(
+            f"{where}: {quoted(text)} is not a date-time", path=where
+        ) from exc
+    if end_of_day is not None:
+        notes = NORMALISED.get()
+        if notes is not None:
+            notes.append(f"{where}: {quoted(text)} read as {value.isoformat()} (the next day)")
     if value.utcoffset() is None:
         assumed = ASSUMED_TIMEZONE.get()
         if assumed is None:
             raise DocumentContentError(
-                f"{where}: {text!r} has no time zone; naive date-times are refused unless the "
-                "reader is told which zone the sender meant (assume_timezone=...)"
+                f"{where}: {quoted(text)} has no time zone; naive date-times are refused unless "
+                "the reader is told which zone the sender meant (assume_timezone=...)"
             )
         value = value.replace(tzinfo=assumed)
     return value
@@ -429,9 +473,9 @@ def _decimal(text: str, where: str, data_type: str = "decimal") -> Decimal:
     """The exact number in ``text`` (xsd:decimal or xsd:double notation), or a clear refusal."""
     stripped = text.strip()
     if stripped.upper() in _NOT_FINITE:
-        raise DocumentContentError(f"{where}: {text!r} is not a finite number")
+        raise DocumentContentError(f"{where}: {quoted(text)} is not a finite number")
     if not _NUMBER.fullmatch(stripped):
-        raise DocumentContentError(f"{where}: {text!r} is not a {data_type} number")
+        raise DocumentContentError(f"{where}: {quoted(text)} is not a {data_type} number")
     value = Decimal(stripped)  # exact: construction never rounds
     if _plain_length(value) > MAX_NUMBER_CHARS:
         raise DocumentContentError(
@@ -445,7 +489,7 @@ def _integer(text: str, where: str) -> int:
     """The exact integer in ``text`` (``7``, ``+7``, ``7.0``), of any size within the limit."""
     value = _decimal(text, where, "integer")
     if value != value.to_integral_value():
-        raise DocumentContentError(f"{where}: {text!r} is not an integer")
+        raise DocumentContentError(f"{where}: {quoted(text)} is not an integer")
     return int(value)
 
 
@@ -567,7 +611,7 @@ def _where(tree: dict[str, Any], label: str, *id_keys: str) -> str:
     ident = next((i for i in (_text(dict.get(tree, k)) for k in (*id_keys, "ID")) if i), None)
     line = dict.get(tree, "@@line")
     place = tree.path if isinstance(tree, Tracked) and tree.path else f"<{label}>"
-    return place + (f" {ident!r}" if ident else "") + (f" (line {line})" if line else "")
+    return place + (f" {quoted(ident)}" if ident else "") + (f" (line {line})" if line else "")
 
 
 def _describe(exc: Exception) -> str:
