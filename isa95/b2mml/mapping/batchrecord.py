@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from lxml import etree
+from pydantic import TypeAdapter
 
 from isa95.b2mml.binding import Release, Spec
 from isa95.b2mml.mapping.trees import (
@@ -360,10 +361,15 @@ def _content(
         for slot in spec.fields
         if slot.name in skip
     }
+    # A skipped last child (the many OrderedData of a data set): in a schema-valid
+    # element only more of it follows, so the children after the first go unvisited.
+    last = spec.fields[-1].name if spec.wildcard is None else None
     for child in element:
         tag = child.tag
-        if tag in skipped:  # (the many OrderedData of a data set: one look-up each)
+        if tag in skipped:
             dict.setdefault(tree, skipped[tag], _SKIPPED)
+            if skipped[tag] == last:
+                break
             continue
         if not isinstance(tag, str):
             continue  # comments and processing instructions carry no data
@@ -393,26 +399,34 @@ def _content(
 
 def _column_queries(namespace: str, limited: bool) -> dict[str, etree.XPath]:
     """The XPath queries :meth:`RecordReader.ordered_columns` reads a data set with
-    (``limited``: only its first ``$first`` OrderedData)."""
+    (``limited``: only its first ``$first`` OrderedData).
+
+    Only counts and two text columns: with the content model of a schema-valid
+    data set (OrderedData: OrderIndex?, TimeValue?, DataValue+; DataValue:
+    TagIndex?, Value+, Quality?; all leaves of simple type, so each holds at
+    most one text node once comments and processing instructions are ruled
+    out), N OrderedData with 2N children, N DataValue, 3N leaves in them, N
+    Values, N TimeValue texts and 3N leaf texts mean every OrderedData holds
+    exactly one TimeValue and one DataValue of one TagIndex, one Value and
+    one Quality, in that order, each with text: proven without testing each
+    element (lxml evaluates a predicate per element far more slowly).
+    """
     od = "b:OrderedData[position() <= $first]" if limited else "b:OrderedData"
     dv = f"{od}/b:DataValue"
     expressions = {
         "ordered": f"count({od})",
-        "uniform": f"count({od}[count(*) = 2 and count(b:TimeValue) = 1 "
-        "and count(b:DataValue) = 1])",
-        "plain_values": f"count({dv}[count(*) = 3 and count(b:TagIndex) = 1 "
-        "and count(b:Value) = 1 and count(b:Quality) = 1])",
+        "children": f"count({od}/*)",
+        "data_elements": f"count({dv})",
+        "leaves": f"count({dv}/*)",
+        "value_elements": f"count({dv}/b:Value)",
         # Each alone: lxml evaluates unions and "//@*" far more slowly.
         "attributes": f"boolean({od}/@*)",
         "child_attributes": f"boolean({od}/*/@*)",
-        "leaf_attributes": f"boolean({od}/*/*/@*)",
-        "deeper": f"boolean({od}/*/*/*)",
+        "leaf_attributes": f"boolean({dv}/*/@*)",
         "comments": f"boolean({od}//comment())",
         "instructions": f"boolean({od}//processing-instruction())",
         "times": f"{od}/b:TimeValue/text()",
-        "indexes": f"{dv}/b:TagIndex/text()",
-        "values": f"{dv}/b:Value/text()",
-        "qualities": f"{dv}/b:Quality/text()",
+        "leaf_texts": f"{dv}/*/text()",
     }
     return {
         name: etree.XPath(expression, namespaces={"b": namespace}, smart_strings=False)
@@ -431,6 +445,59 @@ def _share_fields_set(value: RecordedValue) -> None:
     """
     if value.__pydantic_fields_set__ == _ALL_FIELDS:
         object.__setattr__(value, "__pydantic_fields_set__", _ALL_FIELDS)
+
+
+_VALUE_TEXTS: TypeAdapter[list[str]] = TypeAdapter(
+    list[Annotated[str, *RecordedValue.model_fields["value"].metadata]]
+)
+"""Checks a column of values as the model's ``value`` field does (its own constraints)."""
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _built_value(when: datetime, text: str, quality: str | None) -> RecordedValue:
+    """A :class:`RecordedValue` filled in place, without validation: for parts already
+    checked as the model checks them (an aware datetime, a checked text and quality)."""
+    value = _new(RecordedValue)
+    _set(value, "__dict__", {"timestamp": when, "value": text, "quality": quality})
+    _set(value, "__pydantic_fields_set__", _ALL_FIELDS)
+    _set(value, "__pydantic_extra__", None)
+    _set(value, "__pydantic_private__", None)
+    return value
+
+
+def _can_build_values() -> bool:
+    """True while RecordedValue is what :func:`_built_value` assumes: exactly the fields
+    timestamp (an aware datetime), value and quality, checked by field constraints only
+    (no validators of its own, no private attributes), and filled the same way."""
+    from pydantic import AwareDatetime
+
+    fields = RecordedValue.model_fields
+    decorators = RecordedValue.__pydantic_decorators__
+    if (
+        list(fields) != ["timestamp", "value", "quality"]
+        or fields["timestamp"].annotation is not AwareDatetime
+        or fields["timestamp"].metadata
+        or fields["value"].annotation is not str
+        or any((decorators.validators, decorators.field_validators, decorators.root_validators))
+        or any((decorators.model_validators, decorators.computed_fields))
+        or RecordedValue.__private_attributes__
+        or RecordedValue.model_config.get("extra") == "allow"
+    ):
+        return False
+    when = datetime.fromisoformat("2026-01-15T08:00:00+01:00")
+    made = RecordedValue(timestamp=when, value="1.5", quality="Good")
+    _share_fields_set(made)
+    built = _built_value(when, "1.5", "Good")
+    return bool(made.__getstate__() == built.__getstate__() and made.timestamp is when)
+
+
+_BUILD_VALUES = _can_build_values()
+"""Whether uniform columns build their values directly (else: the constructor)."""
+
+_TIMES_KEPT = 4096
+"""Distinct date-time texts a reader keeps parsed (data sets of one record share them)."""
 
 
 class RecordReader:
@@ -479,6 +546,10 @@ class RecordReader:
         self._od_count = 0
         self._assumed = ASSUMED_TIMEZONE.get()
         self._qualities: dict[str, str] = {}
+        self._valid_qualities: dict[str, str] = {}
+        """Qualities a RecordedValue accepted (each checked once, one string each)."""
+        self._times: dict[str, datetime] = {}
+        """Date-time texts of uniform columns, parsed (at most :data:`_TIMES_KEPT`)."""
         self._queries = _column_queries(ns, limited=False)
         self._limited_queries = _column_queries(ns, limited=True)
         self.sources: list[tuple[Any, etree._Element]] | None = None
@@ -530,6 +601,10 @@ class RecordReader:
         (or a value the model refuses): map each with :meth:`ordered_data`.
         With ``first``, only the first ``first`` OrderedData of the data set are
         read (a streamed data set holds later ones still being parsed).
+
+        The data set must be schema-valid (both readers validate before they
+        map, the streamed one as it parses): the shape is proven by counts over
+        the XSD's content model (see :func:`_column_queries`).
         """
         if self._ds is None:
             self._open(dataset)
@@ -544,51 +619,86 @@ class RecordReader:
         count = int(query("ordered"))
         if (
             count == 0
-            or int(query("uniform")) != count
-            or int(query("plain_values")) != count
-            or any(
-                query(name)
-                for name in (
-                    "attributes",
-                    "child_attributes",
-                    "leaf_attributes",
-                    "deeper",
-                    "comments",
-                    "instructions",
-                )
-            )
+            or int(query("children")) != 2 * count
+            or int(query("data_elements")) != count
+            or int(query("leaves")) != 3 * count
+            or int(query("value_elements")) != count
+            or any(query(name) for name in ("attributes", "child_attributes", "leaf_attributes"))
         ):
             return False
-        times, indexes = query("times"), query("indexes")
-        values, qualities = query("values"), query("qualities")
-        if not len(times) == len(indexes) == len(values) == len(qualities) == count:
-            return False  # an element without text
-        assumed = self._assumed
-        known = self._qualities
-        mapped: list[tuple[Any, RecordedValue]] = []
+        # Comments and processing instructions: one walk of the data set finds none
+        # (the usual case), or else the exact queries of its OrderedData decide.
+        if next(dataset.iter(etree.Comment, etree.ProcessingInstruction), None) is not None and (
+            query("comments") or query("instructions")
+        ):
+            return False
+        times, leaves = query("times"), query("leaf_texts")
+        if len(times) != count or len(leaves) != 3 * count:
+            return False  # an element without text, or an OrderIndex for a TimeValue
+        indexes, values, qualities = leaves[0::3], leaves[1::3], leaves[2::3]
+        if not specs.keys() >= set(indexes):
+            return False  # a TagIndex no specification names: unmapped, the long way
         try:
-            for time_text, index, text, quality in zip(
-                times, indexes, values, qualities, strict=True
-            ):
-                if index not in specs:
-                    return False
-                when = datetime.fromisoformat(time_text.strip().replace("Z", "+00:00"))
-                if when.utcoffset() is None:
-                    if assumed is None:
-                        return False
-                    when = when.replace(tzinfo=assumed)
-                value = RecordedValue(
-                    timestamp=when, value=text, quality=known.setdefault(quality, quality)
-                )
-                _share_fields_set(value)
-                mapped.append((index, value))
-        except ValueError:
+            when_of = self._parsed_times(times)
+            quality_of = self._checked_qualities(qualities)
+            if quality_of is None:
+                return False
+            _VALUE_TEXTS.validate_python(values)
+            if _BUILD_VALUES:
+                mapped = [
+                    (index, _built_value(when_of[time_text], text, quality_of[quality]))
+                    for time_text, index, text, quality in zip(
+                        times, indexes, values, qualities, strict=True
+                    )
+                ]
+            else:  # pragma: no cover - RecordedValue changed shape: the constructor
+                mapped = []
+                for time_text, index, text, quality in zip(
+                    times, indexes, values, qualities, strict=True
+                ):
+                    value = RecordedValue(
+                        timestamp=when_of[time_text], value=text, quality=quality_of[quality]
+                    )
+                    _share_fields_set(value)
+                    mapped.append((index, value))
+        except (ValueError, KeyError):
             return False  # element by element, the failure names its element
         found = self._found
         for index, value in mapped:
             found[index].append(value)
         self._od_count += count
         return True
+
+    def _parsed_times(self, texts: list[str]) -> dict[str, datetime]:
+        """The aware date-time of each text (a naive one in the assumed zone); a text
+        that is no date-time, or naive without an assumed zone, is left out."""
+        known = self._times
+        if len(known) > _TIMES_KEPT:
+            known.clear()
+        assumed = self._assumed
+        for text in set(texts).difference(known):
+            try:
+                when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if when.utcoffset() is None:
+                if assumed is None:
+                    continue
+                when = when.replace(tzinfo=assumed)
+            known[text] = when
+        return known
+
+    def _checked_qualities(self, qualities: list[str]) -> dict[str, str] | None:
+        """Each distinct quality checked once by the model itself; None if one is refused."""
+        valid = self._valid_qualities
+        sample = datetime.fromisoformat("2026-01-15T08:00:00+00:00")
+        for quality in set(qualities).difference(valid):
+            try:
+                RecordedValue(timestamp=sample, value="", quality=quality)
+            except ValueError:
+                return None
+            valid[quality] = self._qualities.setdefault(quality, quality)
+        return valid
 
     def ordered_data(self, dataset: etree._Element, element: etree._Element) -> None:
         """One ``OrderedData`` of ``dataset`` (every child before it already parsed)."""
