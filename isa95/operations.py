@@ -67,6 +67,9 @@ SegmentParameter = DataValue
 class MaterialSpecification(Model):
     """Material a process segment needs or makes."""
 
+    id: Identifier | None = None
+    """The specification's ID as read (an ERP's BOM item, say); None: the writer
+    derives ``M<n>`` (n: its index)."""
     material_definition_id: Identifier | None = None
     material_class_id: Identifier | None = None
     use: MaterialUse | None = None
@@ -82,6 +85,12 @@ class ProcessSegment(Model):
     personnel_class_ids: list[Identifier] = Field(default_factory=list)
     materials: list[MaterialSpecification] = Field(default_factory=list)
     parameters: list[SegmentParameter] = Field(default_factory=list)
+    equipment_specification_ids: list[Identifier | None] = Field(default_factory=list)
+    """ID of the EquipmentSegmentSpecification written for ``equipment_class_ids[i]``
+    (V0701 only); a missing or None entry: the writer derives ``E<i>``."""
+    personnel_specification_ids: list[Identifier | None] = Field(default_factory=list)
+    """ID of the PersonnelSegmentSpecification written for ``personnel_class_ids[i]``
+    (V0701 only); a missing or None entry: the writer derives ``P<i>``."""
 
 
 class OperationsDefinition(Model):
@@ -154,6 +163,12 @@ class SegmentRequirement(Model):
     operations_type: Identifier | None = None
     duration: Text | None = None
     """Duration as written (xsd:duration, e.g. ``PT2H``)."""
+    operations_definition_id: Identifier | None = None
+    """V0701 OperationsDefinitionID as read; None: the writer derives the request's
+    ``operations_definition_id``, else its ``id``."""
+    operations_segment_id: Identifier | None = None
+    """V0701 OperationsSegmentID as read; None: the writer derives
+    ``process_segment_id``, else ``id``, else the request's ``id``."""
 
     @model_validator(mode="after")
     def _interval(self) -> SegmentRequirement:
@@ -197,6 +212,9 @@ class OperationsSchedule(Model):
 class MaterialActual(Model):
     """Material actually consumed or produced."""
 
+    id: Identifier | None = None
+    """V0701 ID as read (an ERP confirmation, say); None: the writer derives
+    ``M<n>`` (n: its index). V0600 has no ID element: a V0600 writer refuses one."""
     material_definition_id: Identifier | None = None
     lot_id: Identifier | None = None
     sublot_id: Identifier | None = None
@@ -207,6 +225,9 @@ class MaterialActual(Model):
 class EquipmentActual(Model):
     """Equipment actually used."""
 
+    id: Identifier | None = None
+    """V0701 ID as read (an ERP confirmation, say); None: the writer derives
+    ``E<n>`` (n: its index). V0600 has no ID element: a V0600 writer refuses one."""
     equipment_id: Identifier
     description: Text | None = None
 
@@ -214,6 +235,9 @@ class EquipmentActual(Model):
 class PersonnelActual(Model):
     """A person who actually worked on the segment."""
 
+    id: Identifier | None = None
+    """V0701 ID as read (an ERP confirmation, say); None: the writer derives
+    ``P<n>`` (n: its index). V0600 has no ID element: a V0600 writer refuses one."""
     person_id: Identifier
     description: Text | None = None
 

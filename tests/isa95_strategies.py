@@ -206,32 +206,68 @@ data_values = st.builds(
 )
 uses = st.none() | st.sampled_from(list(MaterialUse))
 
-process_segment_information = st.builds(
-    ProcessSegmentInformation,
-    id=identifiers,
-    description=optional_text,
-    segments=st.lists(
-        st.builds(
-            ProcessSegment,
-            id=identifiers,
-            description=optional_text,
-            equipment_class_ids=st.lists(identifiers, max_size=2),
-            personnel_class_ids=st.lists(identifiers, max_size=2),
-            materials=st.lists(
-                st.builds(
-                    MaterialSpecification,
-                    material_definition_id=st.none() | identifiers,
-                    material_class_id=st.none() | identifiers,
-                    use=uses,
-                    quantity=quantities,
+
+def erp_ids(prefix: str) -> st.SearchStrategy[str | None]:
+    """An ID an ERP sent (never one the writer derives), or None (the writer derives)."""
+    return st.none() | identifiers.map(lambda i: f"{prefix}-{i}")
+
+
+def _keyed(v0701: bool, prefix: str) -> st.SearchStrategy[str | None]:
+    """IDs only V0701 has an element for (V0600 writers refuse them)."""
+    return erp_ids(prefix) if v0701 else st.none()
+
+
+def _process_segment_information(v0701: bool) -> st.SearchStrategy[ProcessSegmentInformation]:
+    return st.builds(
+        ProcessSegmentInformation,
+        id=identifiers,
+        description=optional_text,
+        segments=st.lists(
+            st.builds(
+                ProcessSegment,
+                id=identifiers,
+                description=optional_text,
+                equipment_class_ids=st.lists(identifiers, max_size=2),
+                personnel_class_ids=st.lists(identifiers, max_size=2),
+                equipment_specification_ids=st.lists(_keyed(v0701, "EQ"), max_size=2).map(
+                    _trim_none
                 ),
-                max_size=2,
-            ),
-            parameters=st.lists(data_values, max_size=2),
+                personnel_specification_ids=st.lists(_keyed(v0701, "SPEC"), max_size=2).map(
+                    _trim_none
+                ),
+                materials=st.lists(
+                    st.builds(
+                        MaterialSpecification,
+                        id=erp_ids("BOM"),
+                        material_definition_id=st.none() | identifiers,
+                        material_class_id=st.none() | identifiers,
+                        use=uses,
+                        quantity=quantities,
+                    ),
+                    max_size=2,
+                ),
+                parameters=st.lists(data_values, max_size=2),
+            ).filter(_specification_ids_fit),
+            max_size=3,
         ),
-        max_size=3,
-    ),
-)
+    )
+
+
+def _trim_none(ids: list[str | None]) -> list[str | None]:
+    """Trailing None entries are not read back (they mean "derive"): drop them."""
+    while ids and ids[-1] is None:
+        ids = ids[:-1]
+    return ids
+
+
+def _specification_ids_fit(segment: ProcessSegment) -> bool:
+    """Specification IDs beyond the class IDs have no specification to go on."""
+    return len(segment.equipment_specification_ids) <= len(segment.equipment_class_ids) and len(
+        segment.personnel_specification_ids
+    ) <= len(segment.personnel_class_ids)
+
+
+process_segment_information = _process_segment_information(False)
 
 
 def _interval(builder, **kwargs):  # type: ignore[no-untyped-def]
@@ -240,92 +276,126 @@ def _interval(builder, **kwargs):  # type: ignore[no-untyped-def]
     )
 
 
-segment_requirements = _sorted_times(2).flatmap(
-    lambda ts: st.builds(
-        SegmentRequirement,
+def _segment_requirements(v0701: bool) -> st.SearchStrategy[SegmentRequirement]:
+    return _sorted_times(2).flatmap(
+        lambda ts: st.builds(
+            SegmentRequirement,
+            id=identifiers,
+            process_segment_id=identifiers,
+            operations_definition_id=_keyed(v0701, "OD"),
+            operations_segment_id=_keyed(v0701, "OS"),
+            description=optional_text,
+            earliest_start=st.just(ts[0]),
+            latest_end=st.just(ts[1]),
+            equipment_ids=st.lists(identifiers, max_size=2),
+            materials=st.lists(
+                st.builds(
+                    MaterialRequirement,
+                    material_definition_id=st.none() | identifiers,
+                    lot_id=st.none() | identifiers,
+                    use=uses,
+                    quantity=quantities,
+                ),
+                max_size=2,
+            ),
+            parameters=st.lists(data_values, max_size=2),
+        )
+    )
+
+
+segment_requirements = _segment_requirements(False)
+
+
+def _operations_schedule(v0701: bool) -> st.SearchStrategy[OperationsSchedule]:
+    return _interval(
+        OperationsSchedule,
         id=identifiers,
-        process_segment_id=identifiers,
         description=optional_text,
-        earliest_start=st.just(ts[0]),
-        latest_end=st.just(ts[1]),
-        equipment_ids=st.lists(identifiers, max_size=2),
+        operations_type=st.sampled_from(["Production", "Maintenance", "Quality", "Inventory"]),
+        requests=st.lists(
+            _interval(
+                OperationsRequest,
+                id=identifiers,
+                description=optional_text,
+                operations_definition_id=identifiers,
+                priority=st.none() | st.integers(0, 1000),
+                segments=st.lists(_segment_requirements(v0701), min_size=1, max_size=2),
+            ),
+            min_size=1,
+            max_size=2,
+        ),
+    )
+
+
+operations_schedule = _operations_schedule(False)
+
+
+def _segment_responses(v0701: bool) -> st.SearchStrategy[SegmentResponse]:
+    return _interval(
+        SegmentResponse,
+        id=identifiers,
+        process_segment_id=st.none() | identifiers,
+        description=optional_text,
         materials=st.lists(
             st.builds(
-                MaterialRequirement,
+                MaterialActual,
+                id=_keyed(v0701, "GI"),
                 material_definition_id=st.none() | identifiers,
                 lot_id=st.none() | identifiers,
+                sublot_id=st.none() | identifiers,
                 use=uses,
                 quantity=quantities,
             ),
             max_size=2,
         ),
-        parameters=st.lists(data_values, max_size=2),
+        equipment=st.lists(
+            st.builds(
+                EquipmentActual,
+                id=_keyed(v0701, "ERP-EQ"),
+                equipment_id=identifiers,
+                description=optional_text,
+            ),
+            max_size=2,
+        ),
+        personnel=st.lists(
+            st.builds(
+                PersonnelActual,
+                id=_keyed(v0701, "ERP-CONF"),
+                person_id=identifiers,
+                description=optional_text,
+            ),
+            max_size=2,
+        ),
+        data=st.lists(data_values, max_size=2),
     )
-)
 
-operations_schedule = _interval(
-    OperationsSchedule,
-    id=identifiers,
-    description=optional_text,
-    operations_type=st.sampled_from(["Production", "Maintenance", "Quality", "Inventory"]),
-    requests=st.lists(
-        _interval(
-            OperationsRequest,
-            id=identifiers,
-            description=optional_text,
-            operations_definition_id=identifiers,
-            priority=st.none() | st.integers(0, 1000),
-            segments=st.lists(segment_requirements, min_size=1, max_size=2),
-        ),
-        min_size=1,
-        max_size=2,
-    ),
-)
 
-segment_responses = _interval(
-    SegmentResponse,
-    id=identifiers,
-    process_segment_id=st.none() | identifiers,
-    description=optional_text,
-    materials=st.lists(
-        st.builds(
-            MaterialActual,
-            material_definition_id=st.none() | identifiers,
-            lot_id=st.none() | identifiers,
-            sublot_id=st.none() | identifiers,
-            use=uses,
-            quantity=quantities,
-        ),
-        max_size=2,
-    ),
-    equipment=st.lists(
-        st.builds(EquipmentActual, equipment_id=identifiers, description=optional_text), max_size=2
-    ),
-    personnel=st.lists(
-        st.builds(PersonnelActual, person_id=identifiers, description=optional_text), max_size=2
-    ),
-    data=st.lists(data_values, max_size=2),
-)
+segment_responses = _segment_responses(False)
 
-operations_performance = _interval(
-    OperationsPerformance,
-    id=identifiers,
-    description=optional_text,
-    operations_type=st.sampled_from(["Production", "Maintenance", "Quality", "Inventory"]),
-    schedule_id=st.none() | identifiers,
-    responses=st.lists(
-        _interval(
-            OperationsResponse,
-            id=identifiers,
-            request_id=st.none() | identifiers,
-            description=optional_text,
-            state=st.none() | st.sampled_from(["Completed", "Running", "Aborted"]),
-            segments=st.lists(segment_responses, min_size=1, max_size=2),
+
+def _operations_performance(v0701: bool) -> st.SearchStrategy[OperationsPerformance]:
+    return _interval(
+        OperationsPerformance,
+        id=identifiers,
+        description=optional_text,
+        operations_type=st.sampled_from(["Production", "Maintenance", "Quality", "Inventory"]),
+        schedule_id=st.none() | identifiers,
+        responses=st.lists(
+            _interval(
+                OperationsResponse,
+                id=identifiers,
+                request_id=st.none() | identifiers,
+                description=optional_text,
+                state=st.none() | st.sampled_from(["Completed", "Running", "Aborted"]),
+                segments=st.lists(_segment_responses(v0701), min_size=1, max_size=2),
+            ),
+            min_size=1,
+            max_size=2,
         ),
-        min_size=1,
-        max_size=2,
-    ),
-)
+    )
+
+
+operations_performance = _operations_performance(False)
 
 batch_production_record = st.builds(
     BatchProductionRecord,
@@ -461,3 +531,11 @@ ALL = {
     "BatchProductionRecord": batch_production_record,
     "MasterRecipe": recipes(),
 }
+
+ALL_V0701 = {
+    **ALL,
+    "ProcessSegmentInformation": _process_segment_information(True),
+    "OperationsSchedule": _operations_schedule(True),
+    "OperationsPerformance": _operations_performance(True),
+}
+"""ALL, with the identifiers only V0701 has an element for."""

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from isa95_strategies import decimals, identifiers, optional_text, texts
+from isa95_strategies import decimals, erp_ids, identifiers, optional_text, texts
 from lxml import etree
 
 from isa95.b2mml.documents import B2MML
@@ -386,6 +386,8 @@ def segments(version: str, depth: int = 1) -> st.SearchStrategy[SegmentRequireme
         SegmentRequirement,
         id=st.none() | identifiers if version == "V0600" else identifiers,
         process_segment_id=identifiers,
+        operations_definition_id=erp_ids("OD") if version == "V0701" else st.none(),
+        operations_segment_id=erp_ids("OS") if version == "V0701" else st.none(),
         description=optional_text,
         duration=st.none() | st.sampled_from(["PT2H", "P1D"]),
         equipment_ids=st.lists(identifiers, max_size=2),

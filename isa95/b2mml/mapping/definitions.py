@@ -50,7 +50,7 @@ _USES = set(MaterialUse.__members__.values())
 
 
 def _material_tree(m: MaterialSpecification, index: int) -> dict[str, Any]:
-    tree: dict[str, Any] = {"ID": f"M{index}"}
+    tree: dict[str, Any] = {"ID": m.id or f"M{index}"}
     _put(tree, "MaterialClassID", [m.material_class_id] if m.material_class_id else None)
     _put(
         tree,
@@ -126,12 +126,13 @@ def _class_ids(specs: list[Any], key: str, prefix: str) -> list[str]:
 
 def _material(m: dict[str, Any], index: int) -> MaterialSpecification:
     where = _where(m, "MaterialSpecification")
-    _check_id(m, f"M{index}")
+    given = _get(m, "ID")
     use = _get(m, "MaterialUse")
     if use is not None and use not in _USES:
         _unread(m, "MaterialUse")  # a use the model has no value for: listed
     return _model(
         lambda: MaterialSpecification(
+            id=None if given == f"M{index}" else given,
             material_class_id=_get(m, "MaterialClassID"),
             material_definition_id=_get(m, "MaterialDefinitionID"),
             use=MaterialUse(use) if use in _USES else None,

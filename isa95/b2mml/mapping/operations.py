@@ -83,6 +83,11 @@ def _written_id(version: str, given: str | None, prefix: str, index: int, what: 
     return None
 
 
+def _id_of(version: str, given: str | None, prefix: str, index: int, what: str) -> dict[str, Any]:
+    written = _written_id(version, given, prefix, index, what)
+    return {} if written is None else {"ID": written}
+
+
 def _read_id(t: dict[str, Any], prefix: str, index: int) -> str | None:
     """A requirement's ID, None for the one the writer makes up (``<prefix><n>``)."""
     value = _get(t, "ID")
@@ -96,8 +101,8 @@ def _material_req_tree(
     if isinstance(m, MaterialRequirement):
         _put(tree, "ID", _written_id(version, m.id, "M", index, "material requirement"))
         _put(tree, "MaterialClassID", [m.material_class_id] if m.material_class_id else None)
-    elif version == V0701:
-        tree["ID"] = f"M{index}"
+    else:
+        _put(tree, "ID", _written_id(version, m.id, "M", index, "material actual"))
     _put(
         tree,
         "MaterialDefinitionID",
@@ -203,9 +208,16 @@ def _segment_req_tree(
     _put(st, "EarliestStartTime", _time(s.earliest_start))
     _put(st, "LatestEndTime", _time(s.latest_end))
     _put(st, "Duration", s.duration)
-    if version == V0701:
-        st["OperationsDefinitionID"] = r.operations_definition_id or r.id
-        st["OperationsSegmentID"] = s.process_segment_id or s.id or r.id
+    if version == V0701:  # required in V0701: derived when the model has none
+        st["OperationsDefinitionID"] = (
+            s.operations_definition_id or r.operations_definition_id or r.id
+        )
+        st["OperationsSegmentID"] = s.operations_segment_id or s.process_segment_id or s.id or r.id
+    elif s.operations_definition_id is not None or s.operations_segment_id is not None:
+        raise B2MMLError(
+            f"segment requirement {s.id!r}: V0600 has no OperationsDefinitionID / "
+            "OperationsSegmentID element to carry it"
+        )
     _put(
         st,
         names.parameter,
@@ -324,10 +336,15 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
 
     child = _parameter_child(version)
 
-    def segment(st: dict[str, Any]) -> SegmentRequirement:
+    def segment(st: dict[str, Any], r: dict[str, Any]) -> SegmentRequirement:
         where = _where(st, "SegmentRequirement", "ProcessSegmentID")
-        _get(st, "OperationsDefinitionID")
-        _get(st, "OperationsSegmentID")
+        # None when it is what the writer derives (see _segment_req_tree)
+        definition = _get(st, "OperationsDefinitionID")
+        if definition == (_get(r, names.definition_id) or _get(r, "ID")):
+            definition = None
+        operations_segment = _get(st, "OperationsSegmentID")
+        if operations_segment == (_get(st, "ProcessSegmentID") or _get(st, "ID") or _get(r, "ID")):
+            operations_segment = None
         requirements = _list(st, "MaterialRequirement")
         materials = [_requirement(m, i) for i, m in enumerate(requirements)]
         equipment_ids: list[str] = []
@@ -339,7 +356,7 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
             else:
                 equipment.append(_equipment_req(e, i))
         personnel = [_personnel_req(p, i) for i, p in enumerate(_list(st, "PersonnelRequirement"))]
-        children = [segment(c) for c in _list(st, _child_segment(version))]
+        children = [segment(c, r) for c in _list(st, _child_segment(version))]
         return _model(
             lambda: SegmentRequirement(
                 id=_get(st, "ID"),
@@ -347,6 +364,8 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
                 process_segment_id=_get(st, "ProcessSegmentID"),
                 operations_type=_get(st, "OperationsType"),
                 duration=_get(st, "Duration"),
+                operations_definition_id=definition,
+                operations_segment_id=operations_segment,
                 earliest_start=_parse_time(
                     _get(st, "EarliestStartTime"), f"{where}/EarliestStartTime"
                 ),
@@ -378,7 +397,7 @@ def _schedule_from_tree(tree: dict[str, Any], version: str, names: _Names) -> Op
                 start=_parse_time(_get(t, "StartTime"), f"{where}/StartTime"),
                 end=_parse_time(_get(t, "EndTime"), f"{where}/EndTime"),
                 priority=priority,
-                segments=[segment(s) for s in _list(t, "SegmentRequirement")],
+                segments=[segment(s, t) for s in _list(t, "SegmentRequirement")],
             ),
             where,
             t,
@@ -444,7 +463,7 @@ def _performance_to_tree(
                 "PersonnelActual",
                 [
                     {
-                        **({"ID": f"P{i}"} if version == V0701 else {}),
+                        **_id_of(version, p.id, "P", i, "personnel actual"),
                         "PersonID": [p.person_id],
                         **({"Description": [p.description]} if p.description else {}),
                     }
@@ -456,7 +475,7 @@ def _performance_to_tree(
                 "EquipmentActual",
                 [
                     {
-                        **({"ID": f"E{i}"} if version == V0701 else {}),
+                        **_id_of(version, e.id, "E", i, "equipment actual"),
                         "EquipmentID": [e.equipment_id],
                         **({"Description": [e.description]} if e.description else {}),
                     }
@@ -483,9 +502,6 @@ def _performance_from_tree(
 
     def segment(st: dict[str, Any]) -> SegmentResponse:
         where = _where(st, "SegmentResponse")
-        for group in ("PersonnelActual", "EquipmentActual", "MaterialActual"):
-            for item in _list(st, group):
-                _get(item, "ID")
         return _model(
             lambda: SegmentResponse(
                 id=_get(st, "ID"),
@@ -496,26 +512,30 @@ def _performance_from_tree(
                 data=[_data(d, _data_child(version, names)) for d in _list(st, names.data)],
                 personnel=[
                     PersonnelActual(
-                        person_id=_get(p, "PersonID") or "", description=_get(p, "Description")
+                        id=_read_id(p, "P", i),
+                        person_id=_get(p, "PersonID") or "",
+                        description=_get(p, "Description"),
                     )
-                    for p in _list(st, "PersonnelActual")
+                    for i, p in enumerate(_list(st, "PersonnelActual"))
                 ],
                 equipment=[
                     EquipmentActual(
+                        id=_read_id(e, "E", i),
                         equipment_id=_get(e, "EquipmentID") or "",
                         description=_get(e, "Description"),
                     )
-                    for e in _list(st, "EquipmentActual")
+                    for i, e in enumerate(_list(st, "EquipmentActual"))
                 ],
                 materials=[
                     MaterialActual(
+                        id=_read_id(m, "M", i),
                         material_definition_id=_get(m, "MaterialDefinitionID"),
                         lot_id=_get(m, "MaterialLotID"),
                         sublot_id=_get(m, "MaterialSubLotID"),
                         use=_use(m),
                         quantity=_quantity(m, where),
                     )
-                    for m in _list(st, "MaterialActual")
+                    for i, m in enumerate(_list(st, "MaterialActual"))
                 ],
             ),
             where,

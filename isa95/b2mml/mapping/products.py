@@ -17,6 +17,7 @@ from isa95.b2mml.mapping.trees import (
     _time,
     _where,
 )
+from isa95.errors import B2MMLError
 from isa95.operations import (
     MaterialSpecification,
     ProductDefinition,
@@ -26,6 +27,8 @@ from isa95.operations import (
 
 
 def _material_spec_tree(m: MaterialSpecification) -> dict[str, Any]:
+    if m.id is not None:  # refused, never dropped
+        raise B2MMLError(f"material specification {m.id!r}: V0600 has no ID element to carry it")
     tree: dict[str, Any] = {}
     _put(tree, "MaterialClassID", m.material_class_id)
     _put(tree, "MaterialDefinitionID", m.material_definition_id)
@@ -75,7 +78,9 @@ def _product_segment(t: dict[str, Any]) -> ProductSegment:
             parameters=[_data(p, "Parameter") for p in _list(t, "Parameter")],
             personnel_class_ids=_class_only(_list(t, "PersonnelSpecification"), "PersonnelClassID"),
             equipment_class_ids=_class_only(_list(t, "EquipmentSpecification"), "EquipmentClassID"),
-            materials=[_specification(m) for m in _list(t, "MaterialSpecification")],
+            materials=[
+                _specification(m, i) for i, m in enumerate(_list(t, "MaterialSpecification"))
+            ],
             children=[_product_segment(c) for c in _list(t, "ProductSegment")],
         ),
         where,

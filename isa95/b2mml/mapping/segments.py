@@ -73,6 +73,30 @@ def _parameter_child(version: str) -> str:
     return "ParameterChild" if version == V0701 else "Parameter"
 
 
+def _spec_id(ids: list[str | None], index: int, prefix: str, version: str) -> dict[str, Any]:
+    """The ID element of a Personnel/EquipmentSegmentSpecification: the model's, else
+    ``<prefix><index>`` (V0701); V0600 has none, so a model with one is refused."""
+    given = ids[index] if index < len(ids) else None
+    if version == V0701:
+        return {"ID": given or f"{prefix}{index}"}
+    if given is not None:
+        raise B2MMLError(f"segment specification {given!r}: V0600 has no ID element to carry it")
+    return {}
+
+
+def _spec_ids(specs: list[dict[str, Any]], key: str, prefix: str) -> list[str | None]:
+    """Specification IDs aligned with the class IDs read from ``specs`` (None: derived)."""
+    ids: list[str | None] = []
+    for spec in specs:
+        given = _get(spec, "ID")
+        for n, _ in enumerate(_texts(spec, key)):  # one specification per class ID written
+            keep = n == 0 and given != f"{prefix}{len(ids)}"
+            ids.append(given if keep else None)
+    while ids and ids[-1] is None:
+        ids.pop()
+    return ids
+
+
 def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
     tree: dict[str, Any] = {"ID": s.id}
     _put(tree, "Description", _desc(s.description))
@@ -81,7 +105,7 @@ def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
         "PersonnelSegmentSpecification",
         [
             {
-                **({"ID": f"P{i}"} if version == V0701 else {}),
+                **_spec_id(s.personnel_specification_ids, i, "P", version),
                 "PersonnelClassID": [c] if version == V0701 else c,
             }
             for i, c in enumerate(s.personnel_class_ids)
@@ -92,7 +116,7 @@ def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
         "EquipmentSegmentSpecification",
         [
             {
-                **({"ID": f"E{i}"} if version == V0701 else {}),
+                **_spec_id(s.equipment_specification_ids, i, "E", version),
                 "EquipmentClassID": [c] if version == V0701 else c,
             }
             for i, c in enumerate(s.equipment_class_ids)
@@ -100,7 +124,7 @@ def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
     )
     specs = []
     for i, m in enumerate(s.materials):
-        t: dict[str, Any] = {"ID": f"M{i}"}
+        t: dict[str, Any] = {"ID": m.id or f"M{i}"}
         if m.material_class_id:
             t["MaterialClassID"] = (
                 [m.material_class_id] if version == V0701 else m.material_class_id
@@ -121,14 +145,15 @@ def _segment_to_tree(s: ProcessSegment, version: str) -> dict[str, Any]:
     return tree
 
 
-def _specification(m: dict[str, Any]) -> MaterialSpecification:
+def _specification(m: dict[str, Any], index: int) -> MaterialSpecification:
     where = _where(m, "MaterialSegmentSpecification")
-    _get(m, "ID")
+    given = _get(m, "ID")
     use = _get(m, "MaterialUse")
     if use is not None and use not in MaterialUse.__members__.values():
         _unread(m, "MaterialUse")  # a use the model has no value for: unmapped, listed
     return _model(
         lambda: MaterialSpecification(
+            id=None if given == f"M{index}" else given,
             material_class_id=_get(m, "MaterialClassID"),
             material_definition_id=_get(m, "MaterialDefinitionID"),
             use=MaterialUse(use) if use in MaterialUse.__members__.values() else None,
@@ -141,11 +166,11 @@ def _specification(m: dict[str, Any]) -> MaterialSpecification:
 
 def _segment_from_tree(t: dict[str, Any], version: str) -> ProcessSegment:
     where = _where(t, "ProcessSegment")
-    materials = [_specification(m) for m in _list(t, "MaterialSegmentSpecification")]
-    for spec in _list(t, "PersonnelSegmentSpecification") + _list(
-        t, "EquipmentSegmentSpecification"
-    ):
-        _get(spec, "ID")
+    materials = [
+        _specification(m, i) for i, m in enumerate(_list(t, "MaterialSegmentSpecification"))
+    ]
+    personnel_ids = _spec_ids(_list(t, "PersonnelSegmentSpecification"), "PersonnelClassID", "P")
+    equipment_ids = _spec_ids(_list(t, "EquipmentSegmentSpecification"), "EquipmentClassID", "E")
     return _model(
         lambda: ProcessSegment(
             id=_get(t, "ID"),
@@ -161,6 +186,8 @@ def _segment_from_tree(t: dict[str, Any], version: str) -> ProcessSegment:
                 for x in _texts(s, "EquipmentClassID")
             ],
             materials=materials,
+            personnel_specification_ids=personnel_ids,
+            equipment_specification_ids=equipment_ids,
             parameters=[
                 _data(p, _parameter_child(version)) for p in _list(t, _parameter_name(version))
             ],

@@ -1,0 +1,121 @@
+"""Identifiers an ERP sends are kept by the models (issue 17): read a document, write
+the model back, and the ERP's value is written — not one the writer derives. Where the
+model cannot carry something, ``unmapped`` lists it; absent elements stay absent."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+import pytest
+from lxml import etree
+
+from isa95.b2mml.documents import B2MML
+from isa95.errors import B2MMLError
+from isa95.operations import (
+    OperationsPerformance,
+    OperationsResponse,
+    PersonnelActual,
+    SegmentResponse,
+)
+
+V7 = "http://www.mesa.org/xml/B2MML"
+V6 = "http://www.mesa.org/xml/B2MML-V0600"
+
+
+def texts(data: bytes, path: str, ns: str = V7) -> list[str]:
+    """Texts of the elements at ``path`` (``/``-separated local names below the root)."""
+    xpath = "/".join(f"b:{step}" for step in path.split("/"))
+    return [e.text or "" for e in etree.fromstring(data).iterfind(xpath, {"b": ns})]
+
+
+def back(b2mml: B2MML, data: bytes) -> tuple[bytes, list[str]]:
+    document = b2mml.read(data, assume_timezone=UTC)
+    model = document.models[0] if len(document.models) == 1 else document.models
+    return b2mml.write(model, version=document.version), document.unmapped
+
+
+SCHEDULE = f"""<OperationsSchedule xmlns="{V7}"><ID>S</ID><OperationsRequest><ID>R</ID>
+<SegmentRequirement><ID>SR1</ID><ProcessSegmentID>PS1</ProcessSegmentID>
+<OperationsDefinitionID>OD1</OperationsDefinitionID><OperationsSegmentID>OS1</OperationsSegmentID>
+<SegmentRequirementChild><ID>SR1.1</ID><ProcessSegmentID>PS2</ProcessSegmentID>
+<OperationsDefinitionID>OD2</OperationsDefinitionID><OperationsSegmentID>OS2</OperationsSegmentID>
+</SegmentRequirementChild></SegmentRequirement></OperationsRequest></OperationsSchedule>"""
+
+
+def test_segment_requirement_keeps_its_operations_definition_and_segment(b2mml: B2MML) -> None:
+    written, unmapped = back(b2mml, SCHEDULE.encode())
+    seg = "OperationsRequest/SegmentRequirement"
+    assert texts(written, f"{seg}/OperationsDefinitionID") == ["OD1"]
+    assert texts(written, f"{seg}/OperationsSegmentID") == ["OS1"]
+    assert texts(written, f"{seg}/SegmentRequirementChild/OperationsDefinitionID") == ["OD2"]
+    assert texts(written, f"{seg}/SegmentRequirementChild/OperationsSegmentID") == ["OS2"]
+    assert unmapped == []
+
+
+def test_derived_operations_ids_stay_derived(b2mml: B2MML) -> None:
+    """What the writer would derive reads as None, so a model edit re-derives it."""
+    data = SCHEDULE.replace("OD1", "R").replace("OS1", "PS1").encode()
+    document = b2mml.read(data, assume_timezone=UTC)
+    segment = document.model.requests[0].segments[0]
+    assert segment.operations_definition_id is None and segment.operations_segment_id is None
+    assert segment.children[0].operations_definition_id == "OD2"
+
+
+def test_v0600_refuses_operations_ids_it_cannot_carry(b2mml: B2MML) -> None:
+    document = b2mml.read(SCHEDULE.encode(), assume_timezone=UTC)
+    with pytest.raises(B2MMLError, match="OperationsDefinitionID"):
+        b2mml.write(document.model, version="V0600")
+
+
+PERFORMANCE = f"""<OperationsPerformance xmlns="{V7}"><ID>P</ID><OperationsResponse><ID>RESP</ID>
+<SegmentResponse><ID>SEG</ID>
+<PersonnelActual><ID>ERP-CONF-0001</ID><PersonID>JDOE</PersonID></PersonnelActual>
+<EquipmentActual><ID>ERP-EQ-77</ID><EquipmentID>R-101</EquipmentID></EquipmentActual>
+<MaterialActual><ID>GI-4711-0001</ID><MaterialDefinitionID>M</MaterialDefinitionID>
+<MaterialLotID>L1</MaterialLotID><MaterialUse>Consumed</MaterialUse></MaterialActual>
+</SegmentResponse></OperationsResponse></OperationsPerformance>"""
+
+
+def test_actuals_keep_their_ids(b2mml: B2MML) -> None:
+    written, unmapped = back(b2mml, PERFORMANCE.encode())
+    seg = "OperationsResponse/SegmentResponse"
+    assert texts(written, f"{seg}/PersonnelActual/ID") == ["ERP-CONF-0001"]
+    assert texts(written, f"{seg}/EquipmentActual/ID") == ["ERP-EQ-77"]
+    assert texts(written, f"{seg}/MaterialActual/ID") == ["GI-4711-0001"]
+    assert unmapped == []
+
+
+def test_actuals_without_ids_get_derived_ones_in_v0701_and_none_in_v0600(b2mml: B2MML) -> None:
+    model = OperationsPerformance(
+        id="P",
+        responses=[
+            OperationsResponse(
+                id="R",
+                segments=[SegmentResponse(id="S", personnel=[PersonnelActual(person_id="J")])],
+            )
+        ],
+    )
+    written = b2mml.write(model, version="V0701")
+    assert texts(written, "OperationsResponse/SegmentResponse/PersonnelActual/ID") == ["P0"]
+    assert b2mml.read(written).model == model
+    keyed = model.model_copy(deep=True)
+    keyed.responses[0].segments[0].personnel[0].id = "ERP-1"
+    with pytest.raises(B2MMLError, match="ERP-1"):
+        b2mml.write(keyed, version="V0600", verb="Process", noun="ProductionPerformance")
+
+
+SEGMENT = f"""<ProcessSegment xmlns="{V7}"><ID>PS</ID>
+<PersonnelSegmentSpecification><ID>SPEC-A</ID><PersonnelClassID>Operator</PersonnelClassID>
+</PersonnelSegmentSpecification>
+<EquipmentSegmentSpecification><ID>EQ-A</ID><EquipmentClassID>Reactor</EquipmentClassID>
+</EquipmentSegmentSpecification>
+<MaterialSegmentSpecification><ID>BOM-ITEM-0010</ID><MaterialDefinitionID>M</MaterialDefinitionID>
+<MaterialUse>Consumed</MaterialUse></MaterialSegmentSpecification></ProcessSegment>"""
+
+
+def test_process_segment_specifications_keep_their_ids(b2mml: B2MML) -> None:
+    written, unmapped = back(b2mml, SEGMENT.encode())
+    assert texts(written, "PersonnelSegmentSpecification/ID") == ["SPEC-A"]
+    assert texts(written, "EquipmentSegmentSpecification/ID") == ["EQ-A"]
+    assert texts(written, "MaterialSegmentSpecification/ID") == ["BOM-ITEM-0010"]
+    assert unmapped == []
