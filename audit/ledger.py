@@ -1134,6 +1134,16 @@ class Ledger:
                 "by a signed tree head; call Ledger.seal(conn) before commit, or use "
                 "Ledger.transaction()"
             )
+        if pending is not None:
+            # The caller's transaction commits (still under the append lock): its
+            # tail is the next append's, as after an append in a transaction of our
+            # own. Only a hint: _tail_state reuses it only if the tail read under
+            # the lock is this one (a failed commit or another writer: read again).
+            self._frontier_hashes = list(pending.frontier)
+            self._frontier_size = pending.size
+            self._frontier_prev = pending.prev
+            self._frontier_signable = pending.signable
+            self._frontier_stamp = pending.stamp
 
     def _on_rollback(self, conn: Connection) -> None:
         conn.info.pop(self._tail_key, None)
