@@ -273,7 +273,7 @@ def test_values_built_from_columns_are_the_models_own(b2mml: B2MML) -> None:
     own bookkeeping, and stay validated on assignment."""
     assert batchrecord._BUILD_VALUES
     when = datetime(2026, 1, 15, 8, 0, tzinfo=timezone(timedelta(hours=2)))
-    built = batchrecord._built_value(when, "1.5", "Good")
+    (built,) = batchrecord._built_values([when], ["1.5"], ["Good"])
     made = RecordedValue(timestamp=when, value="1.5", quality="Good")
     assert built == made
     assert built.__getstate__()["__dict__"] == made.__getstate__()["__dict__"]

@@ -452,23 +452,45 @@ _VALUE_TEXTS: TypeAdapter[list[str]] = TypeAdapter(
 )
 """Checks a column of values as the model's ``value`` field does (its own constraints)."""
 
+
+def _slot_setter(name: str) -> Any:
+    """The setter of the slot ``name`` a pydantic model keeps its bookkeeping in."""
+    for cls in RecordedValue.__mro__:
+        if name in cls.__dict__:
+            return cls.__dict__[name].__set__
+    raise AttributeError(name)  # pragma: no cover - pydantic changed: see _can_build_values
+
+
 _new = object.__new__
-_set = object.__setattr__
+_set_fields_set = _slot_setter("__pydantic_fields_set__")
+_set_extra = _slot_setter("__pydantic_extra__")
+_set_private = _slot_setter("__pydantic_private__")
 
 
-def _built_value(when: datetime, text: str, quality: str | None) -> RecordedValue:
-    """A :class:`RecordedValue` filled in place, without validation: for parts already
-    checked as the model checks them (an aware datetime, a checked text and quality)."""
-    value = _new(RecordedValue)
-    _set(value, "__dict__", {"timestamp": when, "value": text, "quality": quality})
-    _set(value, "__pydantic_fields_set__", _ALL_FIELDS)
-    _set(value, "__pydantic_extra__", None)
-    _set(value, "__pydantic_private__", None)
-    return value
+def _built_values(
+    whens: list[datetime], texts: list[str], qualities: list[str | None]
+) -> list[RecordedValue]:
+    """:class:`RecordedValue` s filled in place, without validation: for parts already
+    checked as the model checks them (aware datetimes, checked texts and qualities).
+    Every value shares one fields-set (see :func:`_share_fields_set`)."""
+    built: list[RecordedValue] = []
+    add = built.append
+    fields_set = _ALL_FIELDS
+    for when, text, quality in zip(whens, texts, qualities, strict=True):
+        value = _new(RecordedValue)
+        content = value.__dict__
+        content["timestamp"] = when
+        content["value"] = text
+        content["quality"] = quality
+        _set_fields_set(value, fields_set)
+        _set_extra(value, None)
+        _set_private(value, None)
+        add(value)
+    return built
 
 
 def _can_build_values() -> bool:
-    """True while RecordedValue is what :func:`_built_value` assumes: exactly the fields
+    """True while RecordedValue is what :func:`_built_values` assumes: exactly the fields
     timestamp (an aware datetime), value and quality, checked by field constraints only
     (no validators of its own, no private attributes), and filled the same way."""
     from pydantic import AwareDatetime
@@ -489,7 +511,7 @@ def _can_build_values() -> bool:
     when = datetime.fromisoformat("2026-01-15T08:00:00+01:00")
     made = RecordedValue(timestamp=when, value="1.5", quality="Good")
     _share_fields_set(made)
-    built = _built_value(when, "1.5", "Good")
+    (built,) = _built_values([when], ["1.5"], ["Good"])
     return bool(made.__getstate__() == built.__getstate__() and made.timestamp is when)
 
 
@@ -636,7 +658,8 @@ class RecordReader:
         if len(times) != count or len(leaves) != 3 * count:
             return False  # an element without text, or an OrderIndex for a TimeValue
         indexes, values, qualities = leaves[0::3], leaves[1::3], leaves[2::3]
-        if not specs.keys() >= set(indexes):
+        tags = set(indexes)
+        if not specs.keys() >= tags:
             return False  # a TagIndex no specification names: unmapped, the long way
         try:
             when_of = self._parsed_times(times)
@@ -644,28 +667,24 @@ class RecordReader:
             if quality_of is None:
                 return False
             _VALUE_TEXTS.validate_python(values)
+            whens = [when_of[text] for text in times]  # (KeyError: not a date-time here)
+            checked: list[str | None] = [quality_of[quality] for quality in qualities]
             if _BUILD_VALUES:
-                mapped = [
-                    (index, _built_value(when_of[time_text], text, quality_of[quality]))
-                    for time_text, index, text, quality in zip(
-                        times, indexes, values, qualities, strict=True
-                    )
-                ]
+                built = _built_values(whens, values, checked)
             else:  # pragma: no cover - RecordedValue changed shape: the constructor
-                mapped = []
-                for time_text, index, text, quality in zip(
-                    times, indexes, values, qualities, strict=True
-                ):
-                    value = RecordedValue(
-                        timestamp=when_of[time_text], value=text, quality=quality_of[quality]
-                    )
+                built = []
+                for when, text, quality in zip(whens, values, checked, strict=True):
+                    value = RecordedValue(timestamp=when, value=text, quality=quality)
                     _share_fields_set(value)
-                    mapped.append((index, value))
+                    built.append(value)
         except (ValueError, KeyError):
             return False  # element by element, the failure names its element
         found = self._found
-        for index, value in mapped:
-            found[index].append(value)
+        if len(tags) == 1:
+            found[indexes[0]].extend(built)
+        else:
+            for index, value in zip(indexes, built, strict=True):
+                found[index].append(value)
         self._od_count += count
         return True
 
