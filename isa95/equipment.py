@@ -76,6 +76,9 @@ class Equipment(Model):
     equipment_class_ids: list[Identifier] = Field(default_factory=list)
     properties: list[Property] = Field(default_factory=list)
     children: list[Equipment] = Field(default_factory=list)
+    level_equipment_id: Identifier | None = None
+    """V0600 EquipmentLevel/EquipmentID as read when it is not ``id``; None: the writer
+    writes ``id``. V0701's EquipmentLevel has no EquipmentID: a V0701 writer refuses one."""
 
     @model_validator(mode="after")
     def _check_children(self) -> Equipment:

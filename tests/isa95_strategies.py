@@ -128,10 +128,25 @@ material_information = st.builds(
 )
 
 
-def _equipment(level: EquipmentLevel, depth: int) -> st.SearchStrategy[Equipment]:
+def erp_ids(prefix: str) -> st.SearchStrategy[str | None]:
+    """An ID an ERP sent (never one the writer derives), or None (the writer derives)."""
+    return st.none() | identifiers.map(lambda i: f"{prefix}-{i}")
+
+
+def _keyed(v0701: bool, prefix: str) -> st.SearchStrategy[str | None]:
+    """IDs only V0701 has an element for (V0600 writers refuse them)."""
+    return erp_ids(prefix) if v0701 else st.none()
+
+
+def _equipment(
+    level: EquipmentLevel, depth: int, v0600: bool = False
+) -> st.SearchStrategy[Equipment]:
     allowed = sorted(ALLOWED_CHILDREN[level])
     children = (
-        st.lists(st.sampled_from(allowed).flatmap(lambda lv: _equipment(lv, depth - 1)), max_size=2)
+        st.lists(
+            st.sampled_from(allowed).flatmap(lambda lv: _equipment(lv, depth - 1, v0600)),
+            max_size=2,
+        )
         if depth > 0 and allowed
         else st.just([])
     )
@@ -143,26 +158,32 @@ def _equipment(level: EquipmentLevel, depth: int) -> st.SearchStrategy[Equipment
         equipment_class_ids=st.lists(identifiers, max_size=2),
         properties=st.lists(properties, max_size=1),
         children=children,
+        level_equipment_id=erp_ids("AREA") if v0600 else st.none(),
     )
 
 
-equipment_information = st.builds(
-    EquipmentInformation,
-    id=identifiers,
-    description=optional_text,
-    classes=st.lists(
-        st.builds(
-            EquipmentClass,
-            id=identifiers,
-            description=optional_text,
-            properties=st.lists(properties, max_size=2),
+def _equipment_information(v0600: bool) -> st.SearchStrategy[EquipmentInformation]:
+    return st.builds(
+        EquipmentInformation,
+        id=identifiers,
+        description=optional_text,
+        classes=st.lists(
+            st.builds(
+                EquipmentClass,
+                id=identifiers,
+                description=optional_text,
+                properties=st.lists(properties, max_size=2),
+            ),
+            max_size=2,
         ),
-        max_size=2,
-    ),
-    equipment=st.lists(
-        st.sampled_from(list(EquipmentLevel)).flatmap(lambda lv: _equipment(lv, 2)), max_size=2
-    ),
-)
+        equipment=st.lists(
+            st.sampled_from(list(EquipmentLevel)).flatmap(lambda lv: _equipment(lv, 2, v0600)),
+            max_size=2,
+        ),
+    )
+
+
+equipment_information = _equipment_information(False)
 
 personnel_information = st.builds(
     PersonnelInformation,
@@ -205,16 +226,6 @@ data_values = st.builds(
     DataValue, id=identifiers, value=texts, unit=units, description=optional_text
 )
 uses = st.none() | st.sampled_from(list(MaterialUse))
-
-
-def erp_ids(prefix: str) -> st.SearchStrategy[str | None]:
-    """An ID an ERP sent (never one the writer derives), or None (the writer derives)."""
-    return st.none() | identifiers.map(lambda i: f"{prefix}-{i}")
-
-
-def _keyed(v0701: bool, prefix: str) -> st.SearchStrategy[str | None]:
-    """IDs only V0701 has an element for (V0600 writers refuse them)."""
-    return erp_ids(prefix) if v0701 else st.none()
 
 
 def _process_segment_information(v0701: bool) -> st.SearchStrategy[ProcessSegmentInformation]:
@@ -539,3 +550,6 @@ ALL_V0701 = {
     "OperationsPerformance": _operations_performance(True),
 }
 """ALL, with the identifiers only V0701 has an element for."""
+
+ALL_V0600 = {**ALL, "EquipmentInformation": _equipment_information(True)}
+"""ALL, with the identifiers only V0600 has an element for."""

@@ -119,3 +119,23 @@ def test_process_segment_specifications_keep_their_ids(b2mml: B2MML) -> None:
     assert texts(written, "EquipmentSegmentSpecification/ID") == ["EQ-A"]
     assert texts(written, "MaterialSegmentSpecification/ID") == ["BOM-ITEM-0010"]
     assert unmapped == []
+
+
+def test_v0600_equipment_level_keeps_its_equipment_id(b2mml: B2MML) -> None:
+    data = (
+        f'<EquipmentInformation xmlns="{V6}"><Equipment><ID>E1</ID><EquipmentLevel>'
+        "<EquipmentID>AREA-1 </EquipmentID><EquipmentElementLevel>ProductionUnit"
+        "</EquipmentElementLevel></EquipmentLevel></Equipment></EquipmentInformation>"
+    ).encode()
+    document = b2mml.read(data)
+    written = b2mml.write(document.model, version="V0600")
+    # the blank an ERP pads with is dropped by the models and recorded as such
+    assert texts(written, "Equipment/EquipmentLevel/EquipmentID", V6) == ["AREA-1"]
+    assert any("EquipmentLevel/EquipmentID" in n for n in document.normalised)
+    assert document.unmapped == []
+    with pytest.raises(B2MMLError, match="AREA-1"):
+        b2mml.write(document.model, version="V0701")
+    own = b2mml.read(data.replace(b"AREA-1 ", b"E1"))
+    assert own.model.equipment[0].level_equipment_id is None
+    own.model.id = "I"  # V0701 needs an ID first
+    assert b2mml.write(own.model, version="V0701")  # nothing V0701 cannot carry

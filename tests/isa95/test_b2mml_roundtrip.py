@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from isa95_strategies import ALL, ALL_V0701
+from isa95_strategies import ALL, ALL_V0600, ALL_V0701
 
 from isa95.b2mml.documents import B2MML, ApplicationArea
 
@@ -18,7 +18,7 @@ VERSIONS = ["V0701", "V0600"]
 @pytest.mark.parametrize("noun", list(ALL))
 def test_round_trip(b2mml: B2MML, noun: str, version: str) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given((ALL_V0701 if version == "V0701" else ALL)[noun])
+    @given((ALL_V0701 if version == "V0701" else ALL_V0600)[noun])
     def check(model: Any) -> None:
         data = b2mml.write(model, version=version)
         assert not b2mml.validate(data, version)
@@ -37,7 +37,7 @@ def test_round_trip(b2mml: B2MML, noun: str, version: str) -> None:
 def test_transaction_wrappers(b2mml: B2MML, noun: str, verb: str, version: str) -> None:
     @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
-        st.lists((ALL_V0701 if version == "V0701" else ALL)[noun], min_size=1, max_size=2),
+        st.lists((ALL_V0701 if version == "V0701" else ALL_V0600)[noun], min_size=1, max_size=2),
         st.datetimes(timezones=st.just(__import__("datetime").UTC)),
     )
     def check(models: list[Any], when: Any) -> None:

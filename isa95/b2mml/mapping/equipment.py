@@ -20,7 +20,7 @@ from isa95.b2mml.mapping.trees import (
     _where,
 )
 from isa95.equipment import Equipment, EquipmentClass, EquipmentInformation, EquipmentLevel
-from isa95.errors import DocumentContentError
+from isa95.errors import B2MMLError, DocumentContentError
 
 
 def _child_name(version: str, base: str) -> str:
@@ -31,9 +31,17 @@ def _equipment_tree(e: Equipment, version: str) -> dict[str, Any]:
     tree: dict[str, Any] = {"ID": e.id}
     _put(tree, "Description", _desc(e.description))
     if version == V0701:
+        if e.level_equipment_id is not None:  # refused, never dropped
+            raise B2MMLError(
+                f"equipment {e.id!r}: V0701's EquipmentLevel has no EquipmentID to carry "
+                f"level_equipment_id {e.level_equipment_id!r}"
+            )
         tree["EquipmentLevel"] = str(e.level)
     else:  # V0600 types EquipmentLevel as a hierarchy scope
-        tree["EquipmentLevel"] = {"EquipmentID": e.id, "EquipmentElementLevel": str(e.level)}
+        tree["EquipmentLevel"] = {
+            "EquipmentID": e.level_equipment_id or e.id,
+            "EquipmentElementLevel": str(e.level),
+        }
     _put(tree, "EquipmentProperty", [_property_tree(p) for p in e.properties])
     _put(tree, _child_name(version, "Equipment"), [_equipment_tree(c, version) for c in e.children])
     _put(tree, "EquipmentClassID", list(e.equipment_class_ids))
@@ -57,8 +65,9 @@ def _item_from_tree(t: dict[str, Any], version: str) -> Equipment:
     """One ``Equipment`` element (and its children) as an :class:`Equipment`."""
     where = _where(t, "Equipment")
     raw_level = t.get("EquipmentLevel")
+    level_id = None
     if isinstance(raw_level, dict) and "EquipmentElementLevel" in raw_level:
-        raw_level.get("EquipmentID")
+        level_id = _get(raw_level, "EquipmentID")  # kept unless it is the equipment's own
         raw_level = raw_level.get("EquipmentElementLevel")
     level = _text(raw_level)
     if level is None or level not in EquipmentLevel.__members__.values():
@@ -70,6 +79,7 @@ def _item_from_tree(t: dict[str, Any], version: str) -> Equipment:
             description=_get(t, "Description"),
             properties=[_property(p) for p in _list(t, "EquipmentProperty")],
             equipment_class_ids=_texts(t, "EquipmentClassID"),
+            level_equipment_id=None if level_id == _get(t, "ID") else level_id,
             children=[
                 _item_from_tree(c, version) for c in _list(t, _child_name(version, "Equipment"))
             ],
