@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gxpmes.connectors.groupcommit import SPOOL_FAILURES, Delivery, GroupCommit
+from gxpmes.connectors.ingestprocess import IngestProcess, die_with_parent
 from gxpmes.connectors.jsonpayload import decode_json_message
 from gxpmes.connectors.model import DeadLetter, DecodeError, Problem, Reading, safe_text
 from gxpmes.connectors.sparkplug import SparkplugSession, rebirth_request
@@ -501,18 +502,6 @@ def source_from_config(
     )
 
 
-def _die_with_parent() -> None:
-    """Linux: this process is killed when the runner dies (a SIGKILLed connector must not
-    leave its MQTT half connected, competing with the next one for the session)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent watch below still applies
-        pass
-
-
 def ingest_process_main(
     options: dict[str, Any], report: Any, stop: Any, parent: int, interval: float
 ) -> None:
@@ -523,7 +512,7 @@ def ingest_process_main(
     ``report`` pipe every ``interval`` seconds and once more after a clean stop; stops
     when ``stop`` is set, on SIGTERM or SIGINT, or when the runner ``parent`` is gone.
     """
-    _die_with_parent()
+    die_with_parent()
     for signum in (signal.SIGTERM, signal.SIGINT):  # a service manager stopping the group
         signal.signal(signum, lambda *_: stop.set())
     spool = Spool(options["spool"], seen_retention=float(options["seen_retention"]))
@@ -561,120 +550,15 @@ def _report(source: MqttSource) -> dict[str, Any]:
     }
 
 
-class MqttProcess:
+class MqttProcess(IngestProcess):
     """The runner's handle on the MQTT ingest process (:func:`ingest_process_main`).
 
     The process receives, decodes, validates, spools and acknowledges; the
     runner's forwarder (another process, another core) reads the spool and
-    captures. Offers what the runner's status needs of a source: ``counts``,
-    ``broker_dropped``, ``connected``. A process that dies is started again
-    (counted as ``ingest_restarts``, an error): the broker redelivers what it
-    left unacknowledged.
+    captures. A process that dies is started again (counted as
+    ``ingest_restarts``, an error): the broker redelivers what it left
+    unacknowledged.
     """
 
-    def __init__(self, options: dict[str, Any], *, report_interval: float = 0.5) -> None:
-        import multiprocessing
-
-        self.options = options
-        self.report_interval = report_interval
-        self._context = multiprocessing.get_context("spawn")
-        self._base: Counter[str] = Counter()  # counters of earlier processes
-        self._last: dict[str, Any] = {}
-        self.cpu = 0.0
-        """CPU seconds the ingest process used (as of its last report)."""
-        self.broker_dropped: int | None = None
-        self.connected = threading.Event()
-        self._stopping = False
-        self._lock = threading.Lock()
-        self._process: Any = None
-        self._watch: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the ingest process and a thread that restarts it should it die."""
-        self._spawn()
-        self._watch = threading.Thread(target=self._watchdog, name="mqtt-ingest-watch", daemon=True)
-        self._watch.start()
-
-    def _spawn(self) -> None:
-        receive, send = self._context.Pipe(duplex=False)
-        self._stop = self._context.Event()
-        self._receive = receive
-        self._process = self._context.Process(
-            target=ingest_process_main,
-            args=(self.options, send, self._stop, os.getpid(), self.report_interval),
-            name="gxpmes-mqtt-ingest",
-            daemon=True,
-        )
-        self._process.start()
-        send.close()
-
-    def _watchdog(self) -> None:
-        # Reads the reports as they come (a full pipe would block the process) and
-        # starts the process again should it die.
-        while not self._stopping:
-            self._poll(0.2)
-            if self._stopping or self._process.is_alive():
-                continue
-            self._poll()
-            with self._lock:
-                self._base.update(self._last.get("counts", {}))
-                self._base["ingest_restarts"] += 1
-                self._last = {}
-            log.error("the MQTT ingest process exited (%s); restarting", self._process.exitcode)
-            time.sleep(1.0)
-            if not self._stopping:
-                self._spawn()
-
-    def _poll(self, wait: float = 0.0) -> None:
-        try:
-            if wait and not self._receive.poll(wait):  # waiting without holding the lock
-                return
-        except (EOFError, OSError):
-            return
-        with self._lock:
-            try:
-                while self._receive.poll():
-                    message = self._receive.recv()
-                    if "error" in message:
-                        log.error("MQTT ingest process: %s", message["error"])
-                        continue
-                    self._last = message
-            except (EOFError, OSError):
-                pass
-            last = self._last
-        if last:
-            self.broker_dropped = last.get("broker_dropped")
-            self.cpu = float(last.get("cpu", self.cpu))
-            if last.get("connected"):
-                self.connected.set()
-            else:
-                self.connected.clear()
-
-    @property
-    def counts(self) -> Counter[str]:
-        """The ingest process's counters (received, duplicates, rejects, errors...)."""
-        self._poll()
-        with self._lock:
-            total = Counter(self._base)
-            total.update(self._last.get("counts", {}))
-        return total
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """Ask the process to spool and acknowledge what arrived, disconnect and exit."""
-        self._stopping = True
-        if self._process is None:
-            return
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.join(5)
-        deadline = time.monotonic() + timeout
-        while self._process.is_alive() and time.monotonic() < deadline:
-            self._poll(0.1)  # keep reading: the process sends a last report before it exits
-        self._process.join(1)
-        if self._process.is_alive():
-            log.error("the MQTT ingest process did not stop in %.0f s; killed", timeout)
-            self._process.kill()
-            self._process.join(5)
-            with self._lock:
-                self._base["ingest_kills"] += 1
-        self._poll()
+    label = "MQTT"
+    target = staticmethod(ingest_process_main)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gxpmes.connectors.groupcommit import Delivery, GroupCommit
+from gxpmes.connectors.ingestprocess import IngestProcess, die_with_parent
 from gxpmes.connectors.model import (
     FUTURE_TOLERANCE,
     DeadLetter,
@@ -44,7 +45,7 @@ from gxpmes.connectors.model import (
     safe_text,
     to_decimal,
 )
-from gxpmes.connectors.mqtt import MqttProcess, _die_with_parent, read_secret
+from gxpmes.connectors.mqtt import read_secret
 from gxpmes.connectors.spool import Spool
 from gxpmes.errors import ConfigurationError
 
@@ -670,7 +671,7 @@ def ingest_process_main(
     """
     import signal
 
-    _die_with_parent()
+    die_with_parent()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     spool = Spool(options["spool"], seen_retention=float(options["seen_retention"]))
@@ -705,22 +706,12 @@ def ingest_process_main(
         spool.close()
 
 
-class OpcUaProcess(MqttProcess):
+class OpcUaProcess(IngestProcess):
     """The runner's handle on the OPC UA ingest process (:func:`ingest_process_main`):
     the subscription, decoding and spool writes use one core while the runner
     forwards and captures on the other. Restarted if it dies (``ingest_restarts``);
     OPC UA has no redelivery, so values changed meanwhile are lost (resubscribing
     brings each node's current value)."""
 
-    def _spawn(self) -> None:
-        receive, send = self._context.Pipe(duplex=False)
-        self._stop = self._context.Event()
-        self._receive = receive
-        self._process = self._context.Process(
-            target=ingest_process_main,
-            args=(self.options, send, self._stop, os.getpid(), self.report_interval),
-            name="gxpmes-opcua-ingest",
-            daemon=True,
-        )
-        self._process.start()
-        send.close()
+    label = "OPC UA"
+    target = staticmethod(ingest_process_main)
