@@ -77,6 +77,15 @@ class FormulaParameter(Model):
     parameter_type: Identifier = "ProcessParameter"
     subtypes: list[Identifier] = Field(default_factory=list)
     """ParameterSubType values (the LowLimit/HighLimit sub-parameters are ``low``/``high``)."""
+    low_id: Identifier | None = None
+    """ID of the LowLimit sub-parameter as read (a QM characteristic, say); None: the
+    writer derives ``<id>.low``."""
+    high_id: Identifier | None = None
+    """ID of the HighLimit sub-parameter as read; None: the writer derives ``<id>.high``."""
+    low_parameter_type: Identifier | None = None
+    """ParameterType of the LowLimit sub-parameter; None: ``ProcessParameter``."""
+    high_parameter_type: Identifier | None = None
+    """ParameterType of the HighLimit sub-parameter; None: ``ProcessParameter``."""
 
     @model_validator(mode="after")
     def _limits(self) -> FormulaParameter:

@@ -465,7 +465,14 @@ def formula_parameters(draw: st.DrawFn) -> FormulaParameter:
         low=low,
         high=high,
         unit=draw(st.none() | st.sampled_from(["Cel", "rpm", "min"])),
+        low_id=draw(erp_ids("QM-LSL")) if low is not None else None,
+        high_id=draw(erp_ids("QM-USL")) if high is not None else None,
+        low_parameter_type=draw(limit_types) if low is not None else None,
+        high_parameter_type=draw(limit_types) if high is not None else None,
     )
+
+
+limit_types = st.none() | st.sampled_from(["ProcessInput", "ProcessOutput", "Other"])
 
 
 @st.composite

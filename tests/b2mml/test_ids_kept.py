@@ -139,3 +139,35 @@ def test_v0600_equipment_level_keeps_its_equipment_id(b2mml: B2MML) -> None:
     assert own.model.equipment[0].level_equipment_id is None
     own.model.id = "I"  # V0701 needs an ID first
     assert b2mml.write(own.model, version="V0701")  # nothing V0701 cannot carry
+
+
+FORMULA = f"""<MasterRecipe xmlns="{V7}"><ID>MR</ID><Version>2</Version><Formula>
+<Parameter><ID>TEMP</ID><ParameterType>ProcessParameter</ParameterType>
+<Value><ValueString>5</ValueString><DataInterpretation>Constant</DataInterpretation>
+<DataType>decimal</DataType><UnitOfMeasure>Cel</UnitOfMeasure></Value>
+<Parameter><ID>QM-CHAR-0815-LSL</ID><ParameterType>ProcessInput</ParameterType>
+<ParameterSubType>LowLimit</ParameterSubType><Value><ValueString>4</ValueString>
+<DataInterpretation>Constant</DataInterpretation><DataType>decimal</DataType>
+<UnitOfMeasure>Cel</UnitOfMeasure></Value></Parameter>
+<Parameter><ID>TEMP.x</ID><ParameterType>ProcessParameter</ParameterType>
+<ParameterSubType>Other</ParameterSubType></Parameter>
+</Parameter></Formula></MasterRecipe>"""
+
+
+def test_formula_limits_keep_their_id_and_parameter_type(b2mml: B2MML) -> None:
+    written, unmapped = back(b2mml, FORMULA.encode())
+    limit = "Formula/Parameter/Parameter"
+    assert texts(written, f"{limit}/ID") == ["QM-CHAR-0815-LSL"]
+    assert texts(written, f"{limit}/ParameterType") == ["ProcessInput"]
+    assert texts(written, f"{limit}/ParameterSubType") == ["LowLimit"]
+    # the nested parameter that is no limit is not in the model: listed whole, subtype too
+    other = "MasterRecipe/Formula/Parameter[0]/Parameter[1]"
+    assert f"{other}/ParameterSubType" in unmapped and f"{other}/ID" in unmapped
+
+
+def test_formula_limit_written_otherwise_is_listed(b2mml: B2MML) -> None:
+    """A limit the writer would not write back the same (text, DataType) is listed."""
+    data = FORMULA.replace("<ValueString>4</ValueString>", "<ValueString>04</ValueString>")
+    document = b2mml.read(data.encode())
+    assert "MasterRecipe/Formula/Parameter[0]/Parameter[0]/Value" in document.unmapped
+    assert document.model.formula[0].low == 4

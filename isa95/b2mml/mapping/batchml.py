@@ -91,8 +91,9 @@ def _parameter_tree(p: FormulaParameter) -> dict[str, Any]:
         if number is not None:
             limits.append(
                 {
-                    "ID": f"{p.id}.{attribute}",
-                    "ParameterType": "ProcessParameter",
+                    "ID": getattr(p, f"{attribute}_id") or f"{p.id}.{attribute}",
+                    "ParameterType": getattr(p, f"{attribute}_parameter_type")
+                    or "ProcessParameter",
                     "ParameterSubType": [subtype],
                     "Value": [_batch_value(_decimal_text(number), p.data_type, "Constant", p.unit)],
                 }
@@ -127,18 +128,45 @@ def _batch_value_of(t: dict[str, Any], where: str) -> dict[str, Any]:
     return fields
 
 
+def _limit_as_written(child: dict[str, Any], found: dict[str, Any], fields: dict[str, Any]) -> None:
+    """List what a limit's Value says that the writer would not write back the same:
+    its text (kept only as a number), DataType, DataInterpretation or unit."""
+    values = _list(child, "Value")
+    if not values:
+        return
+    if (
+        found["value"] is not None
+        or found.get("data_type") != fields.get("data_type", "decimal")
+        or found.get("interpretation") != "Constant"
+        or (found["unit"] is not None and fields["unit"] not in (None, found["unit"]))
+    ):
+        _unread(child, "Value")
+
+
 def _parameter(t: dict[str, Any]) -> FormulaParameter:
     where = _where(t, "Parameter")
     fields = _batch_value_of(t, where)
     limits: dict[str, Any] = {"low": None, "high": None}
+    own_id = _get(t, "ID")
     for child in _list(t, "Parameter"):
         subtype = _get(child, "ParameterSubType")
+        if subtype not in dict(_LIMITS).values():
+            _unread(child, "ParameterSubType")  # not a limit: the child is listed whole
         for attribute, name in _LIMITS:
             if subtype == name:
-                _get(child, "ID")
-                _get(child, "ParameterType")
                 found = _batch_value_of(child, where)
+                if found["target"] is None:  # no number: not a limit the model carries
+                    for key in ("ID", "ParameterType", "ParameterSubType", "Value"):
+                        _unread(child, key)
+                    continue
+                limit_id = _get(child, "ID")
+                limits[f"{attribute}_id"] = (
+                    None if limit_id == f"{own_id}.{attribute}" else limit_id
+                )
+                kind = _get(child, "ParameterType")
+                limits[f"{attribute}_parameter_type"] = None if kind == "ProcessParameter" else kind
                 limits[attribute] = found["target"]
+                _limit_as_written(child, found, fields)
                 fields["unit"] = fields["unit"] or found["unit"]
     return _model(
         lambda: FormulaParameter(
