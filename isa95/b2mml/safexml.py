@@ -10,6 +10,15 @@ shows a DOCTYPE. Every step of the scan moves forward, so it ends on any
 input; what it cannot judge (an unterminated comment, say) is left to the
 parser, which reports it as not well-formed. libxml2's own limits and a check
 of the parsed tree stay behind the scan as a second line.
+
+Big text nodes (a base64 attachment in a ``ValueString``) are read within the
+size cap: libxml2 refuses a text node over 10 MB unless told to lift its
+limits (``huge_tree``), which also lifts its depth limit (256 → 2048). So a
+document is parsed first with libxml2's limits; only one that hits a size
+limit is parsed again with them lifted, and then checked for elements nested
+deeper than :data:`MAX_DEPTH` by this module. Streamed reads lift the limits
+from the start (their bytes cannot be read twice); libxml2 keeps their depth
+at 2048 and the streaming validator refuses what the schema does not allow.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from lxml import etree
 from isa95.errors import DocumentInvalid, UnsafeXMLError, XMLIssue
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_DOCUMENT_BYTES",
     "MAX_PROLOG_BYTES",
     "SAFE_PARSER_OPTIONS",
@@ -31,6 +41,8 @@ __all__ = [
 ]
 
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+MAX_DEPTH = 256
+"""Deepest element nesting read in memory (libxml2's own limit, kept when it is lifted)."""
 MAX_PROLOG_BYTES = 1024 * 1024
 """Bytes scanned before the root element; a longer prolog is refused."""
 
@@ -63,32 +75,80 @@ SAFE_PARSER_OPTIONS: dict[str, bool] = {
     "no_network": True,
     "load_dtd": False,
     "dtd_validation": False,
-    "huge_tree": False,
+    "huge_tree": True,
     "remove_blank_text": False,
 }
-"""The lxml parser settings of every untrusted read (whole or streamed): no DTD loaded,
-no entity expanded, no network, libxml2's limits on depth and text size kept."""
+"""The lxml parser settings of every untrusted streamed read: no DTD loaded, no entity
+expanded, no network; libxml2's size limits lifted (the size cap bounds the input, and
+libxml2 keeps a depth limit of 2048)."""
+
+_LIMITED_OPTIONS = {**SAFE_PARSER_OPTIONS, "huge_tree": False}
 
 
-def safe_parser() -> etree.XMLParser:
-    """An lxml parser that loads no DTD, expands no entity and opens no network connection."""
-    return etree.XMLParser(**SAFE_PARSER_OPTIONS)
+def safe_parser(*, huge: bool = False) -> etree.XMLParser:
+    """An lxml parser that loads no DTD, expands no entity and opens no network connection;
+    with libxml2's limits on depth (256) and text size (10 MB) unless ``huge``."""
+    return etree.XMLParser(**(SAFE_PARSER_OPTIONS if huge else _LIMITED_OPTIONS))
+
+
+def _too_big(exc: etree.XMLSyntaxError) -> bool:
+    """Whether libxml2 refused a size, which lifting its limits allows (not a depth)."""
+    message = exc.msg or ""
+    if "depth" in message:
+        return False
+    return "XML_PARSE_HUGE" in message or "too big" in message or "too long" in message
+
+
+def _too_deep(exc: etree.XMLSyntaxError) -> UnsafeXMLError | None:
+    if "Excessive depth" not in (exc.msg or ""):
+        return None
+    return UnsafeXMLError(
+        f"elements nested deeper than {MAX_DEPTH} levels are refused (line {exc.lineno})"
+    )
+
+
+def check_depth(root: etree._Element, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse (:class:`UnsafeXMLError`) a tree with elements nested deeper than ``max_depth``."""
+    depth = 0
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            if depth > max_depth:
+                raise UnsafeXMLError(
+                    f"elements nested deeper than {max_depth} levels are refused "
+                    f"(line {element.sourceline})"
+                )
+        else:
+            depth -= 1
+
+
+def _parse(data: bytes, huge: bool) -> etree._Element:
+    try:
+        return etree.fromstring(data, safe_parser(huge=huge))
+    except etree.XMLSyntaxError as exc:
+        deep = _too_deep(exc)
+        if deep is not None:
+            raise deep from exc
+        if not huge and _too_big(exc):
+            root = _parse(data, huge=True)
+            check_depth(root)
+            return root
+        raise DocumentInvalid("not well-formed XML", [XMLIssue(exc.lineno, "?", exc.msg)]) from exc
 
 
 def parse_xml(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._ElementTree:
     """Parse untrusted XML safely: no DTD, no entities, no network, bounded size.
 
-    Raises :class:`UnsafeXMLError` for a DOCTYPE, an oversize input or a
-    prolog that cannot be checked, and :class:`DocumentInvalid` naming the
-    line for input that is not well-formed.
+    Raises :class:`UnsafeXMLError` for a DOCTYPE, an oversize input, elements
+    nested deeper than :data:`MAX_DEPTH` or a prolog that cannot be checked, and
+    :class:`DocumentInvalid` naming the line for input that is not well-formed.
+    A text node of any size within the cap is read (see the module's docstring).
     """
     if len(data) > max_bytes:
         raise UnsafeXMLError(f"document of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     check_prolog(data)
     try:
-        tree = etree.ElementTree(etree.fromstring(data, safe_parser()))
-    except etree.XMLSyntaxError as exc:
-        raise DocumentInvalid("not well-formed XML", [XMLIssue(exc.lineno, "?", exc.msg)]) from exc
+        tree = etree.ElementTree(_parse(data, huge=False))
     except (etree.LxmlError, ValueError) as exc:  # e.g. an encoding libxml2 cannot convert
         raise DocumentInvalid("not well-formed XML", [XMLIssue(None, "?", str(exc))]) from exc
     check_parsed(tree)

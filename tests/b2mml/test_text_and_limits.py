@@ -11,10 +11,14 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from isa95.b2mml.documents import B2MML
+from isa95.b2mml.safexml import MAX_DEPTH, SAFE_PARSER_OPTIONS, parse_xml
 from isa95.b2mml.stream import read_batch_record
 from isa95.errors import (
+    B2MMLError,
     DocumentContentError,
+    DocumentInvalid,
     ISA95Error,
+    UnsafeXMLError,
     bounded_message,
     quoted,
 )
@@ -23,8 +27,11 @@ V7 = "http://www.mesa.org/xml/B2MML"
 V6 = "http://www.mesa.org/xml/B2MML-V0600"
 
 
+_HUGE = etree.XMLParser(huge_tree=True)  # test documents only: texts over 10 MB
+
+
 def c14n(data: bytes) -> bytes:
-    return bytes(etree.tostring(etree.fromstring(data), method="c14n"))
+    return bytes(etree.tostring(etree.fromstring(data, _HUGE), method="c14n"))
 
 
 def lot(body: str, namespace: str = V7) -> bytes:
@@ -242,3 +249,98 @@ def test_years_a_datetime_cannot_hold_are_refused_by_path(b2mml: B2MML, written:
     with pytest.raises(DocumentContentError, match="years 1 to 9999") as raised:
         b2mml.read(data)
     assert raised.value.path == "BatchList/BatchListEntry[0] 'B' (line 1)/RequestedStartTime"
+
+
+# ------------------------------------------------------------ big text nodes and limits
+
+_BLOB = "QUJD" * (3 * 1024 * 1024)  # 12 MiB of base64, over libxml2's 10 MB text limit
+
+
+def _big_lot() -> bytes:
+    return lot(
+        f"<ID>L</ID><MaterialLotProperty><ID>P</ID><Value><ValueString>{_BLOB}</ValueString>"
+        "<DataType>BinaryObject</DataType></Value></MaterialLotProperty>"
+    )
+
+
+def test_a_text_node_over_10_mb_is_read_within_the_size_cap(b2mml: B2MML) -> None:
+    data = _big_lot()
+    assert len(data) > 12 * 1024 * 1024
+    assert parse_xml(data).getroot().tag == f"{{{V7}}}MaterialLot"
+    assert b2mml.validate(data) == []
+    document = b2mml.read(data, models=False)
+    assert document.binding is not None
+    (prop,) = document.binding.all("MaterialLotProperty")
+    value = prop.one("Value")
+    assert value is not None and value.value("ValueString") == _BLOB
+    assert c14n(b2mml.write(document)) == c14n(data)
+    with pytest.raises(DocumentContentError, match="at most 10000 characters"):
+        b2mml.read(data)  # the models' own limit, named as such: the parser let it through
+
+
+def test_a_streamed_record_with_a_text_node_over_10_mb_is_parsed(b2mml: B2MML) -> None:
+    record = b"<ObjectType>Batch Production Record</ObjectType>"
+    data = _record("1").replace(record, record + f"<Description>{_BLOB}</Description>".encode())
+    assert b2mml.validate(data) == []
+    for read in (lambda: b2mml.read(data), lambda: read_batch_record(b2mml, data)):
+        with pytest.raises(DocumentContentError, match="at most 10000 characters"):
+            read()
+
+
+def _nested(depth: int, text: str = "") -> bytes:
+    return (b"<a>" * depth) + text.encode() + (b"</a>" * depth)
+
+
+@pytest.mark.parametrize("text", ["", _BLOB], ids=["small", "big-text"])
+def test_elements_nested_deeper_than_the_limit_are_refused(text: str) -> None:
+    assert MAX_DEPTH == 256
+    assert parse_xml(_nested(MAX_DEPTH, text)).getroot().tag == "a"
+    with pytest.raises(UnsafeXMLError, match="nested deeper than 256 levels"):
+        parse_xml(_nested(MAX_DEPTH + 1, text))
+    with pytest.raises(UnsafeXMLError, match="nested deeper than 256 levels"):
+        parse_xml(_nested(100_000, text))
+
+
+_LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">'.encode()
+        for i in range(1, 10)
+    )
+    + b"]>"
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _LAUGHS + b"<lolz>&lol9;</lolz>",
+        _LAUGHS + f'<MaterialLot xmlns="{V7}"><ID>&lol9;{_BLOB}</ID></MaterialLot>'.encode(),
+        b'<!DOCTYPE x SYSTEM "http://example.com/x.dtd"><x/>',
+        b"<x>&ext;</x>",
+    ],
+    ids=["billion-laughs", "laughs-with-big-text", "external-dtd", "undeclared-entity"],
+)
+def test_dtds_and_entities_are_still_refused(b2mml: B2MML, data: bytes) -> None:
+    with pytest.raises((UnsafeXMLError, DocumentInvalid)) as raised:
+        parse_xml(data)
+    if b"DOCTYPE" in data:
+        assert isinstance(raised.value, UnsafeXMLError)
+    with pytest.raises(UnsafeXMLError if b"DOCTYPE" in data else B2MMLError):
+        read_batch_record(b2mml, data)
+
+
+def test_a_streamed_read_refuses_deep_nesting(b2mml: B2MML) -> None:
+    """Streamed, libxml2 keeps a depth limit of 2048; the schema refuses nesting first."""
+    deep = _record("1").replace(
+        b"<EntryID>DS0</EntryID>", b"<EntryID>DS0</EntryID>" + _nested(3000)
+    )
+    with pytest.raises(DocumentInvalid, match=r"depth|not expected"):
+        read_batch_record(b2mml, deep)
+    parser = etree.XMLPullParser(events=("end",), **SAFE_PARSER_OPTIONS)  # as streamed
+    parser.feed(_nested(2048))
+    parser.close()
+    parser = etree.XMLPullParser(events=("end",), **SAFE_PARSER_OPTIONS)
+    with pytest.raises(etree.XMLSyntaxError, match="Excessive depth"):
+        parser.feed(_nested(2049))
+        parser.close()
