@@ -330,6 +330,13 @@ class _Converter:
                             f"{path}/ID", f"the derived ID {value!r} is an ID of the source"
                         )
                     )
+                elif value in self.ids.values():
+                    self.problems.append(
+                        ConversionProblem(
+                            f"{path}/ID",
+                            f"the derived ID {value!r} is not unique (the enclosing ID is not)",
+                        )
+                    )
                 self.ids[source] = value
                 fills["ID"] = value
             elif slot.name.endswith("ID") and self.fill_ids == "derive" and slot.type is not None:
