@@ -100,7 +100,15 @@ def cmd_b2mml_convert(args: argparse.Namespace) -> int:
     from isa95.b2mml.convert import ConversionRefused
 
     try:
-        converted = _b2mml(args).convert(data, args.to, fill_ids=args.fill_ids, noun=args.noun)
+        result = _b2mml(args).conversion(
+            data,
+            args.to,
+            fill_ids=args.fill_ids,
+            noun=args.noun,
+            fill_empty=args.fill_empty,
+            drop_derived=args.drop_derived,
+            drop_unrepresentable=args.drop_unrepresentable,
+        )
     except SchemaError:
         raise
     except ConversionRefused as exc:
@@ -110,7 +118,11 @@ def cmd_b2mml_convert(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
     except (B2MMLError, ModelError) as exc:
         raise CliError(f"cannot convert {args.file}: {exc}") from exc
-    write_file(out, converted)
+    write_file(out, result.data)
+    for change in result.report.restored:
+        print(f"LEFT OUT (derived, --fill-ids derive gives it back): {change}")
+    for change in result.report.dropped:
+        print(f"DROPPED (no place in {args.to}): {change}")
     print(f"wrote {args.to} document to {args.out}")
     return EXIT_OK
 
@@ -189,6 +201,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["derive"],
         help="derive required IDs the source lacks from the enclosing ID, and required "
         "references (e.g. OperationsDefinitionID) from the enclosing element's",
+    )
+    convert.add_argument(
+        "--fill-empty",
+        choices=["minimal"],
+        help="make a required element the source has none of (a request's segment "
+        "requirement) as the smallest one, its content derived (with --fill-ids derive)",
+    )
+    convert.add_argument(
+        "--drop-derived",
+        action="store_true",
+        help="leave out IDs, references and elements that are exactly what --fill-ids "
+        "derive gives back (lossless), also without an earlier conversion's record",
+    )
+    convert.add_argument(
+        "--drop-unrepresentable",
+        action="store_true",
+        help="leave out what the target release cannot hold instead of refusing; "
+        "every dropped path and value is printed",
     )
     convert.add_argument(
         "--noun",

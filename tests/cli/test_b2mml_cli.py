@@ -180,7 +180,58 @@ def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         str(tmp_path / "x.xml"),
     )
     assert code == 1 and "SegmentRequirement[1]/ID:" not in out
-    assert "ProcessSegmentID: required by V0701" in out
+    assert "ProcessSegmentID: required by V0701" not in out  # derived from its own ID
+    assert "ProductionRequest[2]/SegmentRequirement: required by V0701" in out
+    assert "--fill-empty minimal" in out
+    # With --fill-empty minimal the schedule converts, and comes back as it was.
+    v0701, back = tmp_path / "x.xml", tmp_path / "back.xml"
+    code, out, _ = run(
+        capsys,
+        "b2mml",
+        "convert",
+        str(COCOP / "ProcessProductionSchedule.xml"),
+        "--to",
+        "V0701",
+        "--fill-ids",
+        "derive",
+        "--fill-empty",
+        "minimal",
+        "--out",
+        str(v0701),
+    )
+    assert code == 0 and b2mml.validate(v0701.read_bytes()) == []
+    code, out, _ = run(capsys, "b2mml", "convert", str(v0701), "--to", "V0600", "--out", str(back))
+    assert code == 0
+    original = (COCOP / "ProcessProductionSchedule.xml").read_bytes()
+    assert etree.tostring(etree.fromstring(back.read_bytes()), method="c14n") == etree.tostring(
+        etree.fromstring(original), method="c14n"
+    )
+
+
+def test_convert_drop_unrepresentable_prints_every_dropped_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = "http://www.mesa.org/xml/B2MML-V0600"
+    source = tmp_path / "schedule.xml"
+    source.write_bytes(
+        f"""<ProcessProductionSchedule xmlns="{ns}" releaseID="V0600"><ApplicationArea>\
+<CreationDateTime>2026-03-01T08:00:00Z</CreationDateTime></ApplicationArea><DataArea><Process/><ProductionSchedule>\
+<ID>PS</ID><ProductionRequest><ID>PR</ID><ProductProductionRuleID>R</ProductProductionRuleID>\
+<Version>3</Version><SegmentRequirement><ID>SR</ID><ProcessSegmentID>P</ProcessSegmentID>\
+</SegmentRequirement></ProductionRequest></ProductionSchedule></DataArea>\
+</ProcessProductionSchedule>""".encode()
+    )
+    out_file = tmp_path / "out.xml"
+    args = ["b2mml", "convert", str(source), "--to", "V0701", "--fill-ids", "derive"]
+    code, out, _ = run(capsys, *args, "--out", str(out_file))
+    assert code == 1 and "ProductionRequest[1]/Version[1]" in out
+    code, out, _ = run(capsys, *args, "--drop-unrepresentable", "--out", str(out_file))
+    assert code == 0
+    assert (
+        "DROPPED (no place in V0701): /ProcessProductionSchedule/DataArea[1]/ProductionSchedule[1]"
+        f'/ProductionRequest[1]/Version[1]: <Version xmlns="{ns}">3</Version>' in out
+    )
+    assert b"<Version>" not in out_file.read_bytes()
 
 
 def test_read_json_gives_general_recipe_models_and_convert_works(
