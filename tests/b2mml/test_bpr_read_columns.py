@@ -53,6 +53,8 @@ DEVIATIONS = (
     "time_attribute",
     "comment_inside",
     "instruction_inside",
+    "split_value",  # a comment inside a Value: its value is the text around it
+    "split_time",
     "comment_in_header",  # outside the OrderedData: the columns still apply
 )
 
@@ -105,6 +107,11 @@ def _ordered(i: int, index: str, deviation: str, zone: str) -> str:
         quality = f"<!-- c -->{quality}"
     elif deviation == "instruction_inside":
         value = f"{value}<?pi x?>"
+    elif deviation == "split_value":
+        value = f"{i}<!-- c -->.5"
+    elif deviation == "split_time":
+        minute = f"{i // 60 % 60:02d}"
+        time_element = f"<TimeValue>2026-01-15T08:<?pi x?>{minute}:{seconds}{zone}</TimeValue>"
     return (
         f"<OrderedData>{time_element}<DataValue>{tag_index}<Value>{value}</Value>"
         f"{quality}</DataValue>{extra}</OrderedData>\n"

@@ -26,6 +26,7 @@ from isa95.b2mml.mapping.trees import (
     unconsumed,
     xsd_datetime,
 )
+from isa95.b2mml.xmltext import text_of
 from isa95.batchrecord import BatchProductionRecord, RecordedValue, RecordEvent, TagSeries
 
 _EVENT_TYPES = {
@@ -349,7 +350,7 @@ def _content(
         else {}
     )
     if not spec.fields:
-        text = str(element.text or "")
+        text = text_of(element) or ""
         if not attributes:
             return text
         return Tracked({"#text": text, **attributes}, path)
@@ -754,8 +755,8 @@ class RecordReader:
             if tag == self._data_tag:
                 data.append(child)
             elif tag == self._time_tag:
-                if time_text is not None or len(child.attrib):
-                    return None
+                if time_text is not None or len(child.attrib) or len(child):
+                    return None  # (a comment in it: the long way reads the text whole)
                 time_text = child.text or ""
             elif isinstance(tag, str):
                 return None
@@ -780,15 +781,15 @@ class RecordReader:
             for child in dv:
                 tag = child.tag
                 if tag == self._value_tag:
-                    if len(child.attrib):
+                    if len(child.attrib) or len(child):
                         return None
                     values.append(child.text or "")
                 elif tag == self._index_tag:
-                    if len(child.attrib):
+                    if len(child.attrib) or len(child):
                         return None
                     index = child.text or ""
                 elif tag == self._quality_tag:
-                    if len(child.attrib):
+                    if len(child.attrib) or len(child):
                         return None
                     quality = child.text or ""
                 elif isinstance(tag, str):
