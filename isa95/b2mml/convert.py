@@ -31,6 +31,7 @@ from typing import Any
 from lxml import etree
 
 from isa95.b2mml.binding import Node, Release, Spec
+from isa95.b2mml.xmltext import text_of
 from isa95.errors import B2MMLError, XMLIssue
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "ConversionWarning",
     "convert_binding",
 ]
+
+XSI_SCHEMA_LOCATION = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
 
 SOURCE_PI = "b2mml-source"
 """Target of the processing instruction recording a renamed noun of the source."""
@@ -131,6 +134,9 @@ class ConversionReport:
     """Elements left out because they are exactly what the fill rules derive
     (an earlier conversion's record, or ``drop_derived``): converting forward
     with ``fill_ids="derive"`` gives them back."""
+    hints: list[ConversionChange] = field(default_factory=list)
+    """``xsi:schemaLocation`` values whose pairs naming the source release's schemas
+    were left out (a conversion back restores them as written)."""
     dropped: list[ConversionChange] = field(default_factory=list)
     """Content the target cannot hold, left out under ``drop_unrepresentable``:
     this is lost in the converted document."""
@@ -203,10 +209,25 @@ class _Converter:
         """Every ID of the source, stripped (a derived ID must not repeat one)."""
         self.synthetic: set[etree._Element] = set()
         """Minimal elements ``fill_empty`` added to the source walk."""
+        self.location_record: str | None = None
+        """The source's ``xsi:schemaLocation`` when pairs of it were left out."""
         self.namespaces = {
             source.namespace: target.namespace,
             EXTENSION_NAMESPACES[source.version]: EXTENSION_NAMESPACES[target.version],
         }
+
+    def schema_location(self, out: etree._Element, value: str, path: str) -> None:
+        """Keep the ``xsi:schemaLocation`` pairs that do not name the source release's
+        schemas (a wrong hint is worse than none); those are listed in the report and
+        recorded, so that converting back restores the attribute as written."""
+        kept = _locations_without(value, set(self.namespaces))
+        if kept is None:
+            out.set(XSI_SCHEMA_LOCATION, value)
+            return
+        self.report.hints.append(ConversionChange(f"{path}/@xsi:schemaLocation", value))
+        self.location_record = value
+        if kept:
+            out.set(XSI_SCHEMA_LOCATION, kept)
 
     def origin_name(self, element: etree._Element) -> str:
         """The name ``element`` has in the release it was converted from (this target)."""
@@ -402,7 +423,9 @@ class _Converter:
         allowed = {a.name for a in target_spec.attributes}
         for key, value in source.attrib.items():
             name = str(key)
-            if name.startswith("{"):
+            if name == XSI_SCHEMA_LOCATION and source.getparent() is None:
+                self.schema_location(out, value, path)
+            elif name.startswith("{"):
                 out.set(name, value)  # xsi:, xml: and foreign attributes keep their names
             elif name in allowed:
                 out.set(name, value)
@@ -430,7 +453,10 @@ class _Converter:
             )
             return out
         if not target_spec.fields:
-            self.check_value(out.text, target_spec.text, path)
+            self.check_value(text_of(source), target_spec.text, path)
+            for node in source:  # comments and instructions in the value, with their tails
+                if not isinstance(node.tag, str):
+                    out.append(copy.copy(node))
             return out
         counts: dict[str, int] = {}
         pending: list[Any] = []
@@ -440,7 +466,7 @@ class _Converter:
                 local = etree.QName(child).localname
                 if local != "ID" and local.endswith("ID"):
                     target_local = self.renames.get(local, local)
-                    inherited[target_local] = (child.text or "", f"{path}/{local}")
+                    inherited[target_local] = (text_of(child) or "", f"{path}/{local}")
         fills = self.plan(source, source_spec, target_spec, path, inherited)
         for child in source:
             if child in self.skip:
@@ -801,10 +827,12 @@ def convert_binding(
     root = etree.QName(element).localname
     restored = noun
     derived: list[str] = []
+    location: str | None = None
     for sibling in element.itersiblings(preceding=True):
         if isinstance(sibling, etree._ProcessingInstruction) and sibling.target == SOURCE_PI:
             restored = restored or sibling.get("noun")
             derived = (sibling.get("derived") or "").split()
+            location = sibling.get("schemaLocation")
     target_root = _target_root(source, target, root, restored)
     converter = _Converter(
         source,
@@ -818,7 +846,7 @@ def convert_binding(
     # an element listed as derived must be exactly what derivation gives.
     converter.recorded = {e for e in (_find(element, p) for p in derived) if e is not None}
     converter.source_ids = {
-        (e.text or "").strip()
+        (text_of(e) or "").strip()
         for e in element.iter()
         if isinstance(e.tag, str) and etree.QName(e).localname == "ID"
     }
@@ -838,6 +866,11 @@ def convert_binding(
             f"{source.version} <{root}> cannot be converted to {target.version} as it is",
             converter.problems,
         )
+    target_namespaces = {target.namespace, EXTENSION_NAMESPACES[target.version]}
+    if location is not None and (_locations_without(location, target_namespaces) or "") == (
+        element.get(XSI_SCHEMA_LOCATION) or ""
+    ):
+        out.set(XSI_SCHEMA_LOCATION, location)  # the record's pairs name this target
     tree = etree.ElementTree(out)
     for sibling in reversed(list(element.itersiblings(preceding=True))):
         if isinstance(sibling, etree._ProcessingInstruction) and sibling.target == SOURCE_PI:
@@ -856,12 +889,16 @@ def convert_binding(
         marks.append(f'noun="{source_noun}"')
     if converter.derived:
         marks.append(f'derived="{" ".join(_path(e) for e in converter.derived)}"')
+    record = converter.location_record
+    if record is not None and '"' not in record and "?>" not in record:
+        marks.append(f'schemaLocation="{record}"')
     if marks:
         out.addprevious(etree.ProcessingInstruction(SOURCE_PI, " ".join(marks)))
     if report is not None:
         report.filled += [ConversionChange(_path(e), _xml(e)) for e in converter.derived]
         report.restored += converter.report.restored
         report.dropped += converter.report.dropped
+        report.hints += converter.report.hints
     return tree.getroot()
 
 
@@ -869,7 +906,7 @@ def _id_text(element: etree._Element) -> str | None:
     """The stripped text of ``element``'s ID child (None without one)."""
     for child in element:
         if isinstance(child.tag, str) and etree.QName(child).localname == "ID":
-            return (child.text or "").strip()
+            return (text_of(child) or "").strip()
     return None
 
 
@@ -897,6 +934,17 @@ def _id_path(
         node = parent
 
 
+def _locations_without(value: str, namespaces: set[str]) -> str | None:
+    """``value`` (an xsi:schemaLocation) without the pairs naming ``namespaces``;
+    None when it names none of them."""
+    tokens = value.split()
+    pairs = [tokens[i : i + 2] for i in range(0, len(tokens), 2)]
+    kept = [pair for pair in pairs if pair[0] not in namespaces]
+    if len(kept) == len(pairs):
+        return None
+    return " ".join(" ".join(pair) for pair in kept)
+
+
 def _xml(element: etree._Element) -> str:
     copied = copy.deepcopy(element)
     copied.tail = None
@@ -908,7 +956,7 @@ def _ancestor_value(element: etree._Element | None, name: str) -> str | None:
     while element is not None:
         for child in element:
             if isinstance(child.tag, str) and etree.QName(child).localname == name:
-                return str(child.text or "")
+                return text_of(child) or ""
         element = element.getparent()
     return None
 
@@ -920,7 +968,7 @@ def _own_id(element: etree._Element) -> str | None:
         return None
     for child in parent:
         if isinstance(child.tag, str) and etree.QName(child).localname == "ID":
-            return str(child.text or "")
+            return text_of(child) or ""
     return None
 
 

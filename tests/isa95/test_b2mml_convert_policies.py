@@ -374,3 +374,46 @@ def test_v0600_schedules_go_to_v0701_and_back_unchanged(b2mml: B2MML, data: st.D
         warnings.simplefilter("error")
         back = b2mml.convert(result.data, "V0600")
     assert c14n(back) == c14n(document)
+
+
+def test_schema_locations_of_the_source_release_are_left_out_and_restored(
+    b2mml: B2MML,
+) -> None:
+    xsi = "http://www.w3.org/2001/XMLSchema-instance"
+    source = schedule(FULL).replace(
+        b'releaseID="V0600"',
+        f'releaseID="V0600" xmlns:xsi="{xsi}" xsi:schemaLocation="{V0600_NS} '
+        f'B2MML-V0600-ProductionSchedule.xsd urn:other other.xsd"'.encode(),
+    )
+    assert b2mml.validate(source) == []
+    result = b2mml.conversion(source, "V0701", fill_ids="derive")
+    root = etree.fromstring(result.data)
+    # the V0600 pair named the wrong release's XSD: left out and reported; others kept
+    assert root.get(f"{{{xsi}}}schemaLocation") == "urn:other other.xsd"
+    assert [(c.path, c.value) for c in result.report.hints] == [
+        (
+            "/ProcessProductionSchedule/@xsi:schemaLocation",
+            f"{V0600_NS} B2MML-V0600-ProductionSchedule.xsd urn:other other.xsd",
+        )
+    ]
+    assert c14n(b2mml.convert(result.data, "V0600")) == c14n(source)
+
+
+@pytest.mark.parametrize(
+    "value", [b"L-<!-- x -->1", b"<!-- x -->L-1", b"L-1<?pi y?>", b"L<!--a-->-<!--b-->1"]
+)
+def test_text_split_by_comments_converts_whole_both_ways(b2mml: B2MML, value: bytes) -> None:
+    source = (
+        (
+            f'<ProcessMaterialLot xmlns="{V0701_NS}" releaseID="V0701"><ApplicationArea>'
+            "<CreationDateTime>2026-03-01T08:00:00Z</CreationDateTime></ApplicationArea>"
+            "<DataArea><Process/><MaterialLot><ID>"
+        ).encode()
+        + value
+        + b"</ID></MaterialLot></DataArea></ProcessMaterialLot>"
+    )
+    assert b2mml.validate(source) == []
+    v0600 = b2mml.convert(source, "V0600")
+    lot = etree.fromstring(v0600).find(f".//{{{V0600_NS}}}ID")
+    assert lot is not None and "".join(lot.itertext()) == "L-1"
+    assert c14n(b2mml.convert(v0600, "V0701")) == c14n(source)
