@@ -455,11 +455,12 @@ _VALUE_TEXTS: TypeAdapter[list[str]] = TypeAdapter(
 
 
 def _slot_setter(name: str) -> Any:
-    """The setter of the slot ``name`` a pydantic model keeps its bookkeeping in."""
+    """The setter of the slot ``name`` a pydantic model keeps its bookkeeping in (None:
+    pydantic keeps no such slot, so :func:`_can_build_values` says no)."""
     for cls in RecordedValue.__mro__:
         if name in cls.__dict__:
-            return cls.__dict__[name].__set__
-    raise AttributeError(name)  # pragma: no cover - pydantic changed: see _can_build_values
+            return getattr(cls.__dict__[name], "__set__", None)
+    return None  # pragma: no cover - pydantic changed
 
 
 _new = object.__new__
@@ -499,7 +500,9 @@ def _can_build_values() -> bool:
     fields = RecordedValue.model_fields
     decorators = RecordedValue.__pydantic_decorators__
     if (
-        list(fields) != ["timestamp", "value", "quality"]
+        None in (_set_fields_set, _set_extra, _set_private)
+        or getattr(RecordedValue, "__pydantic_post_init__", None) is not None
+        or list(fields) != ["timestamp", "value", "quality"]
         or fields["timestamp"].annotation is not AwareDatetime
         or fields["timestamp"].metadata
         or fields["value"].annotation is not str
