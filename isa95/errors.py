@@ -13,7 +13,11 @@ LONG_MESSAGE_CHARS = 1000
 MAX_MESSAGE_CHARS = 4000
 """No error message is longer than this (plus the count of what was cut)."""
 
-_QUOTED = re.compile(rf"'[^'\n]{{{QUOTED_CHARS + 1},}}'|\"[^\"\n]{{{QUOTED_CHARS + 1},}}\"")
+_QUOTED = re.compile(
+    rf"'[^'\n]{{{QUOTED_CHARS + 1},}}(?:'|$)|\"[^\"\n]{{{QUOTED_CHARS + 1},}}(?:\"|$)"
+)
+"""A quoted value longer than :data:`QUOTED_CHARS` (or one cut off before its closing
+quote, as libxml2 cuts its messages)."""
 
 
 def shorten(value: str, limit: int = QUOTED_CHARS) -> str:
@@ -34,7 +38,8 @@ def quoted(value: str, limit: int = QUOTED_CHARS) -> str:
 def _shorten_quoted(match: re.Match[str]) -> str:
     quoted = match.group(0)
     quote = quoted[0]
-    return f"{quote}{quoted[1 : QUOTED_CHARS + 1]}…{quote} ({len(quoted) - 2:,} characters)"
+    length = len(quoted) - (2 if quoted.endswith(quote) else 1)
+    return f"{quote}{quoted[1 : QUOTED_CHARS + 1]}…{quote} ({length:,} characters)"
 
 
 def bounded_message(message: str) -> str:
@@ -106,6 +111,9 @@ class XMLIssue:
     line: int | None
     element: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", bounded_message(self.message))
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line is not None else "unknown line"

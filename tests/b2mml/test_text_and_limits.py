@@ -344,3 +344,40 @@ def test_a_streamed_read_refuses_deep_nesting(b2mml: B2MML) -> None:
     with pytest.raises(etree.XMLSyntaxError, match="Excessive depth"):
         parser.feed(_nested(2049))
         parser.close()
+
+
+def test_a_megabyte_enumeration_value_gives_short_validation_issues(b2mml: B2MML) -> None:
+    data = lot(
+        "<ID>L</ID><MaterialLotProperty><ID>P</ID><Value><ValueString>1</ValueString>"
+        f"<DataType>{'Q' * 1_000_000}</DataType></Value></MaterialLotProperty>"
+    )
+    (issue,) = b2mml.validate(data)
+    assert len(issue.message) < 400 and "'" + "Q" * 80 + "…' (" in issue.message
+    with pytest.raises(DocumentInvalid) as raised:
+        b2mml.read(data)
+    assert len(str(raised.value)) < 600
+
+
+def test_a_quote_cut_off_before_its_end_is_shortened_too() -> None:
+    message = "x " * 600 + "value 'abc" + "d" * 5000
+    assert bounded_message(message).endswith("value 'abc" + "d" * 77 + "…' (5,003 characters)")
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.decimals(min_value=-1000, max_value=1000, places=3, allow_nan=False).map(str),
+    data=st.data(),
+)
+def test_a_record_with_comments_anywhere_in_its_values_reads_the_same(
+    b2mml: B2MML, value: str, data: st.DataObject
+) -> None:
+    """In memory and streamed (column, element-wise and tree paths alike)."""
+    cut = data.draw(st.integers(0, len(value)))
+    split = _record(value[:cut] + data.draw(_NODES) + value[cut:])
+    expected = b2mml.read(_record(value))
+    assert b2mml.validate(split) == []
+    for document in (b2mml.read(split), read_batch_record(b2mml, split, chunk_bytes=97)):
+        assert document.model == expected.model
+        assert document.unmapped == expected.unmapped
