@@ -4,11 +4,13 @@
                                      [--opcua-nodes 1000] [--opcua-seconds 10]
 
 MQTT: a real paho publisher (its own process, QoS 1) publishes JSON readings into
-the Mosquitto on 127.0.0.1:1883; the connector (MQTT 5, group commit, acks after
-the spool commit) and the forwarder run in this process, and the clock stops
-when every value is a row of ``ebr_value``. Baselines, same run, same messages:
-the broker alone (a paho subscriber counting the values), the spool alone
-(``Spool.put_many`` of the decoded readings in the same group sizes) and
+the Mosquitto on 127.0.0.1:1883; as ``gxpmes connect`` runs it, the connector
+(MQTT 5, group commit, acks after the spool commit) is an ingest process of its
+own and the forwarder and capture run in this one, and the clock stops when every
+value is in the batch record (read as ``BatchEngine.values`` reads them).
+Baselines, same run, same messages: the broker alone (a paho subscriber
+counting the values), the spool alone (``Spool.put_many`` of the decoded
+readings in the same group sizes) and
 ``BatchEngine.capture`` alone. The publisher keeps at most a window of messages
 ahead of what the consumer has taken, so the stock broker's per-client queue
 (1,000 messages) never overflows, for the baseline as for the connector.
@@ -449,7 +451,7 @@ def opcua_to_ebr(
     fwd.join()
     rows = ebr_count(plant.engine, "OPC/") - before
     if rows != source.counts["received"]:
-        raise SystemExit(f"OPC UA → eBR: {rows} of {source.counts['received']} in ebr_value")
+        raise SystemExit(f"OPC UA → eBR: {rows} of {source.counts['received']} recorded")
     spool.close()
     return {
         "received": received / elapsed,
