@@ -40,7 +40,7 @@ import orjson
 
 from audit.canonical import canonicalize
 from audit.entry import MAX_BLOCK_LEAVES, BlockRef, block_of, parse_entry
-from audit.errors import CanonicalizationError, EntryError, ProofError
+from audit.errors import CanonicalizationError, EntryError, ProofError, StorageError
 from audit.merkle import HASH_SIZE, check_inclusion, record_hash, root_from_inclusion
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
     "BlockScan",
     "CanonicalLeaves",
     "LeafProof",
+    "UnreadableLeaves",
+    "blob_of",
     "block_path",
     "block_root",
     "check_block",
@@ -60,6 +62,7 @@ __all__ = [
     "check_leaves",
     "encode_leaves",
     "leaf_hashes",
+    "leaves_of",
     "pack_leaves",
     "prove_in_block",
     "root_of_hashes",
@@ -199,6 +202,37 @@ def pack_leaves(leaves: Sequence[bytes]) -> bytes:
 def unpack_leaves(blob: bytes) -> list[bytes]:
     """The leaves of a stored block, in order (inverse of :func:`pack_leaves`)."""
     return bytes(blob).split(LEAF_SEPARATOR)
+
+
+class UnreadableLeaves(bytes):
+    """Stands for a stored ``leaves`` value that is not bytes (text, NULL, a number:
+    a column altered behind the ledger's back); ``what`` says what it is. Checks
+    report it as the block's problem, readers refuse it (:func:`leaves_of`)."""
+
+    what: str = "not bytes"
+
+
+def blob_of(value: object) -> bytes:
+    """A stored ``leaves`` value as the driver returned it, as bytes; anything that is
+    not bytes becomes an :class:`UnreadableLeaves` (empty) naming its type."""
+    if type(value) is bytes or isinstance(value, UnreadableLeaves):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    marker = UnreadableLeaves()
+    marker.what = "NULL" if value is None else type(value).__name__
+    return marker
+
+
+def leaves_of(seq: int, blob: bytes) -> list[bytes]:
+    """:func:`unpack_leaves` of block entry ``seq``'s stored value (from :func:`blob_of`);
+    :class:`StorageError` naming the entry when that value is not bytes."""
+    if isinstance(blob, UnreadableLeaves):
+        raise StorageError(
+            f"the leaves stored for block entry {seq} are {blob.what}, not bytes: "
+            "the audit_block row was altered"
+        )
+    return unpack_leaves(blob)
 
 
 # ------------------------------------------------------------ block tree
@@ -380,6 +414,12 @@ def check_block(seq: int, block: BlockRef, blob: bytes) -> tuple[str, str] | Non
     count differs (a leaf missing or added) or the root differs (a leaf
     altered, reordered, or bytes cut).
     """
+    if isinstance(blob, UnreadableLeaves):
+        return (
+            BLOCK_MISMATCH,
+            f"the leaves stored for entry {seq} are {blob.what}, not bytes: "
+            "the audit_block row was altered",
+        )
     leaves = unpack_leaves(blob)
     if len(leaves) != block.size:
         return (
@@ -419,7 +459,7 @@ class BlockScan:
         if row is None:
             self.next_seq, self._blob = -1, b""
         else:
-            self.next_seq, self._blob = int(row[0]), bytes(row[1])
+            self.next_seq, self._blob = int(row[0]), blob_of(row[1])
 
     def check(self, seq: int, canonical: bytes) -> tuple[str, int, str] | None:
         """Check entry ``seq`` against the stored blocks; ``(kind, seq, detail)`` on a problem."""

@@ -38,10 +38,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.blocks import (
     LeafProof,
+    blob_of,
     block_path,
     check_block,
     check_leaves,
     leaf_hashes,
+    leaves_of,
     pack_leaves,
     root_of_hashes,
     unpack_leaves,
@@ -198,7 +200,7 @@ def _as_bytes(rows: Generator[Any, None, None]) -> _Rows:
 def _as_blocks(rows: Generator[Any, None, None]) -> Generator[tuple[int, bytes], None, None]:
     try:
         for seq, blob in rows:
-            yield int(seq), bytes(blob)
+            yield int(seq), blob_of(blob)
     finally:
         rows.close()
 
@@ -622,7 +624,7 @@ class Ledger:
             blob = conn.scalar(select(BlockRow.leaves).where(BlockRow.seq == seq))
         if blob is None:
             raise StorageError(f"no block leaves stored for entry {seq}")
-        return unpack_leaves(bytes(blob))
+        return leaves_of(seq, blob_of(blob))
 
     def prove_leaf(self, seq: int, index: int, tree_size: int | None = None) -> LeafProof:
         """Proof that leaf ``index`` of block entry ``seq`` is in the log of ``tree_size``.
@@ -669,7 +671,7 @@ class Ledger:
             rows = self._stream(conn, _BLOCKS_SQL, "gxpmes_audit_blocks", chunk)
             try:
                 for seq, blob in rows:
-                    yield int(seq), bytes(blob)
+                    yield int(seq), blob_of(blob)
             finally:
                 rows.close()
 

@@ -1026,8 +1026,7 @@ def _postgres_blocks(source: _Source, task: _RangeTask) -> Generator[BlockTuple,
         with conn.cursor(name="gxpmes_verify_blocks") as cursor:
             cursor.itersize = 64
             cursor.execute(_BLOCKS_SQL.format(mark="%s"), _block_bounds(task))
-            for seq, leaves in cursor:
-                yield seq, bytes(leaves)
+            yield from cursor  # as stored: BlockScan names a value that is not bytes
 
 
 def _verify_range(task: _RangeTask) -> _RangeResult:

@@ -518,7 +518,7 @@ class EngineBase:
         for seq, parameter in conn.execute(index):
             wanted.setdefault(seq, set()).add(parameter)
         if wanted:
-            from audit.blocks import unpack_leaves
+            from audit.blocks import blob_of, leaves_of
             from audit.schema import BlockRow
 
             seqs = sorted(wanted)
@@ -530,7 +530,7 @@ class EngineBase:
                     parameters = wanted[seq]
                     rows.extend(
                         row
-                        for row in block_value_rows(seq, unpack_leaves(bytes(blob)))
+                        for row in block_value_rows(seq, leaves_of(seq, blob_of(blob)))
                         if row[2] == batch_id and row[3] in parameters
                     )
         rows.sort(key=lambda row: (row[0], row[1]))

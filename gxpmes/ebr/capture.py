@@ -136,6 +136,21 @@ class _Block:
         self.keys: list[tuple[str, int]] = []  # (source key, leaf)
 
 
+def _expect_key(
+    problems: list[str], expected: dict[Any, tuple[Any, ...]], row: tuple[Any, ...]
+) -> None:
+    """Expect key row ``row`` (:data:`KEY_COLUMNS`); a source key two values of the log
+    carry (a redelivery recorded again after its key row was removed) is a problem."""
+    earlier = expected.get(row[0])
+    if earlier is not None:
+        first, again = sorted((earlier[1:3], row[1:3]))
+        problems.append(
+            f"source key {row[0]!r} is carried by values {value_name(*first)} and "
+            f"{value_name(*again)}: a source key is recorded once"
+        )
+    expected[row[0]] = row
+
+
 class ValueCapture(RecipeRecords):
     """OT value capture: limits, quality, timestamps, exceptions, stale data, manual entries."""
 
@@ -963,7 +978,7 @@ class ValueCapture(RecipeRecords):
         and leaves themselves are protected by the ledger's own verification.
         Values are named ``seq/leaf``, index rows ``seq`` and parameter.
         """
-        problems = []
+        problems: list[str] = []
         ledger = self.db.ledger
         expected_index: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         expected_keys: dict[Any, tuple[Any, ...]] = {}
@@ -973,7 +988,8 @@ class ValueCapture(RecipeRecords):
                 rows = block_value_rows(entry.seq, ledger.block_leaves(entry.seq))
                 index, keys = block_index_rows(entry.seq, rows)
                 expected_index.update(((r[0], r[1]), r) for r in index)
-                expected_keys.update((r[0], r) for r in keys)
+                for r in keys:
+                    _expect_key(problems, expected_keys, r)
         batch = self.batch(batch_id)
         recipe, _ = self.recipe(batch["recipe_id"], batch["recipe_version"])
         parameters = [
@@ -988,7 +1004,7 @@ class ValueCapture(RecipeRecords):
                     expected[(entry.seq, 0)] = entry.event.new
                     row = value_row(entry.seq, entry.event.action, entry.event.new)
                     if row[12] is not None:
-                        expected_keys[row[12]] = key_row(row)
+                        _expect_key(problems, expected_keys, key_row(row))
         with self.db.read() as conn:
             own = [
                 dict(zip(VALUE_COLUMNS, r, strict=True))

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from audit.blocks import unpack_leaves
+from audit.blocks import leaves_of
 from audit.keys import TrustedKey
 from audit.ledger import Ledger
 from audit.schema import object_key
@@ -39,6 +39,7 @@ from gxpmes.records.images import (
     block_row_changes,
     key_row,
     row_changes,
+    value_name,
     value_row,
 )
 from gxpmes.records.replay import (
@@ -351,6 +352,12 @@ def verify_record(
                 if image is None:
                     table_rows.pop(key, None)
                 elif _in_batch(specs[table], image, batch):
+                    if table == "ebr_value_key" and key in table_rows:
+                        # A source key is recorded once: a second value with it is
+                        # a redelivery recorded again (its key row was removed).
+                        report.problems.append(
+                            _duplicate_key(key, table_rows[key].image, image, seq)
+                        )
                     table_rows[key] = ExpectedRow(seq, image)
         for name, spec in specs.items():
             say(f"comparing {name}")
@@ -367,6 +374,21 @@ def verify_record(
     return report
 
 
+def _duplicate_key(
+    key: tuple[Any, ...], first: Mapping[str, Any], again: Mapping[str, Any], seq: int
+) -> RecordProblem:
+    """The problem of a source key that two values of the log carry."""
+    names = [value_name(int(r["seq"]), int(r["leaf"])) for r in (first, again)]
+    return RecordProblem(
+        "ebr_value_key",
+        key_text(key),
+        None,
+        seq,
+        "duplicate_source_key",
+        f"one value per source key, but values {names[0]} and {names[1]} carry it",
+    )
+
+
 class _Blocks:
     """The leaves of value blocks, read in seq order beside the entries (one stream)."""
 
@@ -381,7 +403,7 @@ class _Blocks:
             self.seq, self.blob = next(self.blocks, (sys.maxsize, b""))
         if self.seq != seq:
             raise GxpError(f"audit entry {seq} is a value block whose leaves are not stored")
-        return unpack_leaves(self.blob)
+        return leaves_of(seq, self.blob)
 
     def close(self) -> None:
         """Release the stream's connection."""
