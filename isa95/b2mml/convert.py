@@ -248,8 +248,11 @@ class _Converter:
         else:
             self.problems.append(ConversionProblem(path, problem))
 
-    def mark_derived(self, source: etree._Element, spec: Spec, path: str) -> None:
-        """Leave out children of ``source`` that hold exactly what the fill rules give."""
+    def mark_derived(
+        self, source: etree._Element, spec: Spec, target_spec: Spec, path: str
+    ) -> None:
+        """Leave out children of ``source`` that hold exactly what the fill rules give
+        (and the target does not require: those are converted)."""
         counts: dict[str, int] = {}
         for child in source:
             if not isinstance(child.tag, str):
@@ -264,6 +267,10 @@ class _Converter:
                 drop = self.redundant(child) or self.placeholder(child, slot)
             else:
                 drop = False
+            if drop and target_spec.fields:
+                name = self.target_name(local, target_spec)
+                kept = None if name is None else target_spec.field(name)
+                drop = kept is None or kept.min == 0
             if drop:
                 self.skip.add(child)
                 self.report.restored.append(
@@ -434,7 +441,7 @@ class _Converter:
                     f"{path}/@{name}", value, f"no attribute {name!r} in the target"
                 )
         out.text = source.text
-        self.mark_derived(source, source_spec, path)
+        self.mark_derived(source, source_spec, target_spec, path)
         if not target_spec.fields and source_spec.fields:
             if source_spec.field("EquipmentElementLevel") is not None:
                 self.collapse_level(source, out, path)

@@ -277,6 +277,11 @@ def test_real_v0600_schedules_convert_with_the_documented_flags_and_come_back(
     found = ids(result.data)
     assert len(found) == len(set(found))
     assert c14n(b2mml.convert(result.data, "V0600")) == c14n(data)
+    # as another system's V0701 document (no record): lossless with drop_derived
+    bare = without_record(result.data)
+    lean = b2mml.convert(bare, "V0600", noun="ProductionSchedule", drop_derived=True)
+    again = b2mml.convert(lean, "V0701", fill_ids="derive", fill_empty="minimal")
+    assert c14n(without_record(again)) == c14n(bare)
 
 
 def _strip_ids(data: bytes, which: list[bool]) -> bytes:
@@ -374,6 +379,12 @@ def test_v0600_schedules_go_to_v0701_and_back_unchanged(b2mml: B2MML, data: st.D
         warnings.simplefilter("error")
         back = b2mml.convert(result.data, "V0600")
     assert c14n(back) == c14n(document)
+    # Without the record (another system's V0701 document), drop_derived leaves out
+    # exactly what derive gives back: V0701 -> V0600 -> V0701 is the identity.
+    bare = without_record(result.data)
+    lean = b2mml.convert(bare, "V0600", noun="ProductionSchedule", drop_derived=True)
+    again = b2mml.convert(lean, "V0701", fill_ids="derive", fill_empty="minimal")
+    assert c14n(without_record(again)) == c14n(bare)
 
 
 def test_schema_locations_of_the_source_release_are_left_out_and_restored(
