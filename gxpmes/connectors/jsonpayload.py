@@ -8,10 +8,12 @@ connector then reports readings lost on the way as data-quality exceptions.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from gxpmes.connectors.model import (
+    EARLIEST,
     FUTURE_TOLERANCE,
     QUALITIES,
     DecodeError,
@@ -25,6 +27,16 @@ from gxpmes.connectors.model import (
 __all__ = ["MAX_PAYLOAD", "JsonMessage", "decode_json", "decode_json_message"]
 
 MAX_PAYLOAD = 64 * 1024
+
+# RFC 3339 date-time (section 5.6; "T"/"Z" in either case, or a space for "T"), at most
+# nine fraction digits (kept to the microsecond). No offset is a naive time, refused
+# as such; an offset must be hours and minutes (no seconds: a "+05:30:30" would be
+# recorded 30 s off). Python's fromisoformat alone takes much more (week dates, basic
+# format, any separator character), so the text is matched first.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+).fullmatch
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,12 @@ def decode_json_message(
         if not isinstance(ts_text, str):
             raise DecodeError("malformed", "reading has no ts (RFC 3339 time)", tag)
         try:
-            source_ts = datetime.fromisoformat(ts_text.replace("Z", "+00:00"))
+            if _RFC3339(ts_text) is None:
+                raise ValueError
+            if ts_text[-1] in "Zz":
+                source_ts = datetime.fromisoformat(ts_text[:-1] + "+00:00")
+            else:
+                source_ts = datetime.fromisoformat(ts_text)
         except ValueError as exc:
             raise DecodeError(
                 "malformed", f"ts {safe_text(repr(ts_text[:40]))} is not RFC 3339", tag
@@ -109,7 +126,7 @@ def decode_json_message(
         # The checks of check_reading, with the message's time bound computed once;
         # check_reading itself says what is wrong.
         offset = source_ts.utcoffset()
-        if offset is None or source_ts > latest or quality not in QUALITIES:
+        if offset is None or source_ts > latest or source_ts < EARLIEST or quality not in QUALITIES:
             check_reading(reading, now)
         readings.append(reading)
     return JsonMessage(readings, sequence)

@@ -7,12 +7,13 @@ import hashlib
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from gxpmes.errors import GxpError
 
 __all__ = [
+    "EARLIEST",
     "MAX_KEPT",
     "DeadLetter",
     "DecodeError",
@@ -30,6 +31,10 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_TAG_CHARS = 256  # ebr_value.tag
 MAX_VALUE_CHARS = 64  # ebr_value.value: longer values are refused here, never rounded
 QUALITIES = frozenset({"Good", "Uncertain", "Bad"})
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""Times before this instant (the Unix and Sparkplug epoch) are refused as ``bad_timestamp``:
+no plant value is that old, and a year-1 time with a positive UTC offset has no UTC
+instant a datetime can hold."""
 
 
 class DecodeError(GxpError, ValueError):
@@ -203,10 +208,26 @@ def to_decimal(value: object, tag: str) -> Decimal:
 
 
 def check_reading(reading: Reading, now: datetime) -> Reading:
-    """Refuse naive timestamps, timestamps far in the future, and unknown qualities."""
-    if reading.source_ts.utcoffset() is None:
+    """Refuse naive timestamps, offsets with seconds, times before :data:`EARLIEST` or far in
+    the future, and unknown qualities."""
+    offset = reading.source_ts.utcoffset()
+    if offset is None:
         raise DecodeError(
             "naive_timestamp", f"{reading.source_ts.isoformat()} has no time zone", reading.tag
+        )
+    if offset.seconds % 60 or offset.microseconds:
+        raise DecodeError(
+            "bad_timestamp",
+            f"{reading.source_ts.isoformat()}: a UTC offset has whole minutes (RFC 3339)",
+            reading.tag,
+        )
+    # Aware datetimes compare by their UTC instants, without converting (a conversion
+    # of year 1 at +01:00 or year 9999 at -01:00 overflows).
+    if reading.source_ts < EARLIEST:
+        raise DecodeError(
+            "bad_timestamp",
+            f"{reading.source_ts.isoformat()} is before {EARLIEST.isoformat()}",
+            reading.tag,
         )
     if reading.source_ts > now + FUTURE_TOLERANCE:
         raise DecodeError(

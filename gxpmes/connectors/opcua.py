@@ -35,6 +35,7 @@ from typing import Any
 from gxpmes.connectors.groupcommit import Delivery, GroupCommit
 from gxpmes.connectors.ingestprocess import IngestProcess, die_with_parent
 from gxpmes.connectors.model import (
+    EARLIEST,
     FUTURE_TOLERANCE,
     DeadLetter,
     DecodeError,
@@ -522,7 +523,7 @@ class OpcUaSource:
                     raise DecodeError("malformed", "no source or server timestamp", tag)
                 if source.tzinfo is None:
                     source = source.replace(tzinfo=UTC)  # OPC UA times are UTC
-                if source > latest:  # check_reading's future check, inlined (hot loop)
+                if source > latest or source < EARLIEST:  # check_reading's, inlined (hot loop)
                     check_reading(Reading(tag, Decimal(0), source), now)
                 server = data_value.ServerTimestamp
                 if server is not None and server.tzinfo is None:

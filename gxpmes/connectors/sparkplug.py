@@ -15,7 +15,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -242,6 +242,7 @@ def rebirth_request(now_ms: int) -> bytes:
 
 # ----------------------------------------------------------------- sessions
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time a datetime holds
 
 
@@ -288,7 +289,7 @@ def millis_time(millis: int, name: str) -> datetime:
         raise DecodeError(
             "bad_timestamp", f"metric {name} timestamp {millis} ms is out of range", name
         )
-    return datetime.fromtimestamp(millis / 1000, UTC)
+    return _EPOCH + timedelta(milliseconds=millis)  # exact (a float of ms / 1000 is not)
 
 
 class SparkplugSession:

@@ -456,11 +456,28 @@ def _item(reading: Reading) -> Item:
     return [
         reading.tag,
         str(reading.value),
-        reading.source_ts,
+        _exact(reading.source_ts),
         reading.quality,
-        reading.server_ts,
+        _exact(reading.server_ts),
         reading.dedup_key,
     ]
+
+
+def _exact(moment: datetime | None) -> datetime | str | None:
+    """``moment`` as orjson may write it without loss.
+
+    orjson writes a UTC offset in whole minutes (``+05:30:30`` becomes ``+05:31``: the
+    value would be recorded 30 s off); such a time is written as its UTC instant
+    instead, and anything but a plain datetime as ``isoformat()`` (its exact text).
+    """
+    if moment is None:
+        return None
+    if type(moment) is not datetime:
+        return moment.isoformat()
+    offset = moment.utcoffset()
+    if offset is not None and (offset.seconds % 60 or offset.microseconds):
+        return moment.astimezone(UTC).isoformat()
+    return moment
 
 
 def _items(body: str | bytes) -> list[Item]:
