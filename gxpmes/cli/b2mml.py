@@ -121,6 +121,8 @@ def cmd_b2mml_convert(args: argparse.Namespace) -> int:
     write_file(out, result.data)
     for change in result.report.restored:
         print(f"LEFT OUT (derived, --fill-ids derive gives it back): {change}")
+    for change in result.report.hints:
+        print(f"LEFT OUT (schema location of the source release): {change}")
     for change in result.report.dropped:
         print(f"DROPPED (no place in {args.to}): {change}")
     print(f"wrote {args.to} document to {args.out}")
