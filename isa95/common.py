@@ -90,8 +90,9 @@ class Property(Model):
     value: Text | None = None
     unit: Annotated[str, Field(max_length=64), AfterValidator(_xml_text)] | None = None
     description: Text | None = None
-    data_type: Identifier = "string"
-    """The B2MML DataType of ``value`` as written (``string``, ``integer``, ``dateTime`` …)."""
+    data_type: Identifier | None = "string"
+    """The B2MML DataType of ``value`` as written (``string``, ``integer``, ``dateTime`` …);
+    None: the Value has no DataType (the writer writes none)."""
 
 
 def check_interval(start: AwareDatetime | None, end: AwareDatetime | None, what: str) -> None:

@@ -7,6 +7,7 @@ import enum
 from pydantic import Field, model_validator
 
 from isa95.common import AwareDatetime, Identifier, Model, Quantity, Text, check_interval
+from isa95.errors import ModelError
 
 __all__ = [
     "DataValue",
@@ -51,14 +52,22 @@ class DataValue(Model):
     """
 
     id: Identifier
-    value: Text
+    value: Text | None
+    """None: the element has no Value (then no unit or key either)."""
     unit: Identifier | None = None
     description: Text | None = None
-    data_type: Identifier = "string"
+    data_type: Identifier | None = "string"
+    """None: the Value has no DataType (the writer writes none)."""
     key: Identifier | None = None
     """The Value's Key, when it has one."""
     children: list[DataValue] = Field(default_factory=list)
     """Nested parameters (V0701 ParameterChild, V0600 Parameter in Parameter)."""
+
+    @model_validator(mode="after")
+    def _no_value(self) -> DataValue:
+        if self.value is None and (self.unit is not None or self.key is not None):
+            raise ModelError(f"{self.id!r}: a unit or key needs a value (may be empty text)")
+        return self
 
 
 SegmentParameter = DataValue

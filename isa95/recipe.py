@@ -414,6 +414,9 @@ class Recipe(Model):
 
     id: Identifier
     version: Identifier = "1"
+    version_absent: bool = False
+    """True when read from a recipe without Version: ``version`` is the default "1"
+    then, and the writer omits Version while it still is "1"."""
     recipe_type: RecipeType = RecipeType.MASTER
     description: Text | None = None
     version_date: AwareDatetime | None = None

@@ -72,6 +72,15 @@ times = st.datetimes(
 properties = st.builds(
     Property, id=identifiers, value=optional_text, unit=units, description=optional_text
 )
+properties_any = st.builds(
+    Property,
+    id=identifiers,
+    value=optional_text,
+    unit=units,
+    description=optional_text,
+    data_type=st.sampled_from(["string", "integer", None]),
+)
+"""Properties, some with a Value that has no DataType (None)."""
 
 
 def _sorted_times(n: int) -> st.SearchStrategy[list[datetime]]:
@@ -225,6 +234,15 @@ personnel_information = st.builds(
 data_values = st.builds(
     DataValue, id=identifiers, value=texts, unit=units, description=optional_text
 )
+data_values_any = st.builds(
+    DataValue,
+    id=identifiers,
+    value=texts,
+    unit=units,
+    description=optional_text,
+    data_type=st.sampled_from(["string", "integer", None]),
+) | st.builds(DataValue, id=identifiers, value=st.none(), description=optional_text)
+"""Data values, some without a Value (None) or without a DataType (None)."""
 uses = st.none() | st.sampled_from(list(MaterialUse))
 
 
@@ -518,9 +536,11 @@ def recipes(draw: st.DrawFn) -> Recipe:
                 for i in range(n + 1)
             ],
         )
+    version_absent = draw(st.booleans())
     return Recipe(
         id=draw(identifiers),
-        version=draw(identifiers),
+        version="1" if version_absent else draw(identifiers),
+        version_absent=version_absent,
         description=draw(optional_text),
         version_date=draw(st.none() | times),
         product_id=draw(st.none() | identifiers),

@@ -7,14 +7,22 @@ from __future__ import annotations
 from datetime import UTC
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from isa95_strategies import data_values_any, properties_any
 from lxml import etree
 
 from isa95.b2mml.documents import B2MML
+from isa95.common import Property
+from isa95.equipment import EquipmentClass, EquipmentInformation
 from isa95.errors import B2MMLError
 from isa95.operations import (
+    DataValue,
     OperationsPerformance,
     OperationsResponse,
     PersonnelActual,
+    ProcessSegment,
+    ProcessSegmentInformation,
     SegmentResponse,
 )
 
@@ -171,3 +179,61 @@ def test_formula_limit_written_otherwise_is_listed(b2mml: B2MML) -> None:
     document = b2mml.read(data.encode())
     assert "MasterRecipe/Formula/Parameter[0]/Parameter[0]/Value" in document.unmapped
     assert document.model.formula[0].low == 4
+
+
+@pytest.mark.parametrize(("version", "ns"), [("V0701", V7), ("V0600", V6)])
+@pytest.mark.parametrize("root", ["MasterRecipe", "ControlRecipe"])
+def test_a_recipe_without_version_is_written_without_one(
+    b2mml: B2MML, version: str, ns: str, root: str
+) -> None:
+    written, unmapped = back(b2mml, f'<{root} xmlns="{ns}"><ID>R-1</ID></{root}>'.encode())
+    assert texts(written, "Version", ns) == [] and unmapped == []
+    document = b2mml.read(written)
+    assert document.model.version == "1"  # the default, as before
+    document.model.version = "2"  # a version set on the model is written
+    assert texts(b2mml.write(document.model, version=version), "Version", ns) == ["2"]
+
+
+def test_a_property_value_without_data_type_is_written_without_one(b2mml: B2MML) -> None:
+    data = (
+        f'<EquipmentInformation xmlns="{V7}"><ID>I</ID><EquipmentClass><ID>C</ID>'
+        "<EquipmentClassProperty><ID>P</ID><Value><ValueString>0</ValueString></Value>"
+        "</EquipmentClassProperty></EquipmentClass></EquipmentInformation>"
+    ).encode()
+    written, unmapped = back(b2mml, data)
+    value = "EquipmentClass/EquipmentClassProperty/Value"
+    assert texts(written, f"{value}/ValueString") == ["0"]
+    assert texts(written, f"{value}/DataType") == [] and unmapped == []
+
+
+def test_a_parameter_without_value_is_written_without_one(b2mml: B2MML) -> None:
+    data = SCHEDULE.replace(
+        "<SegmentRequirementChild>",
+        "<SegmentParameter><ID>SP</ID></SegmentParameter>"
+        "<SegmentParameter><ID>SQ</ID><Value><ValueString>1</ValueString></Value>"
+        "</SegmentParameter><SegmentRequirementChild>",
+    ).encode()
+    written, unmapped = back(b2mml, data)
+    seg = "OperationsRequest/SegmentRequirement/SegmentParameter"
+    assert texts(written, f"{seg}/ID") == ["SP", "SQ"]
+    assert texts(written, f"{seg}/Value/ValueString") == ["1"]  # SP has no Value
+    assert texts(written, f"{seg}/Value/DataType") == [] and unmapped == []
+
+
+@pytest.mark.parametrize("version", ["V0701", "V0600"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    parameters=st.lists(data_values_any, max_size=3),
+    props=st.lists(properties_any, max_size=3),
+)
+def test_absent_values_and_data_types_round_trip(
+    b2mml: B2MML, version: str, parameters: list[DataValue], props: list[Property]
+) -> None:
+    segments = ProcessSegmentInformation(
+        id="I", segments=[ProcessSegment(id="PS", parameters=parameters)]
+    )
+    document = b2mml.read(b2mml.write(segments, version=version))
+    assert document.model == segments and document.unmapped == []
+    equipment = EquipmentInformation(id="I", classes=[EquipmentClass(id="C", properties=props)])
+    document = b2mml.read(b2mml.write(equipment, version=version))
+    assert document.model == equipment and document.unmapped == []

@@ -557,7 +557,9 @@ def _recipe_element(model: Recipe) -> str:
 
 def _recipe_to_tree(model: Recipe, version: str) -> dict[str, Any]:
     _recipe_element(model)
-    tree: dict[str, Any] = {"ID": model.id, "Version": model.version}
+    tree: dict[str, Any] = {"ID": model.id}
+    if not (model.version_absent and model.version == "1"):  # absent stays absent
+        tree["Version"] = model.version
     _put(tree, "VersionDate", _time(model.version_date))
     _put(tree, "Description", _desc(model.description))
     _put(tree, "BatchID", model.batch_id)
@@ -609,10 +611,12 @@ def _recipe_of(tree: dict[str, Any], recipe_type: RecipeType) -> Recipe:
                 unit=_get(size, "UnitOfMeasure"),
             )
     formula = tree.get("Formula") or Tracked({})
+    written_version = _get(tree, "Version")
     return _model(
         lambda: Recipe(
             id=recipe_id,
-            version=_get(tree, "Version") or "1",
+            version=written_version or "1",
+            version_absent=written_version is None,
             recipe_type=recipe_type,
             batch_id=_get(tree, "BatchID"),
             version_date=_parse_time(_get(tree, "VersionDate"), f"{recipe}/VersionDate"),

@@ -36,9 +36,10 @@ def _data_tree(d: DataValue, child: str | None = None) -> dict[str, Any]:
     """A parameter/data element: ID, Description, Value{…}, nested ones under ``child``."""
     tree: dict[str, Any] = {"ID": d.id}
     _put(tree, "Description", _desc(d.description))
-    value = _value_tree(d.value, d.unit, d.data_type)
-    _put(value, "Key", d.key)
-    tree["Value"] = [value]
+    if d.value is not None:  # None: the element read had no Value
+        value = _value_tree(d.value, d.unit, d.data_type)
+        _put(value, "Key", d.key)
+        tree["Value"] = [value]
     if d.children:
         if child is None:
             raise B2MMLError(f"parameter {d.id!r}: this element cannot nest parameters")
@@ -48,15 +49,15 @@ def _data_tree(d: DataValue, child: str | None = None) -> dict[str, Any]:
 
 def _data(t: dict[str, Any], child: str | None = None) -> DataValue:
     values = _list(t, "Value")
-    value = _get(values[0], "ValueString") if values else ""
+    value = (_get(values[0], "ValueString") or "") if values else None
     unit = _get(values[0], "UnitOfMeasure") if values else None
-    data_type = (_get(values[0], "DataType") if values else None) or "string"
+    data_type = _get(values[0], "DataType") if values else "string"  # None: none written
     key = _get(values[0], "Key") if values else None
     where = _where(t, "Parameter")
     return _model(
         lambda: DataValue(
             id=_get(t, "ID") or "",
-            value=value or "",
+            value=value,
             unit=unit or None,  # an empty UnitOfMeasure is no unit
             description=_get(t, "Description"),
             data_type=data_type,

@@ -539,8 +539,11 @@ def _quantities(tree: dict[str, Any], where: str, most: int | None = None) -> li
     return found
 
 
-def _value_tree(value: str | None, unit: str | None, data_type: str = "string") -> dict[str, Any]:
-    tree: dict[str, Any] = {"ValueString": value or "", "DataType": data_type}
+def _value_tree(
+    value: str | None, unit: str | None, data_type: str | None = "string"
+) -> dict[str, Any]:
+    tree: dict[str, Any] = {"ValueString": value or ""}
+    _put(tree, "DataType", data_type)  # None: the Value read had none
     _put(tree, "UnitOfMeasure", unit)
     return tree
 
@@ -560,7 +563,7 @@ def _property(tree: dict[str, Any]) -> Property:
     if values:
         value = _get(values[0], "ValueString")
         unit = _get(values[0], "UnitOfMeasure")
-        data_type = _get(values[0], "DataType") or "string"
+        data_type = _get(values[0], "DataType")  # None when absent: written without one
     return _source(
         Property(
             id=_get(tree, "ID") or "",
