@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from gxpmes.connectors.model import MAX_KEPT, DeadLetter, Problem, TagBinding, T
 from gxpmes.connectors.rejects import record_rejects
 from gxpmes.connectors.spool import Item, Spool, reading_of
 from gxpmes.ebr.engine import BatchEngine, CapturedValue, CaptureSource
-from gxpmes.errors import CaptureRefused
+from gxpmes.errors import CaptureRefused, RecordIntegrityError
 
 __all__ = ["Forwarder"]
 
@@ -89,8 +90,27 @@ def _captured(
 
 
 # Faults of one value's content (not of the database): that value becomes a dead
-# letter instead of blocking the spool. Anything else is treated as an outage.
+# letter instead of blocking the spool.
 _VALUE_FAULTS = (ValueError, TypeError, DataError, IntegrityError)
+# Faults of the database (down, locked, a record that fails its own checks): the
+# values stay in the spool and are tried again with back-off. Any other exception
+# while values are built or captured is a fault of those values (an OverflowError
+# converting a time, a refusal...): they become dead letters and delivery goes on.
+_OUTAGES = (AuditError, OSError, SQLAlchemyError, RecordIntegrityError)
+_SPLIT_BELOW = 8
+"""A refused capture call of fewer values is retried value by value, not halved."""
+
+
+def _outage(exc: BaseException) -> bool:
+    """True if ``exc`` is the database's fault (retry later), not the values'."""
+    return isinstance(exc, _OUTAGES) and not isinstance(exc, _VALUE_FAULTS)
+
+
+def _described(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # a str() that fails: its type still says what it was
+        return type(exc).__name__
 
 
 @contextmanager
@@ -115,10 +135,14 @@ def _no_cycle_collection() -> Iterator[None]:
 class Forwarder:
     """Moves spooled readings into batches; counts what happens to them.
 
-    A reading whose tag is unknown, or that its batch refuses (not executing,
-    phase not active...), is counted, logged with the reason and dropped from
-    the spool — the refusal itself is in the audit trail. A database outage
-    keeps everything in the spool and retries with back-off.
+    No value can stop delivery. A reading whose tag is unknown, that its batch
+    refuses (not executing, phase not active...: ``capture_refused``, the
+    engine audits the refusal on the batch), or that cannot be built or
+    recorded at all (``unrecordable``: any other exception of that value) is
+    counted, logged and kept as a dead letter; the values around it are
+    recorded. A database outage keeps everything in the spool and retries with
+    back-off; any other failure of a pass is counted (``forwarder_errors``) and
+    retried the same way — :meth:`run` never returns before :meth:`stop`.
 
     ``source`` is the connector's identity: the service or device account the
     values are recorded under and the client id written into each value's
@@ -162,6 +186,8 @@ class Forwarder:
         # one item to review (naming how many, why, and the reject ids), not thousands.
         concerned: dict[tuple[str, str], list[DeadLetter]] = {}
         for letter in letters:
+            if letter.reason in _AUDITED_ON_THE_BATCH:
+                continue
             targets = []
             if letter.tag and letter.tag in self.tags:
                 targets.append(self.tags.get(letter.tag))
@@ -170,20 +196,38 @@ class Forwarder:
             for key in dict.fromkeys((b.batch_id, b.parameter) for b in targets):
                 concerned.setdefault(key, []).append(letter)
         for (batch_id, parameter), group in concerned.items():
-            self.engine.report_data_quality(batch_id, parameter, exception_detail(group))
-            self.counts["data_quality_exceptions"] += 1
+            try:
+                self.engine.report_data_quality(batch_id, parameter, exception_detail(group))
+            except Exception as exc:  # the letters are still recorded below
+                if _outage(exc):
+                    raise
+                self.counts["forwarder_errors"] += 1
+                log.exception("no data-quality exception on %s %s", batch_id, parameter)
+            else:
+                self.counts["data_quality_exceptions"] += 1
         try:
             written = self._record(letters)
-        except _VALUE_FAULTS:
+        except Exception as exc:
+            if _outage(exc):
+                raise
             # One letter the database will not take must not hold up the others:
             # record them one by one, a refused one in its minimal form.
             written = 0
             for letter in letters:
                 try:
                     written += self._record([letter])
-                except _VALUE_FAULTS as exc:
+                except Exception as exc:
+                    if _outage(exc):
+                        raise
                     log.warning("dead letter %s kept in minimal form: %s", letter.reject_id, exc)
-                    written += self._record([minimal(letter, exc)])
+                    try:
+                        written += self._record([minimal(letter, exc)])
+                    except Exception as final:
+                        if _outage(final):
+                            raise
+                        # Never seen; would otherwise hold up every letter and value behind.
+                        self.counts["forwarder_errors"] += 1
+                        log.exception("dead letter %s could not be recorded", letter.reject_id)
         self.counts["rejects_recorded"] += written
         self.spool.forget_rejected([row_id for row_id, _letter in rows])
         return len(rows)
@@ -244,20 +288,19 @@ class Forwarder:
             refused: list[DeadLetter] = []
             kept = []
             for item in items:
-                tag, value, source_ts, quality, server_ts, key = item
-                binding = bindings(tag)
-                if binding is None:
-                    refused.append(self._unknown(item))
-                    continue
-                kept.append(item)
-                number = numbers.get(value)
-                if number is None:
-                    number = numbers[value] = Decimal(value)
-                received = times.get(server_ts) if server_ts else None
-                if received is None and server_ts:
-                    received = times[server_ts] = _time(server_ts)
-                values.append(
-                    _captured(
+                try:
+                    tag, value, source_ts, quality, server_ts, key = item
+                    binding = bindings(tag)
+                    if binding is None:
+                        refused.append(self._unknown(item))
+                        continue
+                    number = numbers.get(value)
+                    if number is None:
+                        number = numbers[value] = Decimal(value)
+                    received = times.get(server_ts) if server_ts else None
+                    if received is None and server_ts:
+                        received = times[server_ts] = _time(server_ts)
+                    captured = _captured(
                         binding.batch_id,
                         binding.parameter,
                         tag,
@@ -268,22 +311,37 @@ class Forwarder:
                         quality,
                         key or None,
                     )
-                )
+                except Exception as exc:  # an item no value can be made of: a dead letter
+                    refused.append(self._unrecordable(exc, item))
+                    continue
+                kept.append(item)
+                values.append(captured)
             if refused:  # counted, logged, kept as dead letters; never retried
                 self.spool.refuse(spool_id, kept, refused)
             if kept:
                 ids.append(spool_id)
         if values:
-            try:
-                self.engine.capture(values, source=self.source)
-            except (CaptureRefused, *_VALUE_FAULTS) as exc:
-                log.info("some values refused: %s", exc)
-                recorded += self._one_by_one(values)
-            else:
-                recorded += len(values)
-                self.counts["recorded"] += len(values)
+            recorded += self._capture(values)
         self.spool.remove(ids)
         return recorded
+
+    def _capture(self, values: list[CapturedValue]) -> int:
+        """Capture ``values`` (one call: all or nothing); if the call fails for any reason
+        but an outage, capture each half the same way — down to single values, each
+        refused or unrecordable one a dead letter — so one bad value costs some tens of
+        calls, not one call per value. Returns how many values were recorded."""
+        try:
+            self.engine.capture(values, source=self.source)
+        except Exception as exc:
+            if _outage(exc):
+                raise  # the deliveries stay in the spool: tried again after back-off
+            if len(values) < _SPLIT_BELOW:
+                return self._one_by_one(values)
+            log.info("%d values not captured together, halving: %s", len(values), exc)
+            half = len(values) // 2
+            return self._capture(values[:half]) + self._capture(values[half:])
+        self.counts["recorded"] += len(values)
+        return len(values)
 
     def _unknown(self, item: Item) -> DeadLetter:
         reading = reading_of(item)
@@ -297,25 +355,35 @@ class Forwarder:
 
     def _one_by_one(self, values: list[CapturedValue]) -> int:
         # One refused value refuses a whole capture call: retry singly so the
-        # good values are kept and only the refused ones are dropped (audited).
+        # good values are kept and only the refused ones become dead letters.
         # The deliveries leave the spool after all of their values were tried.
         recorded = 0
         for value in values:
             try:
                 self.engine.capture([value], source=self.source)
+            except CaptureRefused as exc:  # the engine audited the refusal on the batch
+                self.counts["capture_refused"] += 1
+                log.warning("refused %s: %s", value.tag, exc)
+                self._dead_letter(Problem("capture_refused", _described(exc), value.tag), value)
+            except Exception as exc:  # this value cannot be written: a dead letter
+                if _outage(exc):
+                    raise
+                self._dead_letter(self._problem(exc, value.tag), value)
+            else:
                 recorded += 1
                 self.counts["recorded"] += 1
-            except CaptureRefused as exc:  # the engine audited the refusal on the batch
-                self.counts["refused"] += 1
-                log.warning("refused %s: %s", value.tag, exc)
-            except _VALUE_FAULTS as exc:  # this value cannot be written: a dead letter
-                self.counts["unrecordable"] += 1
-                log.warning("cannot record %s: %s", value.tag, exc)
-                self._dead_letter(
-                    Problem("unrecordable", f"{type(exc).__name__}: {exc}", value.tag),
-                    value,
-                )
         return recorded
+
+    def _problem(self, exc: BaseException, tag: object) -> Problem:
+        self.counts["unrecordable"] += 1
+        log.warning("cannot record %s: %s", safe_text(tag, 300), _described(exc))
+        return Problem("unrecordable", _described(exc), tag if isinstance(tag, str) else None)
+
+    def _unrecordable(self, exc: BaseException, item: Any) -> DeadLetter:
+        tag = item[0] if isinstance(item, list) and item else None
+        problem = self._problem(exc, tag)
+        raw = safe_text(repr(item), MAX_KEPT).encode("utf-8")
+        return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
 
     def _dead_letter(self, problem: Problem, item: Any) -> None:
         raw = safe_text(repr(item), MAX_KEPT).encode("utf-8")
@@ -333,17 +401,40 @@ class Forwarder:
                     # Dedup keys no redelivery can need any more (see Spool).
                     pruned = self._clock()
                     self.counts["seen_generations_dropped"] += self.spool.prune_seen()
-            except (AuditError, OSError, SQLAlchemyError) as exc:  # database unreachable, locked
-                self.counts["db_errors"] += 1
-                log.warning(
-                    "database unavailable, %d values kept in the spool: %s", len(self.spool), exc
-                )
+            except Exception as exc:  # never a dead thread: counted, logged, tried again
                 backoff = min(max_backoff, backoff * 2)
+                self._count_failure(exc)
             self._stop.wait(backoff)
+
+    def _count_failure(self, exc: Exception) -> None:
+        try:
+            kept = len(self.spool)
+        except Exception:  # the spool itself failing
+            kept = -1
+        if _outage(exc):  # database unreachable, locked
+            self.counts["db_errors"] += 1
+            log.warning("database unavailable, %d values kept in the spool: %s", kept, exc)
+        elif isinstance(exc, sqlite3.Error):
+            self.counts["spool_errors"] += 1
+            log.warning("spool unavailable, values kept in it: %s", exc)
+        else:
+            self.counts["forwarder_errors"] += 1
+            log.error("forwarding failed, %d values kept in the spool", kept, exc_info=exc)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
+
+_AUDITED_ON_THE_BATCH = frozenset({"capture_refused"})
+"""Dead-letter reasons that raise no data-quality exception: the engine already wrote the
+refusal into the batch's audit trail (values arriving while a phase is not active would
+otherwise be an exception each forwarding pass)."""
 
 
 def minimal(letter: DeadLetter, exc: Exception) -> DeadLetter:

@@ -176,8 +176,12 @@ class Connector:
             )
             thread.start()
             self._threads.append(thread)
+        self._start_forwarder()
+
+    def _start_forwarder(self) -> None:
         forward = threading.Thread(target=self.forwarder.run, name="forwarder", daemon=True)
         forward.start()
+        self._forward_thread = forward
         self._threads.append(forward)
 
     def counts(self) -> Counter[str]:
@@ -189,6 +193,14 @@ class Connector:
 
     def status(self) -> Status:
         """What the status line reports, as data."""
+        forward = getattr(self, "_forward_thread", None)
+        if forward is not None and not forward.is_alive() and not self.forwarder.stopping:
+            # Forwarder.run does not return before stop(); should it ever, it is started
+            # again (an error in the status line), never left dead while values pile up.
+            self.forwarder.counts["forwarder_restarts"] += 1
+            log.error("the forwarder had stopped; started again")
+            self._threads.remove(forward)
+            self._start_forwarder()
         counts = self.counts()
         rejects = {k: v for k, v in counts.items() if k in REJECT_REASONS and v}
         dropped = [s.broker_dropped for s in self.sources if getattr(s, "broker_dropped", None)]
@@ -251,6 +263,7 @@ REJECT_REASONS = frozenset(
         "decoder_error",
         "unspoolable",
         "unrecordable",
+        "capture_refused",
         "sequence_gap",
         "queue_overflow",
         "not_monitored",
@@ -262,6 +275,8 @@ REJECT_REASONS = frozenset(
 ERROR_COUNTS = (
     "spool_errors",
     "db_errors",
+    "forwarder_errors",
+    "forwarder_restarts",
     "connection_errors",
     "connection_refused",
     "disconnects",
