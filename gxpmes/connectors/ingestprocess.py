@@ -20,7 +20,7 @@ from typing import Any
 
 log = logging.getLogger("gxpmes.connectors.ingest")
 
-__all__ = ["IngestProcess", "die_with_parent"]
+__all__ = ["IngestProcess", "die_with_parent", "send_report"]
 
 
 def die_with_parent() -> None:
@@ -33,6 +33,16 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the parent watch below still applies
         pass
+
+
+def send_report(report: Any, message: dict[str, Any]) -> bool:
+    """Send ``message`` on the ``report`` pipe; False (nothing raised) once the runner is
+    gone — a SIGKILLed runner's pipe is closed, which is no error of this process."""
+    try:
+        report.send(message)
+    except (BrokenPipeError, EOFError, OSError):
+        return False
+    return True
 
 
 class IngestProcess:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gxpmes.connectors.groupcommit import SPOOL_FAILURES, Delivery, GroupCommit
-from gxpmes.connectors.ingestprocess import IngestProcess, die_with_parent
+from gxpmes.connectors.ingestprocess import IngestProcess, die_with_parent, send_report
 from gxpmes.connectors.jsonpayload import decode_json_message
 from gxpmes.connectors.model import DeadLetter, DecodeError, Problem, Reading, safe_text
 from gxpmes.connectors.sparkplug import SparkplugSession, rebirth_request
@@ -525,7 +525,7 @@ def ingest_process_main(
             int(options["group_commit_values"]),
         )
     except Exception as exc:
-        report.send({"error": f"{type(exc).__name__}: {exc}"})
+        send_report(report, {"error": f"{type(exc).__name__}: {exc}"})
         spool.close()
         return
     # What startup allocated (modules, the client) is never garbage: the cyclic
@@ -534,10 +534,11 @@ def ingest_process_main(
     source.start()
     try:
         while not stop.wait(interval) and os.getppid() == parent:
-            report.send(_report(source))
+            if not send_report(report, _report(source)):
+                break  # the runner is gone
     finally:
         source.stop()
-        report.send({**_report(source), "stopped": True})
+        send_report(report, {**_report(source), "stopped": True})
         spool.close()
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gxpmes.connectors.groupcommit import Delivery, GroupCommit
-from gxpmes.connectors.ingestprocess import IngestProcess, die_with_parent
+from gxpmes.connectors.ingestprocess import IngestProcess, die_with_parent, send_report
 from gxpmes.connectors.model import (
     EARLIEST,
     FUTURE_TOLERANCE,
@@ -681,7 +681,7 @@ def ingest_process_main(
             spool, options["opcua"], Path(options["base"]), int(options["group_commit_values"])
         )
     except Exception as exc:
-        report.send({"error": f"{type(exc).__name__}: {exc}"})
+        send_report(report, {"error": f"{type(exc).__name__}: {exc}"})
         spool.close()
         return
 
@@ -695,7 +695,8 @@ def ingest_process_main(
     async def main() -> None:
         task = asyncio.create_task(source.run())
         while not stop.is_set() and os.getppid() == parent and not task.done():
-            report.send(snapshot())
+            if not send_report(report, snapshot()):
+                break  # the runner is gone
             await asyncio.sleep(interval)
         source.stop()
         await task
@@ -703,7 +704,7 @@ def ingest_process_main(
     try:
         asyncio.run(main())
     finally:
-        report.send({**snapshot(), "stopped": True})
+        send_report(report, {**snapshot(), "stopped": True})
         spool.close()
 
 
