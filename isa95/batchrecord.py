@@ -26,6 +26,9 @@ class TagSeries(Model):
     data_type: Identifier = "decimal"
     values: list[RecordedValue] = Field(min_length=1)
     """At least one value: BatchML has no empty data set."""
+    data_set_id: Identifier | None = None
+    """EntryID of the DataSet the series was read from (its first series only); None:
+    the writer derives ``<record id>/DS<n>`` (n: the series' index)."""
 
 
 class RecordEvent(Model):
@@ -45,6 +48,8 @@ class BatchProductionRecord(Model):
     """A batch production record (BatchML)."""
 
     id: Identifier
+    entry_id: Identifier | None = None
+    """The record's EntryID as read when it is not ``id``; None: the writer writes ``id``."""
     batch_id: Identifier | None = None
     lot_id: Identifier | None = None
     material_definition_id: Identifier | None = None

@@ -429,6 +429,7 @@ operations_performance = _operations_performance(False)
 batch_production_record = st.builds(
     BatchProductionRecord,
     id=identifiers,
+    entry_id=erp_ids("ENTRY"),
     batch_id=st.none() | identifiers,
     lot_id=st.none() | identifiers,
     material_definition_id=st.none() | identifiers,
@@ -439,6 +440,7 @@ batch_production_record = st.builds(
         st.builds(
             TagSeries,
             tag=identifiers,
+            data_set_id=erp_ids("DS"),
             unit=units,
             description=optional_text,
             values=st.lists(

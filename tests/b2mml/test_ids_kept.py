@@ -237,3 +237,29 @@ def test_absent_values_and_data_types_round_trip(
     equipment = EquipmentInformation(id="I", classes=[EquipmentClass(id="C", properties=props)])
     document = b2mml.read(b2mml.write(equipment, version=version))
     assert document.model == equipment and document.unmapped == []
+
+
+RECORD = f"""<BatchProductionRecord xmlns="{V7}"><ID>BPR</ID><EntryID>ENTRY-FROM-ERP</EntryID>
+<ObjectType>Batch Production Record</ObjectType><CreationDate>2026-01-01T00:00:00Z</CreationDate>
+<BatchID>B</BatchID>
+<DataSets><DataSet><EntryID>my-dataset-7</EntryID><ObjectType>Data Set</ObjectType>
+<TagSpecification><TagIndex>1</TagIndex><DataType>decimal</DataType><UnitOfMeasure>Cel</UnitOfMeasure>
+<DataSource>T1</DataSource></TagSpecification><OrderedData><TimeValue>2026-01-01T00:00:00Z</TimeValue>
+<DataValue><TagIndex>1</TagIndex><Value>1.0</Value><Quality>Good</Quality></DataValue></OrderedData>
+</DataSet></DataSets></BatchProductionRecord>"""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_batch_production_record_keeps_its_entry_ids(b2mml: B2MML, stream: bool) -> None:
+    data = RECORD.encode()
+    if stream:
+        from isa95.b2mml.stream import read_batch_record
+
+        model = read_batch_record(b2mml, data).model  # streamed: the same model
+    else:
+        model = b2mml.read(data).model
+    written = b2mml.write(model, version="V0701")
+    assert texts(written, "EntryID") == ["ENTRY-FROM-ERP"]
+    assert texts(written, "DataSets/DataSet/EntryID") == ["my-dataset-7"]
+    derived = b2mml.read(written.replace(b"ENTRY-FROM-ERP", b"BPR")).model
+    assert derived.entry_id is None and derived.series[0].data_set_id == "my-dataset-7"

@@ -89,7 +89,7 @@ def _decoded(value: Any) -> str:
 
 
 def _record_header(model: BatchProductionRecord, object_type: str) -> dict[str, Any]:
-    return {"EntryID": model.id, "ObjectType": object_type}
+    return {"EntryID": model.entry_id or model.id, "ObjectType": object_type}
 
 
 def _bpr_to_tree(model: BatchProductionRecord, version: str) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def _bpr_to_tree(model: BatchProductionRecord, version: str) -> dict[str, Any]:
             _put(tag, "Description", _desc(series.description))
             datasets.append(
                 {
-                    "EntryID": f"{model.id}/DS{index}",
+                    "EntryID": series.data_set_id or f"{model.id}/DS{index}",
                     "ObjectType": "Data Set",
                     "TagSpecification": [tag],
                     "OrderedData": [
@@ -188,11 +188,15 @@ def _ordered(
                 found[index].extend(_recorded(dv, v, when) for v in _list(dv, "Value"))
 
 
-def _tag_series(index: Any, spec: dict[str, Any], values: list[RecordedValue]) -> TagSeries:
-    """The series of the tag with TagIndex ``index``."""
+def _tag_series(
+    index: Any, spec: dict[str, Any], values: list[RecordedValue], data_set_id: Any = None
+) -> TagSeries:
+    """The series of the tag with TagIndex ``index`` (``data_set_id``: its DataSet's
+    EntryID, given to the first series of a data set)."""
     unit = _get(spec, "UnitOfMeasure")
     return _model(
         lambda: TagSeries(
+            data_set_id=data_set_id,
             tag=(_texts(spec, "DataSource") or [f"tag{index}"])[0],
             unit=unit or None,
             description=_get(spec, "Description"),
@@ -234,11 +238,15 @@ def _record(
 ) -> BatchProductionRecord:
     record_id = _get(tree, "ID") or ""
     record = _where(tree, "BatchProductionRecord")
-    _get(tree, "EntryID")
+    entry_id = _get(tree, "EntryID")
     _get(tree, "ObjectType")
+    for n, one in enumerate(series):  # what the writer derives reads as None
+        if one.data_set_id is not None and one.data_set_id == f"{record_id}/DS{n}":
+            one.data_set_id = None
     return _model(
         lambda: BatchProductionRecord(
             id=record_id,
+            entry_id=None if entry_id == record_id else entry_id,
             description=_get(tree, "Description"),
             creation_date=_parse_time(_get(tree, "CreationDate"), f"{record}/CreationDate"),
             batch_id=_get(tree, "BatchID"),
@@ -260,7 +268,11 @@ def _bpr_from_tree(tree: dict[str, Any], version: str) -> BatchProductionRecord:
         found: dict[Any, list[RecordedValue]] = {index: [] for index in specs}
         for od in _list(ds, "OrderedData") if specs else []:
             _ordered(od, specs, found)
-        series.extend(_tag_series(index, spec, found[index]) for index, spec in specs.items())
+        entry = _get(ds, "EntryID")
+        series.extend(
+            _tag_series(index, spec, found[index], entry if n == 0 else None)
+            for n, (index, spec) in enumerate(specs.items())
+        )
     events = [_event(e) for e in _list(tree.get("Events") or {}, "Event")]
     return _record(tree, series, events)
 
@@ -825,7 +837,11 @@ class RecordReader:
         if self._specs:
             ds.get("OrderedData")
         found = self._found
-        series = [_tag_series(index, spec, found[index]) for index, spec in self._specs.items()]
+        entry = _get(ds, "EntryID")
+        series = [
+            _tag_series(index, spec, found[index], entry if n == 0 else None)
+            for n, (index, spec) in enumerate(self._specs.items())
+        ]
         self.series.extend(series)
         if self.sources is not None:
             self.sources.extend((one, dataset) for one in series)
