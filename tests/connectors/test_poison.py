@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import paho.mqtt.client as mqtt
 from hypothesis import HealthCheck, given, settings
@@ -255,3 +256,76 @@ def test_five_thousand_digit_integers_do_not_block_json_or_sparkplug(
     ]
     assert len(details) == 1
     assert details[0].startswith("26 refused inputs (bad_timestamp 1, malformed 25)")
+
+
+def test_a_time_without_a_utc_instant_does_not_stop_delivery(running, tags, spool, broker) -> None:  # type: ignore[no-untyped-def]
+    """The reported attack: ``0001-01-01T00:30:00+01:00`` passed the decoder and its UTC
+    conversion killed the forwarder thread for good; ``+05:30:30`` was recorded 30 s off."""
+    line = Line(running, tags, spool, broker)
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
+    thread = threading.Thread(target=forwarder.run, kwargs={"interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        line.good_values_arrive()
+        for ts in ("0001-01-01T00:30:00+01:00", "2026-03-02T13:30:00.123456+05:30:30"):
+            line.publish_raw(False, json.dumps({"value": 70.6, "ts": ts}).encode())
+        line.good_values_arrive()
+        line.good_values_arrive()
+        wait_until(
+            lambda: set(line.expected) <= {v["value"] for v in running.engine.values(BATCH)},
+            what="the good values behind the poison recorded",
+        )
+        wait_until(lambda: sum(rejects_by_reason(running.db).values()) == 2, what="2 rejects")
+        assert thread.is_alive()
+    finally:
+        forwarder.stop()
+        thread.join(DEADLINE)
+        line.close()
+    assert rejects_by_reason(running.db) == {"bad_timestamp": 1, "malformed": 1}
+    assert "70.6" not in {v["value"] for v in running.engine.values(BATCH)}
+    errors = {k: v for k, v in forwarder.counts.items() if k.endswith("errors")}
+    assert not any(errors.values()), errors
+
+
+_OFFSETS = st.timedeltas(
+    min_value=-timedelta(hours=23, minutes=59, seconds=59),
+    max_value=timedelta(hours=23, minutes=59, seconds=59),
+)
+
+
+def test_any_year_and_offset_through_the_broker(running, tags, spool, broker) -> None:  # type: ignore[no-untyped-def]
+    """Times of any year 1..9999 at any offset, published as JSON: each is a reading or a
+    dead letter, the good values after each one arrive, and all of it is recorded."""
+    line = Line(running, tags, spool, broker)
+    sent = []
+
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+        _OFFSETS,
+    )
+    def any_time_then_good(wall: datetime, offset: timedelta) -> None:
+        ts = wall.replace(tzinfo=timezone(offset)).isoformat()
+        sent.append(ts)
+        line.publish_raw(False, json.dumps({"value": "1.5", "ts": ts}).encode())
+        line.good_values_arrive()
+
+    try:
+        any_time_then_good()
+    finally:
+        line.close()
+    assert line.source.counts["spool_errors"] == 0
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
+    forwarder.forward_once()
+    forwarder.forward_once()
+    recorded = {v["value"] for v in running.engine.values(BATCH)}
+    assert set(line.expected) <= recorded
+    assert len(spool) == 0 and spool.rejected() == []
+    taken = sum(1 for v in running.engine.values(BATCH) if v["value"] == "1.5")
+    refused = sum(rejects_by_reason(running.db).values())
+    assert taken + refused >= len(set(sent))  # each a reading or a dead letter
+    assert not forwarder.counts["forwarder_errors"] and not forwarder.counts["unrecordable"]
