@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -70,6 +70,9 @@ _UNIT = attrgetter("unit")
 _SOURCE_KEY = attrgetter("source_key")
 _SOURCE_TS = attrgetter("source_ts")
 _SERVER_TS = attrgetter("server_ts")
+_TZINFO = attrgetter("tzinfo")
+_TEXT_CHARS = 256  # a tag or unit (ebr_value.tag holds 256)
+_KEY_CHARS = 512  # a source key (ebr_value_key.source_key holds 512)
 
 
 def _stamp_texts(moments: list[datetime]) -> list[str | None]:
@@ -85,6 +88,13 @@ def _stamp_texts(moments: list[datetime]) -> list[str | None]:
     written = _dumps(moments, option=_UTC_Z)[2:-2].decode("ascii").split('","')
     if len(written) != len(moments):  # pragma: no cover - orjson writes one string each
         return [_utc_text(m) for m in moments]
+    if set(map(_TZINFO, moments)) != {UTC}:
+        # orjson ignores the sub-second part of an offset (+00:00:00.5 is written as
+        # the wall time with Z): such times are redone one by one.
+        for i, moment in enumerate(moments):
+            offset = moment.utcoffset()
+            if offset is not None and offset.microseconds:
+                written[i] = _utc_text(moment) or ""
     texts: list[str | None] = list(written)
     if set(map(len, written)) == {27}:  # 27 characters: only a UTC time with a fraction
         return texts
@@ -95,10 +105,60 @@ def _stamp_texts(moments: list[datetime]) -> list[str | None]:
 
 
 def _utc_text(moment: datetime) -> str | None:
-    """:func:`format_timestamp` of a time, or None for a naive one."""
+    """:func:`format_timestamp` of a time, None for a naive one, "" for one whose UTC
+    time is out of range (year 1 at a positive offset)."""
     if moment.utcoffset() is None:
         return None
-    return format_timestamp(moment)
+    try:
+        return format_timestamp(moment)
+    except OverflowError:
+        return ""
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown_all(text: str) -> str:
+    """``text`` with lone surrogates escaped (an audit entry cannot hold them)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _shown(text: str) -> str:
+    """Text for a message or an audit entry: at most 40 characters, lone surrogates
+    escaped (they have no UTF-8 form)."""
+    return text[:40].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_refusal(value: CapturedValue) -> str | None:
+    """Why a value's tag, unit or source key cannot be recorded, or None.
+
+    Tag and unit: at most 256 characters; the source key: None (no key) or
+    1 to 512 characters; none with a lone surrogate (no UTF-8 form, so no
+    RFC 8785 form either). An empty key is refused, not read as "no key": the
+    record would not say what was delivered.
+    """
+    for name, text, most in (
+        ("tag", value.tag, _TEXT_CHARS),
+        ("unit", value.unit, _TEXT_CHARS),
+        ("source key", value.source_key, _KEY_CHARS),
+    ):
+        if text is None and name == "source key":
+            continue
+        if not isinstance(text, str):
+            return f"{name} {text!r} is not text"
+        if name == "source key" and not text:
+            return "source key is empty (None for a value without a key)"
+        if len(text) > most:
+            return f"{name} {_shown(text)!r}… has {len(text)} characters; at most {most}"
+        if not _encodable(text):
+            return f"{name} {_shown(text)!r} contains a lone surrogate (no UTF-8 form)"
+    return None
 
 
 class _Series:
@@ -226,9 +286,9 @@ class ValueCapture(RecipeRecords):
                 values[0].batch_id,
                 new={
                     "count": len(values),
-                    "problems": refused[:20],
-                    "account": source.account_id,
-                    "client_id": str(source.client_id)[:_CLIENT_ID_CHARS],
+                    "problems": [_shown_all(p) for p in refused[:20]],
+                    "account": _shown_all(str(source.account_id)),
+                    "client_id": _shown_all(str(source.client_id)[:_CLIENT_ID_CHARS]),
                 },
             )
         raise CaptureRefused(
@@ -283,6 +343,10 @@ class ValueCapture(RecipeRecords):
         keys = [v.source_key for v in values if v.source_key]
         if not keys:
             return list(values)
+        if set(map(type, keys)) != {str} or not "".join(keys).isascii():
+            # Only keys the database can hold are looked up: the others (not text,
+            # a lone surrogate) are refused by the checks that follow.
+            keys = [k for k in keys if type(k) is str and _encodable(k)]
         # Under the write lock (taken first by the transaction): a key recorded by
         # another process's capture has committed, or that capture has not begun.
         recorded: set[str] = set()
@@ -388,9 +452,11 @@ class ValueCapture(RecipeRecords):
         digits = list(map(str, numbers))
         if max(map(len, digits)) > _VALUE_CHARS:
             return None
+        if max(map(len, tags)) > _TEXT_CHARS or max(map(len, units)) > _TEXT_CHARS:
+            return None
         sources = _stamp_texts(source_ts)
         latest = server_now + self.future_skew
-        if None in sources or max(source_ts) > latest:
+        if None in sources or "" in sources or max(source_ts) > latest:
             return None
         server_text = format_timestamp(server_now)
         given = [t for t in server_ts if t is not None]
@@ -398,7 +464,7 @@ class ValueCapture(RecipeRecords):
             servers: list[str | None] = [server_text] * count
         else:
             servers = _stamp_texts([server_now if t is None else t for t in server_ts])
-            if None in servers or max(given) > latest:
+            if None in servers or "" in servers or max(given) > latest:
                 return None
         leaves = ValueLeaves(actor.user_id, client_id)
         text = leaves.text
@@ -419,6 +485,8 @@ class ValueCapture(RecipeRecords):
                 for pair in set(zip(tags, units, strict=True))
             }
             present = [k for k in keys if k is not None] if keys.count(None) != count else []
+            if present and ("" in present or max(map(len, present)) > _KEY_CHARS):
+                return None  # an empty or too long key: the exact path refuses it
             joined = "".join(present)
             if not present:
                 key_texts = ["null"] * count
@@ -605,6 +673,8 @@ class ValueCapture(RecipeRecords):
                 refusal = f"quality {quality!r} is not Good, Uncertain or Bad"
             elif source is None or server is None:
                 refusal = "naive timestamp"
+            elif not source or not server:
+                refusal = "timestamp out of range: its UTC time is before year 1"
             elif value.source_ts > latest or (
                 value.server_ts is not None and value.server_ts > latest
             ):
@@ -622,8 +692,10 @@ class ValueCapture(RecipeRecords):
                     f"value {digits[:20]}… has {len(digits)} characters; "
                     f"a value row holds at most {_VALUE_CHARS} characters"
                 )
+            else:
+                refusal = _text_refusal(value)
             if refusal is not None:
-                problems.append(f"{value.tag} → {batch_id}/{parameter}: {refusal}")
+                problems.append(f"{_shown(str(value.tag))} → {batch_id}/{parameter}: {refusal}")
                 continue
             if problems:
                 continue  # nothing will be written: only look for further refusals

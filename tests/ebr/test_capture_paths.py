@@ -48,8 +48,18 @@ NUMBERS = st.one_of(
     ),
 )
 ZONES = st.sampled_from(
-    [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+    [
+        UTC,
+        timezone(timedelta(hours=2)),
+        timezone(timedelta(hours=-5, minutes=-30)),
+        # offsets with seconds and sub-second parts (orjson drops the latter)
+        timezone(-timedelta(seconds=1)),
+        timezone(timedelta(microseconds=500_000)),
+        timezone(timedelta(microseconds=1)),
+        timezone(-timedelta(hours=3, microseconds=7)),
+    ]
 )
+KEYS = st.one_of(st.none(), TEXTS.filter(bool))  # "" is refused (None: no key)
 
 
 def _record(value: CapturedValue, leaf: bytes) -> dict[str, Any]:
@@ -157,7 +167,7 @@ def test_both_capture_paths_write_the_same_blocks(plant) -> None:  # type: ignor
         tag=st.one_of(st.just("TT-101"), TEXTS),
         unit=st.sampled_from(["Cel", "K", 'a"b']),
         quality=st.sampled_from(["Good", "Uncertain", "Bad"]),
-        key=st.one_of(st.none(), TEXTS),
+        key=KEYS,
         back=st.integers(0, 10**6),
         micro=st.sampled_from([0, 1, 999_999, 123_456]),
         zone=ZONES,
