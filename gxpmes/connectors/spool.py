@@ -385,7 +385,38 @@ class Spool:
                 total += n
                 if total >= limit:
                     break
-        return [(row_id, _items(body)) for row_id, body in out]
+        pending = []
+        damaged = []
+        for row_id, body in out:
+            try:
+                pending.append((row_id, _items(body)))
+            except Exception as exc:  # no delivery: it must not hold up the rows behind it
+                damaged.append((row_id, body, exc))
+        if damaged:
+            self._set_aside(damaged)
+        return pending
+
+    def _set_aside(self, damaged: list[tuple[int, Any, Exception]]) -> None:
+        """Turn pending rows that hold no delivery (a damaged file) into dead letters."""
+        now = datetime.now(UTC)
+        letters = []
+        for row_id, body, exc in damaged:
+            raw = body if isinstance(body, bytes) else str(body).encode("utf-8", "replace")
+            problem = Problem(
+                "unrecordable", f"spool row {row_id} holds no delivery: {type(exc).__name__}"
+            )
+            letters.append(DeadLetter.of(problem, "spool", raw, now))
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(_INSERT_LETTER, [_letter_row(x) for x in letters])
+                self._conn.executemany(
+                    "DELETE FROM pending WHERE id = ?", [(row_id,) for row_id, _b, _e in damaged]
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def peek(self, limit: int = 1000) -> list[tuple[int, Reading]]:
         """The oldest pending readings with their spool ids (whole deliveries: at least
@@ -493,7 +524,9 @@ def _items(body: str | bytes) -> list[Item]:
                 data["key"],
             ]
         ]
-    return data  # type: ignore[no-any-return]
+    if not isinstance(data, list):
+        raise ValueError(f"a delivery is a list of items, not {type(data).__name__}")
+    return data
 
 
 def reading_of(item: Item) -> Reading:

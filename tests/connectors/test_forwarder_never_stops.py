@@ -189,3 +189,26 @@ def test_a_forwarder_thread_that_ended_anyway_is_started_again(running, tmp_path
     finally:
         connector.stop()
         connector.close()
+
+
+def test_a_spool_row_that_holds_no_delivery_is_set_aside(running, tags, spool) -> None:  # type: ignore[no-untyped-def]
+    t0 = now() - timedelta(seconds=20)
+    spool.put(good(2, t0, "a"))
+    with sqlite3.connect(spool.path) as conn:
+        conn.executemany(
+            "INSERT INTO pending (body, n) VALUES (?, ?)",
+            [
+                (b"not json", 1),
+                (b"5", 1),
+                (b'{"tag": "x"}', 1),
+                ("\ud800".encode("utf-8", "surrogatepass"), 1),
+            ],
+        )
+    spool.put(good(2, t0 + timedelta(seconds=2), "c"))
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
+    forwarder.forward_once()
+    forwarder.forward_once()
+    assert len(spool) == 0 and spool.rejected() == []
+    assert len(recorded(running)) == 4
+    assert rejects_by_reason(running.db) == {"unrecordable": 4}
+    assert not forwarder.counts["forwarder_errors"]
