@@ -391,6 +391,10 @@ class ValueCapture(RecipeRecords):
                 value.server_ts is not None and value.server_ts.utcoffset() is None
             ):
                 refusal = "naive timestamp"
+            elif not _utc_text(value.source_ts) or (
+                value.server_ts is not None and not _utc_text(value.server_ts)
+            ):
+                refusal = "timestamp out of range: its UTC time is before year 1"
             elif self._ahead_of(value, latest):
                 ahead = max(value.source_ts, value.server_ts or value.source_ts)
                 refusal = (
@@ -406,8 +410,12 @@ class ValueCapture(RecipeRecords):
                     f"value {text[:20]}… has {len(text)} characters; "
                     f"a value row holds at most {_VALUE_CHARS} characters"
                 )
+            else:
+                refusal = _text_refusal(value)
             if refusal is not None:
-                problems.append(f"{value.tag} → {value.batch_id}/{value.parameter}: {refusal}")
+                problems.append(
+                    f"{_shown(str(value.tag))} → {value.batch_id}/{value.parameter}: {refusal}"
+                )
         return problems, contexts
 
     def _plain_blocks(

@@ -80,6 +80,16 @@ def test_bad_input_is_refused_audited_and_nothing_is_written(plant, bad: str) ->
     assert len(plant.engine.values("B-1")) == 2
 
 
+@pytest.mark.parametrize("bad", ["tag lone surrogate", "key empty", "year 1 ahead of UTC"])
+def test_a_manual_entry_refuses_the_same_input(plant, bad: str) -> None:  # type: ignore[no-untyped-def]
+    plant.start_batch("B-1", phases=(HEAT,))
+    with pytest.raises(CaptureRefused):
+        plant.engine.manual_entry(
+            plant.sessions["op1"], _value(plant, 0, **_BAD[bad]), reason="handheld reading"
+        )
+    assert plant.engine.values("B-1") == []
+
+
 def test_longest_texts_are_recorded(plant) -> None:  # type: ignore[no-untyped-def]
     plant.start_batch("B-1", phases=(HEAT,))
     plant.engine.capture(

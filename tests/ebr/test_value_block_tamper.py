@@ -64,6 +64,25 @@ def test_a_redelivery_recorded_again_after_its_key_row_was_removed_is_named(plan
     assert "'k-0'" in problem and f"{first}/0" in problem and f"{again}/0" in problem, problem
 
 
+def test_a_manual_entry_carrying_a_recorded_values_key_is_named(plant) -> None:  # type: ignore[no-untyped-def]
+    plant.start_batch("B-1", phases=(HEAT,))
+    (first,) = plant.engine.capture([_value(plant, "70.0", "k-0")], source=OT_SOURCE)
+    _drop_guards(plant, "ebr_value_key")
+    with plant.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM ebr_value_key WHERE source_key = 'k-0'"))
+    manual = plant.engine.manual_entry(
+        plant.sessions["op1"], _value(plant, "70.0", "k-0"), reason="handheld reading"
+    )
+    for batch in (None, "B-1"):
+        report = verify_record(plant.db.engine, batch=batch, trusted_keys=plant.trusted_keys())
+        found = [(p.table, p.key, p.kind) for p in report.problems]
+        assert found == [("ebr_value_key", "k-0", "duplicate_source_key")], report.lines()
+        (line,) = report.lines()
+        assert f"{first}/0" in line and f"{manual}/0" in line, line
+    (problem,) = plant.engine.verify_values("B-1")
+    assert f"{first}/0" in problem and f"{manual}/0" in problem, problem
+
+
 def _spoil_leaves(plant, seq: int, how: str) -> None:  # type: ignore[no-untyped-def]
     _drop_guards(plant, "audit_block")
     sqlite = plant.db.engine.dialect.name == "sqlite"
