@@ -447,6 +447,10 @@ class B2MML:
             NORMALISED.reset(notes)
             SOURCES.reset(sources)
         document.unmapped = unsupported + list(unconsumed(tracked, root))
+        bare = verb is None and root in _CONTAINERS and noun.container is not None
+        bare = bare and all(isinstance(m, noun.model) for m in document.models)
+        if bare and noun.container(document.models, version) is None:  # type: ignore[misc]
+            document.unmapped.insert(0, root)  # written bare, not in this root: listed
         document.tree = tracked
         return document
 

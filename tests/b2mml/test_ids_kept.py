@@ -263,3 +263,32 @@ def test_batch_production_record_keeps_its_entry_ids(b2mml: B2MML, stream: bool)
     assert texts(written, "DataSets/DataSet/EntryID") == ["my-dataset-7"]
     derived = b2mml.read(written.replace(b"ENTRY-FROM-ERP", b"BPR")).model
     assert derived.entry_id is None and derived.series[0].data_set_id == "my-dataset-7"
+
+
+def test_a_container_the_writer_would_not_write_back_is_listed(b2mml: B2MML) -> None:
+    one = (
+        f'<BatchInformation xmlns="{V7}"><MasterRecipe><ID>MR</ID></MasterRecipe>'
+        "</BatchInformation>"
+    )
+    document = b2mml.read(one.encode())
+    assert etree.QName(etree.fromstring(b2mml.write(document.model))).localname == "MasterRecipe"
+    assert document.unmapped[0] == "BatchInformation"
+    two = one.replace(
+        "</BatchInformation>", "<MasterRecipe><ID>MR2</ID></MasterRecipe></BatchInformation>"
+    )
+    assert "BatchInformation" not in b2mml.read(two.encode()).unmapped
+
+
+def test_a_quantity_the_model_does_not_carry_is_listed_with_its_data_type(b2mml: B2MML) -> None:
+    data = SCHEDULE.replace(
+        "<SegmentRequirementChild>",
+        "<EquipmentRequirement><ID>E0</ID><EquipmentClassID>C</EquipmentClassID>"
+        "<Quantity><QuantityString>true</QuantityString><DataType>boolean</DataType></Quantity>"
+        "</EquipmentRequirement><SegmentRequirementChild>",
+    ).encode()
+    unmapped = b2mml.read(data, assume_timezone=UTC).unmapped
+    quantity = (
+        "OperationsSchedule/OperationsRequest[0]/SegmentRequirement[0]"
+        "/EquipmentRequirement[0]/Quantity[0]"
+    )
+    assert f"{quantity}/QuantityString" in unmapped and f"{quantity}/DataType" in unmapped

@@ -518,11 +518,10 @@ def _quantities(tree: dict[str, Any], where: str, most: int | None = None) -> li
         if most is not None and len(found) >= most:
             break
         data_type = _get(item, "DataType") or "decimal"
-        if data_type not in _NUMERIC:
+        text = _get(item, "QuantityString") if data_type in _NUMERIC else None
+        if text is None or not text.strip():  # not carried: its value and DataType listed
             item.used.discard("QuantityString")
-            continue
-        text = _get(item, "QuantityString")
-        if text is None or not text.strip():
+            item.used.discard("DataType")
             continue
         value = _decimal(text, f"{where}/Quantity", data_type)
         found.append(
