@@ -57,13 +57,14 @@ SOURCE_PI = "b2mml-source"
 FILL_POLICIES = ("derive",)
 """``derive``: a required ``ID`` the source lacks is ``<B>/<Name>.<n>/…/<Name>.<n>``:
 ``B`` the ID of the nearest enclosing element that has one (in the source, or
-derived for it), followed by one ``<Name>.<n>`` step (source name, position among
-its same-named siblings) for every element from there down to the element itself;
-with no enclosing ID (or no element below ``DataArea``) the steps alone. A required
-reference (``OperationsDefinitionID``, ``OperationsSegmentID``, ``ProcessSegmentID``)
-the source lacks is taken from the nearest enclosing element that names one (a
-V0600 request's ProductProductionRuleID is its OperationsDefinitionID), else it is
-``<own ID>/<Name>`` (``PR-1/SegmentRequirement.2/ProcessSegmentID``)."""
+derived for it), then one ``<Name>.<n>`` step (its name in the converted
+document, position among its same-named siblings) for every element from there
+down to the element itself; with no enclosing ID (up to ``DataArea``) the steps
+alone. A required reference (``OperationsDefinitionID``, ``OperationsSegmentID``,
+``ProcessSegmentID``) the source lacks is taken from the nearest enclosing
+element that names one (a V0600 request's ProductProductionRuleID is its
+OperationsDefinitionID), else it is ``<own ID>/<Name>``
+(``PR-1/SegmentRequirement.2/ProcessSegmentID``)."""
 
 FILL_EMPTY_POLICIES = ("minimal",)
 """``minimal``: a required child element of which the source has none (a V0701
@@ -209,6 +210,8 @@ class _Converter:
         """Every ID of the source, stripped (a derived ID must not repeat one)."""
         self.synthetic: set[etree._Element] = set()
         """Minimal elements ``fill_empty`` added to the source walk."""
+        self.names: dict[etree._Element, str] = {}
+        """The target name of each source element converted (derived IDs use them)."""
         self.location_record: str | None = None
         """The source's ``xsi:schemaLocation`` when pairs of it were left out."""
         self.namespaces = {
@@ -229,11 +232,9 @@ class _Converter:
         if kept:
             out.set(XSI_SCHEMA_LOCATION, kept)
 
-    def origin_name(self, element: etree._Element) -> str:
-        """The name ``element`` has in the release it was converted from (this target)."""
-        local = str(etree.QName(element).localname)
-        base = local[: -len("Child")] if local.endswith("Child") and local != "Child" else local
-        return self.renames.get(base, base)
+    def name_in_target(self, element: etree._Element) -> str:
+        """The name a source element has in the converted document."""
+        return self.names.get(element) or _local(element)
 
     def id_of(self, element: etree._Element) -> str | None:
         """A source element's ID (stripped), or the one derived for it."""
@@ -291,7 +292,7 @@ class _Converter:
         if name == "EquipmentID":
             return text == _own_id(parent)
         if name == "ID":
-            return text == _id_path(parent, self.origin_name, _id_text)
+            return text == _id_path(parent, _local, _id_text)
         if name.endswith("ID"):
             enclosing = _ancestor_value(parent.getparent(), name)
             if enclosing is not None:
@@ -351,7 +352,7 @@ class _Converter:
             if slot.name == "*" or slot.min == 0 or slot.name in present:
                 continue
             if slot.name == "ID" and self.fill_ids == "derive" and slot.type is not None:
-                value = _id_path(source, lambda e: str(etree.QName(e).localname), self.id_of)
+                value = _id_path(source, self.name_in_target, self.id_of)
                 if value in self.source_ids:
                     self.problems.append(
                         ConversionProblem(
@@ -441,6 +442,7 @@ class _Converter:
                     f"{path}/@{name}", value, f"no attribute {name!r} in the target"
                 )
         out.text = source.text
+        self.names[source] = str(etree.QName(target_tag).localname)
         self.mark_derived(source, source_spec, target_spec, path)
         if not target_spec.fields and source_spec.fields:
             if source_spec.field("EquipmentElementLevel") is not None:
@@ -950,6 +952,10 @@ def _locations_without(value: str, namespaces: set[str]) -> str | None:
     if len(kept) == len(pairs):
         return None
     return " ".join(" ".join(pair) for pair in kept)
+
+
+def _local(element: etree._Element) -> str:
+    return str(etree.QName(element).localname)
 
 
 def _xml(element: etree._Element) -> str:

@@ -78,14 +78,14 @@ def test_derived_ids_are_unique_and_the_way_back_gives_the_original(
     found = ids(v0701)
     assert len(found) == len(set(found)), found  # the nested one repeated its parent's
     if known == NONE:
-        segment = "ProductionSchedule.1/ProductionRequest.1/SegmentRequirement.1"
+        segment = "OperationsSchedule.1/OperationsRequest.1/SegmentRequirement.1"
         assert set(found) >= {
-            "ProductionSchedule.1",
-            "ProductionSchedule.1/ProductionRequest.1",
+            "OperationsSchedule.1",
+            "OperationsSchedule.1/OperationsRequest.1",
             segment,
-            f"{segment}/SegmentRequirement.1",
+            f"{segment}/SegmentRequirementChild.1",
             f"{segment}/EquipmentRequirement.1",
-            f"{segment}/SegmentRequirement.1/EquipmentRequirement.1",
+            f"{segment}/SegmentRequirementChild.1/EquipmentRequirement.1",
         }
     assert "SR/MaterialRequirement.2" in found or known == NONE
     back = b2mml.convert(v0701, "V0600")
@@ -127,7 +127,7 @@ def test_required_references_are_derived_and_left_out_again(b2mml: B2MML) -> Non
     result = b2mml.conversion(source, "V0701", fill_ids="derive")
     segment = etree.fromstring(result.data).find(f".//{{{V0701_NS}}}SegmentRequirement")
     assert segment is not None
-    own = "ProductionSchedule.1/ProductionRequest.1/SegmentRequirement.1"
+    own = "OperationsSchedule.1/OperationsRequest.1/SegmentRequirement.1"
     assert [(etree.QName(c).localname, c.text) for c in segment] == [
         ("ID", own),
         ("ProcessSegmentID", f"{own}/ProcessSegmentID"),
