@@ -404,6 +404,13 @@ class _Converter:
         elif name.endswith("Child"):
             base = name[: -len("Child")]
             candidates += [base, self.renames.get(base, base)]
+        # V0701 names a parameter after its owner (ProcessSegment/ProcessSegmentParameter),
+        # V0600 calls it Parameter.
+        owner = spec.name.removesuffix("Type")
+        if name == "Parameter":
+            candidates.append(f"{owner}Parameter")
+        elif name == f"{owner}Parameter":
+            candidates.append("Parameter")
         for candidate in candidates:
             if spec.field(candidate) is not None:
                 return candidate

@@ -59,6 +59,12 @@ def c14n(data: bytes) -> bytes:
     return bytes(etree.tostring(etree.fromstring(data), method="c14n"))
 
 
+def c14n_content(data: bytes) -> bytes:
+    """C14N without the indentation between elements (formatting, not content)."""
+    parser = etree.XMLParser(remove_blank_text=True)
+    return bytes(etree.tostring(etree.fromstring(data, parser), method="c14n"))
+
+
 def ids(data: bytes, namespace: str = V0701_NS) -> list[str]:
     return [e.text or "" for e in etree.fromstring(data).iter(f"{{{namespace}}}ID")]
 
@@ -380,11 +386,14 @@ def test_v0600_schedules_go_to_v0701_and_back_unchanged(b2mml: B2MML, data: st.D
         back = b2mml.convert(result.data, "V0600")
     assert c14n(back) == c14n(document)
     # Without the record (another system's V0701 document), drop_derived leaves out
-    # exactly what derive gives back: V0701 -> V0600 -> V0701 is the identity.
+    # exactly what derive gives back: V0701 -> V0600 -> V0701 is the identity. Only
+    # the indentation may differ: an element that is exactly what fill_empty makes
+    # (an empty request with one bare requirement) is left out and made again, and
+    # without the record nothing tells how the sender had indented it.
     bare = without_record(result.data)
     lean = b2mml.convert(bare, "V0600", noun="ProductionSchedule", drop_derived=True)
     again = b2mml.convert(lean, "V0701", fill_ids="derive", fill_empty="minimal")
-    assert c14n(without_record(again)) == c14n(bare)
+    assert c14n_content(without_record(again)) == c14n_content(bare)
 
 
 def test_schema_locations_of_the_source_release_are_left_out_and_restored(

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from isa95_strategies import ALL, ALL_V0600, ALL_V0701
+from lxml import etree
 
 from isa95.b2mml.documents import B2MML, ApplicationArea
 
@@ -89,7 +90,7 @@ def test_convert_between_releases(b2mml: B2MML, source: str, target: str) -> Non
 
         written = b2mml.write(model, version=source)
         try:
-            converted = b2mml.convert(written, target, fill_ids="derive")
+            conversion = b2mml.conversion(written, target, fill_ids="derive")
         except ConversionRefused as refused:
             # Refused only for what one release requires and the other cannot hold:
             # IDs V0701 requires on requirements/specifications and V0600 has no
@@ -98,8 +99,17 @@ def test_convert_between_releases(b2mml: B2MML, source: str, target: str) -> Non
                 last = problem.path.rsplit("/", 1)[-1].split("[")[0]
                 assert last in {"ID", "OperationsSegmentID", "ProcessSegmentID"}, problem
             return
-        document = b2mml.read(converted)
-        assert document.version == target and document.model == model
+        document = b2mml.read(conversion.data)
+        assert document.version == target
+        if not conversion.report.filled:
+            assert document.model == model
+        else:
+            # Derived IDs are the converted document's own (listed in the report, read
+            # into the model like any ID); converting back leaves them out again.
+            assert {change.path for change in conversion.report.filled}
+            back = b2mml.read(b2mml.convert(conversion.data, source))
+            assert back.model == model
+        assert not conversion.report.dropped
 
     check()
 
@@ -135,8 +145,37 @@ def test_production_schedule_nouns_of_v0600(b2mml: B2MML) -> None:
     document = b2mml.read(b2mml.write(performance, version="V0600", noun="ProductionPerformance"))
     assert document.noun == "ProductionPerformance" and document.model == performance
     # V0701 has no Production* nouns: converting picks the Operations* noun. V0701 needs
-    # an OperationsSegmentID on every segment requirement, which this one lacks: refused.
+    # an OperationsSegmentID on every segment requirement, which this one lacks: refused,
+    # unless the derive policy fills it (reported), and converting back leaves it out.
     from isa95.b2mml.convert import ConversionRefused
 
     with pytest.raises(ConversionRefused, match="OperationsSegmentID: required by V0701"):
-        b2mml.convert(data, "V0701", fill_ids="derive")
+        b2mml.convert(data, "V0701")
+    conversion = b2mml.conversion(data, "V0701", fill_ids="derive")
+    assert b2mml.read(conversion.data).noun == "OperationsSchedule"
+    assert any("/OperationsSegmentID[" in c.path for c in conversion.report.filled)
+    back = b2mml.read(b2mml.convert(conversion.data, "V0600"))
+    assert back.noun == "ProductionSchedule" and back.model == schedule
+
+
+def test_process_segment_parameters_convert_both_ways(b2mml: B2MML) -> None:
+    """V0701 names a segment's parameter ProcessSegmentParameter, V0600 Parameter
+    (nested: ParameterChild / Parameter); each converts into the other and back."""
+    from isa95.operations import DataValue, ProcessSegment, ProcessSegmentInformation
+
+    nested = DataValue(id="P1", value="5", unit="kg", children=[DataValue(id="P1a", value="x")])
+    model = ProcessSegmentInformation(
+        id="PSI", segments=[ProcessSegment(id="S1", parameters=[nested])]
+    )
+    for source, target, name in (
+        ("V0701", "V0600", b"<Parameter>"),
+        ("V0600", "V0701", b"<ProcessSegmentParameter>"),
+    ):
+        written = b2mml.write(model, version=source)
+        converted = b2mml.convert(written, target)
+        assert name in converted
+        assert b2mml.read(converted).model == model
+        back = b2mml.convert(converted, source)
+        assert etree.tostring(etree.fromstring(back), method="c14n") == etree.tostring(
+            etree.fromstring(written), method="c14n"
+        )
