@@ -251,5 +251,7 @@ def test_mqtt5_messages_wait_for_one_commit_and_are_acked_after_it(
         pub.loop_stop()
         spool.close()
     assert all(durable for _mid, durable in acks)
-    assert len(spool.groups) == 2 and sum(spool.groups) == 101  # two commits, 101 messages
+    # The held commit, then one for the rest (one alone if all 101 arrived before the
+    # first commit began, as on a busy machine).
+    assert len(spool.groups) in (1, 2) and sum(spool.groups) == 101
     assert source.counts["received"] == 101

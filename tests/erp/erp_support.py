@@ -276,7 +276,8 @@ def production_order(
 
     schedule = OperationsSchedule(
         id=f"SCHED-{order_id}",
-        operations_type="Production",
+        # V0600's ProductionSchedule has no OperationsType: it is production by its noun.
+        operations_type=None if noun == "ProductionSchedule" else "Production",
         requests=[
             OperationsRequest(
                 id=order_id,
