@@ -201,6 +201,24 @@ class Source:
 # --------------------------------------------------------------------------- a stage
 
 
+def profiled_ingest(options: dict[str, Any], *args: Any) -> None:
+    """The OPC UA ingest process under cProfile (its main thread: receive, decode,
+    readings; the spool writer thread is not in it), stats written to ``options["profile"]``."""
+    from gxpmes.connectors.opcua import ingest_process_main
+
+    profile = cProfile.Profile(time.process_time)
+    profile.enable()
+    try:
+        ingest_process_main(options, *args)
+    finally:
+        profile.disable()
+        profile.dump_stats(options["profile"])
+
+
+class ProfiledOpcUaProcess(OpcUaProcess):
+    target = staticmethod(profiled_ingest)
+
+
 def measure(
     source: Source,
     seconds: float,
@@ -336,15 +354,17 @@ def gxpmes_stage(
         }
         if queue_size is not None:
             config["queue_size"] = queue_size
-        opc = OpcUaProcess(
-            {
-                "spool": str(path),
-                "seen_retention": spool.seen_retention,
-                "opcua": config,
-                "base": str(workdir),
-                "group_commit_values": 20_000,
-            },
-            report_interval=0.1,
+        options = {
+            "spool": str(path),
+            "seen_retention": spool.seen_retention,
+            "opcua": config,
+            "base": str(workdir),
+            "group_commit_values": 20_000,
+        }
+        if profile is not None:
+            options["profile"] = str(workdir / f"ingest-{uuid.uuid4().hex[:6]}.prof")
+        opc = (OpcUaProcess if profile is None else ProfiledOpcUaProcess)(
+            options, report_interval=0.1
         )
     else:
         opc = OpcUaSource(
@@ -386,11 +406,20 @@ def gxpmes_stage(
         return float(opc.cpu)
 
     result = measure(
-        source, seconds, counter, len(nodes), settle, profile, ingest_cpu if own_process else None
+        source,
+        seconds,
+        counter,
+        len(nodes),
+        settle,
+        None if own_process else profile,
+        ingest_cpu if own_process else None,
     )
     if own_process:
         result["ingest_us"] = result["other_us"]
         opc.stop()
+        if profile is not None:
+            print("\ningest process, whole life (start-up included), by own CPU time:")
+            pstats.Stats(options["profile"]).sort_stats("tottime").print_stats(30)
         result["queue"] = queue_size or monitored_queue_size(publishing_ms, 50)
     else:
         loop.call_soon_threadsafe(opc.stop)
@@ -429,7 +458,11 @@ def main() -> None:
     parser.add_argument("--publishing-ms", type=float, default=100.0)
     parser.add_argument("--queue-size", type=int, default=None)
     parser.add_argument("--skip", default="", help="capacity,plain,handler,spool,ebr,process")
-    parser.add_argument("--profile", action="store_true", help="cProfile the gxpmes stages")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the gxpmes stages (the ingest process its own)",
+    )
     args = parser.parse_args()
     queue = args.queue_size or monitored_queue_size(args.publishing_ms, 50)
     workdir = Path(tempfile.mkdtemp(prefix="gxpmes-bench-opcua-"))
@@ -495,7 +528,7 @@ def main() -> None:
                 args.publishing_ms,
                 args.queue_size,
                 plant,
-                None,
+                profile,
                 True,
             )
     finally:

@@ -193,6 +193,13 @@ keep-alives (no publish response at all) count as a lost subscription: resubscri
 
 
 @functools.cache
+def _win_epoch_to_datetime() -> Any:
+    from asyncua import ua
+
+    return ua.win_epoch_to_datetime
+
+
+@functools.cache
 def _publish_subscription() -> type:
     """asyncua's Subscription, handing each publish response whole to its source."""
     from asyncua.common.subscription import Subscription
@@ -378,7 +385,7 @@ class OpcUaSource:
         if self.fast_decode:
             from gxpmes.connectors.opcua_decode import install
 
-            install(link)  # asyncua's decoder stays if it is not as expected
+            install(link, rows=True)  # asyncua's decoder stays if it is not as expected
         subscription = _publish_subscription()(link, params, self)
         await subscription.init()
         requests = []
@@ -468,6 +475,8 @@ class OpcUaSource:
         """One publish response: its values and problems become one spool delivery."""
         from asyncua import ua
 
+        from gxpmes.connectors.opcua_decode import DataChanges
+
         data = message.NotificationData
         if not data:  # keep-alive
             return
@@ -488,7 +497,9 @@ class OpcUaSource:
         self._last_sequence = sequence
         readings: list[Reading] = []
         for notification in data:
-            if isinstance(notification, ua.DataChangeNotification):
+            if type(notification) is DataChanges:  # decoded by opcua_decode
+                self._data_rows(notification.rows, now, readings, letters)
+            elif isinstance(notification, ua.DataChangeNotification):
                 self._data_changes(notification.MonitoredItems, now, readings, letters)
             elif isinstance(notification, ua.StatusChangeNotification):
                 self.status_change_notification(notification.Status)
@@ -549,6 +560,79 @@ class OpcUaSource:
                 letters.append(self._refused(problem, handle, item, now))
         self._overflows(seen, flagged, now, letters)
 
+    def _data_rows(
+        self,
+        rows: list[tuple[Any, ...]],
+        now: datetime,
+        readings: list[Reading],
+        letters: list[DeadLetter],
+    ) -> None:
+        """:meth:`_data_changes` for :class:`DataChanges` rows: the same readings and dead
+        letters, without an asyncua object per value. Each distinct time (the values
+        of one scan share it) is converted, checked and written as text once."""
+        tags = self._tags
+        seen: dict[int, int] = {}
+        flagged: set[int] = set()
+        append = readings.append
+        latest = now + FUTURE_TOLERANCE
+        times: dict[int, datetime] = {}  # ticks -> UTC datetime
+        stamps: dict[int, str] = {}  # source ticks (checked) -> isoformat
+        to_datetime = _win_epoch_to_datetime()
+        quality_of_bits = _QUALITY
+        for row in rows:
+            handle, value, _, status, source_ticks, server_ticks = row
+            tag = tags.get(handle)
+            if tag is None:
+                self.counts["unknown_handle"] += 1
+                continue
+            seen[handle] = seen.get(handle, 0) + 1
+            try:
+                if status is None:
+                    status = 0
+                elif status & _INFO_TYPE_MASK == _INFO_TYPE_DATA_VALUE and status & _OVERFLOW:
+                    flagged.add(handle)
+                ticks = server_ticks if source_ticks is None else source_ticks
+                stamp = stamps.get(ticks)
+                if stamp is None:
+                    if ticks is None:
+                        raise DecodeError("malformed", "no source or server timestamp", tag)
+                    source = times.get(ticks)
+                    if source is None:
+                        source = times[ticks] = to_datetime(ticks)
+                    if source > latest or source < EARLIEST:
+                        check_reading(Reading(tag, Decimal(0), source), now)
+                    stamp = stamps[ticks] = source.isoformat()
+                else:
+                    source = times[ticks]
+                if server_ticks is None:
+                    server = None
+                else:
+                    server = times.get(server_ticks)
+                    if server is None:
+                        server = times[server_ticks] = to_datetime(server_ticks)
+                if type(value) is float and math.isfinite(value):
+                    number = Decimal(repr(value))  # a float's repr is < 64 characters
+                else:
+                    number = to_decimal(value, tag)
+                append(
+                    Reading(
+                        tag,
+                        number,
+                        source,
+                        quality_of_bits[(status >> 30) & 3],
+                        server,
+                        f"opcua|{tag}|{stamp}|{number}",
+                    )
+                )
+            except DecodeError as exc:
+                letters.append(
+                    self._refused(Problem(exc.reason, exc.detail, tag), handle, row, now)
+                )
+            except Exception as exc:  # an unexpected value shape must not stop the subscription
+                problem = Problem("decoder_error", f"{type(exc).__name__}: {exc}", tag)
+                letters.append(self._refused(problem, handle, row, now))
+        self._overflows(seen, flagged, now, letters)
+
     def _overflows(
         self, seen: dict[int, int], flagged: set[int], now: datetime, letters: list[DeadLetter]
     ) -> None:
@@ -589,6 +673,10 @@ class OpcUaSource:
         self.counts[problem.reason] += 1
         origin = self._origins[handle]
         log.warning("refused OPC UA value of %s: %s", origin, safe_text(problem.detail))
+        if type(item) is tuple:  # a DataChanges row: kept as asyncua's object reads
+            from gxpmes.connectors.opcua_decode import monitored_item
+
+            item = monitored_item(item)
         raw = safe_text(repr(item), 4096).encode("utf-8")
         return DeadLetter.of(problem, origin, raw, now)
 
