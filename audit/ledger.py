@@ -282,6 +282,9 @@ class Ledger:
             f"VALUES ({', '.join([mark] * len(columns))})"
         )
         self._block_sql = f"INSERT INTO audit_block (seq, leaves) VALUES ({mark}, {mark})"
+        self._insert_head_sql = (
+            f"INSERT INTO audit_tree_head (tree_size, note) VALUES ({mark}, {mark})"
+        )
         # A ledger made before tree heads (or blocks) has no such table until opened for writing.
         self._has_heads = True
         self._has_blocks = True
@@ -398,6 +401,20 @@ class Ledger:
         return self.engine.connect().execution_options(ledger_read=True)
 
     # -------------------------------------------------------------- reading
+
+    @staticmethod
+    def _driver_tail(conn: Connection) -> tuple[int, bytes]:
+        """:meth:`_tail` through the driver's cursor, inside a transaction already begun
+        (the seal of every write transaction reads it again)."""
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_TAIL_SQL)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is None:
+            return 0, GENESIS_PREV
+        return int(row[0]) + 1, bytes(row[1])
 
     @staticmethod
     def _tail(conn: Connection) -> tuple[int, bytes]:
@@ -806,10 +823,12 @@ class Ledger:
             )
         try:
             if conn is not None:
-                # Inside the caller's transaction: whether it commits is not
-                # ours to know, so the cached frontier is not trusted afterwards.
-                self._frontier_size = -1
                 receipt, entries, _tail = self._write(conn, events, keep_entries, blocks)
+                # Inside the caller's transaction: whether it commits is not ours
+                # to know, so the cached frontier is not trusted afterwards (the
+                # commit hook sets it again). Only *after* the write: reset before
+                # it, the hint the last commit left was never used.
+                self._frontier_size = -1
                 return receipt, entries
             with self.engine.begin() as own:
                 receipt, entries, tail = self._write(own, events, keep_entries, blocks)
@@ -1075,7 +1094,7 @@ class Ledger:
         if pending is None or not pending.unsealed:
             return
         try:
-            size, prev = self._tail(conn)
+            size, prev = self._driver_tail(conn)
             if (size, prev) != (pending.size, pending.prev):
                 # A savepoint was rolled back since the last append: sign what is left.
                 if size == pending.base_size:
@@ -1088,6 +1107,8 @@ class Ledger:
             self._sign_head(conn, pending)
         except DBAPIError as exc:
             raise _append_error(exc.orig, conflict=isinstance(exc, IntegrityError)) from exc
+        except self._dbapi_error as exc:  # raised by the driver-level head insert
+            raise _append_error(exc, conflict=isinstance(exc, self._dbapi_conflict)) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -1125,7 +1146,13 @@ class Ledger:
             self._origin, tail.size, frontier_root(tail.frontier), tail.prev, tail.recorded_at
         )
         note = sign_checkpoint(head, self._head_signer)
-        conn.execute(insert(TreeHeadRow).values(tree_size=tail.size, note=note))
+        # The driver's own cursor: one head per write transaction, where building
+        # the ORM insert cost more than running it.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self._insert_head_sql, (tail.size, note))
+        finally:
+            cursor.close()
 
     def _on_commit(self, conn: Connection) -> None:
         pending = self._pending(conn)

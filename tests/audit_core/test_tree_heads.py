@@ -189,6 +189,35 @@ def test_a_forged_row_after_a_callers_transaction_is_reported(ledger: Ledger) ->
     assert (report.problem, report.first_bad_seq) == (Problem.UNSIGNED_ENTRIES, 1)
 
 
+def test_a_callers_committed_transaction_leaves_its_tail_for_the_next(
+    ledger: Ledger, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tail a committed transaction left is reused by the next one, and read again
+    (stored hashes, last head checked) as soon as another writer has appended."""
+    reads: list[int] = []
+    stored = Ledger._db_hashes
+
+    def counted(self: Ledger, *args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return stored(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    with ledger.transaction() as conn:
+        ledger.append(AuditEvent(OP, "create", "batch", "B1"), conn=conn)
+    monkeypatch.setattr(Ledger, "_db_hashes", counted)
+    for action in ("start", "pause"):
+        with ledger.transaction() as conn:
+            ledger.append(AuditEvent(OP, action, "batch", "B1"), conn=conn)
+    assert reads == []  # the hint of each commit was used
+    other = Ledger.open(db_url, head_signer=SIGNER)
+    other.append(AuditEvent(OP, "resume", "batch", "B1"))
+    other.close()
+    with ledger.transaction() as conn:
+        ledger.append(AuditEvent(OP, "complete", "batch", "B1"), conn=conn)
+    assert reads  # another writer moved the tail: read from the database again
+    assert [size for size, _ in ledger.tree_heads()] == [1, 2, 3, 4, 5]
+    assert verify(ledger).ok
+
+
 def test_control_removed_verification_no_longer_sees_the_forgery(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
