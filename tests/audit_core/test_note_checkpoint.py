@@ -179,3 +179,18 @@ def test_key_names_with_spaces_are_refused() -> None:
         NoteSigner("bad name", generate_private_key())
     with pytest.raises(CheckpointError, match="32 bytes"):
         NoteVerifier("k", b"short")
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
+def test_note_text_refuses_exactly_control_characters_other_than_newline(body: str) -> None:
+    """The compiled scan refuses what the rule says: any character below U+0020 but
+    the newline (and nothing else)."""
+    text = body + "\n"
+    while "\n\n" in text:  # a blank line is refused for its own reason
+        text = text.replace("\n\n", "\n")
+    controlled = any(ord(c) < 0x20 and c != "\n" for c in text)
+    if controlled:
+        with pytest.raises(CheckpointError, match="control characters"):
+            sign_note(text, go_signer())
+    else:
+        assert sign_note(text, go_signer()).startswith(text + "\n")
