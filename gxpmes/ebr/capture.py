@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, func, select
@@ -73,6 +73,28 @@ _SERVER_TS = attrgetter("server_ts")
 _TZINFO = attrgetter("tzinfo")
 _TEXT_CHARS = 256  # a tag or unit (ebr_value.tag holds 256)
 _KEY_CHARS = 512  # a source key (ebr_value_key.source_key holds 512)
+_KEY_LOOKUP = 500  # source keys looked up per statement (SQLite allows 32,766 parameters)
+
+
+class _BatchState(NamedTuple):
+    """What capture reads of a batch row."""
+
+    batch_id: str
+    status: str
+    recipe_id: str
+    recipe_version: str
+
+
+def _first_row(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The first row of a plain SQL query, through the driver's own cursor: these run on
+    every capture call, where SQLAlchemy's result set-up cost more than the query."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else tuple(row)
 
 
 def _stamp_texts(moments: list[datetime]) -> list[str | None]:
@@ -351,14 +373,24 @@ class ValueCapture(RecipeRecords):
             keys = [k for k in keys if type(k) is str and _encodable(k)]
         # Under the write lock (taken first by the transaction): a key recorded by
         # another process's capture has committed, or that capture has not begun.
+        # Driver-level SQL: an expanding IN of SQLAlchemy renders each of the 500
+        # parameters in Python per call, which cost more than capture's own work.
         recorded: set[str] = set()
-        for start in range(0, len(keys), 500):
-            found = conn.execute(
-                select(ValueKeyRow.source_key).where(
-                    ValueKeyRow.source_key.in_(keys[start : start + 500])
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(keys), _KEY_LOOKUP):
+                chunk = keys[start : start + _KEY_LOOKUP]
+                cursor.execute(
+                    "SELECT source_key FROM ebr_value_key "
+                    f"WHERE source_key IN ({','.join([mark] * len(chunk))})",
+                    chunk,
                 )
-            ).scalars()
-            recorded.update(found)
+                recorded.update(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.close()
+        if not recorded and len(set(keys)) == len(keys):
+            return list(values)  # the usual call: every key new, none repeated
         seen: set[str] = set()
         fresh = []
         for value in values:
@@ -842,11 +874,13 @@ class ValueCapture(RecipeRecords):
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         if batch_id not in contexts:
             # Plain SQL: once per batch per call, on the capture hot path.
-            batch = conn.exec_driver_sql(
+            stored = _first_row(
+                conn,
                 "SELECT batch_id, status, recipe_id, recipe_version FROM ebr_batch "
                 f"WHERE batch_id = {mark}",
                 (batch_id,),
-            ).first()
+            )
+            batch = None if stored is None else _BatchState(*stored)
             recipe = None
             if batch is not None:
                 # A recipe version never changes once loaded (checked against its
@@ -862,10 +896,12 @@ class ValueCapture(RecipeRecords):
         if batch.status != IN_EXECUTION:
             return f"batch is {batch.status}, not In execution"
         phase = parameter.rsplit("/", 1)[0]
-        state = conn.exec_driver_sql(
+        step = _first_row(
+            conn,
             f"SELECT state FROM ebr_step WHERE batch_id = {mark} AND path = {mark}",
             (batch_id, phase),
-        ).scalar()
+        )
+        state = None if step is None else step[0]
         if state is None:
             return f"no phase {phase!r} in this batch"
         known = (batch.recipe_id, batch.recipe_version, parameter)

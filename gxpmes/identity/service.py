@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from audit.canonical import format_timestamp
@@ -47,6 +47,11 @@ from gxpmes.identity.schema import (
 from gxpmes.records import writer as projection
 
 __all__ = ["DEFAULT_ROLES", "IdentityService", "Session", "User"]
+
+# Built once: an account is read on every signature and every capture call, and
+# building the statement cost more than running it.
+_ROW = select(UserRow).where(UserRow.user_id == bindparam("user_id"))
+_ROW_FOR_UPDATE = _ROW.with_for_update()
 
 DEFAULT_ROLES: Mapping[str, frozenset[str]] = {
     "Operator": frozenset(
@@ -189,16 +194,17 @@ class IdentityService:
     def _row(self, conn: Connection, user_id: str, *, for_update: bool = False) -> Any:
         # Ids are unique case-insensitively, so "OP1" names op1. Exact match first;
         # otherwise compare case-folded in Python (SQL lower() is ASCII-only in SQLite).
-        if conn.scalar(select(UserRow.user_id).where(UserRow.user_id == user_id)) is None:
-            folded = user_id.casefold()
-            user_id = next(
-                (u for u in conn.scalars(select(UserRow.user_id)) if u.casefold() == folded),
-                user_id,
-            )
-        query = select(UserRow).where(UserRow.user_id == user_id)
-        if for_update:
-            query = query.with_for_update()
-        return conn.execute(query).one_or_none()
+        query = _ROW_FOR_UPDATE if for_update else _ROW
+        row = conn.execute(query, {"user_id": user_id}).one_or_none()
+        if row is not None:
+            return row
+        folded = user_id.casefold()
+        stored = next(
+            (u for u in conn.scalars(select(UserRow.user_id)) if u.casefold() == folded), None
+        )
+        if stored is None:
+            return None
+        return conn.execute(query, {"user_id": stored}).one_or_none()
 
     def user(self, user_id: str) -> User:
         """The account ``user_id``."""
