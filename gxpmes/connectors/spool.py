@@ -12,7 +12,11 @@ writes, the runner's forwarder reads and removes): every write is one
 ``BEGIN IMMEDIATE`` transaction and waits for the others' locks.
 
 Dedup keys (``seen``) are kept in *generations*: each generation is a table of
-128-bit key digests, written while it is the newest. :meth:`Spool.prune_seen`
+keys, written while it is the newest. A key is the reading's source time (64-bit
+microseconds) followed by the 128-bit digest of its dedup key: a redelivery carries
+the time its first delivery did, and keys that begin with the time are written
+where the table's newest keys are — a commit touches a few pages at the table's
+end instead of one random page per value, whatever the table's size. :meth:`Spool.prune_seen`
 (called by the forwarder in the background) opens a new generation once the
 newest is ``seen_retention`` seconds old, and drops the oldest one once both
 (a) every value spooled while it was current has left the spool (recorded or
@@ -29,10 +33,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,17 @@ _UPSERT_STATE = (
     "INSERT INTO source_state (key, body) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET body = excluded.body"
 )
+
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+"""SQLite says which rows an ``INSERT ... ON CONFLICT DO NOTHING`` inserted."""
+
+_CHUNK = 500  # bound parameters per statement (SQLite before 3.32 allows 999)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+_TIME = struct.Struct(">q").pack
+_TIME_BYTES = 8
 
 Item = list[Any]
 """A spooled reading: ``[tag, value, source_ts, quality, server_ts, key]`` (value and times
@@ -102,21 +118,35 @@ class Spool:
             self._conn.execute("ALTER TABLE pending ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
         # Generations of dedup keys (see the module text); ``last_pending`` is the last
         # pending id spooled while the generation took keys (NULL while it still does).
+        # ``timed``: the generation's keys begin with the source time (see the module
+        # text); 0 for a generation written before, whose keys are the bare digests.
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS seen_gen (gen INTEGER PRIMARY KEY, opened REAL NOT NULL, "
-            "last_pending INTEGER)"
+            "last_pending INTEGER, timed INTEGER NOT NULL DEFAULT 1)"
         )
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(seen_gen)")}
+        if "timed" not in columns:  # generations of bare digests
+            self._conn.execute("ALTER TABLE seen_gen ADD COLUMN timed INTEGER NOT NULL DEFAULT 0")
+        now = self._clock()
         if self._conn.execute("SELECT count(*) FROM seen_gen").fetchone()[0] == 0:
             legacy = self._conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='seen'"
             ).fetchone()
-            now = self._clock()
             if legacy is not None:  # text keys of a spool written before generations
                 self._conn.execute(
-                    "INSERT INTO seen_gen (gen, opened, last_pending) VALUES (0, ?, ?)",
+                    "INSERT INTO seen_gen (gen, opened, last_pending, timed) VALUES (0, ?, ?, 0)",
                     (now, self._last_pending_id()),
                 )
             self._open_generation(1, now)
+        newest, timed = self._conn.execute(
+            "SELECT gen, timed FROM seen_gen ORDER BY gen DESC LIMIT 1"
+        ).fetchone()
+        if not timed:  # new keys go to a generation of timed keys; the old one still guards
+            self._conn.execute(
+                "UPDATE seen_gen SET last_pending = ? WHERE gen = ?",
+                (self._last_pending_id(), newest),
+            )
+            self._open_generation(newest + 1, now)
         # Refused input and detected losses (dead letters), kept until the
         # forwarder has written them to the record's rejects table.
         self._conn.execute(
@@ -136,7 +166,7 @@ class Spool:
         self._conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_seen_table(gen)} (key BLOB PRIMARY KEY) WITHOUT ROWID"
         )
-        self._conn.execute("INSERT INTO seen_gen (gen, opened) VALUES (?, ?)", (gen, now))
+        self._conn.execute("INSERT INTO seen_gen (gen, opened, timed) VALUES (?, ?, 1)", (gen, now))
 
     def _last_pending_id(self) -> int:
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name='pending'").fetchone()
@@ -249,27 +279,30 @@ class Spool:
         applied in order, so the last state saved under a key wins and a key
         repeated within the group is stored once, at its first occurrence.
         """
-        digests = [[_digest(r.dedup_key) for r in batch[0]] for batch in deliveries]
+        keys = [[_seen_key(r) for r in batch[0]] for batch in deliveries]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                gens = [row[0] for row in self._conn.execute("SELECT gen FROM seen_gen")]
-                current = max(gens)
-                seen = self._seen(deliveries, digests, gens)
+                gens = self._conn.execute("SELECT gen, timed FROM seen_gen ORDER BY gen").fetchall()
+                unique = list(dict.fromkeys(k for batch in keys for k in batch if k is not None))
+                # The older generations are looked up; the newest takes the other keys and
+                # says which of them it did not hold yet: those are new.
+                before = self._seen(deliveries, keys, unique, gens[:-1])
+                fresh = self._insert_new(
+                    _seen_table(gens[-1][0]), [k for k in unique if k not in before]
+                )
                 news = []
                 rows: list[tuple[bytes, int]] = []
-                fresh: list[tuple[bytes]] = []
                 letters: list[DeadLetter] = []
                 states: dict[str, str] = {}
-                for (readings, refused, state), keys in zip(deliveries, digests, strict=True):
+                for (readings, refused, state), batch_keys in zip(deliveries, keys, strict=True):
                     letters.extend(refused)
                     kept = []
-                    for reading, key in zip(readings, keys, strict=True):
+                    for reading, key in zip(readings, batch_keys, strict=True):
                         if key is not None:
-                            if key in seen:
+                            if key not in fresh:
                                 continue
-                            seen.add(key)
-                            fresh.append((key,))
+                            fresh.discard(key)  # the same key later in the group: a duplicate
                         kept.append(_item(reading))
                     news.append(len(kept))
                     if kept:
@@ -277,9 +310,6 @@ class Spool:
                     states.update(state)
                 if letters:
                     self._conn.executemany(_INSERT_LETTER, [_letter_row(x) for x in letters])
-                self._conn.executemany(
-                    f"INSERT INTO {_seen_table(current)} (key) VALUES (?)", fresh
-                )
                 self._conn.executemany("INSERT INTO pending (body, n) VALUES (?, ?)", rows)
                 self._conn.executemany(_UPSERT_STATE, list(states.items()))
                 self._conn.execute("COMMIT")
@@ -291,31 +321,38 @@ class Spool:
     def _seen(
         self,
         deliveries: Sequence[tuple[Sequence[Reading], Sequence[DeadLetter], dict[str, str]]],
-        digests: list[list[bytes | None]],
-        gens: list[int],
+        keys: list[list[bytes | None]],
+        unique: list[bytes],
+        gens: list[tuple[int, int]],
     ) -> set[bytes]:
-        """Which digests were spooled before (inside the caller's transaction)."""
-        keys = list({d for batch in digests for d in batch if d is not None})
+        """Which of ``unique`` the generations ``gens`` hold (inside the caller's
+        transaction), in whatever form each generation keeps its keys."""
         found: set[bytes] = set()
-        if not keys:
-            return found
-        for gen in gens:
-            if gen == 0:  # text keys of an older spool
-                texts = {
-                    r.dedup_key: d
-                    for batch, ds in zip(deliveries, digests, strict=True)
-                    for r, d in zip(batch[0], ds, strict=True)
-                    if d is not None
-                }
-                found.update(texts[k] for k in self._lookup("seen", list(texts)))
+        for gen, timed in gens:
+            if not unique:
+                break
+            if timed:
+                found.update(self._lookup(_seen_table(gen), unique))
                 continue
-            found.update(self._lookup(_seen_table(gen), keys))
+            if gen == 0:  # text keys of a spool written before generations
+                pairs = [
+                    (r.dedup_key, k)
+                    for batch, ks in zip(deliveries, keys, strict=True)
+                    for r, k in zip(batch[0], ks, strict=True)
+                    if k is not None
+                ]
+                hits = self._lookup("seen", list({text for text, _k in pairs}))
+                found.update(k for text, k in pairs if text in hits)
+                continue
+            # The bare digests of a generation written before keys began with the time.
+            bare = self._lookup(_seen_table(gen), list({k[_TIME_BYTES:] for k in unique}))
+            found.update(k for k in unique if k[_TIME_BYTES:] in bare)
         return found
 
     def _lookup(self, table: str, keys: list[Any]) -> set[Any]:
         found: set[Any] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             found.update(
                 row[0]
@@ -324,6 +361,29 @@ class Spool:
                 )
             )
         return found
+
+    def _insert_new(self, table: str, keys: list[bytes]) -> set[bytes]:
+        """Insert ``keys`` into ``table`` (inside the caller's transaction); returns those
+        it did not hold yet. One B-tree descent per key where SQLite can say which rows it
+        inserted (``RETURNING``, SQLite 3.35), a look-up and an insert before."""
+        if not _RETURNING:
+            held = self._lookup(table, keys)
+            new = [k for k in keys if k not in held]
+            self._conn.executemany(f"INSERT INTO {table} (key) VALUES (?)", [(k,) for k in new])
+            return set(new)
+        inserted: set[bytes] = set()
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join(["(?)"] * len(chunk))
+            inserted.update(
+                row[0]
+                for row in self._conn.execute(
+                    f"INSERT INTO {table} (key) VALUES {marks} ON CONFLICT DO NOTHING "
+                    "RETURNING key",
+                    chunk,
+                )
+            )
+        return inserted
 
     def prune_seen(self) -> int:
         """Open a new dedup-key generation when the newest is ``seen_retention`` old, and
@@ -462,9 +522,31 @@ def _seen_table(gen: int) -> str:
     return "seen" if gen == 0 else f"seen_{int(gen)}"
 
 
-def _digest(key: str) -> bytes | None:
+def _seen_key(reading: Reading) -> bytes | None:
+    """The reading's key in the ``seen`` tables: its source time, then the digest of its
+    dedup key (none: the reading is not deduplicated)."""
+    key = reading.dedup_key
+    if not key:
+        return None
     # 128 bits: a false "seen" among billions of keys is beyond any plant's lifetime.
-    return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest() if key else None
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+    moment = reading.source_ts
+    if type(moment) is datetime and moment.tzinfo is UTC:
+        return _TIME((moment - _EPOCH) // _MICROSECOND) + digest
+    return _instant(moment) + digest
+
+
+def _instant(moment: object) -> bytes:
+    """Microseconds since the Unix epoch (a naive time read as UTC), as 8 bytes; 8 zero
+    bytes for what is no time. Only where keys are written depends on it, not whether
+    they are found: any fixed function of the time would do."""
+    try:
+        if not isinstance(moment, datetime):
+            raise TypeError
+        epoch = _EPOCH if moment.utcoffset() is not None else _NAIVE_EPOCH
+        return _TIME((moment - epoch) // _MICROSECOND)
+    except (TypeError, ValueError, OverflowError, struct.error):
+        return bytes(_TIME_BYTES)
 
 
 def _letter_row(letter: DeadLetter) -> tuple[object, ...]:
@@ -503,6 +585,8 @@ def _exact(moment: datetime | None) -> datetime | str | None:
     """
     if moment is None:
         return None
+    if type(moment) is datetime and moment.tzinfo is UTC:  # most times: nothing to check
+        return moment
     if type(moment) is not datetime:
         return moment.isoformat()
     offset = moment.utcoffset()

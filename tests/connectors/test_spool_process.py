@@ -7,7 +7,7 @@ import os
 import signal
 import sqlite3
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,80 @@ def test_an_older_spool_is_read_and_its_keys_still_count(tmp_path: Path) -> None
         assert spool.prune_seen() == 1  # the old table is a generation like the others
         assert spool.put([redelivered]) == 1
     finally:
+        spool.close()
+
+
+def test_a_spool_of_bare_digest_keys_still_drops_their_redeliveries(tmp_path: Path) -> None:
+    """Generations written before keys began with the source time keep guarding."""
+    import hashlib
+
+    path = tmp_path / "digests.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE pending (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, "
+        "n INTEGER NOT NULL DEFAULT 1)"
+    )
+    conn.execute(
+        "CREATE TABLE seen_gen (gen INTEGER PRIMARY KEY, opened REAL NOT NULL, "
+        "last_pending INTEGER)"
+    )
+    conn.execute("INSERT INTO seen_gen (gen, opened) VALUES (1, 1000000.0)")
+    conn.execute("CREATE TABLE seen_1 (key BLOB PRIMARY KEY) WITHOUT ROWID")
+    conn.executemany(
+        "INSERT INTO seen_1 (key) VALUES (?)",
+        [(hashlib.blake2b(f"k{i}".encode(), digest_size=16).digest(),) for i in range(3)],
+    )
+    conn.commit()
+    conn.close()
+    clock = Clock()
+    spool = Spool(path, seen_retention=60, clock=clock)
+    try:
+        assert spool.put([reading(0), reading(1)]) == 0  # keys of the old generation
+        assert spool.put([reading(2), reading(3)]) == 1
+        assert spool.put([reading(3)]) == 0  # a key of the new (timed) generation
+        assert spool.seen_count() == 4
+        clock.now += 61
+        assert spool.prune_seen() == 1  # the old generation goes like any other
+        assert spool.put([reading(0)]) == 1
+        assert spool.put([reading(3)]) == 0
+    finally:
+        spool.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    groups=st.lists(
+        st.lists(st.tuples(st.integers(0, 6), st.integers(-2, 2)), max_size=8), max_size=10
+    ),
+    returning=st.booleans(),
+)
+def test_a_key_is_its_source_instant_and_dedup_key(  # type: ignore[no-untyped-def]
+    tmp_path_factory, groups, returning
+) -> None:
+    """A reading is a duplicate exactly when one with the same dedup key *and* the same
+    source instant was spooled (in whatever UTC offset, or naive as UTC), with SQLite's
+    RETURNING or without it."""
+    import gxpmes.connectors.spool as spool_module
+
+    def one(key: int, at: int) -> Reading:
+        instant = NOW + timedelta(microseconds=at)
+        offset = timezone(timedelta(hours=key % 3 - 1, minutes=30 * (at % 2)))
+        moment = instant.replace(tzinfo=None) if at == 2 else instant.astimezone(offset)
+        return Reading("T", Decimal(key), moment, dedup_key=f"k{key}")
+
+    saved = spool_module._RETURNING
+    spool_module._RETURNING = returning and saved
+    spool = Spool(tmp_path_factory.mktemp("s") / "s.db")
+    try:
+        seen: set[tuple[int, int]] = set()
+        for group in groups:
+            assert spool.put([one(k, t) for k, t in group]) == len(
+                [x for x in dict.fromkeys(group) if x not in seen]
+            )
+            seen.update(group)
+        assert spool.seen_count() == len(seen)
+    finally:
+        spool_module._RETURNING = saved
         spool.close()
 
 
