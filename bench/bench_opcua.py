@@ -1,7 +1,8 @@
 """One OPC UA subscription into durable batch records, next to same-run baselines.
 
     python bench/bench_opcua.py [--nodes 1000] [--rate 20000] [--seconds 10]
-                                [--publishing-ms 100] [--queue-size N] [--profile]
+                                [--publishing-ms 100] [--queue-size N] [--server 2]
+                                [--skip STAGES] [--profile]
 
 The source: an asyncua server in its own process with ``--nodes`` Double
 variables; a writer task in that process changes them round-robin (68.00–71.99,
@@ -15,12 +16,23 @@ asyncua's server deep-copies every value it notifies (``copy.deepcopy`` of the
 DataValue, about 60 µs) and the old bench built a new Variant per write; the
 writer here reuses immutable Variants and DataValues and the copy is removed
 in the server process only (safe: nothing mutates a DataValue after it is
-written). The stock server is measured in the same run ("source capacity").
+written). ``--server 2`` (the default) also takes the lean path for the rest of
+a change, in the server process only: the write goes straight to the
+variable's monitored items (what ``write_attribute_value`` does for a good
+Double), the monitored-item callback builds no default DataValue per
+notification, and the data-change notification's body is written with one
+``struct`` pack per value (:func:`lean_data_changes`, checked against
+asyncua's bytes before the server starts). The stock server and the one
+without the deepcopy (``--server 0`` / ``1``) are measured in the same run
+("source capacity"): the measured stages should show the connector's limit,
+not the test server's. It stays asyncua, with no other dependency: PyPI's
+open62541-based ``o6`` wheel runs only in a time-limited script mode under a
+commercial licence, and Debian 12 has no open62541 package.
 
 Stages, all against the same server, one subscription each, in this order:
 
-1. source capacity: stock vs patched server, writing as fast as it can, one
-   plain subscriber counting what arrives;
+1. source capacity: stock, no deepcopy and lean server, writing as fast as it
+   can, one plain subscriber counting what arrives;
 2. asyncua alone: a subscription whose publish callback only counts the values
    asyncua decoded (no handler call per value) — the client-side ceiling;
 3. asyncua handler API: ``datachange_notification`` per value (one asyncio task
@@ -38,7 +50,10 @@ change written in the window has arrived: "lost" is written minus received.
 The eBR stages also check that every value received is in the record. CPU is
 this process's ``time.process_time`` per value (client, spool writer,
 forwarder, capture; the ingest process's own CPU is added separately in stage
-6); the server's CPU per change is printed separately.
+6); the server's CPU per change is printed separately. ``--profile``: cProfile
+of stages 4–5 in this process, and of the ingest process's main thread
+(receive, decode, readings; not its spool writer thread) in stage 6 — with
+cProfile's overhead the ingest falls behind: use it for where, not how much.
 """
 
 from __future__ import annotations
@@ -80,10 +95,114 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- the source
 
 
-def serve(port: int, nodes: int, rate: float, patched: bool, ctl: dict[str, Any]) -> None:
-    """The server process: ``nodes`` variables, ``rate`` changes/s (0: as fast as it can)."""
+def lean_data_changes() -> Callable[[Any], bytes]:
+    """asyncua's encoder of a notification's body, with a direct path for a
+    DataChangeNotification of the bench writer's values (scalar Doubles with a status
+    code and both timestamps, no picoseconds): one ``struct`` pack per value instead of
+    asyncua's generic field loops. Anything else goes to asyncua's encoder; the bench
+    checks both give the same bytes before it serves."""
+    import struct
+
+    from asyncua import ua
+    from asyncua.ua import ua_binary
+    from asyncua.ua.uatypes import datetime_to_win_epoch
+
+    generic = ua_binary.struct_to_binary
+    notification, variant = ua.DataChangeNotification, ua.Variant
+    double = ua.VariantType.Double
+    count, item = struct.Struct("<i"), struct.Struct("<IBBdIqq").pack
+
+    def encode(obj: Any) -> bytes:
+        if obj.__class__ is not notification or obj.DiagnosticInfos:
+            return generic(obj)
+        ticks: dict[datetime, int] = {}
+        parts = [count.pack(len(obj.MonitoredItems))]
+        for change in obj.MonitoredItems:
+            value = change.Value
+            v = value.Value
+            source, server = value.SourceTimestamp, value.ServerTimestamp
+            if (
+                v.__class__ is not variant
+                or v.VariantType is not double
+                or v.is_array
+                or v.Dimensions is not None
+                or value.StatusCode is None
+                or source is None
+                or server is None
+                or value.SourcePicoseconds is not None
+                or value.ServerPicoseconds is not None
+            ):
+                return generic(obj)
+            s = ticks.get(source)
+            if s is None:
+                s = ticks[source] = datetime_to_win_epoch(source)
+            t = ticks.get(server)
+            if t is None:
+                t = ticks[server] = datetime_to_win_epoch(server)
+            parts.append(item(change.ClientHandle, 15, 11, v.Value, value.StatusCode.value, s, t))
+        parts.append(count.pack(0))  # no DiagnosticInfos
+        return b"".join(parts)
+
+    return encode
+
+
+def serve(port: int, nodes: int, rate: float, patched: int, ctl: dict[str, Any]) -> None:
+    """The server process: ``nodes`` variables, ``rate`` changes/s (0: as fast as it can).
+    ``patched``: 0 stock asyncua; 1 without the deepcopy per notified value; 2 that and
+    the lean write and encoding paths (:func:`lean_data_changes`, writes straight to the
+    variables' monitored items)."""
     from asyncua import Server, ua
 
+    if patched >= 2:
+        from asyncua.ua import ua_binary
+
+        encode = lean_data_changes()
+        now = datetime.now(UTC)
+        sample = ua.DataChangeNotification(
+            MonitoredItems=[
+                ua.MonitoredItemNotification(
+                    ClientHandle=7,
+                    Value=ua.DataValue(
+                        ua.Variant(68.25, ua.VariantType.Double),
+                        SourceTimestamp=now,
+                        ServerTimestamp=now,
+                    ),
+                )
+            ]
+        )
+        if encode(sample) != ua_binary.struct_to_binary(sample):
+            raise SystemExit("the lean encoder does not write what asyncua writes")
+        ua_binary.struct_to_binary = encode  # the notification bodies (extension objects)
+        from asyncua.server.monitored_item_service import MonitoredItemService
+
+        stock_callback = MonitoredItemService.datachange_callback
+        notification = ua.MonitoredItemNotification
+        disabled = ua.MonitoringMode.Disabled
+
+        async def datachange(self: Any, handle: int, value: Any, error: Any = None) -> None:
+            # asyncua's callback for an item without filter (trigger StatusValue) and a
+            # good scalar: the same decision, without building a default DataValue per
+            # notification (asyncua's MonitoredItemNotification() does) nor comparing
+            # dataclasses field by field.
+            mid = self._monitored_datachange[handle]
+            data = self._monitored_items[mid]
+            if error or data.filter or data.mode == disabled:
+                return await stock_callback(self, handle, value, error)
+            values = data.mvalue
+            old = values.current_dvalue
+            values.old_dvalue, values.current_dvalue = old, value
+            if (
+                old is not None
+                and old.Value == value.Value
+                and old.StatusCode.value == value.StatusCode.value
+            ):
+                return None
+            await self.isub.enqueue_datachange_event(
+                mid, notification(ClientHandle=data.client_handle, Value=value), data.queue_size
+            )
+            return None
+
+        MonitoredItemService.datachange_callback = datachange  # type: ignore[method-assign]
     if patched:
         from asyncua.server import monitored_item_service
 
@@ -107,7 +226,19 @@ def serve(port: int, nodes: int, rate: float, patched: bool, ctl: dict[str, Any]
         ctl["ready"].set()
         double = ua.VariantType.Double
         variants = [ua.Variant(68.0 + k / 100, double) for k in range(400)]
-        write = server.write_attribute_value
+        write: Any = server.write_attribute_value
+        if patched >= 2:  # what write_attribute_value does for a good Double, directly
+            attributes = [
+                server.iserver.aspace._nodes[i].attributes[ua.AttributeIds.Value] for i in ids
+            ]
+            by_id = dict(zip(ids, attributes, strict=True))
+
+            async def write(node_id: Any, value: Any) -> None:
+                attribute = by_id[node_id]
+                attribute.value = value
+                for handle, notify in attribute.datachange_callbacks.items():
+                    await notify(handle, value)
+
         position, total, owed = 0, 0, 0.0
         per_slice = rate * SLICE
         if per_slice > nodes:
@@ -160,7 +291,7 @@ def serve(port: int, nodes: int, rate: float, patched: bool, ctl: dict[str, Any]
 class Source:
     """The server process and its controls."""
 
-    def __init__(self, nodes: int, rate: float, patched: bool) -> None:
+    def __init__(self, nodes: int, rate: float, patched: int) -> None:
         ctx = mp.get_context("fork")
         self.port = free_port()
         self.ctl = {
@@ -457,6 +588,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--publishing-ms", type=float, default=100.0)
     parser.add_argument("--queue-size", type=int, default=None)
+    parser.add_argument(
+        "--server",
+        type=int,
+        default=2,
+        choices=(0, 1, 2),
+        help="the measured stages' server: 0 stock, 1 no deepcopy, 2 lean (default)",
+    )
     parser.add_argument("--skip", default="", help="capacity,plain,handler,spool,ebr,process")
     parser.add_argument(
         "--profile",
@@ -478,8 +616,9 @@ def main() -> None:
     if "capacity" not in skip:
         print("\nsource capacity (writing as fast as it can, one counting subscriber):")
         for patched, name in (
-            (False, "stock asyncua server"),
-            (True, "bench source (no deepcopy)"),
+            (0, "stock asyncua server"),
+            (1, "no deepcopy"),
+            (2, "bench source (lean write, encoding)"),
         ):
             server = Source(args.nodes, 0, patched)
             try:
@@ -496,7 +635,7 @@ def main() -> None:
         def __call__(self) -> datetime:
             return datetime.now(UTC)
 
-    server = Source(args.nodes, args.rate, True)
+    server = Source(args.nodes, args.rate, args.server)
     results: dict[str, dict[str, float]] = {}
     profile = cProfile.Profile() if args.profile else None
     try:

@@ -51,6 +51,7 @@ from gxpmes.connectors.spool import Spool
 from gxpmes.errors import ConfigurationError
 
 __all__ = [
+    "INGEST_GC_THRESHOLD",
     "OpcUaNode",
     "OpcUaProcess",
     "OpcUaSecurity",
@@ -59,6 +60,7 @@ __all__ = [
     "ingest_process_main",
     "monitored_queue_size",
     "quality_of",
+    "settle_gc",
     "source_from_config",
 ]
 
@@ -748,6 +750,25 @@ def source_from_config(
     )
 
 
+INGEST_GC_THRESHOLD = (10_000, 20, 20)
+"""The ingest process's collector thresholds once it is subscribed (Python's: 700, 10,
+10). Each value leaves a few short-lived tracked objects (its Reading, rows, lists)
+and nearly nothing cyclic: fewer, larger young collections."""
+
+
+def settle_gc() -> None:
+    """In the ingest process, once connected and subscribed: move everything alive (the
+    modules, asyncua's client, the subscription) out of the collector's reach
+    (``gc.freeze``) and raise its thresholds (:data:`INGEST_GC_THRESHOLD`). Collection
+    CPU per value, offline, 1,000 nodes, 2,000 values per response: 2.0–2.5 µs
+    default, 0.55–0.74 frozen, 0.05 frozen with these thresholds."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*INGEST_GC_THRESHOLD)
+
+
 def ingest_process_main(
     options: dict[str, Any], report: Any, stop: Any, parent: int, interval: float
 ) -> None:
@@ -758,6 +779,7 @@ def ingest_process_main(
     ``interval`` seconds and once more after a clean stop; stops when ``stop`` is set,
     on SIGTERM or SIGINT, or when the runner ``parent`` is gone.
     """
+    import gc
     import signal
 
     die_with_parent()
@@ -778,11 +800,16 @@ def ingest_process_main(
             "counts": dict(source.counts),
             "connected": source.connected.is_set(),
             "cpu": time.process_time(),
+            "gc_frozen": gc.get_freeze_count(),
         }
 
     async def main() -> None:
         task = asyncio.create_task(source.run())
+        settled = False
         while not stop.is_set() and os.getppid() == parent and not task.done():
+            if not settled and source.connected.is_set():
+                settle_gc()
+                settled = True
             if not send_report(report, snapshot()):
                 break  # the runner is gone
             await asyncio.sleep(interval)

@@ -201,7 +201,10 @@ def _data_change_rows(body: bytes) -> list[tuple[Any, ...]]:
         layout, vtype = found
         fields = layout.unpack_from(body, at)
         at += layout.size
-        if mask == 13:  # Value, SourceTimestamp, ServerTimestamp: the common case
+        if mask == 15:  # Value, StatusCode, both timestamps: the common cases
+            append((fields[0], fields[3], vtype, fields[4], fields[5], fields[6]))
+            continue
+        if mask == 13:  # (a Good status left out)
             append((fields[0], fields[3], vtype, None, fields[4], fields[5]))
             continue
         n = 2

@@ -337,6 +337,8 @@ def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path) -> None:
         written = wait(burst(started["variable"], 30), loop).result(DEADLINE)
         while connector.counts()["recorded"] < 31 and datetime.now(UTC) < deadline:
             threading.Event().wait(0.1)
+        source.counts  # noqa: B018 (reads the process's latest report)
+        assert source._last["gc_frozen"] > 0  # subscribed: settled (settle_gc)
     finally:
         connector.stop()
         connector.close()
@@ -345,6 +347,21 @@ def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path) -> None:
     recorded = [v["value"] for v in running.engine.values(BATCH)]
     assert recorded[1:] == written
     assert connector.counts()["queue_overflow"] == 0
+
+
+def test_settle_gc_freezes_and_raises_the_thresholds() -> None:
+    import gc
+
+    from gxpmes.connectors.opcua import INGEST_GC_THRESHOLD, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == INGEST_GC_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_status_warns_of_queue_overflows() -> None:
