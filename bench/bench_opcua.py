@@ -685,7 +685,8 @@ def main() -> None:
             f"  {'':<36} server wrote {r['offered']:,.0f}/s ({r['server_us']:.1f} µs CPU/change); "
             f"all of it in {r['written'] / max(1, r['drained']):.1f} s → {r['drained']:,.0f}/s"
         )
-    if profile:
+    if profile and not {"spool", "ebr"} <= skip:
+        print("\nthis process, stages 4-5, by own CPU time:")
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 

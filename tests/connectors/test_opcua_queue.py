@@ -356,8 +356,7 @@ def test_settle_gc_freezes_and_raises_the_thresholds() -> None:
 
     before = gc.get_threshold()
     try:
-        settle_gc()
-        assert gc.get_freeze_count() > 0
+        assert settle_gc() == gc.get_freeze_count() > 0
         assert gc.get_threshold() == INGEST_GC_THRESHOLD
     finally:
         gc.unfreeze()
