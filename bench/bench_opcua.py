@@ -332,6 +332,28 @@ class Source:
 # --------------------------------------------------------------------------- a stage
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of process ``pid`` (Linux ``/proc``): its main thread (the ingest
+    process: receive, decode, readings) and its other threads (the spool writer...),
+    each as user and system time; empty where ``/proc`` is not."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = "main" if int(tid) == pid else "other threads"
+        out[f"{name} user"] = out.get(f"{name} user", 0.0) + int(fields[11]) / tick
+        out[f"{name} system"] = out.get(f"{name} system", 0.0) + int(fields[12]) / tick
+    return out
+
+
 def profiled_ingest(options: dict[str, Any], *args: Any) -> None:
     """The OPC UA ingest process under cProfile (its main thread: receive, decode,
     readings; the spool writer thread is not in it), stats written to ``options["profile"]``."""
@@ -532,8 +554,11 @@ def gxpmes_stage(
     def counter() -> int:
         return int(forwarder.counts["recorded"]) if forwarder else received()
 
+    snapshots: list[dict[str, float]] = []
+
     def ingest_cpu() -> float:
         opc.counts  # noqa: B018 (reads the process's reports)
+        snapshots.append(thread_cpu(opc._process.pid))
         return float(opc.cpu)
 
     result = measure(
@@ -547,6 +572,12 @@ def gxpmes_stage(
     )
     if own_process:
         result["ingest_us"] = result["other_us"]
+        if len(snapshots) >= 2 and snapshots[0]:
+            total = max(1, int(counter()))
+            result["threads"] = {  # type: ignore[assignment]
+                k: (snapshots[-1].get(k, 0.0) - snapshots[0].get(k, 0.0)) / total * 1e6
+                for k in snapshots[-1]
+            }
         opc.stop()
         if profile is not None:
             print("\ningest process, whole life (start-up included), by own CPU time:")
@@ -681,6 +712,9 @@ def main() -> None:
         if "ingest_us" in r:
             extra += f", + ingest process {r['ingest_us']:.1f} µs CPU/value"
         print(line.format(name, r["rate"], r["cpu_us"], r["lost"], r["written"], extra))
+        if r.get("threads"):
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["threads"].items()))  # type: ignore[attr-defined]
+            print(f"  {'':<36} ingest process µs CPU/value by thread: {parts}")
         print(
             f"  {'':<36} server wrote {r['offered']:,.0f}/s ({r['server_us']:.1f} µs CPU/change); "
             f"all of it in {r['written'] / max(1, r['drained']):.1f} s → {r['drained']:,.0f}/s"
