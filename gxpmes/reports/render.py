@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 from audit.keys import TrustedKey
@@ -58,13 +59,27 @@ def _cleaning(entry: dict[str, object]) -> str:
     return f"{entry['at']} {entry['by']}: {entry['comment']}"
 
 
+def grid_style() -> Any:
+    """The style of every table in the reports: a grey grid, the embedded font, the header
+    row shaded, cells aligned at the top."""
+    from reportlab.lib import colors
+    from reportlab.platypus import TableStyle
+
+    return TableStyle(
+        [
+            ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+            ("FONTNAME", (0, 0), (-1, -1), FONT),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ]
+    )
+
+
 def render_pdf(data: ReportData) -> bytes:
     """The report as PDF bytes."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import Image, Paragraph, Spacer, Table
 
     _register_font()
     body = ParagraphStyle("body", fontName=FONT, bulletFontName=FONT, fontSize=8, leading=10)
@@ -85,16 +100,7 @@ def render_pdf(data: ReportData) -> bytes:
             [c if isinstance(c, Paragraph | Image) else p(c, small) for c in row] for row in rows
         ]
         result = Table(cells, colWidths=widths, repeatRows=1)
-        result.setStyle(
-            TableStyle(
-                [
-                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
-                    ("FONTNAME", (0, 0), (-1, -1), FONT),
-                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ]
-            )
-        )
+        result.setStyle(grid_style())
         return result
 
     def sigs(items: list[dict[str, object]]) -> str:
@@ -267,32 +273,70 @@ def render_pdf(data: ReportData) -> bytes:
 
         return story
 
+    banner = None
+    if data.banner:
+        _label, fill, ink = VERDICTS[data.verdict]
+        assert fill is not None and ink is not None
+        banner = (data.banner, fill, ink)
+    return paged_pdf(
+        make_story,
+        title=f"Batch record {batch_id}",
+        header=f"Batch record {batch_id} — {b['product_id']} — {b['status']}",
+        footer=f"{batch_id}",
+        margins=(15, 15, 24, 16),
+        font_size=8,
+        banner=banner,
+    )
+
+
+def paged_pdf(
+    story: Callable[[], list[Any]],
+    *,
+    title: str,
+    header: str,
+    footer: str,
+    margins: tuple[float, float, float, float],
+    font_size: float,
+    banner: tuple[str, str, str] | None = None,
+) -> bytes:
+    """The A4 page set-up of every report: ``story()`` built with ``title``, the embedded
+    font, and on every page ``header`` at the top left, ``footer`` at the bottom left and
+    "Page n of N" at the bottom right (6 mm below the text), in ``font_size`` points.
+
+    ``margins`` are left, right, top and bottom in mm (the header and footer align with
+    the left and right ones); ``banner`` is a warning's text, fill and ink colours, drawn
+    bold across the text width under the header (the top margin must leave it room).
+    """
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.pdfgen.canvas import Canvas
+    from reportlab.platypus import SimpleDocTemplate
+
+    left, right, top, bottom = (m * mm for m in margins)
+    width = A4[0] - left - right
     pages: list[int] = []
 
     def decorate(canvas: object, document: object) -> None:
-        from reportlab.pdfgen.canvas import Canvas
-
         assert isinstance(canvas, Canvas)
         canvas.saveState()
-        canvas.setFont(FONT, 8)
-        canvas.drawString(
-            15 * mm, 287 * mm, f"Batch record {batch_id} — {b['product_id']} — {b['status']}"
-        )
-        if data.banner:
-            _label, fill, ink = VERDICTS[data.verdict]
+        canvas.setFont(FONT, font_size)
+        canvas.drawString(left, 287 * mm, header)
+        if banner is not None:
+            text, fill, ink = banner
             canvas.setFillColor(colors.HexColor(fill))
-            canvas.rect(15 * mm, 278 * mm, 180 * mm, 7 * mm, fill=1, stroke=0)
+            canvas.rect(left, 278 * mm, width, 7 * mm, fill=1, stroke=0)
             canvas.setFillColor(colors.HexColor(ink))
             canvas.setFont(FONT + "-Bold", 9)
-            canvas.drawCentredString(105 * mm, 280.5 * mm, data.banner)
+            canvas.drawCentredString(left + width / 2, 280.5 * mm, text)
             canvas.setFillColor(colors.black)
-        canvas.setFont(FONT, 8)
+            canvas.setFont(FONT, font_size)
         page = canvas.getPageNumber()
         total = pages[0] if pages else 0
         canvas.drawRightString(
-            195 * mm, 10 * mm, f"Page {page} of {total}" if total else f"Page {page}"
+            A4[0] - right, bottom - 6 * mm, f"Page {page} of {total}" if total else f"Page {page}"
         )
-        canvas.drawString(15 * mm, 10 * mm, f"{batch_id}")
+        canvas.drawString(left, bottom - 6 * mm, footer)
         canvas.restoreState()
 
     def build(total: int) -> bytes:
@@ -301,15 +345,15 @@ def render_pdf(data: ReportData) -> bytes:
         doc = SimpleDocTemplate(
             buffer,
             pagesize=A4,
-            leftMargin=15 * mm,
-            rightMargin=15 * mm,
-            topMargin=24 * mm,
-            bottomMargin=16 * mm,
-            title=f"Batch record {batch_id}",
+            leftMargin=left,
+            rightMargin=right,
+            topMargin=top,
+            bottomMargin=bottom,
+            title=title,
             author="gxpmes",
             initialFontName=FONT,  # else every page opens with base-14 Helvetica (not embedded)
         )
-        doc.build(make_story(), onFirstPage=decorate, onLaterPages=decorate)
+        doc.build(story(), onFirstPage=decorate, onLaterPages=decorate)
         return buffer.getvalue()
 
     return built_twice(build)

@@ -10,7 +10,6 @@ its header carries the SHA-256 a reviewer records (:mod:`gxpmes.trail`).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,10 +70,9 @@ def _cells(row: TrailRow) -> list[str]:
 
 def trail_flowables(view: TrailView, style: Any, widths: Sequence[float]) -> list[Any]:
     """The trail as a reportlab table (for this PDF and the batch record's appendix)."""
-    from reportlab.lib import colors
-    from reportlab.platypus import Paragraph, Table, TableStyle
+    from reportlab.platypus import Paragraph, Table
 
-    from gxpmes.reports.render import FONT
+    from gxpmes.reports.render import grid_style
 
     def p(text: str) -> Paragraph:
         return Paragraph(escape(text).replace("\n", "<br/>"), style)
@@ -84,16 +82,7 @@ def trail_flowables(view: TrailView, style: Any, widths: Sequence[float]) -> lis
     if not view.rows:
         rows.append([p("no entries in this scope")] + [p("")] * 6)
     table = Table(rows, colWidths=list(widths), repeatRows=1)
-    table.setStyle(
-        TableStyle(
-            [
-                ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
-                ("FONTNAME", (0, 0), (-1, -1), FONT),
-                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ]
-        )
-    )
+    table.setStyle(grid_style())
     return [table]
 
 
@@ -103,12 +92,11 @@ TRAIL_WIDTHS_MM = (9, 32, 25, 34, 48, 20, 18)
 
 def render_trail_pdf(view: TrailView, reviews: Sequence[RecordedReview] = ()) -> bytes:
     """The trail of ``view`` as PDF bytes (embedded font, scope and page numbers on every page)."""
-    from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+    from reportlab.platypus import Paragraph, Spacer
 
-    from gxpmes.reports.render import FONT, _register_font
+    from gxpmes.reports.render import FONT, _register_font, paged_pdf
 
     _register_font()
     small = ParagraphStyle("small", fontName=FONT, fontSize=6.5, leading=8)
@@ -143,40 +131,14 @@ def render_trail_pdf(view: TrailView, reviews: Sequence[RecordedReview] = ()) ->
             )
         return items
 
-    pages: list[int] = []
-
-    def decorate(canvas: Any, document: Any) -> None:
-        canvas.saveState()
-        canvas.setFont(FONT, 7)
-        canvas.drawString(12 * mm, 287 * mm, f"Audit trail — {label}")
-        total = pages[0] if pages else 0
-        page = canvas.getPageNumber()
-        canvas.drawRightString(
-            198 * mm, 8 * mm, f"Page {page} of {total}" if total else f"Page {page}"
-        )
-        canvas.drawString(12 * mm, 8 * mm, f"sha256 {view.content_sha256}")
-        canvas.restoreState()
-
-    def build(total: int) -> bytes:
-        pages[:] = [total] if total else []
-        buffer = io.BytesIO()
-        doc = SimpleDocTemplate(
-            buffer,
-            pagesize=A4,
-            leftMargin=12 * mm,
-            rightMargin=12 * mm,
-            topMargin=18 * mm,
-            bottomMargin=14 * mm,
-            title=f"Audit trail {label}",
-            author="gxpmes",
-            initialFontName=FONT,
-        )
-        doc.build(story(), onFirstPage=decorate, onLaterPages=decorate)
-        return buffer.getvalue()
-
-    from gxpmes.reports.render import built_twice
-
-    return built_twice(build)
+    return paged_pdf(
+        story,
+        title=f"Audit trail {label}",
+        header=f"Audit trail — {label}",
+        footer=f"sha256 {view.content_sha256}",
+        margins=(12, 12, 18, 14),
+        font_size=7,
+    )
 
 
 def trail_stem(view: TrailView) -> str:
