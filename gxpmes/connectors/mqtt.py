@@ -392,7 +392,14 @@ class MqttSource:
             if outcome.rebirth:
                 self._request_rebirth(topic)
             readings, problems, state = outcome.readings, outcome.problems, outcome.state
-        else:
+            if not all(r.server_ts for r in readings):  # stamped when received
+                readings = [
+                    r
+                    if r.server_ts
+                    else Reading(r.tag, r.value, r.source_ts, r.quality, now, r.dedup_key)
+                    for r in readings
+                ]
+        else:  # JSON readings are stamped by the decoder
             message = decode_json_message(
                 payload,
                 now,
@@ -414,13 +421,6 @@ class MqttSource:
                         )
                     )
             state = self.sequences.take_changes()
-        if not all(r.server_ts for r in readings):  # stamped when received
-            readings = [
-                r
-                if r.server_ts
-                else Reading(r.tag, r.value, r.source_ts, r.quality, now, r.dedup_key)
-                for r in readings
-            ]
         return readings, problems, state
 
     def _broker_dropped(self, payload: bytes) -> None:

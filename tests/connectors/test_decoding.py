@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.errors import StorageError
@@ -256,3 +256,103 @@ def test_refused_input_of_a_mapped_tag_is_a_data_quality_exception(running, tags
     ]
     assert len(items) == 1 and "non_finite: value NaN" in items[0].detail
     assert spool.rejected() == [] and forwarder.counts["data_quality_exceptions"] == 1
+
+
+_NEAR = ["2026-03-02T07:59:00Z", "2026-03-02 09:29:00.5+01:30", "2026-03-02t07:00:00.123456789z"]
+_ODD_TIMES = [
+    "2026-03-02T07:59:00",  # naive
+    "2026-03-02T08:06:00Z",  # ahead
+    "1969-12-31T23:59:59Z",  # before 1970
+    "2026-02-30T08:00:00Z",  # no such day
+    "2026-03-02T07:59:00Z\n2026-03-02T07:59:00Z",  # two lines in one
+    "2026-03-02T07:59:00+05:30:30",
+    5,
+]
+_ODD_VALUES = ["1e5", "-0", "abc", "NaN", "9" * 70, 1, True, None]
+_items = st.fixed_dictionaries(
+    {
+        # Mostly good readings (so the column-wise path runs), each field sometimes odd.
+        "value": st.one_of(
+            *[st.sampled_from([0.0, -0.0, 1.0, "1", " 70.1 "])] * 6,
+            st.sampled_from(_ODD_VALUES),
+            st.floats(),
+            st.integers(-(10**70), 10**70),
+            st.decimals(allow_nan=False, allow_infinity=False).map(str),
+        ),
+        "ts": st.sampled_from(_NEAR * 15 + _ODD_TIMES),
+    },
+    optional={
+        "tag": st.sampled_from(["T"] * 15 + ["U", "", " ", "T\x00", 7, None, ["T"]]),
+        "quality": st.sampled_from(["Good", "Bad", "Uncertain"] * 5 + ["good", 1, ["Good"]]),
+        "seq": st.integers(-1, 3),
+    },
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_items, st.integers(0, 20)).map(lambda x: [1] if x[1] == 7 else x[0]),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([None, "T", "T"]),
+    st.booleans(),
+)
+def test_column_wise_decoding_is_the_reading_by_reading_loop(  # type: ignore[no-untyped-def]
+    items, default_tag, payload_tag
+) -> None:
+    """The column-wise path gives exactly what the loop gives, or leaves it to the loop
+    (which alone says what is refused)."""
+    import gxpmes.connectors.jsonpayload as jsonpayload
+
+    payload = json.dumps(items).encode()
+
+    def decoded(column_wise: bool) -> object:
+        saved = jsonpayload._plain
+        if not column_wise:
+            jsonpayload._plain = lambda *args: None  # type: ignore[assignment]
+        try:
+            message = jsonpayload.decode_json_message(
+                payload,
+                NOW,
+                default_tag=default_tag,
+                payload_tag=payload_tag,
+                publisher="pub",
+                server_ts=NOW,
+            )
+        except DecodeError as exc:
+            return ("refused", exc.reason, exc.detail, exc.tag)
+        finally:
+            jsonpayload._plain = saved
+        return [
+            (r.tag, str(r.value), r.source_ts, r.source_ts.utcoffset(), r.quality, r.dedup_key)
+            for r in message.readings
+        ] + message.sequence
+
+    assert decoded(True) == decoded(False)
+
+
+@given(
+    st.tuples(
+        st.text(max_size=5),
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.datetimes(timezones=st.just(UTC)),
+        st.sampled_from(["Good", "Bad"]),
+        st.none() | st.datetimes(timezones=st.just(UTC)),
+        st.text(max_size=5),
+    )
+)
+def test_new_reading_is_the_dataclass_reading(fields) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import FrozenInstanceError, replace
+    from dataclasses import fields as dataclass_fields
+
+    from gxpmes.connectors.model import new_reading
+
+    made, built = new_reading(*fields), Reading(*fields)
+    assert type(made) is Reading and vars(made) == vars(built)
+    assert made == built and hash(made) == hash(built)
+    assert [getattr(made, f.name) for f in dataclass_fields(Reading)] == list(fields)
+    assert replace(made, quality="Bad") == replace(built, quality="Bad")
+    with pytest.raises(FrozenInstanceError):
+        made.tag = "other"  # type: ignore[misc]
