@@ -9,6 +9,7 @@ releases, and random schema-valid V0701 documents read into models.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 from isa95_strategies import decimals, identifiers, optional_text, texts
 
 from isa95.b2mml.documents import B2MML, release
+from isa95.b2mml.mapping.definitions import _definition_from_tree as _v0701_definition
+from isa95.b2mml.mapping.products import _definition_from_tree as _v0600_definition
 from isa95.common import Quantity
 from isa95.errors import B2MMLError, DocumentContentError
 from isa95.operations import (
@@ -288,3 +291,52 @@ def test_padded_identifiers_are_read_trimmed_and_noted(b2mml: B2MML) -> None:
     assert "OperationsSegment[0]/ProcessSegmentID[0]: 'PS-GRAN  '" in document.normalised[1]
     node = document.binding_of(definition)
     assert node is not None and node.value("Version") == "3 "  # as written
+
+
+@pytest.mark.parametrize(
+    ("version", "information", "definition"),
+    [
+        ("V0600", "ProductInformation", "ProductDefinition"),
+        ("V0701", "OperationsDefinitionInformation", "OperationsDefinition"),
+    ],
+)
+def test_each_release_reads_definitions_under_its_own_names(
+    b2mml: B2MML, version: str, information: str, definition: str
+) -> None:
+    """One reader serves both releases: its element names, Version and production rule
+    are each release's own."""
+    v0600 = version == "V0600"
+    model = ProductInformation(
+        id="I-1",
+        published=datetime(2026, 11, 29, 10, tzinfo=UTC),
+        definitions=[
+            ProductDefinition(
+                id="D-1",
+                version="3",
+                production_rule="R-1" if v0600 else None,
+                published=datetime(2026, 11, 30, 10, tzinfo=UTC),
+                segments=[ProductSegment(id="S-1", children=[ProductSegment(id="S-2")])],
+            )
+        ],
+    )
+    data = b2mml.write(model, version=version, verb="Sync")
+    document = b2mml.read(data)
+    assert document.model == model and document.unmapped == []
+    (read,) = document.model.definitions
+    assert ("production_rule" in read.model_fields_set) is v0600  # V0701 leaves it unset
+    place = f"{information}[0]/{definition}[0]"
+    padded = data.replace(b"<Version>3</Version>", b"<Version>3 </Version>")
+    if v0600:  # an identifier there, refused with blanks
+        with pytest.raises(DocumentContentError, match=rf"{re.escape(place)} .*identifier '3 '"):
+            b2mml.read(padded)
+    else:  # an IdentifierType: trimmed and noted
+        again = b2mml.read(padded)
+        assert again.model == model
+        assert again.normalised == [f"Sync{information}/DataArea/{place}/Version: '3 ' read as '3'"]
+    naive = data.replace(b"2026-11-30T10:00:00Z", b"2026-11-30T10:00:00")
+    with pytest.raises(DocumentContentError, match=rf"{re.escape(place)} 'D-1' .*/PublishedDate"):
+        b2mml.read(naive)
+    # A tree read without a document (no path) is named by its release's element.
+    reader = _v0600_definition if v0600 else _v0701_definition
+    with pytest.raises(DocumentContentError, match=rf"^<{definition}> 'D-1'/PublishedDate"):
+        reader({"ID": "D-1", "PublishedDate": "2026-11-30T10:00:00"}, version)

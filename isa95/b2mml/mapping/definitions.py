@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from isa95.b2mml.mapping.products import DefinitionNames, read_definition, read_information
 from isa95.b2mml.mapping.segments import _data, _data_tree
 from isa95.b2mml.mapping.trees import (
     NORMALISED,
@@ -27,7 +28,6 @@ from isa95.b2mml.mapping.trees import (
     _get,
     _list,
     _model,
-    _parse_time,
     _put,
     _quantity,
     _quantity_tree,
@@ -190,21 +190,18 @@ def _definition_tree(model: ProductDefinition, version: str) -> dict[str, Any]:
     return tree
 
 
+V0701_NAMES = DefinitionNames(
+    information="OperationsDefinitionInformation",
+    definition="OperationsDefinition",
+    segment="OperationsSegment",
+    read_segment=_segment,
+    read_version=lambda tree: next(iter(_ids(tree, "Version")), None),  # an IdentifierType
+    production_rule=False,
+)
+
+
 def _definition_from_tree(tree: dict[str, Any], version: str) -> ProductDefinition:
-    where = _where(tree, "OperationsDefinition")
-    return _model(
-        lambda: ProductDefinition(
-            id=_get(tree, "ID"),
-            version=next(iter(_ids(tree, "Version")), None),  # an IdentifierType
-            description=_get(tree, "Description"),
-            published=_parse_time(_get(tree, "PublishedDate"), f"{where}/PublishedDate"),
-            bill_of_materials_id=_get(tree, "BillOfMaterialsID"),
-            bill_of_resources_id=_get(tree, "BillOfResourcesID"),
-            segments=[_segment(s) for s in _list(tree, "OperationsSegment")],
-        ),
-        where,
-        tree,
-    )
+    return read_definition(tree, V0701_NAMES)
 
 
 def _information_tree(model: ProductInformation, version: str) -> dict[str, Any]:
@@ -220,16 +217,4 @@ def _information_tree(model: ProductInformation, version: str) -> dict[str, Any]
 
 
 def _information_from_tree(tree: dict[str, Any], version: str) -> ProductInformation:
-    where = _where(tree, "OperationsDefinitionInformation")
-    return _model(
-        lambda: ProductInformation(
-            id=_get(tree, "ID"),
-            description=_get(tree, "Description"),
-            published=_parse_time(_get(tree, "PublishedDate"), f"{where}/PublishedDate"),
-            definitions=[
-                _definition_from_tree(d, version) for d in _list(tree, "OperationsDefinition")
-            ],
-        ),
-        where,
-        tree,
-    )
+    return read_information(tree, V0701_NAMES)

@@ -1,7 +1,14 @@
-"""V0600 ProductInformation / ProductDefinition ↔ isa95.operations.ProductDefinition."""
+"""V0600 ProductInformation / ProductDefinition ↔ isa95.operations.ProductDefinition.
+
+The definition and information readers serve V0701 too (:mod:`.definitions`): the
+release renamed the elements and reads its segments and Version its own way, the
+rest is read alike.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from isa95.b2mml.mapping.segments import _data, _data_tree, _specification
@@ -100,22 +107,77 @@ def _definition_tree(model: ProductDefinition, version: str) -> dict[str, Any]:
     return tree
 
 
-def _definition_from_tree(tree: dict[str, Any], version: str) -> ProductDefinition:
-    where = _where(tree, "ProductDefinition")
+@dataclass(frozen=True)
+class DefinitionNames:
+    """What a release's product-definition readers differ in."""
+
+    information: str
+    """The information element (``ProductInformation``)."""
+    definition: str
+    """The definition element (``ProductDefinition``)."""
+    segment: str
+    """A definition's segment element (``ProductSegment``)."""
+    read_segment: Callable[[dict[str, Any]], ProductSegment]
+    """The release's segment reader."""
+    read_version: Callable[[dict[str, Any]], str | None]
+    """The definition's Version (an identifier in V0600, an IdentifierType in V0701)."""
+    production_rule: bool
+    """Whether the definition holds a ``ProductProductionRule`` (V0600 only)."""
+
+
+def _production_rule(tree: dict[str, Any], names: DefinitionNames) -> dict[str, Any]:
+    """The rule as a model field where the release has one; else no field (left unset)."""
+    if names.production_rule:
+        return {"production_rule": _get(tree, "ProductProductionRule")}
+    return {}
+
+
+def read_definition(tree: dict[str, Any], names: DefinitionNames) -> ProductDefinition:
+    """A product definition read from ``tree`` as the release of ``names`` writes it."""
+    where = _where(tree, names.definition)
     return _model(
         lambda: ProductDefinition(
             id=_get(tree, "ID"),
-            version=_get(tree, "Version"),
+            version=names.read_version(tree),
             description=_get(tree, "Description"),
             published=_parse_time(_get(tree, "PublishedDate"), f"{where}/PublishedDate"),
-            production_rule=_get(tree, "ProductProductionRule"),
+            **_production_rule(tree, names),
             bill_of_materials_id=_get(tree, "BillOfMaterialsID"),
             bill_of_resources_id=_get(tree, "BillOfResourcesID"),
-            segments=[_product_segment(s) for s in _list(tree, "ProductSegment")],
+            segments=[names.read_segment(s) for s in _list(tree, names.segment)],
         ),
         where,
         tree,
     )
+
+
+def read_information(tree: dict[str, Any], names: DefinitionNames) -> ProductInformation:
+    """Product information read from ``tree`` as the release of ``names`` writes it."""
+    where = _where(tree, names.information)
+    return _model(
+        lambda: ProductInformation(
+            id=_get(tree, "ID"),
+            description=_get(tree, "Description"),
+            published=_parse_time(_get(tree, "PublishedDate"), f"{where}/PublishedDate"),
+            definitions=[read_definition(d, names) for d in _list(tree, names.definition)],
+        ),
+        where,
+        tree,
+    )
+
+
+V0600_NAMES = DefinitionNames(
+    information="ProductInformation",
+    definition="ProductDefinition",
+    segment="ProductSegment",
+    read_segment=_product_segment,
+    read_version=lambda tree: _get(tree, "Version"),
+    production_rule=True,
+)
+
+
+def _definition_from_tree(tree: dict[str, Any], version: str) -> ProductDefinition:
+    return read_definition(tree, V0600_NAMES)
 
 
 def _product_information_tree(model: ProductInformation, version: str) -> dict[str, Any]:
@@ -128,16 +190,4 @@ def _product_information_tree(model: ProductInformation, version: str) -> dict[s
 
 
 def _product_information_from_tree(tree: dict[str, Any], version: str) -> ProductInformation:
-    where = _where(tree, "ProductInformation")
-    return _model(
-        lambda: ProductInformation(
-            id=_get(tree, "ID"),
-            description=_get(tree, "Description"),
-            published=_parse_time(_get(tree, "PublishedDate"), f"{where}/PublishedDate"),
-            definitions=[
-                _definition_from_tree(d, version) for d in _list(tree, "ProductDefinition")
-            ],
-        ),
-        where,
-        tree,
-    )
+    return read_information(tree, V0600_NAMES)
