@@ -43,6 +43,7 @@ from gxpmes.connectors.model import (
     Reading,
     check_reading,
     check_tag,
+    new_reading,
     safe_text,
     to_decimal,
 )
@@ -617,7 +618,7 @@ class OpcUaSource:
                 else:
                     number = to_decimal(value, tag)
                 append(
-                    Reading(
+                    new_reading(
                         tag,
                         number,
                         source,
