@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from lxml import etree
 
@@ -42,6 +44,24 @@ VERBS = ("Process", "Sync", "Get", "Show", "Acknowledge", "Change", "Cancel", "R
 """Transaction verbs of the B2MML transaction profile (Confirm is the separate ConfirmBOD)."""
 ALL_VERBS = (*VERBS, "Confirm")
 """Every verb, ConfirmBOD's included (its noun is ``BOD``)."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _same_parameters(of: Callable[_P, Any]) -> Callable[[Callable[..., _R]], Callable[_P, _R]]:
+    """The decorated function, declared with the parameters of ``of`` (to type checkers and
+    :func:`inspect.signature`) and its own return: a wrapper that passes ``*args, **kwargs``
+    on to ``of`` states them once, where ``of`` is defined."""
+
+    def declared(function: Callable[..., _R]) -> Callable[_P, _R]:
+        returns = inspect.signature(function).return_annotation
+        signature = inspect.signature(of).replace(return_annotation=returns)
+        function.__signature__ = signature  # type: ignore[attr-defined]
+        return function
+
+    return declared
 
 
 def release(version: str) -> Release:
@@ -475,54 +495,6 @@ class B2MML:
             return read_batch_record(self, source, assume_timezone=assume_timezone)
         return read_batch_record(self, source, assume_timezone=assume_timezone, max_bytes=max_bytes)
 
-    def convert(
-        self,
-        data: bytes,
-        to_version: str,
-        *,
-        fill_ids: str | None = None,
-        noun: str | None = None,
-        fill_empty: str | None = None,
-        drop_derived: bool = False,
-        drop_unrepresentable: bool = False,
-    ) -> bytes:
-        """Convert a document to another release, keeping every value as written.
-
-        Every noun present in both releases converts (renamed elements follow
-        :data:`isa95.b2mml.convert.RENAMES`; V0600 ProductionSchedule becomes a
-        V0701 OperationsSchedule and comes back as a ProductionSchedule). The
-        output is always schema-valid: when the target cannot hold something,
-        or needs what the source lacks, :class:`ConversionRefused` lists every
-        path — unless a policy is chosen (docs/b2mml.md): ``fill_ids="derive"``
-        for missing IDs and references, ``fill_empty="minimal"`` for required
-        elements the source has none of, ``drop_derived`` to leave out what
-        ``derive`` gives back, ``drop_unrepresentable`` to leave out what the
-        target cannot hold (:meth:`conversion` returns the report listing it;
-        here a :class:`ConversionWarning` names every dropped path). ``noun``
-        picks the target noun (e.g. ``"ProductionSchedule"``). Converting to
-        the document's own release returns it unchanged (validated).
-        """
-        import warnings
-
-        from isa95.b2mml.convert import ConversionWarning
-
-        result = self.conversion(
-            data,
-            to_version,
-            fill_ids=fill_ids,
-            noun=noun,
-            fill_empty=fill_empty,
-            drop_derived=drop_derived,
-            drop_unrepresentable=drop_unrepresentable,
-        )
-        if result.report.dropped:
-            shown = "; ".join(str(c.path) for c in result.report.dropped)
-            warnings.warn(
-                ConversionWarning(f"dropped, the target cannot hold them: {shown}"),
-                stacklevel=2,
-            )
-        return result.data
-
     def conversion(
         self,
         data: bytes,
@@ -570,3 +542,36 @@ class B2MML:
                 problems_from_issues(issues, reparsed.getroot()),
             )
         return Conversion(out, report)
+
+    @_same_parameters(conversion)
+    def convert(self, *args: Any, **kwargs: Any) -> bytes:
+        """Convert a document to another release, keeping every value as written.
+
+        Every noun present in both releases converts (renamed elements follow
+        :data:`isa95.b2mml.convert.RENAMES`; V0600 ProductionSchedule becomes a
+        V0701 OperationsSchedule and comes back as a ProductionSchedule). The
+        output is always schema-valid: when the target cannot hold something,
+        or needs what the source lacks, :class:`ConversionRefused` lists every
+        path — unless a policy is chosen (docs/b2mml.md): ``fill_ids="derive"``
+        for missing IDs and references, ``fill_empty="minimal"`` for required
+        elements the source has none of, ``drop_derived`` to leave out what
+        ``derive`` gives back, ``drop_unrepresentable`` to leave out what the
+        target cannot hold (:meth:`conversion` returns the report listing it;
+        here a :class:`ConversionWarning` names every dropped path). ``noun``
+        picks the target noun (e.g. ``"ProductionSchedule"``). Converting to
+        the document's own release returns it unchanged (validated).
+
+        The parameters are :meth:`conversion`'s; this returns only the document.
+        """
+        import warnings
+
+        from isa95.b2mml.convert import ConversionWarning
+
+        result = self.conversion(*args, **kwargs)
+        if result.report.dropped:
+            shown = "; ".join(str(c.path) for c in result.report.dropped)
+            warnings.warn(
+                ConversionWarning(f"dropped, the target cannot hold them: {shown}"),
+                stacklevel=2,
+            )
+        return result.data

@@ -3,6 +3,7 @@ elements, leaving out what derive gives back, dropping what the target cannot ho
 
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
 
@@ -198,6 +199,31 @@ def test_drop_unrepresentable_drops_and_reports_the_exact_paths_and_values(
     assert b2mml.validate(result.data) == []
     with pytest.warns(ConversionWarning, match=r"SegmentRequirement\[1\]/OperationsDefinitionID"):
         b2mml.convert(other, "V0600", noun="ProductionSchedule", drop_unrepresentable=True)
+
+
+def test_convert_is_conversion_returning_the_document_and_warning_its_caller(
+    b2mml: B2MML,
+) -> None:
+    """``convert`` takes ``conversion``'s parameters as they are; its warning names the
+    line that called it, and it returns what ``conversion`` returns."""
+    convert, conversion = inspect.signature(B2MML.convert), inspect.signature(B2MML.conversion)
+    assert convert.parameters == conversion.parameters
+    assert convert.return_annotation == "bytes"
+    assert (B2MML.convert.__doc__ or "").startswith("Convert a document to another release")
+    v0701 = without_record(b2mml.convert(schedule(FULL), "V0701", fill_ids="derive"))
+    other = v0701.replace(
+        b"<OperationsDefinitionID>RULE-7</OperationsDefinitionID><OperationsSegmentID>",
+        b"<OperationsDefinitionID>OTHER</OperationsDefinitionID><OperationsSegmentID>",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = b2mml.convert(
+            other, "V0600", noun="ProductionSchedule", drop_unrepresentable=True
+        )
+    (warning,) = caught
+    assert issubclass(warning.category, ConversionWarning) and warning.filename == __file__
+    result = b2mml.conversion(other, "V0600", noun="ProductionSchedule", drop_unrepresentable=True)
+    assert result.report.dropped and converted == result.data
 
 
 def test_a_request_without_segment_requirement_needs_fill_empty(b2mml: B2MML) -> None:
