@@ -162,6 +162,16 @@ from the intervals: publish responses may be late (a busy client, a network stal
 MAX_QUEUE_SIZE = 10_000
 
 
+def source_key(stamp: str, tag: str, number: Decimal) -> str:
+    """The source key of a value of ``tag`` at source time ``stamp`` (ISO 8601, UTC).
+
+    The time comes first: a call's keys then land near the end of the record's
+    key index, where keys that began with the tag went to one page per node
+    (docs/connectors.md, "Source keys").
+    """
+    return f"opcua|{stamp}|{tag}|{number}"
+
+
 def quality_of(status: Any) -> str:
     """OPC UA StatusCode → Good / Uncertain / Bad (the severity bits 30–31)."""
     value = int(getattr(status, "value", status) or 0)
@@ -552,7 +562,7 @@ class OpcUaSource:
                 if stamp is None:
                     stamp = stamps[source] = source.isoformat()
                 quality = _QUALITY[(status >> 30) & 3]
-                key = f"opcua|{tag}|{stamp}|{number}"
+                key = source_key(stamp, tag, number)
                 append(Reading(tag, number, source, quality, server, key))
             except DecodeError as exc:
                 letters.append(
@@ -624,7 +634,7 @@ class OpcUaSource:
                         source,
                         quality_of_bits[(status >> 30) & 3],
                         server,
-                        f"opcua|{tag}|{stamp}|{number}",
+                        source_key(stamp, tag, number),
                     )
                 )
             except DecodeError as exc:

@@ -426,8 +426,12 @@ class SparkplugSession:
             raise DecodeError(
                 "too_long", f"metric {name} has more than {MAX_VALUE_CHARS} characters", tag
             )
-        key = f"spb|{prefix}|{payload.seq}|{millis}|{metric.alias}|{metric.name}"
-        if len(key) > 512:  # ebr_value.source_key
-            key = "spb|sha256|" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+        # The time first (13 digits until 2286, so text order is time order): the
+        # record's key index takes each call's keys near its end, not one page per
+        # metric (docs/connectors.md, "Source keys").
+        key = f"spb|{millis}|{prefix}|{payload.seq}|{metric.alias}|{metric.name}"
+        if len(key) > 512:  # ebr_value_key.source_key
+            digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+            key = f"spb|{millis}|sha256|{digest}"
         reading = Reading(tag, number, millis_time(millis, tag), dedup_key=key)
         return check_reading(reading, now)
