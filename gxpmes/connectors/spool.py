@@ -332,7 +332,12 @@ class Spool:
             if not unique:
                 break
             if timed:
-                found.update(self._lookup(_seen_table(gen), unique))
+                table = _seen_table(gen)
+                top = self._conn.execute(f"SELECT max(key) FROM {table}").fetchone()[0]
+                # SQLite orders blobs as Python orders bytes: a key above the table's
+                # largest is not in it (a closed generation's keys are older than the new).
+                if top is not None:
+                    found.update(self._lookup(table, [k for k in unique if k <= top]))
                 continue
             if gen == 0:  # text keys of a spool written before generations
                 pairs = [
