@@ -190,7 +190,10 @@ def safe_text(value: object, limit: int = 2000) -> str:
     refused by PostgreSQL), which are written as escapes instead.
     """
     text = value if isinstance(value, str) else str(value)
-    text = text[: limit * 2].encode("utf-8", "backslashreplace").decode("utf-8")
+    text = text[: limit * 2]
+    if text.isprintable() and text.isascii():
+        return text[:limit]  # nothing to escape: no walk per character (dead letters in bulk)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
 
 

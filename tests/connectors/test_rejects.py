@@ -12,12 +12,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.exc import DataError, DBAPIError
 
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.jsonpayload import decode_json_message
-from gxpmes.connectors.model import MAX_KEPT, DeadLetter, DecodeError, Problem, Reading, TagBinding
+from gxpmes.connectors.model import (
+    MAX_KEPT,
+    DeadLetter,
+    DecodeError,
+    Problem,
+    Reading,
+    TagBinding,
+    safe_text,
+)
 from gxpmes.connectors.mqtt import PublisherSequences
 from gxpmes.connectors.rejects import rejects_by_reason
 from gxpmes.connectors.sparkplug import (
@@ -341,3 +351,15 @@ def test_a_flood_of_dead_letters_does_not_starve_good_values(running, tags, spoo
     assert 0 < spool.rejected_count() <= 100
     forwarder.forward_once()
     assert spool.rejected_count() == 0 and rejects_by_reason(running.db) == {"malformed": 1100}
+
+
+def _safe_text_reference(value: object, limit: int) -> str:
+    """The rule, character by character (what safe_text did before its fast path)."""
+    text = value if isinstance(value, str) else str(value)
+    text = text[: limit * 2].encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
+
+
+@given(st.one_of(st.text(), st.binary(), st.integers()), st.integers(min_value=0, max_value=50))
+def test_safe_text_escapes_as_the_character_rule_does(value: object, limit: int) -> None:
+    assert safe_text(value, limit) == _safe_text_reference(value, limit)
