@@ -26,7 +26,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,7 @@ _ROWS_SQL = "SELECT seq, canonical, leaf_hash, tree_hashes FROM audit_entry ORDE
 _BLOCKS_SQL = "SELECT seq, leaves FROM audit_block ORDER BY seq"
 _TAIL_SQL = "SELECT seq, leaf_hash FROM audit_entry ORDER BY seq DESC LIMIT 1"
 _HEADS_SQL = "SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size"
+_LAST_HEAD_SQL = "SELECT tree_size, note FROM audit_tree_head ORDER BY tree_size DESC LIMIT 1"
 _UNREAD = object()
 _STAMP_MARK = b'"recorded_at":"'
 _STAMP_LEN = len("2000-01-01T00:00:00.000000Z")
@@ -222,6 +223,11 @@ class _Tail:
     frontier: list[bytes]
     recorded_at: datetime
     stamp: str  # ``recorded_at`` as written: the time the next append may not precede
+    base_prev: bytes = b""  # the last leaf hash at ``base_size``
+    written: dict[int, bytes] = field(default_factory=dict)
+    """Leaf hash of each entry this transaction wrote, by seq: the seal signs only a
+    tail of them (or the base), never rows someone else put there."""
+    note: str | None = None  # the head the seal signed over this tail
     unsealed: bool = True
 
 
@@ -273,6 +279,7 @@ class Ledger:
         self._frontier_prev = b""
         self._frontier_signable = False  # that tail is under a signed head
         self._frontier_stamp = ""  # recorded time of that tail's last entry
+        self._frontier_note: str | None = None  # the head signed over that tail
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._dbapi_conflict: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -848,6 +855,7 @@ class Ledger:
         self._frontier_prev = tail.prev
         self._frontier_signable = tail.signable
         self._frontier_stamp = tail.stamp
+        self._frontier_note = tail.note
         return receipt, entries
 
     def _write(
@@ -868,6 +876,8 @@ class Ledger:
             problem = self._head_key.problem_at(recorded_at)
             if problem is not None:
                 raise SigningKeyError(f"refusing to sign tree heads with an invalid key: {problem}")
+        earlier = self._pending(conn)  # this transaction's appends so far, if any
+        base_prev = prev if earlier is None else earlier.base_prev
         frontier, signable, base_size, last_stamp = self._tail_state(conn, size, prev)
         # Stamps are fixed-width UTC text, so text order is time order. Only a tail
         # under our own signed head sets the floor: a forged far-future entry must
@@ -919,8 +929,19 @@ class Ledger:
             cursor.close()
         transaction = conn.get_transaction()
         assert transaction is not None  # reading the tail began it
+        written = {} if earlier is None else dict(earlier.written)
+        written.update(zip(range(size, n), leaves, strict=True))
         tail = _Tail(
-            weakref.ref(transaction), base_size, signable, n, prev, frontier, recorded_at, stamp
+            weakref.ref(transaction),
+            base_size,
+            signable,
+            n,
+            prev,
+            frontier,
+            recorded_at,
+            stamp,
+            base_prev,
+            written,
         )
         conn.info[self._tail_key] = tail
         return BatchReceipt(size, tuple(leaves), n), entries, tail
@@ -937,7 +958,7 @@ class Ledger:
         pending = self._pending(conn)
         if pending is not None and (pending.size, pending.prev) == (size, prev):
             return list(pending.frontier), pending.signable, pending.base_size, pending.stamp
-        if (size, prev) == (self._frontier_size, self._frontier_prev):
+        if (size, prev) == (self._frontier_size, self._frontier_prev) and self._head_kept(conn):
             frontier, signable = list(self._frontier_hashes), self._frontier_signable
             last_stamp = self._frontier_stamp
         else:
@@ -950,6 +971,26 @@ class Ledger:
         if pending is not None:  # e.g. after a rolled-back savepoint: the base still holds
             return frontier, pending.signable, pending.base_size, last_stamp
         return frontier, signable, size, last_stamp
+
+    def _head_kept(self, conn: Connection) -> bool:
+        """Whether the last stored head is still the one this ledger signed over the cached
+        tail (or that tail is under none): if a head was deleted or replaced, or its commit
+        failed after the hint was taken, the tail is read and checked again instead.
+
+        One indexed read, no signature check: the note is compared as signed.
+        """
+        if not self._frontier_signable or self._frontier_note is None:
+            return True  # vouched for nothing: reusing it signs nothing either
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_LAST_HEAD_SQL)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return row is not None and (int(row[0]), row[1]) == (
+            self._frontier_size,
+            self._frontier_note,
+        )
 
     @classmethod
     def _stamp_at(cls, conn: Connection, seq: int) -> str:
@@ -1096,7 +1137,20 @@ class Ledger:
         try:
             size, prev = self._driver_tail(conn)
             if (size, prev) != (pending.size, pending.prev):
-                # A savepoint was rolled back since the last append: sign what is left.
+                # A savepoint was rolled back since the last append: sign what is left,
+                # if it is ours — never a row a trigger or a lock-less writer put there.
+                ours = (
+                    prev == pending.base_prev
+                    if size == pending.base_size
+                    else pending.base_size < size < pending.size
+                    and pending.written.get(size - 1) == prev
+                )
+                if not ours:
+                    raise StorageError(
+                        f"refusing to seal: the log's tail (entry {size - 1}) is not what "
+                        "this transaction wrote (a trigger, or a writer without the "
+                        "ledger's lock?); nothing was signed or committed"
+                    )
                 if size == pending.base_size:
                     pending.unsealed = False
                     return
@@ -1146,6 +1200,7 @@ class Ledger:
             self._origin, tail.size, frontier_root(tail.frontier), tail.prev, tail.recorded_at
         )
         note = sign_checkpoint(head, self._head_signer)
+        tail.note = note
         # The driver's own cursor: one head per write transaction, where building
         # the ORM insert cost more than running it.
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -1173,6 +1228,7 @@ class Ledger:
             self._frontier_prev = pending.prev
             self._frontier_signable = pending.signable
             self._frontier_stamp = pending.stamp
+            self._frontier_note = pending.note
 
     def _on_rollback(self, conn: Connection) -> None:
         conn.info.pop(self._tail_key, None)

@@ -218,6 +218,59 @@ def test_a_callers_committed_transaction_leaves_its_tail_for_the_next(
     assert verify(ledger).ok
 
 
+def test_a_deleted_last_head_is_not_healed_by_the_next_write(ledger: Ledger) -> None:
+    """The reused tail is vouched for only while its stored head is the one signed over
+    it: with that head deleted by SQL, the next write reads the tail again, signs
+    nothing over the uncovered entries, and verification keeps reporting them."""
+    for action in ("create", "start"):
+        with ledger.transaction() as conn:
+            ledger.append(AuditEvent(OP, action, "batch", "B1"), conn=conn)
+    drop_guards(ledger, ("audit_tree_head",))  # what the database owner can do
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_tree_head WHERE tree_size = 2"))
+    with ledger.transaction() as conn:
+        ledger.append(AuditEvent(OP, "pause", "batch", "B1"), conn=conn)
+    assert [size for size, _ in ledger.tree_heads()] == [1]
+    report = verify(ledger)
+    assert (report.problem, report.first_bad_seq) == (Problem.UNSIGNED_ENTRIES, 1)
+
+
+_SNEAK_SQLITE = (
+    "CREATE TRIGGER sneak AFTER INSERT ON audit_entry "
+    "WHEN instr(CAST(NEW.canonical AS TEXT), '\"release\"') > 0 BEGIN "
+    "INSERT INTO audit_entry (seq, object_key, canonical, leaf_hash, tree_hashes) "
+    "VALUES (NEW.seq + 1, NEW.object_key, CAST('{}' AS BLOB), randomblob(32), X''); END"
+)
+_SNEAK_PG = (
+    "CREATE FUNCTION sneak() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO audit_entry (seq, object_key, canonical, leaf_hash, tree_hashes) "
+    "VALUES (NEW.seq + 1, NEW.object_key, '\\x7b7d'::bytea, sha256('x'::bytea), ''::bytea); "
+    "RETURN NULL; END $$",
+    "CREATE TRIGGER sneak AFTER INSERT ON audit_entry FOR EACH ROW "
+    "WHEN (position('\"release\"' in convert_from(NEW.canonical, 'UTF8')) > 0) "
+    "EXECUTE FUNCTION sneak()",
+)
+
+
+def test_the_seal_refuses_a_tail_this_transaction_did_not_write(ledger: Ledger) -> None:
+    """A row put at the tail inside the application's own transaction (an intruder's
+    trigger) is never signed: the seal refuses, and the whole transaction rolls back."""
+    with ledger.transaction() as conn:
+        ledger.append(AuditEvent(OP, "create", "batch", "B1"), conn=conn)
+    sqlite = ledger.engine.dialect.name == "sqlite"
+    with ledger.engine.begin() as conn:
+        for statement in (_SNEAK_SQLITE,) if sqlite else _SNEAK_PG:
+            conn.execute(text(statement))
+    refused = pytest.raises(StorageError, match="not what this transaction wrote")
+    with refused, ledger.transaction() as conn:
+        ledger.append(AuditEvent(OP, "release", "batch", "B1"), conn=conn)
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER sneak" if sqlite else "DROP TRIGGER sneak ON audit_entry"))
+    assert ledger.size() == 1  # neither the release nor the sneaked row committed
+    assert [size for size, _ in ledger.tree_heads()] == [1]
+    assert verify(ledger).ok
+
+
 def test_control_removed_verification_no_longer_sees_the_forgery(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
