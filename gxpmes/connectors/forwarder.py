@@ -97,6 +97,8 @@ _VALUE_FAULTS = (ValueError, TypeError, DataError, IntegrityError)
 # while values are built or captured is a fault of those values (an OverflowError
 # converting a time, a refusal...): they become dead letters and delivery goes on.
 _OUTAGES = (AuditError, OSError, SQLAlchemyError, RecordIntegrityError)
+_DEFER_ROWS = 2000
+"""Forwarded spool rows whose removal may wait for a moment the spool is not locked."""
 _SPLIT_BELOW = 8
 """A refused capture call of fewer values is retried value by value, not halved."""
 
@@ -169,6 +171,9 @@ class Forwarder:
         self.counts: Counter[str] = Counter()
         self._stop = threading.Event()
         self._clock = clock
+        self._unremoved: list[int] = []
+        """Spool rows forwarded (committed to the record) whose removal found the spool
+        locked by the ingest process: skipped by the next reads, removed later."""
         self.prune_interval = min(60.0, max(0.05, spool.seen_retention / 4))
         """Seconds between :meth:`Spool.prune_seen` calls in :meth:`run`."""
 
@@ -259,8 +264,10 @@ class Forwarder:
         recorded = 0
         bindings = self.tags.get_or_none
         while True:
-            pending = self.spool.pending_items(self.batch_size)
+            after = self._unremoved[-1] if self._unremoved else 0
+            pending = self.spool.pending_items(self.batch_size, after=after)
             if not pending:
+                self._remove_forwarded(wait=True)
                 return recorded
             # A part batch means the spool is drained: after it, return and let run()
             # wait its interval, so the next capture call gets what arrived meanwhile
@@ -269,6 +276,7 @@ class Forwarder:
             with _no_cycle_collection():
                 recorded += self._forward(pending, bindings)
             if drained:
+                self._remove_forwarded(wait=True)  # idle next: no reason to hurry
                 return recorded
 
     def _forward(
@@ -322,8 +330,21 @@ class Forwarder:
                 ids.append(spool_id)
         if values:
             recorded += self._capture(values)
-        self.spool.remove(ids)
+        self._unremoved += ids
+        self._remove_forwarded(wait=len(self._unremoved) >= _DEFER_ROWS)
         return recorded
+
+    def _remove_forwarded(self, *, wait: bool) -> None:
+        """Remove the forwarded rows from the spool; without ``wait``, only if the spool
+        is not locked by the ingest process's commit at this moment.
+
+        A deferred row is skipped by the next reads (rows above the last one kept);
+        row ids only grow while it exists, so no new delivery hides below it. If
+        the process dies first, the row is forwarded again and the record skips
+        the values it holds (by source key), as after a crash before any removal.
+        """
+        if self._unremoved and self.spool.remove(self._unremoved, wait=wait):
+            self._unremoved = []
 
     def _capture(self, values: list[CapturedValue]) -> int:
         """Capture ``values`` (one call: all or nothing); if the call fails for any reason
@@ -405,6 +426,10 @@ class Forwarder:
                 backoff = min(max_backoff, backoff * 2)
                 self._count_failure(exc)
             self._stop.wait(backoff)
+        try:  # leave no forwarded row behind on a clean stop
+            self._remove_forwarded(wait=True)
+        except Exception as exc:  # the spool itself failing: forwarded again, then skipped
+            self._count_failure(exc)
 
     def _count_failure(self, exc: Exception) -> None:
         try:

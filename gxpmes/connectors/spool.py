@@ -64,6 +64,7 @@ _UPSERT_STATE = (
 _RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 """SQLite says which rows an ``INSERT ... ON CONFLICT DO NOTHING`` inserted."""
 
+_BUSY_TIMEOUT_MS = 60_000  # how long a write waits for another process's commit
 _CHUNK = 500  # bound parameters per statement (SQLite before 3.32 allows 999)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -96,7 +97,10 @@ class Spool:
         self._lock = threading.Lock()
         # Another process may hold the write lock for a moment (one group commit).
         self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=60
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
@@ -436,15 +440,17 @@ class Spool:
                 for g in gens
             )
 
-    def pending_items(self, limit: int = 1000) -> list[tuple[int, list[Item]]]:
+    def pending_items(self, limit: int = 1000, after: int = 0) -> list[tuple[int, list[Item]]]:
         """The oldest pending deliveries, whole, until they hold ``limit`` readings or more:
-        ``(row id, items)`` (see :data:`Item`)."""
+        ``(row id, items)`` (see :data:`Item`); only rows above id ``after`` (deliveries
+        already forwarded whose removal was deferred are skipped)."""
         out = []
         total = 0
         with self._lock:
             # Row by row: a row holds a whole delivery (up to thousands of readings).
             for row_id, body, n in self._conn.execute(
-                "SELECT id, body, n FROM pending ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, body, n FROM pending WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
             ):
                 out.append((row_id, body))
                 total += n
@@ -493,16 +499,38 @@ class Spool:
             for item in items
         ]
 
-    def remove(self, ids: list[int]) -> None:
-        """Forget deliveries the database has committed (by the ids :meth:`peek` gave)."""
+    def remove(self, ids: list[int], *, wait: bool = True) -> bool:
+        """Forget deliveries the database has committed (by the ids :meth:`peek` gave);
+        returns whether they were removed.
+
+        With ``wait=False`` it gives up at once (returns False) if another process
+        holds the spool's write lock: the ingest process commits group after group,
+        and SQLite's busy handler sleeps 1, 2, 5, 10… ms between tries, so a
+        forwarder that waits loses tens of milliseconds per batch to it.
+        """
         if not ids:
-            return
+            return True
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(
-                "DELETE FROM pending WHERE id = ?", [(i,) for i in dict.fromkeys(ids)]
-            )
-            self._conn.execute("COMMIT")
+            if not wait:
+                self._conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                if wait:
+                    raise
+                return False  # locked by another writer: the caller tries again later
+            finally:
+                if not wait:
+                    self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            try:
+                self._conn.executemany(
+                    "DELETE FROM pending WHERE id = ?", [(i,) for i in dict.fromkeys(ids)]
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return True
 
     def oldest_received(self) -> datetime | None:
         """When the oldest value still waiting was received (its server time), if any."""

@@ -134,11 +134,11 @@ def test_the_forwarder_thread_survives_any_failure_and_says_so(running, tags, sp
     real = spool.pending_items
     failures = iter([RuntimeError("unexpected"), KeyError("x"), sqlite3.OperationalError("busy")])
 
-    def pending_items(limit: int = 1000) -> Any:
+    def pending_items(limit: int = 1000, after: int = 0) -> Any:
         failure = next(failures, None)
         if failure is not None:
             raise failure
-        return real(limit)
+        return real(limit, after=after)
 
     spool.pending_items = pending_items  # type: ignore[method-assign]
     spool.put(good(3, now() - timedelta(seconds=20)))
@@ -212,3 +212,60 @@ def test_a_spool_row_that_holds_no_delivery_is_set_aside(running, tags, spool) -
     assert len(recorded(running)) == 4
     assert rejects_by_reason(running.db) == {"unrecordable": 4}
     assert not forwarder.counts["forwarder_errors"]
+
+
+def test_a_locked_spool_defers_removal_and_nothing_is_forwarded_twice(running, tags, spool) -> None:  # type: ignore[no-untyped-def]
+    """While the ingest process holds the spool's write lock, forwarded rows are not
+    waited on: they are skipped by the next reads and removed once the lock is free."""
+    t0 = now() - timedelta(seconds=20)
+    for i in range(4):
+        spool.put(good(3, t0 + timedelta(seconds=i), f"d{i}"))
+    calls: list[list[str]] = []
+    during_lock: list[bool] = []
+    held = threading.Event()
+    real = running.engine.capture
+
+    def capture(values, source):  # type: ignore[no-untyped-def]
+        calls.append([v.source_key for v in values])
+        during_lock.append(held.is_set())
+        return real(values, source=source)
+
+    running.engine.capture = capture
+    ingest = sqlite3.connect(spool.path, isolation_level=None, check_same_thread=False)
+    ingest.execute("BEGIN IMMEDIATE")  # another process's group commit, in progress
+    held.set()
+
+    def release() -> None:
+        held.clear()
+        ingest.execute("COMMIT")
+
+    forwarder = Forwarder(spool, running.engine, tags, source=running.ot, batch_size=3)
+    released = threading.Timer(2.0, release)
+    released.start()
+    try:
+        recorded_now = forwarder.forward_once()
+    finally:
+        released.join()
+        ingest.close()
+    assert recorded_now == 12
+    keys = [key for call in calls for key in call]
+    assert len(keys) == 12 and len(set(keys)) == 12  # each delivery forwarded once
+    assert during_lock == [True] * 4  # one capture per delivery, none waited for the lock
+    assert len(spool) == 0  # removed once the lock was free (the drained pass waits)
+    assert sorted(recorded(running)) == sorted(["70.000", "70.001", "70.002"] * 4)
+
+
+def test_remove_without_waiting_gives_up_on_a_locked_spool_and_keeps_the_rows(spool) -> None:  # type: ignore[no-untyped-def]
+    spool.put(good(2, now() - timedelta(seconds=5)))
+    ((row_id, _items),) = spool.pending_items(10)
+    assert spool.pending_items(10, after=row_id) == []
+    other = sqlite3.connect(spool.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert spool.remove([row_id], wait=False) is False
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert len(spool) == 2
+    assert spool.remove([row_id], wait=False) is True
+    assert len(spool) == 0

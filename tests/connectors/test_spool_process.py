@@ -259,7 +259,7 @@ def test_a_crash_between_capture_and_spool_removal_records_nothing_twice(  # typ
     # Whole deliveries per capture call: the first call takes the first delivery.
     forwarder = Forwarder(spool, running.engine, tags, source=running.ot, batch_size=50)
 
-    def crash(ids: list[int]) -> None:
+    def crash(ids: list[int], *, wait: bool = True) -> bool:
         raise SystemExit("killed after the capture committed")
 
     spool.remove = crash  # type: ignore[method-assign]
