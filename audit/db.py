@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from audit.errors import StorageError
 
-__all__ = ["normalise_url", "open_engine"]
+__all__ = ["fetch_one", "normalise_url", "open_engine"]
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
@@ -88,3 +88,20 @@ def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = not read_only and not conn.get_execution_options().get("ledger_read", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def fetch_one(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    """The first row of plain SQL run through the driver's own cursor, inside ``conn``'s
+    transaction (already begun), or None.
+
+    For statements run on every write transaction, where setting up
+    SQLAlchemy's result cost more than the query (``sql`` in the driver's
+    parameter style).
+    """
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else tuple(row)

@@ -50,7 +50,7 @@ from audit.blocks import (
 )
 from audit.canonical import format_timestamp
 from audit.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from audit.db import open_engine
+from audit.db import fetch_one, open_engine
 from audit.entry import (
     GENESIS_PREV,
     AuditEvent,
@@ -413,12 +413,7 @@ class Ledger:
     def _driver_tail(conn: Connection) -> tuple[int, bytes]:
         """:meth:`_tail` through the driver's cursor, inside a transaction already begun
         (the seal of every write transaction reads it again)."""
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(_TAIL_SQL)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+        row = fetch_one(conn, _TAIL_SQL)
         if row is None:
             return 0, GENESIS_PREV
         return int(row[0]) + 1, bytes(row[1])
@@ -981,12 +976,7 @@ class Ledger:
         """
         if not self._frontier_signable or self._frontier_note is None:
             return True  # vouched for nothing: reusing it signs nothing either
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(_LAST_HEAD_SQL)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
+        row = fetch_one(conn, _LAST_HEAD_SQL)
         return row is not None and (int(row[0]), row[1]) == (
             self._frontier_size,
             self._frontier_note,

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 
 from audit.blocks import CanonicalLeaves, LeafProof
 from audit.canonical import format_timestamp
+from audit.db import fetch_one
 from audit.entry import MAX_BLOCK_LEAVES, Actor, AuditEvent
 from gxpmes.ebr.base import (
     _ACTIVE,
@@ -83,18 +84,6 @@ class _BatchState(NamedTuple):
     status: str
     recipe_id: str
     recipe_version: str
-
-
-def _first_row(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """The first row of a plain SQL query, through the driver's own cursor: these run on
-    every capture call, where SQLAlchemy's result set-up cost more than the query."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    return None if row is None else tuple(row)
 
 
 def _stamp_texts(moments: list[datetime]) -> list[str | None]:
@@ -874,7 +863,7 @@ class ValueCapture(RecipeRecords):
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         if batch_id not in contexts:
             # Plain SQL: once per batch per call, on the capture hot path.
-            stored = _first_row(
+            stored = fetch_one(
                 conn,
                 "SELECT batch_id, status, recipe_id, recipe_version FROM ebr_batch "
                 f"WHERE batch_id = {mark}",
@@ -896,7 +885,7 @@ class ValueCapture(RecipeRecords):
         if batch.status != IN_EXECUTION:
             return f"batch is {batch.status}, not In execution"
         phase = parameter.rsplit("/", 1)[0]
-        step = _first_row(
+        step = fetch_one(
             conn,
             f"SELECT state FROM ebr_step WHERE batch_id = {mark} AND path = {mark}",
             (batch_id, phase),
