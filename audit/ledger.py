@@ -231,6 +231,14 @@ class _Tail:
     unsealed: bool = True
 
 
+def _tail_of(row: Any) -> tuple[int, bytes]:
+    """``(size, last leaf hash)`` from the last entry's ``(seq, leaf_hash)`` row (None: an
+    empty log, whose chain starts at the genesis hash)."""
+    if row is None:
+        return 0, GENESIS_PREV
+    return int(row[0]) + 1, bytes(row[1])
+
+
 def _append_error(exc: BaseException | None, *, conflict: bool) -> StorageError:
     """The driver's refusal of an append, as the ledger's own error."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -386,23 +394,18 @@ class Ledger:
         when it starts, i.e. once the lock is held. Round trips inside the lock
         are what several writers queue for.
         """
-        dbapi: Any = conn.connection.dbapi_connection
         if not self._is_pg:  # the write lock is BEGIN IMMEDIATE's; the driver, not the ORM
-            cursor = dbapi.cursor()
-            row = cursor.execute(_TAIL_SQL).fetchone()
-            cursor.close()
-        else:
-            with dbapi.pipeline():
-                lock = dbapi.cursor()
-                lock.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_APPEND_LOCK,))
-                tail = dbapi.cursor()
-                tail.execute(_TAIL_SQL)
-            row = tail.fetchone()
-            lock.close()
-            tail.close()
-        if row is None:
-            return 0, GENESIS_PREV
-        return int(row[0]) + 1, bytes(row[1])
+            return self._driver_tail(conn)
+        dbapi: Any = conn.connection.dbapi_connection
+        with dbapi.pipeline():
+            lock = dbapi.cursor()
+            lock.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_APPEND_LOCK,))
+            tail = dbapi.cursor()
+            tail.execute(_TAIL_SQL)
+        row = tail.fetchone()
+        lock.close()
+        tail.close()
+        return _tail_of(row)
 
     def _read(self) -> Connection:
         return self.engine.connect().execution_options(ledger_read=True)
@@ -412,20 +415,15 @@ class Ledger:
     @staticmethod
     def _driver_tail(conn: Connection) -> tuple[int, bytes]:
         """:meth:`_tail` through the driver's cursor, inside a transaction already begun
-        (the seal of every write transaction reads it again)."""
-        row = fetch_one(conn, _TAIL_SQL)
-        if row is None:
-            return 0, GENESIS_PREV
-        return int(row[0]) + 1, bytes(row[1])
+        (every write transaction reads it under the lock, and its seal again)."""
+        return _tail_of(fetch_one(conn, _TAIL_SQL))
 
     @staticmethod
     def _tail(conn: Connection) -> tuple[int, bytes]:
         row = conn.execute(
             select(EntryRow.seq, EntryRow.leaf_hash).order_by(EntryRow.seq.desc()).limit(1)
         ).first()
-        if row is None:
-            return 0, GENESIS_PREV
-        return row.seq + 1, bytes(row.leaf_hash)
+        return _tail_of(row)
 
     def size(self) -> int:
         """Number of entries (highest seq + 1)."""

@@ -110,10 +110,7 @@ def decode_json_message(
         try:
             if _RFC3339(ts_text) is None:
                 raise ValueError
-            if ts_text[-1] in "Zz":
-                source_ts = datetime.fromisoformat(ts_text[:-1] + "+00:00")
-            else:
-                source_ts = datetime.fromisoformat(ts_text)
+            source_ts = _time_of(ts_text)
         except ValueError as exc:
             raise DecodeError(
                 "malformed", f"ts {safe_text(repr(ts_text[:40]))} is not RFC 3339", tag
@@ -130,7 +127,7 @@ def decode_json_message(
                 raise DecodeError("malformed", "publisher must be text of 1..256 characters", tag)
             sequence.append((safe_text(who, 256), seq, tag))
         reading = Reading(
-            tag, value, source_ts, quality, server_ts, f"json|{tag}|{ts_text}|{value}"
+            tag, value, source_ts, quality, server_ts, _source_key(tag, ts_text, value)
         )
         # The checks of check_reading, with the message's time bound computed once;
         # check_reading itself says what is wrong.
@@ -139,6 +136,19 @@ def decode_json_message(
             check_reading(reading, now)
         readings.append(reading)
     return JsonMessage(readings, sequence)
+
+
+def _time_of(text: str) -> datetime:
+    """The time of an RFC 3339 text already matched (``Z`` read as UTC): ValueError if
+    there is no such instant."""
+    if text[-1] in "Zz":
+        return datetime.fromisoformat(text[:-1] + "+00:00")
+    return datetime.fromisoformat(text)
+
+
+def _source_key(tag: str, time_text: str, value: object) -> str:
+    """The source key of a JSON reading: its tag, its time as sent and its value."""
+    return f"json|{tag}|{time_text}|{value}"
 
 
 def _plain(
@@ -172,17 +182,14 @@ def _plain(
         joined = "\n".join(texts)  # not text: TypeError
         if joined.count("\n") != len(texts) - 1 or _RFC3339_LINES(joined) is None:
             return None
-        fromiso = datetime.fromisoformat
-        times = [
-            fromiso(text[:-1] + "+00:00") if text[-1] in "Zz" else fromiso(text) for text in texts
-        ]
+        times = list(map(_time_of, texts))
         if min(times) < EARLIEST or max(times) > latest:
             return None
         numbers = _numbers(raws, claimed)
     except (KeyError, TypeError, ValueError):  # DecodeError is a ValueError
         return None
     return [
-        new_reading(tag, value, moment, quality, server_ts, f"json|{tag}|{text}|{shown}")
+        new_reading(tag, value, moment, quality, server_ts, _source_key(tag, text, shown))
         for tag, (value, shown), moment, quality, text in zip(
             claimed, numbers, times, qualities, texts, strict=True
         )
