@@ -61,6 +61,7 @@ __all__ = [
     "ingest_process_main",
     "monitored_queue_size",
     "quality_of",
+    "sampling_coarser",
     "settle_gc",
     "source_from_config",
 ]
@@ -200,6 +201,14 @@ def monitored_queue_size(
     return max(2, min(MAX_QUEUE_SIZE, per_cycle * headroom))
 
 
+def sampling_coarser(requested_ms: float, granted_ms: float) -> bool:
+    """Whether a server's revised sampling interval samples more coarsely than requested:
+    the record then gets fewer values than configured. A faster grant is not (more
+    values; a queue that overflows from them is reported as ``queue_overflow``), nor
+    is any grant for a requested 0, which asks for the server's fastest rate."""
+    return requested_ms > 0 and granted_ms > requested_ms
+
+
 KEEPALIVE_MS = 5000
 """The server sends a keep-alive at least this often when nothing changes; three missed
 keep-alives (no publish response at all) count as a lost subscription: resubscribe."""
@@ -289,7 +298,8 @@ class OpcUaSource:
         self.counts: Counter[str] = Counter()
         """``received`` (spooled values), ``duplicates``, ``publishes``, ``connects``,
         ``connection_errors``, ``queue_overflow``, ``sequence_gap``, ``queue_revised`` (items
-        whose queue the server made smaller than requested), ``not_monitored`` (nodes
+        whose queue the server made smaller than requested), ``sampling_revised`` (items
+        it samples more coarsely than requested), ``not_monitored`` (nodes
         the server refused), ``connection_gap`` (subscriptions renewed after a loss),
         decoding rejects by reason, and the group-commit writer's."""
         self.connected = asyncio.Event()
@@ -309,6 +319,8 @@ class OpcUaSource:
         self._origins: dict[int, str] = {i: f"opcua {n.node_id}" for i, n in enumerate(nodes, 1)}
         self.revised_queue_sizes: dict[str, int] = {}
         """Node id → the queue size the server granted (after subscribing)."""
+        self.revised_sampling_intervals: dict[str, float] = {}
+        """Node id → the sampling interval (ms) the server granted (after subscribing)."""
         self._queues: dict[int, int] = {}
         self._last_sequence: int | None = None
         self._resubscribe = False
@@ -437,21 +449,40 @@ class OpcUaSource:
                 log.error("OPC UA %s: %s", self.endpoint, problem.detail)
                 letters.append(DeadLetter.of(problem, self._origins[handle], b"", now))
                 continue
-            granted = int(result.RevisedQueueSize)
-            self._queues[handle] = granted
-            self.revised_queue_sizes[node.node_id] = granted
-            if granted < self.queue_size:
-                self.counts["queue_revised"] += 1
-                log.warning(
-                    "OPC UA %s: %s queue size %d granted of %d requested",
-                    self.endpoint,
-                    node.node_id,
-                    granted,
-                    self.queue_size,
-                )
+            self._queues[handle] = self._granted(node.node_id, result)
         if letters:
             self._submit(Delivery([], letters))
         return subscription
+
+    def _granted(self, node_id: str, result: Any) -> int:
+        """Keep what the server granted ``node_id`` (its MonitoredItemCreateResult) and
+        count and log each setting it revised to the record's cost: a smaller queue
+        (``queue_revised``), a coarser sampling interval (``sampling_revised``). Returns
+        the granted queue size."""
+        queue = int(result.RevisedQueueSize)
+        sampling = float(result.RevisedSamplingInterval)
+        self.revised_queue_sizes[node_id] = queue
+        self.revised_sampling_intervals[node_id] = sampling
+        requested = self.sampling_interval_ms
+        revisions = (
+            (
+                "queue_revised",
+                queue < self.queue_size,
+                f"queue size {queue} granted of {self.queue_size} requested",
+                "a burst between publish responses may overflow it (queue_overflow)",
+            ),
+            (
+                "sampling_revised",
+                sampling_coarser(requested, sampling),
+                f"sampling interval {sampling:g} ms granted of {requested:g} ms requested",
+                "the record gets fewer values than configured",
+            ),
+        )
+        for counter, revised, what, cost in revisions:
+            if revised:
+                self.counts[counter] += 1
+                log.warning("OPC UA %s: %s %s: %s", self.endpoint, node_id, what, cost)
+        return queue
 
     def _report_gap(self) -> None:
         """After a lost subscription is renewed: a ``connection_gap`` dead letter per node

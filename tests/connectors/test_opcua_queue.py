@@ -4,8 +4,10 @@ publish responses is recorded, and what the server discards is reported, never s
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from gxpmes.connectors.opcua import (
     has_overflow,
     monitored_queue_size,
     quality_of,
+    sampling_coarser,
 )
 from gxpmes.errors import ConfigurationError
 
@@ -292,10 +295,116 @@ def test_a_server_flagged_overflow_is_a_data_quality_exception(
     assert value and value[0]["quality"] == "Good"
 
 
+# ------------------------------------------------------------------ what the server granted
+
+
+def server_samples(monkeypatch: pytest.MonkeyPatch, grant: Callable[[float], float]) -> None:
+    """asyncua's server (in this test process only) grants ``grant(requested)`` as each
+    monitored item's sampling interval. asyncua itself grants the publishing interval
+    whatever was asked; a plant server grants what its scan classes allow."""
+    from asyncua.server.monitored_item_service import MonitoredItemService
+
+    common = MonitoredItemService._make_monitored_item_common
+
+    def revised(self: Any, params: Any) -> Any:
+        result, mdata = common(self, params)
+        result.RevisedSamplingInterval = grant(params.RequestedParameters.SamplingInterval)
+        return result, mdata
+
+    monkeypatch.setattr(MonitoredItemService, "_make_monitored_item_common", revised)
+
+
+async def subscribe(
+    spool: Any, sampling_interval_ms: float, max_queue: int | None = None
+) -> tuple[OpcUaSource, str]:
+    """A source subscribed to a server's one variable (publishing every 100 ms, default
+    queue of 10), stopped once subscribed; returns it and the variable's node id."""
+    port = free_port()
+    server, variable = await start_server(port)
+    if max_queue is not None:
+        server.iserver.max_monitored_item_queue_size = max_queue
+    node_id = variable.nodeid.to_string()
+    source = OpcUaSource(
+        spool,
+        f"opc.tcp://127.0.0.1:{port}/gxpmes/",
+        [OpcUaNode(node_id, TAG)],
+        publishing_interval_ms=100,
+        sampling_interval_ms=sampling_interval_ms,
+    )
+    task = asyncio.create_task(source.run())
+    try:
+        await asyncio.wait_for(source.connected.wait(), DEADLINE)
+    finally:
+        source.stop()
+        await asyncio.wait_for(task, DEADLINE)
+        await server.stop()
+    return source, node_id
+
+
+@pytest.mark.parametrize(
+    ("requested", "granted", "coarser"),
+    [
+        (100, 1000, True),  # a server that samples no faster than 1 s
+        (100, 100.5, True),
+        (100, 100, False),
+        (100, 50, False),  # faster: more values, not fewer
+        (0, 1000, False),  # 0 asks for the server's fastest: whatever it grants is that
+        (0, 0, False),
+    ],
+)
+def test_sampling_is_coarser_only_when_granted_slower_than_requested(
+    requested: float, granted: float, coarser: bool
+) -> None:
+    assert sampling_coarser(requested, granted) is coarser
+
+
+def test_revised_sampling_and_queue_are_kept_counted_and_logged(spool, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    # A server that samples no faster than 1 s and keeps at most 5 values per item,
+    # asked for 100 ms and a queue of 10.
+    server_samples(monkeypatch, lambda requested: max(requested, 1000.0))
+    with caplog.at_level(logging.WARNING, logger="gxpmes.connectors.opcua"):
+        source, node_id = asyncio.run(subscribe(spool, 100, max_queue=5))
+    assert source.queue_size == 10
+    assert source.revised_sampling_intervals == {node_id: 1000.0}
+    assert source.revised_queue_sizes == {node_id: 5}
+    assert source.counts["sampling_revised"] == 1
+    assert source.counts["queue_revised"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        node_id in m
+        and "sampling interval 1000 ms granted of 100 ms requested" in m
+        and "fewer values than configured" in m
+        for m in warnings
+    ), warnings
+    assert any(node_id in m and "queue size 5 granted of 10 requested" in m for m in warnings)
+    # Reported as the queue revision is: counts and the log, no dead letter (the values
+    # recorded are the server's samples; docs/connectors.md says why).
+    assert spool.rejected_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("requested", "grant", "granted"),
+    [
+        (100, lambda r: r / 2, 50.0),  # faster than asked: harmless
+        (100, lambda r: r, 100.0),
+        (0, lambda r: max(r, 1000.0), 1000.0),  # the fastest asked for, the fastest granted
+    ],
+)
+def test_sampling_granted_as_fast_as_requested_is_kept_not_counted(
+    spool, monkeypatch, caplog, requested: float, grant: Callable[[float], float], granted: float
+) -> None:  # type: ignore[no-untyped-def]
+    server_samples(monkeypatch, grant)
+    with caplog.at_level(logging.WARNING, logger="gxpmes.connectors.opcua"):
+        source, node_id = asyncio.run(subscribe(spool, requested))
+    assert source.revised_sampling_intervals == {node_id: granted}
+    assert source.counts["sampling_revised"] == 0 and source.counts["queue_revised"] == 0
+    assert not any("granted of" in r.getMessage() for r in caplog.records)
+
+
 # ------------------------------------------------------------------ gxpmes connect
 
 
-def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import threading
 
     from gxpmes.connectors.runner import Connector
@@ -311,6 +420,8 @@ def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path) -> None:
         await started.setdefault("stop", asyncio.Event()).wait()
         await started["server"].stop()
 
+    # The server (this process) samples no faster than 1 s; the connector asks for 50 ms.
+    server_samples(monkeypatch, lambda requested: max(requested, 1000.0))
     thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
     thread.start()
     assert ready.wait(DEADLINE)
@@ -347,6 +458,9 @@ def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path) -> None:
     recorded = [v["value"] for v in running.engine.values(BATCH)]
     assert recorded[1:] == written
     assert connector.counts()["queue_overflow"] == 0
+    # What the server revised reaches the runner's counts from the ingest process.
+    assert connector.counts()["sampling_revised"] == 1
+    assert connector.counts()["queue_revised"] == 0
 
 
 def test_settle_gc_freezes_and_raises_the_thresholds() -> None:
