@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from audit.errors import AuditError
 from gxpmes.connectors.model import MAX_KEPT, DeadLetter, Problem, TagBinding, TagMap, safe_text
 from gxpmes.connectors.rejects import record_rejects
 from gxpmes.connectors.spool import Item, Spool, reading_of
-from gxpmes.ebr.engine import BatchEngine, CapturedValue, CaptureSource
+from gxpmes.ebr.engine import BatchEngine, CapturedColumns, CapturedValue, CaptureSource
 from gxpmes.errors import CaptureRefused, RecordIntegrityError
 
 __all__ = ["Forwarder"]
@@ -31,62 +30,71 @@ log = logging.getLogger("gxpmes.connectors")
 
 _time = datetime.fromisoformat
 
-_FIELDS = (
-    "batch_id",
-    "parameter",
-    "tag",
-    "value",
-    "unit",
-    "source_ts",
-    "server_ts",
-    "quality",
-    "source_key",
-)
-# CapturedValue is a frozen dataclass whose __init__ sets each field through
-# object.__setattr__ (~2 µs a value, a tenth of a capture). Values built here always
-# carry a Decimal (the only conversion __post_init__ makes), so their attribute
-# dict is filled at once — as long as the class is the plain dataclass this
-# expects; otherwise its constructor is used.
-_FAST = tuple(
-    f.name for f in dataclasses.fields(CapturedValue)
-) == _FIELDS and "__slots__" not in vars(CapturedValue)
-_new = object.__new__
-_set = object.__setattr__
 
+def _delivery_columns(
+    items: list[Item],
+    bindings: Callable[[str], TagBinding | None],
+    times: dict[str, datetime],
+) -> tuple[list[Any], ...] | None:
+    """The values of one delivery as capture's columns (CapturedValue's field order),
+    built column by column in compiled code; None unless every item is plain.
 
-def _captured(
-    batch_id: str,
-    parameter: str,
-    tag: str,
-    value: Decimal,
-    unit: str,
-    source_ts: datetime,
-    server_ts: datetime | None,
-    quality: str,
-    source_key: str | None,
-) -> CapturedValue:
-    """``CapturedValue(...)`` for a Decimal value (see _FAST)."""
-    if not _FAST:
-        return CapturedValue(
-            batch_id, parameter, tag, value, unit, source_ts, server_ts, quality, source_key
-        )
-    captured = _new(CapturedValue)
-    _set(
-        captured,
-        "__dict__",
-        {
-            "batch_id": batch_id,
-            "parameter": parameter,
-            "tag": tag,
-            "value": value,
-            "unit": unit,
-            "source_ts": source_ts,
-            "server_ts": server_ts,
-            "quality": quality,
-            "source_key": source_key,
-        },
+    Plain: six fields, mapped tags, values and times that parse. A message's
+    values usually share their tag and receive time, so the binding is looked
+    up and the receive time parsed once. The item-by-item path
+    (``Forwarder._value_of``) is the reference this is tested against, and
+    decides about anything else: which item fails, and why.
+    """
+    try:
+        tags, values, sources, qualities, servers, keys = zip(*items, strict=True)
+        count = len(tags)
+        distinct = set(tags)
+        if len(distinct) == 1:
+            binding = bindings(tags[0])
+            if binding is None:
+                return None
+            batch_ids = [binding.batch_id] * count
+            parameters = [binding.parameter] * count
+            units = [binding.unit] * count
+        else:
+            found = {tag: bindings(tag) for tag in distinct}
+            if None in found.values():
+                return None
+            each = [found[tag] for tag in tags]
+            batch_ids = [b.batch_id for b in each]  # type: ignore[union-attr]
+            parameters = [b.parameter for b in each]  # type: ignore[union-attr]
+            units = [b.unit for b in each]  # type: ignore[union-attr]
+        numbers = list(map(Decimal, values))
+        source_ts = list(map(_time, sources))
+        if len(set(servers)) == 1:
+            received = _received(servers[0], times)
+            server_ts = [received] * count
+        else:
+            server_ts = [_received(text, times) for text in servers]
+        marks = list(keys) if all(keys) else [key or None for key in keys]
+    except Exception:  # not plain: the item-by-item path says which item and why
+        return None
+    return (
+        batch_ids,
+        parameters,
+        list(tags),
+        numbers,
+        units,
+        source_ts,
+        server_ts,
+        list(qualities),
+        marks,
     )
-    return captured
+
+
+def _received(text: str | None, times: dict[str, datetime]) -> datetime | None:
+    """The receive time spooled as ``text`` (None for none), parsed once per batch."""
+    if not text:
+        return None
+    received = times.get(text)
+    if received is None:
+        received = times[text] = _time(text)
+    return received
 
 
 # Faults of one value's content (not of the database): that value becomes a dead
@@ -285,54 +293,71 @@ class Forwarder:
         bindings: Callable[[str], TagBinding | None],
     ) -> int:
         """Capture one batch of pending deliveries, then remove them from the spool."""
-        recorded = 0
-        values: list[CapturedValue] = []
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
         ids = []
         # Receive times are shared by a message's values, numbers often repeat:
         # each distinct text is parsed once per batch.
         times: dict[str, datetime] = {}
         numbers: dict[str, Decimal] = {}
         for spool_id, items in pending:
+            delivered = _delivery_columns(items, bindings, times)
+            if delivered is not None:
+                for column, part in zip(columns, delivered, strict=True):
+                    column += part
+                ids.append(spool_id)
+                continue
+            # Something in this delivery is not plain (an unknown tag, a value or time
+            # that does not parse, a malformed item): item by item, refusing what fails.
             refused: list[DeadLetter] = []
             kept = []
             for item in items:
                 try:
-                    tag, value, source_ts, quality, server_ts, key = item
-                    binding = bindings(tag)
-                    if binding is None:
-                        refused.append(self._unknown(item))
-                        continue
-                    number = numbers.get(value)
-                    if number is None:
-                        number = numbers[value] = Decimal(value)
-                    received = times.get(server_ts) if server_ts else None
-                    if received is None and server_ts:
-                        received = times[server_ts] = _time(server_ts)
-                    captured = _captured(
-                        binding.batch_id,
-                        binding.parameter,
-                        tag,
-                        number,
-                        binding.unit,
-                        _time(source_ts),
-                        received,
-                        quality,
-                        key or None,
-                    )
+                    value = self._value_of(item, bindings, times, numbers)
                 except Exception as exc:  # an item no value can be made of: a dead letter
                     refused.append(self._unrecordable(exc, item))
                     continue
+                if value is None:
+                    refused.append(self._unknown(item))
+                    continue
                 kept.append(item)
-                values.append(captured)
+                for column, field in zip(columns, value, strict=True):
+                    column.append(field)
             if refused:  # counted, logged, kept as dead letters; never retried
                 self.spool.refuse(spool_id, kept, refused)
             if kept:
                 ids.append(spool_id)
-        if values:
-            recorded += self._capture(values)
+        recorded = self._capture(CapturedColumns(*columns)) if columns[0] else 0
         self._unremoved += ids
         self._remove_forwarded(wait=len(self._unremoved) >= _DEFER_ROWS)
         return recorded
+
+    @staticmethod
+    def _value_of(
+        item: Item,
+        bindings: Callable[[str], TagBinding | None],
+        times: dict[str, datetime],
+        numbers: dict[str, Decimal],
+    ) -> tuple[Any, ...] | None:
+        """The fields of the value spooled as ``item`` (CapturedValue's order), or None if
+        its tag is not mapped; raises if no value can be made of it."""
+        tag, value, source_ts, quality, server_ts, key = item
+        binding = bindings(tag)
+        if binding is None:
+            return None
+        number = numbers.get(value)
+        if number is None:
+            number = numbers[value] = Decimal(value)
+        return (
+            binding.batch_id,
+            binding.parameter,
+            tag,
+            number,
+            binding.unit,
+            _time(source_ts),
+            _received(server_ts, times),
+            quality,
+            key or None,
+        )
 
     def _remove_forwarded(self, *, wait: bool) -> None:
         """Remove the forwarded rows from the spool; without ``wait``, only if the spool
@@ -346,7 +371,7 @@ class Forwarder:
         if self._unremoved and self.spool.remove(self._unremoved, wait=wait):
             self._unremoved = []
 
-    def _capture(self, values: list[CapturedValue]) -> int:
+    def _capture(self, values: Sequence[CapturedValue]) -> int:
         """Capture ``values`` (one call: all or nothing); if the call fails for any reason
         but an outage, capture each half the same way — down to single values, each
         refused or unrecordable one a dead letter — so one bad value costs some tens of
@@ -374,7 +399,7 @@ class Forwarder:
         raw = safe_text(repr(reading), MAX_KEPT).encode("utf-8")
         return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
 
-    def _one_by_one(self, values: list[CapturedValue]) -> int:
+    def _one_by_one(self, values: Sequence[CapturedValue]) -> int:
         # One refused value refuses a whole capture call: retry singly so the
         # good values are kept and only the refused ones become dead letters.
         # The deliveries leave the spool after all of their values were tried.

@@ -21,6 +21,7 @@ from gxpmes.ebr.base import (
     CAPTURE_PERMISSION,
     IN_EXECUTION,
     QUALITIES,
+    CapturedColumns,
     CapturedValue,
     CaptureSource,
 )
@@ -35,6 +36,7 @@ from gxpmes.ebr.schema import (
 from gxpmes.errors import BatchError, CaptureRefused, RecordIntegrityError
 from gxpmes.identity.schema import UserRow
 from gxpmes.identity.service import Session, _user
+from gxpmes.lengths import length_refusal
 from gxpmes.records.images import (
     BLOCK_ACTION,
     INDEX_COLUMNS,
@@ -113,6 +115,20 @@ def _stamp_texts(moments: list[datetime]) -> list[str | None]:
         if text is None or len(text) != 27 or text[26] != "Z":
             texts[i] = _utc_text(moments[i])
     return texts
+
+
+def _first_unrecorded(keys: Sequence[str | None], recorded: set[str]) -> list[int]:
+    """Positions of the values to record: no key, or a key neither in ``recorded`` nor
+    carried by an earlier value of the call."""
+    seen: set[str] = set()
+    fresh = []
+    for i, key in enumerate(keys):
+        if key and type(key) is str:  # any other key is refused by the checks that follow
+            if key in recorded or key in seen:
+                continue
+            seen.add(key)
+        fresh.append(i)
+    return fresh
 
 
 def _utc_text(moment: datetime) -> str | None:
@@ -351,11 +367,15 @@ class ValueCapture(RecipeRecords):
 
     def _not_yet_recorded(
         self, conn: Connection, values: Sequence[CapturedValue]
-    ) -> list[CapturedValue]:
+    ) -> Sequence[CapturedValue]:
         """Drop values whose source key is already recorded (redelivered by the plant side)."""
-        keys = [v.source_key for v in values if v.source_key]
+        columns = values if isinstance(values, CapturedColumns) else None
+        if columns is not None:
+            keys = [k for k in columns.source_key if k]
+        else:
+            keys = [v.source_key for v in values if v.source_key]
         if not keys:
-            return list(values)
+            return values if columns is not None else list(values)
         if set(map(type, keys)) != {str} or not "".join(keys).isascii():
             # Only keys the database can hold are looked up: the others (not text,
             # a lone surrogate) are refused by the checks that follow.
@@ -379,16 +399,12 @@ class ValueCapture(RecipeRecords):
         finally:
             cursor.close()
         if not recorded and len(set(keys)) == len(keys):
-            return list(values)  # the usual call: every key new, none repeated
-        seen: set[str] = set()
-        fresh = []
-        for value in values:
-            if value.source_key:
-                if value.source_key in recorded or value.source_key in seen:
-                    continue
-                seen.add(value.source_key)
-            fresh.append(value)
-        return fresh
+            # The usual call: every key new, none repeated.
+            return values if columns is not None else list(values)
+        if columns is not None:
+            return columns.picked(_first_unrecorded(columns.source_key, recorded))
+        every = list(values)
+        return [every[i] for i in _first_unrecorded([v.source_key for v in every], recorded)]
 
     def _check_capture(
         self, conn: Connection, values: Sequence[CapturedValue], server_now: datetime
@@ -462,15 +478,28 @@ class ValueCapture(RecipeRecords):
         tested against (same leaves, index, keys and exceptions).
         """
         count = len(values)
-        batch_ids = list(map(_BATCH_ID, values))
-        parameters = list(map(_PARAMETER, values))
-        numbers = list(map(_VALUE, values))
-        qualities = list(map(_QUALITY, values))
-        tags = list(map(_TAG, values))
-        units = list(map(_UNIT, values))
-        keys = list(map(_SOURCE_KEY, values))
-        source_ts = list(map(_SOURCE_TS, values))
-        server_ts = list(map(_SERVER_TS, values))
+        if isinstance(values, CapturedColumns):  # held as columns: read as they are
+            (
+                batch_ids,
+                parameters,
+                tags,
+                numbers,
+                units,
+                source_ts,
+                server_ts,
+                qualities,
+                keys,
+            ) = values.columns()
+        else:
+            batch_ids = list(map(_BATCH_ID, values))
+            parameters = list(map(_PARAMETER, values))
+            numbers = list(map(_VALUE, values))
+            qualities = list(map(_QUALITY, values))
+            tags = list(map(_TAG, values))
+            units = list(map(_UNIT, values))
+            keys = list(map(_SOURCE_KEY, values))
+            source_ts = list(map(_SOURCE_TS, values))
+            server_ts = list(map(_SERVER_TS, values))
         if (
             set(map(type, numbers)) != {Decimal}
             or not set(qualities) <= _QUALITY_SET
@@ -628,7 +657,10 @@ class ValueCapture(RecipeRecords):
                 block.keys = [(k, i) for i, k in enumerate(marks) if k is not None]
         exceptions: list[tuple[CapturedValue, str, str]] = []
         if not all(in_limits) or set(qualities) != {"Good"}:
-            for value, s, ok, q in zip(values, series, in_limits, qualities, strict=True):
+            for i, (s, ok, q) in enumerate(zip(series, in_limits, qualities, strict=True)):
+                if ok and q == "Good":
+                    continue
+                value = values[i]  # built only for a value that raises an exception
                 if not ok:
                     limits = s.limits
                     exceptions.append(
@@ -1010,10 +1042,17 @@ class ValueCapture(RecipeRecords):
                 )
 
     def manual_entry(self, session: Session, value: CapturedValue, *, reason: str) -> int:
-        """A value typed in by a person (e.g. a handheld reading); always an exception to review."""
+        """A value typed in by a person (e.g. a handheld reading); always an exception to review.
+
+        Refused (:class:`CaptureRefused`, nothing written) for what :meth:`capture`
+        refuses, and for a unit longer than the value row's column holds (16
+        characters: a manual entry is a row of its own, a captured value a leaf).
+        """
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.capture")
             problems, contexts = self._check_capture(conn, [value], self._now())
+            if not problems and (unit := length_refusal("unit", value.unit, ValueRow.unit)):
+                problems.append(f"{value.tag} → {value.batch_id}/{value.parameter}: {unit}")
             if problems:
                 raise CaptureRefused("; ".join(problems))
             return self._write_manual(

@@ -27,6 +27,7 @@ from gxpmes.ebr.base import (
     REJECTED,
     RELEASED,
     REVIEWED,
+    CapturedColumns,
     CapturedValue,
     CaptureSource,
     ReviewItem,
@@ -46,6 +47,7 @@ __all__ = [
     "REVIEWED",
     "BatchEngine",
     "CaptureSource",
+    "CapturedColumns",
     "CapturedValue",
     "ReviewItem",
 ]

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
 from gxpmes.connectors.forwarder import Forwarder
-from gxpmes.connectors.model import Reading
+from gxpmes.connectors.model import Reading, TagBinding
 from gxpmes.connectors.runner import Connector
 from gxpmes.connectors.spool import Spool
 
@@ -406,28 +406,61 @@ def test_a_clean_stop_ends_the_ingest_process_without_an_error(  # type: ignore[
     assert not source._process.is_alive() and source._process.exitcode == 0
 
 
-@settings(max_examples=50, deadline=None)
-@given(
-    value=st.decimals(allow_nan=False, allow_infinity=False),
-    source_ts=st.datetimes(timezones=st.just(UTC)),
-    server_ts=st.none() | st.datetimes(timezones=st.just(UTC)),
-    quality=st.sampled_from(["Good", "Uncertain", "Bad"]),
-    key=st.none() | st.text(max_size=20),
+_SPOOLED_TIMES = st.one_of(
+    st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
+    st.sampled_from(["", "not a time", "2026-13-01T00:00:00+00:00"]),
 )
-def test_the_forwarders_captured_values_are_the_constructors(  # type: ignore[no-untyped-def]
-    value, source_ts, server_ts, quality, key
-) -> None:
-    from gxpmes.connectors.forwarder import _FAST, _captured
-    from gxpmes.ebr.engine import CapturedValue
+_SPOOLED_ITEMS = st.one_of(
+    st.tuples(
+        st.sampled_from(["T-1", "T-2", "T-unmapped"]),
+        st.one_of(
+            st.decimals(allow_nan=False, allow_infinity=False).map(str),
+            st.sampled_from(["1.5", "NaN", "x", "1e999999999"]),
+        ),
+        _SPOOLED_TIMES,
+        st.sampled_from(["Good", "Bad"]),
+        st.none() | _SPOOLED_TIMES,
+        st.none() | st.sampled_from(["", "k1", "k2"]),
+    ).map(list),
+    st.lists(st.just("T-1"), max_size=7),  # not six fields
+)
 
-    fields = (BATCH, f"{HEAT}/temperature", "GRAN01/TT-101", value, "Cel")
-    fast = _captured(*fields, source_ts, server_ts, quality, key)
-    built = CapturedValue(*fields, source_ts, server_ts, quality, key)
-    assert _FAST  # the fast path is in use (the class is the plain frozen dataclass)
-    assert fast == built and hash(fast) == hash(built) and repr(fast) == repr(built)
-    assert type(fast) is CapturedValue and vars(fast) == vars(built)
-    with pytest.raises(AttributeError):  # still frozen
-        fast.tag = "other"  # type: ignore[misc]
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_SPOOLED_ITEMS, max_size=8), shared_server=st.booleans())
+def test_a_deliverys_columns_are_its_values_one_by_one(  # type: ignore[no-untyped-def]
+    items, shared_server
+) -> None:
+    """The column-wise build of a delivery gives the item-by-item path's values, or
+    None when any item would fail there (which then says which, and why)."""
+    from gxpmes.connectors.forwarder import Forwarder, _delivery_columns
+
+    if shared_server:  # a message's values usually share their receive time
+        for item in items:
+            if len(item) == 6:
+                item[4] = "2026-12-03T10:00:00.5+00:00"
+    bindings = {
+        "T-1": TagBinding(BATCH, f"{HEAT}/temperature", "Cel"),
+        "T-2": TagBinding("B-2", f"{HEAT}/pressure", "bar"),
+    }.get
+    expected: list[tuple[object, ...]] | None = []
+    for item in items:
+        try:
+            value = Forwarder._value_of(item, bindings, {}, {})
+        except Exception:
+            expected = None
+            break
+        if value is None:
+            expected = None
+            break
+        expected.append(value)
+    columns = _delivery_columns(items, bindings, {})
+    if expected is None or not items:
+        assert columns is None
+    else:
+        assert columns is not None
+        # repr: Decimal('NaN') is not equal to itself, its text is
+        assert repr(list(zip(*columns, strict=True))) == repr(expected)
 
 
 def test_the_ingest_process_reports_reach_the_status_counters() -> None:

@@ -25,7 +25,8 @@ from sqlalchemy import text
 
 from audit.canonical import canonicalize, format_timestamp
 from audit.entry import Actor
-from gxpmes.ebr.engine import CapturedValue
+from gxpmes.ebr.engine import CapturedColumns, CapturedValue
+from gxpmes.errors import BatchError
 from gxpmes.records.images import ValueLeaves, value_leaf
 from gxpmes.records.verify import verify_record
 from gxpmes.testing.plant import HEAT, OT_SOURCE
@@ -208,7 +209,16 @@ def test_both_capture_paths_write_the_same_blocks(plant) -> None:  # type: ignor
             server_now = plant.clock()
             plain = engine._plain_blocks(conn, values, server_now, actor, OT_SOURCE.client_id)
             ref = engine._prepare_blocks(conn, values, server_now, actor, OT_SOURCE.client_id)
+            held = engine._plain_blocks(
+                conn, CapturedColumns.of(values), server_now, actor, OT_SOURCE.client_id
+            )
         assert plain is not None  # plain values all: the column path takes them
+        # Values handed as columns: the same blocks, index, keys and exceptions.
+        assert held is not None and held[0] == []
+        assert [(b.leaves, b.index, b.keys) for b in held[1]] == [
+            (b.leaves, b.index, b.keys) for b in plain[1]
+        ]
+        assert held[2:] == plain[2:]
         problems, blocks, block_of, exceptions = ref
         assert problems == [] and plain[0] == []
         assert [b.leaves for b in plain[1]] == [b.leaves for b in blocks]
@@ -317,3 +327,99 @@ def test_stale_check_reads_the_block_index_and_manual_entries(plant) -> None:  #
     )
     assert plant.engine.check_stale("B-1") == []
     assert datetime.fromisoformat(plant.engine.values("B-1")[-1]["server_ts"]) == plant.clock()
+
+
+VALUES = st.builds(
+    CapturedValue,
+    batch_id=st.sampled_from(["B-1", "B-2"]),
+    parameter=st.just(TEMPERATURE),
+    tag=TEXTS,
+    value=st.one_of(NUMBERS, st.integers(-5, 5)),
+    unit=st.sampled_from(["Cel", "K"]),
+    source_ts=st.datetimes(timezones=ZONES),
+    server_ts=st.none() | st.datetimes(timezones=st.just(UTC)),
+    quality=st.sampled_from(["Good", "Uncertain", "Bad"]),
+    source_key=KEYS,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(VALUES, max_size=12), cut=st.integers(-14, 14), data=st.data())
+def test_captured_columns_are_the_sequence_of_their_values(
+    values: list[CapturedValue], cut: int, data: st.DataObject
+) -> None:
+    columns = CapturedColumns.of(values)
+    assert len(columns) == len(values)
+    assert list(columns) == values
+    assert [columns[i] for i in range(len(values))] == values
+    assert list(columns[:cut]) == values[:cut] and list(columns[cut:]) == values[cut:]
+    assert isinstance(columns[:cut], CapturedColumns)
+    picked = data.draw(st.lists(st.integers(0, len(values) - 1)) if values else st.just([]))
+    assert list(columns.picked(picked)) == [values[i] for i in picked]
+    # Each column is a copy: changing the caller's list later changes nothing.
+    tags = [v.tag for v in values]
+    held = CapturedColumns(
+        [v.batch_id for v in values],
+        [v.parameter for v in values],
+        tags,
+        [v.value for v in values],
+        [v.unit for v in values],
+        [v.source_ts for v in values],
+        [v.server_ts for v in values],
+        [v.quality for v in values],
+        [v.source_key for v in values],
+    )
+    tags.append("extra")
+    assert list(held) == values
+
+
+def test_captured_columns_defaults_lengths_and_read_only() -> None:
+    now = datetime.now(UTC)
+    columns = CapturedColumns(["B"], ["P"], ["T"], [7], ["Cel"], [now])
+    # Defaults of CapturedValue (no server time, Good, no key); an int becomes a Decimal.
+    assert columns[0] == CapturedValue("B", "P", "T", Decimal(7), "Cel", now)
+    assert type(columns[0].value) is Decimal
+    with pytest.raises(BatchError, match=r"unit has 0 items, batch_id has 1"):
+        CapturedColumns(["B"], ["P"], ["T"], [7], [], [now])
+    with pytest.raises(BatchError, match=r"source_key has 2 items"):
+        CapturedColumns(["B"], ["P"], ["T"], [7], ["Cel"], [now], source_key=["a", "b"])
+    with pytest.raises(AttributeError, match="read-only"):
+        columns.tag = ["other"]  # type: ignore[misc]
+    assert list(CapturedColumns.of([])) == [] and repr(columns) == "CapturedColumns(1 values)"
+
+
+def test_capture_of_columns_skips_recorded_and_repeated_keys(plant) -> None:  # type: ignore[no-untyped-def]
+    plant.start_batch("B-1", phases=(HEAT,))
+    engine = plant.engine
+    first = engine.capture(CapturedColumns.of(_keyed(plant, range(0, 10))), source=OT_SOURCE)
+    assert len(first) == 10
+    # Keys 5-9 recorded already, 10-14 twice in the call, one value without a key.
+    again = _keyed(plant, range(5, 15)) + _keyed(plant, range(10, 15))
+    unkeyed = CapturedValue("B-1", TEMPERATURE, "TT-101", Decimal("71"), "Cel", plant.clock())
+    seqs = engine.capture(CapturedColumns.of([*again, unkeyed]), source=OT_SOURCE)
+    assert len(seqs) == 6
+    recorded = engine.values("B-1")
+    assert sorted(v["source_key"] for v in recorded if v["source_key"]) == sorted(
+        f"k-{k}" for k in range(15)
+    )
+    assert len(recorded) == 16
+    assert engine.capture(CapturedColumns.of(_keyed(plant, range(0, 15))), source=OT_SOURCE) == []
+    assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
+
+
+def test_a_refused_call_of_columns_says_why(plant) -> None:  # type: ignore[no-untyped-def]
+    from gxpmes.errors import CaptureRefused
+
+    plant.start_batch("B-1", phases=(HEAT,))
+    now = plant.clock()
+    columns = CapturedColumns(
+        ["B-1", "B-1"],
+        [TEMPERATURE, TEMPERATURE],
+        ["TT-101", "TT-101"],
+        [Decimal("70"), Decimal("71")],
+        ["Cel", "Cel"],
+        [now, now.replace(tzinfo=None)],
+    )
+    with pytest.raises(CaptureRefused, match="naive timestamp"):
+        plant.engine.capture(columns, source=OT_SOURCE)
+    assert plant.engine.values("B-1") == []
