@@ -19,6 +19,7 @@ from gxpmes.errors import (
     EquipmentNotReady,
 )
 from gxpmes.identity.service import Session
+from gxpmes.lengths import check_lengths
 from gxpmes.records import writer as projection
 
 
@@ -35,7 +36,19 @@ class EquipmentRecords(EngineBase):
         calibration_due: datetime,
         clean: bool = False,
     ) -> None:
-        """Add a piece of equipment to the logbook-managed inventory."""
+        """Add a piece of equipment to the logbook-managed inventory.
+
+        An id, level or class longer than its column holds is refused
+        (:class:`BatchError`) before anything is written.
+        """
+        check_lengths(
+            BatchError,
+            (
+                ("equipment id", equipment_id, EquipmentRow.equipment_id),
+                (f"equipment {equipment_id}: level", level, EquipmentRow.level),
+                (f"equipment {equipment_id}: class", equipment_class, EquipmentRow.equipment_class),
+            ),
+        )
         with self.db.transaction() as conn:
             user = self._user(conn, session, "equipment.manage")
             projection.insert(

@@ -19,7 +19,7 @@ from gxpmes.ebr.base import (
     _json,
     _weighing_record,
 )
-from gxpmes.ebr.procedure import ProcedureRules
+from gxpmes.ebr.procedure import BATCH_ID_CHARS, ProcedureRules
 from gxpmes.ebr.schema import (
     BatchRow,
     EquipmentRow,
@@ -35,7 +35,9 @@ from gxpmes.errors import (
     MissingDataError,
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
+from gxpmes.identity.schema import SignatureRow
 from gxpmes.identity.service import Session
+from gxpmes.lengths import check_length, check_lengths
 from gxpmes.records import writer as projection
 from isa95.common import Quantity
 from isa95.recipe import FormulaParameter, Recipe
@@ -56,8 +58,34 @@ class BatchExecution(ProcedureRules):
         planned: Quantity,
         equipment: Sequence[str],
     ) -> None:
-        """Create a batch record from an approved master recipe and an order."""
+        """Create a batch record from an approved master recipe and an order.
+
+        Refused (:class:`BatchError`) before anything is written: a batch id of
+        more than :data:`~gxpmes.ebr.procedure.BATCH_ID_CHARS` characters, a lot
+        id, planned quantity or unit longer than its column holds, or a batch id
+        and element path together too long to name the element's signatures.
+        """
+        check_lengths(
+            BatchError,
+            (
+                ("batch id", batch_id, BATCH_ID_CHARS),
+                (f"batch {batch_id}: lot id", lot_id, BatchRow.lot_id),
+                (
+                    f"batch {batch_id}: planned quantity",
+                    str(planned.value),
+                    BatchRow.planned_quantity,
+                ),
+                (f"batch {batch_id}: unit", planned.unit, BatchRow.unit),
+            ),
+        )
         recipe, status = self.recipe(recipe_id, version)
+        check_lengths(
+            BatchError,
+            (
+                ("signed element id (batch id/path)", f"{batch_id}/{path}", SignatureRow.record_id)
+                for path, _element in recipe.procedural_elements()
+            ),
+        )
         if status != "Approved":
             raise BatchError(
                 f"master recipe {recipe_id} v{version} is {status}, not Approved "
@@ -394,6 +422,7 @@ class BatchExecution(ProcedureRules):
         """
         if kind not in ("sample", "label", "ipc"):
             raise BatchError(f"record item kind {kind!r} is not sample, label or ipc")
+        check_length(BatchError, f"{kind} id", item_id, RecordItemRow.item_id)
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.execute")
             batch = self._open_batch(conn, batch_id, IN_EXECUTION, EXECUTED)
@@ -455,7 +484,17 @@ class BatchExecution(ProcedureRules):
         return [{**dict(r._mapping), "content": json.loads(r.content)} for r in rows]
 
     def complete_batch(self, session: Session, batch_id: str, actual: Quantity) -> Decimal:
-        """Execution finished: record yield, genealogy and equipment release; returns yield %."""
+        """Execution finished: record yield, genealogy and equipment release; returns yield %.
+
+        An actual quantity with more digits than the record keeps is refused
+        (:class:`BatchError`), never rounded.
+        """
+        check_length(
+            BatchError,
+            f"batch {batch_id}: actual quantity",
+            str(actual.value),
+            BatchRow.actual_quantity,
+        )
         with self.db.transaction() as conn:
             user = self._user(conn, session, "batch.execute")
             batch = self._open_batch(conn, batch_id, IN_EXECUTION)

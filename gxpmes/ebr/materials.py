@@ -14,6 +14,7 @@ from gxpmes.ebr.schema import (
 )
 from gxpmes.errors import BatchError
 from gxpmes.identity.service import Session
+from gxpmes.lengths import check_length, check_lengths
 from gxpmes.records import writer as projection
 from isa95.common import Quantity
 
@@ -34,8 +35,19 @@ class MaterialRecords(EquipmentRecords):
         """Receive a material lot (Quarantine until QA releases it).
 
         ``expires`` is the expiry (or retest) date: a lot without one, or past
-        it, is never dispensed.
+        it, is never dispensed. An id, status, quantity or unit longer than its
+        column holds is refused (:class:`BatchError`) before anything is written.
         """
+        check_lengths(
+            BatchError,
+            (
+                ("lot id", lot_id, LotRow.lot_id),
+                (f"lot {lot_id}: material id", material_id, LotRow.material_id),
+                (f"lot {lot_id}: status", status, LotRow.status),
+                (f"lot {lot_id}: quantity", str(quantity.value), LotRow.quantity),
+                (f"lot {lot_id}: unit", quantity.unit, LotRow.unit),
+            ),
+        )
         if expires is not None and expires.utcoffset() is None:
             raise BatchError(f"lot {lot_id}: expiry {expires} has no time zone")
         with self.db.transaction() as conn:
@@ -71,6 +83,7 @@ class MaterialRecords(EquipmentRecords):
         """QA changes a lot's status (e.g. Quarantine → Released); a reason is required."""
         if not reason or not reason.strip():
             raise BatchError(f"changing the status of lot {lot_id!r} needs a reason")
+        check_length(BatchError, f"lot {lot_id}: status", status, LotRow.status)
         with self.db.transaction() as conn:
             user = self._user(conn, session, "material.release")
             row = self._one(conn, LotRow.lot_id, lot_id, "lot")

@@ -28,6 +28,7 @@ from audit.entry import Actor, AuditEvent
 from gxpmes.ebr.schema import LotRow, RecipeRow
 from gxpmes.errors import BatchError
 from gxpmes.identity.schema import AppBase
+from gxpmes.lengths import check_lengths
 from gxpmes.records import writer as projection
 
 __all__ = [
@@ -129,6 +130,15 @@ def _check_order(conn: Connection, order: PlannedBatch) -> None:
         raise BatchError(f"order {order.order_id}: quantity is not a number") from exc
     if not order.unit:
         raise BatchError(f"order {order.order_id}: quantity has no unit")
+    check_lengths(
+        BatchError,
+        (
+            ("order id", order.order_id, PlannedBatchRow.order_id),
+            (f"order {order.order_id}: lot id", order.lot_id, PlannedBatchRow.lot_id),
+            (f"order {order.order_id}: quantity", str(order.quantity), PlannedBatchRow.quantity),
+            (f"order {order.order_id}: unit", order.unit, PlannedBatchRow.unit),
+        ),
+    )
     if (
         order.earliest_start is not None
         and order.latest_end is not None
@@ -246,6 +256,7 @@ def define_material(
     """Add or change a material definition; returns added, changed or unchanged."""
     if not material_id.strip():
         raise BatchError("a material definition needs an id")
+    check_lengths(BatchError, [("material id", material_id, MaterialDefinitionRow.material_id)])
     columns = {
         "material_id": material_id,
         "description": description,
@@ -313,6 +324,14 @@ def receive_lot(
         raise BatchError(f"lot {lot_id}: quantity {quantity} is not a quantity")
     if not unit:
         raise BatchError(f"lot {lot_id}: quantity has no unit")
+    check_lengths(
+        BatchError,
+        (
+            ("lot id", lot_id, LotRow.lot_id),
+            (f"lot {lot_id}: quantity", str(quantity), LotRow.quantity),
+            (f"lot {lot_id}: unit", unit, LotRow.unit),
+        ),
+    )
     defined = conn.execute(
         select(MaterialDefinitionRow.material_id).where(
             MaterialDefinitionRow.material_id == material_id

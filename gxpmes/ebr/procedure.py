@@ -46,15 +46,24 @@ from gxpmes.errors import (
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.schema import SignatureRow
+from gxpmes.lengths import chars_of, check_length
 from gxpmes.records import writer as projection
 from gxpmes.records.replay import compare_rows, replay
 from gxpmes.records.tables import projected
 from isa95.recipe import MaterialRequirement, Phase, Recipe
 
-__all__ = ["BALANCE_CLASS", "ProcedureRules"]
+__all__ = ["BALANCE_CLASS", "BATCH_ID_CHARS", "ProcedureRules"]
 
 BALANCE_CLASS = "balance"
 """Equipment class (case-insensitive) of the registered balances weighings are made on."""
+
+_WEIGHING, _CHARGE, _ID_HEX = "/W-", "/CH-", 8  # weighing / charge ids: batch id + these + hex
+BATCH_ID_CHARS = min(
+    chars_of(WeighingRow.weighing_id) - len(_WEIGHING) - _ID_HEX,
+    chars_of(ChargeRow.charge_id) - len(_CHARGE) - _ID_HEX,
+)
+"""The longest batch id (52): its weighing and charge ids (the batch id, ``/W-`` or
+``/CH-`` and 8 hex digits) must fit their 64-character columns."""
 
 
 def _charge_content(weighing: Any, equipment_id: str) -> dict[str, Any]:
@@ -410,12 +419,17 @@ class ProcedureRules(ValueCapture):
         Released, unexpired, of that material and holds enough. The check and the
         consumption run under the write lock, so two dispenses from one lot
         never both draw on the same quantity; the consumption is an entry on the
-        lot's own trail. Returns the weighing id.
+        lot's own trail. Returns the weighing id. An ``actual`` of more than 64
+        characters or a container id of more than 128 is refused before anything
+        is written or audited (the record keeps neither rounded nor cut).
         """
-        weighing_id = f"{batch_id}/W-{uuid.uuid4().hex[:8]}"
+        weighing_id = f"{batch_id}{_WEIGHING}{uuid.uuid4().hex[:_ID_HEX]}"
         container = container_id or f"C-{weighing_id.rsplit('-', 1)[1]}"
         if not isinstance(actual, Decimal) or not actual.is_finite() or actual <= 0:
             raise DispenseRefused(f"weighed quantity {actual!r} is not a positive Decimal")
+        # Refused, never rounded; both checked before anything is written or audited.
+        check_length(DispenseRefused, "weighed quantity", str(actual), WeighingRow.actual)
+        check_length(DispenseRefused, "container id", container, WeighingRow.container_id)
         seen: dict[str, Any] = {}
         subject = SignableRecord("weighing", weighing_id, {}, batch_id)
 
@@ -520,7 +534,7 @@ class ProcedureRules(ValueCapture):
         The phase must be Running; each container is charged once. The charge
         row names container, weighing, phase and unit. Returns the charge id.
         """
-        charge_id = f"{batch_id}/CH-{uuid.uuid4().hex[:8]}"
+        charge_id = f"{batch_id}{_CHARGE}{uuid.uuid4().hex[:_ID_HEX]}"
         subject = SignableRecord("charge", charge_id, {}, batch_id)
         seen: dict[str, Any] = {}
 

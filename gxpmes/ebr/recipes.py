@@ -12,7 +12,10 @@ from gxpmes.ebr.base import (
 )
 from gxpmes.ebr.materials import MaterialRecords
 from gxpmes.ebr.schema import (
+    BatchRow,
     RecipeRow,
+    StepRow,
+    ValueRow,
 )
 from gxpmes.errors import (
     BatchError,
@@ -22,16 +25,42 @@ from gxpmes.errors import (
 )
 from gxpmes.identity import Credentials, Meaning, SignableRecord
 from gxpmes.identity.service import Session
+from gxpmes.lengths import check_lengths
 from gxpmes.records import writer as projection
 from gxpmes.records.signatures import approved_by_two
-from isa95.recipe import Recipe
+from isa95.recipe import Phase, Recipe
+
+
+def _recipe_texts(recipe: Recipe) -> list[tuple[str, object, object]]:
+    """``(what, text, column)`` of every recipe text a batch record keeps in a
+    column of its own: the ids, each procedural element's path, each phase
+    parameter's path (the ``parameter`` of its values and exceptions)."""
+    texts: list[tuple[str, object, object]] = [
+        ("recipe id", recipe.id, RecipeRow.recipe_id),
+        (f"recipe {recipe.id}: version", recipe.version, RecipeRow.version),
+        (f"recipe {recipe.id}: product id", recipe.product_id, BatchRow.product_id),
+    ]
+    for path, element in recipe.procedural_elements():
+        texts.append((f"recipe {recipe.id}: procedural element path", path, StepRow.path))
+        if isinstance(element, Phase):
+            texts += [
+                (f"recipe {recipe.id}: parameter path", f"{path}/{p.id}", ValueRow.parameter)
+                for p in element.parameters
+            ]
+    return texts
 
 
 class RecipeRecords(MaterialRecords):
     """Master recipes: submission and approval with two signatures (21 CFR 211.186)."""
 
     def submit_recipe(self, session: Session, recipe: Recipe) -> None:
-        """Store a master recipe version as Draft (approval needs two signatures)."""
+        """Store a master recipe version as Draft (approval needs two signatures).
+
+        An id, version, product id, procedural element path or parameter path
+        longer than the batch record's column for it is refused
+        (:class:`BatchError`) before anything is written.
+        """
+        check_lengths(BatchError, _recipe_texts(recipe))
         with self.db.transaction() as conn:
             user = self._user(conn, session, "recipe.author")
             body = _json(recipe.model_dump(mode="json"))
