@@ -46,6 +46,7 @@ from audit.entry import AuditEvent
 from audit.note import public_key_bytes
 from gxpmes.errors import (
     AuthenticationError,
+    ConfigurationError,
     GxpError,
     PermissionDenied,
     RecordChangedError,
@@ -56,6 +57,7 @@ from gxpmes.identity import keywrap
 from gxpmes.identity.duties import SIGNING_CONFLICTS
 from gxpmes.identity.schema import SessionRow, SignatureRow, UserKeyRow
 from gxpmes.identity.service import IdentityService, Session, User
+from gxpmes.lengths import check_lengths
 from gxpmes.records import writer as projection
 
 __all__ = [
@@ -215,7 +217,9 @@ class SignatureService:
 
     ``system_key`` is the Ed25519 key that countersigns every manifest (load it
     from an encrypted key file; it is never stored in the database).
-    ``extra_meanings`` adds configured meanings (permission ``sign.<Meaning>``).
+    ``extra_meanings`` adds configured meanings (permission ``sign.<Meaning>``);
+    one longer than the signature table's ``meaning`` column is a
+    :class:`~gxpmes.errors.ConfigurationError`.
     """
 
     def __init__(
@@ -235,6 +239,10 @@ class SignatureService:
             public = public_key_bytes(system_key.public_key())
             self.system_key_id = key_id_of(public)
             self.trusted[self.system_key_id] = public
+        check_lengths(
+            ConfigurationError,
+            (("signature meaning", m, SignatureRow.meaning) for m in sorted(extra_meanings)),
+        )
         self.meanings = frozenset(m.value for m in Meaning) | extra_meanings
 
     # ------------------------------------------------------------- signing
@@ -280,6 +288,16 @@ class SignatureService:
         against ``record``.
         """
         meaning = str(meaning)  # a Meaning member or a configured meaning string
+        # Before anything, the refusal audit included: a record the signature table
+        # cannot name is the caller's mistake, not a signing attempt.
+        check_lengths(
+            SignatureError,
+            (
+                ("record type", record.signable_type, SignatureRow.record_type),
+                (f"{record.signable_type} record id", record.signable_id, SignatureRow.record_id),
+                (f"{record.signable_type} scope", record.signable_scope, SignatureRow.scope),
+            ),
+        )
         try:
             if meaning not in self.meanings:
                 raise SignatureError(f"unknown signature meaning {meaning!r}")
