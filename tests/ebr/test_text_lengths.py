@@ -36,9 +36,10 @@ from gxpmes.ebr.schema import (
     LotRow,
     RecipeRow,
     RecordItemRow,
+    ValueRow,
     WeighingRow,
 )
-from gxpmes.errors import BatchError, DispenseRefused, GxpError
+from gxpmes.errors import BatchError, CaptureRefused, DispenseRefused, GxpError
 from gxpmes.testing.plant import BALANCE, OT_SOURCE
 from isa95.common import Quantity
 from isa95.recipe import Recipe
@@ -329,6 +330,27 @@ def test_weigh_refuses_over_long_text(plant: Plant, field: str, length: int, lim
     (row,) = plant.engine.weighings("B-1")
     assert row["weighing_id"] == weighing
     assert len(row["actual" if field == "weighed quantity" else "container_id"]) == limit
+
+
+# ---------------------------------------------------------- manual entry
+
+
+def test_manual_entry_refuses_a_unit_its_row_cannot_hold(plant: Plant) -> None:
+    """16 characters: a captured value may carry 256 (it is a leaf, not a row)."""
+    plant.start_batch("B-1", phases=(HEAT,))
+
+    def enter(unit: str) -> int:
+        value = CapturedValue(
+            "B-1", f"{HEAT}/temperature", "HANDHELD", Decimal("70.1"), unit, plant.clock()
+        )
+        return plant.engine.manual_entry(plant.sessions["op1"], value, reason="handheld probe")
+
+    with _refused(plant, CaptureRefused, "unit", 17, 16, ValueRow):
+        enter("u" * 17)
+    assert plant.engine.values("B-1") == []
+    enter("u" * 16)
+    (value,) = plant.engine.values("B-1")
+    assert value["unit"] == "u" * 16 and value["manual"]
 
 
 # ------------------------------------------------- ERP orders, materials, lots
