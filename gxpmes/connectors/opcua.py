@@ -26,6 +26,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -57,6 +58,7 @@ __all__ = [
     "OpcUaProcess",
     "OpcUaSecurity",
     "OpcUaSource",
+    "granted_values",
     "has_overflow",
     "ingest_process_main",
     "monitored_queue_size",
@@ -207,6 +209,15 @@ def sampling_coarser(requested_ms: float, granted_ms: float) -> bool:
     values; a queue that overflows from them is reported as ``queue_overflow``), nor
     is any grant for a requested 0, which asks for the server's fastest rate."""
     return requested_ms > 0 and granted_ms > requested_ms
+
+
+def granted_values(values: Iterable[float], unit: str = "") -> str:
+    """The values a server granted, for a log line: each distinct one (``500, 1000
+    ms``) up to three, else the range (``250..4000 ms (7 distinct)``)."""
+    distinct = sorted(set(values))
+    if len(distinct) <= 3:
+        return ", ".join(f"{v:g}" for v in distinct) + unit
+    return f"{distinct[0]:g}..{distinct[-1]:g}{unit} ({len(distinct)} distinct)"
 
 
 KEEPALIVE_MS = 5000
@@ -438,6 +449,7 @@ class OpcUaSource:
         results = await subscription.server.create_monitored_items(create)
         now = datetime.now(UTC)
         letters = []
+        revised: dict[str, dict[str, float]] = {"queue_revised": {}, "sampling_revised": {}}
         for handle, (node, result) in enumerate(zip(self.nodes, results, strict=True), start=1):
             if not result.StatusCode.is_good():
                 self.counts["not_monitored"] += 1
@@ -449,40 +461,63 @@ class OpcUaSource:
                 log.error("OPC UA %s: %s", self.endpoint, problem.detail)
                 letters.append(DeadLetter.of(problem, self._origins[handle], b"", now))
                 continue
-            self._queues[handle] = self._granted(node.node_id, result)
+            self._queues[handle] = self._granted(node.node_id, result, revised)
+        self._report_revisions(revised, len(results) - len(letters))
         if letters:
             self._submit(Delivery([], letters))
         return subscription
 
-    def _granted(self, node_id: str, result: Any) -> int:
+    def _granted(self, node_id: str, result: Any, revised: dict[str, dict[str, float]]) -> int:
         """Keep what the server granted ``node_id`` (its MonitoredItemCreateResult) and
-        count and log each setting it revised to the record's cost: a smaller queue
-        (``queue_revised``), a coarser sampling interval (``sampling_revised``). Returns
-        the granted queue size."""
+        note in ``revised`` each setting it revised to the record's cost: a smaller
+        queue (``queue_revised``), a coarser sampling interval (``sampling_revised``).
+        Returns the granted queue size."""
         queue = int(result.RevisedQueueSize)
         sampling = float(result.RevisedSamplingInterval)
         self.revised_queue_sizes[node_id] = queue
         self.revised_sampling_intervals[node_id] = sampling
-        requested = self.sampling_interval_ms
-        revisions = (
-            (
-                "queue_revised",
-                queue < self.queue_size,
-                f"queue size {queue} granted of {self.queue_size} requested",
-                "a burst between publish responses may overflow it (queue_overflow)",
+        if queue < self.queue_size:
+            revised["queue_revised"][node_id] = queue
+        if sampling_coarser(self.sampling_interval_ms, sampling):
+            revised["sampling_revised"][node_id] = sampling
+        return queue
+
+    def _report_revisions(self, revised: dict[str, dict[str, float]], monitored: int) -> None:
+        """Count each revised item and log one warning per kind for the subscription,
+        however many items: a server that revises every item (asyncua's grants the
+        publishing interval as every item's sampling interval) would otherwise log a
+        line per node at every (re)subscription."""
+        kinds = {
+            "queue_revised": (
+                "queue size smaller than requested",
+                f"{self.queue_size}",
+                "",
+                "a burst between publish responses may overflow them (queue_overflow)",
             ),
-            (
-                "sampling_revised",
-                sampling_coarser(requested, sampling),
-                f"sampling interval {sampling:g} ms granted of {requested:g} ms requested",
+            "sampling_revised": (
+                "sampling interval coarser than requested",
+                f"{self.sampling_interval_ms:g} ms",
+                " ms",
                 "the record gets fewer values than configured",
             ),
-        )
-        for counter, revised, what, cost in revisions:
-            if revised:
-                self.counts[counter] += 1
-                log.warning("OPC UA %s: %s %s: %s", self.endpoint, node_id, what, cost)
-        return queue
+        }
+        for counter, granted in revised.items():
+            if not granted:
+                continue
+            what, requested, unit, cost = kinds[counter]
+            self.counts[counter] += len(granted)
+            log.warning(
+                "OPC UA %s: %s for %d of %d monitored item(s): %s requested, %s granted (%s%s): %s",
+                self.endpoint,
+                what,
+                len(granted),
+                monitored,
+                requested,
+                granted_values(granted.values(), unit),
+                ", ".join(list(granted)[:5]),
+                ", ..." if len(granted) > 5 else "",
+                cost,
+            )
 
     def _report_gap(self) -> None:
         """After a lost subscription is renewed: a ``connection_gap`` dead letter per node

@@ -26,6 +26,7 @@ from gxpmes.connectors.opcua import (
     OpcUaNode,
     OpcUaSecurity,
     OpcUaSource,
+    granted_values,
     has_overflow,
     monitored_queue_size,
     quality_of,
@@ -314,20 +315,26 @@ def server_samples(monkeypatch: pytest.MonkeyPatch, grant: Callable[[float], flo
     monkeypatch.setattr(MonitoredItemService, "_make_monitored_item_common", revised)
 
 
-async def subscribe(
-    spool: Any, sampling_interval_ms: float, max_queue: int | None = None
-) -> tuple[OpcUaSource, str]:
-    """A source subscribed to a server's one variable (publishing every 100 ms, default
-    queue of 10), stopped once subscribed; returns it and the variable's node id."""
+async def subscribe_all(
+    spool: Any, sampling_interval_ms: float, max_queue: int | None = None, count: int = 1
+) -> tuple[OpcUaSource, list[str]]:
+    """A source subscribed to ``count`` variables of a server (publishing every 100 ms,
+    default queue of 10), stopped once subscribed; returns it and the node ids."""
     port = free_port()
     server, variable = await start_server(port)
     if max_queue is not None:
         server.iserver.max_monitored_item_queue_size = max_queue
-    node_id = variable.nodeid.to_string()
+    index = variable.nodeid.NamespaceIndex
+    variables = [variable]
+    for number in range(102, 101 + count):
+        name = f"TT{number}"
+        node = ua.NodeId(f"GRAN01.{name}", index)
+        variables.append(await server.nodes.objects.add_variable(node, name, 20.0))
+    node_ids = [v.nodeid.to_string() for v in variables]
     source = OpcUaSource(
         spool,
         f"opc.tcp://127.0.0.1:{port}/gxpmes/",
-        [OpcUaNode(node_id, TAG)],
+        [OpcUaNode(node_id, f"{TAG}-{i}") for i, node_id in enumerate(node_ids)],
         publishing_interval_ms=100,
         sampling_interval_ms=sampling_interval_ms,
     )
@@ -338,6 +345,14 @@ async def subscribe(
         source.stop()
         await asyncio.wait_for(task, DEADLINE)
         await server.stop()
+    return source, node_ids
+
+
+async def subscribe(
+    spool: Any, sampling_interval_ms: float, max_queue: int | None = None
+) -> tuple[OpcUaSource, str]:
+    """:func:`subscribe_all` to the server's one variable; returns its node id."""
+    source, (node_id,) = await subscribe_all(spool, sampling_interval_ms, max_queue)
     return source, node_id
 
 
@@ -358,28 +373,67 @@ def test_sampling_is_coarser_only_when_granted_slower_than_requested(
     assert sampling_coarser(requested, granted) is coarser
 
 
+def revision_warnings(caplog: pytest.LogCaptureFixture, what: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and what in r.getMessage()
+    ]
+
+
 def test_revised_sampling_and_queue_are_kept_counted_and_logged(spool, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    # A server that samples no faster than 1 s and keeps at most 5 values per item,
-    # asked for 100 ms and a queue of 10.
+    # A server that samples no faster than 1 s (2 s for every other item) and keeps at
+    # most 5 values per item, asked for 100 ms and a queue of 10 for 7 nodes.
+    slow = iter([1000.0, 2000.0] * 4)
+    server_samples(monkeypatch, lambda requested: max(requested, next(slow)))
+    with caplog.at_level(logging.WARNING, logger="gxpmes.connectors.opcua"):
+        source, node_ids = asyncio.run(subscribe_all(spool, 100, max_queue=5, count=7))
+    assert source.queue_size == 10
+    # Kept per node and counted per node ...
+    assert source.revised_sampling_intervals == {
+        node_id: 1000.0 if i % 2 == 0 else 2000.0 for i, node_id in enumerate(node_ids)
+    }
+    assert source.revised_queue_sizes == dict.fromkeys(node_ids, 5)
+    assert source.counts["sampling_revised"] == 7
+    assert source.counts["queue_revised"] == 7
+    # ... logged once per subscription and kind: counts, requested, granted, first nodes.
+    (sampling,) = revision_warnings(caplog, "sampling interval")
+    assert "sampling interval coarser than requested for 7 of 7 monitored item(s)" in sampling
+    assert "100 ms requested, 1000, 2000 ms granted" in sampling
+    assert "fewer values than configured" in sampling
+    assert all(node_id in sampling for node_id in node_ids[:5]) and ", ...)" in sampling
+    assert node_ids[5] not in sampling and node_ids[6] not in sampling
+    (queue,) = revision_warnings(caplog, "queue size")
+    assert "queue size smaller than requested for 7 of 7 monitored item(s)" in queue
+    assert "10 requested, 5 granted" in queue and node_ids[0] in queue
+    # Reported as counts and the log, no dead letter (the values recorded are the
+    # server's samples; docs/connectors.md says why).
+    assert spool.rejected_count() == 0
+
+
+def test_one_revised_node_is_named_without_an_ellipsis(spool, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     server_samples(monkeypatch, lambda requested: max(requested, 1000.0))
     with caplog.at_level(logging.WARNING, logger="gxpmes.connectors.opcua"):
-        source, node_id = asyncio.run(subscribe(spool, 100, max_queue=5))
-    assert source.queue_size == 10
-    assert source.revised_sampling_intervals == {node_id: 1000.0}
-    assert source.revised_queue_sizes == {node_id: 5}
-    assert source.counts["sampling_revised"] == 1
-    assert source.counts["queue_revised"] == 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        node_id in m
-        and "sampling interval 1000 ms granted of 100 ms requested" in m
-        and "fewer values than configured" in m
-        for m in warnings
-    ), warnings
-    assert any(node_id in m and "queue size 5 granted of 10 requested" in m for m in warnings)
-    # Reported as the queue revision is: counts and the log, no dead letter (the values
-    # recorded are the server's samples; docs/connectors.md says why).
-    assert spool.rejected_count() == 0
+        source, node_id = asyncio.run(subscribe(spool, 100))
+    assert source.counts["sampling_revised"] == 1 and source.counts["queue_revised"] == 0
+    (sampling,) = revision_warnings(caplog, "sampling interval")
+    assert "for 1 of 1 monitored item(s): 100 ms requested, 1000 ms granted" in sampling
+    assert f"({node_id}):" in sampling
+    assert not revision_warnings(caplog, "queue size")
+
+
+@pytest.mark.parametrize(
+    ("values", "unit", "text"),
+    [
+        ([5, 5, 5], "", "5"),
+        ([2000.0, 1000.0, 1000.0], " ms", "1000, 2000 ms"),
+        ([250.5, 500, 1000, 4000, 1000], " ms", "250.5..4000 ms (4 distinct)"),
+    ],
+)
+def test_granted_values_are_named_distinct_or_as_a_range(
+    values: list[float], unit: str, text: str
+) -> None:
+    assert granted_values(values, unit) == text
 
 
 @pytest.mark.parametrize(
@@ -398,7 +452,7 @@ def test_sampling_granted_as_fast_as_requested_is_kept_not_counted(
         source, node_id = asyncio.run(subscribe(spool, requested))
     assert source.revised_sampling_intervals == {node_id: granted}
     assert source.counts["sampling_revised"] == 0 and source.counts["queue_revised"] == 0
-    assert not any("granted of" in r.getMessage() for r in caplog.records)
+    assert not any("than requested" in r.getMessage() for r in caplog.records)
 
 
 # ------------------------------------------------------------------ gxpmes connect
