@@ -313,11 +313,14 @@ class Forwarder:
             for item in items:
                 try:
                     value = self._value_of(item, bindings, times, numbers)
+                    if value is None:
+                        # Inside the try: an unmapped item that is not a reading either
+                        # (a value or time that does not parse) must not stop the pass,
+                        # or its delivery would block every delivery behind it.
+                        refused.append(self._unknown(item))
+                        continue
                 except Exception as exc:  # an item no value can be made of: a dead letter
                     refused.append(self._unrecordable(exc, item))
-                    continue
-                if value is None:
-                    refused.append(self._unknown(item))
                     continue
                 kept.append(item)
                 for column, field in zip(columns, value, strict=True):
@@ -344,9 +347,12 @@ class Forwarder:
         binding = bindings(tag)
         if binding is None:
             return None
-        number = numbers.get(value)
+        # Only text is cached: numbers equal as keys can differ as Decimals (0 and -0.0).
+        number = numbers.get(value) if type(value) is str else None
         if number is None:
-            number = numbers[value] = Decimal(value)
+            number = Decimal(value)
+            if type(value) is str:
+                numbers[value] = number
         return (
             binding.batch_id,
             binding.parameter,

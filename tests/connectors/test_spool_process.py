@@ -463,6 +463,47 @@ def test_a_deliverys_columns_are_its_values_one_by_one(  # type: ignore[no-untyp
         assert repr(list(zip(*columns, strict=True))) == repr(expected)
 
 
+def test_an_unmapped_item_that_is_no_reading_does_not_block_the_spool(  # type: ignore[no-untyped-def]
+    running, tags, tmp_path: Path
+) -> None:
+    """An unmapped tag sends its delivery down the item-by-item path; an item there that
+    is not a reading either (its value or time does not parse, its tag is not text) is a
+    dead letter, and the deliveries behind it are recorded, not held up pass after pass."""
+    from gxpmes.connectors.rejects import rejects_by_reason
+
+    spool = Spool(tmp_path / "spool.db")
+    iso = (datetime.now(UTC) - timedelta(seconds=10)).isoformat()
+    bodies = [
+        [["NOT-MAPPED", "abc", iso, "Good", None, "u1"]],
+        [["NOT-MAPPED", "70", "not a time", "Good", None, "u2"]],
+        [[7, "70", iso, "Good", None, "u3"], ["GRAN01/TT-101", "70.5", iso, "Good", None, "g1"]],
+        # Numbers, not text (as only a damaged spool holds them): 0 and -0.0 are equal
+        # as keys, but -0.0 is recorded as -0, as the column-wise path records it.
+        [
+            ["GRAN01/TT-101", 0, iso, "Good", None, "z0"],
+            ["GRAN01/TT-101", -0.0, iso, "Good", None, "z1"],
+            ["NOT-MAPPED", "1", iso, "Good", None, "u4"],
+        ],
+    ]
+    with sqlite3.connect(spool.path) as conn:
+        conn.executemany(
+            "INSERT INTO pending (body, n) VALUES (?, ?)",
+            [(json.dumps(body), len(body)) for body in bodies],
+        )
+    spool.put([reading(1)])
+    try:
+        forwarder = Forwarder(spool, running.engine, tags, source=running.ot)
+        assert forwarder.forward_once() == 4
+        forwarder.forward_once()  # records the dead letters made on the way
+        assert len(spool) == 0 and spool.rejected() == []
+    finally:
+        spool.close()
+    assert not forwarder.counts["forwarder_errors"]
+    values = {v["source_key"]: v["value"] for v in running.engine.values(BATCH)}
+    assert values == {"g1": "70.5", "z0": "0", "z1": "-0", "k1": "1"}
+    assert rejects_by_reason(running.db) == {"unrecordable": 3, "unknown_tag": 1}
+
+
 def test_the_ingest_process_reports_reach_the_status_counters() -> None:
     """Counters, the broker's dropped count and errors arrive over the pipe; the
     counters of a process that died are kept when its successor reports."""
