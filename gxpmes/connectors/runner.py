@@ -216,6 +216,8 @@ class Connector:
             sequence_gaps=counts["sequence_gap"],
             broker_dropped=max(dropped, default=0),
             sessions_lost=counts["session_lost"],
+            queue_revised=counts["queue_revised"],
+            sampling_revised=counts["sampling_revised"],
         )
 
     def status_line(self, previous: int, seconds: float) -> tuple[str, int]:
@@ -301,9 +303,14 @@ class Status:
     sequence_gaps: int
     broker_dropped: int
     sessions_lost: int
+    queue_revised: int = 0
+    """OPC UA items granted a smaller queue than requested, counted at each subscription."""
+    sampling_revised: int = 0
+    """OPC UA items sampled more coarsely than requested, counted at each subscription."""
 
     def warnings(self) -> list[str]:
-        """Signs that values may have been lost before they reached the connector."""
+        """Signs that values may have been lost before they reached the connector, and
+        OPC UA subscriptions the server granted less than the configuration asks for."""
         out = []
         if self.sequence_gaps:
             out.append(f"{self.sequence_gaps} sequence gap(s): values lost before the connector")
@@ -321,6 +328,17 @@ class Status:
             out.append(
                 f"the broker lost this connector's session {self.sessions_lost} time(s): "
                 "values queued for it are gone (broker persistence, session expiry)"
+            )
+        if self.queue_revised:
+            out.append(
+                f"{self.queue_revised} OPC UA queue revision(s): the server granted monitored "
+                "items a smaller queue than requested, a burst may overflow them (see the log)"
+            )
+        if self.sampling_revised:
+            out.append(
+                f"{self.sampling_revised} OPC UA sampling revision(s): the server samples "
+                "monitored items more coarsely than requested, fewer values are recorded than "
+                "configured (see the log)"
             )
         return out
 

@@ -504,6 +504,8 @@ def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path, monkeypa
             threading.Event().wait(0.1)
         source.counts  # noqa: B018 (reads the process's latest report)
         assert source._last["gc_frozen"] > 0  # subscribed: settled (settle_gc)
+        status = connector.status()
+        line, _ = connector.status_line(0, 1.0)
     finally:
         connector.stop()
         connector.close()
@@ -515,6 +517,14 @@ def test_connect_runs_opcua_in_its_own_process(running, tmp_path: Path, monkeypa
     # What the server revised reaches the runner's counts from the ingest process.
     assert connector.counts()["sampling_revised"] == 1
     assert connector.counts()["queue_revised"] == 0
+    # ... and its status line, where an automation engineer sees it outside the log.
+    assert (status.sampling_revised, status.queue_revised) == (1, 0)
+    assert status.warnings() == [
+        "1 OPC UA sampling revision(s): the server samples monitored items more coarsely "
+        "than requested, fewer values are recorded than configured (see the log)"
+    ]
+    assert "; WARNING: 1 OPC UA sampling revision(s)" in line
+    assert "queue revision" not in line
 
 
 def test_settle_gc_freezes_and_raises_the_thresholds() -> None:
@@ -537,6 +547,21 @@ def test_status_warns_of_queue_overflows() -> None:
     line = Status(10, 0, 0.0, 10, 0, {"queue_overflow": 3}, {}, 0, 0, 0).line(1.0)
     assert "3 rejected (queue_overflow 3)" in line
     assert "WARNING: 3 OPC UA queue overflow(s)" in line
+
+
+def test_status_warns_of_what_the_server_revised() -> None:
+    from gxpmes.connectors.runner import Status
+
+    quiet = Status(10, 0, 0.0, 10, 0, {}, {}, 0, 0, 0)
+    assert quiet.warnings() == [] and "WARNING" not in quiet.line(1.0)
+    revised = Status(10, 0, 0.0, 10, 0, {}, {}, 0, 0, 0, queue_revised=7, sampling_revised=1000)
+    queue, sampling = revised.warnings()
+    assert queue.startswith("7 OPC UA queue revision(s)") and "smaller queue" in queue
+    assert sampling.startswith("1000 OPC UA sampling revision(s)") and "fewer values" in sampling
+    line = revised.line(1.0)
+    assert line.count("WARNING") == 2 and f"; WARNING: {queue}" in line
+    assert f"; WARNING: {sampling}" in line
+    assert "0 rejected, 0 errors" in line  # a revision is no dead letter, no error
 
 
 def test_a_lost_subscription_is_a_gap_in_the_record(running, tags, spool) -> None:  # type: ignore[no-untyped-def]
