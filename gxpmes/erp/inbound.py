@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import Any
 
@@ -45,8 +45,9 @@ from gxpmes.erp.bod import (
 )
 from gxpmes.erp.confirmations import apply_confirmation
 from gxpmes.erp.outbox import ERP_INTERFACE, enqueue
-from gxpmes.erp.schema import InboundRow, RejectRow
+from gxpmes.erp.schema import InboundRow, OutboxRow, RejectRow
 from gxpmes.errors import BatchError, GxpError
+from gxpmes.lengths import check_length, length_refusal
 from gxpmes.records import writer as projection
 from isa95.b2mml.safexml import parse_xml
 from isa95.errors import ISA95Error
@@ -183,7 +184,8 @@ class Receiver:
             version=version,
             body=body,
             confirm=False,
-            correlation_id=header.bod_id if header is not None else None,
+            # A BODID too long for the column is still named in the ConfirmBOD's body.
+            correlation_id=None if header is None else _fitting_bod_id(header.bod_id),
             actor=self.actor,
         )
 
@@ -291,7 +293,11 @@ class Receiver:
                 results[index] = parsed
             elif parsed.header.root == "ConfirmBOD" or parsed.header.root.startswith("Acknowledge"):
                 try:
-                    group.append((index, parsed, read_confirmation(parsed.tree)))
+                    confirmation = read_confirmation(parsed.tree)
+                    if _fitting_bod_id(confirmation.bod_id) != confirmation.bod_id:
+                        # Recorded under the key it was taken with (sha256 of the bytes).
+                        confirmation = replace(confirmation, bod_id=parsed.key)
+                    group.append((index, parsed, confirmation))
                 except (GxpError, ISA95Error) as exc:
                     results[index] = self._invalid(
                         body, parsed.digest, origin, str(exc), parsed.header
@@ -317,11 +323,12 @@ class Receiver:
             if issues:
                 lines = "; ".join(f"line {i.line} <{i.element}>: {i.message}" for i in issues[:5])
                 raise BatchError(f"{header.version} <{header.root}> is not schema-valid: {lines}")
+            check_length(BatchError, "sender LogicalID", header.sender, InboundRow.sender)
         except (GxpError, ISA95Error) as exc:
             return self._invalid(body, digest, origin, str(exc), header)
         except Exception as exc:  # lxml and decoders: the document's fault, not ours
             return self._invalid(body, digest, origin, f"unreadable document: {exc}", header)
-        key = header.bod_id if header.bod_id and len(header.bod_id) <= 128 else f"sha256:{digest}"
+        key = _fitting_bod_id(header.bod_id) or f"sha256:{digest}"
         with self.db.read() as conn:
             taken = self._taken(conn, key)
         if taken is not None:
@@ -456,6 +463,14 @@ class Receiver:
                     )
                 )
         return results
+
+
+def _fitting_bod_id(bod_id: str | None) -> str | None:
+    """``bod_id``, or None when the MES's BOD id columns (128 characters) cannot hold it:
+    such a document is keyed by the SHA-256 of its bytes instead."""
+    if bod_id is None or length_refusal("BODID", bod_id, OutboxRow.correlation_id):
+        return None
+    return bod_id
 
 
 @dataclass(frozen=True)
