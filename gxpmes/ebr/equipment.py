@@ -19,7 +19,7 @@ from gxpmes.errors import (
     EquipmentNotReady,
 )
 from gxpmes.identity.service import Session
-from gxpmes.lengths import check_lengths
+from gxpmes.lengths import check_length, check_lengths
 from gxpmes.records import writer as projection
 
 
@@ -47,6 +47,11 @@ class EquipmentRecords(EngineBase):
                 ("equipment id", equipment_id, EquipmentRow.equipment_id),
                 (f"equipment {equipment_id}: level", level, EquipmentRow.level),
                 (f"equipment {equipment_id}: class", equipment_class, EquipmentRow.equipment_class),
+                (
+                    f"equipment {equipment_id}: calibration due",
+                    calibration_due.isoformat(),
+                    EquipmentRow.calibration_due,
+                ),
             ),
         )
         with self.db.transaction() as conn:
@@ -98,6 +103,13 @@ class EquipmentRecords(EngineBase):
         calibration_due: datetime | None = None,
     ) -> None:
         """Record maintenance or calibration (optionally with the next calibration date)."""
+        if calibration_due is not None:
+            check_length(
+                BatchError,
+                f"equipment {equipment_id}: calibration due",
+                calibration_due.isoformat(),
+                EquipmentRow.calibration_due,
+            )
         with self.db.transaction() as conn:
             user = self._user(conn, session, "equipment.manage")
             self._equipment(conn, equipment_id)

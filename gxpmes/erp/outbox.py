@@ -29,6 +29,7 @@ from audit.canonical import format_timestamp
 from audit.entry import Actor, AuditEvent
 from gxpmes.erp.schema import DeliveryRow, OutboxRow, RouteRow
 from gxpmes.errors import ConfigurationError, GxpError
+from gxpmes.lengths import check_length
 from gxpmes.records import writer as projection
 
 __all__ = [
@@ -115,6 +116,7 @@ def configure_route(
         raise ConfigurationError(f"B2MML release {version!r} is not V0701 or V0600")
     if not sender.strip():
         raise ConfigurationError("the sender logical id is empty")
+    check_length(ConfigurationError, "the sender logical id", sender, RouteRow.sender)
     if not reason.strip():
         raise ConfigurationError("a route change needs a reason")
     columns = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -153,6 +153,26 @@ def test_register_equipment_refuses_over_long_text(plant: Plant, field: str, lim
         register("e" * (limit + 1), "GRAN-02")
     register("e" * limit, "GRAN-02")
     assert _count(plant, EquipmentRow) == 4
+
+
+def test_a_calibration_date_whose_text_the_record_cannot_hold_is_refused(plant: Plant) -> None:
+    """An offset with seconds and microseconds: 42 characters of ISO text, the column 40."""
+    odd = timezone(timedelta(hours=1, seconds=1, microseconds=1))
+    due = (plant.clock() + timedelta(days=30)).astimezone(odd)
+    sup = plant.sessions["sup1"]
+    with _refused(plant, BatchError, "calibration due", 42, 40, EquipmentRow):
+        plant.engine.register_equipment(
+            sup, "GRAN-02", level="Unit", equipment_class="Granulator", calibration_due=due
+        )
+    with _refused(plant, BatchError, "calibration due", 42, 40, EquipmentRow):
+        plant.engine.record_maintenance(sup, "GRAN-01", "calibrated", calibration_due=due)
+    assert [e["event"] for e in plant.engine.equipment_log("GRAN-01")] == ["registered", "cleaning"]
+    # The longest ISO text that fits (none has 36 to 41 characters): a fraction and
+    # an offset with seconds.
+    at_limit = datetime(2026, 6, 1, 9, 0, 0, 500000, timezone(timedelta(hours=1, seconds=1)))
+    assert len(at_limit.isoformat()) == 35
+    plant.engine.record_maintenance(sup, "GRAN-01", "calibrated", calibration_due=at_limit)
+    assert plant.engine.equipment_log("GRAN-01")[-1]["event"] == "maintenance"
 
 
 # ---------------------------------------------------------------- recipes

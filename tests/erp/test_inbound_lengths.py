@@ -1,11 +1,12 @@
-"""ERP header texts longer than the MES's columns: the same outcome on both databases.
+"""ERP texts longer than the MES's columns: the same outcome on both databases.
 
 PostgreSQL raised a raw ``DataError`` (the receiver stopped) where SQLite kept
 the text. A sender LogicalID of more than 128 characters makes the document
 invalid (kept, answered Rejected); a BODID of more than 128 is keyed by the
 SHA-256 of the bytes, as before, and no column takes it raw: the reply's
 correlation id is left empty (the ConfirmBOD names the BODID) and a
-confirmation is recorded under that key.
+confirmation is recorded under that key. A route's sender of more than 128
+characters is a configuration error.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from erp_support import confirmation, execute_batch, outbox, production_order
 from sqlalchemy import select
 
+from audit.entry import Actor
 from gxpmes.ebr.planning import planned_batch
 from gxpmes.erp.bod import read_confirmation
 from gxpmes.erp.inbound import Receiver
-from gxpmes.erp.schema import DeliveryRow, InboundRow, RejectRow
+from gxpmes.erp.outbox import configure_route
+from gxpmes.erp.schema import DeliveryRow, InboundRow, RejectRow, RouteRow
+from gxpmes.errors import ConfigurationError
 from isa95.b2mml.safexml import parse_xml
 
 
@@ -84,3 +89,17 @@ def test_a_confirmation_with_a_long_bod_id_is_recorded_under_its_key(erp_plant_a
             select(DeliveryRow).where(DeliveryRow.message_id == message_id)
         ).one()
     assert (delivery.status, delivery.confirm_bod_id) == ("delivered", result.key)
+
+
+def test_a_route_sender_longer_than_its_column_is_a_configuration_error(
+    erp_plant_any: Any,
+) -> None:
+    plant, admin = erp_plant_any, Actor("admin", "Admin")
+    size = plant.db.ledger.size()
+    with pytest.raises(ConfigurationError, match="has 129 characters; at most 128") as raised:
+        configure_route(plant.db, admin, "batch.executed", [], sender="S" * 129, reason="t")
+    assert "sender logical id" in str(raised.value) and plant.db.ledger.size() == size
+    configure_route(plant.db, admin, "batch.executed", [], sender="S" * 128, reason="t")
+    with plant.db.read() as conn:
+        sender = conn.scalar(select(RouteRow.sender).where(RouteRow.event == "batch.executed"))
+    assert sender == "S" * 128
