@@ -119,6 +119,16 @@ _CAPTURED_FIELDS = (
 )
 
 
+def _column(name: str, given: Iterable[Any]) -> tuple[Any, ...]:
+    """The items of captured column ``name`` as a tuple (a copy the caller cannot change)."""
+    try:
+        return tuple(given)
+    except TypeError:
+        raise BatchError(
+            f"captured column {name} is not a sequence: {type(given).__name__}"
+        ) from None
+
+
 class CapturedColumns(Sequence[CapturedValue]):
     """Process values held column by column: the i-th value is ``CapturedValue(batch_id[i],
     parameter[i], ..., source_key[i])``.
@@ -129,20 +139,24 @@ class CapturedColumns(Sequence[CapturedValue]):
     thousands of values a second hands its columns as they are. Every column
     has one item per value; ``server_ts``, ``quality`` and ``source_key`` may
     be given as ``None`` for "the default of every value" (no server time,
-    Good, no key).
+    Good, no key). Each column is copied into a tuple: nothing the caller does
+    later changes the values. Only this class is read column by column; a
+    subclass is read through its items, as any other sequence.
     """
 
     __slots__ = _CAPTURED_FIELDS
 
-    batch_id: list[str]
-    parameter: list[str]
-    tag: list[str]
-    value: list[Decimal]
-    unit: list[str]
-    source_ts: list[datetime]
-    server_ts: list[datetime | None]
-    quality: list[str]
-    source_key: list[str | None]
+    # Tuples: a column cannot change length or content after the checks that
+    # constructing it made (capture reads them as they are).
+    batch_id: tuple[str, ...]
+    parameter: tuple[str, ...]
+    tag: tuple[str, ...]
+    value: tuple[Decimal, ...]
+    unit: tuple[str, ...]
+    source_ts: tuple[datetime, ...]
+    server_ts: tuple[datetime | None, ...]
+    quality: tuple[str, ...]
+    source_key: tuple[str | None, ...]
 
     def __init__(
         self,
@@ -156,25 +170,27 @@ class CapturedColumns(Sequence[CapturedValue]):
         quality: Sequence[str] | None = None,
         source_key: Sequence[str | None] | None = None,
     ) -> None:
-        count = len(batch_id)
+        batch_ids = _column("batch_id", batch_id)
+        count = len(batch_ids)
         columns: tuple[Sequence[Any], ...] = (
-            batch_id,
+            batch_ids,
             parameter,
             tag,
             value,
             unit,
             source_ts,
-            [None] * count if server_ts is None else server_ts,
-            ["Good"] * count if quality is None else quality,
-            [None] * count if source_key is None else source_key,
+            (None,) * count if server_ts is None else server_ts,
+            ("Good",) * count if quality is None else quality,
+            (None,) * count if source_key is None else source_key,
         )
-        for name, column in zip(_CAPTURED_FIELDS, columns, strict=True):
+        for name, given in zip(_CAPTURED_FIELDS, columns, strict=True):
+            column = _column(name, given)
             if len(column) != count:
                 raise BatchError(
                     f"captured columns differ in length: {name} has {len(column)} items, "
                     f"batch_id has {count}"
                 )
-            object.__setattr__(self, name, list(column))
+            object.__setattr__(self, name, column)
 
     @classmethod
     def of(cls, values: Iterable[CapturedValue]) -> CapturedColumns:
@@ -197,8 +213,8 @@ class CapturedColumns(Sequence[CapturedValue]):
             return cls([], [], [], [], [], [])
         return cls(*map(list, zip(*rows, strict=True)))
 
-    def columns(self) -> tuple[list[Any], ...]:
-        """The nine columns, in :class:`CapturedValue`'s field order."""
+    def columns(self) -> tuple[tuple[Any, ...], ...]:
+        """The nine columns (tuples), in :class:`CapturedValue`'s field order."""
         return (
             self.batch_id,
             self.parameter,

@@ -28,6 +28,7 @@ from gxpmes.ebr.base import (
 from gxpmes.ebr.recipes import RecipeRecords
 from gxpmes.ebr.schema import (
     BatchRow,
+    ExceptionRow,
     StepRow,
     ValueBlockRow,
     ValueKeyRow,
@@ -36,7 +37,7 @@ from gxpmes.ebr.schema import (
 from gxpmes.errors import BatchError, CaptureRefused, RecordIntegrityError
 from gxpmes.identity.schema import UserRow
 from gxpmes.identity.service import Session, _user
-from gxpmes.lengths import length_refusal
+from gxpmes.lengths import check_length, length_refusal
 from gxpmes.records.images import (
     BLOCK_ACTION,
     INDEX_COLUMNS,
@@ -88,7 +89,7 @@ class _BatchState(NamedTuple):
     recipe_version: str
 
 
-def _stamp_texts(moments: list[datetime]) -> list[str | None]:
+def _stamp_texts(moments: Sequence[datetime]) -> list[str | None]:
     """:func:`format_timestamp` of each time (None for a naive one), in one compiled call.
 
     orjson writes a time at UTC offset 0 as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (27
@@ -369,13 +370,17 @@ class ValueCapture(RecipeRecords):
         self, conn: Connection, values: Sequence[CapturedValue]
     ) -> Sequence[CapturedValue]:
         """Drop values whose source key is already recorded (redelivered by the plant side)."""
-        columns = values if isinstance(values, CapturedColumns) else None
+        # Exactly CapturedColumns (whose tuples cannot change): a subclass may answer
+        # its columns and its items differently, and any other sequence may yield
+        # other values on a second pass, so it is read once, as a list.
+        columns = values if type(values) is CapturedColumns else None
         if columns is not None:
             keys = [k for k in columns.source_key if k]
         else:
+            values = list(values)
             keys = [v.source_key for v in values if v.source_key]
         if not keys:
-            return values if columns is not None else list(values)
+            return values
         if set(map(type, keys)) != {str} or not "".join(keys).isascii():
             # Only keys the database can hold are looked up: the others (not text,
             # a lone surrogate) are refused by the checks that follow.
@@ -399,12 +404,10 @@ class ValueCapture(RecipeRecords):
         finally:
             cursor.close()
         if not recorded and len(set(keys)) == len(keys):
-            # The usual call: every key new, none repeated.
-            return values if columns is not None else list(values)
+            return values  # the usual call: every key new, none repeated
         if columns is not None:
             return columns.picked(_first_unrecorded(columns.source_key, recorded))
-        every = list(values)
-        return [every[i] for i in _first_unrecorded([v.source_key for v in every], recorded)]
+        return [values[i] for i in _first_unrecorded([v.source_key for v in values], recorded)]
 
     def _check_capture(
         self, conn: Connection, values: Sequence[CapturedValue], server_now: datetime
@@ -478,28 +481,35 @@ class ValueCapture(RecipeRecords):
         tested against (same leaves, index, keys and exceptions).
         """
         count = len(values)
-        if isinstance(values, CapturedColumns):  # held as columns: read as they are
-            (
-                batch_ids,
-                parameters,
-                tags,
-                numbers,
-                units,
-                source_ts,
-                server_ts,
-                qualities,
-                keys,
-            ) = values.columns()
+        held: tuple[Sequence[Any], ...]
+        if type(values) is CapturedColumns:  # held as columns: read as they are
+            held = values.columns()
         else:
-            batch_ids = list(map(_BATCH_ID, values))
-            parameters = list(map(_PARAMETER, values))
-            numbers = list(map(_VALUE, values))
-            qualities = list(map(_QUALITY, values))
-            tags = list(map(_TAG, values))
-            units = list(map(_UNIT, values))
-            keys = list(map(_SOURCE_KEY, values))
-            source_ts = list(map(_SOURCE_TS, values))
-            server_ts = list(map(_SERVER_TS, values))
+            held = tuple(
+                list(map(field, values))
+                for field in (
+                    _BATCH_ID,
+                    _PARAMETER,
+                    _TAG,
+                    _VALUE,
+                    _UNIT,
+                    _SOURCE_TS,
+                    _SERVER_TS,
+                    _QUALITY,
+                    _SOURCE_KEY,
+                )
+            )
+        (
+            batch_ids,
+            parameters,
+            tags,
+            numbers,
+            units,
+            source_ts,
+            server_ts,
+            qualities,
+            keys,
+        ) = held
         if (
             set(map(type, numbers)) != {Decimal}
             or not set(qualities) <= _QUALITY_SET
@@ -1023,8 +1033,10 @@ class ValueCapture(RecipeRecords):
         """Input for a batch parameter was refused before capture (malformed, non-finite...).
 
         While the batch executes this is a ``data_quality`` exception for review;
-        otherwise it is recorded in the audit trail only.
+        otherwise it is recorded in the audit trail only. A parameter longer than
+        an exception's reference holds (512) is refused (:class:`BatchError`).
         """
+        check_length(BatchError, "parameter", parameter, ExceptionRow.reference)
         with self.db.transaction() as conn:
             batch = conn.execute(
                 select(BatchRow.status).where(BatchRow.batch_id == batch_id)

@@ -423,3 +423,41 @@ def test_a_refused_call_of_columns_says_why(plant) -> None:  # type: ignore[no-u
     with pytest.raises(CaptureRefused, match="naive timestamp"):
         plant.engine.capture(columns, source=OT_SOURCE)
     assert plant.engine.values("B-1") == []
+
+
+def test_captured_columns_cannot_change_after_they_are_made(plant) -> None:  # type: ignore[no-untyped-def]
+    """Capture reads the columns as they are: a column emptied or grown after the
+    length check (the keys cleared, say) would be recorded as something else."""
+    plant.start_batch("B-1", phases=(HEAT,))
+    columns = CapturedColumns.of(_keyed(plant, range(3)))
+    assert all(type(column) is tuple for column in columns.columns())
+    with pytest.raises(AttributeError):
+        columns.source_key.clear()  # type: ignore[attr-defined]
+    now = plant.clock()
+    with pytest.raises(BatchError, match="captured column value is not a sequence: int"):
+        CapturedColumns(["B-1"], [TEMPERATURE], ["TT-101"], 7, ["Cel"], [now])  # type: ignore[arg-type]
+    assert len(plant.engine.capture(columns, source=OT_SOURCE)) == 3
+    assert sorted(v["source_key"] for v in plant.engine.values("B-1")) == ["k-0", "k-1", "k-2"]
+
+
+class _Relabelled(CapturedColumns):
+    """A subclass whose items are not its stored columns: every value's key is k-0."""
+
+    __slots__ = ()
+
+    def columns(self) -> tuple[tuple[Any, ...], ...]:
+        *fields, _keys = super().columns()
+        return (*fields, ("k-0",) * len(self))
+
+
+def test_a_subclass_of_captured_columns_is_read_as_its_values(plant) -> None:  # type: ignore[no-untyped-def]
+    """Only CapturedColumns itself is read column by column: a subclass is a sequence
+    like any other, so the keys looked up are the keys written (here all k-0, recorded
+    already: nothing new), never a key the table holds already."""
+    plant.start_batch("B-1", phases=(HEAT,))
+    plant.engine.capture(_keyed(plant, range(1)), source=OT_SOURCE)
+    relabelled = _Relabelled.of(_keyed(plant, range(1, 3)))
+    assert [v.source_key for v in relabelled] == ["k-0", "k-0"]
+    assert plant.engine.capture(relabelled, source=OT_SOURCE) == []
+    assert [v["source_key"] for v in plant.engine.values("B-1")] == ["k-0"]
+    assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
