@@ -272,8 +272,7 @@ class Forwarder:
         recorded = 0
         bindings = self.tags.get_or_none
         while True:
-            after = self._unremoved[-1] if self._unremoved else 0
-            pending = self.spool.pending_items(self.batch_size, after=after)
+            pending = self.spool.pending_items(self.batch_size, after=self.forwarded_up_to)
             if not pending:
                 self._remove_forwarded(wait=True)
                 return recorded
@@ -364,6 +363,13 @@ class Forwarder:
             quality,
             key or None,
         )
+
+    @property
+    def forwarded_up_to(self) -> int:
+        """Spool rows up to this id are recorded (or dead letters) and wait only for their
+        removal (see :meth:`_remove_forwarded`); 0 when none waits."""
+        unremoved = self._unremoved
+        return unremoved[-1] if unremoved else 0
 
     def _remove_forwarded(self, *, wait: bool) -> None:
         """Remove the forwarded rows from the spool; without ``wait``, only if the spool

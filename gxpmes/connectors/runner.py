@@ -204,10 +204,12 @@ class Connector:
         counts = self.counts()
         rejects = {k: v for k, v in counts.items() if k in REJECT_REASONS and v}
         dropped = [s.broker_dropped for s in self.sources if getattr(s, "broker_dropped", None)]
-        oldest = self.spool.oldest_received()
+        # Rows already recorded whose removal the forwarder deferred are not waiting.
+        forwarded = self.forwarder.forwarded_up_to
+        oldest = self.spool.oldest_received(after=forwarded)
         return Status(
             recorded=counts["recorded"],
-            buffered=len(self.spool),
+            buffered=self.spool.waiting(after=forwarded),
             lag=(datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0,
             received=counts["received"],
             duplicates=counts["duplicates"],

@@ -532,18 +532,27 @@ class Spool:
                 raise
         return True
 
-    def oldest_received(self) -> datetime | None:
-        """When the oldest value still waiting was received (its server time), if any."""
-        pending = self.pending_items(1)
+    def oldest_received(self, after: int = 0) -> datetime | None:
+        """When the oldest value still waiting was received (its server time), if any;
+        only rows above id ``after`` (those below were forwarded, their removal deferred)."""
+        pending = self.pending_items(1, after=after)
         if not pending:
             return None
         reading = reading_of(pending[0][1][0])
         return reading.server_ts or reading.source_ts
 
-    def __len__(self) -> int:
-        """Readings waiting."""
+    def waiting(self, after: int = 0) -> int:
+        """Readings waiting in rows above id ``after`` (see :meth:`oldest_received`)."""
         with self._lock:
-            return int(self._conn.execute("SELECT coalesce(sum(n), 0) FROM pending").fetchone()[0])
+            return int(
+                self._conn.execute(
+                    "SELECT coalesce(sum(n), 0) FROM pending WHERE id > ?", (after,)
+                ).fetchone()[0]
+            )
+
+    def __len__(self) -> int:
+        """Readings in the spool: waiting, or forwarded and not yet removed."""
+        return self.waiting()
 
     def close(self) -> None:
         """Close the spool file."""

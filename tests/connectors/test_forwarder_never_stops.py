@@ -269,3 +269,35 @@ def test_remove_without_waiting_gives_up_on_a_locked_spool_and_keeps_the_rows(sp
     assert len(spool) == 2
     assert spool.remove([row_id], wait=False) is True
     assert len(spool) == 0
+
+
+def test_rows_waiting_only_for_removal_are_neither_buffered_nor_lag(running, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Deliveries recorded while the spool was locked wait only for their removal: the
+    status counts what still waits to be recorded, and its lag is that of the oldest."""
+    from gxpmes.connectors.runner import Connector
+
+    config = {
+        "tags": [{"tag": TAG, "batch": BATCH, "parameter": f"{HEAT}/temperature", "unit": "Cel"}],
+        "account": running.ot.account_id,
+        "client_id": running.ot.client_id,
+    }
+    connector = Connector(config, running.engine, tmp_path)
+    spool, forwarder = connector.spool, connector.forwarder
+    old, young = now() - timedelta(hours=2), now() - timedelta(seconds=30)
+    spool.put(good(2, old, "old"))
+    spool.put(good(3, young, "young"))
+    first = spool.pending_items(2)
+    assert [len(items) for _id, items in first] == [2]
+    other = sqlite3.connect(spool.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the ingest process's commit, in progress
+    try:
+        assert forwarder._forward(first, forwarder.tags.get_or_none) == 2
+        assert len(spool) == 5 and forwarder.forwarded_up_to == first[0][0]  # deferred
+        status = connector.status()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+        connector.close()
+    assert len(recorded(running)) == 2
+    assert status.buffered == 3  # the young delivery only
+    assert 25 < status.lag < 600  # its age, not the recorded old one's (two hours)
