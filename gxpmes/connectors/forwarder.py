@@ -18,9 +18,17 @@ from typing import Any
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from audit.errors import AuditError
-from gxpmes.connectors.model import MAX_KEPT, DeadLetter, Problem, TagBinding, TagMap, safe_text
+from gxpmes.connectors.model import (
+    MAX_KEPT,
+    DeadLetter,
+    NotNumeric,
+    Problem,
+    TagBinding,
+    TagMap,
+    safe_text,
+)
 from gxpmes.connectors.rejects import record_rejects
-from gxpmes.connectors.spool import Item, Spool, reading_of
+from gxpmes.connectors.spool import Item, Spool, not_numeric_of, reading_of
 from gxpmes.ebr.engine import BatchEngine, CapturedColumns, CapturedValue, CaptureSource
 from gxpmes.errors import CaptureRefused, RecordIntegrityError
 
@@ -29,6 +37,7 @@ __all__ = ["Forwarder"]
 log = logging.getLogger("gxpmes.connectors")
 
 _time = datetime.fromisoformat
+_TEXT_ONLY = {str}
 
 
 def _delivery_columns(
@@ -39,9 +48,10 @@ def _delivery_columns(
     """The values of one delivery as capture's columns (CapturedValue's field order),
     built column by column in compiled code; None unless every item is plain.
 
-    Plain: six fields, mapped tags, values and times that parse. A message's
-    values usually share their tag and receive time, so the binding is looked
-    up and the receive time parsed once. The item-by-item path
+    Plain: six fields, mapped tags, values that are text and parse (a not-numeric
+    marker, or a damaged spool's ``true``, is not text: ``Decimal(True)`` is 1),
+    times that parse. A message's values usually share their tag and receive
+    time, so the binding is looked up and the receive time parsed once. The item-by-item path
     (``Forwarder._value_of``) is the reference this is tested against, and
     decides about anything else: which item fails, and why.
     """
@@ -64,6 +74,8 @@ def _delivery_columns(
             batch_ids = [b.batch_id for b in each]  # type: ignore[union-attr]
             parameters = [b.parameter for b in each]  # type: ignore[union-attr]
             units = [b.unit for b in each]  # type: ignore[union-attr]
+        if set(map(type, values)) != _TEXT_ONLY:
+            return None
         numbers = list(map(Decimal, values))
         source_ts = list(map(_time, sources))
         if len(set(servers)) == 1:
@@ -309,8 +321,16 @@ class Forwarder:
             # that does not parse, a malformed item): item by item, refusing what fails.
             refused: list[DeadLetter] = []
             kept = []
+            skipped = 0
             for item in items:
                 try:
+                    if _is_not_numeric(item):
+                        letter = self._not_numeric(item, bindings)
+                        if letter is None:
+                            skipped += 1  # unmapped: a state, an alarm, a name
+                        else:
+                            refused.append(letter)
+                        continue
                     value = self._value_of(item, bindings, times, numbers)
                     if value is None:
                         # Inside the try: an unmapped item that is not a reading either
@@ -326,7 +346,7 @@ class Forwarder:
                     column.append(field)
             if refused:  # counted, logged, kept as dead letters; never retried
                 self.spool.refuse(spool_id, kept, refused)
-            if kept:
+            if kept or (skipped and not refused):  # else refuse() left only what is kept
                 ids.append(spool_id)
         recorded = self._capture(CapturedColumns(*columns)) if columns[0] else 0
         self._unremoved += ids
@@ -346,12 +366,12 @@ class Forwarder:
         binding = bindings(tag)
         if binding is None:
             return None
-        # Only text is cached: numbers equal as keys can differ as Decimals (0 and -0.0).
-        number = numbers.get(value) if type(value) is str else None
+        if type(value) is not str:  # Decimal(True) is 1: only text is a number
+            raise TypeError(f"spooled value {value!r:.80} is not text")
+        # Cached by text: numbers equal as keys can differ as Decimals (0 and -0.0).
+        number = numbers.get(value)
         if number is None:
-            number = Decimal(value)
-            if type(value) is str:
-                numbers[value] = number
+            number = numbers[value] = Decimal(value)
         return (
             binding.batch_id,
             binding.parameter,
@@ -408,6 +428,27 @@ class Forwarder:
             "unknown_tag", f"tag {reading.tag!r} is not mapped to a batch parameter", reading.tag
         )
         log.warning("dropped %s: %s", reading.tag, problem.detail)
+        raw = safe_text(repr(reading), MAX_KEPT).encode("utf-8")
+        return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
+
+    def _not_numeric(
+        self, item: Item, bindings: Callable[[str], TagBinding | None]
+    ) -> DeadLetter | None:
+        """A value that is not a number (a Sparkplug Boolean, String, null): refused as
+        ``wrong_type`` if its tag is mapped — the batch must not silently miss it —
+        else only counted (``not_numeric``): unmapped ones are normal in a plant-wide
+        namespace and would flood the rejects table."""
+        reading = reading_of(item)
+        if bindings(reading.tag) is None:
+            self.counts["not_numeric"] += 1
+            return None
+        self.counts["wrong_type"] += 1
+        value = reading.value
+        what = value.describe() if isinstance(value, NotNumeric) else str(value)
+        problem = Problem(
+            "wrong_type", f"value of {reading.tag!r} is not a number: {what}", reading.tag
+        )
+        log.warning("refused %s: %s", reading.tag, problem.detail)
         raw = safe_text(repr(reading), MAX_KEPT).encode("utf-8")
         return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
 
@@ -497,6 +538,11 @@ _AUDITED_ON_THE_BATCH = frozenset({"capture_refused"})
 """Dead-letter reasons that raise no data-quality exception: the engine already wrote the
 refusal into the batch's audit trail (values arriving while a phase is not active would
 otherwise be an exception each forwarding pass)."""
+
+
+def _is_not_numeric(item: object) -> bool:
+    """True if ``item`` is a spooled value that is not a number (see ``NotNumeric``)."""
+    return type(item) is list and len(item) == 6 and not_numeric_of(item[1]) is not None
 
 
 def minimal(letter: DeadLetter, exc: Exception) -> DeadLetter:

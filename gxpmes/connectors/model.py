@@ -17,6 +17,7 @@ __all__ = [
     "MAX_KEPT",
     "DeadLetter",
     "DecodeError",
+    "NotNumeric",
     "Problem",
     "Reading",
     "TagBinding",
@@ -49,11 +50,33 @@ class DecodeError(GxpError, ValueError):
 
 
 @dataclass(frozen=True)
+class NotNumeric:
+    """A value a source sent that is not a number: a Sparkplug Boolean, String or null
+    metric (``kind``: what it is; ``text``: the value, bounded, for the dead letter).
+
+    Sparkplug is a plant-wide namespace: such metrics are normal (states, alarms,
+    names) unless their tag is mapped to a batch parameter, and only the forwarder
+    knows the tag map. So the decoder spools them as such, never as a Decimal (a
+    Boolean is not the number 1, a String ``"70.1"`` is not 70.1), and the forwarder
+    refuses one of a mapped tag (``wrong_type``) and only counts the others
+    (``not_numeric``).
+    """
+
+    kind: str
+    text: str = ""
+
+    def describe(self) -> str:
+        """What the value was, e.g. ``Boolean True`` or ``null``."""
+        return f"{self.kind} {self.text}".rstrip()
+
+
+@dataclass(frozen=True)
 class Reading:
-    """One decoded value from the plant, before it is mapped to a batch."""
+    """One decoded value from the plant, before it is mapped to a batch (a
+    :class:`NotNumeric` value is not recorded: see there)."""
 
     tag: str
-    value: Decimal
+    value: Decimal | NotNumeric
     source_ts: datetime
     quality: str = "Good"
     server_ts: datetime | None = None

@@ -220,6 +220,7 @@ class Connector:
             sessions_lost=counts["session_lost"],
             queue_revised=counts["queue_revised"],
             sampling_revised=counts["sampling_revised"],
+            not_numeric=counts["not_numeric"],
         )
 
     def status_line(self, previous: int, seconds: float) -> tuple[str, int]:
@@ -309,6 +310,9 @@ class Status:
     """OPC UA items granted a smaller queue than requested, counted at each subscription."""
     sampling_revised: int = 0
     """OPC UA items sampled more coarsely than requested, counted at each subscription."""
+    not_numeric: int = 0
+    """Values of unmapped tags that are not numbers (Sparkplug Booleans, Strings, nulls:
+    states, alarms, names), counted and not recorded; a mapped one is ``wrong_type``."""
 
     def warnings(self) -> list[str]:
         """Signs that values may have been lost before they reached the connector, and
@@ -352,7 +356,11 @@ class Status:
         text = (
             f"connector: {rate:.1f} values/s recorded, {self.buffered} buffered "
             f"(lag {self.lag:.1f} s), {self.received} received, {self.duplicates} duplicates, "
-            f"{rejects} rejected" + (f" ({by_reason})" if by_reason else "") + f", {errors} errors"
+            f"{rejects} rejected"
+            + (f" ({by_reason})" if by_reason else "")
+            # Unmapped states, alarms, names: normal traffic, said only when there is some.
+            + (f", {self.not_numeric} not numeric (unmapped)" if self.not_numeric else "")
+            + f", {errors} errors"
         )
         if self.errors:
             text += " (" + ", ".join(f"{k} {v}" for k, v in self.errors.items()) + ")"

@@ -44,9 +44,9 @@ from typing import Any
 
 import orjson
 
-from gxpmes.connectors.model import DeadLetter, Problem, Reading
+from gxpmes.connectors.model import DeadLetter, NotNumeric, Problem, Reading
 
-__all__ = ["SEEN_RETENTION", "Spool", "reading_of"]
+__all__ = ["SEEN_RETENTION", "Spool", "not_numeric_of", "reading_of", "value_of"]
 
 SEEN_RETENTION = 900.0
 """Default seconds a dedup key is kept after its generation stopped taking keys."""
@@ -75,7 +75,8 @@ _TIME_BYTES = 8
 
 Item = list[Any]
 """A spooled reading: ``[tag, value, source_ts, quality, server_ts, key]`` (value and times
-as text)."""
+as text; a :class:`NotNumeric` value as ``{"not_numeric": kind, "text": text}``, which no
+text parses as a number)."""
 
 
 class Spool:
@@ -608,9 +609,12 @@ def _letter_row(letter: DeadLetter) -> tuple[object, ...]:
 
 def _item(reading: Reading) -> Item:
     # Times as orjson writes them: RFC 3339, read back exactly by datetime.fromisoformat.
+    value = reading.value
     return [
         reading.tag,
-        str(reading.value),
+        {"not_numeric": value.kind, "text": value.text}
+        if isinstance(value, NotNumeric)
+        else str(value),
         _exact(reading.source_ts),
         reading.quality,
         _exact(reading.server_ts),
@@ -656,13 +660,36 @@ def _items(body: str | bytes) -> list[Item]:
 
 
 def reading_of(item: Item) -> Reading:
-    """The :class:`Reading` a spooled item holds."""
+    """The :class:`Reading` a spooled item holds; a value that is neither text nor a
+    :class:`NotNumeric` is a ``TypeError`` (JSON ``true`` is not the number 1)."""
     tag, value, source_ts, quality, server_ts, key = item
     return Reading(
         tag,
-        Decimal(value),
+        value_of(value),
         datetime.fromisoformat(source_ts),
         quality,
         datetime.fromisoformat(server_ts) if server_ts else None,
         key,
     )
+
+
+def not_numeric_of(value: object) -> NotNumeric | None:
+    """The :class:`NotNumeric` an item's value field holds, or None if it holds none."""
+    if type(value) is not dict:
+        return None
+    kind, text = value.get("not_numeric"), value.get("text", "")
+    if type(kind) is not str or type(text) is not str:
+        return None
+    return NotNumeric(kind, text)
+
+
+def value_of(value: object) -> Decimal | NotNumeric:
+    """An item's value field as the reading's value: text as an exact Decimal, a
+    not-numeric marker as :class:`NotNumeric`; anything else (a damaged spool's
+    ``true``, ``1``) is a ``TypeError``, never a number."""
+    if type(value) is str:
+        return Decimal(value)
+    marked = not_numeric_of(value)
+    if marked is None:
+        raise TypeError(f"spooled value {value!r:.80} is neither text nor a not-numeric marker")
+    return marked
