@@ -80,6 +80,15 @@ under a service or device account, never under a person's."""
 _ACTIVE = frozenset(s.value for s in ProceduralState) - {"Idle", "Complete", "Stopped", "Aborted"}
 
 
+def _exact_text(text: str) -> str:
+    """``text`` as a plain str: a source key of a str subclass (numpy.str_, say) is looked
+    up, compared and recorded as the text it holds, whatever its methods say."""
+    return str.__str__(text)
+
+
+_KEY_TYPES = frozenset({str, type(None)})
+
+
 @dataclass(frozen=True)
 class CapturedValue:
     """A process value from the plant floor, mapped to a batch parameter.
@@ -104,6 +113,9 @@ class CapturedValue:
         value: object = self.value  # typed Decimal, but callers pass ints
         if type(value) is int:
             object.__setattr__(self, "value", Decimal(value))
+        key = self.source_key
+        if type(key) is not str and isinstance(key, str):
+            object.__setattr__(self, "source_key", _exact_text(key))
 
 
 _CAPTURED_FIELDS = (
@@ -185,6 +197,11 @@ class CapturedColumns(Sequence[CapturedValue]):
         )
         for name, given in zip(_CAPTURED_FIELDS, columns, strict=True):
             column = _column(name, given)
+            if name == "source_key" and not set(map(type, column)) <= _KEY_TYPES:
+                column = tuple(
+                    _exact_text(k) if isinstance(k, str) and type(k) is not str else k
+                    for k in column
+                )
             if len(column) != count:
                 raise BatchError(
                     f"captured columns differ in length: {name} has {len(column)} items, "

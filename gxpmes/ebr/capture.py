@@ -58,6 +58,7 @@ from isa95.recipe import FormulaParameter, Phase, Recipe
 
 _VALUE_CHARS: int = ValueRow.__table__.c.value.type.length  # type: ignore[attr-defined]
 _CLIENT_ID_CHARS = 256
+_OBJECT_ID_CHARS = 512  # an audit entry's object id (audit.entry)
 MANUAL_ACTION = "value.manual"
 BLOCK_OBJECT = "value_block"
 """Object type of value-block entries; the object id is the batch."""
@@ -133,14 +134,47 @@ def _first_unrecorded(keys: Sequence[str | None], recorded: set[str]) -> list[in
 
 
 def _utc_text(moment: datetime) -> str | None:
-    """:func:`format_timestamp` of a time, None for a naive one, "" for one whose UTC
-    time is out of range (year 1 at a positive offset)."""
-    if moment.utcoffset() is None:
+    """:func:`format_timestamp` of a time, None for a naive one (or anything but a
+    datetime), "" for one whose UTC time is out of range (year 1 at a positive offset)."""
+    if not isinstance(moment, datetime) or moment.utcoffset() is None:
         return None
     try:
         return format_timestamp(moment)
     except OverflowError:
         return ""
+
+
+def _time_refusal(value: CapturedValue) -> str:
+    """Why a value's times, one of them not aware, cannot be recorded."""
+    for name, moment in (("source", value.source_ts), ("server", value.server_ts)):
+        if moment is not None and not isinstance(moment, datetime):
+            return f"{name} time {_shown(repr(moment))} is not a datetime"
+    if value.source_ts is None:
+        return "source time None is not a datetime"
+    return "naive timestamp"
+
+
+def _names_refusal(value: CapturedValue) -> str | None:
+    """Why a value's batch id or parameter cannot even be looked up (not text), or None."""
+    if isinstance(value.batch_id, str) and isinstance(value.parameter, str):
+        return None
+    return (
+        f"{_shown(str(value.tag))} → batch {_shown(repr(value.batch_id))}, parameter "
+        f"{_shown(repr(value.parameter))}: a batch id and a parameter are text"
+    )
+
+
+def _refused_object(batch_id: object) -> str:
+    """The object id a refusal is audited under: the batch id given, or (when an audit
+    entry cannot name it: empty, too long, not text, a lone surrogate) its repr."""
+    if (
+        isinstance(batch_id, str)
+        and batch_id.strip()
+        and len(batch_id) <= _OBJECT_ID_CHARS
+        and _encodable(batch_id)
+    ):
+        return batch_id
+    return _shown_all(repr(batch_id))[:_OBJECT_ID_CHARS]
 
 
 def _encodable(text: str) -> bool:
@@ -283,7 +317,8 @@ class ValueCapture(RecipeRecords):
 
         All or nothing: if any value is refused (unknown, inactive, locked or
         unauthorised account; batch not executing; phase not active; parameter
-        not in the recipe; naive time; a source or server time more than
+        not in the recipe; a batch id or parameter that is not text; a time
+        that is not a datetime, or naive; a source or server time more than
         ``future_skew`` ahead of this server's clock; unknown quality) none is
         written, the refusal is audited, and :class:`CaptureRefused` says why.
         Out-of-limit and non-Good values are recorded *and* raise exceptions
@@ -313,7 +348,7 @@ class ValueCapture(RecipeRecords):
                 actor or self.collector,
                 "capture.refused",
                 "batch",
-                values[0].batch_id,
+                _refused_object(values[0].batch_id),
                 new={
                     "count": len(values),
                     "problems": [_shown_all(p) for p in refused[:20]],
@@ -420,6 +455,9 @@ class ValueCapture(RecipeRecords):
         latest = server_now + self.future_skew
         for value in values:
             pkey = (value.batch_id, value.parameter)
+            if (untyped := _names_refusal(value)) is not None:
+                problems.append(untyped)
+                continue
             if pkey in shared:
                 refusal = shared[pkey]
             else:
@@ -429,10 +467,10 @@ class ValueCapture(RecipeRecords):
                 continue
             if value.quality not in QUALITIES:
                 refusal = f"quality {value.quality!r} is not Good, Uncertain or Bad"
-            elif value.source_ts.utcoffset() is None or (
-                value.server_ts is not None and value.server_ts.utcoffset() is None
+            elif _utc_text(value.source_ts) is None or (
+                value.server_ts is not None and _utc_text(value.server_ts) is None
             ):
-                refusal = "naive timestamp"
+                refusal = _time_refusal(value)
             elif not _utc_text(value.source_ts) or (
                 value.server_ts is not None and not _utc_text(value.server_ts)
             ):
@@ -512,8 +550,9 @@ class ValueCapture(RecipeRecords):
         ) = held
         if (
             set(map(type, numbers)) != {Decimal}
+            or set(map(type, qualities)) != {str}  # before set(qualities): a list is no key
             or not set(qualities) <= _QUALITY_SET
-            or set(map(type, qualities)) != {str}
+            or set(map(type, batch_ids)) | set(map(type, parameters)) != {str}
             or set(map(type, tags)) | set(map(type, units)) != {str}
             or not set(map(type, keys)) <= _KEY_TYPES
             or not all(map(Decimal.is_finite, numbers))
@@ -525,14 +564,9 @@ class ValueCapture(RecipeRecords):
         if max(map(len, tags)) > _TEXT_CHARS or max(map(len, units)) > _TEXT_CHARS:
             return None
         sources = _stamp_texts(source_ts)
-        latest = server_now + self.future_skew
-        given = [t for t in server_ts if t is not None]
-        if (
-            None in sources
-            or "" in sources
-            or self._ahead_of(max(source_ts), max(given, default=None), latest)
-        ):
+        if None in sources or "" in sources:
             return None
+        given = [t for t in server_ts if t is not None]
         server_text = format_timestamp(server_now)
         if not given:
             servers: list[str | None] = [server_text] * count
@@ -540,6 +574,10 @@ class ValueCapture(RecipeRecords):
             servers = _stamp_texts([server_now if t is None else t for t in server_ts])
             if None in servers or "" in servers:
                 return None
+        # Only aware times are compared (a naive one cannot be: the exact path refuses it).
+        latest = server_now + self.future_skew
+        if self._ahead_of(max(source_ts), max(given, default=None), latest):
+            return None
         leaves = ValueLeaves(actor.user_id, client_id)
         text = leaves.text
         contexts: dict[str, Any] = {}
@@ -719,13 +757,18 @@ class ValueCapture(RecipeRecords):
         text = leaves.text
         sources = _stamp_texts([v.source_ts for v in values])
         if any(v.server_ts is not None for v in values):
-            servers = _stamp_texts([v.server_ts or server_now for v in values])
+            servers = _stamp_texts(
+                [server_now if v.server_ts is None else v.server_ts for v in values]
+            )
         else:
             servers = [server_text] * len(values)
         limit = MAX_BLOCK_LEAVES
         for value, source, server in zip(values, sources, servers, strict=True):
             batch_id = value.batch_id
             parameter = value.parameter
+            if (untyped := _names_refusal(value)) is not None:
+                problems.append(untyped)
+                continue
             series = shared.get((batch_id, parameter))
             if series is None:
                 refusal = self._parameter_refusal(conn, contexts, batch_id, parameter)
@@ -749,7 +792,7 @@ class ValueCapture(RecipeRecords):
             if middle is None:
                 refusal = f"quality {quality!r} is not Good, Uncertain or Bad"
             elif source is None or server is None:
-                refusal = "naive timestamp"
+                refusal = _time_refusal(value)
             elif not source or not server:
                 refusal = "timestamp out of range: its UTC time is before year 1"
             elif self._ahead_of(value.source_ts, value.server_ts, latest):
@@ -902,6 +945,8 @@ class ValueCapture(RecipeRecords):
         self, conn: Connection, contexts: dict[str, Any], batch_id: str, parameter: str
     ) -> str | None:
         """Why no value of ``parameter`` in batch ``batch_id`` may be captured now, or None."""
+        if not (_encodable(batch_id) and _encodable(parameter)):  # the driver cannot send it
+            return "the batch id or parameter contains a lone surrogate (no UTF-8 form)"
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         if batch_id not in contexts:
             # Plain SQL: once per batch per call, on the capture hot path.

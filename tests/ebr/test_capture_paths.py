@@ -13,6 +13,7 @@ same keys record each key once.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -460,4 +461,85 @@ def test_a_subclass_of_captured_columns_is_read_as_its_values(plant) -> None:  #
     assert [v.source_key for v in relabelled] == ["k-0", "k-0"]
     assert plant.engine.capture(relabelled, source=OT_SOURCE) == []
     assert [v["source_key"] for v in plant.engine.values("B-1")] == ["k-0"]
+    assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
+
+
+class _Key(str):
+    """A str subclass (as numpy.str_ is) whose methods say something else."""
+
+    def __str__(self) -> str:
+        return "other"
+
+    def __len__(self) -> int:
+        return 1
+
+
+_ODD: dict[str, tuple[dict[str, Any], str]] = {
+    "naive server time": ({"server_ts": datetime(2026, 3, 2, 7)}, "naive timestamp"),
+    "server time as text": (
+        {"server_ts": "2026-03-02T07:00:00Z"},
+        "server time '2026-03-02T07:00:00Z' is not a datetime",
+    ),
+    "server time 0": ({"server_ts": 0}, "server time 0 is not a datetime"),
+    "no source time": ({"source_ts": None}, "source time None is not a datetime"),
+    "a date": ({"source_ts": datetime(2026, 3, 2).date()}, "is not a datetime"),
+    "quality in a list": ({"quality": ["Good"]}, "quality ['Good'] is not Good"),
+    "no batch id": ({"batch_id": None}, "a batch id and a parameter are text"),
+    "parameter in a list": ({"parameter": [TEMPERATURE]}, "a batch id and a parameter are"),
+    "empty batch id": ({"batch_id": ""}, "no such batch"),
+    "batch id too long for an object id": ({"batch_id": "B" * 600}, "no such batch"),
+    "lone surrogate in the batch id": ({"batch_id": "B-1\ud800"}, "lone surrogate"),
+}
+
+
+@pytest.mark.parametrize("odd", sorted(_ODD))
+def test_odd_fields_are_refused_and_audited_on_both_paths(plant, odd: str) -> None:  # type: ignore[no-untyped-def]
+    """A value the record cannot hold is refused (CaptureRefused, the refusal audited,
+    nothing written) whether handed as a list or as columns — never a TypeError,
+    AttributeError or an audit entry that cannot name the batch."""
+    from gxpmes.errors import CaptureRefused
+
+    plant.start_batch("B-1", phases=(HEAT,))
+    change, message = _ODD[odd]
+    fields: dict[str, Any] = {
+        "batch_id": "B-1",
+        "parameter": TEMPERATURE,
+        "tag": "TT-101",
+        "value": Decimal("70"),
+        "unit": "Cel",
+        "source_ts": plant.clock() - timedelta(seconds=1),
+        "source_key": "k-odd",
+    }
+    values = [CapturedValue(**{**fields, **change}), *_keyed(plant, range(2))]
+    size = plant.db.ledger.size()
+    for handed in (values, CapturedColumns.of(values)):
+        with pytest.raises(CaptureRefused, match=r"1 of 3 values refused.*" + re.escape(message)):
+            plant.engine.capture(handed, source=OT_SOURCE)
+    assert plant.db.ledger.size() == size + 2  # each refusal audited
+    assert plant.engine.values("B-1") == []
+    assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
+
+
+def test_a_source_key_of_a_str_subclass_is_its_text(plant) -> None:  # type: ignore[no-untyped-def]
+    """A key of a str subclass is looked up and recorded as the text it holds: a
+    redelivery is skipped, not a duplicate row the key table refuses (IntegrityError)."""
+    plant.start_batch("B-1", phases=(HEAT,))
+    plant.engine.capture(_keyed(plant, range(1)), source=OT_SOURCE)
+    (again,) = _keyed(plant, range(1))
+    odd = CapturedValue(**{**again.__dict__, "source_key": _Key("k-0")})
+    assert type(odd.source_key) is str and odd.source_key == "k-0"
+    assert plant.engine.capture([odd], source=OT_SOURCE) == []
+    keys = [_Key("k-0"), _Key("k-1"), "k-1"]
+    columns = CapturedColumns(
+        ["B-1"] * 3,
+        [TEMPERATURE] * 3,
+        ["TT-101"] * 3,
+        [Decimal("70")] * 3,
+        ["Cel"] * 3,
+        [plant.clock()] * 3,
+        source_key=keys,
+    )
+    assert [type(k) for k in columns.source_key] == [str, str, str]
+    assert len(plant.engine.capture(columns, source=OT_SOURCE)) == 1
+    assert sorted(v["source_key"] for v in plant.engine.values("B-1")) == ["k-0", "k-1"]
     assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
