@@ -187,6 +187,12 @@ def has_overflow(status: Any) -> bool:
     return value & _INFO_TYPE_MASK == _INFO_TYPE_DATA_VALUE and bool(value & _OVERFLOW)
 
 
+def _channel_of(client: Any) -> tuple[str, str]:
+    """Security policy URI and message security mode an asyncua client connected with."""
+    policy = client.security_policy
+    return str(policy.URI), str(getattr(policy.Mode, "name", policy.Mode))
+
+
 def monitored_queue_size(
     publishing_interval_ms: float, sampling_interval_ms: float, headroom: int = QUEUE_HEADROOM
 ) -> int:
@@ -314,6 +320,14 @@ class OpcUaSource:
         the server refused), ``connection_gap`` (subscriptions renewed after a loss),
         decoding rejects by reason, and the group-commit writer's."""
         self.connected = asyncio.Event()
+        self.channel: tuple[str, str] | None = None
+        """Security policy URI and message security mode of the current (or last) session,
+        as asyncua's client negotiated them, e.g. ``(".../SecurityPolicy#Basic256Sha256",
+        "SignAndEncrypt")``; ``None`` before the first connection."""
+        self.last_error: str | None = None
+        """Why the last connection attempt or session failed: asyncua's status code name
+        (e.g. ``BadUserAccessDenied``, ``BadIdentityTokenRejected``,
+        ``BadCertificateUntrusted``) or the exception type, and at which stage."""
         self._stopping = asyncio.Event()
         self._node_ids: list[Any] = []
         for node in nodes:
@@ -367,15 +381,20 @@ class OpcUaSource:
             # sessions on a loaded host, losing the values notified meanwhile.
             client = Client(self.endpoint, timeout=4, watchdog_intervall=5.0)
             subscribed = False
+            stage = "connect"
             try:
                 await self.security.apply(client)
                 await client.connect()
+                self.channel = _channel_of(client)
+                log.info("OPC UA %s: secure channel %s, mode %s", self.endpoint, *self.channel)
+                stage = "subscribe"
                 subscription = await self._subscribe(client)
                 subscribed = True
                 self.connected.set()
                 self.counts["connects"] += 1
                 self._report_gap()
                 backoff = 0.5
+                stage = "session"
                 silence = 3 * max(KEEPALIVE_MS, self.publishing_interval_ms) / 1000
                 while not self._stopping.is_set():
                     await asyncio.wait_for(client.check_connection(), timeout=5)
@@ -391,7 +410,10 @@ class OpcUaSource:
                 self.counts["connection_errors"] += 1
                 if subscribed and self._lost_at is None:
                     self._lost_at = datetime.now(UTC)
-                log.warning("OPC UA %s: %s; reconnecting in %.1f s", self.endpoint, exc, backoff)
+                self.last_error = self._failure(stage, exc)
+                log.warning(
+                    "OPC UA %s: %s; reconnecting in %.1f s", self.endpoint, self.last_error, backoff
+                )
             finally:
                 self.connected.clear()
                 with contextlib.suppress(Exception):  # already gone
@@ -401,6 +423,18 @@ class OpcUaSource:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
             backoff = min(self.max_backoff, backoff * 2)
+
+    def _failure(self, stage: str, exc: Exception) -> str:
+        """``stage: reason`` of a failed connection; asyncua's text names the status code."""
+        text = str(exc).strip() or type(exc).__name__
+        if stage == "connect" and isinstance(exc, TimeoutError) and self.security.policy != "None":
+            # The channel request is encrypted for the pinned certificate: a server holding
+            # another key cannot read it and does not answer.
+            text += (
+                " (no answer to the secure channel request: does the server hold the "
+                "pinned server_certificate?)"
+            )
+        return f"{stage}: {text}"
 
     async def _subscribe(self, client: Any) -> Any:
         """One subscription, one monitored item per node with this source's queue settings."""

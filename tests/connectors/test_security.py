@@ -164,7 +164,7 @@ class PasswordUsers(UserManager):
         certificate: Any = None,
     ) -> User | None:
         if username == OPC_USER and password == OPC_PASSWORD:
-            return User(role=UserRole.User)
+            return User(role=UserRole.User, name=username)
         return None
 
 
@@ -223,8 +223,38 @@ def opc_security(certs: dict[str, AppCert], mode: str, **changes: Any) -> OpcUaS
     return OpcUaSecurity(**settings)
 
 
-async def attempt(port: int, node_id: str, security: OpcUaSecurity, spool: Any) -> OpcUaSource:
-    """Run a source until it receives a value or has failed to connect once."""
+BASIC256SHA256 = "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256"
+
+
+def server_sessions(server: Server) -> list[tuple[str, str, str | None, str | None]]:
+    """What the server itself holds for each client connection: the secure channel's policy
+    URI and message security mode, the session's user and state (asyncua's server side)."""
+    held = []
+    for protocol in server.bserver.clients:
+        processor = protocol.processor
+        policy = processor._connection.security_policy
+        session = getattr(processor, "session", None)
+        held.append(
+            (
+                policy.URI,
+                ua.MessageSecurityMode(policy.Mode).name,
+                getattr(getattr(session, "user", None), "name", None),
+                session.state.name if session is not None else None,
+            )
+        )
+    return held
+
+
+async def attempt(
+    port: int,
+    node_id: str,
+    security: OpcUaSecurity,
+    spool: Any,
+    server: Server | None = None,
+    held: list[Any] | None = None,
+) -> OpcUaSource:
+    """Run a source until it receives a value or has failed to connect once; with
+    ``server``, what the server holds for the session is put in ``held`` meanwhile."""
     opc = OpcUaSource(
         spool,
         f"opc.tcp://127.0.0.1:{port}/gxpmes/",
@@ -238,6 +268,8 @@ async def attempt(port: int, node_id: str, security: OpcUaSecurity, spool: Any) 
             lambda: opc.counts["received"] >= 1 or opc.counts["connection_errors"] >= 1,
             what="a value or a refusal",
         )
+        if server is not None and held is not None:
+            held.extend(server_sessions(server))
     finally:
         opc.stop()
         with contextlib.suppress(Exception):
@@ -245,10 +277,42 @@ async def attempt(port: int, node_id: str, security: OpcUaSecurity, spool: Any) 
     return opc
 
 
+REFUSALS = [
+    # (what is wrong, settings changed, the reason the connector must report)
+    ("wrong password", {"password": "guess"}, "(BadUserAccessDenied)"),
+    (
+        "anonymous, which the server does not offer",
+        {"username": None, "password": None},
+        "(BadIdentityTokenRejected)",
+    ),
+    (
+        "a client certificate the server does not trust",
+        {"stranger": True},
+        "(BadCertificateUntrusted)",
+    ),
+    (
+        "a pinned server certificate the server does not hold",
+        {"server_certificate": "fake_server"},
+        "TimeoutError (no answer to the secure channel request",
+    ),
+]
+
+
 @pytest.mark.parametrize("mode", ["SignAndEncrypt", "Sign"])
 def test_opcua_basic256sha256_with_user_authentication(
     running, tags, spool, opc_certs, mode: str
 ) -> None:  # type: ignore[no-untyped-def]
+    def changed(changes: dict[str, Any]) -> dict[str, Any]:
+        if changes.pop("stranger", False):
+            changes.update(
+                certificate=opc_certs["stranger"].cert, private_key=opc_certs["stranger"].key
+            )
+        if "server_certificate" in changes:
+            changes["server_certificate"] = opc_certs[changes["server_certificate"]].cert
+        return changes
+
+    held: list[Any] = []
+
     async def scenario() -> list[OpcUaSource]:
         port = free_port()
         server, variable = await secure_server(port, opc_certs["server"], opc_certs["client"])
@@ -259,27 +323,27 @@ def test_opcua_basic256sha256_with_user_authentication(
                     ua.Variant(71.5, ua.VariantType.Double), SourceTimestamp=datetime.now(UTC)
                 )
             )
-            results = [await attempt(port, node, opc_security(opc_certs, mode), spool)]
-            for changes in (
-                {"password": "guess"},  # wrong password
-                {"username": None, "password": None},  # anonymous: not offered by the server
-                {
-                    "certificate": opc_certs["stranger"].cert,
-                    "private_key": opc_certs["stranger"].key,
-                },
-                {"server_certificate": opc_certs["fake_server"].cert},  # pinned cert differs
-            ):
-                results.append(
-                    await attempt(port, node, opc_security(opc_certs, mode, **changes), spool)
-                )
+            security = opc_security(opc_certs, mode)
+            results = [await attempt(port, node, security, spool, server, held)]
+            for _what, changes, _reason in REFUSALS:
+                security = opc_security(opc_certs, mode, **changed(dict(changes)))
+                results.append(await attempt(port, node, security, spool))
             return results
         finally:
             await server.stop()
 
     good, *bad = asyncio.run(scenario())
     assert good.counts["received"] >= 1 and good.counts["connection_errors"] == 0
-    for result in bad:
-        assert result.counts["received"] == 0 and result.counts["connection_errors"] >= 1
+    # The channel is the one configured, as the connector negotiated it and as the server
+    # holds it, and the session is activated for the configured user.
+    assert good.channel == (BASIC256SHA256, mode) and good.last_error is None
+    assert held == [(BASIC256SHA256, mode, OPC_USER, "Activated")]
+    # Each refusal for its own reason, before any session could be used.
+    for (what, _changes, reason), result in zip(REFUSALS, bad, strict=True):
+        assert result.counts["received"] == 0 and result.counts["connects"] == 0, what
+        assert result.counts["connection_errors"] >= 1, what
+        assert result.last_error is not None and result.last_error.startswith("connect: "), what
+        assert reason in result.last_error, f"{what}: {result.last_error}"
     Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
     assert "71.5" in [v["value"] for v in running.engine.values(BATCH)]
 
