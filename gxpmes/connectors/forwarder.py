@@ -346,7 +346,10 @@ class Forwarder:
                     column.append(field)
             if refused:  # counted, logged, kept as dead letters; never retried
                 self.spool.refuse(spool_id, kept, refused)
-            if kept or (skipped and not refused):  # else refuse() left only what is kept
+            # With refusals, refuse() left only what is kept (or removed the row). A row of
+            # no items goes too: kept, it would be read again every pass, and a batch's
+            # worth of them would block the spool.
+            if kept or (skipped and not refused) or not items:
                 ids.append(spool_id)
         recorded = self._capture(CapturedColumns(*columns)) if columns[0] else 0
         self._unremoved += ids
