@@ -33,6 +33,7 @@ from gxpmes.ebr.procedure import BATCH_ID_CHARS
 from gxpmes.ebr.schema import (
     BatchRow,
     EquipmentRow,
+    ExceptionRow,
     LotRow,
     RecipeRow,
     RecordItemRow,
@@ -371,6 +372,19 @@ def test_manual_entry_refuses_a_unit_its_row_cannot_hold(plant: Plant) -> None:
     enter("u" * 16)
     (value,) = plant.engine.values("B-1")
     assert value["unit"] == "u" * 16 and value["manual"]
+
+
+def test_report_data_quality_refuses_a_parameter_its_exception_cannot_reference(
+    plant: Plant,
+) -> None:
+    plant.start_batch("B-1", phases=(HEAT,))
+    too_long = f"{HEAT}/" + "p" * (512 - len(HEAT))  # 513 characters
+    with _refused(plant, BatchError, "parameter", 513, 512, ExceptionRow):
+        plant.engine.report_data_quality("B-1", too_long, "malformed payload")
+    plant.engine.report_data_quality("B-1", too_long[:512], "malformed payload")
+    with plant.db.read() as conn:
+        (reference,) = conn.execute(select(ExceptionRow.reference)).scalars().all()
+    assert reference == too_long[:512]
 
 
 # ------------------------------------------------- ERP orders, materials, lots
