@@ -47,13 +47,9 @@ class EquipmentRecords(EngineBase):
                 ("equipment id", equipment_id, EquipmentRow.equipment_id),
                 (f"equipment {equipment_id}: level", level, EquipmentRow.level),
                 (f"equipment {equipment_id}: class", equipment_class, EquipmentRow.equipment_class),
-                (
-                    f"equipment {equipment_id}: calibration due",
-                    calibration_due.isoformat(),
-                    EquipmentRow.calibration_due,
-                ),
             ),
         )
+        due = _calibration_text(equipment_id, calibration_due)
         with self.db.transaction() as conn:
             user = self._user(conn, session, "equipment.manage")
             projection.insert(
@@ -66,7 +62,7 @@ class EquipmentRecords(EngineBase):
                     status="Available",
                     clean=clean,
                     cleaned_at=self._ts() if clean else None,
-                    calibration_due=calibration_due.isoformat(),
+                    calibration_due=due,
                     current_batch=None,
                 ),
             )
@@ -76,7 +72,7 @@ class EquipmentRecords(EngineBase):
                 equipment_id,
                 "registered",
                 None,
-                f"class {equipment_class}, calibration due {calibration_due.isoformat()}",
+                f"class {equipment_class}, calibration due {due}",
             )
 
     def record_cleaning(self, session: Session, equipment_id: str, comment: str) -> None:
@@ -103,22 +99,16 @@ class EquipmentRecords(EngineBase):
         calibration_due: datetime | None = None,
     ) -> None:
         """Record maintenance or calibration (optionally with the next calibration date)."""
-        if calibration_due is not None:
-            check_length(
-                BatchError,
-                f"equipment {equipment_id}: calibration due",
-                calibration_due.isoformat(),
-                EquipmentRow.calibration_due,
-            )
+        due = None if calibration_due is None else _calibration_text(equipment_id, calibration_due)
         with self.db.transaction() as conn:
             user = self._user(conn, session, "equipment.manage")
             self._equipment(conn, equipment_id)
-            if calibration_due is not None:
+            if due is not None:
                 projection.update(
                     conn,
                     EquipmentRow,
                     {"equipment_id": equipment_id},
-                    dict(calibration_due=calibration_due.isoformat()),
+                    dict(calibration_due=due),
                 )
             self._log(conn, user, equipment_id, "maintenance", None, comment)
 
@@ -174,3 +164,19 @@ class EquipmentRecords(EngineBase):
                 .order_by(EquipmentLogRow.id)
             ).all()
         return [dict(r._mapping) for r in rows]
+
+
+def _calibration_text(equipment_id: str, calibration_due: datetime) -> str:
+    """The stored text of a calibration due date; :class:`BatchError` for anything but an
+    aware datetime (a naive one cannot be compared with the batch's clock) or a text
+    longer than its column holds."""
+    if not isinstance(calibration_due, datetime) or calibration_due.utcoffset() is None:
+        raise BatchError(
+            f"equipment {equipment_id}: calibration due {calibration_due!r} is not a "
+            "timezone-aware datetime"
+        )
+    text = calibration_due.isoformat()
+    check_length(
+        BatchError, f"equipment {equipment_id}: calibration due", text, EquipmentRow.calibration_due
+    )
+    return text
