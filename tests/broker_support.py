@@ -2,7 +2,8 @@
 
 Each instance runs the shipped example configuration (docs/examples/mosquitto-gxpmes.conf)
 with only its site-specific lines replaced — ports (free ones), the persistence
-directory, password file and certificates (made here with ``cryptography``) —
+directory, password file, ACL file (a copy of docs/examples/mosquitto-gxpmes.acl) and
+certificates (made here with ``cryptography``) —
 so the settings a site is told to use are the settings tested.
 """
 
@@ -26,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mosquitto-gxpmes.conf"
+EXAMPLE_ACL = EXAMPLE.with_suffix(".acl")
+"""The ACL the example configuration names (users gxpmes, plc, edge01)."""
 
 
 def free_port() -> int:
@@ -156,11 +159,18 @@ def site_config(
     passwd: Path,
     require_certificate: bool = False,
     text: str | None = None,
+    acl: str | None = None,
 ) -> Path:
-    """The example configuration with this site's ports, directories and files."""
+    """The example configuration with this site's ports, directories and files; the broker
+    applies the example ACL (or ``acl``, the text of another)."""
     persistence = folder / "persistence"
     persistence.mkdir(parents=True, exist_ok=True)
+    acl_file = folder / "acl"
+    acl_file.write_text(
+        acl if acl is not None else EXAMPLE_ACL.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     replaced = {
+        "acl_file": f"acl_file {acl_file}",
         "persistence_location": f"persistence_location {persistence}/",
         "password_file": f"password_file {passwd}",
         "cafile": f"cafile {pki.ca}",

@@ -103,6 +103,9 @@ class Connector:
             raise ConfigurationError("group_commit_values must be 1 or more")
         self.sources: list[Any] = []
         self._threads: list[threading.Thread] = []
+        self._mqtt: Any = None  # the MQTT source whose $SYS drop count is watched, if any
+        self._count_within = 60.0
+        self._count_missing_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _topic_tags(self) -> dict[str, str]:
@@ -161,6 +164,9 @@ class Connector:
             source = self._mqtt_process(mqtt_config) if own else self._mqtt_source(mqtt_config)
             source.start()
             self.sources.append(source)
+            if bool(mqtt_config.get("watch_broker", True)):
+                self._mqtt = source
+                self._count_within = float(mqtt_config.get("broker_count_within", 60))
         opcua_config = self.config.get("opcua")
         if opcua_config and bool(opcua_config.get("own_process", True)):
             process = self._opcua_process(opcua_config)  # as MQTT: a core of its own
@@ -220,8 +226,27 @@ class Connector:
             sessions_lost=counts["session_lost"],
             queue_revised=counts["queue_revised"],
             sampling_revised=counts["sampling_revised"],
+            broker_count_missing=self._broker_count_missing(),
             not_numeric=counts["not_numeric"],
         )
+
+    def _broker_count_missing(self) -> float:
+        """Seconds the MQTT connection has been up without the broker's dropped-message
+        count, once that exceeds ``broker_count_within`` (else 0).
+
+        Mosquitto publishes the count (retained) every ``sys_interval``, 10 s by default:
+        none for longer means the connector cannot read the topic (an ACL without it, a
+        broker without $SYS) and a drop at the broker would pass without a warning.
+        """
+        source = self._mqtt
+        if source is None or source.broker_dropped is not None or not source.connected.is_set():
+            self._count_missing_since = None
+            return 0.0
+        now = time.monotonic()
+        if self._count_missing_since is None:
+            self._count_missing_since = now
+        missing = now - self._count_missing_since
+        return missing if missing > self._count_within else 0.0
 
     def status_line(self, previous: int, seconds: float) -> tuple[str, int]:
         """``values/s, buffered, lag, rejects by reason, errors, warnings`` since ``previous``."""
@@ -310,6 +335,9 @@ class Status:
     """OPC UA items granted a smaller queue than requested, counted at each subscription."""
     sampling_revised: int = 0
     """OPC UA items sampled more coarsely than requested, counted at each subscription."""
+    broker_count_missing: float = 0.0
+    """Seconds connected to the MQTT broker without its dropped-message count ($SYS),
+    once beyond ``broker_count_within`` (else 0): broker drops cannot be seen."""
     not_numeric: int = 0
     """Values of unmapped tags that are not numbers (Sparkplug Booleans, Strings, nulls:
     states, alarms, names), counted and not recorded; a mapped one is ``wrong_type``."""
@@ -329,6 +357,13 @@ class Status:
             out.append(
                 f"the broker reports {self.broker_dropped} dropped message(s): "
                 "check max_queued_messages"
+            )
+        if self.broker_count_missing:
+            out.append(
+                f"no dropped-message count from the MQTT broker in "
+                f"{self.broker_count_missing:.0f} s connected: broker drops cannot be seen "
+                "(grant the connector read access to $SYS/broker/publish/messages/dropped "
+                "in the broker's acl_file, or set watch_broker = false for a broker without it)"
             )
         if self.sessions_lost:
             out.append(

@@ -1,6 +1,8 @@
 """No silent loss at the broker: the documented Mosquitto configuration keeps everything
 published while the connector is down (even across a broker restart); with the stock
-limits the loss is detected and reported as a data-quality exception.
+limits the loss is detected and reported as a data-quality exception. The example ACL
+lets the connector read the broker's dropped-message count and send Sparkplug rebirth
+requests; without those grants the status line says the count is missing.
 
 Each test starts its own Mosquitto (docs/examples/mosquitto-gxpmes.conf with free
 ports, a temporary persistence directory, its own certificates and passwords).
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +21,16 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker_support import EXAMPLE, Mosquitto, Pki, free_port, make_pki, password_file, site_config
+from broker_support import (
+    EXAMPLE,
+    EXAMPLE_ACL,
+    Mosquitto,
+    Pki,
+    free_port,
+    make_pki,
+    password_file,
+    site_config,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import DEADLINE, wait_until
 
@@ -26,16 +38,20 @@ from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.model import TagBinding
 from gxpmes.connectors.mqtt import MqttSecurity, MqttSource
 from gxpmes.connectors.rejects import rejects_by_reason
+from gxpmes.connectors.runner import Connector
+from gxpmes.connectors.sparkplug import DOUBLE, Metric, Payload, encode_payload
 
 BATCH = "B-OT-1"
 HEAT = "GRAN/UP-GRAN/OP-WET/PH-HEAT"
-USERS = {"gxpmes": "connector-pass-1", "plc": "publisher-pass-1"}
+USERS = {"gxpmes": "connector-pass-1", "plc": "publisher-pass-1", "edge01": "edge-pass-1"}
+DROPPED = "$SYS/broker/publish/messages/dropped"
+NCMD = "spBv1.0/PLANT1/NCMD/EDGE01"  # the edge node of the example ACL
 
 
 class Site:
     """A broker from the example configuration and what clients need to reach it."""
 
-    def __init__(self, folder: Path, text: str | None = None) -> None:
+    def __init__(self, folder: Path, text: str | None = None, acl: str | None = None) -> None:
         self.pki: Pki = make_pki(folder / "pki")
         self.port, self.tls_port = free_port(), free_port()
         config = site_config(
@@ -45,13 +61,16 @@ class Site:
             pki=self.pki,
             passwd=password_file(folder, USERS),
             text=text,
+            acl=acl,
         )
         self.broker = Mosquitto(config, self.port, self.tls_port).start()
 
-    def publisher(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"plc-{uuid.uuid4().hex[:6]}")
+    def publisher(self, user: str = "plc") -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:6]}"
+        )
         client.tls_set_context(ssl.create_default_context(cafile=str(self.pki.ca)))
-        client.username_pw_set("plc", USERS["plc"])
+        client.username_pw_set(user, USERS[user])
         connected = threading.Event()
         client.on_connect = lambda *_args: connected.set()
         client.connect("127.0.0.1", self.tls_port)
@@ -170,4 +189,112 @@ def test_loss_at_the_broker_is_detected_and_reported(running, tags, spool, tmp_p
         assert len(details) == 1 and f"{lost} reading(s) before seq 1500 lost" in details[0]
         assert rejects_by_reason(running.db) == {"sequence_gap": 1}
     finally:
+        site.broker.stop()
+
+
+# ------------------------------------------------------------------ the broker's ACL
+
+
+def listen(client: mqtt.Client, topic: str) -> list[bytes]:
+    """Subscribe ``client`` to ``topic`` (the broker has confirmed it on return)."""
+    received: list[bytes] = []
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.on_message = lambda _c, _u, message: received.append(message.payload)
+    client.subscribe(topic, qos=0)
+    assert subscribed.wait(DEADLINE), f"subscription to {topic} not confirmed"
+    return received
+
+
+def acl_connector(site: Site, running, folder: Path) -> Connector:  # type: ignore[no-untyped-def]
+    """``gxpmes connect`` as a site runs it: user gxpmes over TLS, Sparkplug of PLANT1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mqtt-password").write_text(USERS["gxpmes"] + "\n", encoding="utf-8")
+    config = {
+        "tags": [
+            {"tag": "PLANT1/EDGE01/TT-101", "batch": BATCH, "parameter": f"{HEAT}/x", "unit": "Cel"}
+        ],
+        "mqtt": {
+            "host": "localhost",
+            "port": site.tls_port,
+            "client_id": f"gx-{uuid.uuid4().hex[:8]}",
+            "sparkplug": ["spBv1.0/PLANT1/#"],
+            "ca_file": str(site.pki.ca),
+            "username": "gxpmes",
+            "password_file": "mqtt-password",
+            "own_process": False,
+            "broker_count_within": 0.5,
+        },
+    }
+    connector = Connector(config, running.engine, folder)
+    connector.start()
+    return connector
+
+
+def data_before_birth(edge: mqtt.Client) -> None:
+    """NDATA of an edge node the connector has no birth of: it asks for a rebirth (NCMD)."""
+    ms = int(time.time() * 1000)
+    metric = Metric(alias=1, timestamp=ms, datatype=DOUBLE, value=70.5)
+    payload = encode_payload(Payload(timestamp=ms, seq=0, metrics=[metric]))
+    edge.publish("spBv1.0/PLANT1/NDATA/EDGE01", payload, qos=1).wait_for_publish(DEADLINE)
+
+
+def missing_count_warning(connector: Connector) -> list[str]:
+    return [w for w in connector.status().warnings() if "no dropped-message count" in w]
+
+
+def test_the_example_acl_grants_the_broker_count_and_rebirth_requests(running, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    site = Site(tmp_path / "acl", EXAMPLE.read_text(encoding="utf-8") + "sys_interval 1\n")
+    edge = site.publisher("edge01")
+    connector = acl_connector(site, running, tmp_path / "connector")
+    try:
+        commands = listen(edge, NCMD)
+        source = connector.sources[0]
+        wait_until(source.connected.is_set, what="the connector connects with its ACL")
+        data_before_birth(edge)
+        wait_until(lambda: commands, what="the rebirth request reaches the edge node")
+        assert b"Node Control/Rebirth" in commands[0]
+        wait_until(lambda: source.broker_dropped is not None, what="the broker's dropped count")
+        status = connector.status()
+        assert source.broker_dropped == 0 and status.broker_count_missing == 0
+        assert missing_count_warning(connector) == []
+    finally:
+        connector.stop()
+        connector.close()
+        edge.loop_stop()
+        site.broker.stop()
+
+
+def without_the_count_grant(acl: str) -> str:
+    """The example ACL without the connector's $SYS line; user plc may read the count
+    instead, to show the broker publishes it."""
+    line = f"topic read {DROPPED}"
+    assert line in acl.splitlines()
+    kept = [x for x in acl.splitlines() if x != line]
+    return "\n".join(kept).replace("user plc\n", f"user plc\n{line}\n") + "\n"
+
+
+def test_without_the_grant_the_count_is_missing_and_the_status_says_so(running, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    acl = without_the_count_grant(EXAMPLE_ACL.read_text(encoding="utf-8"))
+    site = Site(tmp_path / "acl", EXAMPLE.read_text(encoding="utf-8") + "sys_interval 1\n", acl)
+    observer = site.publisher("plc")
+    connector = None
+    try:
+        counts = listen(observer, DROPPED)
+        wait_until(lambda: counts, what="the broker publishes its dropped count")  # retained
+        connector = acl_connector(site, running, tmp_path / "connector")
+        source = connector.sources[0]
+        wait_until(source.connected.is_set, what="the connector connects")
+        # The broker grants the subscription and then sends nothing on it.
+        wait_until(lambda: missing_count_warning(connector), what="the missing-count warning")
+        # The retained count was there all along: only the ACL kept it from the connector.
+        assert source.broker_dropped is None and source.counts["disconnects"] == 0
+        line, _ = connector.status_line(0, 1.0)
+        assert "WARNING: no dropped-message count from the MQTT broker" in line
+        assert f"read access to {DROPPED}" in line
+    finally:
+        if connector is not None:
+            connector.stop()
+            connector.close()
+        observer.loop_stop()
         site.broker.stop()
