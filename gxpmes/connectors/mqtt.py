@@ -32,10 +32,12 @@ from gxpmes.errors import ConfigurationError
 
 __all__ = [
     "BROKER_DROPPED_TOPIC",
+    "FIRST_SEQ",
     "MqttProcess",
     "MqttSecurity",
     "MqttSource",
     "PublisherSequences",
+    "SequenceStep",
     "source_from_config",
 ]
 
@@ -87,41 +89,122 @@ class MqttSecurity:
             client.username_pw_set(self.username, self.password)
 
 
+FIRST_SEQ = 0
+"""The ``seq`` a JSON publisher's count starts at (and starts again at after a restart)."""
+
+
+@dataclass(frozen=True)
+class SequenceStep:
+    """What one ``seq`` says: ``lost`` readings went missing before it; ``restarted``: the
+    publisher started its count again (``seq`` not above ``last``, with new readings)."""
+
+    lost: int = 0
+    restarted: bool = False
+    last: int | None = None
+    """The publisher's last ``seq`` before this one (None: none seen yet)."""
+
+
 class PublisherSequences:
-    """Last ``seq`` seen per JSON publisher, kept in the spool; says how many readings were lost."""
+    """Last ``seq`` seen per JSON publisher, kept in the spool; says how many readings were lost.
+
+    The rule (:meth:`step`): a ``seq`` above the last is a step forward, and
+    the numbers skipped are lost readings. A ``seq`` at or below the last is
+    either a redelivery — the message was spooled before, its readings are
+    duplicates — and changes nothing, or a *restart*: the publisher counts
+    again from :data:`FIRST_SEQ`, and the readings ``FIRST_SEQ .. seq - 1`` of
+    the new count are lost. Which of the two only the spool can say (its dedup
+    keys), so such a message's verdict waits for its spool commit: the source
+    :meth:`defer` s it and :meth:`settle` s it once the commit said whether its
+    readings were new. Thread-safe: messages are decoded on one thread and
+    settled on the spool writer's.
+    """
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self._last: dict[str, int] = {}
-        self._changed: dict[str, str] = {}
+        self._waiting: Counter[str] = Counter()  # deferred messages per publisher
+        self._lock = threading.Lock()
 
-    def observe(self, publisher: str, seq: int) -> int:
-        """Readings lost between the last ``seq`` of ``publisher`` and this one.
+    @staticmethod
+    def key(publisher: str) -> str:
+        """The spool state key of ``publisher``'s last ``seq``."""
+        return f"json|{publisher}"
 
-        The new last ``seq`` is saved by :meth:`take_changes` + :meth:`Spool.put`
-        (with the readings), or at once by :meth:`save`.
-        """
-        key = f"json|{publisher}"
+    def _last_of(self, key: str) -> int | None:
         last = self._last.get(key)
         if last is None:
             saved = self.spool.get_state(key)
-            last = int(saved) if saved is not None else None
-        lost = seq - last - 1 if last is not None and seq > last + 1 else 0
-        # seq <= last: a redelivery (dropped by dedup) or a restarted publisher.
-        if last is None or seq > last or seq == 0:
+            if saved is not None:
+                last = self._last[key] = int(saved)
+        return last
+
+    def step(self, publisher: str, seq: int, redelivered: bool = False) -> SequenceStep:
+        """Apply one ``seq`` of ``publisher``; ``redelivered``: its message brought no new
+        reading. The new last ``seq`` (unless redelivered) is for the caller to save in
+        the spool with the message, under :meth:`key`."""
+        with self._lock:
+            return self._step(self.key(publisher), seq, redelivered)
+
+    def _step(self, key: str, seq: int, redelivered: bool) -> SequenceStep:
+        last = self._last_of(key)
+        if redelivered:  # spooled before: its seq was counted then
+            return SequenceStep(last=last)
+        if last is None or seq > last:
+            lost = 0 if last is None else seq - last - 1
             self._last[key] = seq
-            self._changed[key] = str(seq)
-        return lost
+            return SequenceStep(lost, False, last)
+        self._last[key] = seq
+        return SequenceStep(seq - FIRST_SEQ, True, last)
 
-    def take_changes(self) -> dict[str, str]:
-        """State changed since the last call, for the spool to save."""
-        changes, self._changed = self._changed, {}
-        return changes
+    def forward(self, sequence: list[tuple[str, int, str]]) -> bool:
+        """Whether every ``seq`` of a message moves its publisher forward (above its last,
+        or the first seen) and no earlier message of those publishers waits for its
+        verdict: then redelivered or not cannot change what the message says."""
+        with self._lock:
+            seen: dict[str, int] = {}
+            for publisher, seq, _tag in sequence:
+                key = self.key(publisher)
+                if self._waiting[key]:
+                    return False
+                last = seen[key] if key in seen else self._last_of(key)
+                if last is not None and seq <= last:
+                    return False
+                seen[key] = seq
+            return True
 
-    def save(self) -> None:
-        """Save the changed state now."""
-        for key, body in self.take_changes().items():
-            self.spool.set_state(key, body)
+    def waiting(self, sequence: list[tuple[str, int, str]]) -> bool:
+        """Whether a deferred message of one of these publishers waits for its verdict."""
+        with self._lock:
+            return any(self._waiting[self.key(p)] for p, _s, _t in sequence)
+
+    def defer(self, sequence: list[tuple[str, int, str]]) -> None:
+        """Hold a message's ``seq`` s until its spool commit says whether it was new."""
+        with self._lock:
+            for key in {self.key(p) for p, _s, _t in sequence}:
+                self._waiting[key] += 1
+
+    def settle(self, sequence: list[tuple[str, int, str]], redelivered: bool) -> list[SequenceStep]:
+        """Apply a deferred message's ``seq`` s, in order, now that the spool said whether
+        its readings were new."""
+        with self._lock:
+            steps = [self._step(self.key(p), s, redelivered) for p, s, _t in sequence]
+            for key in {self.key(p) for p, _s, _t in sequence}:
+                self._waiting[key] -= 1
+                if self._waiting[key] <= 0:
+                    del self._waiting[key]
+            return steps
+
+    def unwait(self) -> None:
+        """Forget deferred messages not settled: called once the spool writer is idle, so
+        those were never committed (the broker delivers them again)."""
+        with self._lock:
+            self._waiting.clear()
+
+    def forget(self, publishers: set[str]) -> None:
+        """Drop what is held in memory of ``publishers``: read again from the spool."""
+        with self._lock:
+            for publisher in publishers:
+                self._last.pop(self.key(publisher), None)
 
 
 class MqttSource:
@@ -315,7 +398,7 @@ class MqttSource:
             self._broker_dropped(message.payload)
             return
         try:
-            delivery = self._delivery(message.topic, bytes(message.payload))
+            delivery = self._delivery(message.topic, bytes(message.payload), dup=bool(message.dup))
         except _SPOOL_FAILURES:  # saved source state could not be read: the broker redelivers
             self.counts["spool_errors"] += 1
             log.exception("could not spool message on %s; not acknowledged", message.topic)
@@ -338,13 +421,15 @@ class MqttSource:
             if generation == self._generation:
                 self.client.ack(mid, qos)
 
-    def _delivery(self, topic: str, payload: bytes) -> Delivery:
+    def _delivery(self, topic: str, payload: bytes, *, dup: bool = False) -> Delivery:
         """The message's readings and dead letters, for the spool writer; raises only if the
-        spool fails (reading saved sequence state)."""
+        spool fails (reading saved sequence state). ``dup``: the broker says it sent the
+        message before (MQTT DUP flag)."""
         now = datetime.now(UTC)
         state: dict[str, str] = {}
+        deferred: list[tuple[str, int, str]] = []
         try:
-            readings, problems, state = self._decode(topic, payload, now)
+            readings, problems, state, deferred = self._decode(topic, payload, now, dup)
         except DecodeError as exc:
             readings, problems = [], [Problem(exc.reason, exc.detail, exc.tag)]
         except _SPOOL_FAILURES:
@@ -359,6 +444,8 @@ class MqttSource:
         def done(new: int) -> None:
             self.counts["received"] += len(readings)
             self.counts["duplicates"] += len(readings) - new
+            if deferred:  # committed (or kept as unspoolable): now the seq verdict
+                self._settle(topic, payload, now, deferred, redelivered=new == 0)
 
         def unspoolable(exc: Exception) -> DeadLetter:
             # Something in the values the spool cannot store.
@@ -384,9 +471,12 @@ class MqttSource:
         return {"tag": self.topic_tags.get(topic, topic)}
 
     def _decode(
-        self, topic: str, payload: bytes, now: datetime
-    ) -> tuple[list[Reading], list[Problem], dict[str, str]]:
+        self, topic: str, payload: bytes, now: datetime, dup: bool = False
+    ) -> tuple[list[Reading], list[Problem], dict[str, str], list[tuple[str, int, str]]]:
+        """Readings, problems and source state of a message, and (JSON) the ``seq`` s whose
+        verdict waits for the spool commit (see :meth:`_sequence`)."""
         problems: list[Problem] = []
+        deferred: list[tuple[str, int, str]] = []
         if topic.startswith("spBv1.0/"):
             outcome = self.sparkplug.handle_message(topic, payload, now, save=False)
             if outcome.rebirth:
@@ -409,19 +499,78 @@ class MqttSource:
                 server_ts=now,
             )
             readings = message.readings
-            self.sequences.take_changes()  # a message refused before this point saved nothing
-            for publisher, seq, tag in message.sequence:
-                lost = self.sequences.observe(publisher, seq)
-                if lost:
-                    problems.append(
-                        Problem(
-                            "sequence_gap",
-                            f"publisher {publisher}: {lost} reading(s) before seq {seq} lost",
-                            tag,
-                        )
-                    )
-            state = self.sequences.take_changes()
-        return readings, problems, state
+            problems, state, deferred = self._sequence(message.sequence, dup)
+        return readings, problems, state, deferred
+
+    def _sequence(
+        self, sequence: list[tuple[str, int, str]], dup: bool
+    ) -> tuple[list[Problem], dict[str, str], list[tuple[str, int, str]]]:
+        """The gaps and the last ``seq`` s to save of a JSON message, decided now when
+        every ``seq`` moves its publisher forward (the hot path: no spool look-up). A ``seq``
+        at or below its publisher's last (a redelivery or a restart) or a message the broker
+        sent before (``dup``: spooled already, or not) waits for its spool commit instead,
+        which says whether its readings were new: returned as deferred, settled by
+        :meth:`_settle`."""
+        if not sequence:
+            return [], {}, []
+        if not dup and self.sequences.waiting(sequence):
+            # Its verdict depends on the waiting ones': let the writer settle them first.
+            if self.writer is not None:
+                self.writer.flush()
+            self.sequences.unwait()
+        if dup or not self.sequences.forward(sequence):
+            self.sequences.defer(sequence)
+            return [], {}, sequence
+        steps = [self.sequences.step(publisher, seq) for publisher, seq, _tag in sequence]
+        problems, state = self._outcome(sequence, steps, redelivered=False)
+        return problems, state, []
+
+    def _outcome(
+        self, sequence: list[tuple[str, int, str]], steps: list[SequenceStep], redelivered: bool
+    ) -> tuple[list[Problem], dict[str, str]]:
+        """The ``sequence_gap`` problems and the state to save of a message's steps; a
+        restart is counted (``publisher_restarts``) and logged."""
+        problems: list[Problem] = []
+        state: dict[str, str] = {}
+        for (publisher, seq, tag), step in zip(sequence, steps, strict=True):
+            if step.restarted:
+                self.counts["publisher_restarts"] += 1
+                log.warning(
+                    "publisher %s restarted its seq count: %d after %s", publisher, seq, step.last
+                )
+            if step.lost:
+                why = (
+                    f" (restarted its count: seq {seq} after {step.last})" if step.restarted else ""
+                )
+                detail = f"publisher {publisher}: {step.lost} reading(s) before seq {seq} lost{why}"
+                problems.append(Problem("sequence_gap", detail, tag))
+            if not redelivered:
+                state[PublisherSequences.key(publisher)] = str(seq)
+        return problems, state
+
+    def _settle(
+        self,
+        topic: str,
+        payload: bytes,
+        now: datetime,
+        sequence: list[tuple[str, int, str]],
+        redelivered: bool,
+    ) -> None:
+        """Settle a deferred message once committed (on the writer thread, before its
+        acknowledgement): its gaps and last ``seq`` s go into the spool at once."""
+        steps = self.sequences.settle(sequence, redelivered)
+        problems, state = self._outcome(sequence, steps, redelivered)
+        if not problems and not state:
+            return
+        letters = [self._reject(topic, payload, now, problem) for problem in problems]
+        try:
+            self.spool.put_many([([], letters, state)])
+        except _SPOOL_FAILURES:
+            # The spool's last seq stays the old one: forget ours, so the publisher's next
+            # message is judged against what the spool holds (and reported again).
+            self.counts["spool_errors"] += 1
+            log.exception("could not save the seq verdict of a message on %s", topic)
+            self.sequences.forget({publisher for publisher, _seq, _tag in sequence})
 
     def _broker_dropped(self, payload: bytes) -> None:
         try:

@@ -294,6 +294,9 @@ def test_tags_a_row_cannot_hold_are_refused(tag: str) -> None:
         )
 
 
+SEQS = [(1, False), (2, False), (2, True), (3, False), (7, False), (8, False), (2, False)]
+
+
 def test_json_publisher_sequence_gaps(spool) -> None:  # type: ignore[no-untyped-def]
     message = decode_json_message(
         json.dumps(
@@ -308,10 +311,18 @@ def test_json_publisher_sequence_gaps(spool) -> None:  # type: ignore[no-untyped
     )
     assert message.sequence == [("plant/T", 5, "T"), ("PLC-7", 6, "T")]
     sequences = PublisherSequences(spool)
-    assert [sequences.observe("P", s) for s in (1, 2, 2, 3, 7, 8)] == [0, 0, 0, 0, 3, 0]
-    sequences.save()
-    assert PublisherSequences(spool).observe("P", 10) == 1  # remembered across a restart
-    assert sequences.observe("P", 0) == 0  # the publisher restarted its count
+    steps = [sequences.step("P", s, redelivered=r) for s, r in SEQS]
+    assert [(x.lost, x.restarted) for x in steps] == [
+        (0, False),  # 1: the first seen starts the count
+        (0, False),
+        (0, False),  # 2 again, spooled before: a redelivery
+        (0, False),
+        (3, False),  # 4, 5, 6 lost
+        (0, False),
+        (2, True),  # back to 2 with new readings: a restart, 0 and 1 lost
+    ]
+    spool.set_state(PublisherSequences.key("P"), "8")
+    assert PublisherSequences(spool).step("P", 10).lost == 1  # remembered across a restart
     with pytest.raises(DecodeError):
         decode_json_message(reading("T", seq="7"), now())
 
