@@ -1,0 +1,249 @@
+"""JSON publisher sequence numbers: gaps, redeliveries and publisher restarts.
+
+A ``seq`` at or below the publisher's last is a redelivery (the spool already
+holds the message's readings) or a restart (new readings): the rule against a
+model of a publisher and a lossy, redelivering broker, and end to end through
+the real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+from waiting import DEADLINE, wait_until
+
+from gxpmes.connectors.forwarder import Forwarder
+from gxpmes.connectors.mqtt import FIRST_SEQ, MqttSource, PublisherSequences, SequenceStep
+from gxpmes.connectors.rejects import rejects_by_reason
+from gxpmes.connectors.spool import Spool
+
+BATCH = "B-OT-1"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One message as the connector gets it, and what the publisher model knows of it."""
+
+    seq: int
+    redelivered: bool  # a copy of a message delivered before (the spool holds its readings)
+    dup: bool  # the broker sent it before (MQTT DUP flag)
+    lost_before: int  # readings of the same count, sent since the last delivered, never delivered
+    restart: bool  # the first message delivered after the publisher restarted its count
+
+
+def stream(epochs: list[list[bool]], start: int, copies: list[tuple[int, int, bool]]) -> list[Sent]:
+    """Deliveries of a publisher that counts from ``start``, then restarts at FIRST_SEQ once
+    per further epoch; ``epochs[e][i]``: whether the i-th message of epoch e arrived.
+    ``copies``: (after which delivery, of which earlier one, publisher-side?) redeliveries."""
+    out: list[Sent] = []
+    for number, epoch in enumerate(epochs):
+        base = start if number == 0 else FIRST_SEQ
+        missed, first = 0, True
+        for i, arrived in enumerate(epoch):
+            if not arrived:
+                missed += 1
+                continue
+            # Readings missed before the very first delivery cannot be seen: nothing before it.
+            lost = 0 if number == 0 and first else missed
+            out.append(Sent(base + i, False, False, lost, number > 0 and first))
+            missed, first = 0, False
+    originals = list(out)
+    for after, which, publisher_side in sorted(copies, reverse=True):
+        if not originals:
+            break
+        at = min(after, len(originals) - 1)  # inserted from the end: positions up to at hold
+        original = originals[min(which, at)]
+        # A publisher's own resend follows its message at once (the broker takes it as new:
+        # no DUP); the broker's resends after a reconnect carry DUP.
+        same = publisher_side and which >= at
+        out.insert(at + 1, Sent(original.seq, True, not same, 0, False))
+    return out
+
+
+def detectable(epochs: list[list[bool]], start: int) -> bool:
+    """Every restart shows: its first seq is at or below the last seq delivered before it."""
+    last = None
+    for number, epoch in enumerate(epochs):
+        base = start if number == 0 else FIRST_SEQ
+        seqs = [base + i for i, arrived in enumerate(epoch) if arrived]
+        if not seqs:
+            return False
+        if last is not None and seqs[0] > last:
+            return False
+        last = seqs[-1]
+    return True
+
+
+def judge(sequences: PublisherSequences, sent: list[Sent]) -> list[SequenceStep]:
+    """What the MQTT source does per message: decide at once when the seq moves forward and
+    the broker never sent the message before; else wait for the spool's verdict."""
+    steps = []
+    for message in sent:
+        events = [("PLC-1", message.seq, "T")]
+        if not message.dup and sequences.forward(events):
+            assert not message.redelivered, "a copy decided as new"
+            steps.append(sequences.step("PLC-1", message.seq))
+        else:
+            sequences.defer(events)
+            steps.extend(sequences.settle(events, message.redelivered))
+    return steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    epochs=st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=5),
+    start=st.integers(0, 30),
+    copies=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60), st.booleans()), max_size=8),
+)
+def test_gaps_once_redeliveries_never_restarts_always(
+    tmp_path_factory, epochs: list[list[bool]], start: int, copies: list[tuple[int, int, bool]]
+) -> None:  # type: ignore[no-untyped-def]
+    assume(detectable(epochs, start))
+    sent = stream(epochs, start, copies)
+    spool = Spool(tmp_path_factory.mktemp("seq") / "spool.db")
+    try:
+        steps = judge(PublisherSequences(spool), sent)
+    finally:
+        spool.close()
+    for message, step in zip(sent, steps, strict=True):
+        if message.redelivered:
+            assert (step.lost, step.restarted) == (0, False)  # never counted
+        else:
+            # The restart's own loss is its seq minus the first: the readings of the new
+            # count before it, which the model says never arrived.
+            assert (step.lost, step.restarted) == (message.lost_before, message.restart)
+    # Each reading lost is counted exactly once, each restart seen once.
+    assert sum(s.lost for s in steps) == sum(m.lost_before for m in sent)
+    assert sum(s.restarted for s in steps) == len(epochs) - 1
+
+
+def test_a_verdict_waits_for_the_spool_and_holds_later_messages(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spool = Spool(tmp_path / "spool.db")
+    sequences = PublisherSequences(spool)
+    assert sequences.step("P", 50).lost == 0
+    events = [("P", 1, "T")]
+    assert not sequences.forward(events)  # 1 after 50: redelivery or restart
+    sequences.defer(events)
+    assert sequences.waiting([("P", 2, "T")]) and not sequences.forward([("P", 2, "T")])
+    assert not sequences.waiting([("Q", 2, "T")])
+    (step,) = sequences.settle(events, redelivered=False)
+    assert (step.lost, step.restarted, step.last) == (1, True, 50)
+    assert not sequences.waiting(events) and sequences.forward([("P", 2, "T")])
+    assert [sequences.step("P", s).lost for s in (2, 4)] == [0, 1]  # 3 lost
+    spool.close()
+
+
+def readings(seqs: list[int], base: datetime) -> list[bytes]:
+    return [
+        json.dumps(
+            {
+                "value": f"{60 + n / 10:.1f}",
+                "ts": (base + timedelta(seconds=n)).isoformat(),
+                "seq": s,
+            }
+        ).encode()
+        for n, s in enumerate(seqs)
+    ]
+
+
+def test_a_publisher_restarting_at_1_and_then_skipping_is_reported(  # type: ignore[no-untyped-def]
+    running, tags, spool, broker
+) -> None:
+    topic = f"plant/{uuid.uuid4().hex[:8]}/TT-101"
+    source = MqttSource(
+        spool,
+        host=broker[0],
+        port=broker[1],
+        topics=[topic],
+        client_id=f"gx-{uuid.uuid4().hex[:6]}",
+        clean_session=True,
+        topic_tags={topic: "GRAN01/TT-101"},
+    )
+    source.start()
+    assert source.connected.wait(DEADLINE)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}")
+    pub.connect(*broker)
+    pub.loop_start()
+    try:
+        before = readings(list(range(51)), datetime.now(UTC) - timedelta(hours=1))  # 0..50
+        after = readings([1, 2, 4, 5], datetime.now(UTC) - timedelta(minutes=10))  # 3 skipped
+        payloads = [*before, after[0], after[1], after[1], *after[2:]]  # seq 2 resent
+        for payload in payloads:
+            pub.publish(topic, payload, qos=1).wait_for_publish(DEADLINE)
+        wait_until(lambda: source.counts["received"] >= len(payloads), what="all messages")
+    finally:
+        source.stop()
+        pub.loop_stop()
+    assert source.counts["publisher_restarts"] == 1
+    assert source.counts["duplicates"] == 1  # the resent seq 2: no restart, no gap
+    assert source.counts["sequence_gap"] == 2
+    details = sorted(letter.detail for _id, letter in spool.rejected())
+    assert details == [
+        f"publisher {topic}: 1 reading(s) before seq 1 lost (restarted its count: seq 1 after 50)",
+        f"publisher {topic}: 1 reading(s) before seq 4 lost",
+    ]
+    assert spool.get_state(PublisherSequences.key(topic)) == "5"
+    Forwarder(spool, running.engine, tags, source=running.ot).forward_once()
+    assert len(running.engine.values(BATCH)) == 55
+    assert rejects_by_reason(running.db) == {"sequence_gap": 2}
+    quality = [
+        i.detail
+        for i in running.engine.review_by_exception(BATCH)
+        if i.kind == "exception:data_quality"
+    ]
+    assert len(quality) == 1 and "sequence_gap" in quality[0]
+
+
+@dataclass
+class Message:
+    """What paho hands ``on_message``."""
+
+    topic: str
+    payload: bytes
+    dup: bool = False
+    mid: int = 1
+    qos: int = 1
+
+
+def test_a_broker_resend_straddling_a_restart_is_no_gap_and_no_second_restart(spool) -> None:  # type: ignore[no-untyped-def]
+    topic = "plant/L1/TT-101"
+    source = MqttSource(spool, topics=[topic], topic_tags={topic: "GRAN01/TT-101"})
+    old = readings([48, 49, 50], datetime.now(UTC) - timedelta(hours=1))
+    new = readings([1, 2, 3], datetime.now(UTC) - timedelta(minutes=10))
+    for payload in [*old, new[0]]:
+        source._on_message(None, None, Message(topic, payload))
+    # A reconnect: the broker sends again what was not acknowledged, marked DUP — old
+    # counts above the new last among them; then the publisher goes on.
+    for payload in [old[1], old[2], new[0]]:
+        source._on_message(None, None, Message(topic, payload, dup=True))
+    for payload in new[1:]:
+        source._on_message(None, None, Message(topic, payload))
+    assert source.counts["publisher_restarts"] == 1
+    assert source.counts["duplicates"] == 3
+    assert [letter.detail for _id, letter in spool.rejected()] == [
+        f"publisher {topic}: 1 reading(s) before seq 1 lost (restarted its count: seq 1 after 50)"
+    ]
+    assert spool.get_state(PublisherSequences.key(topic)) == "3"
+    assert len(spool) == 6
+
+
+def test_a_resent_message_the_spool_never_got_counts_as_new(spool) -> None:  # type: ignore[no-untyped-def]
+    topic = "plant/L1/TT-102"
+    source = MqttSource(spool, topics=[topic], topic_tags={topic: "GRAN01/TT-101"})
+    sent = readings([0, 1, 2, 3], datetime.now(UTC) - timedelta(minutes=10))
+    source._on_message(None, None, Message(topic, sent[0]))
+    # 1 was received but never spooled (the connector died): the broker sends it again.
+    source._on_message(None, None, Message(topic, sent[1], dup=True))
+    source._on_message(None, None, Message(topic, sent[3], dup=True))  # 2 lost
+    assert source.counts["publisher_restarts"] == 0
+    assert [letter.detail for _id, letter in spool.rejected()] == [
+        f"publisher {topic}: 1 reading(s) before seq 3 lost"
+    ]
+    assert spool.get_state(PublisherSequences.key(topic)) == "3"
