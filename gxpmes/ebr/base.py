@@ -111,7 +111,9 @@ class CapturedValue:
     def __post_init__(self) -> None:
         # An int of any size is exact as a Decimal; other non-Decimals are refused at capture.
         value: object = self.value  # typed Decimal, but callers pass ints
-        if type(value) is int:
+        if type(value) is int or (type(value) is not Decimal and isinstance(value, Decimal)):
+            # A Decimal subclass's str() (the recorded text) could name another number
+            # than the one checked against the limits: the plain Decimal of its digits.
             object.__setattr__(self, "value", Decimal(value))
         key = self.source_key
         if type(key) is not str and isinstance(key, str):

@@ -543,3 +543,26 @@ def test_a_source_key_of_a_str_subclass_is_its_text(plant) -> None:  # type: ign
     assert len(plant.engine.capture(columns, source=OT_SOURCE)) == 1
     assert sorted(v["source_key"] for v in plant.engine.values("B-1")) == ["k-0", "k-1"]
     assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
+
+
+class _Seventy(Decimal):
+    """A Decimal subclass whose text names another number than its value."""
+
+    def __str__(self) -> str:
+        return "1"
+
+
+def test_a_decimal_subclass_is_recorded_as_the_number_checked_against_the_limits(plant) -> None:  # type: ignore[no-untyped-def]
+    """The record's text and its in_limits verdict speak of one number: a subclass whose
+    str() says 1 for 70 (limits 65-75) was recorded as value 1, in limits, no exception."""
+    plant.start_batch("B-1", phases=(HEAT,))
+    now = plant.clock() - timedelta(seconds=1)
+    value = CapturedValue("B-1", TEMPERATURE, "TT-101", _Seventy("70"), "Cel", now)
+    assert type(value.value) is Decimal and str(value.value) == "70"
+    columns = CapturedColumns(["B-1"], [TEMPERATURE], ["TT-101"], [_Seventy("70")], ["Cel"], [now])
+    plant.engine.capture([value], source=OT_SOURCE)
+    plant.engine.capture(columns, source=OT_SOURCE)
+    plant.engine.manual_entry(plant.sessions["op1"], value, reason="handheld reading")
+    recorded = plant.engine.values("B-1")
+    assert [(v["value"], v["in_limits"]) for v in recorded] == [("70", True)] * 3
+    assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
