@@ -156,21 +156,32 @@ class PublisherSequences:
         self._last[key] = seq
         return SequenceStep(seq - FIRST_SEQ, True, last)
 
-    def forward(self, sequence: list[tuple[str, int, str]]) -> bool:
-        """Whether every ``seq`` of a message moves its publisher forward (above its last,
-        or the first seen) and no earlier message of those publishers waits for its
-        verdict: then redelivered or not cannot change what the message says."""
+    def advance(
+        self, sequence: list[tuple[str, int, str]]
+    ) -> tuple[dict[str, str], list[tuple[int, int, int]]] | None:
+        """Apply a message's ``seq`` s if every one moves its publisher forward (above its
+        last, or the first seen) and no earlier message of those publishers waits for its
+        verdict — then redelivered or not cannot change what they say. Returns the last
+        ``seq`` of each publisher to save (by :meth:`key`) and the gaps as ``(position in
+        sequence, readings lost, seq)``; None, and nothing applied, otherwise."""
         with self._lock:
-            seen: dict[str, int] = {}
-            for publisher, seq, _tag in sequence:
-                key = self.key(publisher)
-                if self._waiting[key]:
-                    return False
-                last = seen[key] if key in seen else self._last_of(key)
-                if last is not None and seq <= last:
-                    return False
-                seen[key] = seq
-            return True
+            lasts: dict[str, int] = {}
+            gaps = []
+            for position, (publisher, seq, _tag) in enumerate(sequence):
+                key = f"json|{publisher}"
+                last = lasts.get(key)
+                if last is None:
+                    if self._waiting.get(key):
+                        return None
+                    last = self._last_of(key)
+                if last is not None:
+                    if seq <= last:
+                        return None
+                    if seq > last + 1:
+                        gaps.append((position, seq - last - 1, seq))
+                lasts[key] = seq
+            self._last.update(lasts)
+            return {key: str(seq) for key, seq in lasts.items()}, gaps
 
     def waiting(self, sequence: list[tuple[str, int, str]]) -> bool:
         """Whether a deferred message of one of these publishers waits for its verdict."""
@@ -518,11 +529,19 @@ class MqttSource:
             if self.writer is not None:
                 self.writer.flush()
             self.sequences.unwait()
-        if dup or not self.sequences.forward(sequence):
+        applied = None if dup else self.sequences.advance(sequence)
+        if applied is None:
             self.sequences.defer(sequence)
             return [], {}, sequence
-        steps = [self.sequences.step(publisher, seq) for publisher, seq, _tag in sequence]
-        problems, state = self._outcome(sequence, steps, redelivered=False)
+        state, gaps = applied
+        problems = [
+            Problem(
+                "sequence_gap",
+                f"publisher {sequence[at][0]}: {lost} reading(s) before seq {seq} lost",
+                sequence[at][2],
+            )
+            for at, lost, seq in gaps
+        ]
         return problems, state, []
 
     def _outcome(

@@ -87,9 +87,12 @@ def judge(sequences: PublisherSequences, sent: list[Sent]) -> list[SequenceStep]
     steps = []
     for message in sent:
         events = [("PLC-1", message.seq, "T")]
-        if not message.dup and sequences.forward(events):
+        applied = None if message.dup else sequences.advance(events)
+        if applied is not None:
             assert not message.redelivered, "a copy decided as new"
-            steps.append(sequences.step("PLC-1", message.seq))
+            state, gaps = applied
+            assert state == {PublisherSequences.key("PLC-1"): str(message.seq)}
+            steps.append(SequenceStep(sum(lost for _at, lost, _seq in gaps)))
         else:
             sequences.defer(events)
             steps.extend(sequences.settle(events, message.redelivered))
@@ -129,14 +132,18 @@ def test_a_verdict_waits_for_the_spool_and_holds_later_messages(tmp_path) -> Non
     sequences = PublisherSequences(spool)
     assert sequences.step("P", 50).lost == 0
     events = [("P", 1, "T")]
-    assert not sequences.forward(events)  # 1 after 50: redelivery or restart
+    assert sequences.advance(events) is None  # 1 after 50: redelivery or restart
     sequences.defer(events)
-    assert sequences.waiting([("P", 2, "T")]) and not sequences.forward([("P", 2, "T")])
+    assert sequences.waiting([("P", 2, "T")]) and sequences.advance([("P", 2, "T")]) is None
     assert not sequences.waiting([("Q", 2, "T")])
     (step,) = sequences.settle(events, redelivered=False)
     assert (step.lost, step.restarted, step.last) == (1, True, 50)
-    assert not sequences.waiting(events) and sequences.forward([("P", 2, "T")])
-    assert [sequences.step("P", s).lost for s in (2, 4)] == [0, 1]  # 3 lost
+    assert not sequences.waiting(events)
+    # Several seqs of a message, two publishers: applied together, gaps by position.
+    message = [("P", 2, "T"), ("Q", 7, "U"), ("P", 4, "T"), ("Q", 8, "U")]
+    assert sequences.advance(message) == ({"json|P": "4", "json|Q": "8"}, [(2, 1, 4)])
+    assert sequences.advance([("P", 5, "T"), ("Q", 8, "U")]) is None  # Q 8 again
+    assert sequences.step("P", 5).lost == 0  # nothing of the refused message was applied
     spool.close()
 
 
