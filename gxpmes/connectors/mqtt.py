@@ -115,8 +115,9 @@ class PublisherSequences:
     the new count are lost. Which of the two only the spool can say (its dedup
     keys), so such a message's verdict waits for its spool commit: the source
     :meth:`defer` s it and :meth:`settle` s it once the commit said whether its
-    readings were new. Thread-safe: messages are decoded on one thread and
-    settled on the spool writer's.
+    readings were new. A message whose every ``seq`` moves forward is applied
+    at once by :meth:`advance` (the hot path). Thread-safe: messages are
+    decoded on one thread and settled on the spool writer's.
     """
 
     def __init__(self, spool: Spool) -> None:

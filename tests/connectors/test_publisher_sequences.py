@@ -9,6 +9,7 @@ the real Mosquitto.
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -254,3 +255,31 @@ def test_a_resent_message_the_spool_never_got_counts_as_new(spool) -> None:  # t
         f"publisher {topic}: 1 reading(s) before seq 3 lost"
     ]
     assert spool.get_state(PublisherSequences.key(topic)) == "3"
+
+
+def test_a_verdict_the_spool_cannot_save_is_reported_at_the_next_message(  # type: ignore[no-untyped-def]
+    spool, monkeypatch
+) -> None:
+    topic = "plant/L1/TT-103"
+    source = MqttSource(spool, topics=[topic], topic_tags={topic: "GRAN01/TT-101"})
+    old = readings([50], datetime.now(UTC) - timedelta(hours=1))
+    new = readings([1, 2], datetime.now(UTC) - timedelta(minutes=10))
+    source._on_message(None, None, Message(topic, old[0]))
+    real = spool.put_many
+
+    def full(deliveries):  # type: ignore[no-untyped-def]
+        if not any(readings for readings, _letters, _state in deliveries):
+            raise sqlite3.OperationalError("database or disk is full")  # the verdict's write
+        return real(deliveries)
+
+    monkeypatch.setattr(spool, "put_many", full)
+    source._on_message(None, None, Message(topic, new[0]))  # the restart: spooled, not saved
+    monkeypatch.setattr(spool, "put_many", real)
+    assert source.counts["spool_errors"] == 1 and len(spool) == 2
+    assert spool.get_state(PublisherSequences.key(topic)) == "50"
+    source._on_message(None, None, Message(topic, new[1]))  # judged against the spool's 50
+    assert source.counts["publisher_restarts"] == 2
+    assert [letter.detail for _id, letter in spool.rejected()] == [
+        f"publisher {topic}: 2 reading(s) before seq 2 lost (restarted its count: seq 2 after 50)"
+    ]
+    assert spool.get_state(PublisherSequences.key(topic)) == "2"
