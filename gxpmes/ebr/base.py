@@ -89,6 +89,22 @@ def _exact_text(text: str) -> str:
 _KEY_TYPES = frozenset({str, type(None)})
 
 
+def _plain_time(moment: datetime) -> datetime:
+    """A datetime subclass's time as a plain datetime: the future check compares, and the
+    record writes, the same instant (a subclass may compare as it likes)."""
+    return datetime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        moment.tzinfo,
+        fold=moment.fold,
+    )
+
+
 @dataclass(frozen=True)
 class CapturedValue:
     """A process value from the plant floor, mapped to a batch parameter.
@@ -118,6 +134,10 @@ class CapturedValue:
         key = self.source_key
         if type(key) is not str and isinstance(key, str):
             object.__setattr__(self, "source_key", _exact_text(key))
+        for name in ("source_ts", "server_ts"):
+            moment = getattr(self, name)
+            if type(moment) is not datetime and isinstance(moment, datetime):
+                object.__setattr__(self, name, _plain_time(moment))
 
 
 _CAPTURED_FIELDS = (

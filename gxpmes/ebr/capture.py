@@ -66,6 +66,7 @@ _UTC_Z = orjson.OPT_UTC_Z
 _dumps = orjson.dumps
 _QUALITY_SET = frozenset(QUALITIES)
 _KEY_TYPES = frozenset({str, type(None)})
+_TIME_TYPES = frozenset({datetime, type(None)})
 _BATCH_ID = attrgetter("batch_id")
 _PARAMETER = attrgetter("parameter")
 _VALUE = attrgetter("value")
@@ -553,6 +554,9 @@ class ValueCapture(RecipeRecords):
             or set(map(type, qualities)) != {str}  # before set(qualities): a list is no key
             or not set(qualities) <= _QUALITY_SET
             or set(map(type, batch_ids)) | set(map(type, parameters)) != {str}
+            # a datetime subclass (it may compare as it likes): the exact path's plain time
+            or set(map(type, source_ts)) != {datetime}
+            or not set(map(type, server_ts)) <= _TIME_TYPES
             or set(map(type, tags)) | set(map(type, units)) != {str}
             or not set(map(type, keys)) <= _KEY_TYPES
             or not all(map(Decimal.is_finite, numbers))

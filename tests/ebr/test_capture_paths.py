@@ -566,3 +566,40 @@ def test_a_decimal_subclass_is_recorded_as_the_number_checked_against_the_limits
     recorded = plant.engine.values("B-1")
     assert [(v["value"], v["in_limits"]) for v in recorded] == [("70", True)] * 3
     assert verify_record(plant.db.engine, trusted_keys=plant.trusted_keys()).ok
+
+
+class _NeverLater(datetime):
+    """A datetime subclass that is never later than anything."""
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __lt__(self, other: object) -> bool:
+        return True
+
+    def __ge__(self, other: object) -> bool:
+        return False
+
+
+def test_a_datetime_subclass_is_checked_as_the_time_it_records(plant) -> None:  # type: ignore[no-untyped-def]
+    """A time five hours ahead of the clock is refused even if its class says it is never
+    later: the future check and the record read one plain datetime."""
+    from gxpmes.errors import CaptureRefused
+
+    plant.start_batch("B-1", phases=(HEAT,))
+    ahead = plant.clock() + timedelta(hours=5)
+    later = _NeverLater.fromtimestamp(ahead.timestamp(), UTC)
+    assert not later > plant.clock()
+    value = CapturedValue("B-1", TEMPERATURE, "TT-101", Decimal("70"), "Cel", later)
+    assert type(value.source_ts) is datetime and value.source_ts == ahead
+    past = plant.clock() - timedelta(seconds=1)
+    served = CapturedValue("B-1", TEMPERATURE, "TT-101", Decimal("70"), "Cel", past, later)
+    head = (["B-1"], [TEMPERATURE], ["TT-101"], [Decimal("70")], ["Cel"])
+    columns = CapturedColumns(*head, [later])  # the subclass itself, not a CapturedValue's
+    served_columns = CapturedColumns(*head, [past], [later])
+    for handed in ([value], [served], columns, served_columns):
+        with pytest.raises(CaptureRefused, match="ahead of the server clock"):
+            plant.engine.capture(handed, source=OT_SOURCE)
+    with pytest.raises(CaptureRefused, match="ahead of the server clock"):
+        plant.engine.manual_entry(plant.sessions["op1"], value, reason="handheld reading")
+    assert plant.engine.values("B-1") == []
