@@ -81,12 +81,13 @@ _ACTIVE = frozenset(s.value for s in ProceduralState) - {"Idle", "Complete", "St
 
 
 def _exact_text(text: str) -> str:
-    """``text`` as a plain str: a source key of a str subclass (numpy.str_, say) is looked
-    up, compared and recorded as the text it holds, whatever its methods say."""
+    """``text`` as a plain str: a text field of a str subclass (numpy.str_, say) is
+    checked, looked up and recorded as the text it holds, whatever its methods say."""
     return str.__str__(text)
 
 
 _KEY_TYPES = frozenset({str, type(None)})
+_TEXT_FIELDS = ("batch_id", "parameter", "tag", "unit", "quality", "source_key")
 
 
 def _plain_time(moment: datetime) -> datetime:
@@ -131,9 +132,10 @@ class CapturedValue:
             # A Decimal subclass's str() (the recorded text) could name another number
             # than the one checked against the limits: the plain Decimal of its digits.
             object.__setattr__(self, "value", Decimal(value))
-        key = self.source_key
-        if type(key) is not str and isinstance(key, str):
-            object.__setattr__(self, "source_key", _exact_text(key))
+        for name in _TEXT_FIELDS:  # a str subclass may measure and compare as it likes
+            text = getattr(self, name)
+            if type(text) is not str and isinstance(text, str):
+                object.__setattr__(self, name, _exact_text(text))
         for name in ("source_ts", "server_ts"):
             moment = getattr(self, name)
             if type(moment) is not datetime and isinstance(moment, datetime):

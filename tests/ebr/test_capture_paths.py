@@ -603,3 +603,46 @@ def test_a_datetime_subclass_is_checked_as_the_time_it_records(plant) -> None:  
     with pytest.raises(CaptureRefused, match="ahead of the server clock"):
         plant.engine.manual_entry(plant.sessions["op1"], value, reason="handheld reading")
     assert plant.engine.values("B-1") == []
+
+
+class _AlwaysGood(str):
+    """A str subclass equal to (and hashed as) "Good", whatever text it holds."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash("Good")
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("tag", _Key("t" * 300), "tag 't.*has 300 characters; at most 256"),
+        ("unit", _Key("u" * 300), "unit 'u.*has 300 characters; at most 256"),
+        ("quality", _AlwaysGood("Evil"), "quality 'Evil' is not Good, Uncertain or Bad"),
+    ],
+)
+def test_text_of_a_str_subclass_is_checked_as_the_text_it_holds(  # type: ignore[no-untyped-def]
+    plant, field: str, text: str, message: str
+) -> None:
+    """A subclass's len() and == are not the checks' answer: a 300-character tag that
+    says it has 1 was recorded past the limit, a quality "Evil" equal to Good as Good."""
+    from gxpmes.errors import CaptureRefused
+
+    plant.start_batch("B-1", phases=(HEAT,))
+    fields: dict[str, Any] = {
+        "batch_id": "B-1",
+        "parameter": TEMPERATURE,
+        "tag": "TT-101",
+        "value": Decimal("70"),
+        "unit": "Cel",
+        "source_ts": plant.clock() - timedelta(seconds=1),
+        "quality": "Good",
+    }
+    odd = {**fields, field: text}
+    columns = CapturedColumns(*([odd[name]] for name in list(fields)[:6]), quality=[odd["quality"]])
+    for handed in ([CapturedValue(**odd)], columns):
+        with pytest.raises(CaptureRefused, match=message):
+            plant.engine.capture(handed, source=OT_SOURCE)
+    assert plant.engine.values("B-1") == []
