@@ -17,6 +17,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "MqttSecurity",
     "MqttSource",
     "PublisherSequences",
+    "RebirthRequests",
     "SequenceStep",
     "source_from_config",
 ]
@@ -87,6 +89,75 @@ class MqttSecurity:
                     "allow_plain_password = true on a trusted network)"
                 )
             client.username_pw_set(self.username, self.password)
+
+
+REBIRTH_INTERVAL = 10.0
+"""Seconds between two rebirth requests to the same edge node (``rebirth_interval``)."""
+REBIRTH_HOLD_OFF = 60.0
+"""Seconds without any rebirth request after the first denied one; doubled per denial."""
+REBIRTH_HOLD_OFF_MAX = 3600.0
+"""The longest hold-off after denied rebirth requests."""
+REBIRTH_DENIED_WITHIN = 2.0
+"""A connection lost this many seconds or less after a rebirth request: taken as denied."""
+
+
+class RebirthRequests:
+    """When the connector may ask a Sparkplug edge node for its births again (thread-safe).
+
+    At most one request per edge node every ``interval`` seconds. A connection lost
+    within ``denied_within`` seconds of a request is taken as the broker denying it
+    (Mosquitto 2.0 disconnects a client whose publish its ACL denies): then no request
+    at all for ``hold_off`` seconds — each denial costs every source of the connection
+    a reconnect — doubled at each further denial up to ``max_hold_off``. A request the
+    connection outlives ends the doubling.
+    """
+
+    def __init__(
+        self,
+        interval: float = REBIRTH_INTERVAL,
+        *,
+        hold_off: float = REBIRTH_HOLD_OFF,
+        max_hold_off: float = REBIRTH_HOLD_OFF_MAX,
+        denied_within: float = REBIRTH_DENIED_WITHIN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if interval < 0:
+            raise ConfigurationError(f"rebirth_interval {interval}: use 0 or more seconds")
+        self.interval, self.hold_off, self.max_hold_off = interval, hold_off, max_hold_off
+        self.denied_within = denied_within
+        self._clock = clock
+        self._last: dict[str, float] = {}  # per edge node: when it was last asked
+        self._sent_at: float | None = None  # the last request, until the connection outlives it
+        self._denials = 0  # consecutive denied requests
+        self._hold_until = 0.0
+        self._lock = threading.Lock()
+
+    def allow(self, node: str) -> bool:
+        """Whether a request to ``node`` may go out now; if so, it is taken as sent."""
+        now = self._clock()
+        with self._lock:
+            if self._sent_at is not None and now - self._sent_at > self.denied_within:
+                self._sent_at, self._denials = None, 0  # the connection outlived the last one
+            if now < self._hold_until:
+                return False
+            last = self._last.get(node)
+            if last is not None and now - last < self.interval:
+                return False
+            self._last[node] = self._sent_at = now
+            return True
+
+    def connection_lost(self) -> float | None:
+        """Called when the connection is lost: if that was right after a request (denied),
+        the seconds no request will go out from now on; else None."""
+        now = self._clock()
+        with self._lock:
+            if self._sent_at is None or now - self._sent_at > self.denied_within:
+                return None
+            self._sent_at = None
+            self._denials += 1
+            hold: float = min(self.hold_off * 2.0 ** (self._denials - 1), self.max_hold_off)
+            self._hold_until = now + hold
+            return hold
 
 
 FIRST_SEQ = 0
@@ -256,6 +327,7 @@ class MqttSource:
         watch_broker: bool = True,
         receive_maximum: int = 1000,
         group_commit_values: int = 20_000,
+        rebirth_interval: float = REBIRTH_INTERVAL,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -272,6 +344,8 @@ class MqttSource:
         """The broker's own count of dropped messages (``$SYS``), when it publishes one."""
         self.sparkplug = SparkplugSession(spool)
         self.sequences = PublisherSequences(spool)
+        self.rebirths = RebirthRequests(rebirth_interval)
+        """When a Sparkplug rebirth request may go out (per edge node, held off after denials)."""
         self.connected = threading.Event()
         self._stopping = False
         if protocol == "5":
@@ -402,21 +476,35 @@ class MqttSource:
         with self._ack_lock:
             self._generation += 1  # messages of this connection are redelivered, not acked
         self.connected.clear()
-        if not self._stopping:
-            self.counts["disconnects"] += 1
+        if self._stopping:
+            return
+        self.counts["disconnects"] += 1
+        hold = self.rebirths.connection_lost()
+        if hold is not None:
+            self.counts["rebirth_denied"] += 1
+            log.warning(
+                "the MQTT connection was lost right after a Sparkplug rebirth request: the "
+                "broker's ACL probably denies the connector write access to spBv1.0/+/NCMD/+; "
+                "no rebirth request for %.0f s",
+                hold,
+            )
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if message.topic == BROKER_DROPPED_TOPIC:
             self._broker_dropped(message.payload)
             return
+        generation, mid, qos = self._generation, message.mid, message.qos
         try:
-            delivery = self._delivery(message.topic, bytes(message.payload), dup=bool(message.dup))
+            delivery = self._delivery(
+                message.topic,
+                bytes(message.payload),
+                dup=bool(message.dup),
+                ack=lambda: self._ack(generation, mid, qos),
+            )
         except _SPOOL_FAILURES:  # saved source state could not be read: the broker redelivers
             self.counts["spool_errors"] += 1
             log.exception("could not spool message on %s; not acknowledged", message.topic)
             return
-        generation, mid, qos = self._generation, message.mid, message.qos
-        delivery.ack = lambda: self._ack(generation, mid, qos)
         writer = self.writer
         if writer is None:  # not started through start(): spool at once
             writer = GroupCommit(self.spool, counts=self.counts)
@@ -425,23 +513,35 @@ class MqttSource:
             return
         writer.submit(delivery)
 
-    def _ack(self, generation: int, mid: int, qos: int) -> None:
+    def _ack(self, generation: int, mid: int, qos: int) -> bool:
+        """Acknowledge a message of connection ``generation``; False if that connection is
+        gone (then the ack is not sent)."""
         # After a reconnect the broker redelivers what was not acknowledged, possibly
         # reusing packet ids: an ack from an earlier connection could acknowledge
         # another message, so it is not sent (the redelivered copy is a duplicate).
         with self._ack_lock:
-            if generation == self._generation:
-                self.client.ack(mid, qos)
+            if generation != self._generation:
+                return False
+            self.client.ack(mid, qos)
+            return True
 
-    def _delivery(self, topic: str, payload: bytes, *, dup: bool = False) -> Delivery:
+    def _delivery(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        dup: bool = False,
+        ack: Callable[[], bool] | None = None,
+    ) -> Delivery:
         """The message's readings and dead letters, for the spool writer; raises only if the
         spool fails (reading saved sequence state). ``dup``: the broker says it sent the
-        message before (MQTT DUP flag)."""
+        message before (MQTT DUP flag); ``ack``: acknowledges it (True if sent)."""
         now = datetime.now(UTC)
         state: dict[str, str] = {}
         deferred: list[tuple[str, int, str]] = []
+        rebirth = False
         try:
-            readings, problems, state, deferred = self._decode(topic, payload, now, dup)
+            readings, problems, state, deferred, rebirth = self._decode(topic, payload, now, dup)
         except DecodeError as exc:
             readings, problems = [], [Problem(exc.reason, exc.detail, exc.tag)]
         except _SPOOL_FAILURES:
@@ -465,7 +565,16 @@ class MqttSource:
             detail = f"{type(exc).__name__}: {exc}"
             return self._reject(topic, payload, now, Problem("unspoolable", detail, tag))
 
-        return Delivery(readings, letters, state, done=done, unspoolable=unspoolable)
+        def acknowledge() -> None:
+            # The rebirth request only after this message's ack, on the same connection: a
+            # broker that denies the request and drops the connection (Mosquitto 2.0) then
+            # has the message acknowledged and does not deliver it again to ask again.
+            if (ack() if ack is not None else True) and rebirth:
+                self._request_rebirth(topic)
+
+        return Delivery(
+            readings, letters, state, ack=acknowledge, done=done, unspoolable=unspoolable
+        )
 
     def _reject(self, topic: str, payload: bytes, now: datetime, problem: Problem) -> DeadLetter:
         if problem.tag is None and problem.scope is None:
@@ -484,15 +593,16 @@ class MqttSource:
 
     def _decode(
         self, topic: str, payload: bytes, now: datetime, dup: bool = False
-    ) -> tuple[list[Reading], list[Problem], dict[str, str], list[tuple[str, int, str]]]:
-        """Readings, problems and source state of a message, and (JSON) the ``seq`` s whose
-        verdict waits for the spool commit (see :meth:`_sequence`)."""
+    ) -> tuple[list[Reading], list[Problem], dict[str, str], list[tuple[str, int, str]], bool]:
+        """Readings, problems and source state of a message, (JSON) the ``seq`` s whose
+        verdict waits for the spool commit (see :meth:`_sequence`) and (Sparkplug) whether
+        to ask its edge node for a rebirth once the message is acknowledged."""
         problems: list[Problem] = []
         deferred: list[tuple[str, int, str]] = []
+        rebirth = False
         if topic.startswith("spBv1.0/"):
             outcome = self.sparkplug.handle_message(topic, payload, now, save=False)
-            if outcome.rebirth:
-                self._request_rebirth(topic)
+            rebirth = outcome.rebirth
             readings, problems, state = outcome.readings, outcome.problems, outcome.state
             if not all(r.server_ts for r in readings):  # stamped when received
                 readings = [
@@ -512,7 +622,7 @@ class MqttSource:
             )
             readings = message.readings
             problems, state, deferred = self._sequence(message.sequence, dup)
-        return readings, problems, state, deferred
+        return readings, problems, state, deferred, rebirth
 
     def _sequence(
         self, sequence: list[tuple[str, int, str]], dup: bool
@@ -606,8 +716,13 @@ class MqttSource:
         self.broker_dropped = dropped
 
     def _request_rebirth(self, topic: str) -> None:
+        """Ask the edge node of ``topic`` for its births (NCMD), unless :attr:`rebirths`
+        holds the request off (counted as ``rebirths_held_off``)."""
         parts = topic.split("/")
         group, node = parts[1], parts[3]
+        if not self.rebirths.allow(f"{group}/{node}"):
+            self.counts["rebirths_held_off"] += 1
+            return
         self.counts["rebirth_requests"] += 1
         self.client.publish(
             f"spBv1.0/{group}/NCMD/{node}", rebirth_request(int(time.time() * 1000)), qos=0
@@ -668,6 +783,7 @@ def source_from_config(
         watch_broker=bool(mqtt_config.get("watch_broker", True)),
         receive_maximum=int(mqtt_config.get("receive_maximum", 1000)),
         group_commit_values=group_commit_values,
+        rebirth_interval=float(mqtt_config.get("rebirth_interval", REBIRTH_INTERVAL)),
     )
 
 

@@ -228,6 +228,8 @@ class Connector:
             sampling_revised=counts["sampling_revised"],
             broker_count_missing=self._broker_count_missing(),
             not_numeric=counts["not_numeric"],
+            rebirths_denied=counts["rebirth_denied"],
+            rebirths_held_off=counts["rebirths_held_off"],
         )
 
     def _broker_count_missing(self) -> float:
@@ -341,6 +343,12 @@ class Status:
     not_numeric: int = 0
     """Values of unmapped tags that are not numbers (Sparkplug Booleans, Strings, nulls:
     states, alarms, names), counted and not recorded; a mapped one is ``wrong_type``."""
+    rebirths_denied: int = 0
+    """Sparkplug rebirth requests right after which the broker dropped the connection: its
+    ACL denies the connector write access to NCMD (Mosquitto 2.0 disconnects)."""
+    rebirths_held_off: int = 0
+    """Sparkplug rebirth requests not sent: the same edge node was asked moments before, or
+    requests are held off after a denied one."""
 
     def warnings(self) -> list[str]:
         """Signs that values may have been lost before they reached the connector, and
@@ -369,6 +377,13 @@ class Status:
             out.append(
                 f"the broker lost this connector's session {self.sessions_lost} time(s): "
                 "values queued for it are gone (broker persistence, session expiry)"
+            )
+        if self.rebirths_denied:
+            out.append(
+                f"{self.rebirths_denied} Sparkplug rebirth request(s) denied: the broker "
+                "dropped the connection right after each, and edge nodes are not asked for "
+                f"their births ({self.rebirths_held_off} request(s) held off); grant the "
+                "connector write access to spBv1.0/+/NCMD/+ in the broker's acl_file"
             )
         if self.queue_revised:
             out.append(

@@ -206,13 +206,19 @@ def listen(client: mqtt.Client, topic: str) -> list[bytes]:
     return received
 
 
-def acl_connector(site: Site, running, folder: Path) -> Connector:  # type: ignore[no-untyped-def]
-    """``gxpmes connect`` as a site runs it: user gxpmes over TLS, Sparkplug of PLANT1."""
+def acl_connector(site: Site, running, folder: Path, parameter: str = "x") -> Connector:  # type: ignore[no-untyped-def]
+    """``gxpmes connect`` as a site runs it: user gxpmes over TLS, Sparkplug of PLANT1; the
+    edge node's TT-101 feeds the batch's ``parameter`` of the HEAT phase."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mqtt-password").write_text(USERS["gxpmes"] + "\n", encoding="utf-8")
     config = {
         "tags": [
-            {"tag": "PLANT1/EDGE01/TT-101", "batch": BATCH, "parameter": f"{HEAT}/x", "unit": "Cel"}
+            {
+                "tag": "PLANT1/EDGE01/TT-101",
+                "batch": BATCH,
+                "parameter": f"{HEAT}/{parameter}",
+                "unit": "Cel",
+            }
         ],
         "mqtt": {
             "host": "localhost",
@@ -298,3 +304,77 @@ def test_without_the_grant_the_count_is_missing_and_the_status_says_so(running, 
             connector.close()
         observer.loop_stop()
         site.broker.stop()
+
+
+def without_the_ncmd_grant(acl: str) -> str:
+    """The example ACL without the connector's write access to rebirth requests (NCMD)."""
+    line = "topic write spBv1.0/+/NCMD/+"
+    assert line in acl.splitlines()
+    return "\n".join(x for x in acl.splitlines() if x != line) + "\n"
+
+
+def edge_publish(edge: mqtt.Client, kind: str, seq: int, metric: Metric, ms: int) -> None:
+    """A message of edge node PLANT1/EDGE01, taken by the broker (PUBACK) on return."""
+    payload = encode_payload(Payload(timestamp=ms, seq=seq, metrics=[metric]))
+    edge.publish(f"spBv1.0/PLANT1/{kind}/EDGE01", payload, qos=1).wait_for_publish(DEADLINE)
+
+
+def rebirth_warnings(connector: Connector) -> list[str]:
+    return [w for w in connector.status().warnings() if "rebirth request" in w]
+
+
+def test_a_denied_rebirth_request_does_not_stop_delivery(running, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Mosquitto 2.0 disconnects a client whose publish its ACL denies. The rebirth request
+    goes out only after the message that asked for it is acknowledged, so that message is
+    not delivered again to ask again; the connector holds further requests off, records the
+    edge node's data and says in its status line that the ACL denies the requests."""
+    acl = without_the_ncmd_grant(EXAMPLE_ACL.read_text(encoding="utf-8"))
+    site = Site(tmp_path / "acl", acl=acl)
+    edge = site.publisher("edge01")
+    connector = acl_connector(site, running, tmp_path / "connector", parameter="temperature")
+    try:
+        source = connector.sources[0]
+        wait_until(source.connected.is_set, what="the connector connects")
+        data_before_birth(edge)  # asks for a rebirth: the broker cuts the connector off
+        wait_until(lambda: source.counts["disconnects"] >= 1, what="the denied request")
+        wait_until(source.connected.is_set, what="the connector connects again")
+        # The edge node births on its own (a restart) and goes on: these must be recorded.
+        ms = int(time.time() * 1000)
+        birth = Metric(name="TT-101", alias=1, timestamp=ms, datatype=DOUBLE, value=70.0)
+        edge_publish(edge, "NBIRTH", 0, birth, ms)
+        for seq in range(1, 6):
+            data = Metric(alias=1, timestamp=ms + seq, datatype=DOUBLE, value=70.0 + seq / 4)
+            edge_publish(edge, "NDATA", seq, data, ms + seq)
+        wait_until(lambda: connector.counts()["recorded"] >= 6, what="the edge node's values")
+        # More data (an unknown alias asks for a rebirth again) still flows, without a loop.
+        stray = Metric(alias=9, timestamp=ms + 6, datatype=DOUBLE, value=1.0)
+        edge_publish(edge, "NDATA", 6, stray, ms + 6)
+        edge_publish(
+            edge, "NDATA", 7, Metric(alias=1, timestamp=ms + 7, datatype=DOUBLE, value=72.0), ms + 7
+        )
+        wait_until(lambda: connector.counts()["recorded"] >= 7, what="the value after the stray")
+        # A redelivery loop reconnects about once a second: none within the next seconds.
+        with pytest.raises(AssertionError):
+            wait_until(lambda: source.counts["disconnects"] > 1, timeout=4, what="a loop")
+        assert source.connected.is_set() and source.counts["disconnects"] == 1
+        assert source.counts["rebirth_requests"] == 1 and source.counts["rebirth_denied"] == 1
+        assert source.counts["rebirths_held_off"] >= 1  # the stray's request was not sent
+        [warning] = rebirth_warnings(connector)
+        assert "1 Sparkplug rebirth request(s) denied" in warning and "spBv1.0/+/NCMD/+" in warning
+        line, _ = connector.status_line(0, 1.0)
+        assert f"WARNING: {warning}" in line
+    finally:
+        connector.stop()
+        connector.close()
+        edge.loop_stop()
+        site.broker.stop()
+    values = running.engine.values(BATCH)
+    assert [v["value"] for v in values] == [
+        "70.0",
+        "70.25",
+        "70.5",
+        "70.75",
+        "71.0",
+        "71.25",
+        "72.0",
+    ]
