@@ -222,6 +222,7 @@ class Connector:
             rejects=dict(sorted(rejects.items())),
             errors={k: counts[k] for k in ERROR_COUNTS if counts[k]},
             sequence_gaps=counts["sequence_gap"],
+            publisher_restarts=counts["publisher_restarts"],
             broker_dropped=max(dropped, default=0),
             sessions_lost=counts["session_lost"],
             queue_revised=counts["queue_revised"],
@@ -343,6 +344,8 @@ class Status:
     not_numeric: int = 0
     """Values of unmapped tags that are not numbers (Sparkplug Booleans, Strings, nulls:
     states, alarms, names), counted and not recorded; a mapped one is ``wrong_type``."""
+    publisher_restarts: int = 0
+    """JSON publishers that started their ``seq`` count again (a restart or a reset)."""
     rebirths_denied: int = 0
     """Sparkplug rebirth requests right after which the broker dropped the connection: its
     ACL denies the connector write access to NCMD (Mosquitto 2.0 disconnects)."""
@@ -356,6 +359,12 @@ class Status:
         out = []
         if self.sequence_gaps:
             out.append(f"{self.sequence_gaps} sequence gap(s): values lost before the connector")
+        if self.publisher_restarts:
+            out.append(
+                f"{self.publisher_restarts} JSON publisher seq restart(s): a publisher counted "
+                "again from the start, and readings it sent before that never arrived cannot "
+                "be counted (see the log)"
+            )
         if self.rejects.get("queue_overflow"):
             out.append(
                 f"{self.rejects['queue_overflow']} OPC UA queue overflow(s): values discarded "

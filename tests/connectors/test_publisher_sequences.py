@@ -13,6 +13,7 @@ import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from hypothesis import assume, given, settings
@@ -23,6 +24,7 @@ from waiting import DEADLINE, wait_until
 from gxpmes.connectors.forwarder import Forwarder
 from gxpmes.connectors.mqtt import FIRST_SEQ, MqttSource, PublisherSequences, SequenceStep
 from gxpmes.connectors.rejects import rejects_by_reason
+from gxpmes.connectors.runner import Connector, Status
 from gxpmes.connectors.spool import Spool
 
 BATCH = "B-OT-1"
@@ -283,3 +285,42 @@ def test_a_verdict_the_spool_cannot_save_is_reported_at_the_next_message(  # typ
         f"publisher {topic}: 2 reading(s) before seq 2 lost (restarted its count: seq 2 after 50)"
     ]
     assert spool.get_state(PublisherSequences.key(topic)) == "2"
+
+
+def test_the_status_line_warns_of_publisher_restarts() -> None:
+    quiet = Status(10, 0, 0.0, 10, 0, {}, {}, 0, 0, 0)
+    assert quiet.warnings() == []
+    restarted = Status(10, 0, 0.0, 10, 0, {}, {}, 0, 0, 0, publisher_restarts=2)
+    [warning] = restarted.warnings()
+    assert warning.startswith("2 JSON publisher seq restart(s): a publisher counted again")
+    assert f"; WARNING: {warning}" in restarted.line(1.0)
+
+
+def test_gxpmes_connect_reports_a_publisher_restart(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    topic = "plant/L1/TT-101"
+    config = {
+        "tags": [
+            {
+                "tag": "GRAN01/TT-101",
+                "topic": topic,
+                "batch": BATCH,
+                "parameter": "GRAN/UP-GRAN/OP-WET/PH-HEAT/temperature",
+                "unit": "Cel",
+            }
+        ],
+        "mqtt": {"topics": [topic], "own_process": False},
+    }
+    connector = Connector(config, running.engine, tmp_path)
+    try:
+        source = connector._mqtt_source(config["mqtt"])  # not connected: messages handed in
+        connector.sources.append(source)
+        old = readings([7, 8], datetime.now(UTC) - timedelta(hours=1))
+        new = readings([0], datetime.now(UTC) - timedelta(minutes=10))
+        for payload in [*old, *new]:
+            source._on_message(None, None, Message(topic, payload))
+        status = connector.status()
+        assert status.publisher_restarts == 1 and status.sequence_gaps == 0  # restart at 0
+        line, _ = connector.status_line(0, 1.0)
+        assert "WARNING: 1 JSON publisher seq restart(s)" in line
+    finally:
+        connector.close()
