@@ -22,10 +22,12 @@ from typing import Protocol
 from gxpmes.connectors.model import (
     MAX_VALUE_CHARS,
     DecodeError,
+    NotNumeric,
     Problem,
     Reading,
     check_reading,
     check_tag,
+    safe_text,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "SparkplugSession",
     "decode_payload",
     "encode_payload",
+    "not_numeric",
     "rebirth_request",
 ]
 
@@ -42,6 +45,33 @@ __all__ = [
 INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64 = 1, 2, 3, 4, 5, 6, 7, 8
 FLOAT, DOUBLE, BOOLEAN, STRING, DATETIME, TEXT = 9, 10, 11, 12, 13, 14
 _SIGNED = {INT8: 8, INT16: 16, INT32: 32, INT64: 64}
+_NUMERIC = frozenset(
+    {INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT, DOUBLE, DATETIME}
+)
+_TYPE_NAMES = (  # by datatype number
+    "Unknown",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Float",
+    "Double",
+    "Boolean",
+    "String",
+    "DateTime",
+    "Text",
+    "UUID",
+    "DataSet",
+    "Bytes",
+    "File",
+    "Template",
+    "PropertySet",
+    "PropertySetList",
+)
 
 
 @dataclass
@@ -400,8 +430,6 @@ class SparkplugSession:
                 continue
             if metric.name is not None and metric.name.startswith(("Node Control/", "Properties/")):
                 continue
-            if metric.is_null or metric.value is None or isinstance(metric.value, bool | str):
-                continue  # not a process value
             try:
                 outcome.readings.append(self._reading(name, prefix, metric, payload, now))
             except DecodeError as exc:
@@ -418,14 +446,7 @@ class SparkplugSession:
         millis = metric.timestamp if metric.timestamp is not None else payload.timestamp
         if millis is None:
             raise DecodeError("malformed", f"metric {name} has no timestamp", tag)
-        value = metric.value
-        if isinstance(value, float) and not math.isfinite(value):
-            raise DecodeError("non_finite", f"metric {name} is {value}", tag)
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)  # type: ignore[arg-type]
-        if len(str(number)) > MAX_VALUE_CHARS:
-            raise DecodeError(
-                "too_long", f"metric {name} has more than {MAX_VALUE_CHARS} characters", tag
-            )
+        number = not_numeric(metric) or _number(name, metric.value, tag)
         # The time first (13 digits until 2286, so text order is time order): the
         # record's key index takes each call's keys near its end, not one page per
         # metric (docs/connectors.md, "Source keys").
@@ -435,3 +456,49 @@ class SparkplugSession:
             key = f"spb|{millis}|sha256|{digest}"
         reading = Reading(tag, number, millis_time(millis, tag), dedup_key=key)
         return check_reading(reading, now)
+
+
+def _number(name: str, value: int | float | bool | str | None, tag: str) -> Decimal:
+    """The exact Decimal of a numeric metric value (called after :func:`not_numeric`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DecodeError("non_finite", f"metric {name} is {value}", tag)
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)  # type: ignore[arg-type]
+    if len(str(number)) > MAX_VALUE_CHARS:
+        raise DecodeError(
+            "too_long", f"metric {name} has more than {MAX_VALUE_CHARS} characters", tag
+        )
+    return number
+
+
+def _type_name(datatype: int) -> str:
+    return _TYPE_NAMES[datatype] if 0 <= datatype < len(_TYPE_NAMES) else f"datatype {datatype}"
+
+
+def not_numeric(metric: Metric) -> NotNumeric | None:
+    """What a metric that is not a number is (a Boolean, String, null, a type this decoder
+    does not read...), or None for a number.
+
+    Such metrics are spooled as :class:`NotNumeric` — never as a number: ``True`` is
+    not 1, and a String ``"70.1"`` is text because Sparkplug's datatype says so — and
+    the forwarder, which knows the tag map, refuses one of a mapped tag (``wrong_type``)
+    and only counts the others (states, alarms, names of a plant-wide namespace).
+    """
+    value, datatype = metric.value, metric.datatype
+    if metric.is_null:
+        return NotNumeric("null")
+    if datatype and datatype not in _NUMERIC:  # the datatype says what it is (0: unknown)
+        return NotNumeric(_type_name(datatype), _text(value))
+    if value is None:
+        return NotNumeric(f"{_type_name(datatype)} without a value" if datatype else "no value")
+    if isinstance(value, bool):
+        return NotNumeric("Boolean", _text(value))
+    if isinstance(value, str):
+        return NotNumeric("String", _text(value))
+    return None
+
+
+def _text(value: int | float | bool | str | None) -> str:
+    """A metric value as the dead letter quotes it (bounded)."""
+    if value is None:
+        return ""
+    return safe_text(repr(value[:40] if isinstance(value, str) else value), 60)
