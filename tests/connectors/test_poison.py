@@ -148,11 +148,12 @@ def json_payloads() -> st.SearchStrategy[bytes]:
     )
 
 
+recent_ms = st.builds(Line.ms)  # times that pass the checks: the values reach the forwarder
 metrics = st.builds(
     Metric,
-    name=st.none() | st.text(max_size=20) | st.just("TT-102"),
+    name=st.none() | st.text(max_size=20) | st.sampled_from(["TT-102", "Running"]),
     alias=st.none() | st.integers(0, 2**64 - 1),
-    timestamp=st.none() | st.integers(0, 2**64 - 1),
+    timestamp=st.none() | st.integers(0, 2**64 - 1) | recent_ms,
     datatype=st.none() | st.integers(0, 20),
     is_null=st.booleans(),
     value=st.none()
@@ -174,7 +175,7 @@ def sparkplug_payloads() -> st.SearchStrategy[bytes]:
         st.binary(max_size=600),
         st.builds(
             Payload,
-            timestamp=st.none() | st.integers(0, 2**64 - 1),
+            timestamp=st.none() | st.integers(0, 2**64 - 1) | recent_ms,
             seq=st.none() | st.integers(0, 2**64 - 1),
             metrics=st.lists(metrics, max_size=4),
         ).map(encode),
@@ -212,7 +213,18 @@ def test_no_payload_stops_delivery(running, tags, spool, broker) -> None:  # typ
     missing = [v for v in line.expected if v not in recorded]
     assert not missing, f"good values not recorded: {missing[:5]}"
     assert sum(rejects_by_reason(running.db).values()) >= 1
+    forwarder.forward_once()  # records the dead letters the forwarder made
     assert len(spool) == 0 and spool.rejected() == []
+    # Every reading spooled (values, and Booleans, Strings, nulls of Sparkplug metrics)
+    # ended as a recorded value, a dead letter (wrong_type for a non-number of the
+    # mapped tag) or a counted skip (a non-number of an unmapped tag): none vanished.
+    spooled = line.source.counts["received"] - line.source.counts["duplicates"]
+    ended = {k: forwarder.counts[k] for k in (*_FORWARDER_OUTCOMES, "not_numeric")}
+    assert sum(ended.values()) == spooled, (spooled, ended)
+
+
+_FORWARDER_OUTCOMES = ("recorded", "unknown_tag", "wrong_type", "unrecordable", "capture_refused")
+"""What the forwarder makes of each spooled reading: recorded, or a dead letter."""
 
 
 def test_five_thousand_digit_integers_do_not_block_json_or_sparkplug(
