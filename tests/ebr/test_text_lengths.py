@@ -182,11 +182,11 @@ def test_a_calibration_date_must_be_an_aware_datetime(plant: Plant) -> None:
     sup = plant.sessions["sup1"]
     naive = (plant.clock() + timedelta(days=30)).replace(tzinfo=None)
     for due in (naive, "2027-01-01T00:00:00+00:00"):
-        with pytest.raises(BatchError, match="calibration due .* not a timezone-aware datetime"):
+        with pytest.raises(BatchError, match=r"calibration due .* not a timezone-aware datetime"):
             plant.engine.register_equipment(
                 sup, "GRAN-02", level="Unit", equipment_class="Granulator", calibration_due=due
             )
-        with pytest.raises(BatchError, match="calibration due .* not a timezone-aware datetime"):
+        with pytest.raises(BatchError, match=r"calibration due .* not a timezone-aware datetime"):
             plant.engine.record_maintenance(sup, "GRAN-01", "calibrated", calibration_due=due)
     assert _count(plant, EquipmentRow) == 3
     assert [e["event"] for e in plant.engine.equipment_log("GRAN-01")] == ["registered", "cleaning"]
