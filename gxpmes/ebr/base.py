@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, overload
@@ -142,17 +142,8 @@ class CapturedValue:
                 object.__setattr__(self, name, _plain_time(moment))
 
 
-_CAPTURED_FIELDS = (
-    "batch_id",
-    "parameter",
-    "tag",
-    "value",
-    "unit",
-    "source_ts",
-    "server_ts",
-    "quality",
-    "source_key",
-)
+_CAPTURED_FIELDS = tuple(f.name for f in fields(CapturedValue))
+"""CapturedValue's fields, in order: the columns of :class:`CapturedColumns`."""
 
 
 def _column(name: str, given: Iterable[Any]) -> tuple[Any, ...]:
