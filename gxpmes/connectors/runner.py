@@ -78,6 +78,19 @@ class Connector:
     def __init__(self, config: dict[str, Any], engine: BatchEngine, base: Path) -> None:
         self.config = config
         self.base = base
+        client_id = config.get("client_id") or config.get("mqtt", {}).get(
+            "client_id", "gxpmes-connector"
+        )
+        self.name = str(config.get("name", client_id))
+        """The connector's identity in status lines and in the rejects table."""
+        # Refused here, not per value: a client id capture refuses would make every
+        # value a dead letter, a name the rejects table cannot hold would be cut.
+        for what, text, limit in (("name", self.name, 128), ("client_id", str(client_id), 256)):
+            if not text.strip() or len(text) > limit or not text.isprintable():
+                raise ConfigurationError(
+                    f"connector {what} {text[:40]!r} is blank, not printable or longer "
+                    f"than {limit} characters ({len(text)})"
+                )
         self.spool = Spool(
             base / config.get("spool", "connector-spool.db"),
             seen_retention=float(config.get("seen_retention", SEEN_RETENTION)),
@@ -85,11 +98,6 @@ class Connector:
         self.tags = TagMap(
             {t["tag"]: TagBinding(t["batch"], t["parameter"], t["unit"]) for t in config["tags"]}
         )
-        client_id = config.get("client_id") or config.get("mqtt", {}).get(
-            "client_id", "gxpmes-connector"
-        )
-        self.name = str(config.get("name", client_id))
-        """The connector's identity in status lines and in the rejects table."""
         self.forwarder = Forwarder(
             self.spool,
             engine,

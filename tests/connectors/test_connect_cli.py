@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import DEADLINE, wait_until
 
@@ -394,3 +395,33 @@ def test_opcua_security_settings_from_the_configuration(running, tmp_path: Path)
             connector._opcua_source(config["opcua"])
     finally:
         connector.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "text", "message"),
+    [
+        ("name", "n" * 129, "connector name 'nnn.* longer than 128 characters \\(129\\)"),
+        ("name", "  ", "connector name '  ' is blank"),
+        ("client_id", "c" * 257, "connector client_id 'ccc.* longer than 256 characters \\(257\\)"),
+        ("client_id", "plc\n01", "connector client_id 'plc\\\\n01' is blank, not printable"),
+    ],
+)
+def test_a_connector_identity_the_record_cannot_hold_is_refused_at_start(  # type: ignore[no-untyped-def]
+    running, tmp_path: Path, setting: str, text: str, message: str
+) -> None:
+    """Refused before the spool is opened: a client id capture refuses would make every
+    value a dead letter, a name longer than the rejects table holds would be cut."""
+    from gxpmes.connectors.runner import Connector
+    from gxpmes.errors import ConfigurationError
+
+    config = {
+        "spool": "spool.db",
+        "tags": [{"tag": "T", "batch": BATCH, "parameter": f"{HEAT}/temperature", "unit": "Cel"}],
+        "name": "line-1",  # else the name is the client id
+        setting: text,
+    }
+    with pytest.raises(ConfigurationError, match=message):
+        Connector(config, running.engine, tmp_path)
+    assert not (tmp_path / "spool.db").exists()
+    config[setting] = text.strip()[:128].replace("\n", "") or "ok"
+    Connector(config, running.engine, tmp_path).close()
