@@ -128,6 +128,9 @@ class RebirthRequests:
         self._clock = clock
         self._last: dict[str, float] = {}  # per edge node: when it was last asked
         self._sent_at: float | None = None  # the last request, until the connection outlives it
+        # The first request since the last denial or outlived one: requests less than
+        # denied_within apart must not hide that the connection outlived the first.
+        self._since: float | None = None
         self._denials = 0  # consecutive denied requests
         self._hold_until = 0.0
         self._lock = threading.Lock()
@@ -136,24 +139,32 @@ class RebirthRequests:
         """Whether a request to ``node`` may go out now; if so, it is taken as sent."""
         now = self._clock()
         with self._lock:
-            if self._sent_at is not None and now - self._sent_at > self.denied_within:
-                self._sent_at, self._denials = None, 0  # the connection outlived the last one
+            self._outlived(now)
             if now < self._hold_until:
                 return False
             last = self._last.get(node)
             if last is not None and now - last < self.interval:
                 return False
             self._last[node] = self._sent_at = now
+            if self._since is None:
+                self._since = now
             return True
+
+    def _outlived(self, now: float) -> None:
+        # The connection is still up more than denied_within after a request: the broker
+        # allowed it, so the doubling of hold-offs ends.
+        if self._since is not None and now - self._since > self.denied_within:
+            self._since, self._denials = None, 0
 
     def connection_lost(self) -> float | None:
         """Called when the connection is lost: if that was right after a request (denied),
         the seconds no request will go out from now on; else None."""
         now = self._clock()
         with self._lock:
+            self._outlived(now)
             if self._sent_at is None or now - self._sent_at > self.denied_within:
                 return None
-            self._sent_at = None
+            self._sent_at = self._since = None
             self._denials += 1
             hold: float = min(self.hold_off * 2.0 ** (self._denials - 1), self.max_hold_off)
             self._hold_until = now + hold

@@ -83,6 +83,29 @@ def test_a_connection_lost_right_after_a_request_holds_every_request_off() -> No
     assert requests.connection_lost() == 60.0
 
 
+def test_requests_less_than_the_denial_window_apart_still_end_the_doubling() -> None:
+    # Many edge nodes asked one after another, each request within 2 s of the one
+    # before: the connection outlived the first ones, so the broker allows requests,
+    # and a loss after them is one hold-off, not a doubled one (a flood of requests
+    # must not turn every network drop into an hour without rebirths).
+    clock = Clock()
+    requests = RebirthRequests(10.0, hold_off=60.0, max_hold_off=3600.0, clock=clock)
+    assert requests.allow("PLANT1/EDGE01")
+    clock.now += 0.5
+    assert requests.connection_lost() == 60.0
+    clock.now += 61.0
+    for n in range(20):
+        assert requests.allow(f"PLANT1/EDGE{n:02}")
+        clock.now += 1.0
+    clock.now -= 0.5  # half a second after the last request
+    assert requests.connection_lost() == 60.0
+    # A broker that denies every request cuts the connection at the first: still doubled.
+    clock.now += 60.0
+    assert requests.allow("PLANT1/EDGE01")
+    clock.now += 0.1
+    assert requests.connection_lost() == 120.0
+
+
 def test_a_negative_interval_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="rebirth_interval -1"):
         RebirthRequests(-1.0)
