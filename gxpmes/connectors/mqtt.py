@@ -172,6 +172,48 @@ class RebirthRequests:
 
 
 FIRST_SEQ = 0
+_SCOPE = "\x1f"  # between publisher and topic in a count name scoped to one topic
+_COUNT_NAMES_CACHED = 10_000  # (publisher, topic) decisions held; cleared when more
+
+
+def check_topic_filter(topic_filter: object) -> str:
+    """``topic_filter`` if it is a valid MQTT topic filter (``+`` a whole level, ``#``
+    the whole last level), else ConfigurationError."""
+    if not isinstance(topic_filter, str) or not topic_filter or "\x00" in topic_filter:
+        raise ConfigurationError(f"topic filter {topic_filter!r}: use non-empty text")
+    levels = topic_filter.split("/")
+    for at, level in enumerate(levels):
+        if ("+" in level and level != "+") or ("#" in level and level != "#"):
+            raise ConfigurationError(
+                f"topic filter {topic_filter!r}: + and # must be a whole level"
+            )
+        if level == "#" and at != len(levels) - 1:
+            raise ConfigurationError(f"topic filter {topic_filter!r}: # must be the last level")
+    return topic_filter
+
+
+def check_publishers(publishers: object) -> dict[str, list[str]]:
+    """``[mqtt] publishers`` checked: JSON publisher name -> the topic filters on which its
+    ``"publisher"`` field counts under that name; ConfigurationError naming what is wrong."""
+    if not isinstance(publishers, dict):
+        raise ConfigurationError("[mqtt] publishers: use a table of name = [topic filters]")
+    checked: dict[str, list[str]] = {}
+    for name, filters in publishers.items():
+        if not isinstance(name, str) or not name or safe_text(name, 256) != name:
+            raise ConfigurationError(
+                f"[mqtt] publishers: name {name!r}: use printable text of 1..256 characters"
+            )
+        if not isinstance(filters, list) or not filters:
+            raise ConfigurationError(
+                f"[mqtt] publishers: {name!r}: use a non-empty list of topic filters"
+            )
+        try:
+            checked[name] = [check_topic_filter(f) for f in filters]
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"[mqtt] publishers: {name!r}: {exc}") from None
+    return checked
+
+
 """The ``seq`` a JSON publisher's count starts at (and starts again at after a restart)."""
 
 
@@ -210,8 +252,22 @@ class PublisherSequences:
 
     @staticmethod
     def key(publisher: str) -> str:
-        """The spool state key of ``publisher``'s last ``seq``."""
+        """The spool state key of ``publisher``'s last ``seq`` (a name or a :meth:`scoped`
+        one)."""
         return f"json|{publisher}"
+
+    @staticmethod
+    def scoped(publisher: str, topic: str) -> str:
+        """The count name of ``publisher`` on ``topic`` alone (a name not bound to the topic
+        by ``[mqtt] publishers``). Decoded names and topics are printable text
+        (:func:`safe_text`), so the separator, a control character, never collides."""
+        return f"{publisher}{_SCOPE}{safe_text(topic, 256)}"
+
+    @staticmethod
+    def describe(name: str) -> str:
+        """A count name as text for a dead letter or the log."""
+        publisher, _sep, topic = name.partition(_SCOPE)
+        return f"{publisher} on topic {topic}" if topic else publisher
 
     def _last_of(self, key: str) -> int | None:
         last = self._last.get(key)
@@ -251,7 +307,7 @@ class PublisherSequences:
             lasts: dict[str, int] = {}
             gaps = []
             for position, (publisher, seq, _tag) in enumerate(sequence):
-                key = f"json|{publisher}"
+                key = self.key(publisher)
                 last = lasts.get(key)
                 if last is None:
                     if self._waiting.get(key):
@@ -309,7 +365,9 @@ class MqttSource:
 
     ``topic_tags`` maps JSON topics to tags (default: the topic is the tag);
     unless ``payload_tags`` is true a reading's own ``tag`` field may not
-    differ from it.
+    differ from it. ``publishers`` binds JSON ``"publisher"`` names to the topic
+    filters on which they count under that name; elsewhere a name counts for
+    its topic alone (see :meth:`_count_name`).
 
     Messages are spooled by group commit (:class:`GroupCommit`): everything that
     arrived while the previous spool transaction was being made durable goes
@@ -339,6 +397,7 @@ class MqttSource:
         receive_maximum: int = 1000,
         group_commit_values: int = 20_000,
         rebirth_interval: float = REBIRTH_INTERVAL,
+        publishers: dict[str, list[str]] | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -355,6 +414,9 @@ class MqttSource:
         """The broker's own count of dropped messages (``$SYS``), when it publishes one."""
         self.sparkplug = SparkplugSession(spool)
         self.sequences = PublisherSequences(spool)
+        self.publishers = check_publishers(publishers or {})
+        """JSON ``"publisher"`` names and the topic filters each may count on across topics."""
+        self._counts_of: dict[tuple[str, str], str] = {}  # (publisher, topic) -> count name
         self.rebirths = RebirthRequests(rebirth_interval)
         """When a Sparkplug rebirth request may go out (per edge node, held off after denials)."""
         self.connected = threading.Event()
@@ -632,8 +694,47 @@ class MqttSource:
                 server_ts=now,
             )
             readings = message.readings
-            problems, state, deferred = self._sequence(message.sequence, dup)
+            sequence = message.sequence
+            if sequence:
+                sequence = [(self._count_name(p, topic), s, t) for p, s, t in sequence]
+            problems, state, deferred = self._sequence(sequence, dup)
         return readings, problems, state, deferred, rebirth
+
+    def _count_name(self, publisher: str, topic: str) -> str:
+        """Whose count a ``seq`` of ``publisher`` on ``topic`` moves. A name bound to the
+        topic by :attr:`publishers` (one count across its topics); the topic's own (no
+        ``"publisher"`` field); otherwise the name's count on this topic alone — a
+        payload field must not move the count of a publisher on another topic (the
+        broker's ACL governs topics, not fields). Cached per (publisher, topic)."""
+        name = self._counts_of.get((publisher, topic))
+        if name is None:
+            name = self._bind(publisher, topic)
+        elif name != publisher:
+            self.counts["publisher_unbound"] += 1
+        return name
+
+    def _bind(self, publisher: str, topic: str) -> str:
+        from paho.mqtt.client import topic_matches_sub
+
+        filters = self.publishers.get(publisher)
+        if filters is not None:
+            bound = any(topic_matches_sub(f, topic) for f in filters)
+        else:  # the topic's own count (the decoder's default name)
+            bound = publisher == safe_text(topic, 256)
+        name = publisher
+        if not bound:
+            name = PublisherSequences.scoped(publisher, topic)
+            self.counts["publisher_unbound"] += 1
+            log.warning(
+                "JSON publisher %s on topic %s is not bound to it by [mqtt] publishers: "
+                "its seq is counted for this topic alone",
+                publisher,
+                safe_text(topic),
+            )
+        if len(self._counts_of) >= _COUNT_NAMES_CACHED:  # many invented names: start over
+            self._counts_of.clear()
+        self._counts_of[(publisher, topic)] = name
+        return name
 
     def _sequence(
         self, sequence: list[tuple[str, int, str]], dup: bool
@@ -659,7 +760,8 @@ class MqttSource:
         problems = [
             Problem(
                 "sequence_gap",
-                f"publisher {sequence[at][0]}: {lost} reading(s) before seq {seq} lost",
+                f"publisher {PublisherSequences.describe(sequence[at][0])}: {lost} reading(s) "
+                f"before seq {seq} lost",
                 sequence[at][2],
             )
             for at, lost, seq in gaps
@@ -674,16 +776,17 @@ class MqttSource:
         problems: list[Problem] = []
         state: dict[str, str] = {}
         for (publisher, seq, tag), step in zip(sequence, steps, strict=True):
+            who = PublisherSequences.describe(publisher)
             if step.restarted:
                 self.counts["publisher_restarts"] += 1
                 log.warning(
-                    "publisher %s restarted its seq count: %d after %s", publisher, seq, step.last
+                    "publisher %s restarted its seq count: %d after %s", who, seq, step.last
                 )
             if step.lost:
                 why = (
                     f" (restarted its count: seq {seq} after {step.last})" if step.restarted else ""
                 )
-                detail = f"publisher {publisher}: {step.lost} reading(s) before seq {seq} lost{why}"
+                detail = f"publisher {who}: {step.lost} reading(s) before seq {seq} lost{why}"
                 problems.append(Problem("sequence_gap", detail, tag))
             if not redelivered:
                 state[PublisherSequences.key(publisher)] = str(seq)
@@ -795,6 +898,7 @@ def source_from_config(
         receive_maximum=int(mqtt_config.get("receive_maximum", 1000)),
         group_commit_values=group_commit_values,
         rebirth_interval=float(mqtt_config.get("rebirth_interval", REBIRTH_INTERVAL)),
+        publishers=check_publishers(mqtt_config.get("publishers", {})),
     )
 
 

@@ -16,16 +16,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import DEADLINE, wait_until
 
 from gxpmes.connectors.forwarder import Forwarder
-from gxpmes.connectors.mqtt import FIRST_SEQ, MqttSource, PublisherSequences, SequenceStep
+from gxpmes.connectors.mqtt import (
+    FIRST_SEQ,
+    MqttSource,
+    PublisherSequences,
+    SequenceStep,
+    source_from_config,
+)
 from gxpmes.connectors.rejects import rejects_by_reason
 from gxpmes.connectors.runner import Connector, Status
 from gxpmes.connectors.spool import Spool
+from gxpmes.errors import ConfigurationError
 
 BATCH = "B-OT-1"
 
@@ -324,3 +332,110 @@ def test_gxpmes_connect_reports_a_publisher_restart(running, tmp_path: Path) -> 
         assert "WARNING: 1 JSON publisher seq restart(s)" in line
     finally:
         connector.close()
+
+
+def named(publisher: str, seqs: list[int], base: datetime) -> list[bytes]:
+    """Readings with a ``"publisher"`` field (``readings`` with the name set)."""
+    return [
+        json.dumps({**json.loads(payload), "publisher": publisher}).encode()
+        for payload in readings(seqs, base)
+    ]
+
+
+def test_a_publisher_field_on_another_topic_cannot_hide_a_loss(spool) -> None:  # type: ignore[no-untyped-def]
+    a, b = "plant/L1/TT-201", "plant/L1/TT-202"
+    source = MqttSource(spool, topics=["plant/L1/+"], topic_tags={a: "A", b: "B"})
+    base = datetime.now(UTC) - timedelta(minutes=10)
+    for payload in readings([0, 1, 2, 3, 4], base):
+        source._on_message(None, None, Message(a, payload))
+    # Whoever may write B claims A's name and sends the seqs A lost at the broker.
+    for payload in named(a, [5, 6, 7, 8, 9], base + timedelta(seconds=30)):
+        source._on_message(None, None, Message(b, payload))
+    (payload,) = readings([10], base + timedelta(minutes=1))
+    source._on_message(None, None, Message(a, payload))
+    assert [letter.detail for _id, letter in spool.rejected()] == [
+        f"publisher {a}: 5 reading(s) before seq 10 lost"
+    ]
+    assert spool.get_state(PublisherSequences.key(a)) == "10"  # B never moved A's count
+    assert spool.get_state(PublisherSequences.key(PublisherSequences.scoped(a, b))) == "9"
+    assert source.counts["publisher_unbound"] == 5
+    assert len(spool) == 11  # the claimed readings are recorded as before
+
+
+def test_a_configured_publisher_is_counted_across_its_topics(spool) -> None:  # type: ignore[no-untyped-def]
+    one, two, other = "plant/L1/TT-301", "plant/L2/TT-301", "plant/L3/TT-301"
+    source = MqttSource(
+        spool, topics=["plant/#"], publishers={"PLC-1": ["plant/L1/#", "plant/L2/TT-301"]}
+    )
+    base = datetime.now(UTC) - timedelta(minutes=10)
+    sent = named("PLC-1", [0, 1, 2, 4, 5], base)
+    for topic, payload in zip([one, two, one, two, one], sent, strict=True):
+        source._on_message(None, None, Message(topic, payload))
+    # On a topic outside its filters the name counts for that topic alone.
+    (outside,) = named("PLC-1", [1], base + timedelta(minutes=1))
+    source._on_message(None, None, Message(other, outside))
+    assert [letter.detail for _id, letter in spool.rejected()] == [
+        "publisher PLC-1: 1 reading(s) before seq 4 lost"
+    ]
+    assert spool.get_state("json|PLC-1") == "5"  # the key saved before this change
+    assert spool.get_state(PublisherSequences.key(PublisherSequences.scoped("PLC-1", other))) == "1"
+    assert source.counts["publisher_unbound"] == 1 and source.counts["publisher_restarts"] == 0
+
+
+def test_a_saved_count_of_a_configured_publisher_goes_on(spool) -> None:  # type: ignore[no-untyped-def]
+    spool.set_state("json|PLC-1", "7")
+    source = MqttSource(spool, topics=["plant/#"], publishers={"PLC-1": ["plant/#"]})
+    (payload,) = named("PLC-1", [9], datetime.now(UTC) - timedelta(minutes=1))
+    source._on_message(None, None, Message("plant/L1/TT-1", payload))
+    assert [letter.detail for _id, letter in spool.rejected()] == [
+        "publisher PLC-1: 1 reading(s) before seq 9 lost"
+    ]
+
+
+def test_an_unconfigured_name_on_two_topics_has_two_counts(spool, caplog) -> None:  # type: ignore[no-untyped-def]
+    a, b = "plant/L1/TT-401", "plant/L1/TT-402"
+    source = MqttSource(spool, topics=["plant/L1/+"])
+    base = datetime.now(UTC) - timedelta(minutes=10)
+    sent_a = named("PLC-9", [0, 1, 2, 3], base)
+    sent_b = named("PLC-9", [100, 101, 102, 103], base + timedelta(minutes=1))
+    for payload_a, payload_b in zip(sent_a, sent_b, strict=True):
+        source._on_message(None, None, Message(a, payload_a))
+        source._on_message(None, None, Message(b, payload_b))
+    # One count would have seen restarts and gaps at every message.
+    assert spool.rejected() == [] and source.counts["publisher_restarts"] == 0
+    assert spool.get_state(PublisherSequences.key(PublisherSequences.scoped("PLC-9", a))) == "3"
+    assert spool.get_state(PublisherSequences.key(PublisherSequences.scoped("PLC-9", b))) == "103"
+    assert spool.get_state(PublisherSequences.key("PLC-9")) is None
+    assert source.counts["publisher_unbound"] == 8
+    warned = [r.getMessage() for r in caplog.records if "not bound" in r.getMessage()]
+    assert len(warned) == 2 and a in warned[0] and b in warned[1]  # once per (name, topic)
+    (gap,) = named("PLC-9", [6], base + timedelta(minutes=2))
+    source._on_message(None, None, Message(a, gap))
+    assert [letter.detail for _id, letter in spool.rejected()] == [
+        f"publisher PLC-9 on topic {a}: 2 reading(s) before seq 6 lost"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("publishers", "message"),
+    [
+        (["plant/#"], "table of name"),
+        ({"PLC-1": "plant/#"}, "non-empty list"),
+        ({"PLC-1": []}, "non-empty list"),
+        ({"": ["plant/#"]}, "name ''"),
+        ({"PLC\x1f1": ["plant/#"]}, "printable text"),
+        ({"PLC-1": ["plant/#/pv"]}, "'plant/#/pv': # must be the last level"),
+        ({"PLC-1": ["plant/L+/pv"]}, r"'plant/L\+/pv': \+ and # must be a whole level"),
+        ({"PLC-1": [""]}, "topic filter '': use non-empty text"),
+        ({"PLC-1": [3]}, "topic filter 3"),
+    ],
+)
+def test_publishers_configuration_is_checked(spool, publishers, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigurationError, match=message):
+        source_from_config(spool, {"topics": ["plant/#"], "publishers": publishers}, {}, Path("."))
+
+
+def test_publishers_configuration_is_read(spool) -> None:  # type: ignore[no-untyped-def]
+    config = {"topics": ["plant/#"], "publishers": {"PLC-1": ["plant/L1/+", "plant/L2/#"]}}
+    source = source_from_config(spool, config, {}, Path("."))
+    assert source.publishers == {"PLC-1": ["plant/L1/+", "plant/L2/#"]}
