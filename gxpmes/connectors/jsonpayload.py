@@ -1,8 +1,10 @@
 """Plain JSON payloads: ``{"tag": "...", "value": 70.1, "ts": "2026-...Z", "quality": "Good"}``.
 
 A reading may also carry ``"seq"`` (an integer the publisher increments by one
-per reading) and ``"publisher"`` (who counts; default: the MQTT topic): the
-connector then reports readings lost on the way as data-quality exceptions.
+per reading) and ``"publisher"`` (whose count it is, on the topics ``[mqtt]
+publishers`` binds that name to; any other name counts for its topic alone;
+default: the MQTT topic): the connector then reports readings lost on the way
+as data-quality exceptions.
 """
 
 from __future__ import annotations

@@ -231,6 +231,7 @@ class Connector:
             errors={k: counts[k] for k in ERROR_COUNTS if counts[k]},
             sequence_gaps=counts["sequence_gap"],
             publisher_restarts=counts["publisher_restarts"],
+            publisher_unbound=counts["publisher_unbound"],
             broker_dropped=max(dropped, default=0),
             sessions_lost=counts["session_lost"],
             queue_revised=counts["queue_revised"],
@@ -354,6 +355,9 @@ class Status:
     states, alarms, names), counted and not recorded; a mapped one is ``wrong_type``."""
     publisher_restarts: int = 0
     """JSON publishers that started their ``seq`` count again (a restart or a reset)."""
+    publisher_unbound: int = 0
+    """JSON readings whose ``"publisher"`` is not bound to their topic by ``[mqtt]
+    publishers``: counted for their topic alone, not under that name."""
     rebirths_denied: int = 0
     """Sparkplug rebirth requests right after which the broker dropped the connection: its
     ACL denies the connector write access to NCMD (Mosquitto 2.0 disconnects)."""
@@ -372,6 +376,12 @@ class Status:
                 f"{self.publisher_restarts} JSON publisher seq restart(s): a publisher counted "
                 "again from the start, and readings it sent before that never arrived cannot "
                 "be counted (see the log)"
+            )
+        if self.publisher_unbound:
+            out.append(
+                f"{self.publisher_unbound} JSON reading(s) name a publisher that [mqtt] "
+                "publishers does not bind to their topic: their seq is counted for the topic "
+                "alone (see the log)"
             )
         if self.rejects.get("queue_overflow"):
             out.append(

@@ -304,6 +304,13 @@ def test_the_status_line_warns_of_publisher_restarts() -> None:
     assert f"; WARNING: {warning}" in restarted.line(1.0)
 
 
+def test_the_status_line_warns_of_unbound_publisher_names() -> None:
+    unbound = Status(10, 0, 0.0, 10, 0, {}, {}, 0, 0, 0, publisher_unbound=3)
+    [warning] = unbound.warnings()
+    assert warning.startswith("3 JSON reading(s) name a publisher that [mqtt] publishers")
+    assert f"; WARNING: {warning}" in unbound.line(1.0)
+
+
 def test_gxpmes_connect_reports_a_publisher_restart(running, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     topic = "plant/L1/TT-101"
     config = {
@@ -330,6 +337,12 @@ def test_gxpmes_connect_reports_a_publisher_restart(running, tmp_path: Path) -> 
         assert status.publisher_restarts == 1 and status.sequence_gaps == 0  # restart at 0
         line, _ = connector.status_line(0, 1.0)
         assert "WARNING: 1 JSON publisher seq restart(s)" in line
+        # A name [mqtt] publishers does not bind to this topic: counted, and warned of.
+        for payload in named("PLC-X", [0, 1], datetime.now(UTC) - timedelta(minutes=5)):
+            source._on_message(None, None, Message(topic, payload))
+        assert connector.status().publisher_unbound == 2
+        line, _ = connector.status_line(0, 1.0)
+        assert "WARNING: 2 JSON reading(s) name a publisher" in line
     finally:
         connector.close()
 
