@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, overload
 
 from sqlalchemy import Connection, select
@@ -144,6 +145,7 @@ class CapturedValue:
 
 _CAPTURED_FIELDS = tuple(f.name for f in fields(CapturedValue))
 """CapturedValue's fields, in order: the columns of :class:`CapturedColumns`."""
+_ALL_FIELDS = attrgetter(*_CAPTURED_FIELDS)
 
 
 def _column(name: str, given: Iterable[Any]) -> tuple[Any, ...]:
@@ -227,37 +229,13 @@ class CapturedColumns(Sequence[CapturedValue]):
     @classmethod
     def of(cls, values: Iterable[CapturedValue]) -> CapturedColumns:
         """The columns of ``values``."""
-        rows = [
-            (
-                v.batch_id,
-                v.parameter,
-                v.tag,
-                v.value,
-                v.unit,
-                v.source_ts,
-                v.server_ts,
-                v.quality,
-                v.source_key,
-            )
-            for v in values
-        ]
-        if not rows:
-            return cls([], [], [], [], [], [])
-        return cls(*map(list, zip(*rows, strict=True)))
+        every = list(values)
+        return cls(*([getattr(v, name) for v in every] for name in _CAPTURED_FIELDS))
 
     def columns(self) -> tuple[tuple[Any, ...], ...]:
         """The nine columns (tuples), in :class:`CapturedValue`'s field order."""
-        return (
-            self.batch_id,
-            self.parameter,
-            self.tag,
-            self.value,
-            self.unit,
-            self.source_ts,
-            self.server_ts,
-            self.quality,
-            self.source_key,
-        )
+        columns: tuple[tuple[Any, ...], ...] = _ALL_FIELDS(self)
+        return columns
 
     def __len__(self) -> int:
         return len(self.batch_id)

@@ -18,6 +18,8 @@ from audit.db import fetch_one
 from audit.entry import MAX_BLOCK_LEAVES, Actor, AuditEvent
 from gxpmes.ebr.base import (
     _ACTIVE,
+    _CAPTURED_FIELDS,
+    _KEY_TYPES,
     CAPTURE_PERMISSION,
     IN_EXECUTION,
     QUALITIES,
@@ -65,17 +67,9 @@ BLOCK_OBJECT = "value_block"
 _UTC_Z = orjson.OPT_UTC_Z
 _dumps = orjson.dumps
 _QUALITY_SET = frozenset(QUALITIES)
-_KEY_TYPES = frozenset({str, type(None)})
 _TIME_TYPES = frozenset({datetime, type(None)})
-_BATCH_ID = attrgetter("batch_id")
-_PARAMETER = attrgetter("parameter")
-_VALUE = attrgetter("value")
-_QUALITY = attrgetter("quality")
-_TAG = attrgetter("tag")
-_UNIT = attrgetter("unit")
-_SOURCE_KEY = attrgetter("source_key")
-_SOURCE_TS = attrgetter("source_ts")
-_SERVER_TS = attrgetter("server_ts")
+_FIELD_GETTERS = tuple(map(attrgetter, _CAPTURED_FIELDS))
+"""One getter per CapturedValue field, in the order of CapturedColumns' columns."""
 _TZINFO = attrgetter("tzinfo")
 _TEXT_CHARS = 256  # a tag or unit (ebr_value.tag holds 256)
 _KEY_CHARS = 512  # a source key (ebr_value_key.source_key holds 512)
@@ -466,15 +460,15 @@ class ValueCapture(RecipeRecords):
             if refusal is not None:
                 problems.append(f"{value.tag} → {value.batch_id}/{value.parameter}: {refusal}")
                 continue
+            # Each time's text once: None (naive, not a datetime) or "" (out of range).
+            stamps = [_utc_text(value.source_ts)]
+            if value.server_ts is not None:
+                stamps.append(_utc_text(value.server_ts))
             if value.quality not in QUALITIES:
                 refusal = f"quality {value.quality!r} is not Good, Uncertain or Bad"
-            elif _utc_text(value.source_ts) is None or (
-                value.server_ts is not None and _utc_text(value.server_ts) is None
-            ):
+            elif None in stamps:
                 refusal = _time_refusal(value)
-            elif not _utc_text(value.source_ts) or (
-                value.server_ts is not None and not _utc_text(value.server_ts)
-            ):
+            elif "" in stamps:
                 refusal = "timestamp out of range: its UTC time is before year 1"
             elif self._ahead_of(value.source_ts, value.server_ts, latest):
                 ahead = max(value.source_ts, value.server_ts or value.source_ts)
@@ -524,20 +518,7 @@ class ValueCapture(RecipeRecords):
         if type(values) is CapturedColumns:  # held as columns: read as they are
             held = values.columns()
         else:
-            held = tuple(
-                list(map(field, values))
-                for field in (
-                    _BATCH_ID,
-                    _PARAMETER,
-                    _TAG,
-                    _VALUE,
-                    _UNIT,
-                    _SOURCE_TS,
-                    _SERVER_TS,
-                    _QUALITY,
-                    _SOURCE_KEY,
-                )
-            )
+            held = tuple(list(map(field, values)) for field in _FIELD_GETTERS)
         (
             batch_ids,
             parameters,
