@@ -431,8 +431,7 @@ class Forwarder:
             "unknown_tag", f"tag {reading.tag!r} is not mapped to a batch parameter", reading.tag
         )
         log.warning("dropped %s: %s", reading.tag, problem.detail)
-        raw = safe_text(repr(reading), MAX_KEPT).encode("utf-8")
-        return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
+        return _spool_letter(problem, reading)
 
     def _not_numeric(
         self, item: Item, bindings: Callable[[str], TagBinding | None]
@@ -452,8 +451,7 @@ class Forwarder:
             "wrong_type", f"value of {reading.tag!r} is not a number: {what}", reading.tag
         )
         log.warning("refused %s: %s", reading.tag, problem.detail)
-        raw = safe_text(repr(reading), MAX_KEPT).encode("utf-8")
-        return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
+        return _spool_letter(problem, reading)
 
     def _one_by_one(self, values: Sequence[CapturedValue]) -> int:
         # One refused value refuses a whole capture call: retry singly so the
@@ -483,13 +481,10 @@ class Forwarder:
 
     def _unrecordable(self, exc: BaseException, item: Any) -> DeadLetter:
         tag = item[0] if isinstance(item, list) and item else None
-        problem = self._problem(exc, tag)
-        raw = safe_text(repr(item), MAX_KEPT).encode("utf-8")
-        return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
+        return _spool_letter(self._problem(exc, tag), item)
 
     def _dead_letter(self, problem: Problem, item: Any) -> None:
-        raw = safe_text(repr(item), MAX_KEPT).encode("utf-8")
-        self.spool.reject(DeadLetter.of(problem, "spool", raw, datetime.now(UTC)))
+        self.spool.reject(_spool_letter(problem, item))
 
     def run(self, interval: float = 0.2, max_backoff: float = 30.0) -> None:
         """Forward until :meth:`stop`; back off exponentially while the database is down."""
@@ -541,6 +536,13 @@ _AUDITED_ON_THE_BATCH = frozenset({"capture_refused"})
 """Dead-letter reasons that raise no data-quality exception: the engine already wrote the
 refusal into the batch's audit trail (values arriving while a phase is not active would
 otherwise be an exception each forwarding pass)."""
+
+
+def _spool_letter(problem: Problem, what: object) -> DeadLetter:
+    """The dead letter of ``problem`` for ``what`` the spool held (a reading, an item, a
+    value): its repr, bounded, as the payload kept."""
+    raw = safe_text(repr(what), MAX_KEPT).encode("utf-8")
+    return DeadLetter.of(problem, "spool", raw, datetime.now(UTC))
 
 
 def _is_not_numeric(item: object) -> bool:
