@@ -172,8 +172,17 @@ class RebirthRequests:
 
 
 FIRST_SEQ = 0
+"""The ``seq`` a JSON publisher's count starts at (and starts again at after a restart)."""
 _SCOPE = "\x1f"  # between publisher and topic in a count name scoped to one topic
 _COUNT_NAMES_CACHED = 10_000  # (publisher, topic) decisions held; cleared when more
+
+
+def _gap(publisher: str, lost: int, seq: int, tag: str, why: str = "") -> Problem:
+    """The ``sequence_gap`` problem of ``lost`` readings before ``seq`` of a count name."""
+    who = PublisherSequences.describe(publisher)
+    return Problem(
+        "sequence_gap", f"publisher {who}: {lost} reading(s) before seq {seq} lost{why}", tag
+    )
 
 
 def check_topic_filter(topic_filter: object) -> str:
@@ -212,9 +221,6 @@ def check_publishers(publishers: object) -> dict[str, list[str]]:
         except ConfigurationError as exc:
             raise ConfigurationError(f"[mqtt] publishers: {name!r}: {exc}") from None
     return checked
-
-
-"""The ``seq`` a JSON publisher's count starts at (and starts again at after a restart)."""
 
 
 @dataclass(frozen=True)
@@ -414,7 +420,7 @@ class MqttSource:
         """The broker's own count of dropped messages (``$SYS``), when it publishes one."""
         self.sparkplug = SparkplugSession(spool)
         self.sequences = PublisherSequences(spool)
-        self.publishers = check_publishers(publishers or {})
+        self.publishers = check_publishers({} if publishers is None else publishers)
         """JSON ``"publisher"`` names and the topic filters each may count on across topics."""
         self._counts_of: dict[tuple[str, str], str] = {}  # (publisher, topic) -> count name
         self.rebirths = RebirthRequests(rebirth_interval)
@@ -757,15 +763,7 @@ class MqttSource:
             self.sequences.defer(sequence)
             return [], {}, sequence
         state, gaps = applied
-        problems = [
-            Problem(
-                "sequence_gap",
-                f"publisher {PublisherSequences.describe(sequence[at][0])}: {lost} reading(s) "
-                f"before seq {seq} lost",
-                sequence[at][2],
-            )
-            for at, lost, seq in gaps
-        ]
+        problems = [_gap(sequence[at][0], lost, seq, sequence[at][2]) for at, lost, seq in gaps]
         return problems, state, []
 
     def _outcome(
@@ -786,8 +784,7 @@ class MqttSource:
                 why = (
                     f" (restarted its count: seq {seq} after {step.last})" if step.restarted else ""
                 )
-                detail = f"publisher {who}: {step.lost} reading(s) before seq {seq} lost{why}"
-                problems.append(Problem("sequence_gap", detail, tag))
+                problems.append(_gap(publisher, step.lost, seq, tag, why))
             if not redelivered:
                 state[PublisherSequences.key(publisher)] = str(seq)
         return problems, state
@@ -898,7 +895,7 @@ def source_from_config(
         receive_maximum=int(mqtt_config.get("receive_maximum", 1000)),
         group_commit_values=group_commit_values,
         rebirth_interval=float(mqtt_config.get("rebirth_interval", REBIRTH_INTERVAL)),
-        publishers=check_publishers(mqtt_config.get("publishers", {})),
+        publishers=mqtt_config.get("publishers"),
     )
 
 
