@@ -28,7 +28,7 @@ from audit.entry import Actor, AuditEvent
 from gxpmes.ebr.schema import LotRow, RecipeRow
 from gxpmes.errors import BatchError
 from gxpmes.identity.schema import AppBase
-from gxpmes.lengths import check_lengths
+from gxpmes.lengths import check_length, check_lengths
 from gxpmes.records import writer as projection
 
 __all__ = [
@@ -256,7 +256,7 @@ def define_material(
     """Add or change a material definition; returns added, changed or unchanged."""
     if not material_id.strip():
         raise BatchError("a material definition needs an id")
-    check_lengths(BatchError, [("material id", material_id, MaterialDefinitionRow.material_id)])
+    check_length(BatchError, "material id", material_id, MaterialDefinitionRow.material_id)
     columns = {
         "material_id": material_id,
         "description": description,
